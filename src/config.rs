@@ -519,10 +519,10 @@ impl RawConfig {
                     issued_at: raw.issued_at,
                 },
             };
-            if let Some(provider) = provider {
-                if let Err(e) = provider.check_token(&spec) {
-                    issues.push(format!("tokens[{i}]"), e, line_of(&raw.name));
-                }
+            if let Some(provider) = provider
+                && let Err(e) = provider.check_token(&spec)
+            {
+                issues.push(format!("tokens[{i}]"), e, line_of(&raw.name));
             }
             tokens.push(spec);
         }

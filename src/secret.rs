@@ -188,10 +188,10 @@ async fn run_exec(exec: &ExecSource) -> Result<Vec<u8>, SecretError> {
         // tell, so nothing from the child reaches our logs.
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    if let Some(path) = std::env::var_os("PATH") {
-        if !exec.env.contains_key("PATH") {
-            cmd.env("PATH", path);
-        }
+    if let Some(path) = std::env::var_os("PATH")
+        && !exec.env.contains_key("PATH")
+    {
+        cmd.env("PATH", path);
     }
     let mut child = cmd
         .spawn()

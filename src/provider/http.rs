@@ -37,10 +37,10 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Response, ProbeOut
     let mut resp = request.send().await.map_err(|e| transport_outcome(&e))?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    if let Some(len) = resp.content_length() {
-        if len > MAX_BODY_BYTES as u64 {
-            return Err(too_large());
-        }
+    if let Some(len) = resp.content_length()
+        && len > MAX_BODY_BYTES as u64
+    {
+        return Err(too_large());
     }
     let mut body = Vec::new();
     loop {

@@ -119,7 +119,7 @@ impl ProviderKind for Config {
             .collect::<Result<Vec<_>, _>>()?;
         let duration = |v: &Option<String>, default| {
             v.as_deref()
-                .map(|s| parse_duration(s))
+                .map(parse_duration)
                 .transpose()
                 .map(|d| d.unwrap_or(default))
         };
@@ -270,10 +270,11 @@ impl Jwt {
         let may_refetch = cache
             .fetched
             .is_none_or(|t| t.elapsed() >= UNKNOWN_KID_REFETCH);
-        if let Some(keys) = &cache.keys {
-            if fresh && (knows_kid || !may_refetch) {
-                return Ok(keys.clone());
-            }
+        if let Some(keys) = &cache.keys
+            && fresh
+            && (knows_kid || !may_refetch)
+        {
+            return Ok(keys.clone());
         }
         let url = match (&cache.jwks_url, &self.keys) {
             (Some(u), _) => u.clone(),
@@ -391,20 +392,17 @@ pub fn evaluate(
         facts.expiry = Expiry::At(warn);
     }
     facts.extra.insert("verified".into(), verified.to_string());
-    if let Some(exp) = exp {
-        if exp <= now {
-            return ProbeOutcome::invalid(Reason::Expired, "the token's exp has passed")
-                .with_facts(facts);
-        }
-    }
-    if let Some(nbf) = facts.not_before {
-        if nbf.as_second() > now.as_second() + leeway.as_secs() as i64 {
-            return ProbeOutcome::invalid(
-                Reason::NotYetValid,
-                "the token's nbf lies in the future",
-            )
+    if let Some(exp) = exp
+        && exp <= now
+    {
+        return ProbeOutcome::invalid(Reason::Expired, "the token's exp has passed")
             .with_facts(facts);
-        }
+    }
+    if let Some(nbf) = facts.not_before
+        && nbf.as_second() > now.as_second() + leeway.as_secs() as i64
+    {
+        return ProbeOutcome::invalid(Reason::NotYetValid, "the token's nbf lies in the future")
+            .with_facts(facts);
     }
     if verified {
         ProbeOutcome::new(

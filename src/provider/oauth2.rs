@@ -382,17 +382,17 @@ pub fn facts_from_claims(doc: &Value, now: Timestamp) -> TokenFacts {
         token_type: text("token_type").or_else(|| text("typ")),
         ..TokenFacts::default()
     };
-    if let Some(user) = text("username") {
-        if facts.subject.as_deref() != Some(user.as_str()) {
-            facts.extra.insert("username".into(), user);
-        }
+    if let Some(user) = text("username")
+        && facts.subject.as_deref() != Some(user.as_str())
+    {
+        facts.extra.insert("username".into(), user);
     }
-    if let Expiry::At(at) = facts.expiry {
-        if at <= now {
-            facts
-                .flags
-                .push("the provider reports an expiry in the past for an active token".into());
-        }
+    if let Expiry::At(at) = facts.expiry
+        && at <= now
+    {
+        facts
+            .flags
+            .push("the provider reports an expiry in the past for an active token".into());
     }
     facts
 }
