@@ -189,9 +189,21 @@ fn decode(text: &str) -> Result<RawConfig, ConfigError> {
         out
     });
     result.map_err(|err| {
-        let message = serde_saphyr::UserMessageFormatter.format_message(&err);
-        let path = if path == "." { String::new() } else { path };
-        ConfigError::single(&path, scrub(&message), err.location().map(|l| l.line()))
+        let message = scrub(&serde_saphyr::UserMessageFormatter.format_message(&err));
+        // `Spanned` wraps values in a `value` field; it is not part of the user's file.
+        let path = path.replace(".value", "");
+        // A syntax error has no meaningful field path.
+        let path = if path == "." || path.contains('?') {
+            String::new()
+        } else {
+            path
+        };
+        let message = if path.ends_with(".kind") {
+            message.replace("unknown variant", "unknown provider kind")
+        } else {
+            message
+        };
+        ConfigError::single(&path, message, err.location().map(|l| l.line()))
     })
 }
 
@@ -367,7 +379,7 @@ impl RawConfig {
                 );
             }
         }
-        if min_probe_interval > probe_interval {
+        if min_probe_interval > probe_interval && !probe_interval.is_zero() {
             issues.push(
                 "global.min_probe_interval",
                 "must not be longer than probe_interval",
