@@ -139,7 +139,7 @@ pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestam
         None => None,
     };
     let fingerprint = secret.as_ref().map(Secret::fingerprint);
-    let outcome = match tokio::time::timeout(
+    let mut outcome = match tokio::time::timeout(
         token.probe_timeout,
         provider.probe(token, secret.as_ref(), now),
     )
@@ -154,6 +154,9 @@ pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestam
             ),
         ),
     };
+    if let Some(secret) = &secret {
+        outcome.redact(secret.expose());
+    }
     ProbeRun {
         outcome,
         fingerprint,
