@@ -263,7 +263,10 @@ async fn probe(server: &MockServer, value: &str) -> ProbeOutcome {
 /// The token must not appear anywhere in what the probe reports.
 fn assert_no_leak(outcome: &ProbeOutcome, token: &str) {
     let shown = serde_json::to_string(outcome).unwrap();
-    assert!(!shown.contains(token), "the outcome carries the token: {shown}");
+    assert!(
+        !shown.contains(token),
+        "the outcome carries the token: {shown}"
+    );
 }
 
 fn ts(s: &str) -> Timestamp {
@@ -290,7 +293,10 @@ async fn classic_pat_with_expiry_scopes_and_identity() {
     assert_eq!(reqs.len(), 1);
     let r = &reqs[0];
     assert_eq!((r.method.as_str(), r.path()), ("GET", "/user"));
-    assert_eq!(r.header("authorization"), Some("Bearer ghp_classic_expiring"));
+    assert_eq!(
+        r.header("authorization"),
+        Some("Bearer ghp_classic_expiring")
+    );
     assert_eq!(r.header("accept"), Some("application/vnd.github+json"));
     assert_eq!(r.header("x-github-api-version"), Some("2022-11-28"));
     assert!(
@@ -415,7 +421,10 @@ async fn installation_token_uses_installation_endpoint_never_user() {
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].method, "GET");
     assert_eq!(reqs[0].path(), "/installation/repositories");
-    assert_eq!(reqs[0].header("authorization"), Some("Bearer ghs_installation"));
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some("Bearer ghs_installation")
+    );
     server.assert_safe(&[("GET", "/user")], "ghs_installation");
     server.assert_safe(NEVER, "ghs_installation");
 }
@@ -454,7 +463,10 @@ async fn garbage_answers_are_unreachable_never_invalid() {
 async fn timeout_is_unreachable() {
     let server = MockServer::start(github).await;
     let o = probe(&server, "ghp_slow").await;
-    assert_eq!((o.verdict, o.reason), (Verdict::Unreachable, Reason::Timeout));
+    assert_eq!(
+        (o.verdict, o.reason),
+        (Verdict::Unreachable, Reason::Timeout)
+    );
 }
 
 #[tokio::test]
@@ -469,7 +481,10 @@ async fn connection_refused_is_unreachable() {
         &[("t", "ghp_classic_expiring")],
     );
     let o = probe_once(&yaml, "t", now()).await;
-    assert_eq!((o.verdict, o.reason), (Verdict::Unreachable, Reason::Connect));
+    assert_eq!(
+        (o.verdict, o.reason),
+        (Verdict::Unreachable, Reason::Connect)
+    );
     assert_no_leak(&o, "ghp_classic_expiring");
 }
 
@@ -538,7 +553,11 @@ async fn app_mode_checks_oauth_tokens_with_the_app_credentials() {
     assert_eq!(r.path(), format!("/applications/{CLIENT_ID}/token"));
     let sent: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(sent, json!({"access_token": "ghu_user_token_valid"}));
-    assert!(r.header("content-type").unwrap().starts_with("application/json"));
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
     assert_eq!(r.header("accept"), Some("application/vnd.github+json"));
     assert_eq!(r.header("x-github-api-version"), Some("2022-11-28"));
     assert!(r.header("authorization").unwrap().starts_with("Basic "));
@@ -641,10 +660,16 @@ fn wrong_configs_give_clear_errors() {
     // A token without a secret, and a per-token setting github does not use.
     let yaml = "providers:\n  gh:\n    kind: github\ntokens:\n  - name: ci\n    provider: gh\n";
     let err = Config::parse(yaml).unwrap_err().to_string();
-    assert!(err.contains("secret is required for a github provider"), "{err}");
+    assert!(
+        err.contains("secret is required for a github provider"),
+        "{err}"
+    );
     let yaml = format!(
         "providers:\n  gh:\n    kind: github\ntokens:\n  - name: ci\n    provider: gh\n    secret: {secret}\n    accessor: abc\n"
     );
     let err = Config::parse(&yaml).unwrap_err().to_string();
-    assert!(err.contains("accessor does not apply to a github provider"), "{err}");
+    assert!(
+        err.contains("accessor does not apply to a github provider"),
+        "{err}"
+    );
 }

@@ -175,7 +175,10 @@ fn config(files: &SecretFiles, provider: &str, tokens: &[(&str, &str)]) -> Strin
 
 fn assert_no_leak(outcome: &ProbeOutcome, token: &str) {
     let shown = serde_json::to_string(outcome).unwrap();
-    assert!(!shown.contains(token), "the outcome carries the token: {shown}");
+    assert!(
+        !shown.contains(token),
+        "the outcome carries the token: {shown}"
+    );
 }
 
 async fn probe_with_provider(server: &MockServer, provider: &str, value: &str) -> ProbeOutcome {
@@ -318,7 +321,10 @@ async fn garbage_and_outages_are_unreachable_never_invalid() {
         );
     }
     let o = probe_oauth(&server, "oauth-html").await;
-    assert_eq!((o.verdict, o.reason), (Verdict::Unreachable, Reason::BadResponse));
+    assert_eq!(
+        (o.verdict, o.reason),
+        (Verdict::Unreachable, Reason::BadResponse)
+    );
 }
 
 #[tokio::test]
@@ -333,7 +339,10 @@ async fn connection_refused_is_unreachable() {
         &[("t", "glpat-valid")],
     );
     let o = probe_once(&yaml, "t", now()).await;
-    assert_eq!((o.verdict, o.reason), (Verdict::Unreachable, Reason::Connect));
+    assert_eq!(
+        (o.verdict, o.reason),
+        (Verdict::Unreachable, Reason::Connect)
+    );
 }
 
 #[tokio::test]
@@ -433,5 +442,8 @@ fn wrong_configs_give_clear_errors() {
     }
     let yaml = "providers:\n  gl:\n    kind: gitlab\ntokens:\n  - name: ci\n    provider: gl\n";
     let err = Config::parse(yaml).unwrap_err().to_string();
-    assert!(err.contains("secret is required for a gitlab provider"), "{err}");
+    assert!(
+        err.contains("secret is required for a gitlab provider"),
+        "{err}"
+    );
 }
