@@ -127,6 +127,9 @@ pub enum Reason {
     Discovery,
     /// The provider is sealed or in maintenance (Vault 503).
     Sealed,
+    /// The token is valid but an organization enforcing SAML single sign-on has not
+    /// authorized it (GitHub `X-GitHub-SSO: required`).
+    SsoRequired,
 }
 
 impl Reason {
@@ -171,6 +174,7 @@ impl Reason {
             Reason::SecretUnavailable => "secret_unavailable",
             Reason::Discovery => "discovery",
             Reason::Sealed => "sealed",
+            Reason::SsoRequired => "sso_required",
         }
     }
 }

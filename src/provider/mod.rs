@@ -8,6 +8,8 @@
 //! [`run_probe`] is the generic handler every probe goes through: it reads the secret,
 //! applies the timeout and measures the duration, so no provider repeats that logic.
 
+pub mod github;
+pub mod gitlab;
 pub mod http;
 pub mod jwt;
 pub mod oauth2;
@@ -81,6 +83,8 @@ impl Default for BuildContext {
 pub enum ProviderConfig {
     Oauth2Introspection(oauth2::Config),
     Jwt(jwt::Config),
+    Github(github::Config),
+    Gitlab(gitlab::Config),
 }
 
 impl ProviderConfig {
@@ -89,6 +93,8 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Oauth2Introspection(c) => c,
             ProviderConfig::Jwt(c) => c,
+            ProviderConfig::Github(c) => c,
+            ProviderConfig::Gitlab(c) => c,
         }
     }
 
