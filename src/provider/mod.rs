@@ -11,6 +11,7 @@
 pub mod http;
 pub mod jwt;
 pub mod oauth2;
+pub mod vault;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -81,6 +82,7 @@ impl Default for BuildContext {
 pub enum ProviderConfig {
     Oauth2Introspection(oauth2::Config),
     Jwt(jwt::Config),
+    Vault(vault::Config),
 }
 
 impl ProviderConfig {
@@ -89,6 +91,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Oauth2Introspection(c) => c,
             ProviderConfig::Jwt(c) => c,
+            ProviderConfig::Vault(c) => c,
         }
     }
 
