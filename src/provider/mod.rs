@@ -11,6 +11,7 @@
 pub mod http;
 pub mod jwt;
 pub mod oauth2;
+pub mod r#static;
 pub mod vault;
 
 use std::future::Future;
@@ -83,6 +84,7 @@ pub enum ProviderConfig {
     Oauth2Introspection(oauth2::Config),
     Jwt(jwt::Config),
     Vault(vault::Config),
+    Static(r#static::Config),
 }
 
 impl ProviderConfig {
@@ -92,6 +94,7 @@ impl ProviderConfig {
             ProviderConfig::Oauth2Introspection(c) => c,
             ProviderConfig::Jwt(c) => c,
             ProviderConfig::Vault(c) => c,
+            ProviderConfig::Static(c) => c,
         }
     }
 
