@@ -98,15 +98,14 @@ impl Bao {
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = self
+            let health = self
                 .http
                 .get(format!("{}/v1/sys/health", self.addr))
                 .send()
-                .await
-            {
-                if r.status() == 200 {
-                    return;
-                }
+                .await;
+            // 200 means initialized, unsealed and active: ready for token calls.
+            if health.is_ok_and(|r| r.status() == 200) {
+                return;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 let log =
