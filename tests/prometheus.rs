@@ -143,10 +143,10 @@ fn prometheus_scrapes_the_expected_expiry() {
 fn to_classic(openmetrics: &str) -> String {
     let mut counters = Vec::new();
     for line in openmetrics.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            if let Some(name) = rest.strip_suffix(" counter") {
-                counters.push(name.to_string());
-            }
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.push(name.to_string());
         }
     }
     let mut out = String::new();

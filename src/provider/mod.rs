@@ -13,6 +13,8 @@ pub mod gitlab;
 pub mod http;
 pub mod jwt;
 pub mod oauth2;
+pub mod r#static;
+pub mod vault;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -85,6 +87,8 @@ pub enum ProviderConfig {
     Jwt(jwt::Config),
     Github(github::Config),
     Gitlab(gitlab::Config),
+    Vault(vault::Config),
+    Static(r#static::Config),
 }
 
 impl ProviderConfig {
@@ -95,6 +99,8 @@ impl ProviderConfig {
             ProviderConfig::Jwt(c) => c,
             ProviderConfig::Github(c) => c,
             ProviderConfig::Gitlab(c) => c,
+            ProviderConfig::Vault(c) => c,
+            ProviderConfig::Static(c) => c,
         }
     }
 
