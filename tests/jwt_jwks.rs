@@ -491,6 +491,23 @@ async fn configured_audience_rejects_a_token_without_aud() {
         (Verdict::Invalid, Reason::WrongAudience),
         "{o:?}"
     );
+
+    // Signed by another key, the same token is a forgery first: the audience is judged only
+    // on claims whose signature verifies.
+    let forged = es256(KEY_B_PEM, Some("k1"), &no_aud);
+    let files = SecretFiles::new();
+    let o = probe(&yaml(
+        &files,
+        &[jwks_url(&server)],
+        &forged,
+        &["audiences: [billing]"],
+    ))
+    .await;
+    assert_eq!(
+        verdict(&o),
+        (Verdict::Invalid, Reason::BadSignature),
+        "{o:?}"
+    );
 }
 
 #[tokio::test]
