@@ -524,12 +524,11 @@ async fn jwks_outage_is_unreachable_and_keeps_the_claims_expiry() {
             Answer::text(502, "text/html", "<html>bad gateway</html>"),
             Reason::Http5xx,
         ),
-        // A proxy's sign-in page in place of the key set. The provider counts an unusable
-        // key set as a failure to discover the keys.
+        // A proxy's sign-in page in place of the key set: not the documented JSON.
         (
             "200 with HTML",
             Answer::text(200, "text/html", "<html><body>Sign in</body></html>"),
-            Reason::Discovery,
+            Reason::BadResponse,
         ),
         (
             "429",

@@ -317,7 +317,7 @@ async fn fetch_jwks(
     }
     serde_json::from_slice::<JwkSet>(&resp.body).map_err(|e| {
         ProbeOutcome::unreachable(
-            Reason::Discovery,
+            Reason::BadResponse,
             format!("the JWKS is not a valid key set: {e}"),
         )
     })
