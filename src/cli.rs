@@ -31,6 +31,10 @@ pub struct Cli {
     #[arg(long = "web.telemetry-path", default_value = "/metrics", global = true)]
     pub telemetry_path: String,
 
+    /// Directory for state that survives restarts (first-seen times, rotations, notifications).
+    #[arg(long = "storage.path", default_value = "data", global = true)]
+    pub storage_path: PathBuf,
+
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,

@@ -230,6 +230,8 @@ pub async fn run(
     let result = crate::run(
         RunOptions {
             config_file,
+            // The demo's state is as throwaway as its tokens.
+            storage_path: dir.path().join("data"),
             ..opts
         },
         shutdown,

@@ -21,6 +21,7 @@ pub mod demo;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod persist;
 pub mod provider;
 pub mod scheduler;
 pub mod secret;
@@ -47,6 +48,8 @@ pub struct RunOptions {
     pub config_file: PathBuf,
     pub listen_address: String,
     pub telemetry_path: String,
+    /// Directory for state that survives restarts.
+    pub storage_path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]

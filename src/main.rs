@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         config_file: cli.config_file.clone(),
         listen_address: cli.listen_address.clone(),
         telemetry_path: cli.telemetry_path.clone(),
+        storage_path: cli.storage_path.clone(),
     };
     match cli.command {
         Some(Command::Check { output }) => {
