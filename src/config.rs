@@ -38,6 +38,8 @@ pub struct Config {
     pub global: Global,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub tokens: Vec<TokenSpec>,
+    /// `notifications`, `notifiers` and `routes`: direct notifications (see `crate::notify`).
+    pub notify: crate::notify::config::NotifyConfig,
 }
 
 /// Defaults and limits that apply to every token.
@@ -254,6 +256,12 @@ struct RawConfig {
     providers: BTreeMap<String, Spanned<ProviderConfig>>,
     #[serde(default)]
     tokens: Vec<RawToken>,
+    #[serde(default)]
+    notifications: Option<crate::notify::config::RawSettings>,
+    #[serde(default)]
+    notifiers: BTreeMap<String, Spanned<crate::notify::config::NotifierConfig>>,
+    #[serde(default)]
+    routes: Vec<crate::notify::config::RawRoute>,
 }
 
 #[derive(Deserialize, Default)]
@@ -539,11 +547,20 @@ impl RawConfig {
             tokens.push(spec);
         }
 
+        let (notify, notify_issues) = crate::notify::config::validate(
+            self.notifications,
+            self.notifiers,
+            self.routes,
+            &tokens,
+        );
+        issues.0.extend(notify_issues);
+
         if issues.0.is_empty() {
             Ok(Config {
                 global,
                 providers,
                 tokens,
+                notify,
             })
         } else {
             Err(ConfigError {

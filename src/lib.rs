@@ -21,6 +21,7 @@ pub mod demo;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod persist;
 pub mod provider;
 pub mod scheduler;

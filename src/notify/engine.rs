@@ -1,0 +1,1190 @@
+//! The notification state machine. Pure: every step takes `now` (or the time a receiver
+//! acknowledged a message) as an argument, and the whole state is one serializable value
+//! that the service writes to `--storage.path` after every change.
+//!
+//! An *alert* is one condition of one token (see [`crate::notify::event`]) from the moment it
+//! starts firing until it is resolved. For every *target* (a receiver, or an owner's address
+//! on an email receiver) the alert remembers what was sent: when, at which level, whether the
+//! resolution went out, and the *anchor* of the first message (Slack `ts`, email Message-ID)
+//! that resolutions thread under.
+//!
+//! Per target, at `now`:
+//!
+//! - a new alert is *ready* when it starts (or when a route first sends it to the target) and
+//!   *due* `group_wait` later; a level change and a resolution likewise;
+//! - a reminder is ready and due `repeat_interval` after the last message about the alert;
+//! - when anything is due, one batch takes everything that is ready, so alerts that start
+//!   close together, and their later reminders, travel together.
+//!
+//! A batch is the intent to send: it is stored in the state (the *outbox*) before anything is
+//! sent, and each of its messages is marked sent when its receiver acknowledged it. After a
+//! restart the outbox is sent again, so a message is delivered at least once; a target has
+//! at most one batch in flight, which bounds what a crash can duplicate to that batch.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::notify::event::{Derived, EventKind, FamilyBasis, Level, TokenMemory, TokenSnapshot};
+use crate::notify::route::{Routing, Target};
+
+/// The version of the state file's layout.
+pub const STATE_VERSION: u32 = 1;
+
+/// Everything the notifier must not forget across a restart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NotifyState {
+    #[serde(default)]
+    pub version: u32,
+    /// Alerts by id, firing and recently resolved.
+    #[serde(default)]
+    pub alerts: BTreeMap<String, Alert>,
+    /// Per token: since when it fails.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, TokenMemory>,
+    /// Batches being sent, by target id: the "sending" intents.
+    #[serde(default)]
+    pub outbox: BTreeMap<String, Batch>,
+    /// Makes ids unique within this state.
+    #[serde(default)]
+    pub seq: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
+
+/// Why an alert stopped firing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Same secret, later expiry.
+    Renewed,
+    /// A new secret (another fingerprint).
+    Rotated,
+    /// The provider accepts the token again, or it left the warning window.
+    ValidAgain,
+    /// The provider answers again, the configuration works again, the policy is met.
+    Recovered,
+    /// The token was removed from the inventory.
+    Removed,
+    /// Another condition of the same token took over (expiring became expired): not
+    /// announced as a resolution, the new alert says what it replaced.
+    Superseded,
+}
+
+impl Resolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Renewed => "renewed",
+            Resolution::Rotated => "rotated",
+            Resolution::ValidAgain => "valid_again",
+            Resolution::Recovered => "recovered",
+            Resolution::Removed => "removed",
+            Resolution::Superseded => "superseded",
+        }
+    }
+
+    /// Words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Resolution::Renewed => "renewed: the token now expires later",
+            Resolution::Rotated => "rotated: a new token is in place",
+            Resolution::ValidAgain => "valid again",
+            Resolution::Recovered => "recovered",
+            Resolution::Removed => "removed from the inventory",
+            Resolution::Superseded => "superseded",
+        }
+    }
+}
+
+/// One condition of one token, from start to resolution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: String,
+    pub token: String,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    pub level: Level,
+    pub status: Status,
+    pub detail: String,
+    pub started_at: Timestamp,
+    /// The last change of level.
+    pub changed_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+    /// The token-family alert this one took over from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<EventKind>,
+    /// The secret's fingerprint and the expiry when the alert started: a resolution compares
+    /// them with the token's to tell a renewal from a rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_expires_at: Option<Timestamp>,
+    /// The latest facts about the token.
+    pub token_view: TokenSnapshot,
+    /// Whether the routes have been applied to the alert yet: targets found then count from
+    /// the alert's start, targets a later route change adds count from that change.
+    #[serde(default)]
+    pub routed: bool,
+    /// What each target was told, by target id.
+    #[serde(default)]
+    pub deliveries: BTreeMap<String, Delivery>,
+}
+
+impl Alert {
+    fn same_condition(&self, kind: EventKind, policy: &Option<String>) -> bool {
+        self.kind == kind && &self.policy == policy
+    }
+}
+
+/// What one target was told about one alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub target: Target,
+    #[serde(with = "secs")]
+    pub repeat_interval: Duration,
+    /// When a route first sent the alert to this target.
+    pub attached_at: Timestamp,
+    /// False when the routes no longer send the alert here: no reminders, but the
+    /// resolution still goes to whoever heard about the alert.
+    pub routed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sent_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_level: Option<Level>,
+    #[serde(default)]
+    pub resolved_sent: bool,
+    /// The message that first announced the alert here (Slack `ts`, email Message-ID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<String>,
+}
+
+/// What a message says about one alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// First message about the alert to this target.
+    New,
+    /// The level changed since the last message (warning became critical, or back).
+    Changed,
+    /// Still firing, `repeat_interval` after the last message.
+    Reminder,
+    Resolved,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::New => "new",
+            Change::Changed => "changed",
+            Change::Reminder => "reminder",
+            Change::Resolved => "resolved",
+        }
+    }
+
+    pub fn is_firing(self) -> bool {
+        self != Change::Resolved
+    }
+}
+
+/// One alert in one message: a copy of what is needed to render it, so a message sent again
+/// after a restart says what it said the first time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub alert_id: String,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    pub level: Level,
+    pub change: Change,
+    /// For `changed`: the level the target last heard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_level: Option<Level>,
+    pub detail: String,
+    pub started_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<EventKind>,
+    pub token: TokenSnapshot,
+}
+
+/// One message of a batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Stable across re-sends: `<batch id>.<index>`.
+    pub id: String,
+    pub items: Vec<Item>,
+    /// Anchors this message replies to (a resolution under its alert's first message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reply_to: Vec<String>,
+    #[serde(default)]
+    pub sent: bool,
+}
+
+/// What is (being) sent to one target at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub id: String,
+    pub target: Target,
+    pub planned_at: Timestamp,
+    pub messages: Vec<Message>,
+}
+
+/// One token as the service sees it at an evaluation.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    pub token: String,
+    /// `None` before the token's first probe: its alerts are kept as they are.
+    pub derived: Option<Derived>,
+    pub snapshot: TokenSnapshot,
+}
+
+/// The state machine around a [`NotifyState`].
+#[derive(Clone, Debug, Default)]
+pub struct Engine {
+    pub state: NotifyState,
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A pending item with its timing.
+struct Pending {
+    ready: Timestamp,
+    due: Timestamp,
+    item: Item,
+    anchor: Option<String>,
+}
+
+impl Engine {
+    pub fn new(mut state: NotifyState) -> Self {
+        state.version = STATE_VERSION;
+        Engine { state }
+    }
+
+    /// Takes in the tokens' conditions at `now`: starts, changes and resolves alerts.
+    /// Returns true when something that must survive a restart changed.
+    pub fn observe(&mut self, now: Timestamp, observations: &[Observation]) -> bool {
+        let mut changed = false;
+        let present: BTreeSet<&str> = observations.iter().map(|o| o.token.as_str()).collect();
+        for a in self.state.alerts.values_mut() {
+            if a.status == Status::Firing && !present.contains(a.token.as_str()) {
+                a.status = Status::Resolved;
+                a.resolved_at = Some(now);
+                a.resolution = Some(Resolution::Removed);
+                changed = true;
+            }
+        }
+        let before = self.state.tokens.len();
+        self.state
+            .tokens
+            .retain(|name, _| present.contains(name.as_str()));
+        changed |= self.state.tokens.len() != before;
+
+        for o in observations {
+            let Some(derived) = &o.derived else {
+                continue;
+            };
+            changed |= self.observe_token(now, o, derived);
+        }
+        changed
+    }
+
+    fn observe_token(&mut self, now: Timestamp, o: &Observation, d: &Derived) -> bool {
+        let mut changed = false;
+        let invalid_firing = self.state.alerts.values().any(|a| {
+            a.token == o.token && a.status == Status::Firing && a.kind == EventKind::Invalid
+        });
+        // Whether this evaluation may touch the token family at all.
+        let family_open = match d.basis {
+            FamilyBasis::Verdict => true,
+            FamilyBasis::ExpiryOnly => !invalid_firing,
+            FamilyBasis::Unknown => false,
+        };
+        let new_family = d
+            .conditions
+            .iter()
+            .find(|c| c.kind.is_token_family())
+            .map(|c| c.kind)
+            .filter(|_| family_open);
+
+        // Continue or resolve what fires.
+        let mut superseded = None;
+        for a in self.state.alerts.values_mut() {
+            if a.token != o.token || a.status != Status::Firing {
+                continue;
+            }
+            if a.kind.is_token_family() && !family_open {
+                a.token_view = o.snapshot.clone();
+                continue;
+            }
+            match d
+                .conditions
+                .iter()
+                .find(|c| a.same_condition(c.kind, &c.policy))
+            {
+                Some(c) => {
+                    if c.level != a.level {
+                        a.level = c.level;
+                        a.changed_at = now;
+                        changed = true;
+                    }
+                    a.detail = c.detail.clone();
+                    a.token_view = o.snapshot.clone();
+                }
+                None => {
+                    let resolution = if a.kind.is_token_family() && new_family.is_some() {
+                        superseded = Some(a.kind);
+                        Resolution::Superseded
+                    } else {
+                        cause(a, &o.snapshot)
+                    };
+                    a.status = Status::Resolved;
+                    a.resolved_at = Some(now);
+                    a.resolution = Some(resolution);
+                    a.token_view = o.snapshot.clone();
+                    changed = true;
+                }
+            }
+        }
+
+        // Start what is new (or reopen what resolved a moment ago without anyone hearing).
+        for c in &d.conditions {
+            if c.kind.is_token_family() && !family_open {
+                continue;
+            }
+            let firing = self.state.alerts.values().any(|a| {
+                a.token == o.token
+                    && a.status == Status::Firing
+                    && a.same_condition(c.kind, &c.policy)
+            });
+            if firing {
+                continue;
+            }
+            let reopen = self
+                .state
+                .alerts
+                .values()
+                .filter(|a| {
+                    a.token == o.token
+                        && a.status == Status::Resolved
+                        && a.resolution != Some(Resolution::Superseded)
+                        && a.same_condition(c.kind, &c.policy)
+                })
+                .map(|a| a.id.clone())
+                .find(|id| !self.resolution_announced(id));
+            changed = true;
+            if let Some(id) = reopen {
+                let a = self.state.alerts.get_mut(&id).expect("found above");
+                a.status = Status::Firing;
+                a.resolved_at = None;
+                a.resolution = None;
+                if a.level != c.level {
+                    a.level = c.level;
+                    a.changed_at = now;
+                }
+                a.detail = c.detail.clone();
+                a.token_view = o.snapshot.clone();
+                continue;
+            }
+            self.state.seq += 1;
+            let id = short_hash(&[
+                &o.token,
+                c.kind.as_str(),
+                c.policy.as_deref().unwrap_or(""),
+                &now.as_nanosecond().to_string(),
+                &self.state.seq.to_string(),
+            ]);
+            self.state.alerts.insert(
+                id.clone(),
+                Alert {
+                    id,
+                    token: o.token.clone(),
+                    kind: c.kind,
+                    policy: c.policy.clone(),
+                    level: c.level,
+                    status: Status::Firing,
+                    detail: c.detail.clone(),
+                    started_at: now,
+                    changed_at: now,
+                    resolved_at: None,
+                    resolution: None,
+                    supersedes: if c.kind.is_token_family() {
+                        superseded
+                    } else {
+                        None
+                    },
+                    start_fingerprint: o.snapshot.fingerprint.clone(),
+                    start_expires_at: o.snapshot.expires_at,
+                    token_view: o.snapshot.clone(),
+                    routed: false,
+                    deliveries: BTreeMap::new(),
+                },
+            );
+        }
+        changed
+    }
+
+    /// Whether any target heard, or is being told, that the alert resolved.
+    fn resolution_announced(&self, id: &str) -> bool {
+        let Some(a) = self.state.alerts.get(id) else {
+            return false;
+        };
+        a.deliveries.values().any(|d| d.resolved_sent)
+            || self.state.outbox.values().any(|b| {
+                b.messages.iter().any(|m| {
+                    m.items
+                        .iter()
+                        .any(|i| i.alert_id == id && i.change == Change::Resolved)
+                })
+            })
+    }
+
+    /// Updates each firing alert's targets from the routes, then returns a batch for every
+    /// idle target that has something due at `now`; the batches are in the outbox when this
+    /// returns, and the caller must persist the state before sending them.
+    pub fn plan(&mut self, now: Timestamp, routing: &Routing, group_wait: Duration) -> Vec<Batch> {
+        self.route(now, routing);
+        let pending = self.pending(routing, group_wait);
+        let mut batches = Vec::new();
+        for (target_id, (target, items)) in pending {
+            if !items.iter().any(|p| p.due <= now) {
+                continue;
+            }
+            let mut ready: Vec<Pending> = items.into_iter().filter(|p| p.ready <= now).collect();
+            // Most urgent first, then by token, so messages read the same way every time.
+            ready.sort_by_key(|p| {
+                (
+                    p.item.change == Change::Resolved,
+                    std::cmp::Reverse(p.item.level),
+                    p.item.token.token.clone(),
+                    p.item.kind,
+                )
+            });
+            self.state.seq += 1;
+            let ids: Vec<&str> = ready.iter().map(|p| p.item.alert_id.as_str()).collect();
+            let batch_id = short_hash(&[
+                &target_id,
+                &now.as_nanosecond().to_string(),
+                &self.state.seq.to_string(),
+                &ids.join(","),
+            ]);
+            let threads = routing.traits(&target.receiver).is_some_and(|t| t.threads);
+            let messages = split(&batch_id, ready, threads);
+            let batch = Batch {
+                id: batch_id,
+                target,
+                planned_at: now,
+                messages,
+            };
+            self.state.outbox.insert(target_id, batch.clone());
+            batches.push(batch);
+        }
+        self.collect_garbage(routing);
+        batches
+    }
+
+    /// When the next batch falls due (for the service's sleep, and for tests).
+    pub fn next_due(&self, routing: &Routing, group_wait: Duration) -> Option<Timestamp> {
+        self.pending(routing, group_wait)
+            .values()
+            .flat_map(|(_, items)| items.iter().map(|p| p.due))
+            .min()
+    }
+
+    fn route(&mut self, now: Timestamp, routing: &Routing) {
+        for a in self.state.alerts.values_mut() {
+            a.deliveries
+                .retain(|_, d| routing.traits(&d.target.receiver).is_some());
+            if a.status != Status::Firing {
+                continue;
+            }
+            let routed = routing.route(&a.token_view, a.kind, a.level);
+            for d in a.deliveries.values_mut() {
+                d.routed = false;
+            }
+            let attached_at = if a.routed { now } else { a.started_at };
+            a.routed = true;
+            for r in routed {
+                let d = a
+                    .deliveries
+                    .entry(r.target.id())
+                    .or_insert_with(|| Delivery {
+                        target: r.target.clone(),
+                        repeat_interval: r.repeat_interval,
+                        attached_at,
+                        routed: true,
+                        last_sent_at: None,
+                        sent_level: None,
+                        resolved_sent: false,
+                        anchor: None,
+                    });
+                d.routed = true;
+                d.repeat_interval = r.repeat_interval;
+            }
+        }
+    }
+
+    /// Everything owed to idle targets, with when it is ready and due.
+    fn pending(
+        &self,
+        routing: &Routing,
+        group_wait: Duration,
+    ) -> BTreeMap<String, (Target, Vec<Pending>)> {
+        let mut out: BTreeMap<String, (Target, Vec<Pending>)> = BTreeMap::new();
+        for a in self.state.alerts.values() {
+            for (target_id, d) in &a.deliveries {
+                if self.state.outbox.contains_key(target_id) {
+                    continue;
+                }
+                let Some(traits) = routing.traits(&d.target.receiver) else {
+                    continue;
+                };
+                let (change, ready, due) = match (a.status, d.last_sent_at) {
+                    (Status::Firing, _) if !d.routed => continue,
+                    (Status::Firing, None) => {
+                        let ready = a.started_at.max(d.attached_at);
+                        (Change::New, ready, add(ready, group_wait))
+                    }
+                    (Status::Firing, Some(_)) if d.sent_level != Some(a.level) => {
+                        (Change::Changed, a.changed_at, add(a.changed_at, group_wait))
+                    }
+                    (Status::Firing, Some(last)) => {
+                        let at = add(last, d.repeat_interval);
+                        (Change::Reminder, at, at)
+                    }
+                    (Status::Resolved, None) => continue,
+                    (Status::Resolved, Some(_)) => {
+                        if d.resolved_sent
+                            || (a.resolution == Some(Resolution::Superseded)
+                                && !traits.keeps_alerts)
+                        {
+                            continue;
+                        }
+                        let at = a.resolved_at.unwrap_or(a.changed_at);
+                        (Change::Resolved, at, add(at, group_wait))
+                    }
+                };
+                let item = Item {
+                    alert_id: a.id.clone(),
+                    kind: a.kind,
+                    policy: a.policy.clone(),
+                    level: a.level,
+                    change,
+                    previous_level: if change == Change::Changed {
+                        d.sent_level
+                    } else {
+                        None
+                    },
+                    detail: a.detail.clone(),
+                    started_at: a.started_at,
+                    resolved_at: a.resolved_at,
+                    resolution: a.resolution,
+                    supersedes: a.supersedes,
+                    token: a.token_view.clone(),
+                };
+                out.entry(target_id.clone())
+                    .or_insert_with(|| (d.target.clone(), Vec::new()))
+                    .1
+                    .push(Pending {
+                        ready,
+                        due,
+                        item,
+                        anchor: d.anchor.clone(),
+                    });
+            }
+        }
+        out
+    }
+
+    /// Records that a receiver acknowledged message `index` of the batch in flight to
+    /// `target_id`, at `at`, with the anchor it returned. Returns true when the state changed.
+    pub fn sent(
+        &mut self,
+        target_id: &str,
+        batch_id: &str,
+        index: usize,
+        anchor: Option<String>,
+        at: Timestamp,
+    ) -> bool {
+        let Some(batch) = self.state.outbox.get_mut(target_id) else {
+            return false;
+        };
+        if batch.id != batch_id {
+            return false;
+        }
+        let Some(message) = batch.messages.get_mut(index) else {
+            return false;
+        };
+        if message.sent {
+            return false;
+        }
+        message.sent = true;
+        let items = message.items.clone();
+        if batch.messages.iter().all(|m| m.sent) {
+            self.state.outbox.remove(target_id);
+        }
+        for item in items {
+            let Some(d) = self
+                .state
+                .alerts
+                .get_mut(&item.alert_id)
+                .and_then(|a| a.deliveries.get_mut(target_id))
+            else {
+                continue;
+            };
+            if item.change.is_firing() {
+                d.last_sent_at = Some(at);
+                d.sent_level = Some(item.level);
+                if d.anchor.is_none() {
+                    d.anchor = anchor.clone();
+                }
+            } else {
+                d.resolved_sent = true;
+            }
+        }
+        true
+    }
+
+    /// The batches to send again after a restart (or to a rebuilt receiver).
+    pub fn in_flight(&self) -> Vec<Batch> {
+        self.state.outbox.values().cloned().collect()
+    }
+
+    /// Forgets the batches of receivers that no longer exist.
+    pub fn drop_unknown_receivers(&mut self, routing: &Routing) -> bool {
+        let before = self.state.outbox.len();
+        self.state
+            .outbox
+            .retain(|_, b| routing.traits(&b.target.receiver).is_some());
+        before != self.state.outbox.len()
+    }
+
+    /// Drops resolved alerts that nobody is owed a message about.
+    fn collect_garbage(&mut self, routing: &Routing) {
+        let referenced: BTreeSet<String> = self
+            .state
+            .outbox
+            .values()
+            .flat_map(|b| b.messages.iter().flat_map(|m| m.items.iter()))
+            .map(|i| i.alert_id.clone())
+            .collect();
+        self.state.alerts.retain(|id, a| {
+            if a.status == Status::Firing || referenced.contains(id) {
+                return true;
+            }
+            a.deliveries.values().any(|d| {
+                let keeps = routing
+                    .traits(&d.target.receiver)
+                    .is_some_and(|t| t.keeps_alerts);
+                d.last_sent_at.is_some()
+                    && !d.resolved_sent
+                    && (a.resolution != Some(Resolution::Superseded) || keeps)
+            })
+        });
+    }
+}
+
+/// Why an alert resolved, from the token as it is now.
+fn cause(a: &Alert, now: &TokenSnapshot) -> Resolution {
+    if !a.kind.is_token_family() {
+        return Resolution::Recovered;
+    }
+    match (&a.start_fingerprint, &now.fingerprint) {
+        (Some(old), Some(new)) if old != new => return Resolution::Rotated,
+        _ => {}
+    }
+    let later = match (a.start_expires_at, now.expires_at) {
+        (Some(old), Some(new)) => new > old,
+        (Some(_), None) => now.never_expires,
+        _ => false,
+    };
+    if later {
+        Resolution::Renewed
+    } else {
+        Resolution::ValidAgain
+    }
+}
+
+/// Splits a batch into messages. Receivers that thread get the firing items in one message
+/// and each group of resolutions as a reply to the message that announced them; others get
+/// one message.
+fn split(batch_id: &str, items: Vec<Pending>, threads: bool) -> Vec<Message> {
+    let mut groups: Vec<(Vec<String>, Vec<Item>)> = Vec::new();
+    if threads {
+        let mut firing = Vec::new();
+        // In the order of the items, so the first reply is about the most urgent alert.
+        let mut replies: Vec<(Option<String>, Vec<Item>)> = Vec::new();
+        for p in items {
+            if p.item.change.is_firing() {
+                firing.push(p.item);
+            } else if let Some(group) = replies.iter_mut().find(|(a, _)| *a == p.anchor) {
+                group.1.push(p.item);
+            } else {
+                replies.push((p.anchor, vec![p.item]));
+            }
+        }
+        if !firing.is_empty() {
+            groups.push((Vec::new(), firing));
+        }
+        for (anchor, items) in replies {
+            groups.push((anchor.into_iter().collect(), items));
+        }
+    } else {
+        groups.push((Vec::new(), items.into_iter().map(|p| p.item).collect()));
+    }
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, (reply_to, items))| Message {
+            id: format!("{batch_id}.{i}"),
+            items,
+            reply_to,
+            sent: false,
+        })
+        .collect()
+}
+
+/// Durations as whole seconds in the state file.
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::event::Condition;
+
+    const T0: i64 = 1_700_000_000;
+    const GW: Duration = Duration::from_secs(30);
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    fn routing(routes: &str) -> Routing {
+        let yaml = format!(
+            "notifiers:\n  chat: {{kind: slack_webhook, url: {{env: X}}}}\n  bot: {{kind: slack_bot, token: {{env: X}}, channel: C1}}\n  am: {{kind: alertmanager, url: \"http://127.0.0.1:1\", resend_interval: 1m}}\nnotifications: {{default_receiver: chat, repeat_interval: 4h}}\n{routes}"
+        );
+        Routing::new(&crate::config::Config::parse(&yaml).unwrap().notify)
+    }
+
+    fn snap(token: &str, fp: &str, exp: i64) -> TokenSnapshot {
+        TokenSnapshot {
+            token: token.into(),
+            provider: "idp".into(),
+            kind: "jwt".into(),
+            state: "valid".into(),
+            fingerprint: Some(fp.into()),
+            expires_at: Some(at(exp)),
+            ..TokenSnapshot::default()
+        }
+    }
+
+    fn cond(kind: EventKind, level: Level) -> Condition {
+        Condition {
+            kind,
+            policy: None,
+            level,
+            detail: format!("{} {}", kind.as_str(), level.as_str()),
+        }
+    }
+
+    fn obs(token: &str, conditions: Vec<Condition>) -> Observation {
+        obs_with(token, conditions, snap(token, "sha256:aaaa", T0 + 86_400))
+    }
+
+    fn obs_with(token: &str, conditions: Vec<Condition>, snapshot: TokenSnapshot) -> Observation {
+        Observation {
+            token: token.into(),
+            derived: Some(Derived {
+                conditions,
+                basis: FamilyBasis::Verdict,
+            }),
+            snapshot,
+        }
+    }
+
+    fn expiring(token: &str) -> Observation {
+        obs(token, vec![cond(EventKind::Expiring, Level::Warning)])
+    }
+
+    /// (token, change) of every item of every message.
+    fn items(batches: &[Batch]) -> Vec<(String, String, Change)> {
+        batches
+            .iter()
+            .flat_map(|b| b.messages.iter().flat_map(|m| m.items.iter()))
+            .map(|i| (i.token.token.clone(), i.kind.as_str().to_string(), i.change))
+            .collect()
+    }
+
+    fn ack(e: &mut Engine, batches: &[Batch], when: i64) {
+        for b in batches {
+            for (i, _) in b.messages.iter().enumerate() {
+                assert!(e.sent(
+                    &b.target.id(),
+                    &b.id,
+                    i,
+                    Some(format!("anchor-{}", b.id)),
+                    at(when)
+                ));
+            }
+        }
+        assert!(e.state.outbox.is_empty());
+    }
+
+    #[test]
+    fn alerts_that_start_together_go_out_as_one_message_after_group_wait() {
+        let r = routing("");
+        let mut e = Engine::default();
+        assert!(e.observe(at(T0), &[expiring("a")]));
+        assert!(e.observe(at(T0 + 5), &[expiring("a"), expiring("b")]));
+        assert!(e.observe(at(T0 + 10), &[expiring("a"), expiring("b"), expiring("c")]));
+        assert!(
+            !e.observe(at(T0 + 11), &[expiring("a"), expiring("b"), expiring("c")]),
+            "nothing new"
+        );
+        assert!(e.plan(at(T0 + 29), &r, GW).is_empty());
+        assert_eq!(e.next_due(&r, GW), Some(at(T0 + 30)));
+        let batches = e.plan(at(T0 + 30), &r, GW);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].messages.len(), 1);
+        assert_eq!(
+            items(&batches),
+            [("a", Change::New), ("b", Change::New), ("c", Change::New)].map(|(t, c)| (
+                t.to_string(),
+                "expiring".to_string(),
+                c
+            ))
+        );
+        assert_eq!(batches[0].target.receiver, "chat");
+        // Nothing more while the batch is in flight, nor once it is acknowledged.
+        assert!(e.plan(at(T0 + 31), &r, GW).is_empty());
+        ack(&mut e, &batches, T0 + 32);
+        assert!(e.plan(at(T0 + 33), &r, GW).is_empty());
+        assert_eq!(e.next_due(&r, GW), Some(at(T0 + 32 + 4 * 3600)));
+    }
+
+    #[test]
+    fn reminders_come_once_per_repeat_interval_and_together() {
+        let r = routing("");
+        let mut e = Engine::default();
+        let all = [expiring("a"), expiring("b")];
+        e.observe(at(T0), &all);
+        let first = e.plan(at(T0 + 30), &r, GW);
+        ack(&mut e, &first, T0 + 31);
+        let due = T0 + 31 + 4 * 3600;
+        for t in [T0 + 3600, due - 1] {
+            e.observe(at(t), &all);
+            assert!(e.plan(at(t), &r, GW).is_empty(), "no reminder at {t}");
+        }
+        let reminder = e.plan(at(due), &r, GW);
+        assert_eq!(
+            items(&reminder).iter().map(|i| i.2).collect::<Vec<_>>(),
+            [Change::Reminder, Change::Reminder]
+        );
+        ack(&mut e, &reminder, due + 2);
+        assert_eq!(e.next_due(&r, GW), Some(at(due + 2 + 4 * 3600)));
+    }
+
+    #[test]
+    fn a_resolution_says_why_and_waits_group_wait() {
+        let r = routing("");
+        let mut e = Engine::default();
+        e.observe(at(T0), &[expiring("renew"), expiring("rotate")]);
+        let first = e.plan(at(T0 + 30), &r, GW);
+        ack(&mut e, &first, T0 + 30);
+        // Same secret with a later expiry; a new secret.
+        let renewed = obs_with(
+            "renew",
+            vec![],
+            snap("renew", "sha256:aaaa", T0 + 90 * 86_400),
+        );
+        let rotated = obs_with("rotate", vec![], snap("rotate", "sha256:bbbb", T0 + 86_400));
+        assert!(e.observe(at(T0 + 100), &[renewed, rotated]));
+        assert!(e.plan(at(T0 + 129), &r, GW).is_empty());
+        let batches = e.plan(at(T0 + 130), &r, GW);
+        let resolutions: Vec<(String, Option<Resolution>)> = batches[0].messages[0]
+            .items
+            .iter()
+            .map(|i| (i.token.token.clone(), i.resolution))
+            .collect();
+        assert_eq!(
+            resolutions,
+            [
+                ("renew".to_string(), Some(Resolution::Renewed)),
+                ("rotate".to_string(), Some(Resolution::Rotated))
+            ]
+        );
+        ack(&mut e, &batches, T0 + 131);
+        // Nothing is owed any more: the alerts are forgotten.
+        e.plan(at(T0 + 132), &r, GW);
+        assert!(e.state.alerts.is_empty());
+        assert_eq!(e.next_due(&r, GW), None);
+    }
+
+    #[test]
+    fn an_escalation_is_sent_at_once_not_at_the_next_reminder() {
+        let r = routing("");
+        let mut e = Engine::default();
+        e.observe(at(T0), &[expiring("a")]);
+        let first = e.plan(at(T0 + 30), &r, GW);
+        ack(&mut e, &first, T0 + 30);
+        assert!(e.observe(
+            at(T0 + 600),
+            &[obs("a", vec![cond(EventKind::Expiring, Level::Critical)])]
+        ));
+        let b = e.plan(at(T0 + 630), &r, GW);
+        let item = &b[0].messages[0].items[0];
+        assert_eq!(
+            (item.change, item.level, item.previous_level),
+            (Change::Changed, Level::Critical, Some(Level::Warning))
+        );
+        ack(&mut e, &b, T0 + 630);
+        assert_eq!(e.next_due(&r, GW), Some(at(T0 + 630 + 4 * 3600)));
+    }
+
+    #[test]
+    fn expired_takes_over_from_expiring_without_a_false_resolution() {
+        let r = routing("routes:\n  - {receiver: chat, continue: true}\n  - {receiver: am}\n");
+        let mut e = Engine::default();
+        e.observe(at(T0), &[expiring("a")]);
+        let first = e.plan(at(T0 + 30), &r, GW);
+        assert_eq!(first.len(), 2);
+        ack(&mut e, &first, T0 + 30);
+        e.observe(
+            at(T0 + 40),
+            &[obs("a", vec![cond(EventKind::Expired, Level::Critical)])],
+        );
+        let b = e.plan(at(T0 + 70), &r, GW);
+        let chat: Vec<_> = b.iter().filter(|b| b.target.receiver == "chat").collect();
+        let chat_items = &chat[0].messages[0].items;
+        assert_eq!(chat_items.len(), 1, "{chat_items:?}");
+        assert_eq!(
+            (chat_items[0].kind, chat_items[0].change),
+            (EventKind::Expired, Change::New)
+        );
+        assert_eq!(chat_items[0].supersedes, Some(EventKind::Expiring));
+        // Alertmanager keeps its own alerts: it is told that the old one ended.
+        let am: Vec<_> = b.iter().filter(|b| b.target.receiver == "am").collect();
+        let mut am_items: Vec<(EventKind, Change)> = am[0].messages[0]
+            .items
+            .iter()
+            .map(|i| (i.kind, i.change))
+            .collect();
+        am_items.sort_by_key(|i| i.0);
+        assert_eq!(
+            am_items,
+            [
+                (EventKind::Expiring, Change::Resolved),
+                (EventKind::Expired, Change::New)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_flap_inside_group_wait_is_not_announced() {
+        let r = routing("");
+        let mut e = Engine::default();
+        e.observe(at(T0), &[expiring("a")]);
+        let first = e.plan(at(T0 + 30), &r, GW);
+        ack(&mut e, &first, T0 + 30);
+        let id = e.state.alerts.keys().next().unwrap().clone();
+        e.observe(at(T0 + 100), &[obs("a", vec![])]);
+        e.observe(at(T0 + 110), &[expiring("a")]);
+        assert_eq!(
+            e.state.alerts.keys().collect::<Vec<_>>(),
+            [&id],
+            "the same alert reopened"
+        );
+        assert!(e.plan(at(T0 + 200), &r, GW).is_empty());
+        assert_eq!(e.next_due(&r, GW), Some(at(T0 + 30 + 4 * 3600)));
+    }
+
+    #[test]
+    fn unknown_tokens_are_held_and_removed_tokens_resolve() {
+        let r = routing("");
+        let mut e = Engine::default();
+        e.observe(at(T0), &[expiring("a"), expiring("b")]);
+        let first = e.plan(at(T0 + 30), &r, GW);
+        ack(&mut e, &first, T0 + 30);
+        // After a restart nothing is probed yet: `a` is unknown and keeps firing; `b` is gone.
+        let unknown = Observation {
+            token: "a".into(),
+            derived: None,
+            snapshot: snap("a", "sha256:aaaa", T0 + 86_400),
+        };
+        assert!(e.observe(at(T0 + 60), &[unknown]));
+        let b = e.plan(at(T0 + 90), &r, GW);
+        let got: Vec<_> = b[0].messages[0]
+            .items
+            .iter()
+            .map(|i| (i.token.token.as_str(), i.change, i.resolution))
+            .collect();
+        assert_eq!(got, [("b", Change::Resolved, Some(Resolution::Removed))]);
+    }
+
+    #[test]
+    fn a_silent_provider_keeps_invalid_but_time_still_expires_tokens() {
+        let r = routing("");
+        let mut e = Engine::default();
+        e.observe(
+            at(T0),
+            &[
+                obs("a", vec![cond(EventKind::Invalid, Level::Critical)]),
+                expiring("b"),
+            ],
+        );
+        let first = e.plan(at(T0 + 30), &r, GW);
+        ack(&mut e, &first, T0 + 30);
+        let silent = |token: &str, conditions| Observation {
+            token: token.into(),
+            derived: Some(Derived {
+                conditions,
+                basis: FamilyBasis::ExpiryOnly,
+            }),
+            snapshot: snap(token, "sha256:aaaa", T0 + 86_400),
+        };
+        // `a` was invalid: an outage says nothing new. `b`'s expiry passed meanwhile.
+        e.observe(
+            at(T0 + 100),
+            &[
+                silent("a", vec![]),
+                silent("b", vec![cond(EventKind::Expired, Level::Critical)]),
+            ],
+        );
+        let b = e.plan(at(T0 + 130), &r, GW);
+        assert_eq!(
+            items(&b),
+            [("b".to_string(), "expired".to_string(), Change::New)]
+        );
+    }
+
+    #[test]
+    fn an_unacknowledged_batch_survives_a_restart_and_is_sent_again_as_it_was() {
+        let r = routing("");
+        let mut e = Engine::default();
+        e.observe(at(T0), &[expiring("a")]);
+        let planned = e.plan(at(T0 + 30), &r, GW);
+        // The process dies here: the intent was written, the receiver never answered.
+        let saved = serde_json::to_string(&e.state).unwrap();
+        let mut restarted = Engine::new(serde_json::from_str(&saved).unwrap());
+        assert_eq!(restarted.in_flight(), planned);
+        assert!(
+            restarted.plan(at(T0 + 40), &r, GW).is_empty(),
+            "never planned twice"
+        );
+        ack(&mut restarted, &planned, T0 + 41);
+        // Acknowledged, then killed: nothing is sent again before the repeat interval.
+        let saved = serde_json::to_string(&restarted.state).unwrap();
+        let mut again = Engine::new(serde_json::from_str(&saved).unwrap());
+        assert!(again.in_flight().is_empty());
+        again.observe(at(T0 + 60), &[expiring("a")]);
+        assert!(again.plan(at(T0 + 41 + 4 * 3600 - 1), &r, GW).is_empty());
+        assert_eq!(items(&again.plan(at(T0 + 41 + 4 * 3600), &r, GW)).len(), 1);
+    }
+
+    #[test]
+    fn threaded_receivers_reply_under_the_first_message() {
+        let r = routing("routes:\n  - {receiver: bot}\n");
+        let mut e = Engine::default();
+        e.observe(at(T0), &[expiring("a"), expiring("b")]);
+        let first = e.plan(at(T0 + 30), &r, GW);
+        ack(&mut e, &first, T0 + 30);
+        e.observe(at(T0 + 40), &[expiring("a"), expiring("b"), expiring("c")]);
+        let second = e.plan(at(T0 + 70), &r, GW);
+        ack(&mut e, &second, T0 + 70);
+        // a and c resolve together: two replies, one in each thread.
+        e.observe(
+            at(T0 + 100),
+            &[obs("a", vec![]), expiring("b"), obs("c", vec![])],
+        );
+        let b = e.plan(at(T0 + 130), &r, GW);
+        let replies: Vec<(Vec<String>, Vec<String>)> = b[0]
+            .messages
+            .iter()
+            .map(|m| {
+                (
+                    m.reply_to.clone(),
+                    m.items.iter().map(|i| i.token.token.clone()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            replies,
+            [
+                (
+                    vec![format!("anchor-{}", first[0].id)],
+                    vec!["a".to_string()]
+                ),
+                (
+                    vec![format!("anchor-{}", second[0].id)],
+                    vec!["c".to_string()]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_target_the_routes_drop_hears_no_reminders_but_the_resolution() {
+        let mut e = Engine::default();
+        let to_bot = routing("routes:\n  - {receiver: bot}\n");
+        e.observe(at(T0), &[expiring("a")]);
+        let first = e.plan(at(T0 + 30), &to_bot, GW);
+        ack(&mut e, &first, T0 + 30);
+        let to_chat = routing("");
+        // A target added by a route change counts from the change.
+        assert!(e.plan(at(T0 + 100), &to_chat, GW).is_empty());
+        let b = e.plan(at(T0 + 130), &to_chat, GW);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].target.receiver, "chat");
+        ack(&mut e, &b, T0 + 130);
+        assert!(
+            e.plan(at(T0 + 30 + 4 * 3600), &to_chat, GW)
+                .iter()
+                .all(|b| b.target.receiver != "bot")
+        );
+        e.observe(at(T0 + 200), &[obs("a", vec![])]);
+        let b = e.plan(at(T0 + 230), &to_chat, GW);
+        let mut who: Vec<&str> = b.iter().map(|b| b.target.receiver.as_str()).collect();
+        who.sort();
+        assert_eq!(who, ["bot", "chat"]);
+    }
+}

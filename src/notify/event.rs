@@ -1,0 +1,548 @@
+//! What is worth telling someone about a token, derived from the store's facts. Pure: every
+//! function takes `now`.
+//!
+//! A token has at most one condition of the *token* family (expiring, expired, invalid: they
+//! exclude each other), plus provider failing, misconfigured, and one per violated policy.
+//! When the last probe says nothing about the token itself (the provider failed), the token
+//! family is decided from the last known expiry alone, or held as it was: an outage must
+//! neither resolve an `invalid` alert nor raise a new one.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Expiry, Reason, Severity, Verdict};
+use crate::notify::config::Settings;
+use crate::store::TokenState;
+
+/// The kinds of events. The strings are a contract: routes match on them, the webhook and
+/// Alertmanager payloads carry them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Valid, inside the warning or critical window.
+    Expiring,
+    /// Past its expiry.
+    Expired,
+    /// The provider says the token is revoked, unknown or otherwise dead.
+    Invalid,
+    /// The provider has not answered (unreachable, rate limited) for a while.
+    ProviderFailing,
+    /// The exporter's own credentials or the token's secret source failed for a while.
+    Misconfigured,
+    /// A policy finding (too old, too broad...).
+    PolicyViolation,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Expiring,
+        EventKind::Expired,
+        EventKind::Invalid,
+        EventKind::ProviderFailing,
+        EventKind::Misconfigured,
+        EventKind::PolicyViolation,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Expiring => "expiring",
+            EventKind::Expired => "expired",
+            EventKind::Invalid => "invalid",
+            EventKind::ProviderFailing => "provider_failing",
+            EventKind::Misconfigured => "misconfigured",
+            EventKind::PolicyViolation => "policy_violation",
+        }
+    }
+
+    /// The token family: at most one of these is active for a token.
+    pub fn is_token_family(self) -> bool {
+        matches!(
+            self,
+            EventKind::Expiring | EventKind::Expired | EventKind::Invalid
+        )
+    }
+
+    /// The Alertmanager `alertname`.
+    pub fn alertname(self) -> &'static str {
+        match self {
+            EventKind::Expiring => "ApiTokenExpiring",
+            EventKind::Expired => "ApiTokenExpired",
+            EventKind::Invalid => "ApiTokenInvalid",
+            EventKind::ProviderFailing => "ApiTokenProviderFailing",
+            EventKind::Misconfigured => "ApiTokenMisconfigured",
+            EventKind::PolicyViolation => "ApiTokenPolicyViolation",
+        }
+    }
+}
+
+/// How urgent an event is. Only the two bands that notify: `ok` is not an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Warning,
+    Critical,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+/// One policy finding about a token: the shape `policy::evaluate` returns, owned so that
+/// findings from any source (a policy module, a test) are one input of [`derive`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyFinding {
+    pub policy: String,
+    pub violated: bool,
+    pub detail: String,
+}
+
+/// Where policy findings come from. The daemon passes one function; until policies exist it
+/// is [`no_policies`].
+pub type PolicySource = fn(&TokenState, Timestamp) -> Vec<PolicyFinding>;
+
+/// The policy source of an exporter without policies.
+pub fn no_policies(_: &TokenState, _: Timestamp) -> Vec<PolicyFinding> {
+    Vec::new()
+}
+
+/// One active condition of a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    pub kind: EventKind,
+    /// The policy's name, for policy violations.
+    pub policy: Option<String>,
+    pub level: Level,
+    /// One sentence for people (from the probe's detail or the policy finding).
+    pub detail: String,
+}
+
+/// The conditions of one token, and what its token family was decided from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Derived {
+    pub conditions: Vec<Condition>,
+    pub basis: FamilyBasis,
+}
+
+/// What the token family (expiring, expired, invalid) of a derivation rests on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FamilyBasis {
+    /// A conclusive answer of the provider: the family is decided.
+    Verdict,
+    /// Only the last known expiry (the provider is silent): expiring and expired are decided,
+    /// but whether the token is invalid is not, so an `invalid` alert is kept as it is.
+    ExpiryOnly,
+    /// Nothing: token-family alerts are kept as they are.
+    Unknown,
+}
+
+/// What a notification shows about a token, taken from [`crate::view::TokenView`] (so it
+/// carries no secret: the fingerprint is the only thing derived from the value). Kept with
+/// each alert so a resolution can say what changed, and a removed token can still be named.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSnapshot {
+    pub token: String,
+    pub provider: String,
+    pub kind: String,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub never_expires: bool,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl TokenSnapshot {
+    pub fn from_state(s: &TokenState, now: Timestamp) -> Self {
+        let v = crate::view::TokenView::from_state(s, now);
+        TokenSnapshot {
+            token: v.name,
+            provider: v.provider,
+            kind: v.kind,
+            state: v.state,
+            reason: v.reason,
+            fingerprint: v.fingerprint,
+            expires_at: s.facts.expiry.timestamp(),
+            never_expires: v.never_expires,
+            labels: v.labels,
+            scopes: v.scopes,
+            subject: v.subject,
+        }
+    }
+
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.get(name).map(String::as_str)
+    }
+}
+
+/// What the notifier remembers about a token between probes (and restarts): since when it
+/// has been failing, so "failing for 30 minutes" survives a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenMemory {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misconfigured_since: Option<Timestamp>,
+}
+
+impl TokenMemory {
+    /// Updates the memory from the token's last probe; true when it changed.
+    pub fn observe(&mut self, s: &TokenState) -> bool {
+        let Some(last) = &s.last else {
+            return false;
+        };
+        let before = self.clone();
+        let v = last.outcome.verdict;
+        if matches!(v, Verdict::Unreachable | Verdict::RateLimited) {
+            self.failing_since.get_or_insert(last.at);
+        } else {
+            self.failing_since = None;
+        }
+        if v == Verdict::Misconfigured {
+            self.misconfigured_since.get_or_insert(last.at);
+        } else {
+            self.misconfigured_since = None;
+        }
+        *self != before
+    }
+}
+
+/// The conditions of a token at `now`; `None` before its first probe (nothing is decided
+/// about a token nobody has asked about, which is also what keeps a restart quiet).
+pub fn derive(
+    s: &TokenState,
+    memory: &TokenMemory,
+    findings: &[PolicyFinding],
+    settings: &Settings,
+    now: Timestamp,
+) -> Option<Derived> {
+    let last = s.last.as_ref()?;
+    let verdict = last.outcome.verdict;
+    let mut conditions = Vec::new();
+    let detail = last.outcome.detail.clone();
+
+    let basis = if verdict.is_conclusive() {
+        if let Some(c) = token_condition(s, Some((verdict, last.outcome.reason)), &detail, now) {
+            conditions.push(c);
+        }
+        FamilyBasis::Verdict
+    } else if let Expiry::At(_) = s.facts.expiry {
+        // The provider is silent, but time still passes on the last known expiry.
+        if let Some(c) = token_condition(s, None, &detail, now) {
+            conditions.push(c);
+        }
+        FamilyBasis::ExpiryOnly
+    } else {
+        FamilyBasis::Unknown
+    };
+
+    let elapsed = |since: Option<Timestamp>| {
+        since.map(|t| now.as_second().saturating_sub(t.as_second()).max(0) as u64)
+    };
+    if let Some(secs) = elapsed(memory.failing_since)
+        && matches!(verdict, Verdict::Unreachable | Verdict::RateLimited)
+        && secs >= settings.provider_failing_for.as_secs()
+    {
+        // The text is stable while the outage lasts (no "for N minutes"), so the alert does
+        // not change at every evaluation; renderers show the start time.
+        conditions.push(Condition {
+            kind: EventKind::ProviderFailing,
+            policy: None,
+            level: Level::Warning,
+            detail: format!(
+                "no answer from provider {} since {} ({}: {})",
+                s.spec.provider,
+                memory
+                    .failing_since
+                    .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_default(),
+                verdict.as_str(),
+                detail
+            ),
+        });
+    }
+    if let Some(secs) = elapsed(memory.misconfigured_since)
+        && verdict == Verdict::Misconfigured
+        && secs >= settings.misconfigured_for.as_secs()
+    {
+        conditions.push(Condition {
+            kind: EventKind::Misconfigured,
+            policy: None,
+            level: Level::Warning,
+            detail: format!("{}: {}", last.outcome.reason.as_str(), detail),
+        });
+    }
+    for f in findings.iter().filter(|f| f.violated) {
+        conditions.push(Condition {
+            kind: EventKind::PolicyViolation,
+            policy: Some(f.policy.clone()),
+            level: Level::Warning,
+            detail: f.detail.clone(),
+        });
+    }
+    Some(Derived { conditions, basis })
+}
+
+/// The token-family condition from a conclusive verdict (or, with `None`, from the last
+/// known expiry alone).
+fn token_condition(
+    s: &TokenState,
+    verdict: Option<(Verdict, Reason)>,
+    detail: &str,
+    now: Timestamp,
+) -> Option<Condition> {
+    let expired_at = s.facts.expiry.timestamp().filter(|t| *t <= now);
+    let expired = |level| Condition {
+        kind: EventKind::Expired,
+        policy: None,
+        level,
+        detail: detail.to_string(),
+    };
+    match verdict {
+        Some((Verdict::Invalid, reason)) => {
+            if reason == Reason::Expired || expired_at.is_some() {
+                Some(expired(Level::Critical))
+            } else {
+                Some(Condition {
+                    kind: EventKind::Invalid,
+                    policy: None,
+                    level: Level::Critical,
+                    detail: detail.to_string(),
+                })
+            }
+        }
+        _ if expired_at.is_some() => Some(expired(Level::Critical)),
+        _ => match s.spec.thresholds.severity(s.facts.expiry, now) {
+            Severity::Ok => None,
+            Severity::Warning => Some(Condition {
+                kind: EventKind::Expiring,
+                policy: None,
+                level: Level::Warning,
+                detail: detail.to_string(),
+            }),
+            Severity::Critical => Some(Condition {
+                kind: EventKind::Expiring,
+                policy: None,
+                level: Level::Critical,
+                detail: detail.to_string(),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::config::TokenSpec;
+    use crate::model::{ProbeOutcome, Thresholds, TokenFacts};
+    use crate::store::{ProbeRecord, TokenState};
+
+    const DAY: i64 = 86_400;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    fn token(outcome: Option<ProbeOutcome>, expiry: Expiry, probed: i64) -> TokenState {
+        TokenState {
+            spec: Arc::new(TokenSpec {
+                name: "t".into(),
+                provider: "p".into(),
+                secret: None,
+                labels: BTreeMap::new(),
+                thresholds: Thresholds {
+                    warning_before: Duration::from_secs(14 * DAY as u64),
+                    critical_before: Duration::from_secs(3 * DAY as u64),
+                },
+                probe_interval: Duration::from_secs(60),
+                probe_timeout: Duration::from_secs(5),
+                params: Default::default(),
+            }),
+            kind: "jwt",
+            fingerprint: Some("sha256:aaaaaaaaaaaa".into()),
+            last: outcome.map(|outcome| ProbeRecord {
+                outcome,
+                at: at(probed),
+                duration: Duration::ZERO,
+            }),
+            facts: TokenFacts {
+                expiry,
+                ..TokenFacts::default()
+            },
+            last_verdict_at: None,
+        }
+    }
+
+    fn kinds(d: &Derived) -> Vec<(EventKind, Level)> {
+        d.conditions.iter().map(|c| (c.kind, c.level)).collect()
+    }
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn settings() -> Settings {
+        Settings {
+            provider_failing_for: Duration::from_secs(1800),
+            misconfigured_for: Duration::from_secs(0),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn nothing_is_decided_before_the_first_probe() {
+        let s = token(None, Expiry::At(at(NOW + DAY)), NOW);
+        assert_eq!(
+            derive(&s, &TokenMemory::default(), &[], &settings(), at(NOW)),
+            None
+        );
+    }
+
+    #[test]
+    fn expiry_bands_and_verdicts() {
+        let m = TokenMemory::default();
+        let valid = |exp: i64| {
+            token(
+                Some(ProbeOutcome::valid(TokenFacts::default())),
+                Expiry::At(at(exp)),
+                NOW,
+            )
+        };
+        let d = |s: &TokenState| derive(s, &m, &[], &settings(), at(NOW)).unwrap();
+        assert_eq!(kinds(&d(&valid(NOW + 30 * DAY))), vec![]);
+        assert_eq!(
+            kinds(&d(&valid(NOW + 10 * DAY))),
+            vec![(EventKind::Expiring, Level::Warning)]
+        );
+        assert_eq!(
+            kinds(&d(&valid(NOW + DAY))),
+            vec![(EventKind::Expiring, Level::Critical)]
+        );
+        assert_eq!(
+            kinds(&d(&valid(NOW - 1))),
+            vec![(EventKind::Expired, Level::Critical)]
+        );
+        let revoked = token(
+            Some(ProbeOutcome::invalid(Reason::Revoked, "revoked")),
+            Expiry::At(at(NOW + 30 * DAY)),
+            NOW,
+        );
+        assert_eq!(
+            kinds(&d(&revoked)),
+            vec![(EventKind::Invalid, Level::Critical)]
+        );
+        // RFC 7662 says only "inactive"; a known expiry in the past makes it "expired".
+        let inactive = token(
+            Some(ProbeOutcome::invalid(Reason::Inactive, "inactive")),
+            Expiry::At(at(NOW - DAY)),
+            NOW,
+        );
+        assert_eq!(
+            kinds(&d(&inactive)),
+            vec![(EventKind::Expired, Level::Critical)]
+        );
+    }
+
+    #[test]
+    fn a_failing_provider_holds_the_token_family_unless_the_expiry_is_known() {
+        let down = ProbeOutcome::unreachable(Reason::Connect, "connection refused");
+        let unknown_expiry = token(Some(down.clone()), Expiry::Undisclosed, NOW);
+        let d = derive(
+            &unknown_expiry,
+            &TokenMemory::default(),
+            &[],
+            &settings(),
+            at(NOW),
+        )
+        .unwrap();
+        assert_eq!(d.basis, FamilyBasis::Unknown);
+        let known = token(Some(down), Expiry::At(at(NOW - 5)), NOW);
+        let d = derive(&known, &TokenMemory::default(), &[], &settings(), at(NOW)).unwrap();
+        assert_eq!(d.basis, FamilyBasis::ExpiryOnly);
+        assert_eq!(kinds(&d), vec![(EventKind::Expired, Level::Critical)]);
+    }
+
+    #[test]
+    fn provider_failing_only_after_the_configured_time() {
+        let down = token(
+            Some(ProbeOutcome::unreachable(Reason::Http5xx, "503")),
+            Expiry::Undisclosed,
+            NOW,
+        );
+        let mut m = TokenMemory::default();
+        assert!(m.observe(&down));
+        assert!(!m.observe(&down), "a second failing probe changes nothing");
+        assert_eq!(m.failing_since, Some(at(NOW)));
+        let d = derive(&down, &m, &[], &settings(), at(NOW + 1799)).unwrap();
+        assert!(d.conditions.is_empty());
+        let d = derive(&down, &m, &[], &settings(), at(NOW + 1800)).unwrap();
+        assert_eq!(
+            kinds(&d),
+            vec![(EventKind::ProviderFailing, Level::Warning)]
+        );
+        assert!(
+            d.conditions[0]
+                .detail
+                .contains("since 2023-11-14 22:13:20 UTC"),
+            "{:?}",
+            d.conditions
+        );
+        let ok = token(
+            Some(ProbeOutcome::valid(TokenFacts::default())),
+            Expiry::Never,
+            NOW + 2000,
+        );
+        assert!(m.observe(&ok));
+        assert_eq!(m, TokenMemory::default());
+    }
+
+    #[test]
+    fn misconfigured_and_policy_findings() {
+        let broken = token(
+            Some(ProbeOutcome::misconfigured(
+                Reason::SecretUnavailable,
+                "file missing",
+            )),
+            Expiry::Undisclosed,
+            NOW,
+        );
+        let mut m = TokenMemory::default();
+        m.observe(&broken);
+        let findings = [
+            PolicyFinding {
+                policy: "max-age".into(),
+                violated: true,
+                detail: "issued 400 days ago".into(),
+            },
+            PolicyFinding {
+                policy: "no-admin".into(),
+                violated: false,
+                detail: "fine".into(),
+            },
+        ];
+        let d = derive(&broken, &m, &findings, &settings(), at(NOW)).unwrap();
+        assert_eq!(
+            kinds(&d),
+            vec![
+                (EventKind::Misconfigured, Level::Warning),
+                (EventKind::PolicyViolation, Level::Warning)
+            ]
+        );
+        assert_eq!(d.conditions[1].policy.as_deref(), Some("max-age"));
+    }
+}
