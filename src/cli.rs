@@ -57,7 +57,22 @@ pub enum Command {
         output: OutputFormat,
     },
     /// Run on an embedded demo inventory with in-process providers: no account, no network.
-    Demo,
+    Demo {
+        /// Send the demo's notifications by email to this SMTP server (`host:port`, plain
+        /// SMTP, e.g. a local `python -m aiosmtpd -n -l 127.0.0.1:2525`).
+        #[arg(long = "demo.smtp", value_name = "HOST:PORT")]
+        smtp: Option<String>,
+        /// Send the demo's notifications to this JSON webhook.
+        #[arg(long = "demo.webhook", value_name = "URL")]
+        webhook: Option<String>,
+    },
+    /// Send a sample notification about a made-up token named `notify-test` through one
+    /// notifier of the config, and exit 0 when it was accepted, 1 with the error otherwise.
+    NotifyTest {
+        /// The notifier's name (a key of `notifiers`).
+        #[arg(long)]
+        receiver: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -118,5 +133,28 @@ mod tests {
             })
         ));
         assert_eq!(listen_addr(":10042"), "0.0.0.0:10042");
+    }
+
+    #[test]
+    fn demo_and_notify_test_flags() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "demo",
+            "--demo.smtp",
+            "127.0.0.1:2525",
+            "--demo.webhook",
+            "http://127.0.0.1:9000/hook",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Demo { smtp: Some(ref s), webhook: Some(ref w) })
+                if s == "127.0.0.1:2525" && w == "http://127.0.0.1:9000/hook"
+        ));
+        let cli = Cli::try_parse_from(["x", "notify-test", "--receiver", "team-slack"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::NotifyTest { ref receiver }) if receiver == "team-slack"
+        ));
     }
 }

@@ -50,9 +50,61 @@ struct DemoToken {
     extra_yaml: &'static str,
 }
 
+/// Where the demo sends its notifications: `--demo.smtp` and `--demo.webhook`.
+#[derive(Clone, Debug, Default)]
+pub struct DemoNotify {
+    /// `host:port` of a plain SMTP server (a local test server).
+    pub smtp: Option<String>,
+    /// A JSON webhook URL.
+    pub webhook: Option<String>,
+}
+
+impl DemoNotify {
+    /// The `notifications`, `notifiers` and `routes` sections for the demo config; empty
+    /// when no destination was given. Each demo token's owner gets mail about it; the
+    /// webhook hears everything.
+    pub fn yaml(&self, listen_address: &str) -> Result<String, RunError> {
+        if self.smtp.is_none() && self.webhook.is_none() {
+            return Ok(String::new());
+        }
+        let api = crate::cli::listen_addr(listen_address).replace("0.0.0.0", "localhost");
+        let mut out = format!(
+            "notifications:\n  group_wait: 5s\n  repeat_interval: 1h\n  provider_failing_for: 1m\n  misconfigured_for: 0s\n  dashboard_url: \"http://{api}/api/v1/tokens/{{token}}\"\nnotifiers:\n"
+        );
+        let mut routes = String::from("routes:\n");
+        if let Some(smtp) = &self.smtp {
+            let (host, port) = smtp
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+                .ok_or_else(|| {
+                    RunError::Bind(
+                        smtp.clone(),
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "--demo.smtp takes host:port",
+                        ),
+                    )
+                })?;
+            out.push_str(&format!(
+                "  demo-email:\n    kind: email\n    host: \"{host}\"\n    port: {port}\n    tls: none\n    from: \"api-token-exporter demo <demo@example.com>\"\n    to: [oncall@example.com]\n"
+            ));
+            routes.push_str("  - {receiver: demo-email, to_owner: true, continue: true}\n");
+        }
+        if let Some(url) = &self.webhook {
+            out.push_str(&format!(
+                "  demo-webhook:\n    kind: webhook\n    url: \"{url}\"\n"
+            ));
+            routes.push_str("  - {receiver: demo-webhook}\n");
+        }
+        out.push_str(&routes);
+        Ok(out)
+    }
+}
+
 /// Runs the demo until `shutdown` completes.
 pub async fn run(
     opts: RunOptions,
+    notify: DemoNotify,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let dir = tempfile::Builder::new()
@@ -218,6 +270,7 @@ pub async fn run(
             t.name, t.provider, t.team, t.owner, t.name, t.extra_yaml
         ));
     }
+    yaml.push_str(&notify.yaml(&opts.listen_address)?);
     let config_file = dir.path().join("demo.yml");
     std::fs::write(&config_file, yaml)
         .map_err(|e| RunError::Bind(config_file.display().to_string(), e))?;

@@ -4,7 +4,8 @@
 //! API tokens ([`config`]), asks each token's provider about it on a schedule
 //! ([`scheduler`] -> [`provider`]), keeps the latest facts ([`store`]) and derives what it
 //! shows at read time: Prometheus metrics ([`metrics`]), a status page and a JSON API
-//! ([`server`], [`view`]), and the one-shot preflight [`check`].
+//! ([`server`], [`view`]), and the one-shot preflight [`check`]. The [`notify`]er reads the
+//! same store and tells people directly (Slack, email, a webhook, Alertmanager).
 //!
 //! Data flows one way: config -> scheduler -> provider -> store -> views. Providers return
 //! outcomes, never errors; views never call providers; secrets live in [`secret::Secret`]
@@ -91,6 +92,14 @@ pub async fn run(
     );
     let store = Arc::new(Store::new());
     let status = Arc::new(ExporterStatus::new());
+    let notifier = notify::spawn(
+        store.clone(),
+        &inventory.config.notify,
+        &opts.storage_path,
+        status.notifications.clone(),
+        notify::event::no_policies,
+        notify::RetryPolicy::default(),
+    );
     let scheduler = scheduler::spawn(store.clone(), inventory);
 
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
@@ -98,6 +107,7 @@ pub async fn run(
         opts.config_file.clone(),
         ctx,
         scheduler.clone(),
+        notifier,
         status.clone(),
         reload_rx,
     ));
@@ -129,6 +139,7 @@ async fn reloader(
     path: PathBuf,
     ctx: BuildContext,
     scheduler: SchedulerHandle,
+    notifier: notify::NotifyHandle,
     status: Arc<ExporterStatus>,
     mut requests: mpsc::Receiver<ReloadRequest>,
 ) {
@@ -136,6 +147,7 @@ async fn reloader(
         let result = match load_inventory(&path, &ctx) {
             Ok(inventory) => {
                 let tokens = inventory.config.tokens.len();
+                notifier.reload(&inventory.config.notify).await;
                 scheduler.reload(inventory).await;
                 status.reload_succeeded();
                 tracing::info!(file = %path.display(), tokens, "config reloaded");

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use api_token_exporter::cli::{Cli, Command};
 use api_token_exporter::config::Config;
-use api_token_exporter::{RunOptions, check, demo, logging, run, shutdown_signal};
+use api_token_exporter::{RunOptions, check, demo, logging, notify, run, shutdown_signal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -51,7 +51,23 @@ fn main() -> ExitCode {
         Some(Command::Check { output }) => {
             ExitCode::from(runtime.block_on(check::run(&cli.config_file, output)))
         }
-        Some(Command::Demo) => match runtime.block_on(demo::run(opts, shutdown_signal())) {
+        Some(Command::NotifyTest { receiver }) => {
+            match runtime.block_on(notify::send_test(&cli.config_file, &receiver)) {
+                Ok(done) => {
+                    println!("notify-test: {done}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("notify-test: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::Demo { smtp, webhook }) => match runtime.block_on(demo::run(
+            opts,
+            demo::DemoNotify { smtp, webhook },
+            shutdown_signal(),
+        )) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("demo failed: {e:#}");

@@ -24,6 +24,8 @@ pub struct ExporterStatus {
     pub last_reload_successful: AtomicBool,
     /// Unix seconds of the last successful (re)load.
     pub last_reload_success: AtomicI64,
+    /// Per-notifier counters of direct notifications.
+    pub notifications: Arc<crate::notify::Stats>,
 }
 
 impl ExporterStatus {
@@ -31,6 +33,7 @@ impl ExporterStatus {
         ExporterStatus {
             last_reload_successful: AtomicBool::new(true),
             last_reload_success: AtomicI64::new(jiff::Timestamp::now().as_second()),
+            notifications: Arc::default(),
         }
     }
 
@@ -262,6 +265,46 @@ impl prometheus_client::collector::Collector for Collector {
             }
         }
         drop(inner);
+
+        let notifiers = self.status.notifications.snapshot();
+        {
+            let mut fam = e.encode_descriptor(
+                "api_token_notifications",
+                "Messages handed to each notifier (Slack, email, webhook, Alertmanager), each counted once however many attempts it took.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (name, n) in &notifiers {
+                ConstCounter::new(n.notifications)
+                    .encode(fam.encode_family(&[("notifier", name.as_str())])?)?;
+            }
+        }
+        {
+            let mut fam = e.encode_descriptor(
+                "api_token_notification_failures",
+                "Delivery attempts that failed, per notifier; every failed retry counts.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (name, n) in &notifiers {
+                ConstCounter::new(n.failures)
+                    .encode(fam.encode_family(&[("notifier", name.as_str())])?)?;
+            }
+        }
+        {
+            let mut fam = e.encode_descriptor(
+                "api_token_notification_last_success_timestamp_seconds",
+                "When the notifier last delivered a message (Unix seconds); absent before its first delivery.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (name, n) in &notifiers {
+                if let Some(t) = n.last_success {
+                    ConstGauge::new(epoch_seconds(t))
+                        .encode(fam.encode_family(&[("notifier", name.as_str())])?)?;
+                }
+            }
+        }
 
         let ok = self.status.last_reload_successful.load(Ordering::Relaxed);
         ConstGauge::new(i64::from(ok)).encode(e.encode_descriptor(

@@ -114,7 +114,13 @@ fn metrics_table_names_every_family() {
     let mut n = 0;
     for (i, _) in src.match_indices("\"api_token_") {
         let name: String = src[i + 1..].chars().take_while(|c| *c != '"').collect();
-        let shown = if ["api_token_probes", "api_token_probe_failures"].contains(&name.as_str()) {
+        let counters = [
+            "api_token_probes",
+            "api_token_probe_failures",
+            "api_token_notifications",
+            "api_token_notification_failures",
+        ];
+        let shown = if counters.contains(&name.as_str()) {
             format!("{name}_total")
         } else {
             name

@@ -325,21 +325,27 @@ fn token_condition(
             }
         }
         _ if expired_at.is_some() => Some(expired(Level::Critical)),
-        _ => match s.spec.thresholds.severity(s.facts.expiry, now) {
-            Severity::Ok => None,
-            Severity::Warning => Some(Condition {
+        _ => {
+            let level = match s.spec.thresholds.severity(s.facts.expiry, now) {
+                Severity::Ok => return None,
+                Severity::Warning => Level::Warning,
+                Severity::Critical => Level::Critical,
+            };
+            // The probe's own detail ("the provider confirmed the token") says nothing here;
+            // the windows say why this is an event.
+            let th = &s.spec.thresholds;
+            Some(Condition {
                 kind: EventKind::Expiring,
                 policy: None,
-                level: Level::Warning,
-                detail: detail.to_string(),
-            }),
-            Severity::Critical => Some(Condition {
-                kind: EventKind::Expiring,
-                policy: None,
-                level: Level::Critical,
-                detail: detail.to_string(),
-            }),
-        },
+                level,
+                detail: format!(
+                    "inside its {} window (warning {} before expiry, critical {} before)",
+                    level.as_str(),
+                    humantime::format_duration(th.warning_before),
+                    humantime::format_duration(th.critical_before)
+                ),
+            })
+        }
     }
 }
 
