@@ -200,7 +200,9 @@ fn decode(text: &str) -> Result<RawConfig, ConfigError> {
         } else {
             path
         };
-        let message = if path.ends_with(".kind") {
+        let message = if path.starts_with("notifiers.") && path.ends_with(".kind") {
+            message.replace("unknown variant", "unknown notifier kind")
+        } else if path.ends_with(".kind") {
             message.replace("unknown variant", "unknown provider kind")
         } else {
             message

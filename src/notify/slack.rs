@@ -30,10 +30,10 @@ impl Webhook {
             "slack webhook",
         )
         .await
-        .map_err(|e| redact(e, &url))?;
+        .map_err(|e| redact_url(e, &url))?;
         match answer.status {
             200 => Ok(Delivered::default()),
-            _ => Err(redact(status_error("slack webhook", &answer), &url)),
+            _ => Err(redact_url(status_error("slack webhook", &answer), &url)),
         }
     }
 }
@@ -101,6 +101,31 @@ async fn read(source: &crate::secret::SecretSource, what: &str) -> Result<Secret
         .read()
         .await
         .map_err(|e| SendError::new(format!("cannot read the {what}: {e}")))
+}
+
+/// Removes a webhook URL from an error, and its path and each long path segment too: the
+/// credential is in the path (`/services/T.../B.../<secret>`), and a server echoing the
+/// path alone must not leak it.
+pub(crate) fn redact_url(mut e: SendError, url: &Secret) -> SendError {
+    e = redact(e, url);
+    if let Ok(parsed) = url::Url::parse(url.expose()) {
+        let mut parts: Vec<String> = vec![parsed.path().to_string()];
+        parts.extend(
+            parsed
+                .path_segments()
+                .into_iter()
+                .flatten()
+                .filter(|s| s.len() >= 8)
+                .map(str::to_string),
+        );
+        if let Some(q) = parsed.query() {
+            parts.push(q.to_string());
+        }
+        for p in parts.into_iter().filter(|p| p.len() >= 8) {
+            e = redact(e, &Secret::new(p));
+        }
+    }
+    e
 }
 
 /// Removes a secret from an error, should a server have echoed it.
