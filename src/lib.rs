@@ -22,6 +22,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod persist;
+pub mod policy;
 pub mod provider;
 pub mod scheduler;
 pub mod secret;
