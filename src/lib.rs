@@ -1,1 +1,192 @@
+//! # api-token-exporter
+//!
+//! Keeps automation from stalling on a dead credential. The exporter holds an inventory of
+//! API tokens ([`config`]), asks each token's provider about it on a schedule
+//! ([`scheduler`] -> [`provider`]), keeps the latest facts ([`store`]) and derives what it
+//! shows at read time: Prometheus metrics ([`metrics`]), a status page and a JSON API
+//! ([`server`], [`view`]), and the one-shot preflight [`check`].
+//!
+//! Data flows one way: config -> scheduler -> provider -> store -> views. Providers return
+//! outcomes, never errors; views never call providers; secrets live in [`secret::Secret`]
+//! and only providers expose them, onto the wire.
 
+// Probe helpers return `Result<_, ProbeOutcome>`: a failed step *is* the probe's answer, a
+// value the caller passes on, not an exceptional error, so its size is not a concern.
+#![allow(clippy::result_large_err)]
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod metrics;
+pub mod model;
+pub mod provider;
+pub mod scheduler;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod view;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::ExporterStatus;
+use crate::provider::BuildContext;
+use crate::scheduler::{Inventory, SchedulerHandle};
+use crate::server::{AppState, ReloadRequest};
+use crate::store::Store;
+
+/// What the daemon needs to start.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config_file: PathBuf,
+    pub listen_address: String,
+    pub telemetry_path: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Loads and builds the inventory from a file.
+pub fn load_inventory(
+    path: &std::path::Path,
+    ctx: &BuildContext,
+) -> Result<Inventory, ConfigError> {
+    let config = Config::load(path)?;
+    Inventory::build(config, ctx).map_err(|mut e| {
+        e.file = Some(path.display().to_string());
+        e
+    })
+}
+
+/// Runs the daemon until `shutdown` completes: probes in the background, serves HTTP,
+/// reloads on SIGHUP and `POST /-/reload`.
+pub async fn run(
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let ctx = BuildContext::new();
+    let inventory = load_inventory(&opts.config_file, &ctx)?;
+    tracing::info!(
+        file = %opts.config_file.display(),
+        providers = inventory.config.providers.len(),
+        tokens = inventory.config.tokens.len(),
+        "config loaded"
+    );
+    let store = Arc::new(Store::new());
+    let status = Arc::new(ExporterStatus::new());
+    let scheduler = scheduler::spawn(store.clone(), inventory);
+
+    let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    tokio::spawn(reloader(
+        opts.config_file.clone(),
+        ctx,
+        scheduler.clone(),
+        status.clone(),
+        reload_rx,
+    ));
+    spawn_sighup(reload_tx.clone());
+
+    let state = AppState {
+        store: store.clone(),
+        registry: Arc::new(metrics::registry(store, status)),
+        ready: scheduler.ready.clone(),
+        reload: reload_tx,
+        telemetry_path: opts.telemetry_path.clone(),
+    };
+    let addr = cli::listen_addr(&opts.listen_address);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| RunError::Bind(addr.clone(), e))?;
+    let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    tracing::info!(address = %bound, telemetry_path = %opts.telemetry_path, "listening");
+    axum::serve(listener, server::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(RunError::Serve)?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Applies reload requests one at a time. A bad config keeps the running one.
+async fn reloader(
+    path: PathBuf,
+    ctx: BuildContext,
+    scheduler: SchedulerHandle,
+    status: Arc<ExporterStatus>,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+) {
+    while let Some(reply) = requests.recv().await {
+        let result = match load_inventory(&path, &ctx) {
+            Ok(inventory) => {
+                let tokens = inventory.config.tokens.len();
+                scheduler.reload(inventory).await;
+                status.reload_succeeded();
+                tracing::info!(file = %path.display(), tokens, "config reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                status.reload_failed();
+                tracing::error!(error = %e, "config reload failed; the previous config keeps running");
+                Err(e.to_string())
+            }
+        };
+        let _ = reply.send(result);
+    }
+}
+
+#[cfg(unix)]
+fn spawn_sighup(reload: mpsc::Sender<ReloadRequest>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; reload with POST /-/reload");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received, reloading");
+            let (tx, _rx) = tokio::sync::oneshot::channel();
+            if reload.send(tx).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_: mpsc::Sender<ReloadRequest>) {}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,1 +1,68 @@
-fn main(){}
+//! The binary: parse flags, set up logging, run. The only place that uses anyhow-style
+//! top-level error printing and chooses exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use api_token_exporter::cli::{Cli, Command};
+use api_token_exporter::config::Config;
+use api_token_exporter::{RunOptions, check, demo, logging, run, shutdown_signal};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_level, cli.log_format);
+
+    if cli.config_check {
+        return match Config::load(&cli.config_file) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} providers, {} tokens)",
+                    cli.config_file.display(),
+                    c.providers.len(),
+                    c.tokens.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = RunOptions {
+        config_file: cli.config_file.clone(),
+        listen_address: cli.listen_address.clone(),
+        telemetry_path: cli.telemetry_path.clone(),
+    };
+    match cli.command {
+        Some(Command::Check { output }) => {
+            ExitCode::from(runtime.block_on(check::run(&cli.config_file, output)))
+        }
+        Some(Command::Demo) => match runtime.block_on(demo::run(opts, shutdown_signal())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        None => match runtime.block_on(run(opts, shutdown_signal())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

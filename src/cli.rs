@@ -1,0 +1,118 @@
+//! Command-line flags, named as the Prometheus exporters name theirs. No I/O.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "api-token-exporter",
+    version,
+    about = "Asks each API token's provider whether it is valid and when it expires, and exports that to Prometheus."
+)]
+pub struct Cli {
+    /// The inventory: providers and tokens.
+    #[arg(
+        long = "config.file",
+        default_value = "api-token-exporter.yml",
+        global = true
+    )]
+    pub config_file: PathBuf,
+
+    /// Validate the config file and exit (0 when valid, 1 with the errors otherwise).
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+
+    /// Address to listen on, `host:port` or `:port` for all interfaces.
+    #[arg(long = "web.listen-address", default_value = ":10042", global = true)]
+    pub listen_address: String,
+
+    /// Path under which metrics are served.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics", global = true)]
+    pub telemetry_path: String,
+
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
+    pub log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe every token once, print a table, and exit 0 when all are valid and none is
+    /// inside its critical window; 1 otherwise; 2 when the config is invalid.
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Run on an embedded demo inventory with in-process providers: no account, no network.
+    Demo,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// `:10042` means every interface, as in Go's net package.
+pub fn listen_addr(value: &str) -> String {
+    if value.starts_with(':') {
+        format!("0.0.0.0{value}")
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_with_dots() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--config.file",
+            "a.yml",
+            "--web.listen-address",
+            "127.0.0.1:1",
+            "--log.format",
+            "json",
+            "check",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.config_file, PathBuf::from("a.yml"));
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Check {
+                output: OutputFormat::Json
+            })
+        ));
+        assert_eq!(listen_addr(":10042"), "0.0.0.0:10042");
+    }
+}

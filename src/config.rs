@@ -1,0 +1,597 @@
+//! The inventory file: raw serde structs, then `validate()` into a typed [`Config`].
+//! Reads one file from disk; everything else here is pure.
+//!
+//! Every error names the field path and the line, e.g.
+//! `tokens[2].provider: unknown provider "gihtub" (line 14)`, and all semantic errors of a
+//! file are reported at once so a user fixes them in one pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::{MessageFormatter, Spanned};
+
+use crate::model::Thresholds;
+use crate::provider::ProviderConfig;
+use crate::secret::SecretSource;
+
+/// The largest config file accepted. An inventory of 100,000 tokens fits well below it.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Labels the exporter sets itself on `api_token_info`; the inventory may not reuse them.
+pub const RESERVED_LABELS: [&str; 8] = [
+    "token",
+    "provider",
+    "kind",
+    "fingerprint",
+    "subject",
+    "verified",
+    "job",
+    "instance",
+];
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub global: Global,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub tokens: Vec<TokenSpec>,
+}
+
+/// Defaults and limits that apply to every token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Global {
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    /// Near expiry probes come more often, but never more often than this.
+    pub min_probe_interval: Duration,
+    /// The longest wait between probes of a failing provider.
+    pub max_backoff: Duration,
+    pub thresholds: Thresholds,
+    /// Probes in flight at once, over all providers.
+    pub max_concurrency: usize,
+}
+
+/// One token of the inventory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenSpec {
+    pub name: String,
+    pub provider: String,
+    pub secret: Option<SecretSource>,
+    pub labels: BTreeMap<String, String>,
+    pub thresholds: Thresholds,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub params: TokenParams,
+}
+
+/// Per-token settings that only some provider kinds use. Each provider's `check_token`
+/// refuses the ones it does not understand, so a misplaced setting fails loudly.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct TokenParams {
+    /// RFC 7662 `token_type_hint` (`access_token` or `refresh_token`).
+    pub token_type_hint: Option<String>,
+    /// Audiences a JWT or a Kubernetes token must carry.
+    pub audiences: Option<Vec<String>>,
+    /// Vault token accessor: look the token up without its secret.
+    pub accessor: Option<String>,
+    /// Declared expiry for the `static` provider (RFC 3339 or `YYYY-MM-DD`).
+    pub expires_at: Option<String>,
+    /// Declared issue time for the `static` provider.
+    pub issued_at: Option<String>,
+}
+
+/// One problem in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Field path, e.g. `tokens[2].provider`; empty for the document itself.
+    pub path: String,
+    pub message: String,
+    pub line: Option<u64>,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything wrong with a config file; `Display` prints one issue per line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: Option<String>,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            if let Some(file) = &self.file {
+                write!(f, "{file}: ")?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn single(path: &str, message: impl Into<String>, line: Option<u64>) -> Self {
+        ConfigError {
+            file: None,
+            issues: vec![ConfigIssue {
+                path: path.to_string(),
+                message: message.into(),
+                line,
+            }],
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let with_file = |mut e: ConfigError| {
+            e.file = Some(shown.clone());
+            e
+        };
+        let meta = std::fs::metadata(path)
+            .map_err(|e| with_file(ConfigError::single("", format!("cannot read: {e}"), None)))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(with_file(ConfigError::single(
+                "",
+                format!("file is larger than {MAX_CONFIG_BYTES} bytes"),
+                None,
+            )));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| with_file(ConfigError::single("", format!("cannot read: {e}"), None)))?;
+        Config::parse(&text).map_err(with_file)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw = decode(text)?;
+        raw.validate()
+    }
+
+    pub fn token(&self, name: &str) -> Option<&TokenSpec> {
+        self.tokens.iter().find(|t| t.name == name)
+    }
+}
+
+/// Decodes YAML into the raw structs; a failure carries the field path and the line.
+fn decode(text: &str) -> Result<RawConfig, ConfigError> {
+    let mut path = String::new();
+    let mut options = serde_saphyr::options::Options::default();
+    // Snippets quote the source, and the source may hold a token written by mistake.
+    options.with_snippet = false;
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        let mut track = serde_path_to_error::Track::new();
+        let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
+        let out = RawConfig::deserialize(tracked);
+        if out.is_err() {
+            path = track.path().to_string();
+        }
+        out
+    });
+    result.map_err(|err| {
+        let message = scrub(&serde_saphyr::UserMessageFormatter.format_message(&err));
+        // `Spanned` wraps values in a `value` field; it is not part of the user's file.
+        let path = path.replace(".value", "");
+        // A syntax error has no meaningful field path.
+        let path = if path == "." || path.contains('?') {
+            String::new()
+        } else {
+            path
+        };
+        let message = if path.ends_with(".kind") {
+            message.replace("unknown variant", "unknown provider kind")
+        } else {
+            message
+        };
+        ConfigError::single(&path, message, err.location().map(|l| l.line()))
+    })
+}
+
+/// Serde quotes the offending value in "invalid type/value" messages. A config value in the
+/// wrong place may be a token, so the quoted part is dropped.
+fn scrub(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i + "string".len()]);
+        let after = &rest[i + "string \"".len()..];
+        match after.find('"') {
+            Some(end) => rest = &after[end + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Durations as people write them: `30s`, `5m`, `14d`, `1h 30m`.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration \"{text}\": {e} (use e.g. 30s, 5m, 14d)"))?;
+    Ok(d)
+}
+
+/// Serde helper for optional durations inside raw structs.
+pub(crate) mod duration_opt {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| super::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    global: RawGlobal,
+    #[serde(default)]
+    providers: BTreeMap<String, Spanned<ProviderConfig>>,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    probe_interval: Option<Spanned<String>>,
+    probe_timeout: Option<Spanned<String>>,
+    min_probe_interval: Option<Spanned<String>>,
+    max_backoff: Option<Spanned<String>>,
+    warning_before: Option<Spanned<String>>,
+    critical_before: Option<Spanned<String>>,
+    max_concurrency: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: Spanned<String>,
+    provider: Spanned<String>,
+    #[serde(default)]
+    secret: Option<SecretSource>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
+    warning_before: Option<Spanned<String>>,
+    critical_before: Option<Spanned<String>>,
+    probe_interval: Option<Spanned<String>>,
+    probe_timeout: Option<Spanned<String>>,
+    token_type_hint: Option<String>,
+    audiences: Option<Vec<String>>,
+    accessor: Option<String>,
+    expires_at: Option<String>,
+    issued_at: Option<String>,
+}
+
+/// Collects issues while validating so that one pass reports them all.
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>, line: Option<u64>) {
+        self.0.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+            line,
+        });
+    }
+
+    fn duration(&mut self, path: &str, raw: &Option<Spanned<String>>) -> Option<Duration> {
+        let raw = raw.as_ref()?;
+        match parse_duration(&raw.value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.push(path, e, Some(raw.referenced.line()));
+                None
+            }
+        }
+    }
+}
+
+fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
+    Some(s.referenced.line())
+}
+
+/// A Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_');
+    first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with("__")
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let mut issues = Issues::default();
+        let g = &self.global;
+        let probe_interval = issues
+            .duration("global.probe_interval", &g.probe_interval)
+            .unwrap_or(Duration::from_secs(300));
+        let probe_timeout = issues
+            .duration("global.probe_timeout", &g.probe_timeout)
+            .unwrap_or(Duration::from_secs(10));
+        let min_probe_interval = issues
+            .duration("global.min_probe_interval", &g.min_probe_interval)
+            .unwrap_or(Duration::from_secs(60));
+        let max_backoff = issues
+            .duration("global.max_backoff", &g.max_backoff)
+            .unwrap_or(Duration::from_secs(1800));
+        let warning = issues
+            .duration("global.warning_before", &g.warning_before)
+            .unwrap_or(Duration::from_secs(14 * 86_400));
+        let critical = issues
+            .duration("global.critical_before", &g.critical_before)
+            .unwrap_or(Duration::from_secs(3 * 86_400));
+        let global_line = g
+            .critical_before
+            .as_ref()
+            .or(g.warning_before.as_ref())
+            .map(|s| s.referenced.line());
+        if critical >= warning {
+            issues.push(
+                "global.critical_before",
+                format!(
+                    "must be shorter than warning_before ({} >= {})",
+                    humantime::format_duration(critical),
+                    humantime::format_duration(warning)
+                ),
+                global_line,
+            );
+        }
+        for (path, d, raw) in [
+            ("global.probe_interval", probe_interval, &g.probe_interval),
+            ("global.probe_timeout", probe_timeout, &g.probe_timeout),
+            (
+                "global.min_probe_interval",
+                min_probe_interval,
+                &g.min_probe_interval,
+            ),
+        ] {
+            if d.is_zero() {
+                issues.push(
+                    path,
+                    "must be greater than zero",
+                    raw.as_ref().map(|s| s.referenced.line()),
+                );
+            }
+        }
+        if min_probe_interval > probe_interval && !probe_interval.is_zero() {
+            issues.push(
+                "global.min_probe_interval",
+                "must not be longer than probe_interval",
+                g.min_probe_interval.as_ref().map(|s| s.referenced.line()),
+            );
+        }
+        let max_concurrency = match &g.max_concurrency {
+            Some(s) if s.value == 0 => {
+                issues.push("global.max_concurrency", "must be at least 1", line_of(s));
+                1
+            }
+            Some(s) => s.value,
+            None => 32,
+        };
+        let global = Global {
+            probe_interval,
+            probe_timeout,
+            min_probe_interval,
+            max_backoff,
+            thresholds: Thresholds {
+                warning_before: warning,
+                critical_before: critical,
+            },
+            max_concurrency,
+        };
+
+        let mut providers = BTreeMap::new();
+        for (name, spanned) in self.providers {
+            let path = format!("providers.{name}");
+            if name.trim().is_empty() {
+                issues.push(&path, "provider name is empty", line_of(&spanned));
+            }
+            if let Err(e) = spanned.value.validate() {
+                issues.push(&path, e, line_of(&spanned));
+            }
+            providers.insert(name, spanned.value);
+        }
+
+        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        let mut tokens = Vec::with_capacity(self.tokens.len());
+        for (i, raw) in self.tokens.into_iter().enumerate() {
+            let at = |field: &str| format!("tokens[{i}].{field}");
+            let name = raw.name.value.clone();
+            if name.trim().is_empty() {
+                issues.push(at("name"), "token name is empty", line_of(&raw.name));
+            }
+            if let Some(first) = seen.insert(name.clone(), raw.name.referenced.line()) {
+                issues.push(
+                    at("name"),
+                    format!("duplicate token name \"{name}\" (first defined on line {first})"),
+                    line_of(&raw.name),
+                );
+                seen.insert(name.clone(), first);
+            }
+            let provider = providers.get(&raw.provider.value);
+            if provider.is_none() {
+                let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+                issues.push(
+                    at("provider"),
+                    format!(
+                        "unknown provider \"{}\" (defined: {})",
+                        raw.provider.value,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                    line_of(&raw.provider),
+                );
+            }
+            let mut labels = BTreeMap::new();
+            for (key, value) in raw.labels {
+                if !is_valid_label_name(&key) {
+                    issues.push(
+                        format!("tokens[{i}].labels.{key}"),
+                        format!("\"{key}\" is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"),
+                        line_of(&value),
+                    );
+                } else if RESERVED_LABELS.contains(&key.as_str()) {
+                    issues.push(
+                        format!("tokens[{i}].labels.{key}"),
+                        format!(
+                            "\"{key}\" is set by the exporter itself; choose another label name"
+                        ),
+                        line_of(&value),
+                    );
+                }
+                labels.insert(key, value.value);
+            }
+            let warning_before = issues
+                .duration(&at("warning_before"), &raw.warning_before)
+                .unwrap_or(global.thresholds.warning_before);
+            let critical_before = issues
+                .duration(&at("critical_before"), &raw.critical_before)
+                .unwrap_or(global.thresholds.critical_before);
+            if critical_before >= warning_before
+                && (raw.warning_before.is_some() || raw.critical_before.is_some())
+            {
+                let line = raw
+                    .critical_before
+                    .as_ref()
+                    .or(raw.warning_before.as_ref())
+                    .map(|s| s.referenced.line());
+                issues.push(
+                    at("critical_before"),
+                    format!(
+                        "must be shorter than warning_before ({} >= {})",
+                        humantime::format_duration(critical_before),
+                        humantime::format_duration(warning_before)
+                    ),
+                    line,
+                );
+            }
+            let probe_interval = issues
+                .duration(&at("probe_interval"), &raw.probe_interval)
+                .unwrap_or(global.probe_interval);
+            let probe_timeout = issues
+                .duration(&at("probe_timeout"), &raw.probe_timeout)
+                .unwrap_or(global.probe_timeout);
+            for (field, d, raw_d) in [
+                ("probe_interval", probe_interval, &raw.probe_interval),
+                ("probe_timeout", probe_timeout, &raw.probe_timeout),
+            ] {
+                if d.is_zero() {
+                    issues.push(
+                        at(field),
+                        "must be greater than zero",
+                        raw_d.as_ref().map(|s| s.referenced.line()),
+                    );
+                }
+            }
+            let spec = TokenSpec {
+                name,
+                provider: raw.provider.value.clone(),
+                secret: raw.secret,
+                labels,
+                thresholds: Thresholds {
+                    warning_before,
+                    critical_before,
+                },
+                probe_interval,
+                probe_timeout,
+                params: TokenParams {
+                    token_type_hint: raw.token_type_hint,
+                    audiences: raw.audiences,
+                    accessor: raw.accessor,
+                    expires_at: raw.expires_at,
+                    issued_at: raw.issued_at,
+                },
+            };
+            if let Some(provider) = provider
+                && let Err(e) = provider.check_token(&spec)
+            {
+                issues.push(format!("tokens[{i}]"), e, line_of(&raw.name));
+            }
+            tokens.push(spec);
+        }
+
+        if issues.0.is_empty() {
+            Ok(Config {
+                global,
+                providers,
+                tokens,
+            })
+        } else {
+            Err(ConfigError {
+                file: None,
+                issues: issues.0,
+            })
+        }
+    }
+}
+
+/// The names of every label key used by any token, sorted: the label set of `api_token_info`.
+pub fn label_keys(tokens: &[TokenSpec]) -> BTreeSet<String> {
+    tokens
+        .iter()
+        .flat_map(|t| t.labels.keys().cloned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names_follow_prometheus_rules() {
+        assert!(is_valid_label_name("team"));
+        assert!(is_valid_label_name("_x1"));
+        assert!(!is_valid_label_name("1x"));
+        assert!(!is_valid_label_name("te-am"));
+        assert!(!is_valid_label_name("__meta"));
+        assert!(!is_valid_label_name(""));
+    }
+
+    #[test]
+    fn scrub_drops_quoted_values() {
+        assert_eq!(
+            scrub("invalid type: string \"ghp_abc\", expected u64"),
+            "invalid type: string, expected u64"
+        );
+        assert_eq!(scrub("no quotes here"), "no quotes here");
+    }
+
+    #[test]
+    fn durations_accept_days() {
+        assert_eq!(
+            parse_duration("14d").unwrap(),
+            Duration::from_secs(14 * 86_400)
+        );
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,291 @@
+//! The `/metrics` contract: a prometheus-client `Collector` over the store. No I/O.
+//!
+//! This is the one place that names metrics and labels. Everything is derived at scrape time
+//! from stored facts; nothing here calls a provider. Per-token series carry `token` and
+//! `provider` only; the inventory's own labels go on `api_token_info` alone, so cardinality
+//! stays one series per token per metric.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::model::{Verdict, epoch_seconds};
+use crate::store::Store;
+use crate::view::UNKNOWN_STATE;
+
+/// Exporter-level status the collector reports alongside the store.
+#[derive(Debug)]
+pub struct ExporterStatus {
+    pub last_reload_successful: AtomicBool,
+    /// Unix seconds of the last successful (re)load.
+    pub last_reload_success: AtomicI64,
+}
+
+impl ExporterStatus {
+    pub fn new() -> Self {
+        ExporterStatus {
+            last_reload_successful: AtomicBool::new(true),
+            last_reload_success: AtomicI64::new(jiff::Timestamp::now().as_second()),
+        }
+    }
+
+    pub fn reload_succeeded(&self) {
+        self.last_reload_successful.store(true, Ordering::Relaxed);
+        self.last_reload_success
+            .store(jiff::Timestamp::now().as_second(), Ordering::Relaxed);
+    }
+
+    pub fn reload_failed(&self) {
+        self.last_reload_successful.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Default for ExporterStatus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug)]
+struct Collector {
+    store: Arc<Store>,
+    status: Arc<ExporterStatus>,
+}
+
+/// A registry holding the exporter's collector.
+pub fn registry(store: Arc<Store>, status: Arc<ExporterStatus>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Collector { store, status }));
+    registry
+}
+
+/// Renders the registry as OpenMetrics text.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String does not fail");
+    out
+}
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+impl prometheus_client::collector::Collector for Collector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let inner = self.store.read();
+
+        // One family at a time, each a pass over the tokens.
+        macro_rules! per_token {
+            ($name:expr, $help:expr, |$s:ident| $value:expr) => {{
+                let mut fam = e.encode_descriptor($name, $help, None, MetricType::Gauge)?;
+                for $s in inner.tokens.values() {
+                    if let Some(v) = $value {
+                        let labels = [
+                            ("token", $s.spec.name.as_str()),
+                            ("provider", $s.spec.provider.as_str()),
+                        ];
+                        ConstGauge::new(v as f64).encode(fam.encode_family(&labels)?)?;
+                    }
+                }
+            }};
+        }
+
+        {
+            let mut fam = e.encode_descriptor(
+                "api_token_info",
+                "Token metadata, valued 1: kind, fingerprint, subject, verification, and the inventory's labels.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in inner.tokens.values() {
+                let mut labels: Vec<(&str, &str)> = vec![
+                    ("token", s.spec.name.as_str()),
+                    ("provider", s.spec.provider.as_str()),
+                    ("kind", s.kind),
+                    ("fingerprint", s.fingerprint.as_deref().unwrap_or("")),
+                    ("subject", s.facts.subject.as_deref().unwrap_or("")),
+                    (
+                        "verified",
+                        match s.verdict() {
+                            Some(Verdict::Unverified) => "false",
+                            Some(v) if v.is_conclusive() => "true",
+                            _ => "",
+                        },
+                    ),
+                ];
+                for (k, v) in &s.spec.labels {
+                    labels.push((k.as_str(), v.as_str()));
+                }
+                ConstGauge::new(1i64).encode(fam.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut fam = e.encode_descriptor(
+                "api_token_state",
+                "Current verdict of the token: 1 for the current state, 0 for the others (unknown = not probed yet).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in inner.tokens.values() {
+                let current = s.verdict().map(Verdict::as_str).unwrap_or(UNKNOWN_STATE);
+                let states = Verdict::ALL
+                    .iter()
+                    .map(|v| v.as_str())
+                    .chain([UNKNOWN_STATE]);
+                for state in states {
+                    let labels = [
+                        ("token", s.spec.name.as_str()),
+                        ("provider", s.spec.provider.as_str()),
+                        ("state", state),
+                    ];
+                    ConstGauge::new(i64::from(state == current))
+                        .encode(fam.encode_family(&labels)?)?;
+                }
+            }
+        }
+        per_token!(
+            "api_token_expiry_timestamp_seconds",
+            "When the token expires (Unix seconds). Absent when it never expires or the provider does not say; the last known value is kept while the provider cannot answer.",
+            |s| s.facts.expiry.timestamp().map(epoch_seconds)
+        );
+        per_token!(
+            "api_token_issued_timestamp_seconds",
+            "When the token was issued (Unix seconds), where the provider says.",
+            |s| s.facts.issued_at.map(epoch_seconds)
+        );
+        per_token!(
+            "api_token_last_used_timestamp_seconds",
+            "When the token was last used (Unix seconds), where the provider says.",
+            |s| s.facts.last_used_at.map(epoch_seconds)
+        );
+        {
+            let mut fam = e.encode_descriptor(
+                "api_token_scope_info",
+                "One series per scope (or policy) the token holds, valued 1.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in inner.tokens.values() {
+                for scope in &s.facts.scopes {
+                    let labels = [
+                        ("token", s.spec.name.as_str()),
+                        ("provider", s.spec.provider.as_str()),
+                        ("scope", scope.as_str()),
+                    ];
+                    ConstGauge::new(1i64).encode(fam.encode_family(&labels)?)?;
+                }
+            }
+        }
+        per_token!(
+            "api_token_last_probe_timestamp_seconds",
+            "When the token was last probed (Unix seconds), whatever the outcome.",
+            |s| s.last.as_ref().map(|r| epoch_seconds(r.at))
+        );
+        per_token!(
+            "api_token_last_verdict_timestamp_seconds",
+            "When the provider last gave a conclusive answer about the token (Unix seconds).",
+            |s| s.last_verdict_at.map(epoch_seconds)
+        );
+        per_token!(
+            "api_token_probe_duration_seconds",
+            "How long the last probe of the token took.",
+            |s| s.last.as_ref().map(|r| r.duration.as_secs_f64())
+        );
+        per_token!(
+            "api_token_warning_threshold_seconds",
+            "The token's warning window: alerts warn when less time than this is left.",
+            |s| Some(s.spec.thresholds.warning_before.as_secs_f64())
+        );
+        per_token!(
+            "api_token_critical_threshold_seconds",
+            "The token's critical window: alerts page when less time than this is left.",
+            |s| Some(s.spec.thresholds.critical_before.as_secs_f64())
+        );
+
+        {
+            let mut fam = e.encode_descriptor(
+                "api_token_probes",
+                "Probes run, per provider.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (name, p) in &inner.providers {
+                ConstCounter::new(p.probes)
+                    .encode(fam.encode_family(&[("provider", name.as_str())])?)?;
+            }
+        }
+        {
+            let mut fam = e.encode_descriptor(
+                "api_token_probe_failures",
+                "Probes that got no conclusive answer (unreachable, rate limited, misconfigured), per provider and reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (name, p) in &inner.providers {
+                for (reason, n) in &p.failures {
+                    let labels = [("provider", name.as_str()), ("reason", reason.as_str())];
+                    ConstCounter::new(*n).encode(fam.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut fam = e.encode_descriptor(
+                "api_token_provider_rate_limit_remaining",
+                "Requests left in the provider's rate-limit window, from its last answer that said.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (name, p) in &inner.providers {
+                if let Some(v) = p.rate_limit.and_then(|r| r.remaining) {
+                    ConstGauge::new(v)
+                        .encode(fam.encode_family(&[("provider", name.as_str())])?)?;
+                }
+            }
+        }
+        {
+            let mut fam = e.encode_descriptor(
+                "api_token_provider_rate_limit_reset_timestamp_seconds",
+                "When the provider's rate-limit window resets (Unix seconds).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (name, p) in &inner.providers {
+                if let Some(t) = p.rate_limit.and_then(|r| r.reset_at) {
+                    ConstGauge::new(epoch_seconds(t))
+                        .encode(fam.encode_family(&[("provider", name.as_str())])?)?;
+                }
+            }
+        }
+        drop(inner);
+
+        let ok = self.status.last_reload_successful.load(Ordering::Relaxed);
+        ConstGauge::new(i64::from(ok)).encode(e.encode_descriptor(
+            "api_token_exporter_config_last_reload_successful",
+            "Whether the last configuration (re)load succeeded.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstGauge::new(self.status.last_reload_success.load(Ordering::Relaxed)).encode(
+            e.encode_descriptor(
+                "api_token_exporter_config_last_reload_success_timestamp_seconds",
+                "When the configuration was last loaded successfully (Unix seconds).",
+                None,
+                MetricType::Gauge,
+            )?,
+        )?;
+        let mut fam = e.encode_descriptor(
+            "api_token_exporter_build_info",
+            "The exporter's version, valued 1.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1i64)
+            .encode(fam.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
+        Ok(())
+    }
+}

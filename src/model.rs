@@ -1,0 +1,421 @@
+//! Neutral types shared by providers, the store, policies and the views. No I/O here.
+//!
+//! A probe never fails with an error: it returns a [`ProbeOutcome`] whose [`Verdict`] and
+//! [`Reason`] are stable strings, because they become Prometheus label values that alert
+//! rules and dashboards depend on.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+/// The verdict of one probe. The string forms are a public contract (metric label values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The provider says the token works.
+    Valid,
+    /// Expired, revoked or unknown to the provider.
+    Invalid,
+    /// The token authenticates but lacks the rights the probe call needs.
+    Forbidden,
+    /// The provider refused to answer now.
+    RateLimited,
+    /// No trustworthy answer: network failure, timeout, 5xx, or a body that is not what the
+    /// provider documents.
+    Unreachable,
+    /// The exporter's own credentials for the provider (or the token's secret source) failed.
+    Misconfigured,
+    /// Decoded locally without a key: the claims are readable but nothing proves them.
+    Unverified,
+}
+
+impl Verdict {
+    /// Every verdict, in the order metrics list them.
+    pub const ALL: [Verdict; 7] = [
+        Verdict::Valid,
+        Verdict::Invalid,
+        Verdict::Forbidden,
+        Verdict::RateLimited,
+        Verdict::Unreachable,
+        Verdict::Misconfigured,
+        Verdict::Unverified,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::Invalid => "invalid",
+            Verdict::Forbidden => "forbidden",
+            Verdict::RateLimited => "rate_limited",
+            Verdict::Unreachable => "unreachable",
+            Verdict::Misconfigured => "misconfigured",
+            Verdict::Unverified => "unverified",
+        }
+    }
+
+    /// True when the provider gave a conclusive answer about the token itself. The other
+    /// verdicts say something about the provider or about us, never about the token.
+    pub fn is_conclusive(self) -> bool {
+        matches!(
+            self,
+            Verdict::Valid | Verdict::Invalid | Verdict::Forbidden | Verdict::Unverified
+        )
+    }
+
+    /// True when the probe counts in `api_token_probe_failures_total`.
+    pub fn is_failure(self) -> bool {
+        !self.is_conclusive()
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a probe ended the way it did. Stable label values; add, never rename.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The provider confirmed the token.
+    Ok,
+    /// A JWT decoded without a signature check.
+    NoKey,
+    /// The token's expiry has passed.
+    Expired,
+    /// The provider says the token was revoked.
+    Revoked,
+    /// The provider says the token is not active and does not say why (RFC 7662).
+    Inactive,
+    /// The provider does not know the token.
+    UnknownToken,
+    /// The token's `nbf` / not-before lies in the future.
+    NotYetValid,
+    /// A JWT whose signature does not verify, or whose algorithm is refused.
+    BadSignature,
+    /// The secret is not a well-formed token of the kind the provider expects.
+    Malformed,
+    /// The token is not meant for the configured audience.
+    WrongAudience,
+    /// The provider disabled the token.
+    Disabled,
+    /// The token lacks the rights the probe call needs.
+    InsufficientScope,
+    /// The provider answered 429 or an equivalent.
+    RateLimited,
+    /// The probe did not finish within its timeout.
+    Timeout,
+    /// DNS or TCP failure.
+    Connect,
+    /// TLS handshake or certificate failure.
+    Tls,
+    /// The provider answered with a 5xx status.
+    Http5xx,
+    /// The body was not the documented JSON (a proxy page, a truncated body, too large...).
+    BadResponse,
+    /// A status the provider does not document for this call.
+    UnexpectedStatus,
+    /// The exporter's own client credentials were refused.
+    ClientAuth,
+    /// The token's secret could not be read from its source.
+    SecretUnavailable,
+    /// Discovery of the provider's endpoints failed.
+    Discovery,
+    /// The provider is sealed or in maintenance (Vault 503).
+    Sealed,
+}
+
+impl Reason {
+    /// The reasons that count as probe failures; `api_token_probe_failures_total` creates all
+    /// of them at zero for every provider, so `rate()` and `increase()` work from the start.
+    pub const FAILURES: [Reason; 11] = [
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Tls,
+        Reason::Http5xx,
+        Reason::BadResponse,
+        Reason::UnexpectedStatus,
+        Reason::RateLimited,
+        Reason::ClientAuth,
+        Reason::SecretUnavailable,
+        Reason::Discovery,
+        Reason::Sealed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::NoKey => "no_key",
+            Reason::Expired => "expired",
+            Reason::Revoked => "revoked",
+            Reason::Inactive => "inactive",
+            Reason::UnknownToken => "unknown_token",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::BadSignature => "bad_signature",
+            Reason::Malformed => "malformed",
+            Reason::WrongAudience => "wrong_audience",
+            Reason::Disabled => "disabled",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::RateLimited => "rate_limited",
+            Reason::Timeout => "timeout",
+            Reason::Connect => "connect",
+            Reason::Tls => "tls",
+            Reason::Http5xx => "http_5xx",
+            Reason::BadResponse => "bad_response",
+            Reason::UnexpectedStatus => "unexpected_status",
+            Reason::ClientAuth => "client_auth",
+            Reason::SecretUnavailable => "secret_unavailable",
+            Reason::Discovery => "discovery",
+            Reason::Sealed => "sealed",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a provider says about when a token stops working.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(tag = "kind", content = "at", rename_all = "snake_case")]
+pub enum Expiry {
+    /// The provider did not say (RFC 7662 without `exp`, an inactive token, a failed probe).
+    #[default]
+    Undisclosed,
+    /// The provider says the token has no expiry.
+    Never,
+    /// The token stops working at this instant.
+    At(Timestamp),
+}
+
+impl Expiry {
+    pub fn timestamp(self) -> Option<Timestamp> {
+        match self {
+            Expiry::At(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Facts a provider disclosed about a token. Every field is optional: providers disclose
+/// different things, and a missing fact is never invented.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TokenFacts {
+    pub expiry: Expiry,
+    pub issued_at: Option<Timestamp>,
+    pub not_before: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    /// The identity the token acts as (`sub`, login, username...).
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Vec<String>,
+    pub scopes: Vec<String>,
+    pub token_type: Option<String>,
+    /// Provider-specific facts worth showing (renewable, ttl...). Never the token itself.
+    pub extra: BTreeMap<String, String>,
+    /// Warnings about the answer itself, e.g. an expiry in the past on a successful call.
+    pub flags: Vec<String>,
+}
+
+/// A provider's rate-limit headroom, read from its response headers.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RateLimit {
+    pub remaining: Option<f64>,
+    pub limit: Option<f64>,
+    pub reset_at: Option<Timestamp>,
+}
+
+/// The result of one probe. Built by a provider's pure parse function.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProbeOutcome {
+    pub verdict: Verdict,
+    pub reason: Reason,
+    /// One sentence for people. Never contains the token: parse functions build it from
+    /// fixed text and provider error codes only.
+    pub detail: String,
+    pub facts: TokenFacts,
+    /// How long the provider asked us to wait (Retry-After, reset headers).
+    #[serde(skip)]
+    pub retry_after: Option<Duration>,
+    #[serde(skip)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl ProbeOutcome {
+    pub fn new(verdict: Verdict, reason: Reason, detail: impl Into<String>) -> Self {
+        ProbeOutcome {
+            verdict,
+            reason,
+            detail: detail.into(),
+            facts: TokenFacts::default(),
+            retry_after: None,
+            rate_limit: None,
+        }
+    }
+
+    pub fn valid(facts: TokenFacts) -> Self {
+        ProbeOutcome {
+            facts,
+            ..ProbeOutcome::new(
+                Verdict::Valid,
+                Reason::Ok,
+                "the provider confirmed the token",
+            )
+        }
+    }
+
+    pub fn with_facts(mut self, facts: TokenFacts) -> Self {
+        self.facts = facts;
+        self
+    }
+
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    pub fn with_rate_limit(mut self, rate_limit: Option<RateLimit>) -> Self {
+        self.rate_limit = rate_limit;
+        self
+    }
+
+    pub fn unreachable(reason: Reason, detail: impl Into<String>) -> Self {
+        ProbeOutcome::new(Verdict::Unreachable, reason, detail)
+    }
+
+    pub fn misconfigured(reason: Reason, detail: impl Into<String>) -> Self {
+        ProbeOutcome::new(Verdict::Misconfigured, reason, detail)
+    }
+
+    pub fn invalid(reason: Reason, detail: impl Into<String>) -> Self {
+        ProbeOutcome::new(Verdict::Invalid, reason, detail)
+    }
+
+    pub fn rate_limited(retry_after: Option<Duration>, detail: impl Into<String>) -> Self {
+        ProbeOutcome::new(Verdict::RateLimited, Reason::RateLimited, detail)
+            .with_retry_after(retry_after)
+    }
+
+    /// A body that is not the JSON the provider documents.
+    pub fn bad_response(what: &str) -> Self {
+        ProbeOutcome::unreachable(
+            Reason::BadResponse,
+            format!("the provider's answer is not the documented JSON: {what}"),
+        )
+    }
+}
+
+/// How urgent a token is against its thresholds, derived from facts and `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
+}
+
+/// Thresholds that turn time-to-expiry into a severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    pub warning_before: Duration,
+    pub critical_before: Duration,
+}
+
+impl Thresholds {
+    /// The severity of an expiry at `now`. A token past its expiry is critical.
+    pub fn severity(&self, expiry: Expiry, now: Timestamp) -> Severity {
+        let Some(at) = expiry.timestamp() else {
+            return Severity::Ok;
+        };
+        let left = at.as_second().saturating_sub(now.as_second());
+        if left <= self.critical_before.as_secs() as i64 {
+            Severity::Critical
+        } else if left <= self.warning_before.as_secs() as i64 {
+            Severity::Warning
+        } else {
+            Severity::Ok
+        }
+    }
+}
+
+/// Seconds since the Unix epoch as a float, the unit of every `_timestamp_seconds` metric.
+pub fn epoch_seconds(t: Timestamp) -> f64 {
+    t.as_millisecond() as f64 / 1000.0
+}
+
+/// "in 6 days", "3 hours ago": time to an instant, in the largest whole unit, for people.
+pub fn human_relative(at: Timestamp, now: Timestamp) -> String {
+    let secs = at.as_second() - now.as_second();
+    let abs = secs.unsigned_abs();
+    let (n, unit) = if abs >= 86_400 {
+        (abs / 86_400, "day")
+    } else if abs >= 3_600 {
+        (abs / 3_600, "hour")
+    } else if abs >= 60 {
+        (abs / 60, "minute")
+    } else {
+        (abs, "second")
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    if secs >= 0 {
+        format!("in {n} {unit}{plural}")
+    } else {
+        format!("{n} {unit}{plural} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn severity_uses_both_windows() {
+        let th = Thresholds {
+            warning_before: Duration::from_secs(14 * 86_400),
+            critical_before: Duration::from_secs(3 * 86_400),
+        };
+        let now = ts(1_000_000_000);
+        let at = |days: i64| Expiry::At(ts(1_000_000_000 + days * 86_400));
+        assert_eq!(th.severity(at(30), now), Severity::Ok);
+        assert_eq!(th.severity(at(10), now), Severity::Warning);
+        assert_eq!(th.severity(at(2), now), Severity::Critical);
+        assert_eq!(th.severity(at(-1), now), Severity::Critical);
+        assert_eq!(th.severity(Expiry::Never, now), Severity::Ok);
+        assert_eq!(th.severity(Expiry::Undisclosed, now), Severity::Ok);
+    }
+
+    #[test]
+    fn relative_time_reads_naturally() {
+        let now = ts(1_000_000_000);
+        assert_eq!(
+            human_relative(ts(1_000_000_000 + 6 * 86_400 + 5), now),
+            "in 6 days"
+        );
+        assert_eq!(human_relative(ts(1_000_000_000 - 3_600), now), "1 hour ago");
+        assert_eq!(human_relative(ts(1_000_000_000 + 59), now), "in 59 seconds");
+    }
+
+    #[test]
+    fn only_answers_about_the_token_are_conclusive() {
+        let failing: Vec<_> = Verdict::ALL.iter().filter(|v| v.is_failure()).collect();
+        assert_eq!(
+            failing,
+            [
+                &Verdict::RateLimited,
+                &Verdict::Unreachable,
+                &Verdict::Misconfigured
+            ]
+        );
+    }
+}

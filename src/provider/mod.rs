@@ -1,0 +1,190 @@
+//! Providers: how to ask one kind of token issuer about a token.
+//!
+//! The registry is closed: [`ProviderConfig`] lists every kind, and serde rejects an unknown
+//! `kind` when the config is decoded. Each kind lives in one file with a thin request and a
+//! pure `parse(status, headers, body, now)`. Adding a kind is a new file, a variant of
+//! [`ProviderConfig`] and one arm in [`ProviderConfig::kind_impl`].
+//!
+//! [`run_probe`] is the generic handler every probe goes through: it reads the secret,
+//! applies the timeout and measures the duration, so no provider repeats that logic.
+
+pub mod http;
+pub mod jwt;
+pub mod oauth2;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use crate::config::TokenSpec;
+use crate::model::{ProbeOutcome, Reason};
+use crate::secret::Secret;
+
+/// A boxed probe future: providers are trait objects so the registry stays one enum.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A configured provider instance, ready to probe.
+pub trait Provider: Send + Sync {
+    /// Asks the provider about one token. `secret` is `None` only for tokens configured
+    /// without one (a Vault accessor, a static declaration). Must not panic, must not log
+    /// the secret, and returns an outcome for every failure.
+    fn probe<'a>(
+        &'a self,
+        token: &'a TokenSpec,
+        secret: Option<&'a Secret>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, ProbeOutcome>;
+}
+
+/// What a provider kind's config offers the registry.
+pub trait ProviderKind {
+    /// The `kind:` value, also exported as the `kind` label.
+    fn kind(&self) -> &'static str;
+    /// Checks the provider's own settings; the message is prefixed with the field path.
+    fn validate(&self) -> Result<(), String>;
+    /// Checks a token that names this provider (required secret, per-token params).
+    fn check_token(&self, token: &TokenSpec) -> Result<(), String>;
+    /// Probes in flight at once for this provider instance, if limited.
+    fn max_concurrency(&self) -> Option<usize>;
+    /// Builds the runtime provider.
+    fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String>;
+}
+
+/// Shared resources for building providers.
+#[derive(Clone)]
+pub struct BuildContext {
+    /// One client, one connection pool, for every provider.
+    pub http: reqwest::Client,
+}
+
+impl BuildContext {
+    pub fn new() -> Self {
+        BuildContext {
+            http: http::client(),
+        }
+    }
+}
+
+impl Default for BuildContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Every provider kind. Decoded from `kind:`; unknown kinds are refused by serde.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProviderConfig {
+    Oauth2Introspection(oauth2::Config),
+    Jwt(jwt::Config),
+}
+
+impl ProviderConfig {
+    /// The one place that maps a variant to its implementation.
+    fn kind_impl(&self) -> &dyn ProviderKind {
+        match self {
+            ProviderConfig::Oauth2Introspection(c) => c,
+            ProviderConfig::Jwt(c) => c,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind_impl().kind()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.kind_impl().validate()
+    }
+
+    pub fn check_token(&self, token: &TokenSpec) -> Result<(), String> {
+        self.kind_impl().check_token(token)
+    }
+
+    pub fn max_concurrency(&self) -> Option<usize> {
+        self.kind_impl().max_concurrency()
+    }
+
+    pub fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
+        self.kind_impl().build(ctx)
+    }
+}
+
+/// The result of one run of the generic handler.
+#[derive(Clone, Debug)]
+pub struct ProbeRun {
+    pub outcome: ProbeOutcome,
+    /// Fingerprint of the secret that was probed, when one was read.
+    pub fingerprint: Option<String>,
+    pub duration: Duration,
+}
+
+/// The generic handler: read the secret, probe under the token's timeout, measure.
+pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestamp) -> ProbeRun {
+    let started = Instant::now();
+    let secret = match &token.secret {
+        Some(source) => match source.read().await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                return ProbeRun {
+                    outcome: ProbeOutcome::misconfigured(Reason::SecretUnavailable, e.to_string()),
+                    fingerprint: None,
+                    duration: started.elapsed(),
+                };
+            }
+        },
+        None => None,
+    };
+    let fingerprint = secret.as_ref().map(Secret::fingerprint);
+    let outcome = match tokio::time::timeout(
+        token.probe_timeout,
+        provider.probe(token, secret.as_ref(), now),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => ProbeOutcome::unreachable(
+            Reason::Timeout,
+            format!(
+                "no answer within {}",
+                humantime::format_duration(token.probe_timeout)
+            ),
+        ),
+    };
+    ProbeRun {
+        outcome,
+        fingerprint,
+        duration: started.elapsed(),
+    }
+}
+
+/// Refuses per-token params a provider kind does not use, naming them.
+pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> Result<(), String> {
+    let p = &token.params;
+    let set = [
+        ("token_type_hint", p.token_type_hint.is_some()),
+        ("audiences", p.audiences.is_some()),
+        ("accessor", p.accessor.is_some()),
+        ("expires_at", p.expires_at.is_some()),
+        ("issued_at", p.issued_at.is_some()),
+    ];
+    for (name, present) in set {
+        if present && !allowed.contains(&name) {
+            return Err(format!("{name} does not apply to a {kind} provider"));
+        }
+    }
+    Ok(())
+}
+
+/// Requires a secret source on a token.
+pub(crate) fn require_secret(token: &TokenSpec, kind: &str) -> Result<(), String> {
+    if token.secret.is_none() {
+        return Err(format!(
+            "secret is required for a {kind} provider ({{env: NAME}}, {{file: PATH}} or {{exec: [COMMAND, ARG...]}})"
+        ));
+    }
+    Ok(())
+}

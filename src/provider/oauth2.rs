@@ -1,0 +1,557 @@
+//! `oauth2_introspection`: RFC 7662 token introspection, against any compliant server
+//! (Keycloak, Okta, ORY Hydra, node-oidc-provider...). Network I/O in `probe`; `parse` is pure.
+//!
+//! The endpoint is configured or discovered from the issuer (OIDC discovery, then RFC 8414).
+//! The exporter authenticates itself with `client_secret_basic`, `client_secret_post` or a
+//! bearer token of its own. An inactive token is `{"active":false}` and nothing else, so the
+//! expiry vanishes exactly when the token dies: the store keeps the last one seen.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use jiff::Timestamp;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use url::Url;
+
+use super::http::{self, common_status};
+use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use crate::config::TokenSpec;
+#[cfg(test)]
+use crate::model::Verdict;
+use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts};
+use crate::secret::{Secret, SecretSource};
+
+/// How the exporter authenticates to the introspection endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+    Bearer,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The introspection endpoint; or give `issuer` to discover it.
+    pub introspection_url: Option<String>,
+    /// Issuer URL for discovery (`/.well-known/openid-configuration`, then RFC 8414).
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretSource>,
+    /// The exporter's own bearer token, with `auth_method: bearer`.
+    pub bearer_token: Option<SecretSource>,
+    #[serde(default)]
+    pub auth_method: AuthMethod,
+    pub max_concurrency: Option<usize>,
+}
+
+impl ProviderKind for Config {
+    fn kind(&self) -> &'static str {
+        "oauth2_introspection"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match (&self.introspection_url, &self.issuer) {
+            (Some(_), Some(_)) => {
+                return Err("give introspection_url or issuer, not both".into());
+            }
+            (None, None) => {
+                return Err("introspection_url or issuer is required".into());
+            }
+            (Some(u), None) => check_url("introspection_url", u)?,
+            (None, Some(u)) => check_url("issuer", u)?,
+        }
+        match self.auth_method {
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {
+                if self.client_id.as_deref().is_none_or(str::is_empty)
+                    || self.client_secret.is_none()
+                {
+                    return Err(format!(
+                        "auth_method {:?} needs client_id and client_secret",
+                        self.auth_method
+                    )
+                    .to_lowercase()
+                    .replace("clientsecret", "client_secret_"));
+                }
+                if self.bearer_token.is_some() {
+                    return Err("bearer_token applies only to auth_method: bearer".into());
+                }
+            }
+            AuthMethod::Bearer => {
+                if self.bearer_token.is_none() {
+                    return Err("auth_method: bearer needs bearer_token".into());
+                }
+                if self.client_secret.is_some() {
+                    return Err("client_secret does not apply to auth_method: bearer".into());
+                }
+            }
+        }
+        if self.max_concurrency == Some(0) {
+            return Err("max_concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn check_token(&self, token: &TokenSpec) -> Result<(), String> {
+        require_secret(token, self.kind())?;
+        refuse_params(token, self.kind(), &["token_type_hint"])?;
+        match token.params.token_type_hint.as_deref() {
+            None | Some("access_token") | Some("refresh_token") => Ok(()),
+            Some(other) => Err(format!(
+                "token_type_hint must be access_token or refresh_token, not \"{other}\""
+            )),
+        }
+    }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        self.max_concurrency
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
+        let endpoint = match &self.introspection_url {
+            Some(u) => Some(Url::parse(u).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(Arc::new(Introspection {
+            config: self.clone(),
+            http: ctx.http.clone(),
+            endpoint: Mutex::new(endpoint),
+        }))
+    }
+}
+
+fn check_url(field: &str, value: &str) -> Result<(), String> {
+    let url = Url::parse(value).map_err(|e| format!("{field}: invalid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{field}: the URL must be http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{field}: credentials in the URL are not allowed; use client_secret"
+        ));
+    }
+    Ok(())
+}
+
+struct Introspection {
+    config: Config,
+    http: reqwest::Client,
+    /// The endpoint, configured or discovered once and then kept.
+    endpoint: Mutex<Option<Url>>,
+}
+
+impl Provider for Introspection {
+    fn probe<'a>(
+        &'a self,
+        token: &'a TokenSpec,
+        secret: Option<&'a Secret>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, ProbeOutcome> {
+        Box::pin(async move {
+            let Some(secret) = secret else {
+                return ProbeOutcome::misconfigured(
+                    Reason::SecretUnavailable,
+                    "the token has no secret",
+                );
+            };
+            let endpoint = match self.endpoint(now).await {
+                Ok(url) => url,
+                Err(outcome) => return outcome,
+            };
+            let hint = token
+                .params
+                .token_type_hint
+                .as_deref()
+                .unwrap_or("access_token");
+            let mut form: Vec<(&str, &str)> =
+                vec![("token", secret.expose()), ("token_type_hint", hint)];
+            let mut request = self
+                .http
+                .post(endpoint)
+                .header("accept", "application/json");
+            let client_secret;
+            match self.config.auth_method {
+                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {
+                    client_secret = match read_own(self.config.client_secret.as_ref()).await {
+                        Ok(s) => s,
+                        Err(o) => return o,
+                    };
+                    let id = self.config.client_id.as_deref().unwrap_or_default();
+                    if self.config.auth_method == AuthMethod::ClientSecretBasic {
+                        request =
+                            request.header("authorization", basic_auth(id, client_secret.expose()));
+                    } else {
+                        form.push(("client_id", id));
+                        form.push(("client_secret", client_secret.expose()));
+                    }
+                }
+                AuthMethod::Bearer => {
+                    client_secret = match read_own(self.config.bearer_token.as_ref()).await {
+                        Ok(s) => s,
+                        Err(o) => return o,
+                    };
+                    request = request.bearer_auth(client_secret.expose());
+                }
+            }
+            match http::send(request.form(&form)).await {
+                Ok(resp) => parse(resp.status, &resp.headers, &resp.body, now),
+                Err(outcome) => outcome,
+            }
+        })
+    }
+}
+
+/// Reads the exporter's own credential; failing to is our misconfiguration, not the token's.
+async fn read_own(source: Option<&SecretSource>) -> Result<Secret, ProbeOutcome> {
+    let Some(source) = source else {
+        return Err(ProbeOutcome::misconfigured(
+            Reason::ClientAuth,
+            "no client credential configured",
+        ));
+    };
+    source.read().await.map_err(|e| {
+        ProbeOutcome::misconfigured(Reason::SecretUnavailable, format!("client credential: {e}"))
+    })
+}
+
+/// RFC 6749 section 2.3.1: id and secret are form-urlencoded before base64.
+fn basic_auth(id: &str, secret: &str) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let raw = format!("{}:{}", enc(id), enc(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+impl Introspection {
+    async fn endpoint(&self, now: Timestamp) -> Result<Url, ProbeOutcome> {
+        let mut guard = self.endpoint.lock().await;
+        if let Some(url) = guard.as_ref() {
+            return Ok(url.clone());
+        }
+        let issuer = self.config.issuer.as_deref().unwrap_or_default();
+        let url = discover(&self.http, issuer, now).await?;
+        *guard = Some(url.clone());
+        Ok(url)
+    }
+}
+
+/// The discovery documents to try, in order: OIDC, then RFC 8414 (path after the well-known).
+pub fn discovery_urls(issuer: &str) -> Vec<String> {
+    let trimmed = issuer.trim_end_matches('/');
+    let mut urls = vec![format!("{trimmed}/.well-known/openid-configuration")];
+    if let Ok(parsed) = Url::parse(trimmed) {
+        let path = parsed.path().trim_end_matches('/');
+        let mut origin = parsed.clone();
+        origin.set_path("");
+        let origin = origin.as_str().trim_end_matches('/').to_string();
+        urls.push(format!(
+            "{origin}/.well-known/oauth-authorization-server{path}"
+        ));
+    }
+    urls
+}
+
+async fn discover(
+    http: &reqwest::Client,
+    issuer: &str,
+    now: Timestamp,
+) -> Result<Url, ProbeOutcome> {
+    let mut last = String::from("no discovery document");
+    for doc in discovery_urls(issuer) {
+        let resp = match http::send(http.get(&doc).header("accept", "application/json")).await {
+            Ok(r) => r,
+            Err(o) => {
+                // A transport failure is the provider being down, not a discovery problem.
+                if o.reason != Reason::BadResponse {
+                    return Err(o);
+                }
+                last = o.detail;
+                continue;
+            }
+        };
+        if resp.status != 200 {
+            if resp.status >= 500 || resp.status == 429 {
+                return Err(common_status(resp.status, &resp.headers, now));
+            }
+            last = format!("{doc} answered HTTP {}", resp.status);
+            continue;
+        }
+        match parse_discovery(&resp.body) {
+            Ok(url) => return Ok(url),
+            Err(e) => last = format!("{doc}: {e}"),
+        }
+    }
+    Err(ProbeOutcome::unreachable(
+        Reason::Discovery,
+        format!("discovery failed: {last}"),
+    ))
+}
+
+/// Reads `introspection_endpoint` from a discovery document.
+pub fn parse_discovery(body: &[u8]) -> Result<Url, String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let endpoint = doc
+        .get("introspection_endpoint")
+        .and_then(Value::as_str)
+        .ok_or("the document lists no introspection_endpoint")?;
+    Url::parse(endpoint).map_err(|e| format!("introspection_endpoint is not a URL: {e}"))
+}
+
+/// Turns an introspection answer into an outcome. Pure.
+pub fn parse(status: u16, headers: &HeaderMap, body: &[u8], now: Timestamp) -> ProbeOutcome {
+    let rate = http::rate_limit(headers);
+    match status {
+        200 => {}
+        400 | 401 | 403 => {
+            let error = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
+            if status != 400 || error.as_deref() == Some("invalid_client") {
+                return ProbeOutcome::misconfigured(
+                    Reason::ClientAuth,
+                    format!(
+                        "the introspection endpoint refused the exporter's credentials (HTTP {status}{})",
+                        error.map(|e| format!(", {}", safe_code(&e))).unwrap_or_default()
+                    ),
+                )
+                .with_rate_limit(rate);
+            }
+            return ProbeOutcome::unreachable(
+                Reason::UnexpectedStatus,
+                format!(
+                    "the introspection endpoint answered HTTP 400{}",
+                    error
+                        .map(|e| format!(" ({})", safe_code(&e)))
+                        .unwrap_or_default()
+                ),
+            )
+            .with_rate_limit(rate);
+        }
+        _ => return common_status(status, headers, now),
+    }
+    let doc: Value = match http::json(body) {
+        Ok(v) => v,
+        Err(o) => return o.with_rate_limit(rate),
+    };
+    let Some(active) = doc.get("active").and_then(Value::as_bool) else {
+        return ProbeOutcome::bad_response("no boolean \"active\" member").with_rate_limit(rate);
+    };
+    if !active {
+        return ProbeOutcome::invalid(
+            Reason::Inactive,
+            "the provider says the token is not active (expired, revoked or unknown)",
+        )
+        .with_rate_limit(rate);
+    }
+    let facts = facts_from_claims(&doc, now);
+    ProbeOutcome::valid(facts).with_rate_limit(rate)
+}
+
+/// Error codes are ASCII words by spec; anything else is not echoed.
+fn safe_code(code: &str) -> String {
+    if code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        code.to_string()
+    } else {
+        "unrecognised error code".to_string()
+    }
+}
+
+/// Facts from RFC 7662 / RFC 7519 claims (the two share names). Shared with the JWT provider.
+pub fn facts_from_claims(doc: &Value, now: Timestamp) -> TokenFacts {
+    let time = |name: &str| numeric_date(doc.get(name)?);
+    let text = |name: &str| doc.get(name).and_then(Value::as_str).map(str::to_owned);
+    let mut facts = TokenFacts {
+        expiry: match time("exp") {
+            Some(t) => Expiry::At(t),
+            None => Expiry::Undisclosed,
+        },
+        issued_at: time("iat"),
+        not_before: time("nbf"),
+        subject: text("sub").or_else(|| text("username")),
+        client_id: text("client_id").or_else(|| text("azp")),
+        issuer: text("iss"),
+        audience: string_or_array(doc.get("aud")),
+        scopes: scopes(doc),
+        token_type: text("token_type").or_else(|| text("typ")),
+        ..TokenFacts::default()
+    };
+    if let Some(user) = text("username")
+        && facts.subject.as_deref() != Some(user.as_str())
+    {
+        facts.extra.insert("username".into(), user);
+    }
+    if let Expiry::At(at) = facts.expiry
+        && at <= now
+    {
+        facts
+            .flags
+            .push("the provider reports an expiry in the past for an active token".into());
+    }
+    facts
+}
+
+/// NumericDate: seconds since the epoch, possibly fractional (RFC 7519 section 2).
+pub fn numeric_date(v: &Value) -> Option<Timestamp> {
+    let secs = v.as_f64()?;
+    if !secs.is_finite() {
+        return None;
+    }
+    Timestamp::from_millisecond((secs * 1000.0) as i64).ok()
+}
+
+fn string_or_array(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `scope` as a space-separated string (RFC 7662, RFC 8693) or `scp` as an array (Okta, Azure).
+fn scopes(doc: &Value) -> Vec<String> {
+    let mut out: Vec<String> = match doc.get("scope").or_else(|| doc.get("scp")) {
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(NOW).unwrap()
+    }
+
+    fn p(status: u16, body: &str) -> ProbeOutcome {
+        parse(status, &HeaderMap::new(), body.as_bytes(), now())
+    }
+
+    #[test]
+    fn active_token_with_claims() {
+        let o = p(
+            200,
+            r#"{"active":true,"client_id":"exporter","exp":1700086400,"iat":1699990000,
+               "iss":"http://idp","scope":"api:read openid","token_type":"Bearer","aud":["a","b"]}"#,
+        );
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(
+            o.facts.expiry,
+            Expiry::At(Timestamp::from_second(1_700_086_400).unwrap())
+        );
+        assert_eq!(o.facts.issued_at.unwrap().as_second(), 1_699_990_000);
+        assert_eq!(o.facts.scopes, ["api:read", "openid"]);
+        assert_eq!(o.facts.client_id.as_deref(), Some("exporter"));
+        assert_eq!(o.facts.audience, ["a", "b"]);
+        assert!(o.facts.flags.is_empty());
+    }
+
+    #[test]
+    fn missing_exp_is_undisclosed_not_never() {
+        let o = p(200, r#"{"active":true}"#);
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+    }
+
+    #[test]
+    fn inactive_is_invalid() {
+        let o = p(200, r#"{"active":false}"#);
+        assert_eq!((o.verdict, o.reason), (Verdict::Invalid, Reason::Inactive));
+    }
+
+    #[test]
+    fn client_auth_failures_are_misconfigured() {
+        assert_eq!(
+            p(401, r#"{"error":"invalid_client"}"#).verdict,
+            Verdict::Misconfigured
+        );
+        assert_eq!(
+            p(400, r#"{"error":"invalid_client"}"#).reason,
+            Reason::ClientAuth
+        );
+        assert_eq!(p(403, "").verdict, Verdict::Misconfigured);
+    }
+
+    #[test]
+    fn garbage_and_outages_are_unreachable_never_invalid() {
+        for (status, body) in [
+            (200, "<html>login</html>"),
+            (200, r#"{"active":"yes"}"#),
+            (200, "[]"),
+            (200, ""),
+            (502, "bad gateway"),
+            (503, ""),
+            (400, r#"{"error":"unsupported_token_type"}"#),
+            (404, ""),
+        ] {
+            let o = p(status, body);
+            assert_eq!(o.verdict, Verdict::Unreachable, "{status} {body}: {o:?}");
+        }
+    }
+
+    #[test]
+    fn rate_limited_with_retry_after() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        let o = parse(429, &h, b"", now());
+        assert_eq!(o.verdict, Verdict::RateLimited);
+        assert_eq!(o.retry_after, Some(std::time::Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn error_codes_are_not_echoed_unless_plain() {
+        let o = p(401, r#"{"error":"ghp_secret value with spaces"}"#);
+        assert!(!o.detail.contains("ghp_secret"), "{}", o.detail);
+    }
+
+    #[test]
+    fn fractional_numeric_dates() {
+        let o = p(200, r#"{"active":true,"exp":1700086400.5}"#);
+        assert_eq!(
+            o.facts.expiry.timestamp().unwrap().as_millisecond(),
+            1_700_086_400_500
+        );
+    }
+
+    #[test]
+    fn discovery_urls_cover_oidc_and_rfc8414() {
+        assert_eq!(
+            discovery_urls("https://idp.example.com/realms/x/"),
+            [
+                "https://idp.example.com/realms/x/.well-known/openid-configuration",
+                "https://idp.example.com/.well-known/oauth-authorization-server/realms/x"
+            ]
+        );
+        assert!(parse_discovery(br#"{"introspection_endpoint":"http://h/i"}"#).is_ok());
+        assert!(parse_discovery(br#"{"issuer":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn basic_auth_urlencodes() {
+        let h = basic_auth("a b", "s:e");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(h.trim_start_matches("Basic "))
+            .unwrap();
+        assert_eq!(String::from_utf8(raw).unwrap(), "a+b:s%3Ae");
+    }
+}

@@ -1,0 +1,543 @@
+//! The only place that spawns probe tasks. Owns timing: per-token intervals with jitter,
+//! global and per-provider concurrency limits, faster probing near expiry (with a floor),
+//! backoff for failing providers honouring `Retry-After`, and pausing a rate-limited
+//! provider. Scrapes never trigger probes.
+//!
+//! One task runs the loop below; each probe runs in its own task holding a global permit
+//! and, where limited, a provider permit. Results come back over a channel and the loop
+//! records them in the store and computes the next due time. [`next_delay`] is pure.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rand::Rng;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::config::{Config, ConfigError, ConfigIssue, Global, TokenSpec};
+use crate::model::{Expiry, ProbeOutcome, Verdict};
+use crate::provider::{BuildContext, ProbeRun, Provider, run_probe};
+use crate::store::Store;
+
+/// A validated config with its providers built: what the scheduler runs.
+#[derive(Clone)]
+pub struct Inventory {
+    pub config: Arc<Config>,
+    pub providers: BTreeMap<String, Arc<dyn Provider>>,
+}
+
+impl Inventory {
+    /// Builds every provider. A failure here is reported like any config error.
+    pub fn build(config: Config, ctx: &BuildContext) -> Result<Inventory, ConfigError> {
+        let mut providers = BTreeMap::new();
+        let mut issues = Vec::new();
+        for (name, pc) in &config.providers {
+            match pc.build(ctx) {
+                Ok(p) => {
+                    providers.insert(name.clone(), p);
+                }
+                Err(message) => issues.push(ConfigIssue {
+                    path: format!("providers.{name}"),
+                    message,
+                    line: None,
+                }),
+            }
+        }
+        if !issues.is_empty() {
+            return Err(ConfigError { file: None, issues });
+        }
+        Ok(Inventory {
+            config: Arc::new(config),
+            providers,
+        })
+    }
+}
+
+/// Handle to the running scheduler.
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    commands: mpsc::Sender<Command>,
+    /// True once every token of the initial config has been probed once.
+    pub ready: Arc<AtomicBool>,
+}
+
+enum Command {
+    Reload(Inventory, oneshot::Sender<()>),
+}
+
+impl SchedulerHandle {
+    /// Swaps in a new inventory. Tokens whose spec did not change keep their schedule;
+    /// new and changed tokens are probed at once; removed ones are dropped.
+    pub async fn reload(&self, inventory: Inventory) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Reload(inventory, tx))
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Entry {
+    spec: Arc<TokenSpec>,
+    provider: Arc<dyn Provider>,
+    generation: u64,
+    /// Consecutive probes without a conclusive answer.
+    failures: u32,
+    in_flight: bool,
+    /// Due again as soon as the probe in flight finishes (its spec changed meanwhile).
+    rerun: bool,
+}
+
+struct Done {
+    name: String,
+    generation: u64,
+    run: ProbeRun,
+    at: Timestamp,
+}
+
+/// Starts the scheduler loop on the current runtime.
+pub fn spawn(store: Arc<Store>, inventory: Inventory) -> SchedulerHandle {
+    let (tx, rx) = mpsc::channel(8);
+    let ready = Arc::new(AtomicBool::new(inventory.config.tokens.is_empty()));
+    let handle = SchedulerHandle {
+        commands: tx,
+        ready: ready.clone(),
+    };
+    store.reconcile(&inventory.config);
+    tokio::spawn(run(store, inventory, rx, ready));
+    handle
+}
+
+struct Limits {
+    global: Arc<Semaphore>,
+    per_provider: HashMap<String, Arc<Semaphore>>,
+}
+
+impl Limits {
+    fn of(config: &Config) -> Self {
+        Limits {
+            global: Arc::new(Semaphore::new(config.global.max_concurrency)),
+            per_provider: config
+                .providers
+                .iter()
+                .filter_map(|(name, pc)| {
+                    pc.max_concurrency()
+                        .map(|n| (name.clone(), Arc::new(Semaphore::new(n))))
+                })
+                .collect(),
+        }
+    }
+}
+
+async fn run(
+    store: Arc<Store>,
+    mut inventory: Inventory,
+    mut commands: mpsc::Receiver<Command>,
+    ready: Arc<AtomicBool>,
+) {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut entries: HashMap<String, Entry> = HashMap::new();
+    let mut queue: BinaryHeap<Reverse<(Instant, String, u64)>> = BinaryHeap::new();
+    let mut paused: HashMap<String, Instant> = HashMap::new();
+    let mut limits = Limits::of(&inventory.config);
+    let mut first_round: HashSet<String> = HashSet::new();
+    let mut generation: u64 = 0;
+
+    let start = Instant::now();
+    for spec in &inventory.config.tokens {
+        generation += 1;
+        let provider = inventory.providers[&spec.provider].clone();
+        entries.insert(
+            spec.name.clone(),
+            Entry {
+                spec: Arc::new(spec.clone()),
+                provider,
+                generation,
+                failures: 0,
+                in_flight: false,
+                rerun: false,
+            },
+        );
+        first_round.insert(spec.name.clone());
+        queue.push(Reverse((start, spec.name.clone(), generation)));
+    }
+
+    loop {
+        let next_due = queue.peek().map(|Reverse((t, _, _))| *t);
+        tokio::select! {
+            _ = sleep_until_opt(next_due) => {
+                let now = Instant::now();
+                while let Some(Reverse((due, name, generation_due))) = queue.peek().cloned() {
+                    if due > now {
+                        break;
+                    }
+                    queue.pop();
+                    let Some(entry) = entries.get_mut(&name) else { continue };
+                    if entry.generation != generation_due || entry.in_flight {
+                        continue;
+                    }
+                    if let Some(until) = paused.get(&entry.spec.provider).copied() {
+                        if until > now {
+                            let delay = jitter(Duration::from_millis(500));
+                            queue.push(Reverse((until + delay, name, generation_due)));
+                            continue;
+                        }
+                        paused.remove(&entry.spec.provider);
+                    }
+                    entry.in_flight = true;
+                    let task = ProbeTask {
+                        name: name.clone(),
+                        generation: generation_due,
+                        spec: entry.spec.clone(),
+                        provider: entry.provider.clone(),
+                        global: limits.global.clone(),
+                        local: limits.per_provider.get(&entry.spec.provider).cloned(),
+                        done: done_tx.clone(),
+                    };
+                    tokio::spawn(task.run());
+                }
+            }
+            Some(done) = done_rx.recv() => {
+                let Some(entry) = entries.get_mut(&done.name) else { continue };
+                entry.in_flight = false;
+                if entry.generation != done.generation && !entry.rerun {
+                    continue;
+                }
+                log_change(&store, &done);
+                let outcome = done.run.outcome.clone();
+                store.record(&done.name, done.run, done.at);
+                if first_round.remove(&done.name) && first_round.is_empty() {
+                    ready.store(true, Ordering::Release);
+                    tracing::info!("first probe round complete");
+                }
+                if entry.rerun {
+                    entry.rerun = false;
+                    queue.push(Reverse((Instant::now(), done.name, entry.generation)));
+                    continue;
+                }
+                entry.failures = if outcome.verdict.is_failure() { entry.failures + 1 } else { 0 };
+                let expiry = store
+                    .read()
+                    .tokens
+                    .get(&done.name)
+                    .map(|s| s.facts.expiry)
+                    .unwrap_or_default();
+                let wall_now = Timestamp::now();
+                let delay = jitter(next_delay(
+                    &entry.spec,
+                    &inventory.config.global,
+                    &outcome,
+                    expiry,
+                    entry.failures,
+                    wall_now,
+                ));
+                if let Some(pause) = provider_pause(&outcome, wall_now) {
+                    let until = Instant::now() + pause;
+                    let current = paused.entry(entry.spec.provider.clone()).or_insert(until);
+                    if until > *current {
+                        *current = until;
+                    }
+                    tracing::warn!(
+                        provider = %entry.spec.provider,
+                        pause_seconds = pause.as_secs(),
+                        "provider is rate limiting: pausing its probes"
+                    );
+                }
+                queue.push(Reverse((Instant::now() + delay, done.name, entry.generation)));
+            }
+            Some(cmd) = commands.recv() => {
+                match cmd {
+                    Command::Reload(new, ack) => {
+                        store.reconcile(&new.config);
+                        let now = Instant::now();
+                        let mut next = HashMap::new();
+                        for spec in &new.config.tokens {
+                            let provider = new.providers[&spec.provider].clone();
+                            let unchanged = entries.get(&spec.name).is_some_and(|e| {
+                                *e.spec == *spec
+                                    && new.config.providers.get(&spec.provider)
+                                        == inventory.config.providers.get(&spec.provider)
+                            });
+                            match entries.remove(&spec.name) {
+                                Some(mut e) if unchanged => {
+                                    // Same token, same provider settings: keep its schedule.
+                                    e.provider = provider;
+                                    next.insert(spec.name.clone(), e);
+                                }
+                                old => {
+                                    generation += 1;
+                                    let in_flight = old.as_ref().is_some_and(|e| e.in_flight);
+                                    next.insert(spec.name.clone(), Entry {
+                                        spec: Arc::new(spec.clone()),
+                                        provider,
+                                        generation,
+                                        failures: 0,
+                                        in_flight,
+                                        rerun: in_flight,
+                                    });
+                                    if !in_flight {
+                                        queue.push(Reverse((now, spec.name.clone(), generation)));
+                                    }
+                                }
+                            }
+                        }
+                        first_round.retain(|n| next.contains_key(n));
+                        if first_round.is_empty() {
+                            ready.store(true, Ordering::Release);
+                        }
+                        entries = next;
+                        paused.retain(|p, _| new.config.providers.contains_key(p));
+                        limits = Limits::of(&new.config);
+                        inventory = new;
+                        let _ = ack.send(());
+                    }
+                }
+            }
+            else => break,
+        }
+    }
+}
+
+struct ProbeTask {
+    name: String,
+    generation: u64,
+    spec: Arc<TokenSpec>,
+    provider: Arc<dyn Provider>,
+    global: Arc<Semaphore>,
+    local: Option<Arc<Semaphore>>,
+    done: mpsc::UnboundedSender<Done>,
+}
+
+impl ProbeTask {
+    async fn run(self) {
+        let _global = self.global.acquire_owned().await;
+        let _local = match self.local {
+            Some(s) => Some(s.acquire_owned().await),
+            None => None,
+        };
+        let at = Timestamp::now();
+        let run = run_probe(self.provider.as_ref(), &self.spec, at).await;
+        let _ = self.done.send(Done {
+            name: self.name,
+            generation: self.generation,
+            run,
+            at,
+        });
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_change(store: &Store, done: &Done) {
+    let previous = store
+        .read()
+        .tokens
+        .get(&done.name)
+        .and_then(|s| s.verdict());
+    let outcome = &done.run.outcome;
+    if previous != Some(outcome.verdict) {
+        tracing::info!(
+            token = %done.name,
+            from = previous.map(Verdict::as_str).unwrap_or("unknown"),
+            to = outcome.verdict.as_str(),
+            reason = outcome.reason.as_str(),
+            detail = %outcome.detail,
+            "token state changed"
+        );
+    } else {
+        tracing::debug!(
+            token = %done.name,
+            state = outcome.verdict.as_str(),
+            reason = outcome.reason.as_str(),
+            duration_ms = done.run.duration.as_millis() as u64,
+            "probed"
+        );
+    }
+}
+
+/// ±10 % so that tokens configured together do not probe in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let factor = rand::rng().random_range(0.9..=1.1);
+    d.mul_f64(factor).max(Duration::from_millis(100))
+}
+
+/// How long a provider is paused after this answer: while it rate limits us, or when its
+/// rate-limit headers say the window is used up. `None` when it may be called.
+pub fn provider_pause(outcome: &ProbeOutcome, now: Timestamp) -> Option<Duration> {
+    if outcome.verdict == Verdict::RateLimited {
+        return Some(outcome.retry_after.unwrap_or(Duration::from_secs(60)));
+    }
+    let rate = outcome.rate_limit?;
+    if rate.remaining? <= 0.0 {
+        let reset = rate.reset_at?;
+        let secs = reset.as_second() - now.as_second();
+        return (secs > 0).then(|| Duration::from_secs(secs as u64));
+    }
+    None
+}
+
+/// When to probe a token again, before jitter. Pure.
+///
+/// - Conclusive answers: the token's interval, shortened near expiry to a quarter of the
+///   time left, but never below `min_probe_interval`; right after the expiry passes the
+///   token is probed once more so its state turns promptly.
+/// - Unreachable or rate limited: exponential backoff from `min_probe_interval`, capped at
+///   `max(probe_interval, max_backoff)`, and never sooner than the provider's `Retry-After`.
+/// - Misconfigured: the normal interval (a fix arrives by reload, which re-probes at once).
+pub fn next_delay(
+    spec: &TokenSpec,
+    global: &Global,
+    outcome: &ProbeOutcome,
+    expiry: Expiry,
+    failures: u32,
+    now: Timestamp,
+) -> Duration {
+    let floor = global.min_probe_interval.min(spec.probe_interval);
+    match outcome.verdict {
+        Verdict::Unreachable | Verdict::RateLimited => {
+            let cap = spec.probe_interval.max(global.max_backoff);
+            let exp = failures.saturating_sub(1).min(16);
+            let backoff = floor.saturating_mul(1u32 << exp).min(cap);
+            backoff.max(outcome.retry_after.unwrap_or_default())
+        }
+        Verdict::Misconfigured => spec.probe_interval,
+        _ => {
+            let Some(at) = expiry.timestamp() else {
+                return spec.probe_interval;
+            };
+            let left = at.as_second() - now.as_second();
+            if left <= 0 {
+                return spec.probe_interval;
+            }
+            let left = Duration::from_secs(left as u64);
+            let near = (left / 4).max(floor);
+            // Probe just after the expiry passes, unless that is sooner than the floor.
+            let at_expiry = (left + Duration::from_secs(1)).max(floor);
+            spec.probe_interval.min(near).min(at_expiry)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Reason, Thresholds};
+
+    fn spec(interval: u64) -> TokenSpec {
+        TokenSpec {
+            name: "t".into(),
+            provider: "p".into(),
+            secret: None,
+            labels: Default::default(),
+            thresholds: Thresholds {
+                warning_before: Duration::from_secs(100),
+                critical_before: Duration::from_secs(10),
+            },
+            probe_interval: Duration::from_secs(interval),
+            probe_timeout: Duration::from_secs(5),
+            params: Default::default(),
+        }
+    }
+
+    fn global() -> Global {
+        Global {
+            probe_interval: Duration::from_secs(300),
+            probe_timeout: Duration::from_secs(10),
+            min_probe_interval: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(1800),
+            thresholds: Thresholds {
+                warning_before: Duration::from_secs(100),
+                critical_before: Duration::from_secs(10),
+            },
+            max_concurrency: 4,
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_000_000).unwrap()
+    }
+
+    fn expiring_in(secs: i64) -> Expiry {
+        Expiry::At(Timestamp::from_second(1_000_000 + secs).unwrap())
+    }
+
+    #[test]
+    fn healthy_tokens_use_their_interval() {
+        let ok = ProbeOutcome::valid(Default::default());
+        assert_eq!(
+            next_delay(&spec(300), &global(), &ok, expiring_in(86_400), 0, now()),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            next_delay(&spec(300), &global(), &ok, Expiry::Never, 0, now()),
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn probing_speeds_up_near_expiry_down_to_the_floor() {
+        let ok = ProbeOutcome::valid(Default::default());
+        let g = global();
+        assert_eq!(
+            next_delay(&spec(300), &g, &ok, expiring_in(800), 0, now()),
+            Duration::from_secs(200)
+        );
+        assert_eq!(
+            next_delay(&spec(300), &g, &ok, expiring_in(100), 0, now()),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn failures_back_off_and_honour_retry_after() {
+        let down = ProbeOutcome::unreachable(Reason::Connect, "down");
+        let g = global();
+        let d = |n| next_delay(&spec(300), &g, &down, Expiry::Never, n, now());
+        assert_eq!(d(1), Duration::from_secs(60));
+        assert_eq!(d(2), Duration::from_secs(120));
+        assert_eq!(d(3), Duration::from_secs(240));
+        assert_eq!(d(20), Duration::from_secs(1800));
+        let limited = ProbeOutcome::rate_limited(Some(Duration::from_secs(900)), "429");
+        assert_eq!(
+            next_delay(&spec(300), &g, &limited, Expiry::Never, 1, now()),
+            Duration::from_secs(900)
+        );
+    }
+
+    #[test]
+    fn rate_limited_provider_is_paused() {
+        let limited = ProbeOutcome::rate_limited(Some(Duration::from_secs(30)), "429");
+        assert_eq!(
+            provider_pause(&limited, now()),
+            Some(Duration::from_secs(30))
+        );
+        let exhausted = ProbeOutcome::valid(Default::default()).with_rate_limit(Some(
+            crate::model::RateLimit {
+                remaining: Some(0.0),
+                limit: Some(5000.0),
+                reset_at: Some(Timestamp::from_second(1_000_120).unwrap()),
+            },
+        ));
+        assert_eq!(
+            provider_pause(&exhausted, now()),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            provider_pause(&ProbeOutcome::valid(Default::default()), now()),
+            None
+        );
+    }
+}

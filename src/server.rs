@@ -1,0 +1,205 @@
+//! HTTP endpoints: `fn router(state) -> axum::Router`, so tests can call it directly.
+//! Reads the store; never calls a provider. `/-/reload` hands work to the reloader.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics;
+use crate::store::Store;
+use crate::view::{self, TokenView};
+
+/// A request to reload the config; the answer is the error text when it failed.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub registry: Arc<Registry>,
+    pub ready: Arc<AtomicBool>,
+    pub reload: mpsc::Sender<ReloadRequest>,
+    pub telemetry_path: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    let path = state.telemetry_path.clone();
+    Router::new()
+        .route(&path, get(metrics_handler))
+        .route("/", get(status_page))
+        .route("/api/v1/tokens", get(tokens_api))
+        .route("/api/v1/tokens/{name}", get(token_api))
+        .route("/-/healthy", get(|| async { "Healthy\n" }))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload).put(reload))
+        .with_state(state)
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    let body = metrics::render(&state.registry);
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "Ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: first probe round in progress\n",
+        )
+            .into_response()
+    }
+}
+
+async fn reload(State(state): State<AppState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if state.reload.send(tx).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "reloader stopped\n").into_response();
+    }
+    match rx.await {
+        Ok(Ok(())) => (StatusCode::OK, "config reloaded\n").into_response(),
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            format!("config not reloaded, the previous one keeps running:\n{e}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "reloader stopped\n").into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct TokensDoc {
+    generated_at: String,
+    counts: std::collections::BTreeMap<&'static str, usize>,
+    tokens: Vec<TokenView>,
+}
+
+async fn tokens_api(State(state): State<AppState>) -> Response {
+    let now = jiff::Timestamp::now();
+    let views = view::all(&state.store.read(), now);
+    let doc = TokensDoc {
+        generated_at: now.to_string(),
+        counts: view::counts(&views).into_iter().collect(),
+        tokens: views,
+    };
+    axum::Json(doc).into_response()
+}
+
+async fn token_api(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let now = jiff::Timestamp::now();
+    let inner = state.store.read();
+    match inner.tokens.get(&name) {
+        Some(s) => axum::Json(TokenView::from_state(s, now)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": "no such token"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn status_page(State(state): State<AppState>) -> Html<String> {
+    let now = jiff::Timestamp::now();
+    let views = view::all(&state.store.read(), now);
+    Html(render_page(&views, &state.telemetry_path, now))
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The status page: plain HTML, no JavaScript, refreshed every 30 seconds.
+pub fn render_page(views: &[TokenView], telemetry_path: &str, now: jiff::Timestamp) -> String {
+    let mut html = String::with_capacity(4096 + views.len() * 512);
+    html.push_str(concat!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta http-equiv=\"refresh\" content=\"30\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        "<title>api-token-exporter</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d1d1f}",
+        "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #ddd;vertical-align:top}",
+        ".badge{display:inline-block;padding:.2rem .6rem;margin-right:.4rem;border-radius:1rem;background:#eee}",
+        ".s-valid{color:#0a7d2c}.s-invalid,.s-misconfigured{color:#b00020;font-weight:bold}",
+        ".s-unreachable,.s-rate_limited,.s-forbidden{color:#a15c00;font-weight:bold}.s-unverified,.s-unknown{color:#555}",
+        ".sev-critical{background:#fde2e4}.sev-warning{background:#fff4d6}small{color:#666}",
+        "</style></head><body><h1>api-token-exporter</h1>"
+    ));
+    let _ = write!(
+        html,
+        "<p><small>{} tokens, generated {} &middot; <a href=\"{}\">metrics</a> &middot; <a href=\"/api/v1/tokens\">JSON</a></small></p><p>",
+        views.len(),
+        escape(&now.to_string()),
+        escape(telemetry_path)
+    );
+    for (state, n) in view::counts(views) {
+        let _ = write!(html, "<span class=\"badge s-{state}\">{state}: {n}</span>");
+    }
+    html.push_str("</p><table><thead><tr><th>Token</th><th>State</th><th>Expires</th><th>Provider</th><th>Owner / team</th><th>Scopes</th><th>Last probe</th></tr></thead><tbody>");
+    for v in views {
+        let severity = match v.severity {
+            crate::model::Severity::Critical => "sev-critical",
+            crate::model::Severity::Warning => "sev-warning",
+            crate::model::Severity::Ok => "",
+        };
+        let owner = [v.labels.get("owner"), v.labels.get("team")]
+            .into_iter()
+            .flatten()
+            .map(|s| escape(s))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let _ = write!(
+            html,
+            "<tr class=\"{severity}\"><td><b>{name}</b><br><small>{fp}</small></td>\
+             <td class=\"s-{state}\">{state}<br><small>{reason}</small></td>\
+             <td>{expires_in}<br><small>{expires_at}</small></td><td>{provider}<br><small>{kind}</small></td>\
+             <td>{owner}</td><td>{scopes}</td><td><small>{last_probe}<br>{detail}</small></td></tr>",
+            name = escape(&v.name),
+            fp = escape(v.fingerprint.as_deref().unwrap_or("")),
+            state = escape(&v.state),
+            reason = escape(v.reason.as_deref().unwrap_or("")),
+            expires_in = escape(&v.expires_in),
+            expires_at = escape(v.expires_at.as_deref().unwrap_or("")),
+            provider = escape(&v.provider),
+            kind = escape(&v.kind),
+            scopes = escape(&v.scopes.join(" ")),
+            last_probe = escape(v.last_probe_at.as_deref().unwrap_or("not yet")),
+            detail = escape(v.detail.as_deref().unwrap_or("")),
+        );
+    }
+    html.push_str("</tbody></table></body></html>\n");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! Config loading through the public API and the binary: every bad fixture gives its exact
+//! message (field path and line), examples load, and `--config.check` exits 0 / 1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use api_token_exporter::config::Config;
+
+fn bad(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata/config/bad")
+        .join(name)
+}
+
+/// Each bad fixture and the exact message it must produce (after the `path: ` prefix).
+const BAD: &[(&str, &str)] = &[
+    (
+        "unknown_field.yml",
+        "tokens[0].lables: unknown field `lables`, expected one of name, provider, secret, labels, warning_before, critical_before, probe_interval, probe_timeout, token_type_hint, audiences, accessor, expires_at, issued_at (line 13)",
+    ),
+    (
+        "unknown_global_field.yml",
+        "global.probe_intervall: unknown field `probe_intervall`, expected one of probe_interval, probe_timeout, min_probe_interval, max_backoff, warning_before, critical_before, max_concurrency (line 2)",
+    ),
+    (
+        "unknown_kind.yml",
+        "providers.gh.kind: unknown provider kind `gihtub`, expected one of oauth2_introspection, jwt (line 3)",
+    ),
+    (
+        "unknown_provider_field.yml",
+        "providers.keys: unknown field `jwks_uri`, expected one of jwks_url, issuer, algorithms, jwks_cache, leeway, max_concurrency (line 2)",
+    ),
+    (
+        "unknown_provider.yml",
+        "tokens[2].provider: unknown provider \"gihtub\" (defined: github) (line 12)",
+    ),
+    (
+        "duplicate_token.yml",
+        "tokens[1].name: duplicate token name \"deploy-bot\" (first defined on line 5) (line 8)",
+    ),
+    (
+        "bad_duration.yml",
+        "global.probe_interval: invalid duration \"5 minutes and a bit\": expected number at 10 (use e.g. 30s, 5m, 14d) (line 2)",
+    ),
+    (
+        "bad_token_duration.yml",
+        "tokens[0].warning_before: invalid duration \"two weeks\": expected number at 0 (use e.g. 30s, 5m, 14d) (line 8)",
+    ),
+    (
+        "critical_not_below_warning.yml",
+        "global.critical_before: must be shorter than warning_before (7days >= 7days) (line 3)",
+    ),
+    (
+        "token_critical_not_below_warning.yml",
+        "tokens[0].critical_before: must be shorter than warning_before (3days >= 2days) (line 8)",
+    ),
+    (
+        "bad_label_name.yml",
+        "tokens[0].labels.cost-center: \"cost-center\" is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __) (line 10)",
+    ),
+    (
+        "reserved_label.yml",
+        "tokens[0].labels.provider: \"provider\" is set by the exporter itself; choose another label name (line 8)",
+    ),
+    (
+        "inline_secret.yml",
+        "tokens[0].secret: a secret must not be written inline in the config file; use {env: NAME}, {file: PATH} or {exec: [COMMAND, ARG...]} (line 7)",
+    ),
+    (
+        "missing_secret.yml",
+        "tokens[0]: secret is required for a jwt provider ({env: NAME}, {file: PATH} or {exec: [COMMAND, ARG...]}) (line 5)",
+    ),
+    (
+        "secret_two_sources.yml",
+        "tokens[0].secret: a secret source takes exactly one of env, file or exec (line 7)",
+    ),
+    (
+        "introspection_without_endpoint.yml",
+        "providers.idp: introspection_url or issuer is required (line 3)",
+    ),
+    (
+        "introspection_without_client_secret.yml",
+        "providers.idp: auth_method client_secret_basic needs client_id and client_secret (line 3)",
+    ),
+    (
+        "param_for_wrong_kind.yml",
+        "tokens[0]: token_type_hint does not apply to a jwt provider (line 5)",
+    ),
+    (
+        "yaml_syntax.yml",
+        "while parsing a block mapping, did not find expected key (line 4)",
+    ),
+    (
+        "zero_interval.yml",
+        "global.probe_interval: must be greater than zero (line 2)",
+    ),
+];
+
+#[test]
+fn every_bad_fixture_gives_its_exact_message() {
+    for (file, expected) in BAD {
+        let path = bad(file);
+        let err = Config::load(&path).expect_err(file);
+        assert_eq!(
+            err.to_string(),
+            format!("{}: {expected}", path.display()),
+            "fixture {file}"
+        );
+    }
+}
+
+#[test]
+fn every_bad_fixture_is_covered() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(bad(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = BAD.iter().map(|(f, _)| f.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "a fixture without an expected message, or the reverse"
+    );
+}
+
+#[test]
+fn an_inline_token_is_never_echoed() {
+    let err = Config::load(&bad("inline_secret.yml"))
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("CANARY_INLINE_TOKEN"), "{err}");
+    assert!(!err.contains("eyJ"), "{err}");
+}
+
+#[test]
+fn all_semantic_errors_are_reported_at_once() {
+    let yaml = "providers:\n  k:\n    kind: jwt\ntokens:\n  - name: a\n    provider: nope\n    secret: {env: A}\n  - name: a\n    provider: k\n    secret: {env: A}\n    labels: {9x: y}\n";
+    let err = Config::parse(yaml).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.issues.len(), 3, "{text}");
+    assert!(
+        text.contains("tokens[0].provider: unknown provider \"nope\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("tokens[1].name: duplicate token name"),
+        "{text}"
+    );
+    assert!(text.contains("tokens[1].labels.9x"), "{text}");
+}
+
+#[test]
+fn examples_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(
+        n >= 2,
+        "examples/ holds at least the minimal and full configs"
+    );
+}
+
+#[test]
+fn defaults_apply_and_per_token_overrides_win() {
+    let c = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/full.yml")).unwrap();
+    let deploy = c.token("deploy-bot").unwrap();
+    assert_eq!(deploy.thresholds.warning_before.as_secs(), 30 * 86_400);
+    assert_eq!(deploy.thresholds.critical_before.as_secs(), 7 * 86_400);
+    let nightly = c.token("nightly-refresh").unwrap();
+    assert_eq!(nightly.thresholds.warning_before.as_secs(), 14 * 86_400);
+    assert_eq!(nightly.probe_interval.as_secs(), 3600);
+    assert_eq!(c.global.max_concurrency, 32);
+}
+
+#[test]
+fn config_check_exit_codes() {
+    let bin = env!("CARGO_BIN_EXE_api-token-exporter");
+    let ok = Command::new(bin)
+        .args(["--config.check", "--config.file"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minimal.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK (1 providers, 1 tokens)"));
+    let bad_run = Command::new(bin)
+        .args(["--config.check", "--config.file"])
+        .arg(bad("unknown_provider.yml"))
+        .output()
+        .unwrap();
+    assert_eq!(bad_run.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad_run.stderr)
+            .contains("tokens[2].provider: unknown provider \"gihtub\"")
+    );
+    let missing = Command::new(bin)
+        .args(["--config.check", "--config.file", "/nonexistent/config.yml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/config.yml: cannot read")
+    );
+}

@@ -1,0 +1,218 @@
+//! Shared test support: a recording HTTP server that answers as a provider's documentation
+//! says, and checks over what probes sent. Include with `mod support;` from a test file.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+
+use api_token_exporter::config::{Config, TokenSpec};
+use api_token_exporter::model::ProbeOutcome;
+use api_token_exporter::provider::{BuildContext, run_probe};
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A canned answer.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Wait this long before answering (for timeout tests).
+    pub delay: Option<std::time::Duration>,
+}
+
+impl Answer {
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Answer {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+            delay: None,
+        }
+    }
+    pub fn text(status: u16, content_type: &str, body: &str) -> Self {
+        Answer {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.as_bytes().to_vec(),
+            delay: None,
+        }
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn delayed(mut self, d: std::time::Duration) -> Self {
+        self.delay = Some(d);
+        self
+    }
+}
+
+type Handler = dyn Fn(&Recorded) -> Answer + Send + Sync;
+
+/// A provider stand-in on 127.0.0.1:0 that records every request.
+pub struct MockServer {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockServer {
+    /// Starts a server whose answers come from `handler`.
+    pub async fn start(handler: impl Fn(&Recorded) -> Answer + Send + Sync + 'static) -> Self {
+        let handler: Arc<Handler> = Arc::new(handler);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        let app = axum::Router::new().fallback(move |req: Request<Body>| {
+            let handler = handler.clone();
+            let log = log2.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body: Bytes = axum::body::to_bytes(body, 16 * 1024 * 1024)
+                    .await
+                    .unwrap_or_default();
+                let rec = Recorded {
+                    method: parts.method,
+                    uri: parts.uri,
+                    headers: parts.headers,
+                    body: body.to_vec(),
+                };
+                let answer = handler(&rec);
+                log.lock().unwrap().push(rec);
+                if let Some(d) = answer.delay {
+                    tokio::time::sleep(d).await;
+                }
+                let mut resp =
+                    Response::builder().status(StatusCode::from_u16(answer.status).unwrap());
+                for (k, v) in &answer.headers {
+                    resp = resp.header(k, v);
+                }
+                resp.body(Body::from(answer.body)).unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        MockServer { addr, log, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Fails the test if any request used a forbidden (method, path prefix) pair, or carried
+    /// `token` anywhere in its URL.
+    pub fn assert_safe(&self, forbidden: &[(&str, &str)], token: &str) {
+        for r in self.requests() {
+            assert!(
+                !r.uri.to_string().contains(token),
+                "a probe put the token in a URL: {} {}",
+                r.method,
+                r.path()
+            );
+            for (method, prefix) in forbidden {
+                assert!(
+                    !(r.method.as_str() == *method && r.path().starts_with(prefix)),
+                    "a probe made a forbidden call: {} {}",
+                    r.method,
+                    r.path()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Writes `value` to a temp file and returns a `{file: ...}` source snippet for a config.
+pub struct SecretFiles {
+    dir: tempfile::TempDir,
+}
+
+impl SecretFiles {
+    pub fn new() -> Self {
+        SecretFiles {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    /// Writes a secret and returns the YAML flow mapping that points at it.
+    pub fn put(&self, name: &str, value: &str) -> String {
+        let path: PathBuf = self.dir.path().join(name);
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        format!("{{file: {}}}", path.display())
+    }
+}
+
+/// Parses a config (panicking with its errors) and probes the named token once at `now`.
+pub async fn probe_once(yaml: &str, token: &str, now: jiff::Timestamp) -> ProbeOutcome {
+    let config = Config::parse(yaml).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
+    probe_with(&config, token, now).await
+}
+
+pub async fn probe_with(config: &Config, token: &str, now: jiff::Timestamp) -> ProbeOutcome {
+    let spec: &TokenSpec = config.token(token).expect("token in config");
+    let provider = config.providers[&spec.provider]
+        .build(&BuildContext::new())
+        .unwrap();
+    run_probe(provider.as_ref(), spec, now).await.outcome
+}
+
+/// Header pairs as a sorted map, for assertions on what a probe sent.
+pub fn headers_of(r: &Recorded) -> BTreeMap<String, String> {
+    r.headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                v.to_str().unwrap_or("<binary>").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether a missing peer may be skipped: only outside CI and with PEERS_OPTIONAL=1.
+pub fn peer_missing(what: &str) -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let optional = std::env::var("PEERS_OPTIONAL").is_ok_and(|v| v == "1");
+    if ci || !optional {
+        panic!(
+            "{what} is not installed: run .ci/run (it installs the test peers), or set PEERS_OPTIONAL=1 outside CI to skip"
+        );
+    }
+    eprintln!("SKIPPED: {what} is not installed (PEERS_OPTIONAL=1)");
+    true
+}
