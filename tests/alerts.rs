@@ -575,3 +575,28 @@ fn alertmanager_example_is_valid_and_holds_back_warnings_during_critical() {
         describe(&out)
     );
 }
+
+/// The alert table of the documentation lists every shipped alert with its real severity and
+/// `for:`. The section lives in docs/alerts-and-dashboards.md until it is merged into README.md.
+#[test]
+fn documentation_lists_every_alert_with_its_severity_and_for() {
+    let docs = ["docs/alerts-and-dashboards.md", "README.md"]
+        .iter()
+        .map(|f| repo().join(f))
+        .filter(|p| p.is_file())
+        .map(|p| fs::read_to_string(p).expect("read docs"))
+        .find(|text| text.contains("| `ApiTokenExpiringSoon` |"))
+        .expect("no documentation with the alert table");
+    for rule in rules() {
+        let name = rule["alert"].as_str().expect("alert name");
+        let row = format!(
+            "| `{name}` | {} | {} |",
+            text(&rule, &["labels", "severity"]),
+            text(&rule, &["for"])
+        );
+        assert!(
+            docs.contains(&row),
+            "the documentation's alert table has no row starting {row:?}"
+        );
+    }
+}
