@@ -127,6 +127,9 @@ pub enum Reason {
     Discovery,
     /// The provider is sealed or in maintenance (Vault 503).
     Sealed,
+    /// The token is valid but an organization enforcing SAML single sign-on has not
+    /// authorized it (GitHub `X-GitHub-SSO: required`).
+    SsoRequired,
 }
 
 impl Reason {
@@ -171,6 +174,7 @@ impl Reason {
             Reason::SecretUnavailable => "secret_unavailable",
             Reason::Discovery => "discovery",
             Reason::Sealed => "sealed",
+            Reason::SsoRequired => "sso_required",
         }
     }
 }
@@ -303,6 +307,37 @@ impl ProbeOutcome {
             .with_retry_after(retry_after)
     }
 
+    /// Replaces every occurrence of `secret` in the outcome's text with `<secret>`. The
+    /// generic handler calls it on every outcome, so a provider that echoes the token back
+    /// (in an error code, a message, an identity field) cannot leak it into any output.
+    pub fn redact(&mut self, secret: &str) {
+        if secret.len() < 4 {
+            return;
+        }
+        let fix = |s: &mut String| {
+            if s.contains(secret) {
+                *s = s.replace(secret, "<secret>");
+            }
+        };
+        fix(&mut self.detail);
+        let f = &mut self.facts;
+        for s in [
+            &mut f.subject,
+            &mut f.client_id,
+            &mut f.issuer,
+            &mut f.token_type,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(s);
+        }
+        f.audience.iter_mut().for_each(fix);
+        f.scopes.iter_mut().for_each(fix);
+        f.flags.iter_mut().for_each(fix);
+        f.extra.values_mut().for_each(fix);
+    }
+
     /// A body that is not the JSON the provider documents.
     pub fn bad_response(what: &str) -> Self {
         ProbeOutcome::unreachable(
@@ -404,6 +439,18 @@ mod tests {
         );
         assert_eq!(human_relative(ts(1_000_000_000 - 3_600), now), "1 hour ago");
         assert_eq!(human_relative(ts(1_000_000_000 + 59), now), "in 59 seconds");
+    }
+
+    #[test]
+    fn redact_replaces_the_secret_everywhere() {
+        let mut o = ProbeOutcome::invalid(Reason::Revoked, "token s3cr3t-value was revoked");
+        o.facts.subject = Some("s3cr3t-value".into());
+        o.facts.extra.insert("k".into(), "x s3cr3t-value".into());
+        o.facts.scopes = vec!["s3cr3t-value".into()];
+        o.redact("s3cr3t-value");
+        let text = format!("{o:?}");
+        assert!(!text.contains("s3cr3t-value"), "{text}");
+        assert_eq!(o.detail, "token <secret> was revoked");
     }
 
     #[test]

@@ -213,7 +213,11 @@ impl Provider for Jwt {
             validation.validate_nbf = false;
             validation.leeway = self.leeway.as_secs();
             match &token.params.audiences {
-                Some(auds) => validation.set_audience(auds),
+                Some(auds) => {
+                    validation.set_audience(auds);
+                    // A token without `aud` carries none of the audiences it must carry.
+                    validation.required_spec_claims.insert("aud".into());
+                }
                 None => validation.validate_aud = false,
             }
             let candidates: Vec<_> = keys
@@ -236,7 +240,11 @@ impl Provider for Jwt {
                 match jsonwebtoken::decode::<Value>(secret.expose(), &key, &validation) {
                     Ok(_) => return evaluate(&claims, true, now, self.leeway),
                     Err(e) => {
-                        if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidAudience) {
+                        if matches!(
+                            e.kind(),
+                            jsonwebtoken::errors::ErrorKind::InvalidAudience
+                                | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_)
+                        ) {
                             last = Reason::WrongAudience;
                         }
                     }
@@ -309,7 +317,7 @@ async fn fetch_jwks(
     }
     serde_json::from_slice::<JwkSet>(&resp.body).map_err(|e| {
         ProbeOutcome::unreachable(
-            Reason::Discovery,
+            Reason::BadResponse,
             format!("the JWKS is not a valid key set: {e}"),
         )
     })

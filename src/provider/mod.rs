@@ -8,9 +8,13 @@
 //! [`run_probe`] is the generic handler every probe goes through: it reads the secret,
 //! applies the timeout and measures the duration, so no provider repeats that logic.
 
+pub mod github;
+pub mod gitlab;
 pub mod http;
 pub mod jwt;
 pub mod oauth2;
+pub mod r#static;
+pub mod vault;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -81,6 +85,10 @@ impl Default for BuildContext {
 pub enum ProviderConfig {
     Oauth2Introspection(oauth2::Config),
     Jwt(jwt::Config),
+    Github(github::Config),
+    Gitlab(gitlab::Config),
+    Vault(vault::Config),
+    Static(r#static::Config),
 }
 
 impl ProviderConfig {
@@ -89,6 +97,10 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Oauth2Introspection(c) => c,
             ProviderConfig::Jwt(c) => c,
+            ProviderConfig::Github(c) => c,
+            ProviderConfig::Gitlab(c) => c,
+            ProviderConfig::Vault(c) => c,
+            ProviderConfig::Static(c) => c,
         }
     }
 
@@ -139,7 +151,7 @@ pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestam
         None => None,
     };
     let fingerprint = secret.as_ref().map(Secret::fingerprint);
-    let outcome = match tokio::time::timeout(
+    let mut outcome = match tokio::time::timeout(
         token.probe_timeout,
         provider.probe(token, secret.as_ref(), now),
     )
@@ -154,6 +166,9 @@ pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestam
             ),
         ),
     };
+    if let Some(secret) = &secret {
+        outcome.redact(secret.expose());
+    }
     ProbeRun {
         outcome,
         fingerprint,

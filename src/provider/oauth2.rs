@@ -354,12 +354,25 @@ pub fn parse(status: u16, headers: &HeaderMap, body: &[u8], now: Timestamp) -> P
     ProbeOutcome::valid(facts).with_rate_limit(rate)
 }
 
-/// Error codes are ASCII words by spec; anything else is not echoed.
+/// Echoes an OAuth error code only when it is a registered one (RFC 6749 section 5.2, RFC
+/// 6750, RFC 7009). A server may put anything in `error`, the token included.
 fn safe_code(code: &str) -> String {
-    if code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    const REGISTERED: [&str; 10] = [
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "unsupported_token_type",
+        "invalid_token",
+        "insufficient_scope",
+        "server_error",
+    ];
+    if REGISTERED.contains(&code) {
         code.to_string()
     } else {
-        "unrecognised error code".to_string()
+        "an unregistered error code".to_string()
     }
 }
 

@@ -2,6 +2,8 @@
 //! says, and checks over what probes sent. Include with `mod support;` from a test file.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,980 @@
+//! `github`: GitHub.com and GitHub Enterprise Server tokens. Network I/O in `probe`; `parse`
+//! and the helpers it uses are pure.
+//!
+//! By default a token is probed with the call GitHub documents for "who am I":
+//! `GET {api}/user` with the token as a bearer. Installation tokens (`ghs_`) cannot call
+//! `/user`, so they are probed with `GET {api}/installation/repositories`. With the credentials
+//! of an OAuth app or GitHub App (`app_client_id`, `app_client_secret`), the app's OAuth tokens
+//! are checked with `POST {api}/applications/{client_id}/token`, which GitHub built for this
+//! and which does not count against the failed-login limits. Nothing else under
+//! `/applications` is ever called: its `PATCH` resets the token and its `DELETE` revokes it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use jiff::Timestamp;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+use url::Url;
+
+use super::http::{self, common_status};
+use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use crate::config::TokenSpec;
+use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::secret::{Secret, SecretSource};
+
+/// GitHub.com's REST API. GitHub Enterprise Server serves it at `https://HOST/api/v3`.
+pub const DEFAULT_API_URL: &str = "https://api.github.com";
+
+/// The REST API version the parser was written against; GitHub answers in that version's
+/// shape for as long as it supports it.
+pub const API_VERSION: &str = "2022-11-28";
+
+/// GitHub's advice when a secondary rate limit names no wait: retry after at least a minute.
+const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The REST API root. Defaults to [`DEFAULT_API_URL`].
+    pub api_url: Option<String>,
+    /// The client ID of the OAuth app or GitHub App whose tokens are checked (app mode).
+    pub app_client_id: Option<String>,
+    /// That app's client secret (app mode).
+    pub app_client_secret: Option<SecretSource>,
+    pub max_concurrency: Option<usize>,
+}
+
+impl Config {
+    fn api_url(&self) -> &str {
+        self.api_url.as_deref().unwrap_or(DEFAULT_API_URL)
+    }
+}
+
+impl ProviderKind for Config {
+    fn kind(&self) -> &'static str {
+        "github"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        check_api_url(self.api_url())?;
+        match (&self.app_client_id, &self.app_client_secret) {
+            (Some(id), Some(_)) => check_client_id(id)?,
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err("app_client_id needs app_client_secret (app mode takes both)".into());
+            }
+            (None, Some(_)) => {
+                return Err("app_client_secret needs app_client_id (app mode takes both)".into());
+            }
+        }
+        if self.max_concurrency == Some(0) {
+            return Err("max_concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn check_token(&self, token: &TokenSpec) -> Result<(), String> {
+        require_secret(token, self.kind())?;
+        refuse_params(token, self.kind(), &[])
+    }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        self.max_concurrency
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
+        check_api_url(self.api_url())?;
+        let app = match (&self.app_client_id, &self.app_client_secret) {
+            (Some(id), Some(secret)) => Some(App {
+                client_id: id.clone(),
+                client_secret: secret.clone(),
+            }),
+            _ => None,
+        };
+        Ok(Arc::new(GitHub {
+            api: self.api_url().trim_end_matches('/').to_string(),
+            app,
+            http: ctx.http.clone(),
+        }))
+    }
+}
+
+fn check_api_url(value: &str) -> Result<(), String> {
+    let url = Url::parse(value).map_err(|e| format!("api_url: invalid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("api_url: the URL must be http or https".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("api_url: credentials in the URL are not allowed".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("api_url: the URL must not have a query or a fragment".into());
+    }
+    Ok(())
+}
+
+/// The client ID goes into the request path, so only the characters GitHub uses in client
+/// IDs (`Iv1.0123abcd...`, 20 hex digits for OAuth apps) are accepted.
+fn check_client_id(id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(
+            "app_client_id must be a GitHub client ID (letters, digits, '.', '_' or '-')".into(),
+        );
+    }
+    Ok(())
+}
+
+struct App {
+    client_id: String,
+    client_secret: SecretSource,
+}
+
+struct GitHub {
+    /// The API root without a trailing slash.
+    api: String,
+    app: Option<App>,
+    http: reqwest::Client,
+}
+
+/// Which call a token is probed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /user`: personal access tokens, OAuth and GitHub App user tokens.
+    User,
+    /// `GET /installation/repositories`: installation tokens (`ghs_`).
+    Installation,
+    /// `POST /applications/{client_id}/token` with the app's credentials (app mode).
+    AppCheck,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::User => "/user",
+            // One repository is enough: `total_count` still counts them all.
+            Endpoint::Installation => "/installation/repositories?per_page=1",
+            Endpoint::AppCheck => "/applications/{client_id}/token",
+        }
+    }
+}
+
+/// What a token's prefix says it is. The prefixes are documented by GitHub; tokens issued
+/// before 2021 have none.
+pub fn token_type(token: &str) -> Option<&'static str> {
+    const PREFIXES: [(&str, &str); 6] = [
+        ("ghp_", "personal_access_token"),
+        ("github_pat_", "fine_grained_personal_access_token"),
+        ("gho_", "oauth"),
+        ("ghu_", "app_user"),
+        ("ghs_", "installation"),
+        ("ghr_", "app_refresh"),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| token.starts_with(prefix))
+        .map(|(_, kind)| *kind)
+}
+
+/// Picks the call for a token. Installation tokens always use the installation endpoint,
+/// because `/user` refuses them and the app check covers OAuth tokens only. In app mode the
+/// app check is used for everything that may be an OAuth token; personal access tokens
+/// belong to no app, so they keep using `/user`. A refresh token (`ghr_`) gets `None`: it
+/// only works at the token endpoint, where using it would consume it, so it is never sent.
+pub fn endpoint_for(token: &str, app_mode: bool) -> Option<Endpoint> {
+    match token_type(token) {
+        Some("installation") => Some(Endpoint::Installation),
+        Some("app_refresh") => None,
+        Some("personal_access_token" | "fine_grained_personal_access_token") => {
+            Some(Endpoint::User)
+        }
+        _ if app_mode => Some(Endpoint::AppCheck),
+        _ => Some(Endpoint::User),
+    }
+}
+
+/// The outcome for a secret that is a refresh token rather than an access token.
+fn refresh_token_outcome() -> ProbeOutcome {
+    ProbeOutcome::misconfigured(
+        Reason::Malformed,
+        "the secret is a GitHub App refresh token (ghr_), which cannot be probed without being \
+         used up; configure the user access token (ghu_) instead",
+    )
+}
+
+impl Provider for GitHub {
+    fn probe<'a>(
+        &'a self,
+        _token: &'a TokenSpec,
+        secret: Option<&'a Secret>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, ProbeOutcome> {
+        Box::pin(async move {
+            let Some(secret) = secret else {
+                return ProbeOutcome::misconfigured(
+                    Reason::SecretUnavailable,
+                    "the token has no secret",
+                );
+            };
+            let value = secret.expose();
+            let Some(endpoint) = endpoint_for(value, self.app.is_some()) else {
+                return refresh_token_outcome();
+            };
+            let request = match (endpoint, &self.app) {
+                (Endpoint::AppCheck, Some(app)) => {
+                    let client_secret = match app.client_secret.read().await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            return ProbeOutcome::misconfigured(
+                                Reason::SecretUnavailable,
+                                format!("app_client_secret: {e}"),
+                            );
+                        }
+                    };
+                    let url = format!("{}/applications/{}/token", self.api, app.client_id);
+                    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+                        "{}:{}",
+                        app.client_id,
+                        client_secret.expose()
+                    ));
+                    self.http
+                        .post(url)
+                        .header("authorization", format!("Basic {basic}"))
+                        .json(&serde_json::json!({ "access_token": value }))
+                }
+                _ => self
+                    .http
+                    .get(format!("{}{}", self.api, endpoint.path()))
+                    .bearer_auth(value),
+            };
+            let request = request
+                .header("accept", "application/vnd.github+json")
+                .header("x-github-api-version", API_VERSION);
+            let mut outcome = match http::send(request).await {
+                Ok(resp) => parse(endpoint, resp.status, &resp.headers, &resp.body, now),
+                Err(outcome) => outcome,
+            };
+            if outcome.facts.token_type.is_none() {
+                outcome.facts.token_type = token_type(value).map(str::to_owned);
+            }
+            outcome
+        })
+    }
+}
+
+/// Turns GitHub's answer to `endpoint` into an outcome. Pure.
+pub fn parse(
+    endpoint: Endpoint,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: Timestamp,
+) -> ProbeOutcome {
+    let rate = http::rate_limit(headers);
+    let outcome = match (endpoint, status) {
+        (Endpoint::AppCheck, 200) => app_check_ok(body, now),
+        (Endpoint::AppCheck, 404) => match message(body) {
+            Some(_) => ProbeOutcome::invalid(
+                Reason::UnknownToken,
+                "the app's token check does not know the token: it expired, was revoked, or \
+                 was issued by another app (GitHub answered 404)",
+            ),
+            None => ProbeOutcome::bad_response("a 404 without GitHub's JSON error body"),
+        },
+        (Endpoint::AppCheck, 401) => ProbeOutcome::misconfigured(
+            Reason::ClientAuth,
+            "GitHub refused the app's client ID and secret (HTTP 401)",
+        ),
+        (_, 200) => bearer_ok(endpoint, headers, body, now),
+        (_, 401) => match message(body) {
+            // GitHub says "Bad credentials" for expired, revoked and unknown tokens alike.
+            Some(_) => ProbeOutcome::invalid(
+                Reason::UnknownToken,
+                "GitHub answered 401 Bad credentials: the token is expired, revoked or unknown \
+                 (GitHub does not say which)",
+            ),
+            // A 401 page from a proxy in front of GitHub Enterprise says nothing about the
+            // token.
+            None => ProbeOutcome::bad_response("a 401 without GitHub's JSON error body"),
+        },
+        (_, 403 | 429) => refused(endpoint, status, headers, body, now),
+        _ => return common_status(status, headers, now),
+    };
+    outcome.with_rate_limit(rate)
+}
+
+/// The `message` of GitHub's JSON error body, if the body is one.
+fn message(body: &[u8]) -> Option<String> {
+    let doc: Value = serde_json::from_slice(body).ok()?;
+    doc.get("message")?.as_str().map(str::to_owned)
+}
+
+/// 403 and 429: rate limits first (GitHub uses 403 for them too), then SAML SSO, then a
+/// missing permission.
+fn refused(
+    endpoint: Endpoint,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: Timestamp,
+) -> ProbeOutcome {
+    let msg = message(body);
+    let lower = msg.as_deref().unwrap_or_default().to_ascii_lowercase();
+    let exhausted = http::header(headers, "x-ratelimit-remaining") == Some("0");
+    // Older GitHub Enterprise versions call the secondary limit "abuse detection".
+    let secondary = lower.contains("secondary rate limit") || lower.contains("abuse detection");
+    if status == 429 || exhausted || secondary {
+        let wait = http::retry_after(headers, now)
+            .or_else(|| http::reset_wait(http::rate_limit(headers), now))
+            .or(secondary.then_some(SECONDARY_LIMIT_WAIT));
+        let detail = if secondary {
+            format!("GitHub's secondary rate limit refused the probe (HTTP {status})")
+        } else {
+            format!("GitHub's rate limit for this token is used up (HTTP {status})")
+        };
+        return ProbeOutcome::rate_limited(wait, detail);
+    }
+    if endpoint == Endpoint::AppCheck {
+        // The app's own credentials were refused, which says nothing about the token.
+        return ProbeOutcome::misconfigured(
+            Reason::ClientAuth,
+            "GitHub refused the app's token check (HTTP 403)",
+        );
+    }
+    let facts = header_facts(endpoint, headers, now);
+    if let Some(sso) = http::header(headers, "x-github-sso")
+        && sso.starts_with("required")
+    {
+        let mut facts = facts;
+        if let Some(org) = sso_org(sso) {
+            facts.extra.insert("sso_organization".into(), org);
+        }
+        return ProbeOutcome::new(
+            Verdict::Forbidden,
+            Reason::SsoRequired,
+            "the token is valid, but an organization enforces SAML single sign-on and the \
+             token is not authorized for it: its owner must authorize it for that organization \
+             (Configure SSO in the token's settings on GitHub)",
+        )
+        .with_facts(facts);
+    }
+    if msg.is_none() {
+        return ProbeOutcome::bad_response("a 403 without GitHub's JSON error body");
+    }
+    let detail = if lower.contains("not accessible by integration") {
+        format!(
+            "GitHub answered 403 Resource not accessible by integration: the token cannot call {}",
+            endpoint.path()
+        )
+    } else {
+        format!(
+            "GitHub answered 403: the token authenticates but may not call {}",
+            endpoint.path()
+        )
+    };
+    ProbeOutcome::new(Verdict::Forbidden, Reason::InsufficientScope, detail).with_facts(facts)
+}
+
+/// The organization in `X-GitHub-SSO: required; url=https://github.com/orgs/ORG/sso?...`.
+fn sso_org(value: &str) -> Option<String> {
+    let url = value
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("url="))?;
+    let url = Url::parse(url).ok()?;
+    let mut segments = url.path_segments()?;
+    if segments.next()? != "orgs" {
+        return None;
+    }
+    let org = segments.next()?;
+    let plain = !org.is_empty()
+        && org.len() <= 64
+        && org.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    plain.then(|| org.to_string())
+}
+
+/// Facts carried by the response headers of any call authenticated by the token.
+fn header_facts(endpoint: Endpoint, headers: &HeaderMap, now: Timestamp) -> TokenFacts {
+    let mut facts = TokenFacts::default();
+    match http::header(headers, "github-authentication-token-expiration") {
+        Some(value) => match parse_expiration(value) {
+            Some(at) => {
+                facts.expiry = Expiry::At(at);
+                if at <= now {
+                    facts.flags.push(
+                        "GitHub reports an expiry in the past for a token it accepted; the \
+                         expiry header is suspect"
+                            .into(),
+                    );
+                }
+            }
+            None => facts
+                .flags
+                .push("GitHub's token expiration header could not be read".into()),
+        },
+        // Installation tokens always expire after an hour, so a missing header cannot mean
+        // "never" for them; for every other token it does.
+        None if endpoint == Endpoint::Installation => {}
+        None => facts.expiry = Expiry::Never,
+    }
+    if let Some(scopes) = http::header(headers, "x-oauth-scopes") {
+        facts.scopes = split_scopes(scopes);
+    }
+    facts
+}
+
+/// `X-OAuth-Scopes: repo, read:org` as a sorted list.
+fn split_scopes(value: &str) -> Vec<String> {
+    let mut scopes: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
+/// `GitHub-Authentication-Token-Expiration`: `2025-09-05 17:55:53 UTC`, or with a numeric
+/// offset (`+0500`, seen in the wild) instead of `UTC`.
+pub fn parse_expiration(value: &str) -> Option<Timestamp> {
+    let value = value.trim();
+    for zone in [" UTC", " GMT"] {
+        if let Some(civil) = value.strip_suffix(zone) {
+            let dt = jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S", civil.trim())
+                .ok()?
+                .to_datetime()
+                .ok()?;
+            return dt
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .ok()
+                .map(|z| z.timestamp());
+        }
+    }
+    ["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S %:z"]
+        .iter()
+        .find_map(|format| {
+            jiff::fmt::strtime::parse(format, value)
+                .ok()?
+                .to_timestamp()
+                .ok()
+        })
+}
+
+/// 200 from `/user` or `/installation/repositories`.
+fn bearer_ok(endpoint: Endpoint, headers: &HeaderMap, body: &[u8], now: Timestamp) -> ProbeOutcome {
+    let doc: Value = match http::json(body) {
+        Ok(v) => v,
+        Err(o) => return o,
+    };
+    let mut facts = header_facts(endpoint, headers, now);
+    match endpoint {
+        Endpoint::User => {
+            let Some(login) = doc.get("login").and_then(Value::as_str) else {
+                return ProbeOutcome::bad_response("no \"login\" in the user object");
+            };
+            facts.subject = Some(login.to_string());
+            if let Some(id) = doc.get("id").and_then(Value::as_u64) {
+                facts.extra.insert("user_id".into(), id.to_string());
+            }
+            if let Some(kind) = doc.get("type").and_then(Value::as_str) {
+                facts.extra.insert("account_type".into(), kind.to_string());
+            }
+        }
+        _ => {
+            let Some(count) = doc.get("total_count").and_then(Value::as_u64) else {
+                return ProbeOutcome::bad_response("no \"total_count\" in the repository list");
+            };
+            facts
+                .extra
+                .insert("repository_count".into(), count.to_string());
+            if let Some(selection) = doc.get("repository_selection").and_then(Value::as_str) {
+                facts
+                    .extra
+                    .insert("repository_selection".into(), selection.to_string());
+            }
+            // The installation's account is the owner of its repositories.
+            if let Some(owner) = doc
+                .pointer("/repositories/0/owner/login")
+                .and_then(Value::as_str)
+            {
+                facts
+                    .extra
+                    .insert("installation_account".into(), owner.to_string());
+            }
+        }
+    }
+    ProbeOutcome::valid(facts)
+}
+
+/// 200 from the app's token check. The body also carries the token itself and its last
+/// eight characters: neither is read.
+fn app_check_ok(body: &[u8], now: Timestamp) -> ProbeOutcome {
+    let doc: Value = match http::json(body) {
+        Ok(v) => v,
+        Err(o) => return o,
+    };
+    let Some(scopes) = doc.get("scopes").and_then(Value::as_array) else {
+        return ProbeOutcome::bad_response("no \"scopes\" array in the authorization");
+    };
+    let mut facts = TokenFacts::default();
+    let mut list: Vec<String> = scopes
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    list.sort();
+    list.dedup();
+    facts.scopes = list;
+    facts.expiry = match doc.get("expires_at") {
+        None | Some(Value::Null) => Expiry::Never,
+        Some(v) => match v.as_str().and_then(|s| s.parse::<Timestamp>().ok()) {
+            Some(at) => {
+                if at <= now {
+                    facts.flags.push(
+                        "GitHub reports an expiry in the past for a token its check accepted"
+                            .into(),
+                    );
+                }
+                Expiry::At(at)
+            }
+            None => {
+                facts
+                    .flags
+                    .push("GitHub's expires_at could not be read".into());
+                Expiry::Undisclosed
+            }
+        },
+    };
+    facts.issued_at = doc
+        .get("created_at")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok());
+    facts.subject = doc
+        .pointer("/user/login")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(id) = doc.pointer("/user/id").and_then(Value::as_u64) {
+        facts.extra.insert("user_id".into(), id.to_string());
+    }
+    facts.client_id = doc
+        .pointer("/app/client_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(name) = doc.pointer("/app/name").and_then(Value::as_str) {
+        facts.extra.insert("app_name".into(), name.to_string());
+    }
+    ProbeOutcome::valid(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderName, HeaderValue};
+    use serde_json::json;
+
+    const NOW: i64 = 1_757_000_000; // 2025-09-04 15:33:20 UTC
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(NOW).unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn user(status: u16, pairs: &[(&str, &str)], body: &str) -> ProbeOutcome {
+        parse(
+            Endpoint::User,
+            status,
+            &headers(pairs),
+            body.as_bytes(),
+            now(),
+        )
+    }
+
+    const USER: &str = r#"{"login":"octocat","id":583231,"type":"User"}"#;
+
+    #[test]
+    fn expiration_header_both_formats() {
+        assert_eq!(
+            parse_expiration("2025-09-05 17:55:53 UTC")
+                .unwrap()
+                .to_string(),
+            "2025-09-05T17:55:53Z"
+        );
+        assert_eq!(
+            parse_expiration("2025-09-05 17:55:53 +0500")
+                .unwrap()
+                .to_string(),
+            "2025-09-05T12:55:53Z"
+        );
+        assert_eq!(
+            parse_expiration("2025-09-05 17:55:53 -0130")
+                .unwrap()
+                .to_string(),
+            "2025-09-05T19:25:53Z"
+        );
+        assert!(parse_expiration("next tuesday").is_none());
+        assert!(parse_expiration("2025-09-05").is_none());
+    }
+
+    #[test]
+    fn classic_pat_with_expiry_and_scopes() {
+        let o = user(
+            200,
+            &[
+                (
+                    "github-authentication-token-expiration",
+                    "2025-10-01 00:00:00 UTC",
+                ),
+                ("x-oauth-scopes", "repo, read:org,  gist"),
+                ("x-ratelimit-remaining", "4990"),
+                ("x-ratelimit-limit", "5000"),
+            ],
+            USER,
+        );
+        assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok));
+        assert_eq!(
+            o.facts.expiry.timestamp().unwrap().to_string(),
+            "2025-10-01T00:00:00Z"
+        );
+        assert_eq!(o.facts.scopes, ["gist", "read:org", "repo"]);
+        assert_eq!(o.facts.subject.as_deref(), Some("octocat"));
+        assert_eq!(o.facts.extra["user_id"], "583231");
+        assert_eq!(o.facts.extra["account_type"], "User");
+        assert_eq!(o.rate_limit.unwrap().remaining, Some(4990.0));
+        assert!(o.facts.flags.is_empty());
+    }
+
+    #[test]
+    fn no_expiration_header_means_never() {
+        let o = user(200, &[], USER);
+        assert_eq!(o.facts.expiry, Expiry::Never);
+        // Fine-grained tokens send no scopes header: no scopes, not an error.
+        assert!(o.facts.scopes.is_empty());
+    }
+
+    #[test]
+    fn past_expiry_on_success_is_kept_and_flagged_not_expired() {
+        let o = user(
+            200,
+            &[(
+                "github-authentication-token-expiration",
+                "2025-09-04 15:33:20 UTC",
+            )],
+            USER,
+        );
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW);
+        assert_eq!(o.facts.flags.len(), 1, "{:?}", o.facts.flags);
+    }
+
+    #[test]
+    fn unreadable_expiration_is_undisclosed_and_flagged() {
+        let o = user(
+            200,
+            &[("github-authentication-token-expiration", "soon")],
+            USER,
+        );
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+        assert_eq!(o.facts.flags.len(), 1);
+    }
+
+    #[test]
+    fn bad_credentials_is_invalid() {
+        let o = user(
+            401,
+            &[],
+            r#"{"message":"Bad credentials","documentation_url":"https://docs.github.com/rest","status":"401"}"#,
+        );
+        assert_eq!(
+            (o.verdict, o.reason),
+            (Verdict::Invalid, Reason::UnknownToken)
+        );
+    }
+
+    #[test]
+    fn proxy_401_is_not_invalid() {
+        let o = user(401, &[], "<html><body>Sign in to the VPN</body></html>");
+        assert_eq!(
+            (o.verdict, o.reason),
+            (Verdict::Unreachable, Reason::BadResponse)
+        );
+    }
+
+    #[test]
+    fn primary_rate_limit_on_403_and_429() {
+        for status in [403, 429] {
+            let o = user(
+                status,
+                &[
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-limit", "5000"),
+                    ("x-ratelimit-reset", &(NOW + 600).to_string()),
+                ],
+                r#"{"message":"API rate limit exceeded for user ID 1."}"#,
+            );
+            assert_eq!(o.verdict, Verdict::RateLimited, "{status}");
+            assert_eq!(o.retry_after, Some(Duration::from_secs(600)));
+            assert_eq!(o.rate_limit.unwrap().remaining, Some(0.0));
+        }
+    }
+
+    #[test]
+    fn secondary_rate_limit() {
+        let body = r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#;
+        let o = user(403, &[("retry-after", "90")], body);
+        assert_eq!(o.verdict, Verdict::RateLimited);
+        assert_eq!(o.retry_after, Some(Duration::from_secs(90)));
+        // Without retry-after, GitHub's advice is to wait at least a minute.
+        let o = user(403, &[("x-ratelimit-remaining", "4000")], body);
+        assert_eq!(o.verdict, Verdict::RateLimited);
+        assert_eq!(o.retry_after, Some(SECONDARY_LIMIT_WAIT));
+    }
+
+    #[test]
+    fn sso_required_is_forbidden_with_its_own_reason() {
+        let o = user(
+            403,
+            &[
+                (
+                    "x-github-sso",
+                    "required; url=https://github.com/orgs/acme-corp/sso?authorization_request=AbC123",
+                ),
+                (
+                    "github-authentication-token-expiration",
+                    "2025-12-01 00:00:00 UTC",
+                ),
+            ],
+            r#"{"message":"Resource protected by organization SAML enforcement. You must grant your Personal Access token access to this organization."}"#,
+        );
+        assert_eq!(
+            (o.verdict, o.reason),
+            (Verdict::Forbidden, Reason::SsoRequired)
+        );
+        assert!(o.detail.contains("SAML single sign-on"), "{}", o.detail);
+        assert!(!o.detail.contains("AbC123"));
+        assert_eq!(o.facts.extra["sso_organization"], "acme-corp");
+        assert!(o.facts.expiry.timestamp().is_some());
+    }
+
+    #[test]
+    fn other_403_is_forbidden() {
+        let o = user(
+            403,
+            &[("x-ratelimit-remaining", "4999")],
+            r#"{"message":"Resource not accessible by integration"}"#,
+        );
+        assert_eq!(
+            (o.verdict, o.reason),
+            (Verdict::Forbidden, Reason::InsufficientScope)
+        );
+        let html = user(403, &[], "<html>Forbidden</html>");
+        assert_eq!(html.verdict, Verdict::Unreachable);
+    }
+
+    #[test]
+    fn garbage_and_outages_are_unreachable() {
+        for (status, body) in [
+            (200, "<html>proxy</html>"),
+            (200, r#"{"id":1}"#),
+            (200, "[]"),
+            (200, ""),
+            (500, ""),
+            (502, "<html>bad gateway</html>"),
+            (503, r#"{"message":"Service unavailable"}"#),
+            (404, r#"{"message":"Not Found"}"#),
+            (302, ""),
+        ] {
+            let o = user(status, &[], body);
+            assert_eq!(o.verdict, Verdict::Unreachable, "{status} {body}: {o:?}");
+        }
+    }
+
+    #[test]
+    fn installation_repositories() {
+        let body = json!({
+            "total_count": 3,
+            "repository_selection": "selected",
+            "repositories": [{"full_name": "acme/api", "owner": {"login": "acme"}}]
+        })
+        .to_string();
+        let o = parse(
+            Endpoint::Installation,
+            200,
+            &headers(&[(
+                "github-authentication-token-expiration",
+                "2025-09-04 16:30:00 UTC",
+            )]),
+            body.as_bytes(),
+            now(),
+        );
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.extra["repository_count"], "3");
+        assert_eq!(o.facts.extra["repository_selection"], "selected");
+        assert_eq!(o.facts.extra["installation_account"], "acme");
+        assert_eq!(
+            o.facts.expiry.timestamp().unwrap().to_string(),
+            "2025-09-04T16:30:00Z"
+        );
+        // An installation token always expires, so a missing header is "not disclosed".
+        let o = parse(
+            Endpoint::Installation,
+            200,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            now(),
+        );
+        assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+    }
+
+    #[test]
+    fn endpoint_follows_the_prefix() {
+        assert_eq!(
+            endpoint_for("ghs_abc", false).unwrap(),
+            Endpoint::Installation
+        );
+        assert_eq!(
+            endpoint_for("ghs_abc", true).unwrap(),
+            Endpoint::Installation
+        );
+        assert_eq!(endpoint_for("ghp_abc", true).unwrap(), Endpoint::User);
+        assert_eq!(
+            endpoint_for("github_pat_abc", true).unwrap(),
+            Endpoint::User
+        );
+        assert_eq!(endpoint_for("gho_abc", true).unwrap(), Endpoint::AppCheck);
+        assert_eq!(endpoint_for("ghu_abc", true).unwrap(), Endpoint::AppCheck);
+        assert_eq!(endpoint_for("0123abcd", true).unwrap(), Endpoint::AppCheck);
+        assert_eq!(endpoint_for("gho_abc", false).unwrap(), Endpoint::User);
+        assert_eq!(endpoint_for("ghr_secretvalue", false), None);
+        assert_eq!(endpoint_for("ghr_secretvalue", true), None);
+        assert_eq!(refresh_token_outcome().verdict, Verdict::Misconfigured);
+    }
+
+    #[test]
+    fn app_check_answers() {
+        let body = json!({
+            "id": 1, "token": "gho_must_not_be_read", "token_last_eight": "be_read1",
+            "scopes": ["repo", "user"], "created_at": "2025-01-01T10:00:00Z",
+            "expires_at": "2025-09-04T23:00:00Z",
+            "user": {"login": "octocat", "id": 1},
+            "app": {"client_id": "Iv1.8a61f9b3a7aba766", "name": "exporter-app"}
+        })
+        .to_string();
+        let o = parse(
+            Endpoint::AppCheck,
+            200,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            now(),
+        );
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.scopes, ["repo", "user"]);
+        assert_eq!(o.facts.subject.as_deref(), Some("octocat"));
+        assert_eq!(o.facts.client_id.as_deref(), Some("Iv1.8a61f9b3a7aba766"));
+        assert_eq!(
+            o.facts.issued_at.unwrap().to_string(),
+            "2025-01-01T10:00:00Z"
+        );
+        assert_eq!(
+            o.facts.expiry.timestamp().unwrap().to_string(),
+            "2025-09-04T23:00:00Z"
+        );
+        let shown = format!("{:?}", o.facts);
+        assert!(!shown.contains("must_not_be_read") && !shown.contains("be_read1"));
+
+        let never = json!({"scopes": [], "expires_at": null}).to_string();
+        let o = parse(
+            Endpoint::AppCheck,
+            200,
+            &HeaderMap::new(),
+            never.as_bytes(),
+            now(),
+        );
+        assert_eq!(o.facts.expiry, Expiry::Never);
+
+        let o = parse(
+            Endpoint::AppCheck,
+            404,
+            &HeaderMap::new(),
+            br#"{"message":"Not Found"}"#,
+            now(),
+        );
+        assert_eq!(
+            (o.verdict, o.reason),
+            (Verdict::Invalid, Reason::UnknownToken)
+        );
+        let o = parse(Endpoint::AppCheck, 401, &HeaderMap::new(), b"{}", now());
+        assert_eq!(
+            (o.verdict, o.reason),
+            (Verdict::Misconfigured, Reason::ClientAuth)
+        );
+        let o = parse(
+            Endpoint::AppCheck,
+            404,
+            &HeaderMap::new(),
+            b"<html/>",
+            now(),
+        );
+        assert_eq!(o.verdict, Verdict::Unreachable);
+        let o = parse(Endpoint::AppCheck, 422, &HeaderMap::new(), b"{}", now());
+        assert_eq!(o.verdict, Verdict::Unreachable);
+        let o = parse(
+            Endpoint::AppCheck,
+            200,
+            &HeaderMap::new(),
+            b"{\"id\":1}",
+            now(),
+        );
+        assert_eq!(o.verdict, Verdict::Unreachable);
+    }
+
+    #[test]
+    fn config_checks() {
+        let base = Config {
+            api_url: None,
+            app_client_id: None,
+            app_client_secret: None,
+            max_concurrency: None,
+        };
+        assert!(base.validate().is_ok());
+        let ghes = Config {
+            api_url: Some("https://ghe.example.com/api/v3".into()),
+            ..base.clone()
+        };
+        assert!(ghes.validate().is_ok());
+        let creds = Config {
+            api_url: Some("https://user:pw@ghe.example.com/api/v3".into()),
+            ..base.clone()
+        };
+        assert!(creds.validate().unwrap_err().contains("credentials"));
+        let half = Config {
+            app_client_id: Some("Iv1.abc".into()),
+            ..base.clone()
+        };
+        assert!(half.validate().unwrap_err().contains("app_client_secret"));
+        let bad_id = Config {
+            app_client_id: Some("../user".into()),
+            app_client_secret: Some(SecretSource::Env("X".into())),
+            ..base
+        };
+        assert!(bad_id.validate().unwrap_err().contains("app_client_id"));
+    }
+}

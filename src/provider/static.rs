@@ -1,0 +1,230 @@
+//! `static`: tokens no provider can introspect, with an expiry declared in the config. No
+//! I/O at all: `evaluate` compares the declared dates with `now`.
+//!
+//! Nothing is checked with a provider, so the outcome says so in its detail and carries
+//! `declared=true` in its extra facts. A secret is optional; when one is given it is only
+//! read by the generic handler to fingerprint it, so a rotation still shows.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+
+use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params};
+use crate::config::TokenSpec;
+use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::secret::Secret;
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub max_concurrency: Option<usize>,
+}
+
+impl ProviderKind for Config {
+    fn kind(&self) -> &'static str {
+        "static"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.max_concurrency == Some(0) {
+            return Err("max_concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn check_token(&self, token: &TokenSpec) -> Result<(), String> {
+        refuse_params(token, self.kind(), &["expires_at", "issued_at"])?;
+        let (expires_at, issued_at) = declared(token)?;
+        if let (Some(exp), Some(iat)) = (expires_at, issued_at)
+            && iat > exp
+        {
+            return Err("issued_at lies after expires_at".into());
+        }
+        Ok(())
+    }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        self.max_concurrency
+    }
+
+    fn build(&self, _ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
+        Ok(Arc::new(Static))
+    }
+}
+
+/// The declared dates of a token, parsed.
+fn declared(token: &TokenSpec) -> Result<(Option<Timestamp>, Option<Timestamp>), String> {
+    let parse = |field: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| parse_declared(v).map_err(|e| format!("{field}: {e}")))
+            .transpose()
+    };
+    Ok((
+        parse("expires_at", &token.params.expires_at)?,
+        parse("issued_at", &token.params.issued_at)?,
+    ))
+}
+
+/// A declared instant: RFC 3339 with an offset, or a date alone meaning 00:00 UTC that day
+/// (as GitLab states its own `expires_at`). Pure.
+pub fn parse_declared(value: &str) -> Result<Timestamp, String> {
+    let trimmed = value.trim();
+    let parsed = if trimmed.len() == 10 {
+        trimmed
+            .parse::<Date>()
+            .ok()
+            .and_then(|d| d.to_zoned(TimeZone::UTC).ok())
+            .map(|z| z.timestamp())
+    } else {
+        trimmed.parse::<Timestamp>().ok()
+    };
+    parsed.ok_or_else(|| {
+        // A date is short and printable; anything else might be a token pasted into the
+        // wrong field, so it is described rather than quoted.
+        let shown = if trimmed.len() <= 40 && trimmed.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        {
+            format!("\"{trimmed}\"")
+        } else {
+            format!("the value ({} characters)", trimmed.chars().count())
+        };
+        format!(
+            "{shown} is not a date: use RFC 3339 with an offset (2025-06-30T12:00:00Z) or YYYY-MM-DD (00:00 UTC)"
+        )
+    })
+}
+
+/// The outcome for declared dates at `now`. Pure.
+pub fn evaluate(
+    expires_at: Option<Timestamp>,
+    issued_at: Option<Timestamp>,
+    now: Timestamp,
+) -> ProbeOutcome {
+    let mut facts = TokenFacts {
+        expiry: match expires_at {
+            Some(at) => Expiry::At(at),
+            None => Expiry::Never,
+        },
+        issued_at,
+        ..TokenFacts::default()
+    };
+    facts.extra.insert("declared".into(), "true".into());
+    if issued_at.is_some_and(|iat| iat > now) {
+        facts
+            .flags
+            .push("the declared issue time lies in the future".into());
+    }
+    match expires_at {
+        Some(at) if at <= now => ProbeOutcome::invalid(
+            Reason::Expired,
+            "the declared expiry has passed (declared in the config, not checked with a provider)",
+        ),
+        Some(_) => ProbeOutcome::new(
+            Verdict::Valid,
+            Reason::Ok,
+            "the declared expiry has not passed (declared in the config, not checked with a provider)",
+        ),
+        None => ProbeOutcome::new(
+            Verdict::Valid,
+            Reason::Ok,
+            "no expiry is declared (declared in the config, not checked with a provider)",
+        ),
+    }
+    .with_facts(facts)
+}
+
+struct Static;
+
+impl Provider for Static {
+    fn probe<'a>(
+        &'a self,
+        token: &'a TokenSpec,
+        _secret: Option<&'a Secret>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, ProbeOutcome> {
+        Box::pin(async move {
+            match declared(token) {
+                Ok((expires_at, issued_at)) => evaluate(expires_at, issued_at, now),
+                // Config loading refuses bad dates, so this is only reached by a token that
+                // bypassed it; it is our configuration's fault, not the token's.
+                Err(e) => ProbeOutcome::misconfigured(Reason::Malformed, e),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn declared_formats() {
+        assert_eq!(
+            parse_declared("2025-06-30").unwrap(),
+            ts("2025-06-30T00:00:00Z")
+        );
+        assert_eq!(
+            parse_declared("2025-06-30T12:00:00+02:00").unwrap(),
+            ts("2025-06-30T10:00:00Z")
+        );
+        assert_eq!(
+            parse_declared("2025-06-30T12:00:00.25Z")
+                .unwrap()
+                .as_millisecond(),
+            ts("2025-06-30T12:00:00Z").as_millisecond() + 250
+        );
+    }
+
+    #[test]
+    fn bad_dates_name_the_value_or_describe_it() {
+        for bad in ["2025-13-01", "30/06/2025", "2025-06-30T12:00:00", "soon"] {
+            let err = parse_declared(bad).unwrap_err();
+            assert!(err.contains(&format!("\"{bad}\"")), "{err}");
+            assert!(err.contains("YYYY-MM-DD"), "{err}");
+        }
+        let pasted = "glpat-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let err = parse_declared(pasted).unwrap_err();
+        assert!(!err.contains("glpat"), "{err}");
+        assert!(
+            err.contains(&format!("({} characters)", pasted.len())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn verdict_follows_the_declared_expiry() {
+        let exp = ts("2025-06-30T00:00:00Z");
+        let before = evaluate(Some(exp), None, ts("2025-06-29T23:59:59Z"));
+        assert_eq!(
+            (before.verdict, before.reason),
+            (Verdict::Valid, Reason::Ok)
+        );
+        assert_eq!(before.facts.expiry, Expiry::At(exp));
+        assert_eq!(before.facts.extra["declared"], "true");
+        assert!(before.detail.contains("not checked with a provider"));
+        let at = evaluate(Some(exp), None, exp);
+        assert_eq!((at.verdict, at.reason), (Verdict::Invalid, Reason::Expired));
+        assert_eq!(at.facts.expiry, Expiry::At(exp));
+        assert!(at.detail.contains("declared"));
+        let never = evaluate(None, None, exp);
+        assert_eq!(never.verdict, Verdict::Valid);
+        assert_eq!(never.facts.expiry, Expiry::Never);
+    }
+
+    #[test]
+    fn issued_at_is_a_fact_and_the_future_is_flagged() {
+        let now = ts("2025-01-01T00:00:00Z");
+        let o = evaluate(None, Some(ts("2024-01-01T00:00:00Z")), now);
+        assert_eq!(o.facts.issued_at, Some(ts("2024-01-01T00:00:00Z")));
+        assert!(o.facts.flags.is_empty());
+        let o = evaluate(None, Some(ts("2026-01-01T00:00:00Z")), now);
+        assert_eq!(o.facts.flags.len(), 1);
+    }
+}

@@ -1,0 +1,160 @@
+//! Runs the real binary as a child process on a free loopback port.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_api-token-exporter");
+
+/// A free port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The exporter running as a child; killed on drop. Its stderr goes to a file.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `api-token-exporter [args...] --web.listen-address 127.0.0.1:PORT` and waits
+    /// until `/-/healthy` answers.
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(args)
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        d.wait_for("/-/healthy", Duration::from_secs(20));
+        d
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Polls `path` until it answers 200.
+    pub fn wait_for(&self, path: &str, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok(resp) = http_get(&self.url(path))
+                && resp.0 == 200
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{path} not 200 within {limit:?}; log:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.url(path)).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub fn post(&self, path: &str) -> (u16, String) {
+        http_request("POST", &self.url(path)).unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking GET with a short timeout; returns (status, body).
+pub fn http_get(url: &str) -> Result<(u16, String), String> {
+    http_request("GET", url)
+}
+
+pub fn http_request(method: &str, url: &str) -> Result<(u16, String), String> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "10",
+            "-X",
+            method,
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').ok_or("no status")?;
+    let code: u16 = code
+        .trim()
+        .parse()
+        .map_err(|_| format!("curl failed: {text}"))?;
+    if code == 0 {
+        return Err("connection failed".into());
+    }
+    Ok((code, body.to_string()))
+}
+
+/// Writes a file and returns its path.
+pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
