@@ -4,7 +4,14 @@
 # prometheus-alertmanager) and node, with `npm ci --prefix tests/peers/grafana` done.
 # Runs every check, reports each, and exits non-zero if any failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+# The repository root is the nearest folder above this script with a Cargo.toml, so the script
+# works from .ci/ and from .ci/checks/ alike.
+root=$(cd "$(dirname "$0")" && pwd)
+while [ ! -f "$root/Cargo.toml" ]; do
+    [ "$root" = / ] && { echo "alerts.sh: no Cargo.toml above $0" >&2; exit 1; }
+    root=$(dirname "$root")
+done
+cd "$root"
 
 passed=0
 failed=0
