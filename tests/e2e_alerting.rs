@@ -484,6 +484,67 @@ async fn shipped_rules_and_dashboards_work_against_the_demo() {
         "dashboard queries allowed to be empty (demo gaps, see DEMO_LACKS): {may_be_empty:?}"
     );
 
+    // The overview's token table: every demo token, soonest expiry first, with owner, team and
+    // state; tokens without a known expiry last.
+    let overview = dashboards()
+        .into_iter()
+        .find(|(f, _)| f.ends_with("api-token-overview.json"))
+        .expect("overview dashboard")
+        .1;
+    let table = common_prom::panels(&overview)
+        .into_iter()
+        .find(|p| p["title"] == "Tokens by time to expiry")
+        .expect("token table");
+    let rows = prom
+        .query(&substitute_variables(
+            table["targets"][0]["expr"].as_str().expect("expr"),
+        ))
+        .await
+        .unwrap_or_else(|_| panic!("token table query failed"));
+    let order: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            let m = &r["metric"];
+            (
+                m["token"].as_str().unwrap_or(""),
+                m["owner"].as_str().unwrap_or(""),
+                m["state"].as_str().unwrap_or(""),
+                r["value"][1].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let tokens: Vec<&str> = order.iter().map(|r| r.0).collect();
+    assert_eq!(
+        &tokens[..7],
+        [
+            "legacy-sync",
+            "ci-runner",
+            "deploy-bot",
+            "search-indexer",
+            "partner-webhook",
+            "billing-api",
+            "metrics-reader"
+        ],
+        "token table order: {order:?}"
+    );
+    let mut last: Vec<&str> = tokens[7..].to_vec();
+    last.sort_unstable();
+    assert_eq!(last, ["old-integration", "reporting-job"], "{order:?}");
+    assert!(
+        order[7..].iter().all(|r| r.3 == "+Inf"),
+        "tokens without a known expiry sort last as +Inf: {order:?}"
+    );
+    assert!(
+        order
+            .iter()
+            .all(|r| r.1.ends_with("@example.com") && !r.2.is_empty()),
+        "every row has the owner and the state: {order:?}"
+    );
+    assert!(
+        order.contains(&("reporting-job", "erin@example.com", "unreachable", "+Inf")),
+        "{order:?}"
+    );
+
     // 3. The expected alerts fire in Prometheus.
     let expected_firing: &[(&str, &str)] = &[
         ("ApiTokenExpired", "legacy-sync"),
