@@ -8,9 +8,13 @@
 //! [`run_probe`] is the generic handler every probe goes through: it reads the secret,
 //! applies the timeout and measures the duration, so no provider repeats that logic.
 
+pub mod cloudflare;
+pub mod google;
 pub mod http;
 pub mod jwt;
+pub mod kubernetes;
 pub mod oauth2;
+pub mod slack;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -81,6 +85,10 @@ impl Default for BuildContext {
 pub enum ProviderConfig {
     Oauth2Introspection(oauth2::Config),
     Jwt(jwt::Config),
+    Slack(slack::Config),
+    Cloudflare(cloudflare::Config),
+    Google(google::Config),
+    Kubernetes(kubernetes::Config),
 }
 
 impl ProviderConfig {
@@ -89,6 +97,10 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Oauth2Introspection(c) => c,
             ProviderConfig::Jwt(c) => c,
+            ProviderConfig::Slack(c) => c,
+            ProviderConfig::Cloudflare(c) => c,
+            ProviderConfig::Google(c) => c,
+            ProviderConfig::Kubernetes(c) => c,
         }
     }
 
