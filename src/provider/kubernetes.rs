@@ -112,12 +112,13 @@ impl ProviderKind for Config {
                 "token is required when api_server is not {DEFAULT_API_SERVER}: the in-cluster service-account token is only ever sent to the in-cluster API server"
             ));
         }
-        if self
-            .ca_file
-            .as_ref()
-            .is_some_and(|p| p.as_os_str().is_empty())
-        {
-            return Err("ca_file: the path is empty".into());
+        if let Some(path) = &self.ca_file {
+            if path.as_os_str().is_empty() {
+                return Err("ca_file: the path is empty".into());
+            }
+            // Loading the bundle now makes `--config.check` and a reload catch a wrong path
+            // or a file that holds no certificate, instead of the first probe.
+            client_with_ca(path)?;
         }
         if self.max_concurrency == Some(0) {
             return Err("max_concurrency must be at least 1".into());
