@@ -16,15 +16,15 @@ fn bad(name: &str) -> PathBuf {
 const BAD: &[(&str, &str)] = &[
     (
         "unknown_field.yml",
-        "tokens[0].lables: unknown field `lables`, expected one of name, provider, secret, labels, warning_before, critical_before, probe_interval, probe_timeout, token_type_hint, audiences, accessor, expires_at, issued_at (line 13)",
+        "tokens[0].lables: unknown field `lables`, expected one of name, provider, secret, labels, warning_before, critical_before, probe_interval, probe_timeout, token_type_hint, audiences, accessor, expires_at, issued_at, policies (line 13)",
     ),
     (
         "unknown_global_field.yml",
-        "global.probe_intervall: unknown field `probe_intervall`, expected one of probe_interval, probe_timeout, min_probe_interval, max_backoff, warning_before, critical_before, max_concurrency (line 2)",
+        "global.probe_intervall: unknown field `probe_intervall`, expected one of probe_interval, probe_timeout, min_probe_interval, max_backoff, warning_before, critical_before, max_concurrency, policies (line 2)",
     ),
     (
         "unknown_kind.yml",
-        "providers.gh.kind: unknown provider kind `gihtub`, expected one of oauth2_introspection, jwt, github, gitlab, vault, static (line 3)",
+        "providers.gh.kind: unknown provider kind `gihtub`, expected one of oauth2_introspection, jwt, github, gitlab, vault, slack, cloudflare, google, kubernetes, static (line 3)",
     ),
     (
         "unknown_provider_field.yml",
