@@ -55,6 +55,17 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// Check only this token; repeat for several.
+        #[arg(long = "token", value_name = "NAME")]
+        tokens: Vec<String>,
+        /// Check only tokens whose labels match, e.g. `team=platform,env!=dev`
+        /// (`provider` and `kind` match the token's provider name and kind).
+        #[arg(long, value_name = "SELECTOR")]
+        selector: Option<String>,
+        /// What fails the check: `invalid` (any state but valid), `critical` (also inside the
+        /// critical window), `warning` (also inside the warning window, or a policy violation).
+        #[arg(long = "fail-on", value_enum, default_value_t = FailOn::Critical)]
+        fail_on: FailOn,
     },
     /// Run on an embedded demo inventory with in-process providers: no account, no network.
     Demo,
@@ -73,6 +84,14 @@ pub enum LogLevel {
 pub enum LogFormat {
     Logfmt,
     Json,
+}
+
+/// The strictness of `check`, from least to most strict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailOn {
+    Invalid,
+    Critical,
+    Warning,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -114,7 +133,9 @@ mod tests {
         assert!(matches!(
             cli.command,
             Some(Command::Check {
-                output: OutputFormat::Json
+                output: OutputFormat::Json,
+                fail_on: FailOn::Critical,
+                ..
             })
         ));
         assert_eq!(listen_addr(":10042"), "0.0.0.0:10042");

@@ -89,7 +89,7 @@ pub async fn run(
         tokens = inventory.config.tokens.len(),
         "config loaded"
     );
-    let store = Arc::new(Store::new());
+    let store = Arc::new(Store::with_storage(&opts.storage_path));
     let status = Arc::new(ExporterStatus::new());
     let scheduler = scheduler::spawn(store.clone(), inventory);
 

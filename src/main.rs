@@ -48,9 +48,19 @@ fn main() -> ExitCode {
         storage_path: cli.storage_path.clone(),
     };
     match cli.command {
-        Some(Command::Check { output }) => {
-            ExitCode::from(runtime.block_on(check::run(&cli.config_file, output)))
-        }
+        Some(Command::Check {
+            output,
+            tokens,
+            selector,
+            fail_on,
+        }) => ExitCode::from(runtime.block_on(check::run(check::Options {
+            config_file: cli.config_file.clone(),
+            storage_path: cli.storage_path.clone(),
+            output,
+            tokens,
+            selector,
+            fail_on,
+        }))),
         Some(Command::Demo) => match runtime.block_on(demo::run(opts, shutdown_signal())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -120,6 +120,20 @@ impl Store {
         }
     }
 
+    /// A store that reads the ledger in `dir` but never writes it (for `check`, which may run
+    /// beside a daemon that owns the file).
+    pub fn with_storage_read_only(dir: &std::path::Path) -> Self {
+        let ledger: Ledger = StateFile::new(dir, "tokens.json").load();
+        Store {
+            inner: RwLock::new(Inner {
+                ledger,
+                ..Inner::default()
+            }),
+            ledger_file: None,
+            ledger_write: std::sync::Mutex::new(()),
+        }
+    }
+
     fn save_ledger(&self) {
         let Some(file) = &self.ledger_file else {
             return;

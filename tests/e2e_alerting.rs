@@ -34,24 +34,12 @@ const JOB: &str = "api-token-exporter";
 /// that show it must return data.
 const DEMO_LACKS: &[(&str, &str)] = &[
     (
-        "api_token_policy_violation",
-        "policies arrive in a later issue",
-    ),
-    (
         "api_token_notifications_total",
         "the demo configures no notifier",
     ),
     (
         "api_token_notification_failures_total",
         "the demo configures no notifier",
-    ),
-    (
-        "api_token_provider_rate_limit_remaining",
-        "the demo IdP sends no rate-limit headers",
-    ),
-    (
-        "api_token_provider_rate_limit_reset_timestamp_seconds",
-        "the demo IdP sends no rate-limit headers",
     ),
     (
         "api_token_last_used_timestamp_seconds",
