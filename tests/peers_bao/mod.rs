@@ -153,4 +153,3 @@ impl Drop for Bao {
         let _ = self.child.wait();
     }
 }
-
