@@ -145,6 +145,14 @@ async fn status_page(
     Html(render_page(&views, &filter, &state.telemetry_path, now))
 }
 
+/// An RFC 3339 timestamp as people read it: to the second, in UTC.
+fn short_time(rfc3339: &str) -> String {
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -195,7 +203,7 @@ pub fn render_page(
         "<p><small>{} of {} tokens shown, generated {} &middot; <a href=\"{}\">metrics</a> &middot; <a href=\"/api/v1/tokens\">JSON</a></small></p><nav>",
         views.len(),
         all.len(),
-        escape(&now.to_string()),
+        escape(&short_time(&now.to_string())),
         escape(telemetry_path)
     );
     for (state, n) in view::counts(all) {
@@ -289,11 +297,16 @@ pub fn render_page(
             state = escape(&v.state),
             reason = escape(v.reason.as_deref().unwrap_or("")),
             expires_in = escape(&v.expires_in),
-            expires_at = escape(v.expires_at.as_deref().unwrap_or("")),
+            expires_at = escape(&v.expires_at.as_deref().map(short_time).unwrap_or_default()),
             provider = escape(&v.provider),
             kind = escape(&v.kind),
             scopes = escape(&v.scopes.join(" ")),
-            last_probe = escape(v.last_probe_at.as_deref().unwrap_or("not yet")),
+            last_probe = escape(
+                &v.last_probe_at
+                    .as_deref()
+                    .map(short_time)
+                    .unwrap_or_else(|| "not yet".into())
+            ),
             detail = escape(v.detail.as_deref().unwrap_or("")),
         );
     }
