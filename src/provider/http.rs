@@ -298,7 +298,8 @@ mod tests {
 
         // A body past the cap, announced or not.
         let big = MAX_BODY_BYTES + 1;
-        let mut announced = format!("HTTP/1.1 200 OK\r\ncontent-length: {big}\r\n\r\n").into_bytes();
+        let mut announced =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {big}\r\n\r\n").into_bytes();
         announced.resize(announced.len() + big, b'x');
         let url = raw_server(announced).await;
         assert_eq!(
