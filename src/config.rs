@@ -245,7 +245,7 @@ fn decode(text: &str) -> Result<RawConfig, ConfigError> {
 
 /// Serde quotes the offending value in "invalid type/value" messages. A config value in the
 /// wrong place may be a token, so the quoted part is dropped.
-fn scrub(message: &str) -> String {
+pub(crate) fn scrub(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(i) = rest.find("string \"") {
