@@ -289,7 +289,7 @@ fn wrong_configs_give_clear_errors() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("providers.google") && err.contains("query string"),
+        err.contains("providers.google") && err.contains("must not have a query"),
         "{err}"
     );
     let err = Config::parse("providers:\n  google:\n    kind: google\n    url: https://x\n")

@@ -13,7 +13,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
-use url::Url;
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
@@ -56,7 +55,7 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        check_url("api_url", self.api_url())?;
+        http::check_base_url("api_url", self.api_url())?;
         if let Some(id) = &self.account_id {
             // The id becomes a path segment: only the characters Cloudflare ids are made of,
             // so a typo cannot turn into a different path.
@@ -66,9 +65,6 @@ impl ProviderKind for Config {
                         .into(),
                 );
             }
-        }
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
         }
         Ok(())
     }
@@ -93,21 +89,6 @@ impl ProviderKind for Config {
             http: ctx.http.clone(),
         }))
     }
-}
-
-/// A base URL must be http(s) and must not carry credentials, which would end up in logs.
-fn check_url(field: &str, value: &str) -> Result<(), String> {
-    let url = Url::parse(value).map_err(|e| format!("{field}: invalid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{field}: the URL must be http or https"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{field}: credentials in the URL are not allowed"));
-    }
-    if url.query().is_some() {
-        return Err(format!("{field}: the URL must not have a query string"));
-    }
-    Ok(())
 }
 
 struct Cloudflare {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
-use url::Url;
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
@@ -44,24 +43,7 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let field = "tokeninfo_url";
-        let url =
-            Url::parse(self.tokeninfo_url()).map_err(|e| format!("{field}: invalid URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("{field}: the URL must be http or https"));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!("{field}: credentials in the URL are not allowed"));
-        }
-        // A query string here is how a token would end up in a URL (`?access_token=`).
-        if url.query().is_some() {
-            return Err(format!(
-                "{field}: the URL must not have a query string; the token is sent in a header"
-            ));
-        }
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
-        }
+        http::check_base_url("tokeninfo_url", self.tokeninfo_url())?;
         Ok(())
     }
 
@@ -384,6 +366,6 @@ mod tests {
             tokeninfo_url: Some("https://oauth2.googleapis.com/tokeninfo?access_token=x".into()),
             max_concurrency: None,
         };
-        assert!(c.validate().unwrap_err().contains("query string"));
+        assert!(c.validate().unwrap_err().contains("must not have a query"));
     }
 }

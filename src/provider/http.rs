@@ -45,6 +45,26 @@ pub fn client() -> reqwest::Client {
         .expect("a client with static settings builds")
 }
 
+/// Checks a configured base URL: http or https, no credentials (they would reach logs), no
+/// query or fragment (a query is how a token ends up in a URL). Every provider uses it.
+pub fn check_base_url(field: &str, value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("{field}: invalid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{field}: the URL must be http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{field}: credentials in the URL are not allowed; configure them as a secret"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{field}: the URL must not have a query or a fragment; tokens never travel in URLs"
+        ));
+    }
+    Ok(url)
+}
+
 /// Sends a request and reads the body up to the cap. Transport failures become outcomes.
 pub async fn send(request: reqwest::RequestBuilder) -> Result<Response, ProbeOutcome> {
     let mut resp = request.send().await.map_err(|e| transport_outcome(&e))?;

@@ -19,7 +19,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use url::Url;
 
 use super::http::{self, common_status};
 use super::jwt;
@@ -93,20 +92,7 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let field = "api_server";
-        let url =
-            Url::parse(self.api_server()).map_err(|e| format!("{field}: invalid URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("{field}: the URL must be http or https"));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!(
-                "{field}: credentials in the URL are not allowed; use token"
-            ));
-        }
-        if url.query().is_some() {
-            return Err(format!("{field}: the URL must not have a query string"));
-        }
+        http::check_base_url("api_server", self.api_server())?;
         if !self.in_cluster() && self.token.is_none() {
             return Err(format!(
                 "token is required when api_server is not {DEFAULT_API_SERVER}: the in-cluster service-account token is only ever sent to the in-cluster API server"
@@ -119,9 +105,6 @@ impl ProviderKind for Config {
             // Loading the bundle now makes `--config.check` and a reload catch a wrong path
             // or a file that holds no certificate, instead of the first probe.
             client_with_ca(path)?;
-        }
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
         }
         Ok(())
     }

@@ -121,6 +121,9 @@ impl ProviderConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.max_concurrency() == Some(0) {
+            return Err("max_concurrency must be at least 1".into());
+        }
         self.kind_impl().validate()
     }
 

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
-use url::Url;
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
@@ -48,10 +47,7 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        check_url("api_url", self.api_url())?;
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
-        }
+        http::check_base_url("api_url", self.api_url())?;
         Ok(())
     }
 
@@ -70,21 +66,6 @@ impl ProviderKind for Config {
             http: ctx.http.clone(),
         }))
     }
-}
-
-/// A base URL must be http(s) and must not carry credentials, which would end up in logs.
-fn check_url(field: &str, value: &str) -> Result<(), String> {
-    let url = Url::parse(value).map_err(|e| format!("{field}: invalid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{field}: the URL must be http or https"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{field}: credentials in the URL are not allowed"));
-    }
-    if url.query().is_some() {
-        return Err(format!("{field}: the URL must not have a query string"));
-    }
-    Ok(())
 }
 
 struct Slack {
@@ -521,6 +502,7 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("credentials"));
         c.api_url = None;
         c.max_concurrency = Some(0);
-        assert!(c.validate().is_err());
+        // The registry checks max_concurrency for every kind.
+        assert!(super::super::ProviderConfig::Slack(c).validate().is_err());
     }
 }
