@@ -429,23 +429,12 @@ pub fn rate_limit(headers: &HeaderMap, now: Timestamp) -> Option<RateLimit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderName, HeaderValue};
+    use crate::provider::http::test_headers as headers;
 
     const NOW: i64 = 1_700_000_000;
 
     fn now() -> Timestamp {
         Timestamp::from_second(NOW).unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     fn p(status: u16, body: &str) -> ProbeOutcome {

@@ -559,24 +559,13 @@ fn app_check_ok(body: &[u8], now: Timestamp) -> ProbeOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderName, HeaderValue};
+    use crate::provider::http::test_headers as headers;
     use serde_json::json;
 
     const NOW: i64 = 1_757_000_000; // 2025-09-04 15:33:20 UTC
 
     fn now() -> Timestamp {
         Timestamp::from_second(NOW).unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     fn user(status: u16, pairs: &[(&str, &str)], body: &str) -> ProbeOutcome {

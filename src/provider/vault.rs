@@ -571,24 +571,13 @@ pub fn use_limited(body: &[u8]) -> Option<UseLimited> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderName;
+    use crate::provider::http::test_headers as headers;
     use serde_json::json;
 
     const NOW: i64 = 1_795_377_783;
 
     fn now() -> Timestamp {
         Timestamp::from_second(NOW).unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     fn p(lookup: Lookup, status: u16, body: &str) -> ProbeOutcome {
