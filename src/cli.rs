@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::shard::Shard;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "api-token-exporter",
@@ -34,6 +36,19 @@ pub struct Cli {
     /// Directory for state that survives restarts (first-seen times, rotations, notifications).
     #[arg(long = "storage.path", default_value = "data", global = true)]
     pub storage_path: PathBuf,
+    /// TLS, basic auth and response headers for every endpoint, in the exporter-toolkit
+    /// format (`tls_server_config`, `basic_auth_users`, `http_server_config`).
+    #[arg(long = "web.config.file", global = true)]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Replicas sharing the inventory: each probes and exports only its shard's tokens.
+    #[arg(long = "shard.count", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub shard_count: u64,
+
+    /// This replica's shard, 0-based and below --shard.count: it owns the tokens whose
+    /// name's SHA-256 (first 8 bytes) modulo --shard.count equals this.
+    #[arg(long = "shard.index", default_value_t = 0)]
+    pub shard_index: u64,
 
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
@@ -55,6 +70,17 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// Check only this token; repeat for several.
+        #[arg(long = "token", value_name = "NAME")]
+        tokens: Vec<String>,
+        /// Check only tokens whose labels match, e.g. `team=platform,env!=dev`
+        /// (`provider` and `kind` match the token's provider name and kind).
+        #[arg(long, value_name = "SELECTOR")]
+        selector: Option<String>,
+        /// What fails the check: `invalid` (any state but valid), `critical` (also inside the
+        /// critical window), `warning` (also inside the warning window, or a policy violation).
+        #[arg(long = "fail-on", value_enum, default_value_t = FailOn::Critical)]
+        fail_on: FailOn,
     },
     /// Run on an embedded demo inventory with in-process providers: no account, no network.
     Demo {
@@ -90,10 +116,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// The strictness of `check`, from least to most strict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailOn {
+    Invalid,
+    Critical,
+    Warning,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Table,
     Json,
+}
+
+impl Cli {
+    /// The validated shard flags.
+    pub fn shard(&self) -> Result<Shard, String> {
+        Shard::new(self.shard_index, self.shard_count)
+    }
 }
 
 /// `:10042` means every interface, as in Go's net package.
@@ -129,10 +170,33 @@ mod tests {
         assert!(matches!(
             cli.command,
             Some(Command::Check {
-                output: OutputFormat::Json
+                output: OutputFormat::Json,
+                fail_on: FailOn::Critical,
+                ..
             })
         ));
         assert_eq!(listen_addr(":10042"), "0.0.0.0:10042");
+        assert_eq!(cli.shard().unwrap(), Shard::ALL);
+        assert!(cli.web_config_file.is_none());
+    }
+
+    #[test]
+    fn shard_flags_are_validated() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["x"], args].concat());
+        let cli = parse(&[
+            "--shard.count=3",
+            "--shard.index=2",
+            "--web.config.file=w.yml",
+        ])
+        .unwrap();
+        assert_eq!(cli.shard().unwrap(), Shard::new(2, 3).unwrap());
+        assert_eq!(cli.web_config_file, Some(PathBuf::from("w.yml")));
+        assert!(parse(&["--shard.count=0"]).is_err());
+        let err = parse(&["--shard.count=2", "--shard.index=2"])
+            .unwrap()
+            .shard()
+            .unwrap_err();
+        assert!(err.contains("below --shard.count"), "{err}");
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Global {
     pub thresholds: Thresholds,
     /// Probes in flight at once, over all providers.
     pub max_concurrency: usize,
+    /// Policies every token inherits.
+    pub policies: Policies,
 }
 
 /// One token of the inventory.
@@ -67,6 +69,40 @@ pub struct TokenSpec {
     pub probe_interval: Duration,
     pub probe_timeout: Duration,
     pub params: TokenParams,
+    /// Hygiene policies for this token: `global.policies` with this token's overrides.
+    pub policies: Policies,
+}
+
+/// Token hygiene policies. Each configured policy yields a finding for every token it applies
+/// to (see `policy.rs`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Policies {
+    /// Rotation discipline: the token must be younger than this.
+    pub max_age: Option<Duration>,
+    /// Least privilege: every scope the token holds must be in this list.
+    pub allowed_scopes: Option<Vec<String>>,
+    /// Scopes (or Vault policies) the token must not hold.
+    pub forbidden_scopes: Vec<String>,
+    /// Identity assertions: what the provider must report about the token.
+    pub expect: Expect,
+    /// A token that never expires violates.
+    pub require_expiry: bool,
+    /// A token unused for longer than this violates (where the provider reports last use).
+    pub max_unused: Option<Duration>,
+}
+
+/// Identity the provider must report, compared as exact strings.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    /// The account, team or organisation the provider reports (`extra.account`, or Slack's
+    /// `team_id`, or Cloudflare's account).
+    pub account: Option<String>,
+    pub issuer: Option<String>,
+    /// One audience the token must carry.
+    pub audience: Option<String>,
 }
 
 /// Per-token settings that only some provider kinds use. Each provider's `check_token`
@@ -213,7 +249,7 @@ fn decode(text: &str) -> Result<RawConfig, ConfigError> {
 
 /// Serde quotes the offending value in "invalid type/value" messages. A config value in the
 /// wrong place may be a token, so the quoted part is dropped.
-fn scrub(message: &str) -> String {
+pub(crate) fn scrub(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(i) = rest.find("string \"") {
@@ -276,6 +312,21 @@ struct RawGlobal {
     warning_before: Option<Spanned<String>>,
     critical_before: Option<Spanned<String>>,
     max_concurrency: Option<Spanned<usize>>,
+    #[serde(default)]
+    policies: RawPolicies,
+}
+
+/// Policies as written: every field optional so a token inherits what it does not set.
+/// `max_age` and `max_unused` also take `off` to switch an inherited policy off.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicies {
+    max_age: Option<Spanned<String>>,
+    allowed_scopes: Option<Vec<String>>,
+    forbidden_scopes: Option<Vec<String>>,
+    expect: Option<Expect>,
+    require_expiry: Option<bool>,
+    max_unused: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +347,8 @@ struct RawToken {
     accessor: Option<String>,
     expires_at: Option<String>,
     issued_at: Option<String>,
+    #[serde(default)]
+    policies: RawPolicies,
 }
 
 /// Collects issues while validating so that one pass reports them all.
@@ -320,6 +373,59 @@ impl Issues {
                 None
             }
         }
+    }
+}
+
+impl Issues {
+    /// A policy duration: `off` switches an inherited policy off (`Some(None)`).
+    fn policy_duration(
+        &mut self,
+        path: &str,
+        raw: &Option<Spanned<String>>,
+    ) -> Option<Option<Duration>> {
+        let raw = raw.as_ref()?;
+        if raw.value.trim() == "off" {
+            return Some(None);
+        }
+        match parse_duration(&raw.value) {
+            Ok(d) if d.is_zero() => {
+                self.push(
+                    path,
+                    "must be greater than zero (or off)",
+                    Some(raw.referenced.line()),
+                );
+                Some(None)
+            }
+            Ok(d) => Some(Some(d)),
+            Err(e) => {
+                self.push(path, e, Some(raw.referenced.line()));
+                Some(None)
+            }
+        }
+    }
+
+    /// `over` on top of `base`: what `over` sets wins.
+    fn policies(&mut self, path: &str, base: &Policies, over: &RawPolicies) -> Policies {
+        let mut p = base.clone();
+        if let Some(d) = self.policy_duration(&format!("{path}.max_age"), &over.max_age) {
+            p.max_age = d;
+        }
+        if let Some(d) = self.policy_duration(&format!("{path}.max_unused"), &over.max_unused) {
+            p.max_unused = d;
+        }
+        if let Some(list) = &over.allowed_scopes {
+            p.allowed_scopes = Some(list.clone());
+        }
+        if let Some(list) = &over.forbidden_scopes {
+            p.forbidden_scopes = list.clone();
+        }
+        if let Some(expect) = &over.expect {
+            p.expect = expect.clone();
+        }
+        if let Some(b) = over.require_expiry {
+            p.require_expiry = b;
+        }
+        p
     }
 }
 
@@ -404,7 +510,9 @@ impl RawConfig {
             Some(s) => s.value,
             None => 32,
         };
+        let global_policies = issues.policies("global.policies", &Policies::default(), &g.policies);
         let global = Global {
+            policies: global_policies,
             probe_interval,
             probe_timeout,
             min_probe_interval,
@@ -540,6 +648,7 @@ impl RawConfig {
                     expires_at: raw.expires_at,
                     issued_at: raw.issued_at,
                 },
+                policies: issues.policies(&at("policies"), &global.policies, &raw.policies),
             };
             if let Some(provider) = provider
                 && let Err(e) = provider.check_token(&spec)

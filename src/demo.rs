@@ -38,6 +38,7 @@ const DAY: i64 = 86_400;
 struct Idp {
     client_secret: String,
     answers: Arc<HashMap<String, Value>>,
+    calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One demo token: name, provider, the secret and the labels it gets.
@@ -140,7 +141,8 @@ pub async fn run(
             team: "payments",
             owner: "alice@example.com",
             secret: opaque("billing-api", true, 90, "billing:read billing:write"),
-            extra_yaml: "",
+            // Holds a write scope its job does not need: the least-privilege policy flags it.
+            extra_yaml: "    policies: {allowed_scopes: [\"billing:read\"]}\n",
         },
         DemoToken {
             name: "deploy-bot",
@@ -226,6 +228,7 @@ pub async fn run(
     let idp = Idp {
         client_secret: random("client"),
         answers: Arc::new(answers),
+        calls: Arc::default(),
     };
     let app = Router::new()
         .route("/introspect", post(introspect))
@@ -255,7 +258,7 @@ pub async fn run(
     let client_secret_file = write("client-secret", &idp.client_secret)?;
     let mut yaml = format!(
         "# Demo inventory written by `api-token-exporter demo`. Every provider runs in-process.\n\
-         global:\n  probe_interval: 1m\n  min_probe_interval: 10s\n  probe_timeout: 5s\n\
+         global:\n  probe_interval: 1m\n  min_probe_interval: 10s\n  probe_timeout: 5s\n  policies: {{max_age: 180d, forbidden_scopes: [admin]}}\n\
          providers:\n\
          \x20 demo-idp:\n    kind: oauth2_introspection\n    introspection_url: http://{idp_addr}/introspect\n    client_id: {CLIENT_ID}\n    client_secret: {{file: {client_secret_file}}}\n\
          \x20 demo-jwt:\n    kind: jwt\n    jwks_url: http://{idp_addr}/jwks\n    algorithms: [ES256]\n\
@@ -314,7 +317,18 @@ async fn introspect(
     State(idp): State<Idp>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
-) -> (StatusCode, Json<Value>) {
+) -> (StatusCode, [(&'static str, String); 3], Json<Value>) {
+    // Okta-style rate-limit headers, so the demo shows provider headroom.
+    let used = idp.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as i64;
+    let window_end = (jiff::Timestamp::now().as_second() / 60 + 1) * 60;
+    let rate = [
+        ("x-rate-limit-limit", "600".to_string()),
+        (
+            "x-rate-limit-remaining",
+            (600 - used % 600).max(0).to_string(),
+        ),
+        ("x-rate-limit-reset", window_end.to_string()),
+    ];
     let expected = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD
@@ -323,6 +337,7 @@ async fn introspect(
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
         return (
             StatusCode::UNAUTHORIZED,
+            rate,
             Json(json!({"error": "invalid_client"})),
         );
     }
@@ -331,5 +346,5 @@ async fn introspect(
         .and_then(|t| idp.answers.get(t))
         .cloned()
         .unwrap_or_else(|| json!({"active": false}));
-    (StatusCode::OK, Json(answer))
+    (StatusCode::OK, rate, Json(answer))
 }

@@ -4,8 +4,10 @@
 //! API tokens ([`config`]), asks each token's provider about it on a schedule
 //! ([`scheduler`] -> [`provider`]), keeps the latest facts ([`store`]) and derives what it
 //! shows at read time: Prometheus metrics ([`metrics`]), a status page and a JSON API
-//! ([`server`], [`view`]), and the one-shot preflight [`check`]. The [`notify`]er reads the
-//! same store and tells people directly (Slack, email, a webhook, Alertmanager).
+//! ([`server`], [`view`]), and the one-shot preflight [`check`]. [`web`] puts TLS, basic
+//! auth and response headers in front of every endpoint; [`shard`] splits an inventory
+//! between replicas. The [`notify`]er reads the same store and tells people directly
+//! (Slack, email, a webhook, Alertmanager).
 //!
 //! Data flows one way: config -> scheduler -> provider -> store -> views. Providers return
 //! outcomes, never errors; views never call providers; secrets live in [`secret::Secret`]
@@ -24,12 +26,15 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod persist;
+pub mod policy;
 pub mod provider;
 pub mod scheduler;
 pub mod secret;
 pub mod server;
+pub mod shard;
 pub mod store;
 pub mod view;
+pub mod web;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -42,7 +47,9 @@ use crate::metrics::ExporterStatus;
 use crate::provider::BuildContext;
 use crate::scheduler::{Inventory, SchedulerHandle};
 use crate::server::{AppState, ReloadRequest};
+use crate::shard::Shard;
 use crate::store::Store;
+use crate::web::Web;
 
 /// What the daemon needs to start.
 #[derive(Clone, Debug)]
@@ -52,6 +59,10 @@ pub struct RunOptions {
     pub telemetry_path: String,
     /// Directory for state that survives restarts.
     pub storage_path: PathBuf,
+    /// `--web.config.file`: TLS, basic auth, response headers; `None` serves plain HTTP.
+    pub web_config_file: Option<PathBuf>,
+    /// The part of the inventory this replica probes.
+    pub shard: Shard,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,12 +75,22 @@ pub enum RunError {
     Serve(std::io::Error),
 }
 
-/// Loads and builds the inventory from a file.
+/// Loads and builds the whole inventory from a file.
 pub fn load_inventory(
     path: &std::path::Path,
     ctx: &BuildContext,
 ) -> Result<Inventory, ConfigError> {
-    let config = Config::load(path)?;
+    load_inventory_shard(path, ctx, Shard::ALL)
+}
+
+/// Loads the inventory and keeps this shard's tokens. The filter runs on every load, so a
+/// reload honours it and a token added to the file lands on exactly one replica.
+pub fn load_inventory_shard(
+    path: &std::path::Path,
+    ctx: &BuildContext,
+    shard: Shard,
+) -> Result<Inventory, ConfigError> {
+    let config = shard.apply(Config::load(path)?);
     Inventory::build(config, ctx).map_err(|mut e| {
         e.file = Some(path.display().to_string());
         e
@@ -83,35 +104,47 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let ctx = BuildContext::new();
-    let inventory = load_inventory(&opts.config_file, &ctx)?;
+    // The web config is read first: a bad one must stop the exporter before it serves
+    // anything, rather than serve it unprotected.
+    let web = Web::from_flag(opts.web_config_file.as_deref())?;
+    if web.basic_auth_enabled() && !web.tls_enabled() {
+        tracing::warn!("basic auth without TLS: passwords cross the network in clear text");
+    }
+    let inventory = load_inventory_shard(&opts.config_file, &ctx, opts.shard)?;
     tracing::info!(
         file = %opts.config_file.display(),
         providers = inventory.config.providers.len(),
         tokens = inventory.config.tokens.len(),
+        shard = %opts.shard,
         "config loaded"
     );
-    let store = Arc::new(Store::new());
+    let store = Arc::new(Store::with_storage(&opts.storage_path));
     let status = Arc::new(ExporterStatus::new());
     let notifier = notify::spawn(
         store.clone(),
         &inventory.config.notify,
         &opts.storage_path,
         status.notifications.clone(),
-        notify::event::no_policies,
+        notify::event::policies,
         notify::RetryPolicy::default(),
     );
     let scheduler = scheduler::spawn(store.clone(), inventory);
 
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     tokio::spawn(reloader(
-        opts.config_file.clone(),
-        ctx,
+        Reloader {
+            path: opts.config_file.clone(),
+            shard: opts.shard,
+            ctx,
+            web: web.clone(),
+        },
         scheduler.clone(),
         notifier,
         status.clone(),
         reload_rx,
     ));
     spawn_sighup(reload_tx.clone());
+    web::spawn_watcher(web.clone());
 
     let state = AppState {
         store: store.clone(),
@@ -125,26 +158,46 @@ pub async fn run(
         .await
         .map_err(|e| RunError::Bind(addr.clone(), e))?;
     let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-    tracing::info!(address = %bound, telemetry_path = %opts.telemetry_path, "listening");
-    axum::serve(listener, server::router(state))
-        .with_graceful_shutdown(shutdown)
+    tracing::info!(
+        address = %bound,
+        telemetry_path = %opts.telemetry_path,
+        tls = web.tls_enabled(),
+        basic_auth = web.basic_auth_enabled(),
+        "listening"
+    );
+    let app = web::protect(server::router(state), web.clone());
+    web::serve(listener, app, web, shutdown)
         .await
         .map_err(RunError::Serve)?;
     tracing::info!("shut down");
     Ok(())
 }
 
-/// Applies reload requests one at a time. A bad config keeps the running one.
-async fn reloader(
+/// What a reload reads again.
+struct Reloader {
     path: PathBuf,
+    shard: Shard,
     ctx: BuildContext,
+    web: Arc<Web>,
+}
+
+/// Applies reload requests one at a time. A bad config keeps the running one. The web
+/// config is read again too; its errors are logged and its previous version keeps serving.
+async fn reloader(
+    Reloader {
+        path,
+        shard,
+        ctx,
+        web,
+    }: Reloader,
     scheduler: SchedulerHandle,
     notifier: notify::NotifyHandle,
     status: Arc<ExporterStatus>,
     mut requests: mpsc::Receiver<ReloadRequest>,
 ) {
     while let Some(reply) = requests.recv().await {
-        let result = match load_inventory(&path, &ctx) {
+        web::reload(web.clone(), true).await;
+        let result = match load_inventory_shard(&path, &ctx, shard) {
             Ok(inventory) => {
                 let tokens = inventory.config.tokens.len();
                 notifier.reload(&inventory.config.notify).await;

@@ -7,6 +7,7 @@ use clap::Parser;
 
 use api_token_exporter::cli::{Cli, Command};
 use api_token_exporter::config::Config;
+use api_token_exporter::web::Web;
 use api_token_exporter::{RunOptions, check, demo, logging, notify, run, shutdown_signal};
 
 fn main() -> ExitCode {
@@ -14,7 +15,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_level, cli.log_format);
 
     if cli.config_check {
-        return match Config::load(&cli.config_file) {
+        let mut code = match Config::load(&cli.config_file) {
             Ok(c) => {
                 println!(
                     "{}: OK ({} providers, {} tokens)",
@@ -29,6 +30,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+        // A web config given alongside is checked too, certificates and keys included, so
+        // a pipeline can validate both files before a rollout.
+        if let Some(web) = &cli.web_config_file {
+            match Web::load(web) {
+                Ok(_) => println!("{}: OK", web.display()),
+                Err(e) => {
+                    eprintln!("{e}");
+                    code = ExitCode::FAILURE;
+                }
+            }
+        }
+        return code;
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -41,16 +54,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let shard = match cli.shard() {
+        Ok(shard) => shard,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = RunOptions {
         config_file: cli.config_file.clone(),
         listen_address: cli.listen_address.clone(),
         telemetry_path: cli.telemetry_path.clone(),
         storage_path: cli.storage_path.clone(),
+        web_config_file: cli.web_config_file.clone(),
+        shard,
     };
     match cli.command {
-        Some(Command::Check { output }) => {
-            ExitCode::from(runtime.block_on(check::run(&cli.config_file, output)))
-        }
+        Some(Command::Check {
+            output,
+            tokens,
+            selector,
+            fail_on,
+        }) => ExitCode::from(runtime.block_on(check::run(check::Options {
+            config_file: cli.config_file.clone(),
+            storage_path: cli.storage_path.clone(),
+            output,
+            tokens,
+            selector,
+            fail_on,
+        }))),
         Some(Command::NotifyTest { receiver }) => {
             match runtime.block_on(notify::send_test(&cli.config_file, &receiver)) {
                 Ok(done) => {

@@ -185,6 +185,36 @@ impl prometheus_client::collector::Collector for Collector {
             }
         }
         per_token!(
+            "api_token_first_seen_timestamp_seconds",
+            "When the token's current fingerprint was first seen (Unix seconds); kept across restarts under --storage.path.",
+            |s| s.first_seen.map(epoch_seconds)
+        );
+        per_token!(
+            "api_token_rotated_timestamp_seconds",
+            "When a new secret (a new fingerprint) last replaced the old one (Unix seconds).",
+            |s| s.rotated_at.map(epoch_seconds)
+        );
+        {
+            let now = jiff::Timestamp::now();
+            let mut fam = e.encode_descriptor(
+                "api_token_policy_violation",
+                "1 when the token violates the policy, 0 when it complies; present for every policy configured for the token.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in inner.tokens.values() {
+                for finding in crate::policy::evaluate(s, now) {
+                    let labels = [
+                        ("token", s.spec.name.as_str()),
+                        ("provider", s.spec.provider.as_str()),
+                        ("policy", finding.policy),
+                    ];
+                    ConstGauge::new(i64::from(finding.violated))
+                        .encode(fam.encode_family(&labels)?)?;
+                }
+            }
+        }
+        per_token!(
             "api_token_last_probe_timestamp_seconds",
             "When the token was last probed (Unix seconds), whatever the outcome.",
             |s| s.last.as_ref().map(|r| epoch_seconds(r.at))

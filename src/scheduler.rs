@@ -449,6 +449,7 @@ mod tests {
             probe_interval: Duration::from_secs(interval),
             probe_timeout: Duration::from_secs(5),
             params: Default::default(),
+            policies: Default::default(),
         }
     }
 
@@ -463,6 +464,7 @@ mod tests {
                 critical_before: Duration::from_secs(10),
             },
             max_concurrency: 4,
+            policies: Default::default(),
         }
     }
 

@@ -1,4 +1,5 @@
-//! The latest facts per token, and per-provider counters. In memory, no I/O.
+//! The latest facts per token, and per-provider counters, in memory; and the rotation ledger
+//! (when each token's fingerprint was first seen), the one part saved to `--storage.path`.
 //!
 //! The store is the only state the views read: metrics, the status page, the JSON API and
 //! `check` all derive what they show from it at read time. It keeps the last known expiry
@@ -11,9 +12,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, TokenSpec};
 use crate::model::{Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
+use crate::persist::StateFile;
 use crate::provider::ProbeRun;
 
 /// What the store knows about one token.
@@ -29,7 +32,22 @@ pub struct TokenState {
     pub facts: TokenFacts,
     /// When the provider last gave a conclusive answer about the token.
     pub last_verdict_at: Option<Timestamp>,
+    /// When the current fingerprint was first seen (survives restarts).
+    pub first_seen: Option<Timestamp>,
+    /// When a new fingerprint replaced an old one (survives restarts).
+    pub rotated_at: Option<Timestamp>,
 }
+
+/// What the ledger remembers per token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub fingerprint: String,
+    pub first_seen: Timestamp,
+    pub rotated_at: Option<Timestamp>,
+}
+
+/// The rotation ledger: token name -> what was seen. Saved as `tokens.json`.
+pub type Ledger = BTreeMap<String, Seen>;
 
 impl TokenState {
     /// The current verdict; `None` before the first probe.
@@ -69,17 +87,63 @@ impl ProviderState {
 pub struct Inner {
     pub tokens: BTreeMap<String, TokenState>,
     pub providers: BTreeMap<String, ProviderState>,
+    pub ledger: Ledger,
 }
 
-/// Shared, lock-protected store. Writers hold the lock for a map update only.
+/// Shared, lock-protected store. Writers hold the lock for a map update only; the ledger is
+/// written after the lock is released.
 #[derive(Debug, Default)]
 pub struct Store {
     inner: RwLock<Inner>,
+    ledger_file: Option<StateFile>,
+    /// Serialises ledger writes so an older snapshot never overwrites a newer one.
+    ledger_write: std::sync::Mutex<()>,
 }
 
 impl Store {
+    /// A store that keeps nothing across restarts.
     pub fn new() -> Self {
         Store::default()
+    }
+
+    /// A store whose rotation ledger lives in `dir/tokens.json`.
+    pub fn with_storage(dir: &std::path::Path) -> Self {
+        let file = StateFile::new(dir, "tokens.json");
+        let ledger: Ledger = file.load();
+        Store {
+            inner: RwLock::new(Inner {
+                ledger,
+                ..Inner::default()
+            }),
+            ledger_file: Some(file),
+            ledger_write: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// A store that reads the ledger in `dir` but never writes it (for `check`, which may run
+    /// beside a daemon that owns the file).
+    pub fn with_storage_read_only(dir: &std::path::Path) -> Self {
+        let ledger: Ledger = StateFile::new(dir, "tokens.json").load();
+        Store {
+            inner: RwLock::new(Inner {
+                ledger,
+                ..Inner::default()
+            }),
+            ledger_file: None,
+            ledger_write: std::sync::Mutex::new(()),
+        }
+    }
+
+    fn save_ledger(&self) {
+        let Some(file) = &self.ledger_file else {
+            return;
+        };
+        let _guard = self.ledger_write.lock().unwrap_or_else(|e| e.into_inner());
+        let snapshot = self.read().ledger.clone();
+        if let Err(e) = file.save(&snapshot) {
+            // The exporter keeps probing and serving; ages fall back to this run's first sight.
+            tracing::warn!(error = %e, "cannot save the rotation ledger");
+        }
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -108,19 +172,32 @@ impl Store {
                     old.spec = spec;
                     old
                 }
-                _ => TokenState {
-                    spec,
-                    kind,
-                    fingerprint: None,
-                    last: None,
-                    facts: TokenFacts::default(),
-                    last_verdict_at: None,
-                },
+                _ => {
+                    let seen = inner.ledger.get(&spec.name);
+                    TokenState {
+                        fingerprint: seen.map(|s| s.fingerprint.clone()),
+                        first_seen: seen.map(|s| s.first_seen),
+                        rotated_at: seen.and_then(|s| s.rotated_at),
+                        spec,
+                        kind,
+                        last: None,
+                        facts: TokenFacts::default(),
+                        last_verdict_at: None,
+                    }
+                }
             };
             tokens.insert(state.spec.name.clone(), state);
         }
         inner.tokens = tokens;
         inner.providers = providers;
+        let before = inner.ledger.len();
+        let Inner { ledger, tokens, .. } = &mut *inner;
+        ledger.retain(|name, _| tokens.contains_key(name));
+        let shrunk = inner.ledger.len() != before;
+        drop(inner);
+        if shrunk {
+            self.save_ledger();
+        }
     }
 
     /// Records a probe of `token` that started at `at`. A token removed meanwhile is ignored.
@@ -137,6 +214,21 @@ impl Store {
             at,
             run.duration,
         );
+        let seen = match (&state.fingerprint, state.first_seen) {
+            (Some(fingerprint), Some(first_seen)) => Some(Seen {
+                fingerprint: fingerprint.clone(),
+                first_seen,
+                rotated_at: state.rotated_at,
+            }),
+            _ => None,
+        };
+        let mut ledger_changed = false;
+        if let Some(seen) = seen
+            && inner.ledger.get(token) != Some(&seen)
+        {
+            inner.ledger.insert(token.to_string(), seen);
+            ledger_changed = true;
+        }
         if let Some(p) = inner.providers.get_mut(&provider) {
             p.probes += 1;
             if run.outcome.verdict.is_failure() {
@@ -145,6 +237,10 @@ impl Store {
             if run.outcome.rate_limit.is_some() {
                 p.rate_limit = run.outcome.rate_limit;
             }
+        }
+        drop(inner);
+        if ledger_changed {
+            self.save_ledger();
         }
     }
 }
@@ -164,8 +260,13 @@ pub fn apply(
     if rotated {
         // A new secret is a new token: nothing known about the old one carries over.
         state.facts = TokenFacts::default();
+        state.rotated_at = Some(at);
+        state.first_seen = Some(at);
     }
     if fingerprint.is_some() {
+        if state.first_seen.is_none() {
+            state.first_seen = Some(at);
+        }
         state.fingerprint = fingerprint;
     }
     let known_expiry = state.facts.expiry;
@@ -207,12 +308,15 @@ mod tests {
                 probe_interval: Duration::from_secs(60),
                 probe_timeout: Duration::from_secs(5),
                 params: Default::default(),
+                policies: Default::default(),
             }),
             kind: "oauth2_introspection",
             fingerprint: None,
             last: None,
             facts: TokenFacts::default(),
             last_verdict_at: None,
+            first_seen: None,
+            rotated_at: None,
         }
     }
 
@@ -273,6 +377,29 @@ mod tests {
         );
         assert_eq!(s.facts.expiry, Expiry::Undisclosed);
         assert_eq!(s.fingerprint.as_deref(), Some("sha256:new"));
+        assert_eq!(s.first_seen, Some(at(200)));
+        assert_eq!(s.rotated_at, Some(at(200)));
+    }
+
+    #[test]
+    fn first_sight_sets_first_seen_once() {
+        let mut s = state();
+        apply(
+            &mut s,
+            valid_until(5000),
+            Some("sha256:a".into()),
+            at(100),
+            Duration::ZERO,
+        );
+        apply(
+            &mut s,
+            valid_until(5000),
+            Some("sha256:a".into()),
+            at(200),
+            Duration::ZERO,
+        );
+        assert_eq!(s.first_seen, Some(at(100)));
+        assert_eq!(s.rotated_at, None);
     }
 
     #[test]

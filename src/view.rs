@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::model::{Expiry, Reason, Severity, human_relative};
+use crate::policy::{self, Finding};
 use crate::store::{Inner, TokenState};
 
 /// The state shown for a token: a verdict, or `unknown` before the first probe.
@@ -48,6 +49,13 @@ pub struct TokenView {
     pub probe_duration_seconds: Option<f64>,
     pub flags: Vec<String>,
     pub extra: BTreeMap<String, String>,
+    /// When the current fingerprint was first seen, and when the last rotation happened.
+    pub first_seen_at: Option<String>,
+    pub rotated_at: Option<String>,
+    /// Age in seconds, from the provider's issue time or else from first sight.
+    pub age_seconds: Option<i64>,
+    /// Every configured policy's result, violated or not.
+    pub policies: Vec<Finding>,
 }
 
 impl TokenView {
@@ -99,7 +107,16 @@ impl TokenView {
             probe_duration_seconds: last.map(|r| r.duration.as_secs_f64()),
             flags,
             extra: facts.extra.clone(),
+            first_seen_at: s.first_seen.map(|t| t.to_string()),
+            rotated_at: s.rotated_at.map(|t| t.to_string()),
+            age_seconds: policy::age_origin(s).map(|(from, _)| now.as_second() - from.as_second()),
+            policies: policy::evaluate(s, now),
         }
+    }
+
+    /// The policies this token violates.
+    pub fn violations(&self) -> impl Iterator<Item = &Finding> {
+        self.policies.iter().filter(|f| f.violated)
     }
 
     /// Sort key: most urgent first. Invalid and failing before warnings, then by expiry.

@@ -1,11 +1,14 @@
 //! Documentation that must stay true: README's provider section is the concatenation of
-//! docs/providers/*.md (refresh with UPDATE_GOLDEN=1), every registered kind has a page, and
+//! docs/providers/*.md and its alerts section is docs/alerts-and-dashboards.md (refresh both
+//! with UPDATE_GOLDEN=1), every registered kind has a page, and
 //! the metrics table names every family `/metrics` serves.
 
 use std::path::Path;
 
 const BEGIN: &str = "<!-- providers:begin (generated from docs/providers/*.md by `UPDATE_GOLDEN=1 cargo test --test docs`) -->";
 const END: &str = "<!-- providers:end -->";
+const ALERTS_BEGIN: &str = "<!-- alerts:begin (generated from docs/alerts-and-dashboards.md by `UPDATE_GOLDEN=1 cargo test --test docs`) -->";
+const ALERTS_END: &str = "<!-- alerts:end -->";
 
 /// The order pages appear in README: the registry's order.
 const ORDER: &[&str] = &[
@@ -56,27 +59,41 @@ fn provider_section() -> String {
     out
 }
 
-#[test]
-fn readme_provider_section_is_current() {
-    let path = root().join("README.md");
-    let readme = std::fs::read_to_string(&path).unwrap();
+/// Replaces the text between `<!-- NAME:begin ... -->` and `<!-- NAME:end -->` in README when
+/// UPDATE_GOLDEN=1, and fails when it differs otherwise.
+fn check_section(readme: &mut String, begin: &str, end: &str, wanted: &str) -> bool {
     let start = readme
-        .find(BEGIN)
-        .expect("README has the providers:begin marker")
-        + BEGIN.len();
-    let end = readme
-        .find(END)
-        .expect("README has the providers:end marker");
-    let wanted = provider_section();
-    if readme[start..end] != wanted {
-        if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
-            let updated = format!("{}{}{}", &readme[..start], wanted, &readme[end..]);
-            std::fs::write(&path, updated).unwrap();
-        } else {
-            panic!(
-                "README's provider section is out of date: run UPDATE_GOLDEN=1 cargo test --test docs"
-            );
-        }
+        .find(begin)
+        .unwrap_or_else(|| panic!("README lacks {begin}"))
+        + begin.len();
+    let stop = readme
+        .find(end)
+        .unwrap_or_else(|| panic!("README lacks {end}"));
+    if readme[start..stop] == *wanted {
+        return false;
+    }
+    assert!(
+        std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1"),
+        "README's section {begin} is out of date: run UPDATE_GOLDEN=1 cargo test --test docs"
+    );
+    *readme = format!("{}{}{}", &readme[..start], wanted, &readme[stop..]);
+    true
+}
+
+#[test]
+fn readme_generated_sections_are_current() {
+    let path = root().join("README.md");
+    let mut readme = std::fs::read_to_string(&path).unwrap();
+    let alerts = std::fs::read_to_string(root().join("docs/alerts-and-dashboards.md")).unwrap();
+    let mut changed = check_section(&mut readme, BEGIN, END, &provider_section());
+    changed |= check_section(
+        &mut readme,
+        ALERTS_BEGIN,
+        ALERTS_END,
+        &format!("\n{}\n\n", alerts.trim_end()),
+    );
+    if changed {
+        std::fs::write(&path, readme).unwrap();
     }
 }
 

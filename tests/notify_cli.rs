@@ -86,7 +86,7 @@ async fn the_demo_notifies_by_email_and_webhook() {
         &format!("{}/hook", hook.url()),
     ]);
     wait_until("the demo's notifications", Duration::from_secs(30), || {
-        !hook.requests().is_empty() && smtp.mails().len() >= 4
+        !hook.requests().is_empty() && smtp.mails().len() >= 5
     })
     .await;
     let first: Value = serde_json::from_slice(&hook.requests()[0].body).unwrap();
@@ -105,6 +105,7 @@ async fn the_demo_notifies_by_email_and_webhook() {
     assert_eq!(
         seen,
         [
+            ("billing-api", "policy_violation"),
             ("ci-runner", "expiring"),
             ("deploy-bot", "expiring"),
             ("legacy-sync", "expired"),
@@ -119,6 +120,7 @@ async fn the_demo_notifies_by_email_and_webhook() {
     assert_eq!(
         owners,
         [
+            "alice@example.com",
             "bob@example.com",
             "carol@example.com",
             "dave@example.com",

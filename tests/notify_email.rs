@@ -84,7 +84,11 @@ async fn an_alert_and_its_resolution_arrive_as_threaded_multipart_mails() {
     }
 
     // Renewed: same secret, later expiry.
-    h.record("deploy-bot", valid_for(90 * DAY + 3600), "sha256:aaaaaaaaaaaa");
+    h.record(
+        "deploy-bot",
+        valid_for(90 * DAY + 3600),
+        "sha256:aaaaaaaaaaaa",
+    );
     wait_until("the resolution mail", Duration::from_secs(20), || {
         smtp.mails().len() == 2
     })

@@ -1,10 +1,9 @@
 //! The `vault` provider against a real OpenBao dev server (the Vault token API), and against
 //! a recording mock for the answers a dev server cannot be made to give (429, 412, proxy
 //! pages, slow answers).
+mod peers_bao;
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use serde_json::{Value, json};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict};
 use api_token_exporter::provider::{BuildContext, Provider, run_probe};
+use peers_bao::Bao;
 use support::{Answer, MockServer, SecretFiles, probe_once};
 
 /// Calls the exporter must never make: they renew, revoke or create tokens. Every PUT,
@@ -35,152 +35,6 @@ const LOOKUPS: [&str; 2] = [
 
 // ---------------------------------------------------------------------------------------
 // A real OpenBao dev server.
-
-/// One `bao server -dev` on a free port of 127.0.0.1, killed when dropped.
-struct Bao {
-    child: Child,
-    addr: String,
-    http: reqwest::Client,
-    _home: tempfile::TempDir,
-}
-
-fn bao_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("bao"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let fallback = PathBuf::from("/tmp/peers/venv/bin/bao");
-        fallback.is_file().then_some(fallback)
-    })
-}
-
-impl Bao {
-    /// Starts a dev server with root token `root`; `None` only when the peer may be skipped.
-    async fn start() -> Option<Bao> {
-        let Some(binary) = bao_binary() else {
-            support::peer_missing("OpenBao (bao)");
-            return None;
-        };
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        // The dev server writes the root token to $HOME/.vault-token: keep it in a temp dir.
-        let home = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(home.path().join("bao.log")).unwrap();
-        let child = Command::new(binary)
-            .args([
-                "server",
-                "-dev",
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-                "-dev-root-token-id=root",
-            ])
-            .env("HOME", home.path())
-            .env_remove("VAULT_ADDR")
-            .env_remove("BAO_ADDR")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("bao starts");
-        let mut bao = Bao {
-            child,
-            addr: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-            _home: home,
-        };
-        bao.wait_ready().await;
-        Some(bao)
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let health = self
-                .http
-                .get(format!("{}/v1/sys/health", self.addr))
-                .send()
-                .await;
-            // 200 means initialized, unsealed and active: ready for token calls.
-            if health.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let log =
-                    std::fs::read_to_string(self._home.path().join("bao.log")).unwrap_or_default();
-                panic!("bao exited with {status}:\n{log}");
-            }
-            assert!(Instant::now() < deadline, "bao did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A call with the root token, as an operator would make it.
-    async fn root(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call(method, path, "root", None, body).await
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        namespace: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(
-                method.parse().unwrap(),
-                format!("{}/v1/{}", self.addr, path),
-            )
-            .header("x-vault-token", token);
-        if let Some(ns) = namespace {
-            req = req.header("x-vault-namespace", ns);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// Creates a token with root; returns (secret, accessor).
-    async fn create(&self, namespace: Option<&str>, body: Value) -> (String, String) {
-        let (status, v) = self
-            .call("POST", "auth/token/create", "root", namespace, Some(body))
-            .await;
-        assert_eq!(status, 200, "{v}");
-        (
-            v["auth"]["client_token"].as_str().unwrap().to_string(),
-            v["auth"]["accessor"].as_str().unwrap().to_string(),
-        )
-    }
-
-    /// The remaining uses of a token, read by accessor with root (which spends none of them).
-    async fn uses_left(&self, accessor: &str) -> i64 {
-        let (status, v) = self
-            .root(
-                "POST",
-                "auth/token/lookup-accessor",
-                Some(json!({ "accessor": accessor })),
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-        v["data"]["num_uses"].as_i64().unwrap()
-    }
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A config loaded once and its providers built once, so that what a provider remembers
 /// between probes (a token's limited uses) is exercised as the daemon would.

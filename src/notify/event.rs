@@ -101,11 +101,23 @@ pub struct PolicyFinding {
     pub detail: String,
 }
 
-/// Where policy findings come from. The daemon passes one function; until policies exist it
-/// is [`no_policies`].
+/// Where policy findings come from: one function the service calls for every probed token.
+/// The daemon passes [`policies`]; a test may pass [`no_policies`] or findings of its own.
 pub type PolicySource = fn(&TokenState, Timestamp) -> Vec<PolicyFinding>;
 
-/// The policy source of an exporter without policies.
+/// The token's configured policies (`crate::policy::evaluate`), as findings.
+pub fn policies(state: &TokenState, now: Timestamp) -> Vec<PolicyFinding> {
+    crate::policy::evaluate(state, now)
+        .into_iter()
+        .map(|f| PolicyFinding {
+            policy: f.policy.to_string(),
+            violated: f.violated,
+            detail: f.detail,
+        })
+        .collect()
+}
+
+/// No policies at all.
 pub fn no_policies(_: &TokenState, _: Timestamp) -> Vec<PolicyFinding> {
     Vec::new()
 }
@@ -380,6 +392,7 @@ mod tests {
                 probe_interval: Duration::from_secs(60),
                 probe_timeout: Duration::from_secs(5),
                 params: Default::default(),
+                policies: Default::default(),
             }),
             kind: "jwt",
             fingerprint: Some("sha256:aaaaaaaaaaaa".into()),
@@ -393,6 +406,8 @@ mod tests {
                 ..TokenFacts::default()
             },
             last_verdict_at: None,
+            first_seen: None,
+            rotated_at: None,
         }
     }
 
@@ -550,5 +565,32 @@ mod tests {
             ]
         );
         assert_eq!(d.conditions[1].policy.as_deref(), Some("max-age"));
+    }
+
+    #[test]
+    fn the_daemons_policy_source_feeds_policy_findings_in() {
+        let mut s = token(
+            Some(ProbeOutcome::valid(TokenFacts::default())),
+            Expiry::Never,
+            NOW,
+        );
+        let mut spec = (*s.spec).clone();
+        spec.policies.forbidden_scopes = vec!["admin".into()];
+        s.spec = Arc::new(spec);
+        s.facts.scopes = vec!["read".into(), "admin".into()];
+        s.last_verdict_at = Some(at(NOW));
+        let findings = policies(&s, at(NOW));
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.policy == "forbidden_scopes" && f.violated)
+        );
+        let d = derive(&s, &TokenMemory::default(), &findings, &settings(), at(NOW)).unwrap();
+        assert_eq!(
+            kinds(&d),
+            vec![(EventKind::PolicyViolation, Level::Warning)]
+        );
+        assert_eq!(d.conditions[0].policy.as_deref(), Some("forbidden_scopes"));
+        assert!(no_policies(&s, at(NOW)).is_empty());
     }
 }

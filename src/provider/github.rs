@@ -17,7 +17,6 @@ use jiff::Timestamp;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
-use url::Url;
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
@@ -59,7 +58,7 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        check_api_url(self.api_url())?;
+        http::check_base_url("api_url", self.api_url())?;
         match (&self.app_client_id, &self.app_client_secret) {
             (Some(id), Some(_)) => check_client_id(id)?,
             (None, None) => {}
@@ -69,9 +68,6 @@ impl ProviderKind for Config {
             (None, Some(_)) => {
                 return Err("app_client_secret needs app_client_id (app mode takes both)".into());
             }
-        }
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
         }
         Ok(())
     }
@@ -86,7 +82,7 @@ impl ProviderKind for Config {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
-        check_api_url(self.api_url())?;
+        http::check_base_url("api_url", self.api_url())?;
         let app = match (&self.app_client_id, &self.app_client_secret) {
             (Some(id), Some(secret)) => Some(App {
                 client_id: id.clone(),
@@ -100,20 +96,6 @@ impl ProviderKind for Config {
             http: ctx.http.clone(),
         }))
     }
-}
-
-fn check_api_url(value: &str) -> Result<(), String> {
-    let url = Url::parse(value).map_err(|e| format!("api_url: invalid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("api_url: the URL must be http or https".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("api_url: credentials in the URL are not allowed".into());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("api_url: the URL must not have a query or a fragment".into());
-    }
-    Ok(())
 }
 
 /// The client ID goes into the request path, so only the characters GitHub uses in client
@@ -387,7 +369,7 @@ fn sso_org(value: &str) -> Option<String> {
     let url = value
         .split(';')
         .find_map(|part| part.trim().strip_prefix("url="))?;
-    let url = Url::parse(url).ok()?;
+    let url = url::Url::parse(url).ok()?;
     let mut segments = url.path_segments()?;
     if segments.next()? != "orgs" {
         return None;
@@ -577,24 +559,13 @@ fn app_check_ok(body: &[u8], now: Timestamp) -> ProbeOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderName, HeaderValue};
+    use crate::provider::http::test_headers as headers;
     use serde_json::json;
 
     const NOW: i64 = 1_757_000_000; // 2025-09-04 15:33:20 UTC
 
     fn now() -> Timestamp {
         Timestamp::from_second(NOW).unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     fn user(status: u16, pairs: &[(&str, &str)], body: &str) -> ProbeOutcome {

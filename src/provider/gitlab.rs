@@ -13,7 +13,6 @@ use jiff::Timestamp;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
-use url::Url;
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
@@ -58,9 +57,6 @@ impl ProviderKind for Config {
 
     fn validate(&self) -> Result<(), String> {
         check_url(self.url())?;
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
-        }
         Ok(())
     }
 
@@ -84,16 +80,7 @@ impl ProviderKind for Config {
 }
 
 fn check_url(value: &str) -> Result<(), String> {
-    let url = Url::parse(value).map_err(|e| format!("url: invalid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("url: the URL must be http or https".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("url: credentials in the URL are not allowed".into());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("url: the URL must not have a query or a fragment".into());
-    }
+    let url = http::check_base_url("url", value)?;
     // The API path is added by the exporter; with it in the URL every call would 404.
     if url.path().trim_end_matches('/').ends_with("/api/v4") {
         return Err("url: give GitLab's base URL without /api/v4".into());
@@ -398,7 +385,7 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderName, HeaderValue};
+    use crate::provider::http::test_headers as headers;
     use serde_json::json;
     use std::time::Duration;
 
@@ -406,17 +393,6 @@ mod tests {
 
     fn now() -> Timestamp {
         Timestamp::from_second(NOW).unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     fn pat(status: u16, body: &Value) -> ProbeOutcome {

@@ -19,8 +19,19 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// The client every provider shares. Redirects are not followed: a provider that redirects
-/// an API call is misrouted, and following would send the token to wherever it points.
+/// The most response headers accepted over HTTP/1 (hyper's default, pinned so an upgrade
+/// cannot loosen it). The whole HTTP/1 response head must also fit hyper's read buffer,
+/// about 400 KiB (8 KiB + 100 x 4 KiB), which reqwest does not expose.
+pub const MAX_RESPONSE_HEADERS: usize = 100;
+
+/// The most header bytes accepted in one HTTP/2 response (HPACK-decoded, as
+/// SETTINGS_MAX_HEADER_LIST_SIZE counts them). Real providers send 1 to 4 KiB.
+pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
+/// The client every provider shares. Every answer is bounded: headers (above), body
+/// ([`MAX_BODY_BYTES`]), time (10 s to connect, 60 s in all; each probe also has its own
+/// `probe_timeout`). Redirects are not followed: a provider that redirects an API call is
+/// misrouted, and following would send the token to wherever it points.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("api-token-exporter/", env!("CARGO_PKG_VERSION")))
@@ -28,8 +39,30 @@ pub fn client() -> reqwest::Client {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .pool_idle_timeout(Duration::from_secs(90))
+        .http1_max_headers(MAX_RESPONSE_HEADERS)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .build()
         .expect("a client with static settings builds")
+}
+
+/// Checks a configured base URL: http or https, no credentials (they would reach logs), no
+/// query or fragment (a query is how a token ends up in a URL). Every provider uses it.
+pub fn check_base_url(field: &str, value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("{field}: invalid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{field}: the URL must be http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{field}: credentials in the URL are not allowed; configure them as a secret"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{field}: the URL must not have a query or a fragment; tokens never travel in URLs"
+        ));
+    }
+    Ok(url)
 }
 
 /// Sends a request and reads the body up to the cap. Transport failures become outcomes.
@@ -191,21 +224,23 @@ pub fn is_provider_fault(outcome: &ProbeOutcome) -> bool {
     matches!(outcome.verdict, Verdict::Unreachable | Verdict::RateLimited)
 }
 
+/// A header map from pairs, for the providers' table tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            reqwest::header::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_headers as headers;
     use super::*;
-    use reqwest::header::{HeaderName, HeaderValue};
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
 
     #[test]
     fn retry_after_seconds_and_dates() {
@@ -254,6 +289,65 @@ mod tests {
             common_status(302, &HeaderMap::new(), now).reason,
             Reason::UnexpectedStatus
         );
+    }
+
+    /// Answers one request on loopback with `answer`, verbatim, and returns its URL.
+    async fn raw_server(answer: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(&answer).await;
+            let _ = stream.shutdown().await;
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn answers_are_bounded() {
+        // Too many headers: the answer is refused before the body is read.
+        let mut many = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n".to_vec();
+        for i in 0..MAX_RESPONSE_HEADERS {
+            many.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n{}");
+        let url = raw_server(many).await;
+        let err = send(client().get(&url)).await.unwrap_err();
+        assert_eq!(err.verdict, Verdict::Unreachable);
+
+        // A body past the cap, announced or not.
+        let big = MAX_BODY_BYTES + 1;
+        let mut announced =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {big}\r\n\r\n").into_bytes();
+        announced.resize(announced.len() + big, b'x');
+        let url = raw_server(announced).await;
+        assert_eq!(
+            send(client().get(&url)).await.unwrap_err().reason,
+            Reason::BadResponse
+        );
+        let mut unannounced = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_vec();
+        unannounced.resize(unannounced.len() + big, b'x');
+        let url = raw_server(unannounced).await;
+        assert_eq!(
+            send(client().get(&url)).await.unwrap_err().reason,
+            Reason::BadResponse
+        );
+
+        // A redirect comes back as the answer; nothing is fetched from where it points.
+        let url = raw_server(
+            b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/steal\r\ncontent-length: 0\r\n\r\n"
+                .to_vec(),
+        )
+        .await;
+        assert_eq!(send(client().get(&url)).await.unwrap().status, 302);
+
+        // Within the bounds, an answer is read whole.
+        let url = raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec()).await;
+        let ok = send(client().get(&url)).await.unwrap();
+        assert_eq!((ok.status, ok.body.as_slice()), (200, &b"{}"[..]));
     }
 
     #[test]

@@ -15,7 +15,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
-use url::Url;
 
 use super::http::{self, common_status};
 use super::oauth2::{facts_from_claims, numeric_date};
@@ -61,10 +60,7 @@ impl ProviderKind for Config {
         }
         for (field, value) in [("jwks_url", &self.jwks_url), ("issuer", &self.issuer)] {
             if let Some(v) = value {
-                let url = Url::parse(v).map_err(|e| format!("{field}: invalid URL: {e}"))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(format!("{field}: the URL must be http or https"));
-                }
+                http::check_base_url(field, v)?;
             }
         }
         if let Some(algs) = &self.algorithms {
@@ -89,9 +85,6 @@ impl ProviderKind for Config {
             if let Some(v) = value {
                 parse_duration(v).map_err(|e| format!("{field}: {e}"))?;
             }
-        }
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
         }
         Ok(())
     }

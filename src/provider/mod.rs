@@ -8,11 +8,15 @@
 //! [`run_probe`] is the generic handler every probe goes through: it reads the secret,
 //! applies the timeout and measures the duration, so no provider repeats that logic.
 
+pub mod cloudflare;
 pub mod github;
 pub mod gitlab;
+pub mod google;
 pub mod http;
 pub mod jwt;
+pub mod kubernetes;
 pub mod oauth2;
+pub mod slack;
 pub mod r#static;
 pub mod vault;
 
@@ -88,6 +92,10 @@ pub enum ProviderConfig {
     Github(github::Config),
     Gitlab(gitlab::Config),
     Vault(vault::Config),
+    Slack(slack::Config),
+    Cloudflare(cloudflare::Config),
+    Google(google::Config),
+    Kubernetes(kubernetes::Config),
     Static(r#static::Config),
 }
 
@@ -100,6 +108,10 @@ impl ProviderConfig {
             ProviderConfig::Github(c) => c,
             ProviderConfig::Gitlab(c) => c,
             ProviderConfig::Vault(c) => c,
+            ProviderConfig::Slack(c) => c,
+            ProviderConfig::Cloudflare(c) => c,
+            ProviderConfig::Google(c) => c,
+            ProviderConfig::Kubernetes(c) => c,
             ProviderConfig::Static(c) => c,
         }
     }
@@ -109,6 +121,9 @@ impl ProviderConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.max_concurrency() == Some(0) {
+            return Err("max_concurrency must be at least 1".into());
+        }
         self.kind_impl().validate()
     }
 

@@ -63,8 +63,12 @@ impl ProviderKind for Config {
             (None, None) => {
                 return Err("introspection_url or issuer is required".into());
             }
-            (Some(u), None) => check_url("introspection_url", u)?,
-            (None, Some(u)) => check_url("issuer", u)?,
+            (Some(u), None) => {
+                http::check_base_url("introspection_url", u)?;
+            }
+            (None, Some(u)) => {
+                http::check_base_url("issuer", u)?;
+            }
         }
         match self.auth_method {
             AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {
@@ -90,9 +94,6 @@ impl ProviderKind for Config {
                     return Err("client_secret does not apply to auth_method: bearer".into());
                 }
             }
-        }
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
         }
         Ok(())
     }
@@ -123,19 +124,6 @@ impl ProviderKind for Config {
             endpoint: Mutex::new(endpoint),
         }))
     }
-}
-
-fn check_url(field: &str, value: &str) -> Result<(), String> {
-    let url = Url::parse(value).map_err(|e| format!("{field}: invalid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{field}: the URL must be http or https"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "{field}: credentials in the URL are not allowed; use client_secret"
-        ));
-    }
-    Ok(())
 }
 
 struct Introspection {

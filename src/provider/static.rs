@@ -29,9 +29,6 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
-        }
         Ok(())
     }
 

@@ -20,7 +20,6 @@ use jiff::Timestamp;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use url::Url;
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params};
@@ -60,16 +59,7 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let url = Url::parse(&self.address).map_err(|e| format!("address: invalid URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("address: the URL must be http or https".into());
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("address: credentials in the URL are not allowed; use token".into());
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err("address: the URL must not carry a query or a fragment".into());
-        }
+        http::check_base_url("address", &self.address)?;
         if let Some(ns) = &self.namespace {
             if ns.trim_matches('/').trim().is_empty() {
                 return Err(
@@ -85,9 +75,6 @@ impl ProviderKind for Config {
                 "require_accessor needs token: lookups by accessor use the exporter's own token"
                     .into(),
             );
-        }
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
         }
         Ok(())
     }
@@ -584,24 +571,13 @@ pub fn use_limited(body: &[u8]) -> Option<UseLimited> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderName;
+    use crate::provider::http::test_headers as headers;
     use serde_json::json;
 
     const NOW: i64 = 1_795_377_783;
 
     fn now() -> Timestamp {
         Timestamp::from_second(NOW).unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     fn p(lookup: Lookup, status: u16, body: &str) -> ProbeOutcome {

@@ -46,8 +46,15 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Parses `yaml` (panicking with its errors) and starts the notifier on it.
+    /// Parses `yaml` (panicking with its errors) and starts the notifier on it, without
+    /// policies.
     pub fn start(yaml: &str) -> Harness {
+        Harness::start_with(yaml, notify::event::no_policies)
+    }
+
+    /// Like [`Harness::start`], with a policy source (the daemon's is
+    /// `notify::event::policies`).
+    pub fn start_with(yaml: &str, policies: notify::event::PolicySource) -> Harness {
         let config = Config::parse(yaml).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
         let store = Arc::new(Store::new());
         store.reconcile(&config);
@@ -58,7 +65,7 @@ impl Harness {
             &config.notify,
             storage.path(),
             stats.clone(),
-            notify::event::no_policies,
+            policies,
             FAST_RETRY,
         );
         Harness {
@@ -90,10 +97,15 @@ impl Harness {
 
 /// A valid answer with an expiry `secs` from now.
 pub fn valid_for(secs: i64) -> ProbeOutcome {
+    valid_with_scopes(secs, &["deploy"])
+}
+
+/// A valid answer with an expiry `secs` from now and these scopes.
+pub fn valid_with_scopes(secs: i64, scopes: &[&str]) -> ProbeOutcome {
     let exp = Timestamp::from_second(Timestamp::now().as_second() + secs).unwrap();
     ProbeOutcome::valid(TokenFacts {
         expiry: Expiry::At(exp),
-        scopes: vec!["deploy".into()],
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
         ..TokenFacts::default()
     })
 }

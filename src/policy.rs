@@ -1,0 +1,380 @@
+//! Token hygiene policies: pure functions from what the store knows and `now` to findings.
+//! No I/O.
+//!
+//! Each configured policy yields one [`Finding`] per token, violated or not, so the metric
+//! `api_token_policy_violation{policy}` is present (1 or 0) for every token it applies to and
+//! an alert can tell "fixed" from "not evaluated". A policy whose fact the provider does not
+//! report (no last-use time, no subject) is still listed, not violated, with a detail saying
+//! it cannot be checked, rather than inventing a violation.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::config::Policies;
+use crate::model::{Expiry, TokenFacts};
+use crate::store::TokenState;
+
+/// The result of one policy for one token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable label value: `max_age`, `allowed_scopes`, `forbidden_scopes`, `require_expiry`,
+    /// `max_unused`, `expect_subject`, `expect_client_id`, `expect_account`, `expect_issuer`,
+    /// `expect_audience`.
+    pub policy: &'static str,
+    pub violated: bool,
+    /// One sentence for people. Never the secret: built from names, scopes and durations.
+    pub detail: String,
+}
+
+/// Every policy name, for documentation and tests.
+pub const POLICIES: [&str; 10] = [
+    "max_age",
+    "allowed_scopes",
+    "forbidden_scopes",
+    "require_expiry",
+    "max_unused",
+    "expect_subject",
+    "expect_client_id",
+    "expect_account",
+    "expect_issuer",
+    "expect_audience",
+];
+
+/// Where a token's age is counted from: the provider's issue time, else the first time this
+/// fingerprint was seen (kept across restarts).
+pub fn age_origin(state: &TokenState) -> Option<(Timestamp, &'static str)> {
+    match (state.facts.issued_at, state.first_seen) {
+        (Some(issued), _) => Some((issued, "issued")),
+        (None, Some(seen)) => Some((seen, "first seen")),
+        (None, None) => None,
+    }
+}
+
+/// Evaluates every policy configured for the token. Nothing is returned before the first
+/// conclusive answer: a token never seen says nothing about its hygiene.
+pub fn evaluate(state: &TokenState, now: Timestamp) -> Vec<Finding> {
+    if state.last_verdict_at.is_none() {
+        return Vec::new();
+    }
+    check(&state.spec.policies, &state.facts, age_origin(state), now)
+}
+
+/// The policies against facts. Pure; `evaluate` is the entry point.
+pub fn check(
+    p: &Policies,
+    facts: &TokenFacts,
+    origin: Option<(Timestamp, &'static str)>,
+    now: Timestamp,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let days = |secs: i64| secs / 86_400;
+
+    if let Some(max) = p.max_age {
+        out.push(match origin {
+            Some((from, what)) => {
+                let age = now.as_second() - from.as_second();
+                Finding {
+                    policy: "max_age",
+                    violated: age > max.as_secs() as i64,
+                    detail: format!(
+                        "{} days old ({what} {}); at most {} days allowed",
+                        days(age),
+                        from.strftime("%Y-%m-%d"),
+                        max.as_secs() / 86_400
+                    ),
+                }
+            }
+            None => Finding {
+                policy: "max_age",
+                violated: false,
+                detail: "cannot be checked: no issue time and no fingerprint yet".into(),
+            },
+        });
+    }
+    if let Some(allowed) = &p.allowed_scopes {
+        let extra: Vec<&str> = facts
+            .scopes
+            .iter()
+            .filter(|s| !allowed.contains(s))
+            .map(String::as_str)
+            .collect();
+        out.push(Finding {
+            policy: "allowed_scopes",
+            violated: !extra.is_empty(),
+            detail: if extra.is_empty() {
+                "holds only allowed scopes".into()
+            } else {
+                format!("holds scopes outside its allowance: {}", extra.join(", "))
+            },
+        });
+    }
+    if !p.forbidden_scopes.is_empty() {
+        let held: Vec<&str> = facts
+            .scopes
+            .iter()
+            .filter(|s| p.forbidden_scopes.contains(s))
+            .map(String::as_str)
+            .collect();
+        out.push(Finding {
+            policy: "forbidden_scopes",
+            violated: !held.is_empty(),
+            detail: if held.is_empty() {
+                "holds no forbidden scope".into()
+            } else {
+                format!("holds forbidden scopes: {}", held.join(", "))
+            },
+        });
+    }
+    if p.require_expiry {
+        out.push(Finding {
+            policy: "require_expiry",
+            violated: facts.expiry == Expiry::Never,
+            detail: match facts.expiry {
+                Expiry::Never => "never expires".into(),
+                Expiry::At(_) => "has an expiry".into(),
+                Expiry::Undisclosed => {
+                    "cannot be checked: the provider does not disclose the expiry".into()
+                }
+            },
+        });
+    }
+    if let Some(max) = p.max_unused {
+        out.push(match facts.last_used_at {
+            Some(used) => {
+                let idle = now.as_second() - used.as_second();
+                Finding {
+                    policy: "max_unused",
+                    violated: idle > max.as_secs() as i64,
+                    detail: format!(
+                        "last used {} days ago ({}); at most {} days unused allowed",
+                        days(idle),
+                        used.strftime("%Y-%m-%d"),
+                        max.as_secs() / 86_400
+                    ),
+                }
+            }
+            None => Finding {
+                policy: "max_unused",
+                violated: false,
+                detail: "cannot be checked: the provider does not report last use".into(),
+            },
+        });
+    }
+
+    let account = facts
+        .extra
+        .get("account")
+        .or_else(|| facts.extra.get("team_id"))
+        .or_else(|| facts.extra.get("account_id"))
+        .cloned();
+    let identity: [(&'static str, &'static str, &Option<String>, Vec<String>); 5] = [
+        (
+            "expect_subject",
+            "subject",
+            &p.expect.subject,
+            facts.subject.iter().cloned().collect(),
+        ),
+        (
+            "expect_client_id",
+            "client_id",
+            &p.expect.client_id,
+            facts.client_id.iter().cloned().collect(),
+        ),
+        (
+            "expect_account",
+            "account",
+            &p.expect.account,
+            account.into_iter().collect(),
+        ),
+        (
+            "expect_issuer",
+            "issuer",
+            &p.expect.issuer,
+            facts.issuer.iter().cloned().collect(),
+        ),
+        (
+            "expect_audience",
+            "audience",
+            &p.expect.audience,
+            facts.audience.clone(),
+        ),
+    ];
+    for (policy, field, expected, actual) in identity {
+        let Some(expected) = expected else { continue };
+        out.push(if actual.is_empty() {
+            Finding {
+                policy,
+                violated: false,
+                detail: format!("cannot be checked: the provider does not report {field}"),
+            }
+        } else if actual.contains(expected) {
+            Finding {
+                policy,
+                violated: false,
+                detail: format!("{field} is {expected}"),
+            }
+        } else {
+            Finding {
+                policy,
+                violated: true,
+                detail: format!("{field} is {}, expected {expected}", actual.join(", ")),
+            }
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Expect;
+    use std::time::Duration;
+
+    const DAY: i64 = 86_400;
+
+    fn at(days: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + days * DAY).unwrap()
+    }
+
+    fn find<'a>(findings: &'a [Finding], policy: &str) -> &'a Finding {
+        findings
+            .iter()
+            .find(|f| f.policy == policy)
+            .unwrap_or_else(|| panic!("no {policy} in {findings:?}"))
+    }
+
+    #[test]
+    fn max_age_from_issue_time_or_first_sight() {
+        let p = Policies {
+            max_age: Some(Duration::from_secs(90 * DAY as u64)),
+            ..Policies::default()
+        };
+        let facts = TokenFacts::default();
+        let old = check(&p, &facts, Some((at(0), "issued")), at(100));
+        assert!(find(&old, "max_age").violated);
+        assert!(
+            find(&old, "max_age")
+                .detail
+                .starts_with("100 days old (issued"),
+            "{old:?}"
+        );
+        let young = check(&p, &facts, Some((at(50), "first seen")), at(100));
+        assert!(!find(&young, "max_age").violated);
+        let unknown = check(&p, &facts, None, at(100));
+        assert!(!find(&unknown, "max_age").violated);
+        assert!(
+            find(&unknown, "max_age")
+                .detail
+                .starts_with("cannot be checked")
+        );
+    }
+
+    #[test]
+    fn scope_allowance_and_forbidden_scopes() {
+        let p = Policies {
+            allowed_scopes: Some(vec!["repo".into(), "read:org".into()]),
+            forbidden_scopes: vec!["admin:org".into(), "delete_repo".into()],
+            ..Policies::default()
+        };
+        let ok = TokenFacts {
+            scopes: vec!["repo".into()],
+            ..TokenFacts::default()
+        };
+        let f = check(&p, &ok, None, at(0));
+        assert!(!find(&f, "allowed_scopes").violated && !find(&f, "forbidden_scopes").violated);
+        let bad = TokenFacts {
+            scopes: vec!["delete_repo".into(), "repo".into(), "workflow".into()],
+            ..TokenFacts::default()
+        };
+        let f = check(&p, &bad, None, at(0));
+        assert_eq!(
+            find(&f, "allowed_scopes").detail,
+            "holds scopes outside its allowance: delete_repo, workflow"
+        );
+        assert_eq!(
+            find(&f, "forbidden_scopes").detail,
+            "holds forbidden scopes: delete_repo"
+        );
+    }
+
+    #[test]
+    fn require_expiry() {
+        let p = Policies {
+            require_expiry: true,
+            ..Policies::default()
+        };
+        let never = TokenFacts {
+            expiry: Expiry::Never,
+            ..TokenFacts::default()
+        };
+        assert!(find(&check(&p, &never, None, at(0)), "require_expiry").violated);
+        let dated = TokenFacts {
+            expiry: Expiry::At(at(10)),
+            ..TokenFacts::default()
+        };
+        assert!(!find(&check(&p, &dated, None, at(0)), "require_expiry").violated);
+        assert!(
+            !find(
+                &check(&p, &TokenFacts::default(), None, at(0)),
+                "require_expiry"
+            )
+            .violated
+        );
+    }
+
+    #[test]
+    fn max_unused_only_where_last_use_is_reported() {
+        let p = Policies {
+            max_unused: Some(Duration::from_secs(30 * DAY as u64)),
+            ..Policies::default()
+        };
+        let idle = TokenFacts {
+            last_used_at: Some(at(0)),
+            ..TokenFacts::default()
+        };
+        assert!(find(&check(&p, &idle, None, at(31)), "max_unused").violated);
+        assert!(!find(&check(&p, &idle, None, at(29)), "max_unused").violated);
+        let unknown = check(&p, &TokenFacts::default(), None, at(31));
+        assert!(!find(&unknown, "max_unused").violated);
+    }
+
+    #[test]
+    fn identity_assertions() {
+        let p = Policies {
+            expect: Expect {
+                subject: Some("svc-deploy".into()),
+                client_id: Some("exporter".into()),
+                account: Some("T123".into()),
+                issuer: Some("https://idp".into()),
+                audience: Some("api".into()),
+            },
+            ..Policies::default()
+        };
+        let facts = TokenFacts {
+            subject: Some("svc-deploy".into()),
+            client_id: Some("other-client".into()),
+            issuer: Some("https://idp".into()),
+            audience: vec!["web".into(), "api".into()],
+            extra: [("team_id".to_string(), "T999".to_string())].into(),
+            ..TokenFacts::default()
+        };
+        let f = check(&p, &facts, None, at(0));
+        assert!(!find(&f, "expect_subject").violated);
+        assert!(find(&f, "expect_client_id").violated);
+        assert_eq!(
+            find(&f, "expect_client_id").detail,
+            "client_id is other-client, expected exporter"
+        );
+        assert!(find(&f, "expect_account").violated);
+        assert!(!find(&f, "expect_issuer").violated);
+        assert!(!find(&f, "expect_audience").violated);
+        let silent = check(&p, &TokenFacts::default(), None, at(0));
+        assert!(silent.iter().all(|f| !f.violated));
+        assert_eq!(silent.len(), 5);
+    }
+
+    #[test]
+    fn nothing_configured_nothing_found() {
+        assert!(check(&Policies::default(), &TokenFacts::default(), None, at(0)).is_empty());
+    }
+}

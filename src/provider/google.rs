@@ -1,0 +1,371 @@
+//! `google`: asks Google's OAuth 2.0 `tokeninfo` endpoint about an access token. Network I/O in
+//! `probe`; `parse` is pure.
+//!
+//! The request is `POST` with the token in the `Authorization: Bearer` header and an empty
+//! form body, as Google's own client library sends it: the documented
+//! `?access_token=` query form would put the token in URLs and in every proxy's access log.
+//! Google answers an expired, revoked or unknown token alike with 400 `invalid_token`.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use super::http::{self, common_status};
+use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use crate::config::TokenSpec;
+use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts};
+use crate::secret::Secret;
+
+/// Google's token information endpoint.
+pub const DEFAULT_TOKENINFO_URL: &str = "https://oauth2.googleapis.com/tokeninfo";
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The tokeninfo endpoint; defaults to [`DEFAULT_TOKENINFO_URL`].
+    pub tokeninfo_url: Option<String>,
+    pub max_concurrency: Option<usize>,
+}
+
+impl Config {
+    fn tokeninfo_url(&self) -> &str {
+        self.tokeninfo_url
+            .as_deref()
+            .unwrap_or(DEFAULT_TOKENINFO_URL)
+    }
+}
+
+impl ProviderKind for Config {
+    fn kind(&self) -> &'static str {
+        "google"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        http::check_base_url("tokeninfo_url", self.tokeninfo_url())?;
+        Ok(())
+    }
+
+    fn check_token(&self, token: &TokenSpec) -> Result<(), String> {
+        require_secret(token, self.kind())?;
+        refuse_params(token, self.kind(), &[])
+    }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        self.max_concurrency
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
+        Ok(Arc::new(Google {
+            endpoint: self.tokeninfo_url().to_string(),
+            http: ctx.http.clone(),
+        }))
+    }
+}
+
+struct Google {
+    endpoint: String,
+    http: reqwest::Client,
+}
+
+impl Provider for Google {
+    fn probe<'a>(
+        &'a self,
+        _token: &'a TokenSpec,
+        secret: Option<&'a Secret>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, ProbeOutcome> {
+        Box::pin(async move {
+            let Some(secret) = secret else {
+                return ProbeOutcome::misconfigured(
+                    Reason::SecretUnavailable,
+                    "the token has no secret",
+                );
+            };
+            let request = self
+                .http
+                .post(&self.endpoint)
+                .bearer_auth(secret.expose())
+                .header("accept", "application/json")
+                .header("content-type", "application/x-www-form-urlencoded");
+            match http::send(request).await {
+                Ok(resp) => parse(resp.status, &resp.headers, &resp.body, now),
+                Err(outcome) => outcome,
+            }
+        })
+    }
+}
+
+/// Turns a tokeninfo answer into an outcome. Pure.
+pub fn parse(status: u16, headers: &HeaderMap, body: &[u8], now: Timestamp) -> ProbeOutcome {
+    let rate = http::rate_limit(headers);
+    if !matches!(status, 200 | 400) {
+        return common_status(status, headers, now);
+    }
+    let doc: Value = match http::json(body) {
+        Ok(v) => v,
+        Err(o) => return o.with_rate_limit(rate),
+    };
+    if !doc.is_object() {
+        return ProbeOutcome::bad_response("not a JSON object").with_rate_limit(rate);
+    }
+    if let Some(error) = doc.get("error") {
+        let code = error.as_str().unwrap_or_default();
+        let outcome = if code == "invalid_token" {
+            ProbeOutcome::invalid(
+                Reason::Inactive,
+                "Google answered invalid_token (expired, revoked or unknown)",
+            )
+        } else {
+            ProbeOutcome::unreachable(
+                Reason::UnexpectedStatus,
+                format!(
+                    "Google's tokeninfo answered HTTP {status} with error {}",
+                    safe_code(code)
+                ),
+            )
+        };
+        return outcome.with_rate_limit(rate);
+    }
+    if status != 200 {
+        return ProbeOutcome::bad_response("HTTP 400 without an error code").with_rate_limit(rate);
+    }
+    match facts(&doc, now) {
+        Ok(facts) => ProbeOutcome::valid(facts),
+        Err(what) => ProbeOutcome::bad_response(&what),
+    }
+    .with_rate_limit(rate)
+}
+
+/// The error names what is not as documented, for [`ProbeOutcome::bad_response`].
+fn facts(doc: &Value, now: Timestamp) -> Result<TokenFacts, String> {
+    let text = |name: &str| {
+        doc.get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    // A JSON object without any tokeninfo field is some other service's answer.
+    if ["aud", "azp", "scope", "exp", "expires_in"]
+        .iter()
+        .all(|k| doc.get(*k).is_none())
+    {
+        return Err("none of the tokeninfo fields".into());
+    }
+    let exp = number(doc, "exp")?;
+    let expires_in = number(doc, "expires_in")?;
+    // `exp` is the absolute instant; `expires_in` is relative to when Google answered, so it
+    // is only the fallback. Google access tokens always expire: no field means undisclosed.
+    let expiry = match (exp, expires_in) {
+        (Some(exp), _) => Expiry::At(
+            Timestamp::from_second(exp).map_err(|_| "\"exp\" is out of range".to_string())?,
+        ),
+        (None, Some(left)) => Expiry::At(
+            now.checked_add(SignedDuration::from_secs(left))
+                .map_err(|_| "\"expires_in\" is out of range".to_string())?,
+        ),
+        (None, None) => Expiry::Undisclosed,
+    };
+    let mut scopes: Vec<String> = text("scope")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    let sub = text("sub");
+    let email = text("email");
+    let mut facts = TokenFacts {
+        expiry,
+        // The email is what people recognise; `sub` is the stable id and is kept in extra.
+        subject: email.clone().or_else(|| sub.clone()),
+        client_id: text("azp"),
+        audience: text("aud").into_iter().collect(),
+        scopes,
+        ..TokenFacts::default()
+    };
+    for (name, value) in [
+        ("sub", sub),
+        ("email", email),
+        ("access_type", text("access_type")),
+    ] {
+        if let Some(value) = value {
+            facts.extra.insert(name.into(), value);
+        }
+    }
+    match doc.get("email_verified") {
+        Some(Value::String(s)) => {
+            facts.extra.insert("email_verified".into(), s.clone());
+        }
+        Some(Value::Bool(b)) => {
+            facts.extra.insert("email_verified".into(), b.to_string());
+        }
+        _ => {}
+    }
+    if let Expiry::At(at) = facts.expiry
+        && at <= now
+    {
+        facts
+            .flags
+            .push("Google reports an expiry in the past for a token it accepted".into());
+    }
+    Ok(facts)
+}
+
+/// A whole number of seconds, given (as Google does) as a numeric string, or as a number.
+fn number(doc: &Value, name: &str) -> Result<Option<i64>, String> {
+    let bad = || format!("\"{name}\" is not a number of seconds");
+    match doc.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => s.trim().parse::<i64>().map(Some).map_err(|_| bad()),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(bad),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// OAuth error codes are short ASCII words; anything else is not echoed.
+fn safe_code(code: &str) -> String {
+    if !code.is_empty()
+        && code.len() <= 64
+        && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        code.to_string()
+    } else {
+        "(unrecognised)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Verdict;
+    use reqwest::header::HeaderValue;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(NOW).unwrap()
+    }
+
+    fn p(status: u16, body: &str) -> ProbeOutcome {
+        parse(status, &HeaderMap::new(), body.as_bytes(), now())
+    }
+
+    #[test]
+    fn valid_token_with_string_numbers() {
+        let o = p(
+            200,
+            r#"{"azp":"123.apps.googleusercontent.com","aud":"123.apps.googleusercontent.com",
+               "sub":"10769150350006150715113082367","scope":"openid https://www.googleapis.com/auth/userinfo.email",
+               "exp":"1700003599","expires_in":"3599","email":"ops@example.com","email_verified":"true",
+               "access_type":"offline"}"#,
+        );
+        assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok));
+        assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW + 3599);
+        assert_eq!(o.facts.subject.as_deref(), Some("ops@example.com"));
+        assert_eq!(
+            o.facts.client_id.as_deref(),
+            Some("123.apps.googleusercontent.com")
+        );
+        assert_eq!(o.facts.audience, ["123.apps.googleusercontent.com"]);
+        assert_eq!(
+            o.facts.scopes,
+            ["https://www.googleapis.com/auth/userinfo.email", "openid"]
+        );
+        assert_eq!(o.facts.extra["sub"], "10769150350006150715113082367");
+        assert_eq!(o.facts.extra["email_verified"], "true");
+        assert_eq!(o.facts.extra["access_type"], "offline");
+        assert!(o.facts.flags.is_empty());
+    }
+
+    #[test]
+    fn numbers_are_tolerated_and_expires_in_is_the_fallback() {
+        let o = p(200, r#"{"aud":"a","exp":1700000600,"expires_in":600}"#);
+        assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW + 600);
+        let o = p(200, r#"{"aud":"a","expires_in":"120"}"#);
+        assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW + 120);
+        let o = p(200, r#"{"aud":"a","scope":"x"}"#);
+        assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+        // No email scope: the subject is the stable id.
+        let o = p(200, r#"{"aud":"a","sub":"42","exp":"1700000600"}"#);
+        assert_eq!(o.facts.subject.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn past_expiry_on_success_is_flagged() {
+        let o = p(200, r#"{"aud":"a","exp":"1699999000"}"#);
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.flags.len(), 1);
+    }
+
+    #[test]
+    fn invalid_token_is_invalid() {
+        let o = p(
+            400,
+            r#"{"error":"invalid_token","error_description":"Invalid Value"}"#,
+        );
+        assert_eq!((o.verdict, o.reason), (Verdict::Invalid, Reason::Inactive));
+        assert!(!o.detail.contains("Invalid Value"));
+        let o = p(400, r#"{"error":"invalid_token"}"#);
+        assert_eq!(o.verdict, Verdict::Invalid);
+    }
+
+    #[test]
+    fn other_errors_are_not_invalid() {
+        let o = p(
+            400,
+            r#"{"error":"invalid_request","error_description":"Either access_token, id_token, or token_handle required"}"#,
+        );
+        assert_eq!(
+            (o.verdict, o.reason),
+            (Verdict::Unreachable, Reason::UnexpectedStatus)
+        );
+        assert!(o.detail.contains("invalid_request"));
+        let o = p(400, r#"{"error":"ya29.leaked value"}"#);
+        assert!(!o.detail.contains("ya29"), "{}", o.detail);
+    }
+
+    #[test]
+    fn garbage_and_outages_are_unreachable() {
+        for (status, body) in [
+            (200, "<html>sign in</html>"),
+            (200, ""),
+            (200, "[]"),
+            (200, "{}"),
+            (200, r#"{"aud":"a","exp":"soon"}"#),
+            (200, r#"{"aud":"a","expires_in":true}"#),
+            (400, "<html>400</html>"),
+            (400, "{}"),
+            (401, r#"{"error":"invalid_token"}"#),
+            (500, ""),
+            (503, "unavailable"),
+            (301, ""),
+        ] {
+            let o = p(status, body);
+            assert_eq!(o.verdict, Verdict::Unreachable, "{status} {body}: {o:?}");
+        }
+    }
+
+    #[test]
+    fn rate_limited() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("9"));
+        let o = parse(429, &h, b"", now());
+        assert_eq!(o.verdict, Verdict::RateLimited);
+        assert_eq!(o.retry_after, Some(std::time::Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn config_refuses_a_query_string() {
+        let c = Config {
+            tokeninfo_url: Some("https://oauth2.googleapis.com/tokeninfo?access_token=x".into()),
+            max_concurrency: None,
+        };
+        assert!(c.validate().unwrap_err().contains("must not have a query"));
+    }
+}

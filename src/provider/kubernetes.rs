@@ -1,0 +1,755 @@
+//! `kubernetes`: asks the API server's TokenReview API whether a service-account token (or any
+//! token the cluster authenticates) is accepted, and reads the expiry from the JWT itself.
+//! Network I/O and the CA file in `build`/`probe`; `parse` is pure.
+//!
+//! The review is `POST /apis/authentication.k8s.io/v1/tokenreviews` with the exporter's own
+//! bearer token, which needs `create` on `tokenreviews` (the `system:auth-delegator` cluster
+//! role). The reviewed token travels in the JSON body, never in a URL. A rejected token still
+//! gets a normal answer with `authenticated` false; 401 and 403 concern the exporter's own
+//! credentials and are `misconfigured`, never "token invalid".
+//!
+//! Bound tokens carry `kubernetes.io.warnafter` (about an hour after issue) while their `exp`
+//! may be extended to a year: `warnafter` is the intended expiry and is exported as such.
+//! Legacy secret-based tokens have no `exp` and never expire.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use super::http::{self, common_status};
+use super::jwt;
+use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use crate::config::TokenSpec;
+use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts};
+use crate::secret::{Secret, SecretSource};
+
+/// The API server as seen from inside a cluster.
+pub const DEFAULT_API_SERVER: &str = "https://kubernetes.default.svc";
+/// The exporter's own service-account token when it runs in a pod.
+pub const IN_CLUSTER_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+/// The cluster CA when the exporter runs in a pod.
+pub const IN_CLUSTER_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+
+/// The TokenReview resource path under the API server.
+const TOKENREVIEWS_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+
+/// A CA bundle is a few KiB; anything much larger is a wrong path.
+const MAX_CA_BYTES: u64 = 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The API server URL; defaults to [`DEFAULT_API_SERVER`].
+    pub api_server: Option<String>,
+    /// The exporter's own bearer token for the review. Defaults to the in-cluster token file,
+    /// but only with the in-cluster API server, so a pod's token is never sent elsewhere.
+    pub token: Option<SecretSource>,
+    /// The CA bundle that signs the API server's certificate; when set (or found in-cluster)
+    /// it is the only trust anchor, as with kubectl's `certificate-authority`.
+    pub ca_file: Option<PathBuf>,
+    pub max_concurrency: Option<usize>,
+}
+
+impl Config {
+    fn api_server(&self) -> &str {
+        self.api_server
+            .as_deref()
+            .unwrap_or(DEFAULT_API_SERVER)
+            .trim_end_matches('/')
+    }
+
+    /// True when the API server is the in-cluster one, where the pod's token and CA apply.
+    fn in_cluster(&self) -> bool {
+        self.api_server() == DEFAULT_API_SERVER
+    }
+
+    fn own_token(&self) -> SecretSource {
+        self.token
+            .clone()
+            .unwrap_or_else(|| SecretSource::File(PathBuf::from(IN_CLUSTER_TOKEN)))
+    }
+
+    /// The CA file to trust: the configured one, or the in-cluster one when it exists and the
+    /// API server is the in-cluster one.
+    fn ca_file(&self) -> Option<PathBuf> {
+        match &self.ca_file {
+            Some(path) => Some(path.clone()),
+            None if self.in_cluster() && Path::new(IN_CLUSTER_CA).exists() => {
+                Some(PathBuf::from(IN_CLUSTER_CA))
+            }
+            None => None,
+        }
+    }
+}
+
+impl ProviderKind for Config {
+    fn kind(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        http::check_base_url("api_server", self.api_server())?;
+        if !self.in_cluster() && self.token.is_none() {
+            return Err(format!(
+                "token is required when api_server is not {DEFAULT_API_SERVER}: the in-cluster service-account token is only ever sent to the in-cluster API server"
+            ));
+        }
+        if let Some(path) = &self.ca_file {
+            if path.as_os_str().is_empty() {
+                return Err("ca_file: the path is empty".into());
+            }
+            // Loading the bundle now makes `--config.check` and a reload catch a wrong path
+            // or a file that holds no certificate, instead of the first probe.
+            client_with_ca(path)?;
+        }
+        Ok(())
+    }
+
+    fn check_token(&self, token: &TokenSpec) -> Result<(), String> {
+        require_secret(token, self.kind())?;
+        refuse_params(token, self.kind(), &["audiences"])?;
+        if let Some(auds) = &token.params.audiences
+            && (auds.is_empty() || auds.iter().any(|a| a.trim().is_empty()))
+        {
+            return Err("audiences must list at least one non-empty audience".into());
+        }
+        Ok(())
+    }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        self.max_concurrency
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
+        let http = match self.ca_file() {
+            Some(path) => client_with_ca(&path)?,
+            None => ctx.http.clone(),
+        };
+        Ok(Arc::new(Kubernetes {
+            endpoint: format!("{}{TOKENREVIEWS_PATH}", self.api_server()),
+            own_token: self.own_token(),
+            http,
+        }))
+    }
+}
+
+/// A client like [`http::client`] (no redirects, the same timeouts) that trusts only the CAs
+/// in `path`. The API server's certificate is signed by the cluster's own CA, which no public
+/// root store holds; trusting only it is what kubectl does with `certificate-authority`.
+pub fn client_with_ca(path: &Path) -> Result<reqwest::Client, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("ca_file {shown}: cannot read: {e}"))?;
+    if meta.len() > MAX_CA_BYTES {
+        return Err(format!(
+            "ca_file {shown}: larger than {MAX_CA_BYTES} bytes; is this the CA bundle?"
+        ));
+    }
+    let pem = std::fs::read(path).map_err(|e| format!("ca_file {shown}: cannot read: {e}"))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("ca_file {shown}: not a PEM certificate bundle: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "ca_file {shown}: no PEM certificate (-----BEGIN CERTIFICATE-----) found"
+        ));
+    }
+    reqwest::Client::builder()
+        .user_agent(concat!("api-token-exporter/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tls_certs_only(certs)
+        .build()
+        .map_err(|e| format!("ca_file {shown}: the certificates cannot be used: {e}"))
+}
+
+struct Kubernetes {
+    endpoint: String,
+    own_token: SecretSource,
+    http: reqwest::Client,
+}
+
+impl Provider for Kubernetes {
+    fn probe<'a>(
+        &'a self,
+        token: &'a TokenSpec,
+        secret: Option<&'a Secret>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, ProbeOutcome> {
+        Box::pin(async move {
+            let Some(secret) = secret else {
+                return ProbeOutcome::misconfigured(
+                    Reason::SecretUnavailable,
+                    "the token has no secret",
+                );
+            };
+            // Re-read on every probe: the pod's projected token is rotated by the kubelet.
+            let own = match self.own_token.read().await {
+                Ok(own) => own,
+                Err(e) => {
+                    return ProbeOutcome::misconfigured(
+                        Reason::SecretUnavailable,
+                        format!("the exporter's own Kubernetes token: {e}"),
+                    );
+                }
+            };
+            // Opaque (non-JWT) tokens exist, e.g. behind a webhook authenticator: they are
+            // reviewed all the same, only their expiry stays undisclosed.
+            let claims = jwt::split(secret.expose()).ok().map(|(_, claims)| claims);
+            let audiences = token.params.audiences.as_deref();
+            let body = review_request(secret.expose(), audiences);
+            let request = self
+                .http
+                .post(&self.endpoint)
+                .bearer_auth(own.expose())
+                .header("accept", "application/json")
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            match http::send(request).await {
+                Ok(resp) => parse(
+                    resp.status,
+                    &resp.headers,
+                    &resp.body,
+                    now,
+                    claims.as_ref(),
+                    audiences,
+                ),
+                Err(outcome) => outcome.with_facts(local_facts(claims.as_ref(), now)),
+            }
+        })
+    }
+}
+
+/// The TokenReview object sent to the API server.
+pub fn review_request(token: &str, audiences: Option<&[String]>) -> Value {
+    let mut spec = json!({ "token": token });
+    if let Some(auds) = audiences {
+        spec["audiences"] = json!(auds);
+    }
+    json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": spec,
+    })
+}
+
+/// What the JWT says about itself, read without a key. Pure.
+///
+/// Nothing here is trusted for the verdict, which is the API server's; the claims only give
+/// the expiry (with `warnafter` preferred), the issue time, the issuer and the token's kind.
+pub fn local_facts(claims: Option<&Value>, now: Timestamp) -> TokenFacts {
+    let Some(claims) = claims else {
+        return TokenFacts::default();
+    };
+    let mut facts = jwt::evaluate(claims, false, now, Duration::ZERO).facts;
+    // `verified: false` describes the local decode; the verdict comes from the API server.
+    facts.extra.remove("verified");
+    facts.token_type = if claims.get("kubernetes.io").is_some_and(Value::is_object) {
+        Some("bound_service_account".into())
+    } else if claims
+        .get("kubernetes.io/serviceaccount/namespace")
+        .is_some()
+    {
+        Some("legacy_service_account".into())
+    } else {
+        facts.token_type
+    };
+    facts
+}
+
+/// Turns a TokenReview answer into an outcome. Pure.
+///
+/// `claims` are the reviewed token's JWT claims when it is a JWT; `audiences` are the ones
+/// the review asked for.
+pub fn parse(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: Timestamp,
+    claims: Option<&Value>,
+    audiences: Option<&[String]>,
+) -> ProbeOutcome {
+    let rate = http::rate_limit(headers);
+    let mut facts = local_facts(claims, now);
+    match status {
+        // The API server answers a create with 201; 200 is accepted from proxies.
+        200 | 201 => {}
+        401 => {
+            return ProbeOutcome::misconfigured(
+                Reason::ClientAuth,
+                "the API server does not accept the exporter's own token (HTTP 401)",
+            )
+            .with_facts(facts)
+            .with_rate_limit(rate);
+        }
+        403 => {
+            return ProbeOutcome::misconfigured(
+                Reason::ClientAuth,
+                "the exporter's own identity may not create tokenreviews (HTTP 403); bind it to the system:auth-delegator cluster role",
+            )
+            .with_facts(facts)
+            .with_rate_limit(rate);
+        }
+        _ => return common_status(status, headers, now).with_facts(facts),
+    }
+    let fail = |o: ProbeOutcome, facts: TokenFacts| o.with_facts(facts).with_rate_limit(rate);
+    let doc: Value = match http::json(body) {
+        Ok(v) => v,
+        Err(o) => return fail(o, facts),
+    };
+    if doc.get("kind").and_then(Value::as_str) != Some("TokenReview") {
+        return fail(ProbeOutcome::bad_response("not a TokenReview"), facts);
+    }
+    let Some(review) = doc.get("status").filter(|s| s.is_object()) else {
+        return fail(ProbeOutcome::bad_response("no \"status\" object"), facts);
+    };
+    // `authenticated` is omitted when false (Go's omitempty).
+    let authenticated = match review.get("authenticated") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return fail(
+                ProbeOutcome::bad_response("\"status.authenticated\" is not a boolean"),
+                facts,
+            );
+        }
+    };
+    if !authenticated {
+        let error = review.get("error").and_then(Value::as_str).unwrap_or("");
+        return rejected(error, &facts, now)
+            .with_facts(facts)
+            .with_rate_limit(rate);
+    }
+    let user = review.get("user");
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(username) = text(user.and_then(|u| u.get("username"))) {
+        facts.subject = Some(username);
+    }
+    if let Some(uid) = text(user.and_then(|u| u.get("uid"))) {
+        facts.extra.insert("uid".into(), uid);
+    }
+    let groups = strings(user.and_then(|u| u.get("groups")));
+    if !groups.is_empty() {
+        facts.extra.insert("groups".into(), groups.join(","));
+    }
+    let user_extra = user.and_then(|u| u.get("extra"));
+    for (key, name) in [
+        ("authentication.kubernetes.io/pod-name", "pod_name"),
+        ("authentication.kubernetes.io/node-name", "node_name"),
+    ] {
+        let values = strings(user_extra.and_then(|e| e.get(key)));
+        if let Some(first) = values.into_iter().next() {
+            facts.extra.insert(name.into(), first);
+        }
+    }
+    let confirmed = strings(review.get("audiences"));
+    if let Some(wanted) = audiences {
+        // Kubernetes documents that a client asking for audiences must check that one of them
+        // comes back: an empty list means the token is only good for the API server itself.
+        if !confirmed.iter().any(|a| wanted.contains(a)) {
+            return ProbeOutcome::invalid(
+                Reason::WrongAudience,
+                "the API server accepts the token but confirms none of the configured audiences",
+            )
+            .with_facts(facts)
+            .with_rate_limit(rate);
+        }
+    }
+    if !confirmed.is_empty() {
+        facts.audience = confirmed;
+    }
+    if let Expiry::At(at) = facts.expiry
+        && at <= now
+    {
+        let flag = if facts.extra.contains_key("exp") {
+            "the token is past kubernetes.io warnafter, its intended expiry; the API server still accepts it because its exp was extended"
+        } else {
+            "the API server accepts a token whose exp has passed"
+        };
+        facts.flags.push(flag.into());
+    }
+    ProbeOutcome::valid(facts).with_rate_limit(rate)
+}
+
+/// The outcome for `authenticated: false`. The API server's `status.error` text is matched
+/// against the phrases Kubernetes uses, but never echoed: it is free text from the server.
+fn rejected(error: &str, facts: &TokenFacts, now: Timestamp) -> ProbeOutcome {
+    let e = error.to_ascii_lowercase();
+    if e.contains("audience") {
+        ProbeOutcome::invalid(
+            Reason::WrongAudience,
+            "the API server rejects the token for the requested audiences",
+        )
+    } else if e.contains("expired") {
+        ProbeOutcome::invalid(Reason::Expired, "the API server says the token has expired")
+    } else if e.contains("not valid yet") {
+        ProbeOutcome::invalid(
+            Reason::NotYetValid,
+            "the API server says the token is not valid yet",
+        )
+    } else if e.contains("invalidated")
+        || e.contains("has been deleted")
+        || e.contains("not found")
+        || e.contains("does not match")
+    {
+        ProbeOutcome::invalid(
+            Reason::Revoked,
+            "the API server says the token was invalidated (its pod, secret or service account is gone or was replaced)",
+        )
+    } else if facts
+        .expiry
+        .timestamp()
+        .is_some_and(|at| at <= now && !facts.extra.contains_key("exp"))
+    {
+        ProbeOutcome::invalid(
+            Reason::Expired,
+            "the API server does not accept the token, whose exp has passed",
+        )
+    } else {
+        ProbeOutcome::invalid(
+            Reason::UnknownToken,
+            "the API server does not accept the token",
+        )
+    }
+}
+
+/// A JSON array of strings (non-strings skipped); anything else is empty.
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Verdict;
+    use base64::Engine;
+    use reqwest::header::HeaderValue;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(NOW).unwrap()
+    }
+
+    fn bound_claims() -> Value {
+        json!({
+            "aud": ["https://kubernetes.default.svc"],
+            "exp": NOW + 365 * 86_400,
+            "iat": NOW - 600,
+            "nbf": NOW - 600,
+            "iss": "https://kubernetes.default.svc",
+            "sub": "system:serviceaccount:ci:deployer",
+            "kubernetes.io": {
+                "namespace": "ci",
+                "pod": {"name": "runner-1", "uid": "p-uid"},
+                "serviceaccount": {"name": "deployer", "uid": "sa-uid"},
+                "warnafter": NOW + 3000
+            }
+        })
+    }
+
+    fn legacy_claims() -> Value {
+        json!({
+            "iss": "kubernetes/serviceaccount",
+            "kubernetes.io/serviceaccount/namespace": "ci",
+            "kubernetes.io/serviceaccount/secret.name": "deployer-token-abcde",
+            "kubernetes.io/serviceaccount/service-account.name": "deployer",
+            "sub": "system:serviceaccount:ci:deployer"
+        })
+    }
+
+    fn authenticated(audiences: &[&str]) -> String {
+        json!({
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "spec": {"token": "the.reviewed.token"},
+            "status": {
+                "authenticated": true,
+                "user": {
+                    "username": "system:serviceaccount:ci:deployer",
+                    "uid": "sa-uid",
+                    "groups": ["system:serviceaccounts", "system:serviceaccounts:ci", "system:authenticated"],
+                    "extra": {
+                        "authentication.kubernetes.io/pod-name": ["runner-1"],
+                        "authentication.kubernetes.io/node-name": ["node-a"]
+                    }
+                },
+                "audiences": audiences
+            }
+        })
+        .to_string()
+    }
+
+    fn rejected_body(error: &str) -> String {
+        json!({
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "spec": {"token": "the.reviewed.token"},
+            "status": {"user": {}, "error": error}
+        })
+        .to_string()
+    }
+
+    fn p(status: u16, body: &str, claims: Option<&Value>) -> ProbeOutcome {
+        parse(
+            status,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            now(),
+            claims,
+            None,
+        )
+    }
+
+    #[test]
+    fn bound_token_uses_warnafter_and_server_identity() {
+        let claims = bound_claims();
+        let o = p(
+            201,
+            &authenticated(&["https://kubernetes.default.svc"]),
+            Some(&claims),
+        );
+        assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok));
+        assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW + 3000);
+        assert_eq!(
+            o.facts.extra["exp"],
+            Timestamp::from_second(NOW + 365 * 86_400)
+                .unwrap()
+                .to_string()
+        );
+        assert_eq!(
+            o.facts.subject.as_deref(),
+            Some("system:serviceaccount:ci:deployer")
+        );
+        assert_eq!(o.facts.issued_at.unwrap().as_second(), NOW - 600);
+        assert_eq!(o.facts.audience, ["https://kubernetes.default.svc"]);
+        assert_eq!(o.facts.token_type.as_deref(), Some("bound_service_account"));
+        assert_eq!(o.facts.extra["pod_name"], "runner-1");
+        assert_eq!(o.facts.extra["node_name"], "node-a");
+        assert_eq!(o.facts.extra["uid"], "sa-uid");
+        assert!(o.facts.extra["groups"].contains("system:serviceaccounts:ci"));
+        assert!(!o.facts.extra.contains_key("verified"));
+        assert!(o.facts.flags.is_empty());
+    }
+
+    #[test]
+    fn legacy_token_never_expires() {
+        let claims = legacy_claims();
+        let o = p(200, &authenticated(&[]), Some(&claims));
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.expiry, Expiry::Never);
+        assert_eq!(
+            o.facts.token_type.as_deref(),
+            Some("legacy_service_account")
+        );
+    }
+
+    #[test]
+    fn opaque_token_has_undisclosed_expiry() {
+        let o = p(201, &authenticated(&[]), None);
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+        assert_eq!(
+            o.facts.subject.as_deref(),
+            Some("system:serviceaccount:ci:deployer")
+        );
+    }
+
+    #[test]
+    fn past_warnafter_on_an_accepted_token_is_flagged() {
+        let mut claims = bound_claims();
+        claims["kubernetes.io"]["warnafter"] = json!(NOW - 60);
+        let o = p(201, &authenticated(&[]), Some(&claims));
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.flags.len(), 1);
+        assert!(o.facts.flags[0].contains("warnafter"));
+    }
+
+    #[test]
+    fn rejections_have_reasons_and_never_echo_the_error() {
+        for (error, reason) in [
+            (
+                "[invalid bearer token, service account token has expired]",
+                Reason::Expired,
+            ),
+            (
+                "[invalid bearer token, service account token has been invalidated]",
+                Reason::Revoked,
+            ),
+            ("serviceaccounts \"deployer\" not found", Reason::Revoked),
+            (
+                "[invalid bearer token, token audiences [\"api\"] is invalid for the target audiences [\"vault\"]]",
+                Reason::WrongAudience,
+            ),
+            (
+                "[invalid bearer token, square/go-jose: error in cryptographic primitive]",
+                Reason::UnknownToken,
+            ),
+            ("", Reason::UnknownToken),
+        ] {
+            let o = p(201, &rejected_body(error), None);
+            assert_eq!((o.verdict, o.reason), (Verdict::Invalid, reason), "{error}");
+            if !error.is_empty() {
+                assert!(!o.detail.contains(error), "{}", o.detail);
+            }
+            assert!(!o.detail.contains("go-jose"), "{}", o.detail);
+        }
+    }
+
+    #[test]
+    fn rejected_token_keeps_its_local_expiry() {
+        let claims = json!({"exp": NOW - 10, "sub": "system:serviceaccount:ci:x"});
+        let o = p(201, &rejected_body(""), Some(&claims));
+        assert_eq!((o.verdict, o.reason), (Verdict::Invalid, Reason::Expired));
+        assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW - 10);
+    }
+
+    #[test]
+    fn requested_audiences_must_be_confirmed() {
+        let wanted = vec!["vault".to_string()];
+        let body = authenticated(&["vault"]);
+        let o = parse(
+            201,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            now(),
+            None,
+            Some(&wanted),
+        );
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.audience, ["vault"]);
+        let body = authenticated(&[]);
+        let o = parse(
+            201,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            now(),
+            None,
+            Some(&wanted),
+        );
+        assert_eq!(
+            (o.verdict, o.reason),
+            (Verdict::Invalid, Reason::WrongAudience)
+        );
+    }
+
+    #[test]
+    fn own_credentials_failures_are_misconfigured() {
+        for status in [401, 403] {
+            let o = p(
+                status,
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}"#,
+                None,
+            );
+            assert_eq!(
+                (o.verdict, o.reason),
+                (Verdict::Misconfigured, Reason::ClientAuth),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_and_outages_are_unreachable() {
+        let claims = bound_claims();
+        for (status, body) in [
+            (201, "<html>proxy</html>"),
+            (201, ""),
+            (201, "{}"),
+            (201, r#"{"kind":"Status","status":{"authenticated":true}}"#),
+            (201, r#"{"kind":"TokenReview"}"#),
+            (
+                201,
+                r#"{"kind":"TokenReview","status":{"authenticated":"true"}}"#,
+            ),
+            (500, ""),
+            (503, "<html>unavailable</html>"),
+            (404, r#"{"kind":"Status","code":404}"#),
+            (400, r#"{"kind":"Status","code":400}"#),
+        ] {
+            let o = p(status, body, Some(&claims));
+            assert_eq!(o.verdict, Verdict::Unreachable, "{status} {body}: {o:?}");
+            // The expiry read from the token itself survives a failed review.
+            assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW + 3000);
+        }
+    }
+
+    #[test]
+    fn rate_limited_by_priority_and_fairness() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("1"));
+        let o = parse(429, &h, b"", now(), None, None);
+        assert_eq!(o.verdict, Verdict::RateLimited);
+        assert_eq!(o.retry_after, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn review_request_shape() {
+        let auds = vec!["vault".to_string()];
+        let r = review_request("a.b.c", Some(&auds));
+        assert_eq!(r["apiVersion"], "authentication.k8s.io/v1");
+        assert_eq!(r["kind"], "TokenReview");
+        assert_eq!(r["spec"]["token"], "a.b.c");
+        assert_eq!(r["spec"]["audiences"], json!(["vault"]));
+        assert!(
+            review_request("a.b.c", None)["spec"]
+                .get("audiences")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn config_guards_the_in_cluster_token() {
+        let mut c = Config {
+            api_server: None,
+            token: None,
+            ca_file: None,
+            max_concurrency: None,
+        };
+        assert!(c.validate().is_ok());
+        c.api_server = Some("https://kubernetes.default.svc/".into());
+        assert!(c.validate().is_ok());
+        c.api_server = Some("https://k8s.example.com:6443".into());
+        assert!(c.validate().unwrap_err().contains("token is required"));
+        c.token = Some(SecretSource::Env("K8S_TOKEN".into()));
+        assert!(c.validate().is_ok());
+        // The in-cluster CA is never applied to another API server.
+        assert_eq!(c.ca_file(), None);
+    }
+
+    #[test]
+    fn ca_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.crt");
+        assert!(
+            client_with_ca(&missing)
+                .unwrap_err()
+                .contains("missing.crt")
+        );
+        let garbage = dir.path().join("garbage.crt");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let err = client_with_ca(&garbage).unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let broken = dir.path().join("broken.crt");
+        let junk = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+        std::fs::write(
+            &broken,
+            format!("-----BEGIN CERTIFICATE-----\n{junk}\n-----END CERTIFICATE-----\n"),
+        )
+        .unwrap();
+        assert!(client_with_ca(&broken).unwrap_err().contains("broken.crt"));
+    }
+}

@@ -1,0 +1,497 @@
+//! `slack`: asks Slack's `auth.test` who a token is. Network I/O in `probe`; `parse` is pure.
+//!
+//! Slack answers almost every failure with HTTP 200 and `{"ok":false,"error":"<code>"}`, so the
+//! verdict comes from the error code, not the status. Only the codes Slack documents as "this
+//! token does not work" (`invalid_auth`, `not_authed`, `account_inactive`, `token_revoked`,
+//! `token_expired`) make a token invalid; every other code says something about Slack or about
+//! the request, and is never reported as an invalid token.
+//!
+//! The probe is read-only: it never calls `tooling.tokens.rotate` nor `oauth.v2.access` with
+//! `grant_type=refresh_token`, so rotating tokens are watched, never rotated.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use super::http::{self, common_status};
+use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use crate::config::TokenSpec;
+use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::secret::Secret;
+
+/// Slack's Web API base URL.
+pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+
+/// Access tokens of apps with token rotation enabled start with this prefix; they last 12 h.
+const ROTATING_PREFIX: &str = "xoxe.";
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Web API base URL; defaults to [`DEFAULT_API_URL`].
+    pub api_url: Option<String>,
+    pub max_concurrency: Option<usize>,
+}
+
+impl Config {
+    fn api_url(&self) -> &str {
+        self.api_url.as_deref().unwrap_or(DEFAULT_API_URL)
+    }
+}
+
+impl ProviderKind for Config {
+    fn kind(&self) -> &'static str {
+        "slack"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        http::check_base_url("api_url", self.api_url())?;
+        Ok(())
+    }
+
+    fn check_token(&self, token: &TokenSpec) -> Result<(), String> {
+        require_secret(token, self.kind())?;
+        refuse_params(token, self.kind(), &[])
+    }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        self.max_concurrency
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
+        Ok(Arc::new(Slack {
+            endpoint: format!("{}/auth.test", self.api_url().trim_end_matches('/')),
+            http: ctx.http.clone(),
+        }))
+    }
+}
+
+struct Slack {
+    endpoint: String,
+    http: reqwest::Client,
+}
+
+impl Provider for Slack {
+    fn probe<'a>(
+        &'a self,
+        _token: &'a TokenSpec,
+        secret: Option<&'a Secret>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, ProbeOutcome> {
+        Box::pin(async move {
+            let Some(secret) = secret else {
+                return ProbeOutcome::misconfigured(
+                    Reason::SecretUnavailable,
+                    "the token has no secret",
+                );
+            };
+            // The token goes in the Authorization header only; the body stays empty so it
+            // cannot be echoed by a proxy that logs form bodies.
+            let request = self
+                .http
+                .post(&self.endpoint)
+                .bearer_auth(secret.expose())
+                .header("accept", "application/json")
+                .header("content-type", "application/x-www-form-urlencoded");
+            let rotating = secret.expose().trim().starts_with(ROTATING_PREFIX);
+            match http::send(request).await {
+                Ok(resp) => parse(resp.status, &resp.headers, &resp.body, now, rotating),
+                Err(outcome) => outcome,
+            }
+        })
+    }
+}
+
+/// Turns an `auth.test` answer into an outcome. Pure.
+///
+/// `rotating` says whether the token is a rotating access token (`xoxe.` prefix), which
+/// Slack lets live 12 hours; it is exported as a fact, never used to guess an expiry.
+pub fn parse(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: Timestamp,
+    rotating: bool,
+) -> ProbeOutcome {
+    let rate = http::rate_limit(headers);
+    if status != 200 {
+        return common_status(status, headers, now);
+    }
+    let doc: Value = match http::json(body) {
+        Ok(v) => v,
+        Err(o) => return o.with_rate_limit(rate),
+    };
+    let Some(ok) = doc.get("ok").and_then(Value::as_bool) else {
+        return ProbeOutcome::bad_response("no boolean \"ok\" member").with_rate_limit(rate);
+    };
+    if !ok {
+        let Some(code) = doc.get("error").and_then(Value::as_str) else {
+            return ProbeOutcome::bad_response("\"ok\" is false but there is no error code")
+                .with_rate_limit(rate);
+        };
+        return error_outcome(code, headers, now).with_rate_limit(rate);
+    }
+    let facts = match facts(&doc, headers, now, rotating) {
+        Ok(f) => f,
+        Err(what) => return ProbeOutcome::bad_response(what).with_rate_limit(rate),
+    };
+    ProbeOutcome::valid(facts).with_rate_limit(rate)
+}
+
+/// The outcome for an `ok:false` answer.
+fn error_outcome(code: &str, headers: &HeaderMap, now: Timestamp) -> ProbeOutcome {
+    let shown = safe_code(code);
+    match code {
+        "invalid_auth" => ProbeOutcome::invalid(
+            Reason::UnknownToken,
+            "Slack does not accept the token (invalid_auth: unknown token, or a request from an IP the workspace does not allow)",
+        ),
+        "not_authed" => ProbeOutcome::invalid(
+            Reason::Malformed,
+            "Slack saw no usable token in the request (not_authed)",
+        ),
+        "account_inactive" => ProbeOutcome::invalid(
+            Reason::Disabled,
+            "the token belongs to a deactivated user or a deleted workspace (account_inactive)",
+        ),
+        "token_revoked" => ProbeOutcome::invalid(
+            Reason::Revoked,
+            "Slack says the token was revoked (token_revoked)",
+        ),
+        "token_expired" => ProbeOutcome::invalid(
+            Reason::Expired,
+            "Slack says the token has expired (token_expired)",
+        ),
+        "ratelimited" => ProbeOutcome::rate_limited(
+            http::retry_after(headers, now),
+            "Slack answered ratelimited",
+        ),
+        // Slack's own failures, reported in an HTTP 200 answer: the same as a 5xx.
+        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+            ProbeOutcome::unreachable(
+                Reason::Http5xx,
+                format!("Slack reported a failure on its side ({shown})"),
+            )
+        }
+        // The token authenticated but may not call auth.test (workspace policies, token
+        // types an admin restricted). It still works, so this is not "invalid".
+        "missing_scope"
+        | "no_permission"
+        | "not_allowed_token_type"
+        | "ekm_access_denied"
+        | "access_denied"
+        | "accesslimited"
+        | "team_access_not_granted"
+        | "two_factor_setup_required"
+        | "enterprise_is_restricted" => ProbeOutcome::new(
+            Verdict::Forbidden,
+            Reason::InsufficientScope,
+            format!("Slack refused auth.test for this token ({shown})"),
+        ),
+        // Anything else (workspace migrations, request-format errors, codes Slack adds later)
+        // says nothing about the token.
+        _ => ProbeOutcome::unreachable(
+            Reason::UnexpectedStatus,
+            format!(
+                "Slack answered an error code the exporter does not map to a token state ({shown})"
+            ),
+        ),
+    }
+}
+
+/// Facts from a successful `auth.test` answer; the error names what is not as documented.
+fn facts(
+    doc: &Value,
+    headers: &HeaderMap,
+    now: Timestamp,
+    rotating: bool,
+) -> Result<TokenFacts, &'static str> {
+    let text = |name: &str| {
+        doc.get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let mut facts = TokenFacts {
+        subject: text("user"),
+        token_type: if text("bot_id").is_some() {
+            Some("bot".into())
+        } else if text("user_id").is_some() {
+            Some("user".into())
+        } else {
+            None
+        },
+        scopes: scopes(headers),
+        ..TokenFacts::default()
+    };
+    for name in [
+        "url",
+        "team",
+        "team_id",
+        "user_id",
+        "bot_id",
+        "enterprise_id",
+    ] {
+        if let Some(value) = text(name) {
+            facts.extra.insert(name.into(), value);
+        }
+    }
+    if let Some(b) = doc.get("is_enterprise_install").and_then(Value::as_bool) {
+        facts
+            .extra
+            .insert("is_enterprise_install".into(), b.to_string());
+    }
+    if rotating {
+        facts.extra.insert("rotating".into(), "true".into());
+    }
+    // `expires_in` is not documented for auth.test; if Slack sends it (rotating tokens), it is
+    // the seconds left. Without it the expiry is undisclosed: auth.test is silent on expiry,
+    // and a rotating token that omits it still dies within 12 hours, so "never" would lie.
+    facts.expiry = match doc.get("expires_in") {
+        None | Some(Value::Null) => Expiry::Undisclosed,
+        Some(v) => {
+            let secs = seconds(v).ok_or("\"expires_in\" is not a number of seconds")?;
+            let at = now
+                .checked_add(SignedDuration::from_secs(secs))
+                .map_err(|_| "\"expires_in\" is out of range")?;
+            if secs <= 0 {
+                facts
+                    .flags
+                    .push("Slack reports no time left for a token it accepted".into());
+            }
+            Expiry::At(at)
+        }
+    };
+    Ok(facts)
+}
+
+/// A whole number of seconds, given as a JSON number or a numeric string.
+fn seconds(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+}
+
+/// Granted scopes from `x-oauth-scopes` (comma separated), sorted and deduplicated.
+fn scopes(headers: &HeaderMap) -> Vec<String> {
+    let mut out: Vec<String> = http::header(headers, "x-oauth-scopes")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Slack error codes are short snake_case words; anything else is not echoed, because a
+/// misbehaving proxy could put anything there.
+fn safe_code(code: &str) -> String {
+    if !code.is_empty()
+        && code.len() <= 64
+        && code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        code.to_string()
+    } else {
+        "unrecognised error code".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::http::test_headers as headers;
+    use std::time::Duration;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(NOW).unwrap()
+    }
+
+    fn p(body: &str) -> ProbeOutcome {
+        parse(200, &HeaderMap::new(), body.as_bytes(), now(), false)
+    }
+
+    #[test]
+    fn user_token_identity_and_scopes() {
+        let h = headers(&[("x-oauth-scopes", "chat:write, users:read,chat:write")]);
+        let body = br#"{"ok":true,"url":"https://acme.slack.com/","team":"Acme","user":"grace",
+            "team_id":"T123","user_id":"W123"}"#;
+        let o = parse(200, &h, body, now(), false);
+        assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok));
+        assert_eq!(o.facts.subject.as_deref(), Some("grace"));
+        assert_eq!(o.facts.token_type.as_deref(), Some("user"));
+        assert_eq!(o.facts.scopes, ["chat:write", "users:read"]);
+        assert_eq!(o.facts.extra["team"], "Acme");
+        assert_eq!(o.facts.extra["team_id"], "T123");
+        assert_eq!(o.facts.extra["user_id"], "W123");
+        assert!(!o.facts.extra.contains_key("bot_id"));
+        assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+    }
+
+    #[test]
+    fn bot_token_and_enterprise() {
+        let o = p(
+            r#"{"ok":true,"team":"Acme","user":"deploybot","team_id":"T1","user_id":"U1",
+            "bot_id":"B1","enterprise_id":"E1","is_enterprise_install":false}"#,
+        );
+        assert_eq!(o.facts.token_type.as_deref(), Some("bot"));
+        assert_eq!(o.facts.extra["bot_id"], "B1");
+        assert_eq!(o.facts.extra["enterprise_id"], "E1");
+        assert_eq!(o.facts.extra["is_enterprise_install"], "false");
+    }
+
+    #[test]
+    fn expires_in_as_number_or_string() {
+        for body in [
+            r#"{"ok":true,"user":"u","expires_in":43200}"#,
+            r#"{"ok":true,"user":"u","expires_in":"43200"}"#,
+        ] {
+            let o = p(body);
+            assert_eq!(o.verdict, Verdict::Valid);
+            assert_eq!(
+                o.facts.expiry.timestamp().unwrap().as_second(),
+                NOW + 12 * 3600
+            );
+            assert!(o.facts.flags.is_empty());
+        }
+        let o = p(r#"{"ok":true,"expires_in":0}"#);
+        assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW);
+        assert_eq!(o.facts.flags.len(), 1);
+        let o = p(r#"{"ok":true,"expires_in":"soon"}"#);
+        assert_eq!(
+            (o.verdict, o.reason),
+            (Verdict::Unreachable, Reason::BadResponse)
+        );
+    }
+
+    #[test]
+    fn rotating_tokens_are_marked() {
+        let o = parse(200, &HeaderMap::new(), br#"{"ok":true}"#, now(), true);
+        assert_eq!(o.facts.extra["rotating"], "true");
+        assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+    }
+
+    #[test]
+    fn documented_invalid_codes_have_distinct_reasons() {
+        for (code, reason) in [
+            ("invalid_auth", Reason::UnknownToken),
+            ("not_authed", Reason::Malformed),
+            ("account_inactive", Reason::Disabled),
+            ("token_revoked", Reason::Revoked),
+            ("token_expired", Reason::Expired),
+        ] {
+            let o = p(&format!(r#"{{"ok":false,"error":"{code}"}}"#));
+            assert_eq!((o.verdict, o.reason), (Verdict::Invalid, reason), "{code}");
+            assert!(o.detail.contains(code), "{}", o.detail);
+        }
+    }
+
+    #[test]
+    fn other_codes_are_never_invalid() {
+        for (code, verdict, reason) in [
+            ("ratelimited", Verdict::RateLimited, Reason::RateLimited),
+            ("internal_error", Verdict::Unreachable, Reason::Http5xx),
+            ("fatal_error", Verdict::Unreachable, Reason::Http5xx),
+            ("service_unavailable", Verdict::Unreachable, Reason::Http5xx),
+            (
+                "missing_scope",
+                Verdict::Forbidden,
+                Reason::InsufficientScope,
+            ),
+            (
+                "ekm_access_denied",
+                Verdict::Forbidden,
+                Reason::InsufficientScope,
+            ),
+            (
+                "team_added_to_org",
+                Verdict::Unreachable,
+                Reason::UnexpectedStatus,
+            ),
+            (
+                "invalid_form_data",
+                Verdict::Unreachable,
+                Reason::UnexpectedStatus,
+            ),
+            (
+                "brand_new_code",
+                Verdict::Unreachable,
+                Reason::UnexpectedStatus,
+            ),
+        ] {
+            let o = p(&format!(r#"{{"ok":false,"error":"{code}"}}"#));
+            assert_eq!((o.verdict, o.reason), (verdict, reason), "{code}");
+        }
+    }
+
+    #[test]
+    fn ratelimited_body_honours_retry_after() {
+        let h = headers(&[("retry-after", "30")]);
+        let o = parse(
+            200,
+            &h,
+            br#"{"ok":false,"error":"ratelimited"}"#,
+            now(),
+            false,
+        );
+        assert_eq!(o.retry_after, Some(Duration::from_secs(30)));
+        let o = parse(429, &h, b"", now(), false);
+        assert_eq!(o.verdict, Verdict::RateLimited);
+        assert_eq!(o.retry_after, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn odd_error_codes_are_not_echoed() {
+        let o = p(r#"{"ok":false,"error":"xoxb-1234 leaked value"}"#);
+        assert_eq!(o.verdict, Verdict::Unreachable);
+        assert!(!o.detail.contains("xoxb"), "{}", o.detail);
+    }
+
+    #[test]
+    fn garbage_and_outages_are_unreachable() {
+        for (status, body) in [
+            (200, "<html>captive portal</html>"),
+            (200, ""),
+            (200, "[]"),
+            (200, r#"{"ok":"true"}"#),
+            (200, r#"{"ok":false}"#),
+            (200, r#"{"user":"x"}"#),
+            (500, ""),
+            (503, "<html>down</html>"),
+            (302, ""),
+            (404, "not found"),
+        ] {
+            let o = parse(status, &HeaderMap::new(), body.as_bytes(), now(), false);
+            assert_eq!(o.verdict, Verdict::Unreachable, "{status} {body}: {o:?}");
+        }
+    }
+
+    #[test]
+    fn config_checks() {
+        let mut c = Config {
+            api_url: None,
+            max_concurrency: None,
+        };
+        assert!(c.validate().is_ok());
+        c.api_url = Some("ftp://slack.com/api".into());
+        assert!(c.validate().unwrap_err().contains("http or https"));
+        c.api_url = Some("https://u:p@slack.com/api".into());
+        assert!(c.validate().unwrap_err().contains("credentials"));
+        c.api_url = None;
+        c.max_concurrency = Some(0);
+        // The registry checks max_concurrency for every kind.
+        assert!(super::super::ProviderConfig::Slack(c).validate().is_err());
+    }
+}

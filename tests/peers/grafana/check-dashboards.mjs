@@ -1,0 +1,181 @@
+// Checks Grafana dashboard JSON files against the types Grafana publishes in @grafana/schema.
+//
+// Usage: node tests/peers/grafana/check-dashboards.mjs [dashboard.json ...]
+// (default: every dashboards/*.json of the repository). Needs `npm ci --prefix tests/peers/grafana`.
+//
+// Each dashboard is pasted verbatim as a TypeScript object literal and assigned to
+// `Json<Dashboard>`; tsc --strict then rejects unknown keys (excess property checks), wrong
+// types and enum values Grafana does not know. Panel `options` and `fieldConfig.defaults.custom`
+// are typed `Record<string, unknown>` in Dashboard, so each panel's are checked again against
+// the option types of its panel plugin. `Json<T>` turns the schema's TypeScript enums into the
+// literal values that appear in JSON.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..', '..');
+
+// Panel plugin -> module of @grafana/schema with its `Options` (and `FieldConfig` when the
+// plugin has custom field options). A panel type missing here fails the check, so a new
+// visualisation cannot slip in unchecked.
+const PANEL_TYPES = {
+  stat: { module: 'stat/panelcfg/x/StatPanelCfg_types.gen', fieldConfig: false },
+  table: { module: 'table/panelcfg/x/TablePanelCfg_types.gen', fieldConfig: true },
+  timeseries: { module: 'timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen', fieldConfig: true },
+  'state-timeline': { module: 'statetimeline/panelcfg/x/StateTimelinePanelCfg_types.gen', fieldConfig: true },
+  bargauge: { module: 'bargauge/panelcfg/x/BarGaugePanelCfg_types.gen', fieldConfig: false },
+  text: { module: 'text/panelcfg/x/TextPanelCfg_types.gen', fieldConfig: false },
+};
+
+const JSON_HELPER = `// Json<T>: the shape of T as it appears in a JSON file, where enums are plain values.
+type NumberOf<S> = S extends \`\${infer N extends number}\` ? N : never;
+export type Json<T> = T extends string
+  ? \`\${T}\`
+  : T extends number
+    ? NumberOf<\`\${T}\`>
+    : T extends boolean | null | undefined
+      ? T
+      : T extends ReadonlyArray<infer U>
+        ? Array<Json<U>>
+        : T extends object
+          ? { [K in keyof T]: Json<T[K]> }
+          : T;
+`;
+
+function fail(message) {
+  console.error(`check-dashboards: ${message}`);
+  process.exit(1);
+}
+
+function panelsOf(dashboard) {
+  const out = [];
+  for (const p of dashboard.panels ?? []) {
+    out.push(p);
+    for (const nested of p.panels ?? []) out.push(nested);
+  }
+  return out;
+}
+
+function tsFor(file, text, dashboard) {
+  const rel = path.relative(repo, file);
+  const imports = new Set();
+  const checks = [];
+  for (const panel of panelsOf(dashboard)) {
+    if (panel.type === 'row') continue;
+    const spec = PANEL_TYPES[panel.type];
+    if (!spec) {
+      fail(`${rel}: panel ${panel.id} "${panel.title}" has type "${panel.type}", which this check does not know; add it to PANEL_TYPES`);
+    }
+    const alias = panel.type.replace(/[^a-z]/g, '_');
+    imports.add(
+      `import type { Options as ${alias}_Options${spec.fieldConfig ? `, FieldConfig as ${alias}_FieldConfig` : ''} } from '@grafana/schema/dist/esm/raw/composable/${spec.module}';`,
+    );
+    checks.push(
+      `// panel ${panel.id}: ${JSON.stringify(panel.title)}\n` +
+        `export const panel_${panel.id}_options: Json<Partial<${alias}_Options>> = ${JSON.stringify(panel.options ?? {}, null, 2)};`,
+    );
+    // Override values are typed `unknown` in Dashboard: check each against the field option it
+    // sets, `custom.<name>` against the plugin's field config and the rest against FieldConfig.
+    (panel.fieldConfig?.overrides ?? []).forEach((override, i) => {
+      (override.properties ?? []).forEach((property, j) => {
+        const id = String(property.id);
+        let type;
+        if (id.startsWith('custom.')) {
+          if (!spec.fieldConfig) {
+            fail(`${rel}: panel ${panel.id} "${panel.title}" overrides ${id}, which a ${panel.type} panel does not have`);
+          }
+          type = `Json<Partial<${alias}_FieldConfig>>[${JSON.stringify(id.slice('custom.'.length))}]`;
+        } else {
+          type = `Json<FieldConfig>[${JSON.stringify(id)}]`;
+        }
+        checks.push(
+          `export const panel_${panel.id}_override_${i}_${j}: ${type} = ${JSON.stringify(property.value ?? null, null, 2)};`,
+        );
+      });
+    });
+    const custom = panel.fieldConfig?.defaults?.custom;
+    if (custom !== undefined) {
+      if (!spec.fieldConfig) {
+        fail(`${rel}: panel ${panel.id} "${panel.title}" sets fieldConfig.defaults.custom, which a ${panel.type} panel does not have`);
+      }
+      checks.push(
+        `export const panel_${panel.id}_custom: Json<Partial<${alias}_FieldConfig>> = ${JSON.stringify(custom, null, 2)};`,
+      );
+    }
+  }
+  return [
+    `// Generated by tests/peers/grafana/check-dashboards.mjs from ${rel}.`,
+    `import type { Dashboard, FieldConfig } from '@grafana/schema';`,
+    ...imports,
+    `import type { Json } from './json';`,
+    `// ---- ${rel} starts on the next line ----`,
+    `export const dashboard: Json<Dashboard> = ${text.trim()};`,
+    ...checks,
+    '',
+  ].join('\n');
+}
+
+const files = process.argv.slice(2).length
+  ? process.argv.slice(2).map((f) => path.resolve(f))
+  : fs
+      .readdirSync(path.join(repo, 'dashboards'))
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+      .map((f) => path.join(repo, 'dashboards', f));
+if (files.length === 0) fail('no dashboard files to check');
+
+const tsc = path.join(here, 'node_modules', 'typescript', 'bin', 'tsc');
+if (!fs.existsSync(tsc)) fail(`${tsc} is missing: run npm ci --prefix tests/peers/grafana`);
+
+// The generated sources live below this folder so that node_modules resolves; the folder is
+// removed afterwards unless the check fails (then it is kept for reading tsc's line numbers).
+const work = fs.mkdtempSync(path.join(here, '.check-'));
+const names = [];
+for (const file of files) {
+  const text = fs.readFileSync(file, 'utf8');
+  let dashboard;
+  try {
+    dashboard = JSON.parse(text);
+  } catch (e) {
+    fail(`${path.relative(repo, file)} is not valid JSON: ${e.message}`);
+  }
+  const name = path.basename(file, '.json').replace(/[^A-Za-z0-9_-]/g, '_') + '.ts';
+  fs.writeFileSync(path.join(work, name), tsFor(file, text, dashboard));
+  names.push(name);
+}
+fs.writeFileSync(path.join(work, 'json.ts'), JSON_HELPER);
+fs.writeFileSync(
+  path.join(work, 'tsconfig.json'),
+  JSON.stringify(
+    {
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        target: 'es2022',
+        module: 'esnext',
+        moduleResolution: 'bundler',
+        skipLibCheck: true,
+        types: [],
+      },
+      files: ['json.ts', ...names],
+    },
+    null,
+    2,
+  ),
+);
+
+try {
+  execFileSync(process.execPath, [tsc, '--noEmit', '--strict', '-p', path.join(work, 'tsconfig.json')], {
+    stdio: 'inherit',
+  });
+} catch {
+  console.error(
+    `check-dashboards: FAILED; the generated sources are kept in ${path.relative(repo, work)} ` +
+      '(each dashboard file starts on the line after its "starts on the next line" marker)',
+  );
+  process.exit(1);
+}
+fs.rmSync(work, { recursive: true, force: true });
+console.log(`check-dashboards: ${files.length} dashboard(s) match @grafana/schema: ${files.map((f) => path.relative(repo, f)).join(', ')}`);
