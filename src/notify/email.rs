@@ -84,7 +84,9 @@ impl Email {
             None => self.config.to.iter().map(String::as_str).collect(),
         };
         if recipients.is_empty() {
-            return Err(SendError::new("email: no recipients"));
+            return Err(SendError::new(
+                "email: no recipients (the notifier has no `to`, and the target no owner address)",
+            ));
         }
         let mut b = lettre::Message::builder()
             .from(self.from.clone())

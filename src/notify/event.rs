@@ -321,7 +321,11 @@ fn token_condition(
         kind: EventKind::Expired,
         policy: None,
         level,
-        detail: detail.to_string(),
+        detail: match verdict {
+            Some(_) => detail.to_string(),
+            // The failing probe's own detail ("connection refused") would read as the cause.
+            None => "the last known expiry has passed; the provider is not answering now".into(),
+        },
     };
     match verdict {
         Some((Verdict::Invalid, reason)) => {
@@ -496,6 +500,11 @@ mod tests {
         let d = derive(&known, &TokenMemory::default(), &[], &settings(), at(NOW)).unwrap();
         assert_eq!(d.basis, FamilyBasis::ExpiryOnly);
         assert_eq!(kinds(&d), vec![(EventKind::Expired, Level::Critical)]);
+        assert!(
+            d.conditions[0]
+                .detail
+                .starts_with("the last known expiry has passed")
+        );
     }
 
     #[test]
