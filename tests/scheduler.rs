@@ -55,8 +55,11 @@ async fn concurrency_limits_hold_on_the_wire() {
         let now = f.fetch_add(1, Ordering::SeqCst) + 1;
         p.fetch_max(now, Ordering::SeqCst);
         let f2 = f.clone();
+        // The guard ends a little before the 150 ms answer leaves: ending at the same moment
+        // raced the client, whose freed permit let the next request in before the decrement
+        // (a false "4 in flight"). Requests that truly overlap arrive within milliseconds.
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(150));
+            std::thread::sleep(Duration::from_millis(120));
             f2.fetch_sub(1, Ordering::SeqCst);
         });
         Answer::json(200, json!({"active": true, "exp": 4_000_000_000i64}))
