@@ -276,10 +276,44 @@ fn short_hash(parts: &[&str]) -> String {
         .collect()
 }
 
-/// A pending item with its timing.
-struct Pending {
+/// What one target is owed about one alert, and when (without copying the alert).
+struct Owed<'a> {
+    alert: &'a Alert,
+    delivery: &'a Delivery,
+    change: Change,
     ready: Timestamp,
     due: Timestamp,
+}
+
+impl Owed<'_> {
+    fn pending(&self) -> Pending {
+        let (a, d) = (self.alert, self.delivery);
+        Pending {
+            item: Item {
+                alert_id: a.id.clone(),
+                kind: a.kind,
+                policy: a.policy.clone(),
+                level: a.level,
+                change: self.change,
+                previous_level: if self.change == Change::Changed {
+                    d.sent_level
+                } else {
+                    None
+                },
+                detail: a.detail.clone(),
+                started_at: a.started_at,
+                resolved_at: a.resolved_at,
+                resolution: a.resolution,
+                supersedes: a.supersedes,
+                token: a.token_view.clone(),
+            },
+            anchor: d.anchor.clone(),
+        }
+    }
+}
+
+/// An item on its way into a message, with the anchor of its alert at the target.
+struct Pending {
     item: Item,
     anchor: Option<String>,
 }
@@ -295,6 +329,8 @@ impl Engine {
     pub fn observe(&mut self, now: Timestamp, observations: &[Observation]) -> bool {
         let mut changed = false;
         let present: BTreeSet<&str> = observations.iter().map(|o| o.token.as_str()).collect();
+        // The alerts of each token, so a token's evaluation touches its own alerts only.
+        let mut by_token: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for a in self.state.alerts.values_mut() {
             if a.status == Status::Firing && !present.contains(a.token.as_str()) {
                 a.status = Status::Resolved;
@@ -302,6 +338,10 @@ impl Engine {
                 a.resolution = Some(Resolution::Removed);
                 changed = true;
             }
+            by_token
+                .entry(a.token.clone())
+                .or_default()
+                .push(a.id.clone());
         }
         let before = self.state.tokens.len();
         self.state
@@ -313,16 +353,25 @@ impl Engine {
             let Some(derived) = &o.derived else {
                 continue;
             };
-            changed |= self.observe_token(now, o, derived);
+            let ids = by_token.remove(&o.token).unwrap_or_default();
+            changed |= self.observe_token(now, o, derived, &ids);
         }
         changed
     }
 
-    fn observe_token(&mut self, now: Timestamp, o: &Observation, d: &Derived) -> bool {
+    /// One token's conditions against its alerts (`ids`).
+    fn observe_token(
+        &mut self,
+        now: Timestamp,
+        o: &Observation,
+        d: &Derived,
+        ids: &[String],
+    ) -> bool {
         let mut changed = false;
-        let invalid_firing = self.state.alerts.values().any(|a| {
-            a.token == o.token && a.status == Status::Firing && a.kind == EventKind::Invalid
-        });
+        let invalid_firing = ids
+            .iter()
+            .filter_map(|id| self.state.alerts.get(id))
+            .any(|a| a.status == Status::Firing && a.kind == EventKind::Invalid);
         // Whether this evaluation may touch the token family at all.
         let family_open = match d.basis {
             FamilyBasis::Verdict => true,
@@ -335,15 +384,23 @@ impl Engine {
             .find(|c| c.kind.is_token_family())
             .map(|c| c.kind)
             .filter(|_| family_open);
+        let refresh = |view: &mut TokenSnapshot| {
+            if *view != o.snapshot {
+                *view = o.snapshot.clone();
+            }
+        };
 
         // Continue or resolve what fires.
         let mut superseded = None;
-        for a in self.state.alerts.values_mut() {
-            if a.token != o.token || a.status != Status::Firing {
+        for id in ids {
+            let Some(a) = self.state.alerts.get_mut(id) else {
+                continue;
+            };
+            if a.status != Status::Firing {
                 continue;
             }
             if a.kind.is_token_family() && !family_open {
-                a.token_view = o.snapshot.clone();
+                refresh(&mut a.token_view);
                 continue;
             }
             match d
@@ -357,8 +414,10 @@ impl Engine {
                         a.changed_at = now;
                         changed = true;
                     }
-                    a.detail = c.detail.clone();
-                    a.token_view = o.snapshot.clone();
+                    if a.detail != c.detail {
+                        a.detail = c.detail.clone();
+                    }
+                    refresh(&mut a.token_view);
                 }
                 None => {
                     let resolution = if a.kind.is_token_family() && new_family.is_some() {
@@ -370,7 +429,7 @@ impl Engine {
                     a.status = Status::Resolved;
                     a.resolved_at = Some(now);
                     a.resolution = Some(resolution);
-                    a.token_view = o.snapshot.clone();
+                    refresh(&mut a.token_view);
                     changed = true;
                 }
             }
@@ -381,21 +440,15 @@ impl Engine {
             if c.kind.is_token_family() && !family_open {
                 continue;
             }
-            let firing = self.state.alerts.values().any(|a| {
-                a.token == o.token
-                    && a.status == Status::Firing
-                    && a.same_condition(c.kind, &c.policy)
-            });
+            let mine = || ids.iter().filter_map(|id| self.state.alerts.get(id));
+            let firing =
+                mine().any(|a| a.status == Status::Firing && a.same_condition(c.kind, &c.policy));
             if firing {
                 continue;
             }
-            let reopen = self
-                .state
-                .alerts
-                .values()
+            let reopen = mine()
                 .filter(|a| {
-                    a.token == o.token
-                        && a.status == Status::Resolved
+                    a.status == Status::Resolved
                         && a.resolution != Some(Resolution::Superseded)
                         && a.same_condition(c.kind, &c.policy)
                 })
@@ -473,13 +526,23 @@ impl Engine {
     /// returns, and the caller must persist the state before sending them.
     pub fn plan(&mut self, now: Timestamp, routing: &Routing, group_wait: Duration) -> Vec<Batch> {
         self.route(now, routing);
-        let pending = self.pending(routing, group_wait);
+        // Items are copied only for the targets that get a batch now.
+        let planned: Vec<(String, Target, Vec<Pending>)> = self
+            .owed(routing, group_wait)
+            .into_iter()
+            .filter(|(_, owed)| owed.iter().any(|o| o.due <= now))
+            .map(|(target_id, owed)| {
+                let target = owed[0].delivery.target.clone();
+                let ready = owed
+                    .iter()
+                    .filter(|o| o.ready <= now)
+                    .map(Owed::pending)
+                    .collect();
+                (target_id.to_string(), target, ready)
+            })
+            .collect();
         let mut batches = Vec::new();
-        for (target_id, (target, items)) in pending {
-            if !items.iter().any(|p| p.due <= now) {
-                continue;
-            }
-            let mut ready: Vec<Pending> = items.into_iter().filter(|p| p.ready <= now).collect();
+        for (target_id, target, mut ready) in planned {
             // Most urgent first, then by token, so messages read the same way every time.
             ready.sort_by_key(|p| {
                 (
@@ -514,9 +577,9 @@ impl Engine {
 
     /// When the next batch falls due (for the service's sleep, and for tests).
     pub fn next_due(&self, routing: &Routing, group_wait: Duration) -> Option<Timestamp> {
-        self.pending(routing, group_wait)
+        self.owed(routing, group_wait)
             .values()
-            .flat_map(|(_, items)| items.iter().map(|p| p.due))
+            .flat_map(|owed| owed.iter().map(|o| o.due))
             .min()
     }
 
@@ -553,13 +616,9 @@ impl Engine {
         }
     }
 
-    /// Everything owed to idle targets, with when it is ready and due.
-    fn pending(
-        &self,
-        routing: &Routing,
-        group_wait: Duration,
-    ) -> BTreeMap<String, (Target, Vec<Pending>)> {
-        let mut out: BTreeMap<String, (Target, Vec<Pending>)> = BTreeMap::new();
+    /// Everything owed to idle targets, by target id, with when it is ready and due.
+    fn owed(&self, routing: &Routing, group_wait: Duration) -> BTreeMap<&str, Vec<Owed<'_>>> {
+        let mut out: BTreeMap<&str, Vec<Owed<'_>>> = BTreeMap::new();
         for a in self.state.alerts.values() {
             for (target_id, d) in &a.deliveries {
                 if self.state.outbox.contains_key(target_id) {
@@ -593,33 +652,13 @@ impl Engine {
                         (Change::Resolved, at, add(at, group_wait))
                     }
                 };
-                let item = Item {
-                    alert_id: a.id.clone(),
-                    kind: a.kind,
-                    policy: a.policy.clone(),
-                    level: a.level,
+                out.entry(target_id.as_str()).or_default().push(Owed {
+                    alert: a,
+                    delivery: d,
                     change,
-                    previous_level: if change == Change::Changed {
-                        d.sent_level
-                    } else {
-                        None
-                    },
-                    detail: a.detail.clone(),
-                    started_at: a.started_at,
-                    resolved_at: a.resolved_at,
-                    resolution: a.resolution,
-                    supersedes: a.supersedes,
-                    token: a.token_view.clone(),
-                };
-                out.entry(target_id.clone())
-                    .or_insert_with(|| (d.target.clone(), Vec::new()))
-                    .1
-                    .push(Pending {
-                        ready,
-                        due,
-                        item,
-                        anchor: d.anchor.clone(),
-                    });
+                    ready,
+                    due,
+                });
             }
         }
         out
