@@ -179,13 +179,12 @@ pub struct Smtp {
 }
 
 impl Smtp {
-    /// True when aiosmtpd is on PATH (the venv .ci/run installs); see [`have`].
+    /// True when aiosmtpd is found (see [`aiosmtpd`]); otherwise reports the missing peer.
     pub fn available() -> bool {
-        have(
-            "aiosmtpd",
-            "--version",
-            "aiosmtpd (PyPI; .ci/run installs it into target/peers/venv, put its bin on PATH)",
-        )
+        aiosmtpd().is_some()
+            || !crate::support::peer_missing(
+                "aiosmtpd (PyPI; .ci/run installs it into target/peers/venv)",
+            )
     }
 
     /// `aiosmtpd -n -l 127.0.0.1:PORT -c aiosmtpd.handlers.Mailbox DIR [extra...]`.
@@ -197,7 +196,7 @@ impl Smtp {
         }
         let log = dir.path().join("smtp.log");
         let port = free_port();
-        let mut child = Command::new("aiosmtpd")
+        let mut child = Command::new(aiosmtpd().expect("aiosmtpd is installed"))
             .args(["-n", "-l", &format!("127.0.0.1:{port}")])
             .args(extra)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
@@ -276,14 +275,31 @@ impl Drop for Smtp {
     }
 }
 
+/// The `aiosmtpd` script: on PATH, else in the venv `.ci/run` makes (`target/peers/venv`),
+/// else in `/tmp/peers/venv`, so a plain `cargo test` finds it once `.ci/run` has run.
+pub fn aiosmtpd() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("aiosmtpd"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        [
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/peers/venv/bin/aiosmtpd"),
+            PathBuf::from("/tmp/peers/venv/bin/aiosmtpd"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+    })
+}
+
 /// The Python next to the `aiosmtpd` script, which can import aiosmtpd.
 fn venv_python() -> PathBuf {
-    let out = Command::new("sh")
-        .args(["-c", "command -v aiosmtpd"])
-        .output()
-        .unwrap();
-    let script = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    script.parent().unwrap().join("python")
+    aiosmtpd()
+        .expect("aiosmtpd is installed")
+        .parent()
+        .unwrap()
+        .join("python")
 }
 
 const PARSE_MAILDIR: &str = r#"
