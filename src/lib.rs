@@ -129,6 +129,7 @@ pub async fn run(
         notify::RetryPolicy::default(),
     );
     let scheduler = scheduler::spawn(store.clone(), inventory);
+    spawn_ledger_flusher(store.clone());
 
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     tokio::spawn(reloader(
@@ -146,6 +147,7 @@ pub async fn run(
     spawn_sighup(reload_tx.clone());
     web::spawn_watcher(web.clone());
 
+    let flush_at_exit = store.clone();
     let state = AppState {
         store: store.clone(),
         registry: Arc::new(metrics::registry(store, status)),
@@ -169,8 +171,22 @@ pub async fn run(
     web::serve(listener, app, web, shutdown)
         .await
         .map_err(RunError::Serve)?;
+    let _ = tokio::task::spawn_blocking(move || flush_at_exit.flush_ledger()).await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Writes the rotation ledger every two seconds when it changed. The write (with fsync) runs
+/// on the blocking pool, off the scheduler and the HTTP workers.
+fn spawn_ledger_flusher(store: Arc<Store>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.flush_ledger()).await;
+        }
+    });
 }
 
 /// What a reload reads again.

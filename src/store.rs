@@ -98,6 +98,10 @@ pub struct Store {
     ledger_file: Option<StateFile>,
     /// Serialises ledger writes so an older snapshot never overwrites a newer one.
     ledger_write: std::sync::Mutex<()>,
+    /// Set when the ledger changed since the last write. Writes are batched by
+    /// [`Store::flush_ledger`] rather than done per probe: a first round over 10,000 tokens
+    /// would otherwise rewrite and fsync a growing file 10,000 times.
+    ledger_dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -117,6 +121,7 @@ impl Store {
             }),
             ledger_file: Some(file),
             ledger_write: std::sync::Mutex::new(()),
+            ledger_dirty: Default::default(),
         }
     }
 
@@ -131,19 +136,35 @@ impl Store {
             }),
             ledger_file: None,
             ledger_write: std::sync::Mutex::new(()),
+            ledger_dirty: Default::default(),
         }
     }
 
-    fn save_ledger(&self) {
+    /// Writes the ledger if it changed since the last write. The daemon calls it every few
+    /// seconds and at shutdown; a crash loses at most the changes since the last call.
+    pub fn flush_ledger(&self) {
         let Some(file) = &self.ledger_file else {
             return;
         };
         let _guard = self.ledger_write.lock().unwrap_or_else(|e| e.into_inner());
+        if !self
+            .ledger_dirty
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
         let snapshot = self.read().ledger.clone();
         if let Err(e) = file.save(&snapshot) {
-            // The exporter keeps probing and serving; ages fall back to this run's first sight.
+            // Try again at the next flush; meanwhile the exporter keeps probing and serving.
+            self.ledger_dirty
+                .store(true, std::sync::atomic::Ordering::Release);
             tracing::warn!(error = %e, "cannot save the rotation ledger");
         }
+    }
+
+    fn mark_ledger_dirty(&self) {
+        self.ledger_dirty
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -196,7 +217,7 @@ impl Store {
         let shrunk = inner.ledger.len() != before;
         drop(inner);
         if shrunk {
-            self.save_ledger();
+            self.mark_ledger_dirty();
         }
     }
 
@@ -240,7 +261,7 @@ impl Store {
         }
         drop(inner);
         if ledger_changed {
-            self.save_ledger();
+            self.mark_ledger_dirty();
         }
     }
 }
@@ -379,6 +400,37 @@ mod tests {
         assert_eq!(s.fingerprint.as_deref(), Some("sha256:new"));
         assert_eq!(s.first_seen, Some(at(200)));
         assert_eq!(s.rotated_at, Some(at(200)));
+    }
+
+    #[test]
+    fn the_ledger_survives_a_new_store_once_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(
+            "providers:\n  k:\n    kind: jwt\ntokens:\n  - name: t\n    provider: k\n    secret: {env: T}\n",
+        )
+        .unwrap();
+        let run = |fp: &str| ProbeRun {
+            outcome: valid_until(5000),
+            fingerprint: Some(fp.to_string()),
+            duration: Duration::ZERO,
+        };
+        let store = Store::with_storage(dir.path());
+        store.reconcile(&config);
+        store.record("t", run("sha256:aaa"), at(100));
+        // Nothing is written until a flush: probes never wait for the disk.
+        assert!(!dir.path().join("tokens.json").exists());
+        store.flush_ledger();
+        let again = Store::with_storage(dir.path());
+        again.reconcile(&config);
+        {
+            let inner = again.read();
+            let t = &inner.tokens["t"];
+            assert_eq!(t.fingerprint.as_deref(), Some("sha256:aaa"));
+            assert_eq!(t.first_seen, Some(at(100)));
+        }
+        // A different secret after the restart is a rotation.
+        again.record("t", run("sha256:bbb"), at(300));
+        assert_eq!(again.read().tokens["t"].rotated_at, Some(at(300)));
     }
 
     #[test]
