@@ -42,6 +42,10 @@ const DEMO_LACKS: &[(&str, &str)] = &[
         "the demo configures no notifier",
     ),
     (
+        "api_token_notification_last_success_timestamp_seconds",
+        "the demo configures no notifier",
+    ),
+    (
         "api_token_last_used_timestamp_seconds",
         "no demo provider discloses last use",
     ),
