@@ -217,6 +217,15 @@ fn decode(text: &str) -> Result<RawConfig, ConfigError> {
     let mut options = serde_saphyr::options::Options::default();
     // Snippets quote the source, and the source may hold a token written by mistake.
     options.with_snippet = false;
+    // serde-saphyr's default node budget (250,000) refused any inventory over about 16,600
+    // tokens. A token takes about 170 bytes and 15 nodes, so a file at MAX_CONFIG_BYTES
+    // holds some 400,000 tokens and 6 million nodes: the budgets follow that cap with room
+    // to spare. The alias and anchor limits, which guard against expansion bombs, keep
+    // their defaults.
+    let mut budget = serde_saphyr::budget::Budget::default();
+    budget.max_nodes = MAX_CONFIG_BYTES as usize / 8;
+    budget.max_events = MAX_CONFIG_BYTES as usize / 4;
+    options.budget = Some(budget);
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         let mut track = serde_path_to_error::Track::new();
         let tracked = serde_path_to_error::Deserializer::new(de, &mut track);

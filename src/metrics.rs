@@ -6,16 +6,19 @@
 //! stays one series per token per metric.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
 
+use jiff::Timestamp;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::config::TokenSpec;
 use crate::model::{Verdict, epoch_seconds};
-use crate::store::Store;
+use crate::store::{Store, TokenState};
 use crate::view::UNKNOWN_STATE;
 
 /// Exporter-level status the collector reports alongside the store.
@@ -69,24 +72,83 @@ pub fn registry(store: Arc<Store>, status: Arc<ExporterStatus>) -> Registry {
 
 /// Renders the registry as OpenMetrics text.
 pub fn render(registry: &Registry) -> String {
-    let mut out = String::with_capacity(64 * 1024);
+    // Sized from the previous render: at 10,000 tokens the text is about 15 MB, and growing
+    // a small buffer to that by doubling copied it over and over (half the page faults of a
+    // scrape, see BENCHMARKS.md) and briefly held twice its size.
+    static LAST_LEN: AtomicUsize = AtomicUsize::new(64 * 1024);
+    let hint = LAST_LEN.load(Ordering::Relaxed);
+    let mut out = String::with_capacity(hint + hint / 16);
     prometheus_client::encoding::text::encode(&mut out, registry)
         .expect("writing to a String does not fail");
+    LAST_LEN.store(out.len(), Ordering::Relaxed);
     out
 }
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// What one token contributes to `/metrics`, copied out of the store.
+struct Row {
+    spec: Arc<TokenSpec>,
+    kind: &'static str,
+    fingerprint: Option<String>,
+    verdict: Option<Verdict>,
+    subject: Option<String>,
+    expiry: Option<Timestamp>,
+    issued: Option<Timestamp>,
+    last_used: Option<Timestamp>,
+    scopes: Vec<String>,
+    last_at: Option<Timestamp>,
+    last_duration: Option<Duration>,
+    last_verdict_at: Option<Timestamp>,
+    first_seen: Option<Timestamp>,
+    rotated_at: Option<Timestamp>,
+    /// (policy, violated) for every policy configured for the token.
+    policies: Vec<(&'static str, bool)>,
+}
+
+impl Row {
+    fn of(s: &TokenState, now: Timestamp) -> Row {
+        Row {
+            spec: s.spec.clone(),
+            kind: s.kind,
+            fingerprint: s.fingerprint.clone(),
+            verdict: s.verdict(),
+            subject: s.facts.subject.clone(),
+            expiry: s.facts.expiry.timestamp(),
+            issued: s.facts.issued_at,
+            last_used: s.facts.last_used_at,
+            scopes: s.facts.scopes.clone(),
+            last_at: s.last.as_ref().map(|r| r.at),
+            last_duration: s.last.as_ref().map(|r| r.duration),
+            last_verdict_at: s.last_verdict_at,
+            first_seen: s.first_seen,
+            rotated_at: s.rotated_at,
+            policies: crate::policy::evaluate(s, now)
+                .into_iter()
+                .map(|f| (f.policy, f.violated))
+                .collect(),
+        }
+    }
+}
+
 impl prometheus_client::collector::Collector for Collector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let inner = self.store.read();
+        // The store's lock is held only to copy what the families need: encoding takes tens
+        // of milliseconds at 10,000 tokens, and while it held the lock every probe result
+        // waited for the scrape in progress (BENCHMARKS.md, wrk during a round).
+        let (rows, providers) = {
+            let inner = self.store.read();
+            let now = jiff::Timestamp::now();
+            let rows: Vec<Row> = inner.tokens.values().map(|s| Row::of(s, now)).collect();
+            (rows, inner.providers.clone())
+        };
 
         // One family at a time, each a pass over the tokens.
         macro_rules! per_token {
             ($name:expr, $help:expr, |$s:ident| $value:expr) => {{
                 let mut fam = e.encode_descriptor($name, $help, None, MetricType::Gauge)?;
-                for $s in inner.tokens.values() {
+                for $s in rows.iter() {
                     if let Some(v) = $value {
                         let labels = [
                             ("token", $s.spec.name.as_str()),
@@ -105,16 +167,16 @@ impl prometheus_client::collector::Collector for Collector {
                 None,
                 MetricType::Gauge,
             )?;
-            for s in inner.tokens.values() {
+            for s in rows.iter() {
                 let mut labels: Vec<(&str, &str)> = vec![
                     ("token", s.spec.name.as_str()),
                     ("provider", s.spec.provider.as_str()),
                     ("kind", s.kind),
                     ("fingerprint", s.fingerprint.as_deref().unwrap_or("")),
-                    ("subject", s.facts.subject.as_deref().unwrap_or("")),
+                    ("subject", s.subject.as_deref().unwrap_or("")),
                     (
                         "verified",
-                        match s.verdict() {
+                        match s.verdict {
                             Some(Verdict::Unverified) => "false",
                             Some(v) if v.is_conclusive() => "true",
                             _ => "",
@@ -134,8 +196,8 @@ impl prometheus_client::collector::Collector for Collector {
                 None,
                 MetricType::Gauge,
             )?;
-            for s in inner.tokens.values() {
-                let current = s.verdict().map(Verdict::as_str).unwrap_or(UNKNOWN_STATE);
+            for s in rows.iter() {
+                let current = s.verdict.map(Verdict::as_str).unwrap_or(UNKNOWN_STATE);
                 let states = Verdict::ALL
                     .iter()
                     .map(|v| v.as_str())
@@ -154,17 +216,17 @@ impl prometheus_client::collector::Collector for Collector {
         per_token!(
             "api_token_expiry_timestamp_seconds",
             "When the token expires (Unix seconds). Absent when it never expires or the provider does not say; the last known value is kept while the provider cannot answer.",
-            |s| s.facts.expiry.timestamp().map(epoch_seconds)
+            |s| s.expiry.map(epoch_seconds)
         );
         per_token!(
             "api_token_issued_timestamp_seconds",
             "When the token was issued (Unix seconds), where the provider says.",
-            |s| s.facts.issued_at.map(epoch_seconds)
+            |s| s.issued.map(epoch_seconds)
         );
         per_token!(
             "api_token_last_used_timestamp_seconds",
             "When the token was last used (Unix seconds), where the provider says.",
-            |s| s.facts.last_used_at.map(epoch_seconds)
+            |s| s.last_used.map(epoch_seconds)
         );
         {
             let mut fam = e.encode_descriptor(
@@ -173,8 +235,8 @@ impl prometheus_client::collector::Collector for Collector {
                 None,
                 MetricType::Gauge,
             )?;
-            for s in inner.tokens.values() {
-                for scope in &s.facts.scopes {
+            for s in rows.iter() {
+                for scope in &s.scopes {
                     let labels = [
                         ("token", s.spec.name.as_str()),
                         ("provider", s.spec.provider.as_str()),
@@ -195,29 +257,27 @@ impl prometheus_client::collector::Collector for Collector {
             |s| s.rotated_at.map(epoch_seconds)
         );
         {
-            let now = jiff::Timestamp::now();
             let mut fam = e.encode_descriptor(
                 "api_token_policy_violation",
                 "1 when the token violates the policy, 0 when it complies; present for every policy configured for the token.",
                 None,
                 MetricType::Gauge,
             )?;
-            for s in inner.tokens.values() {
-                for finding in crate::policy::evaluate(s, now) {
+            for s in rows.iter() {
+                for (policy, violated) in &s.policies {
                     let labels = [
                         ("token", s.spec.name.as_str()),
                         ("provider", s.spec.provider.as_str()),
-                        ("policy", finding.policy),
+                        ("policy", *policy),
                     ];
-                    ConstGauge::new(i64::from(finding.violated))
-                        .encode(fam.encode_family(&labels)?)?;
+                    ConstGauge::new(i64::from(*violated)).encode(fam.encode_family(&labels)?)?;
                 }
             }
         }
         per_token!(
             "api_token_last_probe_timestamp_seconds",
             "When the token was last probed (Unix seconds), whatever the outcome.",
-            |s| s.last.as_ref().map(|r| epoch_seconds(r.at))
+            |s| s.last_at.map(epoch_seconds)
         );
         per_token!(
             "api_token_last_verdict_timestamp_seconds",
@@ -227,7 +287,7 @@ impl prometheus_client::collector::Collector for Collector {
         per_token!(
             "api_token_probe_duration_seconds",
             "How long the last probe of the token took.",
-            |s| s.last.as_ref().map(|r| r.duration.as_secs_f64())
+            |s| s.last_duration.map(|d| d.as_secs_f64())
         );
         per_token!(
             "api_token_warning_threshold_seconds",
@@ -247,7 +307,7 @@ impl prometheus_client::collector::Collector for Collector {
                 None,
                 MetricType::Counter,
             )?;
-            for (name, p) in &inner.providers {
+            for (name, p) in &providers {
                 ConstCounter::new(p.probes)
                     .encode(fam.encode_family(&[("provider", name.as_str())])?)?;
             }
@@ -259,7 +319,7 @@ impl prometheus_client::collector::Collector for Collector {
                 None,
                 MetricType::Counter,
             )?;
-            for (name, p) in &inner.providers {
+            for (name, p) in &providers {
                 for (reason, n) in &p.failures {
                     let labels = [("provider", name.as_str()), ("reason", reason.as_str())];
                     ConstCounter::new(*n).encode(fam.encode_family(&labels)?)?;
@@ -273,7 +333,7 @@ impl prometheus_client::collector::Collector for Collector {
                 None,
                 MetricType::Gauge,
             )?;
-            for (name, p) in &inner.providers {
+            for (name, p) in &providers {
                 if let Some(v) = p.rate_limit.and_then(|r| r.remaining) {
                     ConstGauge::new(v)
                         .encode(fam.encode_family(&[("provider", name.as_str())])?)?;
@@ -287,14 +347,13 @@ impl prometheus_client::collector::Collector for Collector {
                 None,
                 MetricType::Gauge,
             )?;
-            for (name, p) in &inner.providers {
+            for (name, p) in &providers {
                 if let Some(t) = p.rate_limit.and_then(|r| r.reset_at) {
                     ConstGauge::new(epoch_seconds(t))
                         .encode(fam.encode_family(&[("provider", name.as_str())])?)?;
                 }
             }
         }
-        drop(inner);
 
         let notifiers = self.status.notifications.snapshot();
         {

@@ -324,7 +324,10 @@ impl ProbeTask {
             None => None,
         };
         let at = Timestamp::now();
-        let run = run_probe(self.provider.as_ref(), &self.spec, at).await;
+        // Boxed, so the probe's state is allocated only once the permits are held: the loop
+        // spawns every due token at once, and with the probe inline each task waiting for a
+        // permit reserved the whole state (see BENCHMARKS.md, peak RSS of a round).
+        let run = Box::pin(run_probe(self.provider.as_ref(), &self.spec, at)).await;
         let _ = self.done.send(Done {
             name: self.name,
             generation: self.generation,
@@ -368,6 +371,12 @@ fn log_change(store: &Store, done: &Done) {
     }
 }
 
+/// The longest wait a provider can impose. Its `Retry-After` and rate-limit reset are
+/// honoured up to this; a provider asking for more (a broken proxy once sent 2^64-1
+/// seconds) is asked again after a day rather than never, and every wait stays far inside
+/// what `Instant` and `Duration` arithmetic can hold, so no answer can panic this loop.
+pub const MAX_PROVIDER_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 /// ±10 % so that tokens configured together do not probe in lockstep.
 fn jitter(d: Duration) -> Duration {
     let factor = rand::rng().random_range(0.9..=1.1);
@@ -378,13 +387,14 @@ fn jitter(d: Duration) -> Duration {
 /// rate-limit headers say the window is used up. `None` when it may be called.
 pub fn provider_pause(outcome: &ProbeOutcome, now: Timestamp) -> Option<Duration> {
     if outcome.verdict == Verdict::RateLimited {
-        return Some(outcome.retry_after.unwrap_or(Duration::from_secs(60)));
+        let wait = outcome.retry_after.unwrap_or(Duration::from_secs(60));
+        return Some(wait.min(MAX_PROVIDER_WAIT));
     }
     let rate = outcome.rate_limit?;
     if rate.remaining? <= 0.0 {
         let reset = rate.reset_at?;
         let secs = reset.as_second() - now.as_second();
-        return (secs > 0).then(|| Duration::from_secs(secs as u64));
+        return (secs > 0).then(|| Duration::from_secs(secs as u64).min(MAX_PROVIDER_WAIT));
     }
     None
 }
@@ -395,7 +405,8 @@ pub fn provider_pause(outcome: &ProbeOutcome, now: Timestamp) -> Option<Duration
 ///   time left, but never below `min_probe_interval`; right after the expiry passes the
 ///   token is probed once more so its state turns promptly.
 /// - Unreachable or rate limited: exponential backoff from `min_probe_interval`, capped at
-///   `max(probe_interval, max_backoff)`, and never sooner than the provider's `Retry-After`.
+///   `max(probe_interval, max_backoff)`, and never sooner than the provider's `Retry-After`
+///   (itself honoured up to [`MAX_PROVIDER_WAIT`]).
 /// - Misconfigured: the normal interval (a fix arrives by reload, which re-probes at once).
 pub fn next_delay(
     spec: &TokenSpec,
@@ -411,7 +422,11 @@ pub fn next_delay(
             let cap = spec.probe_interval.max(global.max_backoff);
             let exp = failures.saturating_sub(1).min(16);
             let backoff = floor.saturating_mul(1u32 << exp).min(cap);
-            backoff.max(outcome.retry_after.unwrap_or_default())
+            let asked = outcome
+                .retry_after
+                .unwrap_or_default()
+                .min(MAX_PROVIDER_WAIT);
+            backoff.max(asked)
         }
         Verdict::Misconfigured => spec.probe_interval,
         _ => {
@@ -517,6 +532,28 @@ mod tests {
             next_delay(&spec(300), &g, &limited, Expiry::Never, 1, now()),
             Duration::from_secs(900)
         );
+    }
+
+    #[test]
+    fn provider_waits_are_honoured_up_to_a_day() {
+        let g = global();
+        let absurd = ProbeOutcome::rate_limited(Some(Duration::from_secs(u64::MAX)), "429");
+        assert_eq!(
+            next_delay(&spec(300), &g, &absurd, Expiry::Never, 1, now()),
+            MAX_PROVIDER_WAIT
+        );
+        assert_eq!(provider_pause(&absurd, now()), Some(MAX_PROVIDER_WAIT));
+        // The loop jitters and adds these to `Instant::now()`; neither may overflow.
+        let delay = jitter(next_delay(&spec(300), &g, &absurd, Expiry::Never, 1, now()));
+        assert!(Instant::now().checked_add(delay).is_some());
+        let far_reset = ProbeOutcome::valid(Default::default()).with_rate_limit(Some(
+            crate::model::RateLimit {
+                remaining: Some(0.0),
+                limit: None,
+                reset_at: Some(jiff::Timestamp::MAX),
+            },
+        ));
+        assert_eq!(provider_pause(&far_reset, now()), Some(MAX_PROVIDER_WAIT));
     }
 
     #[test]

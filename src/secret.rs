@@ -159,16 +159,28 @@ impl SecretSource {
 
 async fn read_capped_file(path: &std::path::Path) -> Result<Vec<u8>, SecretError> {
     let shown = path.display().to_string();
-    let io_err = |e: std::io::Error| SecretError::File {
+    let io_err = |kind: std::io::ErrorKind| SecretError::File {
         path: shown.clone(),
-        kind: e.kind().to_string(),
+        kind: kind.to_string(),
     };
-    let file = tokio::fs::File::open(path).await.map_err(io_err)?;
-    let mut buf = Vec::new();
-    file.take(MAX_SECRET_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .await
-        .map_err(io_err)?;
+    // Open, read and close in one trip to the blocking pool. `tokio::fs` makes a trip per
+    // call (open, each read, the final empty read), and for files this small the thread
+    // handoffs, not the reads, were most of a probe's CPU (see BENCHMARKS.md).
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        std::fs::File::open(&owned)?
+            .take(MAX_SECRET_BYTES as u64 + 1)
+            .read_to_end(&mut buf)?;
+        Ok(buf)
+    })
+    .await;
+    let mut buf = match read {
+        Ok(Ok(buf)) => buf,
+        Ok(Err(e)) => return Err(io_err(e.kind())),
+        Err(_) => return Err(io_err(std::io::ErrorKind::Interrupted)),
+    };
     if buf.len() > MAX_SECRET_BYTES {
         zeroize::Zeroize::zeroize(&mut buf);
         return Err(SecretError::FileTooLarge(shown));
