@@ -329,9 +329,8 @@ async fn garbage_and_outages_are_unreachable_never_invalid() {
 
 #[tokio::test]
 async fn connection_refused_is_unreachable() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    // An address nothing listens on.
+    let addr = format!("127.0.0.1:{}", support::daemon::free_port());
     let files = SecretFiles::new();
     let yaml = config(
         &files,

@@ -255,9 +255,8 @@ async fn timeout_is_unreachable() {
 
 #[tokio::test]
 async fn connection_refused_is_unreachable() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    // A port nothing listens on.
+    let port = support::daemon::free_port();
     let secrets = SecretFiles::new();
     let secret = secrets.put("slack", BOT_TOKEN);
     let o = probe_once(
