@@ -211,9 +211,10 @@ async fn run(
                 if entry.generation != done.generation && !entry.rerun {
                     continue;
                 }
-                log_change(&store, &done);
                 let outcome = done.run.outcome.clone();
-                store.record(&done.name, done.run, done.at);
+                let duration = done.run.duration;
+                let recorded = store.record(&done.name, done.run, done.at);
+                log_change(&done.name, recorded.and_then(|r| r.previous), &outcome, duration);
                 if first_round.remove(&done.name) && first_round.is_empty() {
                     ready.store(true, Ordering::Release);
                     tracing::info!("first probe round complete");
@@ -224,12 +225,7 @@ async fn run(
                     continue;
                 }
                 entry.failures = if outcome.verdict.is_failure() { entry.failures + 1 } else { 0 };
-                let expiry = store
-                    .read()
-                    .tokens
-                    .get(&done.name)
-                    .map(|s| s.facts.expiry)
-                    .unwrap_or_default();
+                let expiry = recorded.map(|r| r.expiry).unwrap_or_default();
                 let wall_now = Timestamp::now();
                 let delay = jitter(next_delay(
                     &entry.spec,
@@ -344,16 +340,10 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-fn log_change(store: &Store, done: &Done) {
-    let previous = store
-        .read()
-        .tokens
-        .get(&done.name)
-        .and_then(|s| s.verdict());
-    let outcome = &done.run.outcome;
+fn log_change(token: &str, previous: Option<Verdict>, outcome: &ProbeOutcome, duration: Duration) {
     if previous != Some(outcome.verdict) {
         tracing::info!(
-            token = %done.name,
+            token = %token,
             from = previous.map(Verdict::as_str).unwrap_or("unknown"),
             to = outcome.verdict.as_str(),
             reason = outcome.reason.as_str(),
@@ -362,10 +352,10 @@ fn log_change(store: &Store, done: &Done) {
         );
     } else {
         tracing::debug!(
-            token = %done.name,
+            token = %token,
             state = outcome.verdict.as_str(),
             reason = outcome.reason.as_str(),
-            duration_ms = done.run.duration.as_millis() as u64,
+            duration_ms = duration.as_millis() as u64,
             "probed"
         );
     }

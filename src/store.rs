@@ -221,20 +221,24 @@ impl Store {
         }
     }
 
-    /// Records a probe of `token` that started at `at`. A token removed meanwhile is ignored.
-    pub fn record(&self, token: &str, run: ProbeRun, at: Timestamp) {
+    /// Records a probe of `token` that started at `at`, and says what the scheduler needs
+    /// from the same lock: the verdict before, and the expiry after. A token removed
+    /// meanwhile is ignored (`None`).
+    pub fn record(&self, token: &str, run: ProbeRun, at: Timestamp) -> Option<Recorded> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let Some(state) = inner.tokens.get_mut(token) else {
-            return;
-        };
+        let state = inner.tokens.get_mut(token)?;
         let provider = state.spec.provider.clone();
-        apply(
-            state,
-            run.outcome.clone(),
-            run.fingerprint,
-            at,
-            run.duration,
+        let previous = state.verdict();
+        let (verdict, reason, rate_limit) = (
+            run.outcome.verdict,
+            run.outcome.reason,
+            run.outcome.rate_limit,
         );
+        apply(state, run.outcome, run.fingerprint, at, run.duration);
+        let recorded = Recorded {
+            previous,
+            expiry: state.facts.expiry,
+        };
         let seen = match (&state.fingerprint, state.first_seen) {
             (Some(fingerprint), Some(first_seen)) => Some(Seen {
                 fingerprint: fingerprint.clone(),
@@ -252,18 +256,28 @@ impl Store {
         }
         if let Some(p) = inner.providers.get_mut(&provider) {
             p.probes += 1;
-            if run.outcome.verdict.is_failure() {
-                *p.failures.entry(run.outcome.reason).or_insert(0) += 1;
+            if verdict.is_failure() {
+                *p.failures.entry(reason).or_insert(0) += 1;
             }
-            if run.outcome.rate_limit.is_some() {
-                p.rate_limit = run.outcome.rate_limit;
+            if rate_limit.is_some() {
+                p.rate_limit = rate_limit;
             }
         }
         drop(inner);
         if ledger_changed {
             self.mark_ledger_dirty();
         }
+        Some(recorded)
     }
+}
+
+/// What [`Store::record`] reports back.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Recorded {
+    /// The verdict before this probe (`None` before the first).
+    pub previous: Option<Verdict>,
+    /// The expiry now known, after the keeping rules.
+    pub expiry: Expiry,
 }
 
 /// The expiry-keeping rules, on one token. Pure.
