@@ -77,15 +77,7 @@ impl DemoNotify {
             let (host, port) = smtp
                 .rsplit_once(':')
                 .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-                .ok_or_else(|| {
-                    RunError::Bind(
-                        smtp.clone(),
-                        std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            "--demo.smtp takes host:port",
-                        ),
-                    )
-                })?;
+                .ok_or_else(|| RunError::Flag(format!("--demo.smtp {smtp}: give host:port")))?;
             out.push_str(&format!(
                 "  demo-email:\n    kind: email\n    host: \"{host}\"\n    port: {port}\n    tls: none\n    from: \"api-token-exporter demo <demo@example.com>\"\n    to: [oncall@example.com]\n"
             ));
@@ -111,7 +103,7 @@ pub async fn run(
     let dir = tempfile::Builder::new()
         .prefix("api-token-exporter-demo-")
         .tempdir()
-        .map_err(|e| RunError::Bind("a temp directory".into(), e))?;
+        .map_err(|e| RunError::Write("a temp directory".into(), e))?;
     let now = jiff::Timestamp::now().as_second();
 
     let random = |prefix: &str| {
@@ -252,7 +244,7 @@ pub async fn run(
     let write = |name: &str, value: &str| -> Result<String, RunError> {
         let path = dir.path().join(name);
         std::fs::write(&path, format!("{value}\n"))
-            .map_err(|e| RunError::Bind(path.display().to_string(), e))?;
+            .map_err(|e| RunError::Write(path.display().to_string(), e))?;
         Ok(path.display().to_string())
     };
     let client_secret_file = write("client-secret", &idp.client_secret)?;
@@ -276,7 +268,7 @@ pub async fn run(
     yaml.push_str(&notify.yaml(&opts.listen_address)?);
     let config_file = dir.path().join("demo.yml");
     std::fs::write(&config_file, yaml)
-        .map_err(|e| RunError::Bind(config_file.display().to_string(), e))?;
+        .map_err(|e| RunError::Write(config_file.display().to_string(), e))?;
     tracing::info!(config = %config_file.display(), idp = %idp_addr, "demo inventory written");
     eprintln!(
         "api-token-exporter demo: {} tokens on in-process providers; config at {}",

@@ -73,6 +73,12 @@ pub enum RunError {
     Bind(String, std::io::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// A file or directory the exporter itself writes (the demo's inventory and secrets).
+    #[error("cannot write {0}: {1}")]
+    Write(String, std::io::Error),
+    /// A command-line value that is not what the flag takes.
+    #[error("{0}")]
+    Flag(String),
 }
 
 /// Loads and builds the whole inventory from a file.
