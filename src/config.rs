@@ -5,7 +5,7 @@
 //! `tokens[2].provider: unknown provider "gihtub" (line 14)`, and all semantic errors of a
 //! file are reported at once so a user fixes them in one pass.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -689,14 +689,6 @@ impl RawConfig {
             })
         }
     }
-}
-
-/// The names of every label key used by any token, sorted: the label set of `api_token_info`.
-pub fn label_keys(tokens: &[TokenSpec]) -> BTreeSet<String> {
-    tokens
-        .iter()
-        .flat_map(|t| t.labels.keys().cloned())
-        .collect()
 }
 
 #[cfg(test)]

@@ -374,6 +374,32 @@ mod tests {
     }
 
     #[test]
+    fn every_finding_names_a_documented_policy() {
+        let p = Policies {
+            max_age: Some(Duration::from_secs(DAY as u64)),
+            allowed_scopes: Some(vec![]),
+            forbidden_scopes: vec!["x".into()],
+            expect: Expect {
+                subject: Some("s".into()),
+                client_id: Some("c".into()),
+                account: Some("a".into()),
+                issuer: Some("i".into()),
+                audience: Some("u".into()),
+            },
+            require_expiry: true,
+            max_unused: Some(Duration::from_secs(DAY as u64)),
+        };
+        let mut names: Vec<&str> = check(&p, &TokenFacts::default(), None, at(0))
+            .iter()
+            .map(|f| f.policy)
+            .collect();
+        names.sort();
+        let mut documented = POLICIES.to_vec();
+        documented.sort();
+        assert_eq!(names, documented);
+    }
+
+    #[test]
     fn nothing_configured_nothing_found() {
         assert!(check(&Policies::default(), &TokenFacts::default(), None, at(0)).is_empty());
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use reqwest::header::HeaderMap;
 
-use crate::model::{ProbeOutcome, RateLimit, Reason, Verdict};
+use crate::model::{ProbeOutcome, RateLimit, Reason};
 
 /// The most of a provider's answer we read. Real answers are a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -219,11 +219,6 @@ pub fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProbeOutco
     })
 }
 
-/// True when an outcome says nothing about the token (for fault tests and the store).
-pub fn is_provider_fault(outcome: &ProbeOutcome) -> bool {
-    matches!(outcome.verdict, Verdict::Unreachable | Verdict::RateLimited)
-}
-
 /// A header map from pairs, for the providers' table tests.
 #[cfg(test)]
 pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -241,6 +236,7 @@ pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
 mod tests {
     use super::test_headers as headers;
     use super::*;
+    use crate::model::Verdict;
 
     #[test]
     fn retry_after_seconds_and_dates() {
