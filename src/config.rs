@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -37,7 +38,9 @@ pub const RESERVED_LABELS: [&str; 8] = [
 pub struct Config {
     pub global: Global,
     pub providers: BTreeMap<String, ProviderConfig>,
-    pub tokens: Vec<TokenSpec>,
+    /// Shared, not copied: the store, the scheduler and the views all hold these `Arc`s, so
+    /// an inventory of 10,000 tokens is in memory once (ARCHITECTURE.md, memory).
+    pub tokens: Vec<Arc<TokenSpec>>,
     /// `notifications`, `notifiers` and `routes`: direct notifications (see `crate::notify`).
     pub notify: crate::notify::config::NotifyConfig,
 }
@@ -207,7 +210,7 @@ impl Config {
     }
 
     pub fn token(&self, name: &str) -> Option<&TokenSpec> {
-        self.tokens.iter().find(|t| t.name == name)
+        self.tokens.iter().find(|t| t.name == name).map(|t| &**t)
     }
 }
 
@@ -664,7 +667,7 @@ impl RawConfig {
             {
                 issues.push(format!("tokens[{i}]"), e, line_of(&raw.name));
             }
-            tokens.push(spec);
+            tokens.push(Arc::new(spec));
         }
 
         let (notify, notify_issues) = crate::notify::config::validate(

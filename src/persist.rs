@@ -74,13 +74,18 @@ impl StateFile {
 
     /// Writes the file atomically (temp file, fsync, rename, fsync of the directory).
     pub fn save<T: Serialize>(&self, value: &T) -> Result<(), PersistError> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|_| PersistError::Serialize(self.path.display().to_string()))?;
+        self.save_bytes(&bytes)
+    }
+
+    /// Writes already serialised JSON atomically, as [`StateFile::save`] does.
+    pub fn save_bytes(&self, bytes: &[u8]) -> Result<(), PersistError> {
         let shown = self.path.display().to_string();
         let err = |source| PersistError::Write {
             path: shown.clone(),
             source,
         };
-        let bytes =
-            serde_json::to_vec(value).map_err(|_| PersistError::Serialize(shown.clone()))?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(err)?;
         let tmp = dir.join(format!(
@@ -93,7 +98,7 @@ impl StateFile {
         ));
         {
             let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&bytes).map_err(err)?;
+            f.write_all(bytes).map_err(err)?;
             f.sync_all().map_err(err)?;
         }
         std::fs::rename(&tmp, &self.path).map_err(|e| {

@@ -158,7 +158,7 @@ async fn run(
         entries.insert(
             spec.name.clone(),
             Entry {
-                spec: Arc::new(spec.clone()),
+                spec: spec.clone(),
                 provider,
                 generation,
                 failures: 0,
@@ -258,7 +258,7 @@ async fn run(
                         for spec in &new.config.tokens {
                             let provider = new.providers[&spec.provider].clone();
                             let unchanged = entries.get(&spec.name).is_some_and(|e| {
-                                *e.spec == *spec
+                                e.spec == *spec
                                     && new.config.providers.get(&spec.provider)
                                         == inventory.config.providers.get(&spec.provider)
                             });
@@ -272,7 +272,7 @@ async fn run(
                                     generation += 1;
                                     let in_flight = old.as_ref().is_some_and(|e| e.in_flight);
                                     next.insert(spec.name.clone(), Entry {
-                                        spec: Arc::new(spec.clone()),
+                                        spec: spec.clone(),
                                         provider,
                                         generation,
                                         failures: 0,

@@ -56,6 +56,8 @@ impl TokenState {
     }
 }
 
+/// The last probe. After a conclusive answer `outcome.facts` is empty: its facts were moved
+/// into [`TokenState::facts`]. After an inconclusive one it keeps what the answer carried.
 #[derive(Clone, Debug)]
 pub struct ProbeRecord {
     pub outcome: ProbeOutcome,
@@ -85,7 +87,9 @@ impl ProviderState {
 
 #[derive(Debug, Default)]
 pub struct Inner {
-    pub tokens: BTreeMap<String, TokenState>,
+    /// Boxed: a `TokenState` is over 800 bytes, and a B-tree's nodes are often half empty,
+    /// so inline values cost twice their size (ARCHITECTURE.md, memory).
+    pub tokens: BTreeMap<String, Box<TokenState>>,
     pub providers: BTreeMap<String, ProviderState>,
     pub ledger: Ledger,
 }
@@ -153,8 +157,16 @@ impl Store {
         {
             return;
         }
-        let snapshot = self.read().ledger.clone();
-        if let Err(e) = file.save(&snapshot) {
+        // Serialised under the read lock rather than cloned first: the JSON is all that
+        // leaves it, and a clone of a 10,000-token ledger was a second copy of every entry.
+        let bytes = serde_json::to_vec(&self.read().ledger);
+        let saved = match bytes {
+            Ok(bytes) => file.save_bytes(&bytes),
+            Err(_) => Err(crate::persist::PersistError::Serialize(
+                file.path().display().to_string(),
+            )),
+        };
+        if let Err(e) = saved {
             // Try again at the next flush; meanwhile the exporter keeps probing and serving.
             self.ledger_dirty
                 .store(true, std::sync::atomic::Ordering::Release);
@@ -187,7 +199,7 @@ impl Store {
         let mut tokens = BTreeMap::new();
         for spec in &config.tokens {
             let kind = config.providers[&spec.provider].kind();
-            let spec = Arc::new(spec.clone());
+            let spec = spec.clone();
             let state = match inner.tokens.remove(&spec.name) {
                 Some(mut old) if old.spec.provider == spec.provider && old.kind == kind => {
                     old.spec = spec;
@@ -195,7 +207,7 @@ impl Store {
                 }
                 _ => {
                     let seen = inner.ledger.get(&spec.name);
-                    TokenState {
+                    Box::new(TokenState {
                         fingerprint: seen.map(|s| s.fingerprint.clone()),
                         first_seen: seen.map(|s| s.first_seen),
                         rotated_at: seen.and_then(|s| s.rotated_at),
@@ -204,7 +216,7 @@ impl Store {
                         last: None,
                         facts: TokenFacts::default(),
                         last_verdict_at: None,
-                    }
+                    })
                 }
             };
             tokens.insert(state.spec.name.clone(), state);
@@ -283,7 +295,7 @@ pub struct Recorded {
 /// The expiry-keeping rules, on one token. Pure.
 pub fn apply(
     state: &mut TokenState,
-    outcome: ProbeOutcome,
+    mut outcome: ProbeOutcome,
     fingerprint: Option<String>,
     at: Timestamp,
     duration: Duration,
@@ -306,7 +318,9 @@ pub fn apply(
     }
     let known_expiry = state.facts.expiry;
     if outcome.verdict.is_conclusive() {
-        let mut facts = outcome.facts.clone();
+        // Moved, not copied: the facts of a conclusive answer live in `state.facts` only, and
+        // `last.outcome.facts` is left empty (10,000 tokens held them twice).
+        let mut facts = std::mem::take(&mut outcome.facts);
         if facts.expiry == Expiry::Undisclosed && matches!(known_expiry, Expiry::At(_)) {
             facts.expiry = known_expiry;
         }

@@ -38,7 +38,7 @@ fn kept(config: &str, shard: Shard) -> BTreeSet<String> {
         .apply(config)
         .tokens
         .into_iter()
-        .map(|t| t.name)
+        .map(|t| t.name.clone())
         .collect()
 }
 

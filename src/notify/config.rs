@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -311,7 +312,7 @@ pub fn validate(
     settings: Option<RawSettings>,
     notifiers: BTreeMap<String, Spanned<NotifierConfig>>,
     routes: Vec<RawRoute>,
-    tokens: &[TokenSpec],
+    tokens: &[Arc<TokenSpec>],
 ) -> (NotifyConfig, Vec<ConfigIssue>) {
     let mut issues = Vec::new();
     let mut push = |path: String, message: String, line: Option<u64>| {
