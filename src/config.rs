@@ -74,6 +74,32 @@ pub struct TokenSpec {
     pub params: TokenParams,
     /// Hygiene policies for this token: `global.policies` with this token's overrides.
     pub policies: Policies,
+    /// The token's label text in `/metrics`, escaped on the first scrape and kept for the
+    /// spec's life (a reload makes new specs). Ignored when specs are compared.
+    pub metric_labels: Memo<crate::metrics::TokenLabels>,
+}
+
+/// A value computed once from the rest of a struct. It compares equal whatever it holds, so
+/// it never makes two otherwise equal specs differ.
+#[derive(Clone, Debug)]
+pub struct Memo<T>(std::sync::OnceLock<T>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(std::sync::OnceLock::new())
+    }
+}
+
+impl<T> Memo<T> {
+    pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(f)
+    }
+}
+
+impl<T> PartialEq for Memo<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Token hygiene policies. Each configured policy yields a finding for every token it applies
@@ -661,6 +687,7 @@ impl RawConfig {
                     issued_at: raw.issued_at,
                 },
                 policies: issues.policies(&at("policies"), &global.policies, &raw.policies),
+                metric_labels: Memo::default(),
             };
             if let Some(provider) = provider
                 && let Err(e) = provider.check_token(&spec)

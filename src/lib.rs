@@ -156,7 +156,7 @@ pub async fn run(
     let flush_at_exit = store.clone();
     let state = AppState {
         store: store.clone(),
-        registry: Arc::new(metrics::registry(store, status)),
+        metrics: metrics::Metrics::new(store, status),
         ready: scheduler.ready.clone(),
         reload: reload_tx,
         telemetry_path: opts.telemetry_path.clone(),
@@ -226,7 +226,7 @@ async fn reloader(
                 scheduler.reload(inventory).await;
                 status.reload_succeeded();
                 tracing::info!(file = %path.display(), tokens, "config reloaded");
-                Ok(())
+                            Ok(())
             }
             Err(e) => {
                 status.reload_failed();

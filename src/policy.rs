@@ -161,42 +161,39 @@ pub fn check(
         });
     }
 
+    // Borrowed, not cloned: this runs for every token at every scrape, mostly with no
+    // identity expectation configured at all.
     let account = facts
         .extra
         .get("account")
         .or_else(|| facts.extra.get("team_id"))
-        .or_else(|| facts.extra.get("account_id"))
-        .cloned();
-    let identity: [(&'static str, &'static str, &Option<String>, Vec<String>); 5] = [
+        .or_else(|| facts.extra.get("account_id"));
+    let account: &[String] = account.map(std::slice::from_ref).unwrap_or_default();
+    let identity: [(&'static str, &'static str, &Option<String>, &[String]); 5] = [
         (
             "expect_subject",
             "subject",
             &p.expect.subject,
-            facts.subject.iter().cloned().collect(),
+            facts.subject.as_slice(),
         ),
         (
             "expect_client_id",
             "client_id",
             &p.expect.client_id,
-            facts.client_id.iter().cloned().collect(),
+            facts.client_id.as_slice(),
         ),
-        (
-            "expect_account",
-            "account",
-            &p.expect.account,
-            account.into_iter().collect(),
-        ),
+        ("expect_account", "account", &p.expect.account, account),
         (
             "expect_issuer",
             "issuer",
             &p.expect.issuer,
-            facts.issuer.iter().cloned().collect(),
+            facts.issuer.as_slice(),
         ),
         (
             "expect_audience",
             "audience",
             &p.expect.audience,
-            facts.audience.clone(),
+            &facts.audience,
         ),
     ];
     for (policy, field, expected, actual) in identity {

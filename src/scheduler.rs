@@ -455,6 +455,7 @@ mod tests {
             probe_timeout: Duration::from_secs(5),
             params: Default::default(),
             policies: Default::default(),
+            metric_labels: Default::default(),
         }
     }
 

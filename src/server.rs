@@ -10,7 +10,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -24,7 +23,7 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
-    pub registry: Arc<Registry>,
+    pub metrics: metrics::Metrics,
     pub ready: Arc<AtomicBool>,
     pub reload: mpsc::Sender<ReloadRequest>,
     pub telemetry_path: String,
@@ -44,7 +43,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {
-    let body = metrics::render(&state.registry);
+    // Streamed a chunk at a time from a snapshot (see metrics.rs).
+    let body = axum::body::Body::new(state.metrics.snapshot());
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
 

@@ -28,8 +28,9 @@ pub struct TokenState {
     /// The last probe, whatever its verdict.
     pub last: Option<ProbeRecord>,
     /// Facts from the last conclusive answer, with the expiry carried over as described in
-    /// the module docs. Kept while the provider fails.
-    pub facts: TokenFacts,
+    /// the module docs. Kept while the provider fails. Shared, so a scrape's snapshot takes
+    /// them without copying every string.
+    pub facts: Arc<TokenFacts>,
     /// When the provider last gave a conclusive answer about the token.
     pub last_verdict_at: Option<Timestamp>,
     /// When the current fingerprint was first seen (survives restarts).
@@ -214,7 +215,7 @@ impl Store {
                         spec,
                         kind,
                         last: None,
-                        facts: TokenFacts::default(),
+                        facts: Arc::default(),
                         last_verdict_at: None,
                     })
                 }
@@ -306,7 +307,7 @@ pub fn apply(
     };
     if rotated {
         // A new secret is a new token: nothing known about the old one carries over.
-        state.facts = TokenFacts::default();
+        state.facts = Arc::default();
         state.rotated_at = Some(at);
         state.first_seen = Some(at);
     }
@@ -324,12 +325,12 @@ pub fn apply(
         if facts.expiry == Expiry::Undisclosed && matches!(known_expiry, Expiry::At(_)) {
             facts.expiry = known_expiry;
         }
-        state.facts = facts;
+        state.facts = Arc::new(facts);
         state.last_verdict_at = Some(at);
     } else if known_expiry == Expiry::Undisclosed && outcome.facts.expiry != Expiry::Undisclosed {
         // A failed probe may still have read the expiry locally (a JWT whose keys are
         // unreachable); take it when nothing better is known.
-        state.facts.expiry = outcome.facts.expiry;
+        Arc::make_mut(&mut state.facts).expiry = outcome.facts.expiry;
     }
     state.last = Some(ProbeRecord {
         outcome,
@@ -358,11 +359,12 @@ mod tests {
                 probe_timeout: Duration::from_secs(5),
                 params: Default::default(),
                 policies: Default::default(),
+                metric_labels: Default::default(),
             }),
             kind: "oauth2_introspection",
             fingerprint: None,
             last: None,
-            facts: TokenFacts::default(),
+            facts: Arc::default(),
             last_verdict_at: None,
             first_seen: None,
             rotated_at: None,

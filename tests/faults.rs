@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api_token_exporter::config::Config;
-use api_token_exporter::metrics::{ExporterStatus, registry, render};
+use api_token_exporter::metrics::{ExporterStatus, Metrics, render};
 use api_token_exporter::model::{Expiry, Reason, Verdict};
 use api_token_exporter::provider::{BuildContext, ProbeRun, run_probe};
 use api_token_exporter::store::Store;
@@ -668,7 +668,10 @@ async fn check(kind: &Kind, fault: Fault, repeat: usize) -> (Arc<Store>, Vec<Pro
             "{name}: failures counted under {reason}"
         );
     }
-    let text = render(&registry(store.clone(), Arc::new(ExporterStatus::new())));
+    let text = render(&Metrics::new(
+        store.clone(),
+        Arc::new(ExporterStatus::new()),
+    ));
     let expiry_line =
         format!("api_token_expiry_timestamp_seconds{{token=\"t\",provider=\"p\"}} {EXP}.0");
     assert!(

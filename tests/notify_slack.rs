@@ -138,7 +138,7 @@ async fn webhook_gets_one_block_kit_message_and_retries_429_and_500() {
         notifications: h.stats.clone(),
         ..ExporterStatus::new()
     });
-    let text = metrics::render(&metrics::registry(h.store.clone(), status));
+    let text = metrics::render(&metrics::Metrics::new(h.store.clone(), status));
     for line in [
         "api_token_notifications_total{notifier=\"team-slack\"} 1",
         "api_token_notification_failures_total{notifier=\"team-slack\"} 2",

@@ -3,8 +3,8 @@
 //! notification mistake is reported with every other config issue, with its path and line.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;

@@ -397,6 +397,7 @@ mod tests {
                 probe_timeout: Duration::from_secs(5),
                 params: Default::default(),
                 policies: Default::default(),
+                metric_labels: Default::default(),
             }),
             kind: "jwt",
             fingerprint: Some("sha256:aaaaaaaaaaaa".into()),
@@ -405,10 +406,10 @@ mod tests {
                 at: at(probed),
                 duration: Duration::ZERO,
             }),
-            facts: TokenFacts {
+            facts: Arc::new(TokenFacts {
                 expiry,
                 ..TokenFacts::default()
-            },
+            }),
             last_verdict_at: None,
             first_seen: None,
             rotated_at: None,
@@ -586,7 +587,7 @@ mod tests {
         let mut spec = (*s.spec).clone();
         spec.policies.forbidden_scopes = vec!["admin".into()];
         s.spec = Arc::new(spec);
-        s.facts.scopes = vec!["read".into(), "admin".into()];
+        Arc::make_mut(&mut s.facts).scopes = vec!["read".into(), "admin".into()];
         s.last_verdict_at = Some(at(NOW));
         let findings = policies(&s, at(NOW));
         assert!(
