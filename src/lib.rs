@@ -226,7 +226,7 @@ async fn reloader(
                 scheduler.reload(inventory).await;
                 status.reload_succeeded();
                 tracing::info!(file = %path.display(), tokens, "config reloaded");
-                            Ok(())
+                Ok(())
             }
             Err(e) => {
                 status.reload_failed();

@@ -130,7 +130,10 @@ fn metrics_table_names_every_family() {
     let src = std::fs::read_to_string(root().join("src/metrics.rs")).unwrap();
     let mut n = 0;
     for (i, _) in src.match_indices("\"api_token_") {
-        let name: String = src[i + 1..].chars().take_while(|c| *c != '"').collect();
+        let name: String = src[i + 1..]
+            .chars()
+            .take_while(|c| *c != '"' && *c != '{')
+            .collect();
         let counters = [
             "api_token_probes",
             "api_token_probe_failures",
