@@ -31,7 +31,7 @@ use crate::notify::NotifierStats;
 use crate::store::{ProviderState, Store, TokenState};
 use crate::view::UNKNOWN_STATE;
 
-/// Exporter-level status the collector reports alongside the store.
+/// Exporter-level status `/metrics` reports alongside the store.
 #[derive(Debug)]
 pub struct ExporterStatus {
     pub last_reload_successful: AtomicBool,
@@ -167,10 +167,7 @@ pub struct TokenLabels {
 impl TokenLabels {
     fn of(spec: &TokenSpec) -> &TokenLabels {
         spec.metric_labels.get_or_init(|| {
-            let mut series = String::new();
-            label(&mut series, "token", &spec.name);
-            series.push(',');
-            label(&mut series, "provider", &spec.provider);
+            let series = labels(&[("token", &spec.name), ("provider", &spec.provider)]);
             let mut inventory = String::new();
             for (k, v) in &spec.labels {
                 inventory.push(',');
@@ -192,8 +189,8 @@ struct TokenFamily {
     write: fn(&Row, &str, &mut String),
 }
 
-/// A family with one `f64` sample per token, absent where the token has no value.
-macro_rules! gauge_per_token {
+/// A family with at most one sample per token, absent where the token has no value.
+macro_rules! one_per_token {
     ($name:literal, $help:literal, |$r:ident| $value:expr) => {
         TokenFamily {
             name: $name,
@@ -201,23 +198,7 @@ macro_rules! gauge_per_token {
             write: |$r, l, out| {
                 if let Some(v) = $value {
                     token_series(out, concat!($name, "{"), l, "} ");
-                    push_f64(out, v);
-                }
-            },
-        }
-    };
-}
-
-/// A family with one timestamp sample per token, absent where the token has none.
-macro_rules! timestamp_per_token {
-    ($name:literal, $help:literal, |$r:ident| $value:expr) => {
-        TokenFamily {
-            name: $name,
-            help: $help,
-            write: |$r, l, out| {
-                if let Some(t) = $value {
-                    token_series(out, concat!($name, "{"), l, "} ");
-                    push_timestamp(out, t);
+                    push_value(out, v);
                 }
             },
         }
@@ -263,20 +244,20 @@ const TOKEN_FAMILIES: &[TokenFamily] = &[
             }
         },
     },
-    timestamp_per_token!(
+    one_per_token!(
         "api_token_expiry_timestamp_seconds",
         "When the token expires (Unix seconds). Absent when it never expires or the provider does not say; the last known value is kept while the provider cannot answer.",
-        |r| r.facts.expiry.timestamp()
+        |r| r.facts.expiry.timestamp().map(Value::Time)
     ),
-    timestamp_per_token!(
+    one_per_token!(
         "api_token_issued_timestamp_seconds",
         "When the token was issued (Unix seconds), where the provider says.",
-        |r| r.facts.issued_at
+        |r| r.facts.issued_at.map(Value::Time)
     ),
-    timestamp_per_token!(
+    one_per_token!(
         "api_token_last_used_timestamp_seconds",
         "When the token was last used (Unix seconds), where the provider says.",
-        |r| r.facts.last_used_at
+        |r| r.facts.last_used_at.map(Value::Time)
     ),
     TokenFamily {
         name: "api_token_scope_info",
@@ -289,15 +270,15 @@ const TOKEN_FAMILIES: &[TokenFamily] = &[
             }
         },
     },
-    timestamp_per_token!(
+    one_per_token!(
         "api_token_first_seen_timestamp_seconds",
         "When the token's current fingerprint was first seen (Unix seconds); kept across restarts under --storage.path.",
-        |r| r.first_seen
+        |r| r.first_seen.map(Value::Time)
     ),
-    timestamp_per_token!(
+    one_per_token!(
         "api_token_rotated_timestamp_seconds",
         "When a new secret (a new fingerprint) last replaced the old one (Unix seconds).",
-        |r| r.rotated_at
+        |r| r.rotated_at.map(Value::Time)
     ),
     TokenFamily {
         name: "api_token_policy_violation",
@@ -310,30 +291,32 @@ const TOKEN_FAMILIES: &[TokenFamily] = &[
             }
         },
     },
-    timestamp_per_token!(
+    one_per_token!(
         "api_token_last_probe_timestamp_seconds",
         "When the token was last probed (Unix seconds), whatever the outcome.",
-        |r| r.last_at
+        |r| r.last_at.map(Value::Time)
     ),
-    timestamp_per_token!(
+    one_per_token!(
         "api_token_last_verdict_timestamp_seconds",
         "When the provider last gave a conclusive answer about the token (Unix seconds).",
-        |r| r.last_verdict_at
+        |r| r.last_verdict_at.map(Value::Time)
     ),
-    gauge_per_token!(
+    one_per_token!(
         "api_token_probe_duration_seconds",
         "How long the last probe of the token took.",
-        |r| r.last_duration.map(|d| d.as_secs_f64())
+        |r| r.last_duration.map(|d| d.as_secs_f64()).map(Value::Float)
     ),
-    gauge_per_token!(
+    one_per_token!(
         "api_token_warning_threshold_seconds",
         "The token's warning window: alerts warn when less time than this is left.",
-        |r| Some(r.spec.thresholds.warning_before.as_secs_f64())
+        |r| Some(Value::Float(r.spec.thresholds.warning_before.as_secs_f64()))
     ),
-    gauge_per_token!(
+    one_per_token!(
         "api_token_critical_threshold_seconds",
         "The token's critical window: alerts page when less time than this is left.",
-        |r| Some(r.spec.thresholds.critical_before.as_secs_f64())
+        |r| Some(Value::Float(
+            r.spec.thresholds.critical_before.as_secs_f64()
+        ))
     ),
 ];
 
@@ -357,7 +340,7 @@ impl Exposition {
     pub fn write_chunk(&mut self, out: &mut String, limit: usize) -> bool {
         while let Some(f) = TOKEN_FAMILIES.get(self.family) {
             if self.row == 0 {
-                header(out, f.name, f.help, "gauge");
+                header(out, f.name, f.help, Kind::Gauge);
             }
             while let Some(r) = self.rows.get(self.row) {
                 (f.write)(r, &TokenLabels::of(&r.spec).series, out);
@@ -378,147 +361,101 @@ impl Exposition {
 
     /// The per-provider, per-notifier and exporter families: a few series each.
     fn write_exporter_families(&self, out: &mut String) {
-        let providers = &self.providers;
-        header(
+        let (providers, notifiers) = (&self.providers, &self.notifiers);
+        let provider = |name: &str| labels(&[("provider", name)]);
+        let notifier = |name: &str| labels(&[("notifier", name)]);
+        small_family(
             out,
             "api_token_probes",
             "Probes run, per provider.",
-            "counter",
+            Kind::Counter,
+            providers
+                .iter()
+                .map(|(name, p)| (provider(name), Value::Count(p.probes))),
         );
-        for (name, p) in providers {
-            let l = labels1("provider", name);
-            sample_int(out, "api_token_probes_total", &l, None, p.probes as i64);
-        }
-        header(
+        small_family(
             out,
             "api_token_probe_failures",
             "Probes that got no conclusive answer (unreachable, rate limited, misconfigured), per provider and reason.",
-            "counter",
+            Kind::Counter,
+            providers.iter().flat_map(|(name, p)| {
+                p.failures.iter().map(move |(reason, n)| {
+                    let l = labels(&[("provider", name), ("reason", reason.as_str())]);
+                    (l, Value::Count(*n))
+                })
+            }),
         );
-        for (name, p) in providers {
-            let l = labels1("provider", name);
-            for (reason, n) in &p.failures {
-                let extra = Some(("reason", reason.as_str()));
-                sample_int(out, "api_token_probe_failures_total", &l, extra, *n as i64);
-            }
-        }
-        header(
+        small_family(
             out,
             "api_token_provider_rate_limit_remaining",
             "Requests left in the provider's rate-limit window, from its last answer that said.",
-            "gauge",
+            Kind::Gauge,
+            providers.iter().filter_map(|(name, p)| {
+                let v = p.rate_limit?.remaining?;
+                Some((provider(name), Value::Float(v)))
+            }),
         );
-        for (name, p) in providers {
-            if let Some(v) = p.rate_limit.and_then(|r| r.remaining) {
-                let l = labels1("provider", name);
-                sample_f64(out, "api_token_provider_rate_limit_remaining", &l, None, v);
-            }
-        }
-        header(
+        small_family(
             out,
             "api_token_provider_rate_limit_reset_timestamp_seconds",
             "When the provider's rate-limit window resets (Unix seconds).",
-            "gauge",
+            Kind::Gauge,
+            providers.iter().filter_map(|(name, p)| {
+                let t = p.rate_limit?.reset_at?;
+                Some((provider(name), Value::Time(t)))
+            }),
         );
-        for (name, p) in providers {
-            if let Some(t) = p.rate_limit.and_then(|r| r.reset_at) {
-                let l = labels1("provider", name);
-                series(
-                    out,
-                    "api_token_provider_rate_limit_reset_timestamp_seconds",
-                    &l,
-                    None,
-                );
-                push_timestamp(out, t);
-            }
-        }
-
-        let notifiers = &self.notifiers;
-        header(
+        small_family(
             out,
             "api_token_notifications",
             "Messages handed to each notifier (Slack, email, webhook, Alertmanager), each counted once however many attempts it took.",
-            "counter",
+            Kind::Counter,
+            notifiers
+                .iter()
+                .map(|(name, n)| (notifier(name), Value::Count(n.notifications))),
         );
-        for (name, n) in notifiers {
-            let l = labels1("notifier", name);
-            sample_int(
-                out,
-                "api_token_notifications_total",
-                &l,
-                None,
-                n.notifications as i64,
-            );
-        }
-        header(
+        small_family(
             out,
             "api_token_notification_failures",
             "Delivery attempts that failed, per notifier; every failed retry counts.",
-            "counter",
+            Kind::Counter,
+            notifiers
+                .iter()
+                .map(|(name, n)| (notifier(name), Value::Count(n.failures))),
         );
-        for (name, n) in notifiers {
-            let l = labels1("notifier", name);
-            sample_int(
-                out,
-                "api_token_notification_failures_total",
-                &l,
-                None,
-                n.failures as i64,
-            );
-        }
-        header(
+        small_family(
             out,
             "api_token_notification_last_success_timestamp_seconds",
             "When the notifier last delivered a message (Unix seconds); absent before its first delivery.",
-            "gauge",
+            Kind::Gauge,
+            notifiers
+                .iter()
+                .filter_map(|(name, n)| Some((notifier(name), Value::Time(n.last_success?)))),
         );
-        for (name, n) in notifiers {
-            if let Some(t) = n.last_success {
-                let l = labels1("notifier", name);
-                series(
-                    out,
-                    "api_token_notification_last_success_timestamp_seconds",
-                    &l,
-                    None,
-                );
-                push_timestamp(out, t);
-            }
-        }
-
-        header(
+        small_family(
             out,
             "api_token_exporter_config_last_reload_successful",
             "Whether the last configuration (re)load succeeded.",
-            "gauge",
+            Kind::Gauge,
+            [(String::new(), Value::Int(i64::from(self.reload_ok)))],
         );
-        sample_int(
-            out,
-            "api_token_exporter_config_last_reload_successful",
-            "",
-            None,
-            i64::from(self.reload_ok),
-        );
-        header(
+        small_family(
             out,
             "api_token_exporter_config_last_reload_success_timestamp_seconds",
             "When the configuration was last loaded successfully (Unix seconds).",
-            "gauge",
+            Kind::Gauge,
+            [(String::new(), Value::Int(self.reload_at))],
         );
-        sample_int(
-            out,
-            "api_token_exporter_config_last_reload_success_timestamp_seconds",
-            "",
-            None,
-            self.reload_at,
-        );
-        header(
+        small_family(
             out,
             "api_token_exporter_build_info",
             "The exporter's version, valued 1.",
-            "gauge",
+            Kind::Gauge,
+            [(
+                labels(&[("version", env!("CARGO_PKG_VERSION"))]),
+                Value::Int(1),
+            )],
         );
-        let l = labels1("version", env!("CARGO_PKG_VERSION"));
-        sample_int(out, "api_token_exporter_build_info", &l, None, 1);
         out.push_str("# EOF\n");
     }
 }
@@ -545,8 +482,71 @@ impl http_body::Body for Exposition {
     }
 }
 
+/// A family's type, as `# TYPE` names it.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Gauge,
+    Counter,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        }
+    }
+}
+
+/// A sample's value, written as prometheus-client wrote each type.
+#[derive(Clone, Copy)]
+enum Value {
+    Int(i64),
+    Count(u64),
+    Float(f64),
+    /// Unix seconds, a float (`epoch_seconds`).
+    Time(Timestamp),
+}
+
+/// The value and the newline that ends a sample.
+#[inline]
+fn push_value(out: &mut String, v: Value) {
+    match v {
+        Value::Int(i) => out.push_str(itoa::Buffer::new().format(i)),
+        Value::Count(n) => out.push_str(itoa::Buffer::new().format(n)),
+        Value::Float(f) => return push_f64(out, f),
+        Value::Time(t) => return push_timestamp(out, t),
+    }
+    out.push('\n');
+}
+
+/// A family of a few series: its header, then each `(labels, value)`; a counter's samples
+/// are named `<name>_total`, and a series without labels has no braces.
+fn small_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: Kind,
+    samples: impl IntoIterator<Item = (String, Value)>,
+) {
+    header(out, name, help, kind);
+    for (labels, value) in samples {
+        out.push_str(name);
+        if kind == Kind::Counter {
+            out.push_str("_total");
+        }
+        if !labels.is_empty() {
+            out.push('{');
+            out.push_str(&labels);
+            out.push('}');
+        }
+        out.push(' ');
+        push_value(out, value);
+    }
+}
+
 /// `# HELP` and `# TYPE` of a family.
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+fn header(out: &mut String, name: &str, help: &str, kind: Kind) {
     for part in [
         "# HELP ",
         name,
@@ -555,7 +555,7 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
         "\n# TYPE ",
         name,
         " ",
-        kind,
+        kind.as_str(),
         "\n",
     ] {
         out.push_str(part);
@@ -650,39 +650,16 @@ fn push_timestamp(out: &mut String, t: Timestamp) {
     out.push('\n');
 }
 
-/// One label, as the `labels` of a series.
-fn labels1(key: &str, value: &str) -> String {
+/// `key="value",...`: the labels of a series, escaped.
+fn labels(pairs: &[(&str, &str)]) -> String {
     let mut l = String::new();
-    label(&mut l, key, value);
-    l
-}
-
-/// `name{labels[,extra]}` and the space before the value; no braces when there are no labels.
-fn series(out: &mut String, name: &str, labels: &str, extra: Option<(&str, &str)>) {
-    out.push_str(name);
-    if !labels.is_empty() || extra.is_some() {
-        out.push('{');
-        out.push_str(labels);
-        if let Some((k, v)) = extra {
-            if !labels.is_empty() {
-                out.push(',');
-            }
-            label(out, k, v);
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            l.push(',');
         }
-        out.push('}');
+        label(&mut l, k, v);
     }
-    out.push(' ');
-}
-
-fn sample_f64(out: &mut String, name: &str, labels: &str, extra: Option<(&str, &str)>, v: f64) {
-    series(out, name, labels, extra);
-    push_f64(out, v);
-}
-
-fn sample_int(out: &mut String, name: &str, labels: &str, extra: Option<(&str, &str)>, v: i64) {
-    series(out, name, labels, extra);
-    out.push_str(itoa::Buffer::new().format(v));
-    out.push('\n');
+    l
 }
 
 #[cfg(test)]

@@ -74,12 +74,17 @@ impl StateFile {
 
     /// Writes the file atomically (temp file, fsync, rename, fsync of the directory).
     pub fn save<T: Serialize>(&self, value: &T) -> Result<(), PersistError> {
-        let bytes = serde_json::to_vec(value)
-            .map_err(|_| PersistError::Serialize(self.path.display().to_string()))?;
-        self.save_bytes(&bytes)
+        self.save_bytes(&self.encode(value)?)
     }
 
-    /// Writes already serialised JSON atomically, as [`StateFile::save`] does.
+    /// The JSON that [`StateFile::save`] would write, for a caller that must serialise
+    /// under a lock and write after releasing it.
+    pub fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, PersistError> {
+        serde_json::to_vec(value)
+            .map_err(|_| PersistError::Serialize(self.path.display().to_string()))
+    }
+
+    /// Writes JSON from [`StateFile::encode`] atomically, as [`StateFile::save`] does.
     pub fn save_bytes(&self, bytes: &[u8]) -> Result<(), PersistError> {
         let shown = self.path.display().to_string();
         let err = |source| PersistError::Write {

@@ -160,13 +160,8 @@ impl Store {
         }
         // Serialised under the read lock rather than cloned first: the JSON is all that
         // leaves it, and a clone of a 10,000-token ledger was a second copy of every entry.
-        let bytes = serde_json::to_vec(&self.read().ledger);
-        let saved = match bytes {
-            Ok(bytes) => file.save_bytes(&bytes),
-            Err(_) => Err(crate::persist::PersistError::Serialize(
-                file.path().display().to_string(),
-            )),
-        };
+        let bytes = file.encode(&self.read().ledger);
+        let saved = bytes.and_then(|bytes| file.save_bytes(&bytes));
         if let Err(e) = saved {
             // Try again at the next flush; meanwhile the exporter keeps probing and serving.
             self.ledger_dirty
