@@ -253,6 +253,16 @@ pub struct ProbeOutcome {
 }
 
 impl ProbeOutcome {
+    /// A copy without the facts (verdict, reason, detail and the provider's wait): what a
+    /// caller that hands the outcome on still needs, without copying every fact's strings.
+    pub fn without_facts(&self) -> ProbeOutcome {
+        ProbeOutcome {
+            detail: self.detail.clone(),
+            facts: TokenFacts::default(),
+            ..*self
+        }
+    }
+
     pub fn new(verdict: Verdict, reason: Reason, detail: impl Into<String>) -> Self {
         ProbeOutcome {
             verdict,

@@ -149,8 +149,11 @@ async fn run(
     let mut paused: HashMap<String, Instant> = HashMap::new();
     let mut limits = Limits::of(&inventory.config);
     let mut first_round: HashSet<String> = HashSet::new();
+    // How the first round found the tokens, by state, for its summary line.
+    let mut first_states: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut generation: u64 = 0;
 
+    classify_secret_files(&inventory.config);
     let start = Instant::now();
     for spec in &inventory.config.tokens {
         generation += 1;
@@ -211,13 +214,20 @@ async fn run(
                 if entry.generation != done.generation && !entry.rerun {
                     continue;
                 }
-                let outcome = done.run.outcome.clone();
+                // The store takes the facts; the rest of this arm needs only the outcome's head.
+                let outcome = done.run.outcome.without_facts();
                 let duration = done.run.duration;
                 let recorded = store.record(&done.name, done.run, done.at);
                 log_change(&done.name, recorded.and_then(|r| r.previous), &outcome, duration);
-                if first_round.remove(&done.name) && first_round.is_empty() {
-                    ready.store(true, Ordering::Release);
-                    tracing::info!("first probe round complete");
+                if first_round.remove(&done.name) {
+                    *first_states.entry(outcome.verdict.as_str()).or_default() += 1;
+                    if first_round.is_empty() {
+                        ready.store(true, Ordering::Release);
+                        let states: Vec<String> =
+                            first_states.iter().map(|(s, n)| format!("{s}={n}")).collect();
+                        tracing::info!(states = %states.join(" "), "first probe round complete");
+                        first_states.clear();
+                    }
                 }
                 if entry.rerun {
                     entry.rerun = false;
@@ -253,6 +263,7 @@ async fn run(
                 match cmd {
                     Command::Reload(new, ack) => {
                         store.reconcile(&new.config);
+                        classify_secret_files(&new.config);
                         let now = Instant::now();
                         let mut next = HashMap::new();
                         for spec in &new.config.tokens {
@@ -302,6 +313,15 @@ async fn run(
     }
 }
 
+/// Learns, off the async workers, which token secret files can be read inline (see
+/// `secret::FileSource`), so that a round need not send each first read to the blocking pool.
+fn classify_secret_files(config: &Config) {
+    let specs = config.tokens.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::secret::classify_files(specs.iter().filter_map(|s| s.secret.as_ref()));
+    });
+}
+
 struct ProbeTask {
     name: String,
     generation: u64,
@@ -340,8 +360,14 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
+/// Logs a change of state at `info`. A token's first answer is a change from `unknown`, but a
+/// first `valid` (or `unverified`, for a JWT read without keys) is what every healthy token
+/// says at start, so it is logged at `debug` only: a start with 10,000 tokens writes the few
+/// that need attention and the first round's summary line.
 fn log_change(token: &str, previous: Option<Verdict>, outcome: &ProbeOutcome, duration: Duration) {
-    if previous != Some(outcome.verdict) {
+    let quiet_first =
+        previous.is_none() && matches!(outcome.verdict, Verdict::Valid | Verdict::Unverified);
+    if previous != Some(outcome.verdict) && !quiet_first {
         tracing::info!(
             token = %token,
             from = previous.map(Verdict::as_str).unwrap_or("unknown"),

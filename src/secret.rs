@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -46,10 +47,13 @@ impl Secret {
 
 /// See [`Secret::fingerprint`].
 pub fn fingerprint(value: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(value.as_bytes());
-    let mut out = String::from("sha256:");
+    let mut out = String::with_capacity(19);
+    out.push_str("sha256:");
     for b in &digest[..6] {
-        out.push_str(&format!("{b:02x}"));
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0xf)] as char);
     }
     out
 }
@@ -74,9 +78,213 @@ pub enum SecretSource {
     /// An environment variable of the exporter's process.
     Env(String),
     /// A file, re-read at every use so rotations by an agent or a mounted secret are seen.
-    File(PathBuf),
+    File(FileSource),
     /// A command run without a shell; its standard output is the secret.
     Exec(ExecSource),
+}
+
+/// How long a [`Credential`] read is reused.
+pub const CREDENTIAL_REUSE: Duration = Duration::from_secs(1);
+
+/// The exporter's own credential for a provider (a client secret, a bearer token, its own
+/// Vault or Kubernetes token). Every probe of the provider's tokens sends it, so reading its
+/// source each time would read the same file (or run the same command) 10,000 times a round.
+/// A read is reused for [`CREDENTIAL_REUSE`]: a rotated credential is in use within a second,
+/// and a failed read is not reused (the next probe tries again).
+pub struct Credential {
+    source: SecretSource,
+    last: std::sync::Mutex<Option<(std::time::Instant, Secret)>>,
+}
+
+impl Credential {
+    pub fn new(source: SecretSource) -> Self {
+        Credential {
+            source,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub async fn read(&self) -> Result<Secret, SecretError> {
+        if let Some((at, secret)) = &*self.lock()
+            && at.elapsed() < CREDENTIAL_REUSE
+        {
+            return Ok(secret.clone());
+        }
+        let secret = self.source.read().await?;
+        *self.lock() = Some((std::time::Instant::now(), secret.clone()));
+        Ok(secret)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(std::time::Instant, Secret)>> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A secret file, and what the last read learnt about the filesystem it lives on.
+///
+/// A read that may block for long (a network or FUSE filesystem that stopped answering) must
+/// not run on an async worker, or one hung mount would stall probing and `/metrics`. But a
+/// trip to tokio's blocking pool costs two thread wake-ups, which for a 40-byte file was a
+/// third of a probe's CPU. So the first read (and the first after a failed one) goes to the
+/// blocking pool and asks the kernel which filesystem answered (`fstatfs`); when it is one
+/// that lives in memory or on a local disk ([`is_local_filesystem`]), later reads run inline.
+pub struct FileSource {
+    path: PathBuf,
+    /// [`UNKNOWN`], [`LOCAL`] or [`REMOTE`]. Not part of equality: it is a cache.
+    filesystem: AtomicU8,
+}
+
+const UNKNOWN: u8 = 0;
+const LOCAL: u8 = 1;
+const REMOTE: u8 = 2;
+
+impl FileSource {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileSource {
+            path: path.into(),
+            filesystem: AtomicU8::new(UNKNOWN),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Asks which filesystem holds the file (`statfs`, following symlinks), so that even the
+    /// first read can run inline. Blocking: see [`classify_files`].
+    pub fn classify(&self) {
+        if self.filesystem.load(Ordering::Relaxed) != UNKNOWN {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        if let Ok(fs) = rustix::fs::statfs(&self.path) {
+            let class = if statfs_is_local(&fs) { LOCAL } else { REMOTE };
+            self.filesystem.store(class, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the next read runs inline on the caller's thread.
+    pub fn reads_inline(&self) -> bool {
+        self.filesystem.load(Ordering::Relaxed) == LOCAL
+    }
+
+    async fn read(&self) -> Result<Vec<u8>, SecretError> {
+        let shown = || self.path.display().to_string();
+        let read = if self.reads_inline() {
+            read_capped(&self.path, false).map(|(buf, _)| buf)
+        } else {
+            // Open, classify, read and close in one trip to the blocking pool.
+            let owned = self.path.clone();
+            match tokio::task::spawn_blocking(move || read_capped(&owned, true)).await {
+                Ok(Ok((buf, local))) => {
+                    let class = if local { LOCAL } else { REMOTE };
+                    self.filesystem.store(class, Ordering::Relaxed);
+                    Ok(buf)
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(std::io::ErrorKind::Interrupted.into()),
+            }
+        };
+        let mut buf = read.map_err(|e| {
+            // The file may have moved to another mount: ask again next time.
+            self.filesystem.store(UNKNOWN, Ordering::Relaxed);
+            SecretError::File {
+                path: shown(),
+                kind: e.kind().to_string(),
+            }
+        })?;
+        if buf.len() > MAX_SECRET_BYTES {
+            zeroize::Zeroize::zeroize(&mut buf);
+            return Err(SecretError::FileTooLarge(shown()));
+        }
+        Ok(buf)
+    }
+}
+
+/// Classifies every file source among `sources` (see [`FileSource::classify`]). It blocks,
+/// and on a mount that hangs it hangs: run it on the blocking pool, where it delays nothing
+/// (a probe that comes first reads its file on the blocking pool as before).
+pub fn classify_files<'a>(sources: impl IntoIterator<Item = &'a SecretSource>) {
+    for source in sources {
+        if let SecretSource::File(file) = source {
+            file.classify();
+        }
+    }
+}
+
+/// Reads at most one byte past [`MAX_SECRET_BYTES`]; with `classify`, also tells whether the
+/// open file lives on a local filesystem.
+fn read_capped(path: &Path, classify: bool) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let local = classify && file_is_local(&file);
+    let mut buf = Vec::new();
+    file.take(MAX_SECRET_BYTES as u64 + 1)
+        .read_to_end(&mut buf)?;
+    Ok((buf, local))
+}
+
+#[cfg(target_os = "linux")]
+fn file_is_local(file: &std::fs::File) -> bool {
+    rustix::fs::fstatfs(file).is_ok_and(|fs| statfs_is_local(&fs))
+}
+
+#[cfg(target_os = "linux")]
+#[allow(clippy::unnecessary_cast)] // `f_type` is i64 here but u32 or i32 on other targets
+fn statfs_is_local(fs: &rustix::fs::StatFs) -> bool {
+    is_local_filesystem(fs.f_type as i64)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn file_is_local(_: &std::fs::File) -> bool {
+    false
+}
+
+/// Filesystems whose reads do not wait on anything but memory and a local disk (the magic
+/// numbers of `statfs(2)`). Everything else (NFS, SMB, FUSE, 9p, Ceph, and any filesystem
+/// not listed) is read on the blocking pool.
+pub fn is_local_filesystem(magic: i64) -> bool {
+    const LOCAL_MAGIC: &[i64] = &[
+        0x0102_1994, // tmpfs (Kubernetes and Docker secret mounts, /dev/shm, /run)
+        0x8584_58f6, // ramfs
+        0xef53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683e, // btrfs
+        0x794c_7630, // overlayfs (container root filesystems)
+        0xf2f5_2010, // f2fs
+        0x2fc1_2fc1, // zfs
+        0x7371_7368, // squashfs
+    ];
+    LOCAL_MAGIC.contains(&magic)
+}
+
+impl Clone for FileSource {
+    fn clone(&self) -> Self {
+        FileSource {
+            path: self.path.clone(),
+            filesystem: AtomicU8::new(self.filesystem.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl PartialEq for FileSource {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for FileSource {}
+
+impl fmt::Debug for FileSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.path.fmt(f)
+    }
+}
+
+impl Serialize for FileSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.path.serialize(serializer)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -122,9 +330,9 @@ impl SecretSource {
                     format!("environment variable {name}"),
                 )
             }
-            SecretSource::File(path) => (
-                read_capped_file(path).await?,
-                format!("secret file {}", path.display()),
+            SecretSource::File(file) => (
+                file.read().await?,
+                format!("secret file {}", file.path.display()),
             ),
             SecretSource::Exec(exec) => (
                 run_exec(exec).await?,
@@ -151,41 +359,10 @@ impl SecretSource {
     pub fn describe(&self) -> String {
         match self {
             SecretSource::Env(name) => format!("env {name}"),
-            SecretSource::File(path) => format!("file {}", path.display()),
+            SecretSource::File(file) => format!("file {}", file.path.display()),
             SecretSource::Exec(exec) => format!("exec {:?}", exec.argv[0]),
         }
     }
-}
-
-async fn read_capped_file(path: &std::path::Path) -> Result<Vec<u8>, SecretError> {
-    let shown = path.display().to_string();
-    let io_err = |kind: std::io::ErrorKind| SecretError::File {
-        path: shown.clone(),
-        kind: kind.to_string(),
-    };
-    // Open, read and close in one trip to the blocking pool. `tokio::fs` makes a trip per
-    // call (open, each read, the final empty read), and for files this small the thread
-    // handoffs, not the reads, were most of a probe's CPU (see BENCHMARKS.md).
-    let owned = path.to_path_buf();
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        use std::io::Read;
-        let mut buf = Vec::new();
-        std::fs::File::open(&owned)?
-            .take(MAX_SECRET_BYTES as u64 + 1)
-            .read_to_end(&mut buf)?;
-        Ok(buf)
-    })
-    .await;
-    let mut buf = match read {
-        Ok(Ok(buf)) => buf,
-        Ok(Err(e)) => return Err(io_err(e.kind())),
-        Err(_) => return Err(io_err(std::io::ErrorKind::Interrupted)),
-    };
-    if buf.len() > MAX_SECRET_BYTES {
-        zeroize::Zeroize::zeroize(&mut buf);
-        return Err(SecretError::FileTooLarge(shown));
-    }
-    Ok(buf)
 }
 
 async fn run_exec(exec: &ExecSource) -> Result<Vec<u8>, SecretError> {
@@ -300,7 +477,9 @@ impl<'de> Deserialize<'de> for SecretSource {
                         }
                         Ok(SecretSource::Env(name))
                     }
-                    (None, Some(path), None) if !exec_only => Ok(SecretSource::File(path)),
+                    (None, Some(path), None) if !exec_only => {
+                        Ok(SecretSource::File(FileSource::new(path)))
+                    }
                     (None, None, Some(argv)) => {
                         if argv.is_empty() || argv[0].is_empty() {
                             return Err(de::Error::custom("exec: the command is empty"));
@@ -351,7 +530,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t");
         std::fs::write(&path, "first\n").unwrap();
-        let src = SecretSource::File(path.clone());
+        let src = SecretSource::File(FileSource::new(&path));
         assert_eq!(src.read().await.unwrap().expose(), "first");
         std::fs::write(&path, "second\r\n").unwrap();
         assert_eq!(src.read().await.unwrap().expose(), "second");
@@ -362,13 +541,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big");
         std::fs::write(&big, "x".repeat(MAX_SECRET_BYTES + 1)).unwrap();
-        let err = SecretSource::File(big).read().await.unwrap_err();
+        let err = SecretSource::File(FileSource::new(big))
+            .read()
+            .await
+            .unwrap_err();
         assert!(matches!(err, SecretError::FileTooLarge(_)), "{err}");
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").unwrap();
-        let err = SecretSource::File(empty).read().await.unwrap_err();
+        let err = SecretSource::File(FileSource::new(empty))
+            .read()
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("empty secret"), "{err}");
-        let missing = SecretSource::File(dir.path().join("nope"))
+        let missing = SecretSource::File(FileSource::new(dir.path().join("nope")))
             .read()
             .await
             .unwrap_err();
@@ -437,5 +622,138 @@ mod tests {
         }
         assert!(serde_saphyr::from_str::<SecretSource>("{env: X, file: y}").is_err());
         assert!(serde_saphyr::from_str::<SecretSource>("{file: y, timeout: 1s}").is_err());
+    }
+
+    /// A directory on a filesystem [`is_local_filesystem`] accepts: `/dev/shm` (tmpfs) where
+    /// there is one, else the temporary directory.
+    fn local_dir() -> tempfile::TempDir {
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm).unwrap()
+        } else {
+            tempfile::tempdir().unwrap()
+        };
+        let fs = rustix::fs::statfs(dir.path()).unwrap();
+        assert!(
+            statfs_is_local(&fs),
+            "{} is on filesystem {:#x}, which the exporter would not read inline",
+            dir.path().display(),
+            fs.f_type
+        );
+        dir
+    }
+
+    #[test]
+    fn local_filesystems_by_magic() {
+        for local in [0x0102_1994, 0xef53, 0x5846_5342, 0x794c_7630] {
+            assert!(is_local_filesystem(local), "{local:#x}");
+        }
+        // NFS, FUSE, SMB2, 9p, procfs: read on the blocking pool.
+        for other in [0x6969, 0x6573_5546, 0xfe53_4d42, 0x0102_1997, 0x9fa0] {
+            assert!(!is_local_filesystem(other), "{other:#x}");
+        }
+    }
+
+    /// With the runtime's only blocking thread held, a file on a local filesystem is still
+    /// read (inline, once its first read classified it), and a file on any other filesystem
+    /// (procfs here) waits for the pool: it never runs on the async worker.
+    #[test]
+    fn local_files_are_read_inline_and_others_on_the_blocking_pool() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = local_dir();
+            let path = dir.path().join("t");
+            std::fs::write(&path, "local-value\n").unwrap();
+            let local = FileSource::new(&path);
+            let proc = FileSource::new("/proc/self/comm");
+            assert!(!local.reads_inline());
+            assert_eq!(local.read().await.unwrap(), b"local-value\n");
+            assert!(
+                local.reads_inline(),
+                "a tmpfs file is read inline after its first read"
+            );
+            assert!(!proc.read().await.unwrap().is_empty());
+            assert!(!proc.reads_inline(), "procfs is not on the local list");
+
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let blocker = tokio::task::spawn_blocking(move || held.recv());
+            let wait = Duration::from_millis(300);
+            let read = tokio::time::timeout(wait, local.read()).await;
+            assert_eq!(read.unwrap().unwrap(), b"local-value\n");
+            let mut pending = Box::pin(proc.read());
+            assert!(
+                tokio::time::timeout(wait, &mut pending).await.is_err(),
+                "a procfs read finished while the blocking pool was held"
+            );
+            release.send(()).unwrap();
+            blocker.await.unwrap().unwrap();
+            assert!(!pending.await.unwrap().is_empty());
+        });
+    }
+
+    #[tokio::test]
+    async fn classify_files_lets_the_first_read_run_inline_and_a_failure_forgets() {
+        let dir = local_dir();
+        let path = dir.path().join("t");
+        std::fs::write(&path, "v").unwrap();
+        let source = SecretSource::File(FileSource::new(&path));
+        let missing = SecretSource::File(FileSource::new(dir.path().join("nope")));
+        classify_files([&source, &missing, &SecretSource::Env("X".into())]);
+        let SecretSource::File(file) = &source else {
+            unreachable!()
+        };
+        assert!(file.reads_inline());
+        let SecretSource::File(absent) = &missing else {
+            unreachable!()
+        };
+        assert!(
+            !absent.reads_inline(),
+            "a file that cannot be found is not classified"
+        );
+
+        // The file goes away: the failed read names it, and the next read asks again.
+        std::fs::remove_file(&path).unwrap();
+        let err = source.read().await.unwrap_err();
+        assert!(err.to_string().contains("cannot read secret file"), "{err}");
+        assert!(!file.reads_inline());
+        std::fs::write(&path, "w").unwrap();
+        assert_eq!(source.read().await.unwrap().expose(), "w");
+        assert!(file.reads_inline());
+        // The cache is not part of what a source is.
+        assert_eq!(
+            source,
+            SecretSource::File(FileSource::new(&path)),
+            "equality ignores the filesystem cache"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_credential_is_reused_for_a_second_and_a_failure_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cred");
+        std::fs::write(&path, "first").unwrap();
+        let cred = Credential::new(SecretSource::File(FileSource::new(&path)));
+        assert_eq!(cred.read().await.unwrap().expose(), "first");
+        std::fs::write(&path, "second").unwrap();
+        assert_eq!(
+            cred.read().await.unwrap().expose(),
+            "first",
+            "re-read within CREDENTIAL_REUSE"
+        );
+        tokio::time::sleep(CREDENTIAL_REUSE + Duration::from_millis(100)).await;
+        assert_eq!(cred.read().await.unwrap().expose(), "second");
+
+        let missing = Credential::new(SecretSource::File(FileSource::new(dir.path().join("n"))));
+        assert!(missing.read().await.is_err());
+        std::fs::write(dir.path().join("n"), "now-there").unwrap();
+        assert_eq!(
+            missing.read().await.unwrap().expose(),
+            "now-there",
+            "a failed read is tried again at once"
+        );
     }
 }

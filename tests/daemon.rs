@@ -182,6 +182,36 @@ fn a_bad_config_at_start_exits_non_zero_with_the_error() {
 }
 
 #[test]
+fn the_first_round_logs_what_needs_attention_and_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = inventory(
+        dir.path(),
+        &[
+            ("fine-a", now() + 86_400),
+            ("fine-b", now() + 86_400),
+            ("gone", now() - 60),
+        ],
+    );
+    let config = write(dir.path(), "c.yml", &yaml);
+    let d = Daemon::start(&["--config.file", config.to_str().unwrap()]);
+    d.wait_for("/-/ready", Duration::from_secs(10));
+    let logs = d.logs();
+    let changes: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("token state changed"))
+        .collect();
+    assert_eq!(changes.len(), 1, "{logs}");
+    assert!(
+        changes[0].contains("token=gone") && changes[0].contains("from=unknown"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(r#"msg="first probe round complete" states="invalid=1 unverified=2""#),
+        "{logs}"
+    );
+}
+
+#[test]
 fn ready_waits_for_the_first_round() {
     // A secret command that takes a while keeps the first round open.
     let dir = tempfile::tempdir().unwrap();

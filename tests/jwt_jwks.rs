@@ -701,7 +701,7 @@ async fn a_failed_refresh_keeps_serving_the_keys_already_fetched() {
 /// The path of the token's secret file, so a test can rotate what the file holds.
 fn files_path(config: &Config) -> std::path::PathBuf {
     match &config.token("t").unwrap().secret {
-        Some(api_token_exporter::secret::SecretSource::File(path)) => path.clone(),
+        Some(api_token_exporter::secret::SecretSource::File(file)) => file.path().to_path_buf(),
         other => panic!("the token's secret is not a file: {other:?}"),
     }
 }

@@ -22,7 +22,7 @@ use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::config::TokenSpec;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
-use crate::secret::{Secret, SecretSource};
+use crate::secret::{Credential, Secret, SecretSource};
 
 /// GitHub.com's REST API. GitHub Enterprise Server serves it at `https://HOST/api/v3`.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -86,7 +86,7 @@ impl ProviderKind for Config {
         let app = match (&self.app_client_id, &self.app_client_secret) {
             (Some(id), Some(secret)) => Some(App {
                 client_id: id.clone(),
-                client_secret: secret.clone(),
+                client_secret: Credential::new(secret.clone()),
             }),
             _ => None,
         };
@@ -116,7 +116,7 @@ fn check_client_id(id: &str) -> Result<(), String> {
 
 struct App {
     client_id: String,
-    client_secret: SecretSource,
+    client_secret: Credential,
 }
 
 struct GitHub {

@@ -69,7 +69,7 @@ pub fn check_base_url(field: &str, value: &str) -> Result<url::Url, String> {
 pub async fn send(request: reqwest::RequestBuilder) -> Result<Response, ProbeOutcome> {
     let mut resp = request.send().await.map_err(|e| transport_outcome(&e))?;
     let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
+    let headers = std::mem::take(resp.headers_mut());
     if let Some(len) = resp.content_length()
         && len > MAX_BODY_BYTES as u64
     {
@@ -162,16 +162,27 @@ pub fn retry_after(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
 /// Rate-limit headroom from the usual header families (`X-RateLimit-*` as GitHub sends,
 /// `RateLimit-*` as GitLab sends, `X-Rate-Limit-*` as Okta sends). Reset is epoch seconds.
 pub fn rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
-    for prefix in ["x-ratelimit-", "ratelimit-", "x-rate-limit-"] {
-        let num = |suffix: &str| {
-            header(headers, &format!("{prefix}{suffix}")).and_then(|v| v.parse::<f64>().ok())
-        };
-        let remaining = num("remaining");
-        let limit = num("limit");
+    const FAMILIES: [[&str; 3]; 3] = [
+        [
+            "x-ratelimit-remaining",
+            "x-ratelimit-limit",
+            "x-ratelimit-reset",
+        ],
+        ["ratelimit-remaining", "ratelimit-limit", "ratelimit-reset"],
+        [
+            "x-rate-limit-remaining",
+            "x-rate-limit-limit",
+            "x-rate-limit-reset",
+        ],
+    ];
+    let num = |name: &str| header(headers, name).and_then(|v| v.parse::<f64>().ok());
+    for [remaining, limit, reset] in FAMILIES {
+        let remaining = num(remaining);
+        let limit = num(limit);
         if remaining.is_none() && limit.is_none() {
             continue;
         }
-        let reset_at = num("reset").and_then(|s| Timestamp::from_second(s as i64).ok());
+        let reset_at = num(reset).and_then(|s| Timestamp::from_second(s as i64).ok());
         return Some(RateLimit {
             remaining,
             limit,

@@ -25,7 +25,7 @@ use super::jwt;
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::config::TokenSpec;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts};
-use crate::secret::{Secret, SecretSource};
+use crate::secret::{Credential, FileSource, Secret, SecretSource};
 
 /// The API server as seen from inside a cluster.
 pub const DEFAULT_API_SERVER: &str = "https://kubernetes.default.svc";
@@ -70,7 +70,7 @@ impl Config {
     fn own_token(&self) -> SecretSource {
         self.token
             .clone()
-            .unwrap_or_else(|| SecretSource::File(PathBuf::from(IN_CLUSTER_TOKEN)))
+            .unwrap_or_else(|| SecretSource::File(FileSource::new(IN_CLUSTER_TOKEN)))
     }
 
     /// The CA file to trust: the configured one, or the in-cluster one when it exists and the
@@ -131,7 +131,7 @@ impl ProviderKind for Config {
         };
         Ok(Arc::new(Kubernetes {
             endpoint: format!("{}{TOKENREVIEWS_PATH}", self.api_server()),
-            own_token: self.own_token(),
+            own_token: Credential::new(self.own_token()),
             http,
         }))
     }
@@ -169,7 +169,7 @@ pub fn client_with_ca(path: &Path) -> Result<reqwest::Client, String> {
 
 struct Kubernetes {
     endpoint: String,
-    own_token: SecretSource,
+    own_token: Credential,
     http: reqwest::Client,
 }
 

@@ -22,7 +22,7 @@ use crate::config::TokenSpec;
 #[cfg(test)]
 use crate::model::Verdict;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts};
-use crate::secret::{Secret, SecretSource};
+use crate::secret::{Credential, Secret, SecretSource};
 
 /// How the exporter authenticates to the introspection endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -118,7 +118,14 @@ impl ProviderKind for Config {
             Some(u) => Some(Url::parse(u).map_err(|e| e.to_string())?),
             None => None,
         };
+        let credential = match self.auth_method {
+            AuthMethod::Bearer => self.bearer_token.clone(),
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {
+                self.client_secret.clone()
+            }
+        };
         Ok(Arc::new(Introspection {
+            credential: credential.map(Credential::new),
             config: self.clone(),
             http: ctx.http.clone(),
             endpoint: Mutex::new(endpoint),
@@ -128,6 +135,8 @@ impl ProviderKind for Config {
 
 struct Introspection {
     config: Config,
+    /// `client_secret` or `bearer_token`, as `auth_method` says.
+    credential: Option<Credential>,
     http: reqwest::Client,
     /// The endpoint, configured or discovered once and then kept.
     endpoint: Mutex<Option<Url>>,
@@ -165,7 +174,7 @@ impl Provider for Introspection {
             let client_secret;
             match self.config.auth_method {
                 AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {
-                    client_secret = match read_own(self.config.client_secret.as_ref()).await {
+                    client_secret = match read_own(self.credential.as_ref()).await {
                         Ok(s) => s,
                         Err(o) => return o,
                     };
@@ -179,7 +188,7 @@ impl Provider for Introspection {
                     }
                 }
                 AuthMethod::Bearer => {
-                    client_secret = match read_own(self.config.bearer_token.as_ref()).await {
+                    client_secret = match read_own(self.credential.as_ref()).await {
                         Ok(s) => s,
                         Err(o) => return o,
                     };
@@ -195,7 +204,7 @@ impl Provider for Introspection {
 }
 
 /// Reads the exporter's own credential; failing to is our misconfiguration, not the token's.
-async fn read_own(source: Option<&SecretSource>) -> Result<Secret, ProbeOutcome> {
+async fn read_own(source: Option<&Credential>) -> Result<Secret, ProbeOutcome> {
     let Some(source) = source else {
         return Err(ProbeOutcome::misconfigured(
             Reason::ClientAuth,

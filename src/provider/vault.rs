@@ -25,7 +25,7 @@ use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params};
 use crate::config::TokenSpec;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
-use crate::secret::{Secret, SecretSource};
+use crate::secret::{Credential, Secret, SecretSource};
 
 /// Vault's own default address, the one its CLI uses when `VAULT_ADDR` is unset.
 pub const DEFAULT_ADDRESS: &str = "https://127.0.0.1:8200";
@@ -123,7 +123,7 @@ impl ProviderKind for Config {
         Ok(Arc::new(Vault {
             base: self.address.trim_end_matches('/').to_string(),
             namespace,
-            own_token: self.token.clone(),
+            own_token: self.token.clone().map(Credential::new),
             http: ctx.http.clone(),
             limited: Mutex::new(HashMap::new()),
         }))
@@ -169,7 +169,7 @@ struct Remembered {
 struct Vault {
     base: String,
     namespace: Option<HeaderValue>,
-    own_token: Option<SecretSource>,
+    own_token: Option<Credential>,
     http: reqwest::Client,
     /// Tokens that must no longer be looked up by themselves. Lost on restart, which is why
     /// the docs ask users to configure the accessor of such tokens.
