@@ -67,16 +67,57 @@ pub struct TokenSpec {
     pub name: String,
     pub provider: String,
     pub secret: Option<SecretSource>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     pub thresholds: Thresholds,
     pub probe_interval: Duration,
     pub probe_timeout: Duration,
-    pub params: TokenParams,
-    /// Hygiene policies for this token: `global.policies` with this token's overrides.
-    pub policies: Policies,
+    pub params: Params,
+    /// Hygiene policies for this token: `global.policies` with this token's overrides. Tokens
+    /// without overrides share one copy.
+    pub policies: Arc<Policies>,
     /// The token's label text in `/metrics`, escaped on the first scrape and kept for the
     /// spec's life (a reload makes new specs). Ignored when specs are compared.
     pub metric_labels: Memo<crate::metrics::TokenLabels>,
+}
+
+/// A token's inventory labels, sorted by name. A slice, not a `BTreeMap`: a map allocates a
+/// 544-byte node for the usual two labels, and there is one per token.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels(Box<[(String, String)]>);
+
+impl Labels {
+    pub fn get(&self, name: &str) -> Option<&String> {
+        let i = self
+            .0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()?;
+        Some(&self.0[i].1)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+impl From<BTreeMap<String, String>> for Labels {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        Labels(map.into_iter().collect())
+    }
+}
+
+impl std::ops::Index<&str> for Labels {
+    type Output = String;
+    fn index(&self, name: &str) -> &String {
+        self.get(name).expect("no such label")
+    }
 }
 
 /// A value computed once from the rest of a struct. It compares equal whatever it holds, so
@@ -132,6 +173,32 @@ pub struct Expect {
     pub issuer: Option<String>,
     /// One audience the token must carry.
     pub audience: Option<String>,
+}
+
+/// A token's [`TokenParams`], allocated only when one is set (most tokens have none, and the
+/// struct is 120 bytes). Reads as a `TokenParams` either way.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params(Option<Box<TokenParams>>);
+
+static NO_PARAMS: TokenParams = TokenParams {
+    token_type_hint: None,
+    audiences: None,
+    accessor: None,
+    expires_at: None,
+    issued_at: None,
+};
+
+impl std::ops::Deref for Params {
+    type Target = TokenParams;
+    fn deref(&self) -> &TokenParams {
+        self.0.as_deref().unwrap_or(&NO_PARAMS)
+    }
+}
+
+impl From<TokenParams> for Params {
+    fn from(p: TokenParams) -> Self {
+        Params((p != NO_PARAMS).then(|| Box::new(p)))
+    }
 }
 
 /// Per-token settings that only some provider kinds use. Each provider's `check_token`
@@ -576,6 +643,7 @@ impl RawConfig {
 
         let mut seen: BTreeMap<String, u64> = BTreeMap::new();
         let mut tokens = Vec::with_capacity(self.tokens.len());
+        let shared_policies = Arc::new(global.policies.clone());
         for (i, raw) in self.tokens.into_iter().enumerate() {
             let at = |field: &str| format!("tokens[{i}].{field}");
             let name = raw.name.value.clone();
@@ -672,7 +740,7 @@ impl RawConfig {
                 name,
                 provider: raw.provider.value.clone(),
                 secret: raw.secret,
-                labels,
+                labels: labels.into(),
                 thresholds: Thresholds {
                     warning_before,
                     critical_before,
@@ -685,8 +753,16 @@ impl RawConfig {
                     accessor: raw.accessor,
                     expires_at: raw.expires_at,
                     issued_at: raw.issued_at,
+                }
+                .into(),
+                policies: {
+                    let p = issues.policies(&at("policies"), &global.policies, &raw.policies);
+                    if p == *shared_policies {
+                        shared_policies.clone()
+                    } else {
+                        Arc::new(p)
+                    }
                 },
-                policies: issues.policies(&at("policies"), &global.policies, &raw.policies),
                 metric_labels: Memo::default(),
             };
             if let Some(provider) = provider

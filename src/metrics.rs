@@ -169,7 +169,7 @@ impl TokenLabels {
         spec.metric_labels.get_or_init(|| {
             let series = labels(&[("token", &spec.name), ("provider", &spec.provider)]);
             let mut inventory = String::new();
-            for (k, v) in &spec.labels {
+            for (k, v) in spec.labels.iter() {
                 inventory.push(',');
                 label(&mut inventory, k, v);
             }

@@ -227,6 +227,8 @@ async fn run(
                             first_states.iter().map(|(s, n)| format!("{s}={n}")).collect();
                         tracing::info!(states = %states.join(" "), "first probe round complete");
                         first_states.clear();
+                        // 10,000 names' worth of table, empty from now on.
+                        first_round.shrink_to_fit();
                     }
                 }
                 if entry.rerun {

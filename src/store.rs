@@ -53,17 +53,37 @@ pub type Ledger = BTreeMap<String, Seen>;
 impl TokenState {
     /// The current verdict; `None` before the first probe.
     pub fn verdict(&self) -> Option<Verdict> {
-        self.last.as_ref().map(|r| r.outcome.verdict)
+        self.last.as_ref().map(|r| r.verdict)
     }
 }
 
-/// The last probe. After a conclusive answer `outcome.facts` is empty: its facts were moved
-/// into [`TokenState::facts`]. After an inconclusive one it keeps what the answer carried.
+/// The last probe: its verdict and what it said, not its facts (a conclusive answer's facts
+/// are in [`TokenState::facts`]; of an inconclusive one's, only the expiry and the flags are
+/// ever used). One per token, so it is kept small.
 #[derive(Clone, Debug)]
 pub struct ProbeRecord {
-    pub outcome: ProbeOutcome,
+    pub verdict: Verdict,
+    pub reason: Reason,
+    pub detail: String,
+    /// An inconclusive answer's warnings (`TokenFacts::flags`); a conclusive answer's are in
+    /// [`TokenState::facts`].
+    pub flags: Vec<String>,
     pub at: Timestamp,
     pub duration: Duration,
+}
+
+impl ProbeRecord {
+    /// The record of `outcome`, taking its detail and flags.
+    pub fn new(outcome: ProbeOutcome, at: Timestamp, duration: Duration) -> Self {
+        ProbeRecord {
+            verdict: outcome.verdict,
+            reason: outcome.reason,
+            detail: outcome.detail,
+            flags: outcome.facts.flags,
+            at,
+            duration,
+        }
+    }
 }
 
 /// Counters and headroom for one configured provider.
@@ -314,8 +334,7 @@ pub fn apply(
     }
     let known_expiry = state.facts.expiry;
     if outcome.verdict.is_conclusive() {
-        // Moved, not copied: the facts of a conclusive answer live in `state.facts` only, and
-        // `last.outcome.facts` is left empty (10,000 tokens held them twice).
+        // Moved, not copied: the facts of a conclusive answer live in `state.facts` only.
         let mut facts = std::mem::take(&mut outcome.facts);
         if facts.expiry == Expiry::Undisclosed && matches!(known_expiry, Expiry::At(_)) {
             facts.expiry = known_expiry;
@@ -327,11 +346,7 @@ pub fn apply(
         // unreachable); take it when nothing better is known.
         Arc::make_mut(&mut state.facts).expiry = outcome.facts.expiry;
     }
-    state.last = Some(ProbeRecord {
-        outcome,
-        at,
-        duration,
-    });
+    state.last = Some(ProbeRecord::new(outcome, at, duration));
 }
 
 #[cfg(test)]
@@ -345,7 +360,7 @@ mod tests {
                 name: "t".into(),
                 provider: "p".into(),
                 secret: None,
-                labels: BTreeMap::new(),
+                labels: Default::default(),
                 thresholds: Thresholds {
                     warning_before: Duration::from_secs(10),
                     critical_before: Duration::from_secs(5),

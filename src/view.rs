@@ -65,7 +65,7 @@ impl TokenView {
         let last = s.last.as_ref();
         let mut flags = facts.flags.clone();
         if let Some(r) = last {
-            for f in &r.outcome.facts.flags {
+            for f in &r.flags {
                 if !flags.contains(f) {
                     flags.push(f.clone());
                 }
@@ -79,11 +79,11 @@ impl TokenView {
                 .verdict()
                 .map(|v| v.as_str().to_string())
                 .unwrap_or_else(|| UNKNOWN_STATE.to_string()),
-            reason: last.map(|r| r.outcome.reason.as_str().to_string()),
-            detail: last.map(|r| r.outcome.detail.clone()),
+            reason: last.map(|r| r.reason.as_str().to_string()),
+            detail: last.map(|r| r.detail.clone()),
             severity: severity(s, now),
             fingerprint: s.fingerprint.clone(),
-            labels: s.spec.labels.clone(),
+            labels: s.spec.labels.to_map(),
             expires_at: expiry_at.map(|t| t.to_string()),
             never_expires: facts.expiry == Expiry::Never,
             expires_in_seconds: expiry_at.map(|t| t.as_second() - now.as_second()),
@@ -143,11 +143,7 @@ impl TokenView {
 /// (invalid) is critical whatever its expiry says.
 pub fn severity(s: &TokenState, now: Timestamp) -> Severity {
     let by_expiry = s.spec.thresholds.severity(s.facts.expiry, now);
-    match s
-        .last
-        .as_ref()
-        .map(|r| (r.outcome.verdict, r.outcome.reason))
-    {
+    match s.last.as_ref().map(|r| (r.verdict, r.reason)) {
         Some((crate::model::Verdict::Invalid, _)) => Severity::Critical,
         Some((_, Reason::Expired)) => Severity::Critical,
         _ => by_expiry,

@@ -217,7 +217,7 @@ impl TokenMemory {
             return false;
         };
         let before = self.clone();
-        let v = last.outcome.verdict;
+        let v = last.verdict;
         if matches!(v, Verdict::Unreachable | Verdict::RateLimited) {
             self.failing_since.get_or_insert(last.at);
         } else {
@@ -242,12 +242,12 @@ pub fn derive(
     now: Timestamp,
 ) -> Option<Derived> {
     let last = s.last.as_ref()?;
-    let verdict = last.outcome.verdict;
+    let verdict = last.verdict;
     let mut conditions = Vec::new();
-    let detail = last.outcome.detail.clone();
+    let detail = last.detail.clone();
 
     let basis = if verdict.is_conclusive() {
-        if let Some(c) = token_condition(s, Some((verdict, last.outcome.reason)), &detail, now) {
+        if let Some(c) = token_condition(s, Some((verdict, last.reason)), &detail, now) {
             conditions.push(c);
         }
         FamilyBasis::Verdict
@@ -294,7 +294,7 @@ pub fn derive(
             kind: EventKind::Misconfigured,
             policy: None,
             level: Level::Warning,
-            detail: format!("{}: {}", last.outcome.reason.as_str(), detail),
+            detail: format!("{}: {}", last.reason.as_str(), detail),
         });
     }
     for f in findings.iter().filter(|f| f.violated) {
@@ -368,7 +368,6 @@ fn token_condition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -388,7 +387,7 @@ mod tests {
                 name: "t".into(),
                 provider: "p".into(),
                 secret: None,
-                labels: BTreeMap::new(),
+                labels: Default::default(),
                 thresholds: Thresholds {
                     warning_before: Duration::from_secs(14 * DAY as u64),
                     critical_before: Duration::from_secs(3 * DAY as u64),
@@ -401,11 +400,7 @@ mod tests {
             }),
             kind: "jwt",
             fingerprint: Some("sha256:aaaaaaaaaaaa".into()),
-            last: outcome.map(|outcome| ProbeRecord {
-                outcome,
-                at: at(probed),
-                duration: Duration::ZERO,
-            }),
+            last: outcome.map(|outcome| ProbeRecord::new(outcome, at(probed), Duration::ZERO)),
             facts: Arc::new(TokenFacts {
                 expiry,
                 ..TokenFacts::default()
@@ -585,7 +580,7 @@ mod tests {
             NOW,
         );
         let mut spec = (*s.spec).clone();
-        spec.policies.forbidden_scopes = vec!["admin".into()];
+        Arc::make_mut(&mut spec.policies).forbidden_scopes = vec!["admin".into()];
         s.spec = Arc::new(spec);
         Arc::make_mut(&mut s.facts).scopes = vec!["read".into(), "admin".into()];
         s.last_verdict_at = Some(at(NOW));
