@@ -171,29 +171,20 @@ impl Provider for Introspection {
                 .http
                 .post(endpoint)
                 .header("accept", "application/json");
-            let client_secret;
+            let credential = match read_own(self.credential.as_ref()).await {
+                Ok(s) => s,
+                Err(o) => return o,
+            };
+            let id = self.config.client_id.as_deref().unwrap_or_default();
             match self.config.auth_method {
-                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => {
-                    client_secret = match read_own(self.credential.as_ref()).await {
-                        Ok(s) => s,
-                        Err(o) => return o,
-                    };
-                    let id = self.config.client_id.as_deref().unwrap_or_default();
-                    if self.config.auth_method == AuthMethod::ClientSecretBasic {
-                        request =
-                            request.header("authorization", basic_auth(id, client_secret.expose()));
-                    } else {
-                        form.push(("client_id", id));
-                        form.push(("client_secret", client_secret.expose()));
-                    }
+                AuthMethod::ClientSecretBasic => {
+                    request = request.header("authorization", basic_auth(id, credential.expose()));
                 }
-                AuthMethod::Bearer => {
-                    client_secret = match read_own(self.credential.as_ref()).await {
-                        Ok(s) => s,
-                        Err(o) => return o,
-                    };
-                    request = request.bearer_auth(client_secret.expose());
+                AuthMethod::ClientSecretPost => {
+                    form.push(("client_id", id));
+                    form.push(("client_secret", credential.expose()));
                 }
+                AuthMethod::Bearer => request = request.bearer_auth(credential.expose()),
             }
             match http::send(request.form(&form)).await {
                 Ok(resp) => parse(resp.status, &resp.headers, &resp.body, now),
