@@ -149,11 +149,9 @@ async fn run(
     let mut paused: HashMap<String, Instant> = HashMap::new();
     let mut limits = Limits::of(&inventory.config);
     let mut first_round: HashSet<String> = HashSet::new();
-    // How the first round found the tokens, by state, for its summary line.
-    let mut first_states: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut generation: u64 = 0;
 
-    classify_secret_files(&inventory.config);
+    classify_secret_files(inventory.config.tokens.clone());
     let start = Instant::now();
     for spec in &inventory.config.tokens {
         generation += 1;
@@ -219,17 +217,11 @@ async fn run(
                 let duration = done.run.duration;
                 let recorded = store.record(&done.name, done.run, done.at);
                 log_change(&done.name, recorded.and_then(|r| r.previous), &outcome, duration);
-                if first_round.remove(&done.name) {
-                    *first_states.entry(outcome.verdict.as_str()).or_default() += 1;
-                    if first_round.is_empty() {
-                        ready.store(true, Ordering::Release);
-                        let states: Vec<String> =
-                            first_states.iter().map(|(s, n)| format!("{s}={n}")).collect();
-                        tracing::info!(states = %states.join(" "), "first probe round complete");
-                        first_states.clear();
-                        // 10,000 names' worth of table, empty from now on.
-                        first_round.shrink_to_fit();
-                    }
+                if first_round.remove(&done.name) && first_round.is_empty() {
+                    ready.store(true, Ordering::Release);
+                    tracing::info!(states = %state_summary(&store), "first probe round complete");
+                    // 10,000 names' worth of table, empty from now on.
+                    first_round.shrink_to_fit();
                 }
                 if entry.rerun {
                     entry.rerun = false;
@@ -265,7 +257,6 @@ async fn run(
                 match cmd {
                     Command::Reload(new, ack) => {
                         store.reconcile(&new.config);
-                        classify_secret_files(&new.config);
                         let now = Instant::now();
                         let mut next = HashMap::new();
                         for spec in &new.config.tokens {
@@ -303,6 +294,8 @@ async fn run(
                             ready.store(true, Ordering::Release);
                         }
                         entries = next;
+                        // Unchanged tokens keep their spec, already classified.
+                        classify_secret_files(entries.values().map(|e| e.spec.clone()).collect());
                         paused.retain(|p, _| new.config.providers.contains_key(p));
                         limits = Limits::of(&new.config);
                         inventory = new;
@@ -317,11 +310,26 @@ async fn run(
 
 /// Learns, off the async workers, which token secret files can be read inline (see
 /// `secret::FileSource`), so that a round need not send each first read to the blocking pool.
-fn classify_secret_files(config: &Config) {
-    let specs = config.tokens.clone();
+/// A file already classified costs nothing.
+fn classify_secret_files(specs: Vec<Arc<TokenSpec>>) {
     tokio::task::spawn_blocking(move || {
         crate::secret::classify_files(specs.iter().filter_map(|s| s.secret.as_ref()));
     });
+}
+
+/// `valid=9990 invalid=10`: how many tokens are in each state, the empty states left out.
+fn state_summary(store: &Store) -> String {
+    let inner = store.read();
+    let states = inner.tokens.values().map(|s| {
+        s.verdict()
+            .map_or(crate::view::UNKNOWN_STATE, Verdict::as_str)
+    });
+    let counts: Vec<String> = crate::view::count_states(states)
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{s}={n}"))
+        .collect();
+    counts.join(" ")
 }
 
 struct ProbeTask {

@@ -163,13 +163,19 @@ pub fn all(inner: &Inner, now: Timestamp) -> Vec<TokenView> {
 
 /// Counts per state, in a fixed order, for badges.
 pub fn counts(views: &[TokenView]) -> Vec<(&'static str, usize)> {
+    count_states(views.iter().map(|v| v.state.as_str()))
+}
+
+/// Counts of state names (`Verdict::as_str` or [`UNKNOWN_STATE`]), every state listed, in the
+/// order of `Verdict::ALL` and then `unknown`.
+pub fn count_states<'a>(states: impl IntoIterator<Item = &'a str>) -> Vec<(&'static str, usize)> {
     let mut out: Vec<(&'static str, usize)> = crate::model::Verdict::ALL
         .iter()
         .map(|v| (v.as_str(), 0))
         .collect();
     out.push((UNKNOWN_STATE, 0));
-    for v in views {
-        if let Some(entry) = out.iter_mut().find(|(s, _)| *s == v.state) {
+    for state in states {
+        if let Some(entry) = out.iter_mut().find(|(s, _)| *s == state) {
             entry.1 += 1;
         }
     }
