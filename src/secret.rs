@@ -152,19 +152,15 @@ impl FileSource {
 
     /// Asks which filesystem holds the file (`statfs`, following symlinks), so that even the
     /// first read can run inline. Blocking: see [`classify_files`].
-    pub fn classify(&self) {
-        if self.filesystem.load(Ordering::Relaxed) != UNKNOWN {
-            return;
-        }
-        #[cfg(target_os = "linux")]
-        if let Ok(fs) = rustix::fs::statfs(&self.path) {
-            let class = if statfs_is_local(&fs) { LOCAL } else { REMOTE };
+    fn classify(&self) {
+        if self.filesystem.load(Ordering::Relaxed) == UNKNOWN {
+            let class = filesystem_class(|| rustix::fs::statfs(&self.path));
             self.filesystem.store(class, Ordering::Relaxed);
         }
     }
 
     /// Whether the next read runs inline on the caller's thread.
-    pub fn reads_inline(&self) -> bool {
+    fn reads_inline(&self) -> bool {
         self.filesystem.load(Ordering::Relaxed) == LOCAL
     }
 
@@ -176,8 +172,7 @@ impl FileSource {
             // Open, classify, read and close in one trip to the blocking pool.
             let owned = self.path.clone();
             match tokio::task::spawn_blocking(move || read_capped(&owned, true)).await {
-                Ok(Ok((buf, local))) => {
-                    let class = if local { LOCAL } else { REMOTE };
+                Ok(Ok((buf, class))) => {
                     self.filesystem.store(class, Ordering::Relaxed);
                     Ok(buf)
                 }
@@ -212,21 +207,36 @@ pub fn classify_files<'a>(sources: impl IntoIterator<Item = &'a SecretSource>) {
     }
 }
 
-/// Reads at most one byte past [`MAX_SECRET_BYTES`]; with `classify`, also tells whether the
-/// open file lives on a local filesystem.
-fn read_capped(path: &Path, classify: bool) -> std::io::Result<(Vec<u8>, bool)> {
+/// Reads at most one byte past [`MAX_SECRET_BYTES`]; with `classify`, also says which class
+/// of filesystem the open file lives on (else [`UNKNOWN`]).
+fn read_capped(path: &Path, classify: bool) -> std::io::Result<(Vec<u8>, u8)> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
-    let local = classify && file_is_local(&file);
+    let class = if classify {
+        filesystem_class(|| rustix::fs::fstatfs(&file))
+    } else {
+        UNKNOWN
+    };
     let mut buf = Vec::new();
     file.take(MAX_SECRET_BYTES as u64 + 1)
         .read_to_end(&mut buf)?;
-    Ok((buf, local))
+    Ok((buf, class))
 }
 
+/// [`LOCAL`] or [`REMOTE`] from a `statfs`, [`UNKNOWN`] when it failed (or off Linux, where
+/// every file stays on the blocking pool).
 #[cfg(target_os = "linux")]
-fn file_is_local(file: &std::fs::File) -> bool {
-    rustix::fs::fstatfs(file).is_ok_and(|fs| statfs_is_local(&fs))
+fn filesystem_class(statfs: impl FnOnce() -> rustix::io::Result<rustix::fs::StatFs>) -> u8 {
+    match statfs() {
+        Ok(fs) if statfs_is_local(&fs) => LOCAL,
+        Ok(_) => REMOTE,
+        Err(_) => UNKNOWN,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn filesystem_class<T>(_: impl FnOnce() -> T) -> u8 {
+    UNKNOWN
 }
 
 #[cfg(target_os = "linux")]
@@ -235,15 +245,10 @@ fn statfs_is_local(fs: &rustix::fs::StatFs) -> bool {
     is_local_filesystem(fs.f_type as i64)
 }
 
-#[cfg(not(target_os = "linux"))]
-fn file_is_local(_: &std::fs::File) -> bool {
-    false
-}
-
 /// Filesystems whose reads do not wait on anything but memory and a local disk (the magic
 /// numbers of `statfs(2)`). Everything else (NFS, SMB, FUSE, 9p, Ceph, and any filesystem
 /// not listed) is read on the blocking pool.
-pub fn is_local_filesystem(magic: i64) -> bool {
+fn is_local_filesystem(magic: i64) -> bool {
     const LOCAL_MAGIC: &[i64] = &[
         0x0102_1994, // tmpfs (Kubernetes and Docker secret mounts, /dev/shm, /run)
         0x8584_58f6, // ramfs
