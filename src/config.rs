@@ -135,6 +135,11 @@ impl<T> Memo<T> {
     pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
         self.0.get_or_init(f)
     }
+
+    /// The value, if computed already.
+    pub fn get(&self) -> Option<&T> {
+        self.0.get()
+    }
 }
 
 impl<T> PartialEq for Memo<T> {

@@ -5,9 +5,11 @@
 //! `provider` only; the inventory's own labels go on `api_token_info` alone, so cardinality
 //! stays one series per token per metric.
 //!
-//! A scrape copies what it needs out of the store under its lock ([`Metrics::snapshot`]),
-//! then writes the text outside it, a chunk at a time ([`Exposition`] is an HTTP body), so a
-//! 10,000-token scrape never holds its 16 MB of text in memory at once. The encoder is
+//! A scrape copies what it needs out of the store under its lock ([`Metrics::snapshot`]):
+//! one row of numbers per token and one string of every token's label text, buffers the
+//! last scrape handed on. It then writes the text outside the lock, a chunk at a time
+//! ([`Exposition`] is an HTTP body), so a 10,000-token scrape never holds its 16 MB of text
+//! in memory at once. The encoder is
 //! written here rather than taken from prometheus-client: that one escaped and dispatched
 //! every label of every series through `dyn fmt::Write`, and took 74 ms for a scrape the
 //! hand-written one does in a fraction of that (BENCHMARKS.md). The format is byte for byte
@@ -17,16 +19,15 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use jiff::Timestamp;
 
 use crate::config::TokenSpec;
-use crate::model::{TokenFacts, Verdict, epoch_seconds};
+use crate::model::{Verdict, epoch_seconds};
 use crate::notify::NotifierStats;
 use crate::store::{ProviderState, Store, TokenState};
 use crate::view::UNKNOWN_STATE;
@@ -72,25 +73,51 @@ impl Default for ExporterStatus {
 pub struct Metrics {
     store: Arc<Store>,
     status: Arc<ExporterStatus>,
+    spare: Spare,
 }
+
+/// The buffers of the last finished scrape, kept for the next one. Each scrape would
+/// otherwise allocate its megabytes of snapshot afresh on whichever worker thread serves
+/// it, and glibc keeps what each thread's arena once held: with the buffers handed on,
+/// a scraped exporter holds one snapshot's worth, not one per thread (BENCHMARKS.md).
+type Spare = Arc<Mutex<Option<(String, Vec<Row>)>>>;
 
 impl Metrics {
     pub fn new(store: Arc<Store>, status: Arc<ExporterStatus>) -> Self {
-        Metrics { store, status }
+        Metrics {
+            store,
+            status,
+            spare: Spare::default(),
+        }
     }
 
     /// Copies what the exposition needs. The store's lock is held for the copy only: while a
     /// scrape held it for the whole encoding, every probe result waited for the scrape in
     /// progress (BENCHMARKS.md, wrk during a round).
     pub fn snapshot(&self) -> Exposition {
-        let (rows, providers) = {
+        let (mut text, mut rows) = self.spare.lock().expect("spare").take().unwrap_or_default();
+        let providers = {
             let inner = self.store.read();
             let now = jiff::Timestamp::now();
-            let rows: Vec<Row> = inner.tokens.values().map(|s| Row::of(s, now)).collect();
-            (rows, inner.providers.clone())
+            let n = inner.tokens.len();
+            if rows.capacity() > 2 * n {
+                // Left by a larger inventory, before a reload: not kept at that size.
+                (text, rows) = Default::default();
+            }
+            rows.reserve_exact(n);
+            // About what a token's labels take; a spare text is already as long as needed.
+            text.reserve(n * 256);
+            let states: Vec<&TokenState> = inner.tokens.values().map(|s| &**s).collect();
+            for (i, s) in states.iter().enumerate() {
+                prefetch_ahead(&states, i);
+                rows.push(Row::of(s, now, &mut text));
+            }
+            inner.providers.clone()
         };
         Exposition {
+            text: Text(text),
             rows,
+            spare: self.spare.clone(),
             providers,
             notifiers: self.status.notifications.snapshot(),
             reload_ok: self.status.last_reload_successful.load(Ordering::Relaxed),
@@ -112,43 +139,179 @@ pub fn render(metrics: &Metrics) -> String {
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// How much text a chunk of the streamed body holds, about.
-const CHUNK: usize = 64 * 1024;
+/// How much text a chunk of the streamed body holds, about. At 10,000 tokens, 64 KiB chunks
+/// cost a scrape 250 writes and wake-ups of the reader, and 2 ms more CPU than 256 KiB;
+/// 1 MiB chunks measured slower again, with twice the system time (BENCHMARKS.md).
+const CHUNK: usize = 256 * 1024;
 
-/// What one token contributes to `/metrics`, copied out of the store.
+/// A byte range of a snapshot's text.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// What one token contributes to `/metrics`, copied out of the store: numbers, and spans of
+/// the snapshot's text for everything that is text. A row points at nothing else, so the 19
+/// passes a scrape makes over the rows (one per family) read two contiguous buffers instead
+/// of 10,000 tokens' scattered specs, facts and strings 19 times (BENCHMARKS.md).
+#[derive(Debug)]
 struct Row {
-    spec: Arc<TokenSpec>,
-    kind: &'static str,
-    fingerprint: Option<String>,
-    verdict: Option<Verdict>,
-    facts: Arc<TokenFacts>,
-    last_at: Option<Timestamp>,
-    last_duration: Option<Duration>,
-    last_verdict_at: Option<Timestamp>,
+    /// `token="...",provider="..."`.
+    series: Span,
+    /// What `api_token_info` writes after `series`, up to and including its newline.
+    info: Span,
+    /// `,scope="..."} 1\n` for each scope, one after another. Escaped label values hold no
+    /// newline, so each line ends where a newline is.
+    scopes: Span,
+    /// `,policy="..."} 0\n` (or `1`) for every policy configured for the token, likewise.
+    policies: Span,
+    /// The current state, an index into [`STATE_CLOSES`].
+    state: u8,
+    expiry: Option<Timestamp>,
+    issued: Option<Timestamp>,
+    last_used: Option<Timestamp>,
     first_seen: Option<Timestamp>,
-    rotated_at: Option<Timestamp>,
-    /// (policy, violated) for every policy configured for the token.
-    policies: Vec<(&'static str, bool)>,
+    rotated: Option<Timestamp>,
+    last_at: Option<Timestamp>,
+    last_verdict_at: Option<Timestamp>,
+    duration: Option<f64>,
+    warning: f64,
+    critical: f64,
 }
 
 impl Row {
-    fn of(s: &TokenState, now: Timestamp) -> Row {
+    /// The token's row, its text appended to `text`.
+    fn of(s: &TokenState, now: Timestamp, text: &mut String) -> Row {
+        let spec = &s.spec;
+        let facts = &s.facts;
+        let verdict = s.verdict();
+        let labels = TokenLabels::of(spec);
+        let series = append(text, |t| t.push_str(&labels.series));
+        let info = append(text, |t| {
+            let verified = match verdict {
+                Some(Verdict::Unverified) => "false",
+                Some(v) if v.is_conclusive() => "true",
+                _ => "",
+            };
+            for (k, v) in [
+                ("kind", s.kind),
+                ("fingerprint", s.fingerprint.as_deref().unwrap_or("")),
+                ("subject", facts.subject.as_deref().unwrap_or("")),
+                ("verified", verified),
+            ] {
+                t.push(',');
+                label(t, k, v);
+            }
+            t.push_str(&labels.inventory);
+            t.push_str("} 1\n");
+        });
+        let scopes = append(text, |t| {
+            for scope in &facts.scopes {
+                t.push(',');
+                label(t, "scope", scope);
+                t.push_str("} 1\n");
+            }
+        });
+        let policies = append(text, |t| {
+            for f in crate::policy::evaluate(s, now) {
+                t.push(',');
+                label(t, "policy", f.policy);
+                t.push_str(if f.violated { "} 1\n" } else { "} 0\n" });
+            }
+        });
+        // STATE_CLOSES lists Verdict::ALL, then unknown.
+        let state = match verdict {
+            Some(v) => Verdict::ALL.iter().position(|&w| w == v).unwrap_or(0),
+            None => Verdict::ALL.len(),
+        } as u8;
         Row {
-            spec: s.spec.clone(),
-            kind: s.kind,
-            fingerprint: s.fingerprint.clone(),
-            verdict: s.verdict(),
-            facts: s.facts.clone(),
-            last_at: s.last.as_ref().map(|r| r.at),
-            last_duration: s.last.as_ref().map(|r| r.duration),
-            last_verdict_at: s.last_verdict_at,
+            series,
+            info,
+            scopes,
+            policies,
+            state,
+            expiry: facts.expiry.timestamp(),
+            issued: facts.issued_at,
+            last_used: facts.last_used_at,
             first_seen: s.first_seen,
-            rotated_at: s.rotated_at,
-            policies: crate::policy::evaluate(s, now)
-                .into_iter()
-                .map(|f| (f.policy, f.violated))
-                .collect(),
+            rotated: s.rotated_at,
+            last_at: s.last.as_ref().map(|r| r.at),
+            last_verdict_at: s.last_verdict_at,
+            duration: s.last.as_ref().map(|r| r.duration.as_secs_f64()),
+            warning: spec.thresholds.warning_before.as_secs_f64(),
+            critical: spec.thresholds.critical_before.as_secs_f64(),
         }
+    }
+}
+
+/// Asks the CPU for what [`Row::of`] will read of the tokens after the `i`th, each level of
+/// pointers a few tokens further ahead than the next: the states eight ahead, their specs,
+/// facts and fingerprints four ahead (the states have arrived by then), the strings those
+/// point to two and one ahead. Without it, the copy waited on memory for each token's ten
+/// or so scattered loads in turn, and took most of a scrape (BENCHMARKS.md).
+#[inline(always)]
+fn prefetch_ahead(states: &[&TokenState], i: usize) {
+    if let Some(s) = states.get(i + 8) {
+        prefetch(*s);
+    }
+    if let Some(s) = states.get(i + 4) {
+        prefetch(&*s.spec);
+        prefetch(&*s.facts);
+        if let Some(f) = &s.fingerprint {
+            prefetch_bytes(f.as_bytes());
+        }
+    }
+    if let Some(s) = states.get(i + 2) {
+        if let Some(l) = s.spec.metric_labels.get() {
+            prefetch_bytes(l.series.as_bytes());
+            prefetch_bytes(l.inventory.as_bytes());
+        }
+        if let Some(subject) = &s.facts.subject {
+            prefetch_bytes(subject.as_bytes());
+        }
+        prefetch_bytes(&s.facts.scopes[..]);
+    }
+    if let Some(s) = states.get(i + 1) {
+        for scope in &s.facts.scopes {
+            prefetch_bytes(scope.as_bytes());
+        }
+    }
+}
+
+/// Asks the CPU to bring `value`'s memory into cache, every line of it.
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    prefetch_bytes(std::slice::from_ref(value));
+}
+
+/// [`prefetch`] for a slice.
+#[inline(always)]
+fn prefetch_bytes<T>(slice: &[T]) {
+    let start = slice.as_ptr() as *const i8;
+    let len = std::mem::size_of_val(slice);
+    let mut offset = 0;
+    while offset < len {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint: it never faults and changes no memory, and the
+        // address is inside `slice`. SSE, which it needs, is in the x86_64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                start.wrapping_add(offset),
+            )
+        };
+        offset += 64;
+    }
+}
+
+/// Runs `write` on `text` and returns the span of what it appended.
+fn append(text: &mut String, write: impl FnOnce(&mut String)) -> Span {
+    let start = text.len();
+    write(text);
+    let span = |n: usize| u32::try_from(n).expect("a snapshot's text is under 4 GiB");
+    Span {
+        start: span(start),
+        end: span(text.len()),
     }
 }
 
@@ -185,8 +348,9 @@ impl TokenLabels {
 struct TokenFamily {
     name: &'static str,
     help: &'static str,
-    /// Writes the token's series; the `&str` is its `token="...",provider="..."`.
-    write: fn(&Row, &str, &mut String),
+    /// Writes the token's series; the `&str` is its `token="...",provider="..."`, the
+    /// `Text` the snapshot's text its row's other spans are in.
+    write: fn(&Row, &str, &Text, &mut String),
 }
 
 /// A family with at most one sample per token, absent where the token has no value.
@@ -195,10 +359,26 @@ macro_rules! one_per_token {
         TokenFamily {
             name: $name,
             help: $help,
-            write: |$r, l, out| {
+            write: |$r, l, _, out| {
                 if let Some(v) = $value {
                     token_series(out, concat!($name, "{"), l, "} ");
                     push_value(out, v);
+                }
+            },
+        }
+    };
+}
+
+/// A family with a series per line of a row's span (scopes, policies): each line is the
+/// rest of a series after the token's labels.
+macro_rules! one_per_line {
+    ($name:literal, $help:literal, $span:ident) => {
+        TokenFamily {
+            name: $name,
+            help: $help,
+            write: |r, l, text, out| {
+                for rest in text.get(r.$span).split_inclusive('\n') {
+                    token_series(out, concat!($name, "{"), l, rest);
                 }
             },
         }
@@ -210,66 +390,42 @@ const TOKEN_FAMILIES: &[TokenFamily] = &[
     TokenFamily {
         name: "api_token_info",
         help: "Token metadata, valued 1: kind, fingerprint, subject, verification, and the inventory's labels.",
-        write: |r, l, out| {
-            out.push_str("api_token_info{");
-            out.push_str(l);
-            for (k, v) in [
-                ("kind", r.kind),
-                ("fingerprint", r.fingerprint.as_deref().unwrap_or("")),
-                ("subject", r.facts.subject.as_deref().unwrap_or("")),
-                (
-                    "verified",
-                    match r.verdict {
-                        Some(Verdict::Unverified) => "false",
-                        Some(v) if v.is_conclusive() => "true",
-                        _ => "",
-                    },
-                ),
-            ] {
-                out.push(',');
-                label(out, k, v);
-            }
-            out.push_str(&TokenLabels::of(&r.spec).inventory);
-            out.push_str("} 1\n");
-        },
+        write: |r, l, text, out| token_series(out, "api_token_info{", l, text.get(r.info)),
     },
     TokenFamily {
         name: "api_token_state",
         help: "Current verdict of the token: 1 for the current state, 0 for the others (unknown = not probed yet).",
-        write: |r, l, out| {
-            let current = r.verdict.map(Verdict::as_str).unwrap_or(UNKNOWN_STATE);
-            for (state, close) in STATE_CLOSES.iter() {
+        write: |r, l, _, out| {
+            for (i, (_, close)) in STATE_CLOSES.iter().enumerate() {
                 token_series(out, "api_token_state{", l, close);
-                out.push_str(if *state == current { "1\n" } else { "0\n" });
+                out.push_str(if i == usize::from(r.state) {
+                    "1\n"
+                } else {
+                    "0\n"
+                });
             }
         },
     },
     one_per_token!(
         "api_token_expiry_timestamp_seconds",
         "When the token expires (Unix seconds). Absent when it never expires or the provider does not say; the last known value is kept while the provider cannot answer.",
-        |r| r.facts.expiry.timestamp().map(Value::Time)
+        |r| r.expiry.map(Value::Time)
     ),
     one_per_token!(
         "api_token_issued_timestamp_seconds",
         "When the token was issued (Unix seconds), where the provider says.",
-        |r| r.facts.issued_at.map(Value::Time)
+        |r| r.issued.map(Value::Time)
     ),
     one_per_token!(
         "api_token_last_used_timestamp_seconds",
         "When the token was last used (Unix seconds), where the provider says.",
-        |r| r.facts.last_used_at.map(Value::Time)
+        |r| r.last_used.map(Value::Time)
     ),
-    TokenFamily {
-        name: "api_token_scope_info",
-        help: "One series per scope (or policy) the token holds, valued 1.",
-        write: |r, l, out| {
-            for scope in &r.facts.scopes {
-                token_series(out, "api_token_scope_info{", l, ",");
-                label(out, "scope", scope);
-                out.push_str("} 1\n");
-            }
-        },
-    },
+    one_per_line!(
+        "api_token_scope_info",
+        "One series per scope (or policy) the token holds, valued 1.",
+        scopes
+    ),
     one_per_token!(
         "api_token_first_seen_timestamp_seconds",
         "When the token's current fingerprint was first seen (Unix seconds); kept across restarts under --storage.path.",
@@ -278,19 +434,13 @@ const TOKEN_FAMILIES: &[TokenFamily] = &[
     one_per_token!(
         "api_token_rotated_timestamp_seconds",
         "When a new secret (a new fingerprint) last replaced the old one (Unix seconds).",
-        |r| r.rotated_at.map(Value::Time)
+        |r| r.rotated.map(Value::Time)
     ),
-    TokenFamily {
-        name: "api_token_policy_violation",
-        help: "1 when the token violates the policy, 0 when it complies; present for every policy configured for the token.",
-        write: |r, l, out| {
-            for (policy, violated) in &r.policies {
-                token_series(out, "api_token_policy_violation{", l, ",");
-                label(out, "policy", policy);
-                out.push_str(if *violated { "} 1\n" } else { "} 0\n" });
-            }
-        },
-    },
+    one_per_line!(
+        "api_token_policy_violation",
+        "1 when the token violates the policy, 0 when it complies; present for every policy configured for the token.",
+        policies
+    ),
     one_per_token!(
         "api_token_last_probe_timestamp_seconds",
         "When the token was last probed (Unix seconds), whatever the outcome.",
@@ -304,26 +454,36 @@ const TOKEN_FAMILIES: &[TokenFamily] = &[
     one_per_token!(
         "api_token_probe_duration_seconds",
         "How long the last probe of the token took.",
-        |r| r.last_duration.map(|d| d.as_secs_f64()).map(Value::Float)
+        |r| r.duration.map(Value::Float)
     ),
     one_per_token!(
         "api_token_warning_threshold_seconds",
         "The token's warning window: alerts warn when less time than this is left.",
-        |r| Some(Value::Float(r.spec.thresholds.warning_before.as_secs_f64()))
+        |r| Some(Value::Float(r.warning))
     ),
     one_per_token!(
         "api_token_critical_threshold_seconds",
         "The token's critical window: alerts page when less time than this is left.",
-        |r| Some(Value::Float(
-            r.spec.thresholds.critical_before.as_secs_f64()
-        ))
+        |r| Some(Value::Float(r.critical))
     ),
 ];
+
+/// A snapshot's text: every row's labels, spans of one string.
+struct Text(String);
+
+impl Text {
+    fn get(&self, span: Span) -> &str {
+        &self.0[span.start as usize..span.end as usize]
+    }
+}
 
 /// The exposition of one scrape: a snapshot, written out a chunk at a time. It is also the
 /// HTTP body of `/metrics`, so a scrape holds the snapshot and one chunk, not the whole text.
 pub struct Exposition {
+    text: Text,
     rows: Vec<Row>,
+    /// Where `text` and `rows` go when the scrape is over.
+    spare: Spare,
     providers: BTreeMap<String, ProviderState>,
     notifiers: BTreeMap<String, NotifierStats>,
     reload_ok: bool,
@@ -343,7 +503,7 @@ impl Exposition {
                 header(out, f.name, f.help, Kind::Gauge);
             }
             while let Some(r) = self.rows.get(self.row) {
-                (f.write)(r, &TokenLabels::of(&r.spec).series, out);
+                (f.write)(r, self.text.get(r.series), &self.text, out);
                 self.row += 1;
                 if out.len() >= limit {
                     return true;
@@ -479,6 +639,18 @@ impl http_body::Body for Exposition {
 
     fn is_end_stream(&self) -> bool {
         self.family > TOKEN_FAMILIES.len()
+    }
+}
+
+impl Drop for Exposition {
+    fn drop(&mut self) {
+        let mut text = std::mem::take(&mut self.text.0);
+        let mut rows = std::mem::take(&mut self.rows);
+        text.clear();
+        rows.clear();
+        if let Ok(mut spare) = self.spare.lock() {
+            spare.get_or_insert((text, rows));
+        }
     }
 }
 
@@ -668,6 +840,7 @@ mod tests {
     use crate::config::Config;
     use crate::model::{Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
     use crate::provider::ProbeRun;
+    use std::time::Duration;
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
@@ -827,6 +1000,54 @@ tokens:
             assert_eq!(joined, whole, "chunk limit {limit}");
             assert!(chunks > 5, "limit {limit} gave {chunks} chunks");
         }
+    }
+
+    /// A scrape hands its buffers to the next one, and the next one writes only what the
+    /// store holds then: nothing left over from the text or rows before.
+    #[test]
+    fn a_scrape_reuses_the_last_ones_buffers_and_none_of_its_text() {
+        let (store, status) = sample();
+        let metrics = Metrics::new(store.clone(), status);
+        let first = render(&metrics);
+        let (text_capacity, rows_capacity) = {
+            let spare = metrics.spare.lock().unwrap();
+            let (text, rows) = spare
+                .as_ref()
+                .expect("the finished scrape left its buffers");
+            assert!(text.is_empty() && rows.is_empty());
+            (text.capacity(), rows.capacity())
+        };
+        assert!(text_capacity > 0 && rows_capacity >= 5);
+
+        store.record(
+            "fresh",
+            crate::provider::ProbeRun {
+                outcome: ProbeOutcome::new(Verdict::Invalid, Reason::Revoked, "revoked"),
+                fingerprint: Some("sha256:eeeeeeeeeeee".into()),
+                duration: Duration::from_millis(5),
+            },
+            at(1_800_000_000),
+        );
+        let e = metrics.snapshot();
+        assert!(
+            metrics.spare.lock().unwrap().is_none(),
+            "the scrape took them"
+        );
+        assert_eq!(e.text.0.capacity(), text_capacity);
+        assert_eq!(e.rows.capacity(), rows_capacity);
+        drop(e);
+        let second = render(&metrics);
+        assert_ne!(second, first);
+        assert!(second.contains(r#"fingerprint="sha256:eeeeeeeeeeee""#));
+        // As a fresh exporter over the same store writes it.
+        let fresh = Metrics::new(store, Arc::new(ExporterStatus::new()));
+        let strip = |t: &str| {
+            t.lines()
+                .filter(|l| !l.contains("notification") && !l.contains("config_last_reload"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(strip(&second), strip(&render(&fresh)));
     }
 
     /// As an HTTP body: frames until the end, then the end, and the same text.
