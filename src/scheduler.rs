@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError, ConfigIssue, Global, TokenSpec};
@@ -171,8 +171,14 @@ async fn run(
         queue.push(Reverse((start, spec.name.clone(), generation)));
     }
 
+    // Whether due tokens are waiting for a probe to end: every global permit is out.
+    let mut saturated = false;
     loop {
-        let next_due = queue.peek().map(|Reverse((t, _, _))| *t);
+        let next_due = if saturated {
+            None
+        } else {
+            queue.peek().map(|Reverse((t, _, _))| *t)
+        };
         tokio::select! {
             _ = sleep_until_opt(next_due) => {
                 let now = Instant::now();
@@ -180,6 +186,13 @@ async fn run(
                     if due > now {
                         break;
                     }
+                    // A token is spawned holding its global permit, or waits in the queue: a
+                    // round of 10,000 is at most `max_concurrency` tasks, not 10,000 tasks
+                    // parked on a semaphore (see BENCHMARKS.md, peak RSS and CPU of a round).
+                    let Ok(permit) = limits.global.clone().try_acquire_owned() else {
+                        saturated = true;
+                        break;
+                    };
                     queue.pop();
                     let Some(entry) = entries.get_mut(&name) else { continue };
                     if entry.generation != generation_due || entry.in_flight {
@@ -199,7 +212,7 @@ async fn run(
                         generation: generation_due,
                         spec: entry.spec.clone(),
                         provider: entry.provider.clone(),
-                        global: limits.global.clone(),
+                        global: permit,
                         local: limits.per_provider.get(&entry.spec.provider).cloned(),
                         done: done_tx.clone(),
                     };
@@ -253,6 +266,11 @@ async fn run(
                 }
                 queue.push(Reverse((Instant::now() + delay, done.name, entry.generation)));
             }
+            permit = limits.global.clone().acquire_owned(), if saturated => {
+                // A probe ended (or a task was lost: this does not rely on its report).
+                drop(permit);
+                saturated = false;
+            }
             Some(cmd) = commands.recv() => {
                 match cmd {
                     Command::Reload(new, ack) => {
@@ -298,6 +316,7 @@ async fn run(
                         classify_secret_files(entries.values().map(|e| e.spec.clone()).collect());
                         paused.retain(|p, _| new.config.providers.contains_key(p));
                         limits = Limits::of(&new.config);
+                        saturated = false;
                         inventory = new;
                         let _ = ack.send(());
                     }
@@ -337,23 +356,25 @@ struct ProbeTask {
     generation: u64,
     spec: Arc<TokenSpec>,
     provider: Arc<dyn Provider>,
-    global: Arc<Semaphore>,
+    /// Taken by the scheduler's loop before spawning.
+    global: OwnedSemaphorePermit,
     local: Option<Arc<Semaphore>>,
     done: mpsc::UnboundedSender<Done>,
 }
 
 impl ProbeTask {
     async fn run(self) {
-        let _global = self.global.acquire_owned().await;
-        let _local = match self.local {
+        let local = match self.local {
             Some(s) => Some(s.acquire_owned().await),
             None => None,
         };
         let at = Timestamp::now();
-        // Boxed, so the probe's state is allocated only once the permits are held: the loop
-        // spawns every due token at once, and with the probe inline each task waiting for a
-        // permit reserved the whole state (see BENCHMARKS.md, peak RSS of a round).
+        // Boxed, so the probe's state is allocated only once the provider's permit is held:
+        // tasks of a provider with its own limit wait for it holding only this small task.
         let run = Box::pin(run_probe(self.provider.as_ref(), &self.spec, at)).await;
+        // Released before the report, so the loop finds the permit free when it wakes.
+        drop(local);
+        drop(self.global);
         let _ = self.done.send(Done {
             name: self.name,
             generation: self.generation,

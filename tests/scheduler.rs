@@ -99,6 +99,65 @@ async fn concurrency_limits_hold_on_the_wire() {
     );
 }
 
+/// The global limit holds too, and holds by not spawning: tokens past the limit wait in the
+/// scheduler's queue, not as tasks parked on a semaphore (a round of 10,000 once made 10,000
+/// tasks at once). A saturated scheduler still gets every token probed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_limit_holds_without_a_task_per_waiting_token() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (f, p) = (in_flight.clone(), peak.clone());
+    let server = MockServer::start(move |_| {
+        let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+        p.fetch_max(now, Ordering::SeqCst);
+        let f2 = f.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(25));
+            f2.fetch_sub(1, Ordering::SeqCst);
+        });
+        Answer::json(200, json!({"active": true, "exp": 4_000_000_000i64}))
+            .delayed(Duration::from_millis(40))
+    })
+    .await;
+    let secrets = SecretFiles::new();
+    let tokens = 120;
+    let inv = inventory(
+        &server.url(),
+        &secrets,
+        tokens,
+        "",
+        "  max_concurrency: 2
+",
+    );
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let store = Arc::new(Store::new());
+    let handle = scheduler::spawn(store.clone(), inv);
+    let mut most = 0;
+    let start = std::time::Instant::now();
+    while !handle.ready.load(Ordering::Acquire) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the round stalled"
+        );
+        most = most.max(metrics.num_alive_tasks().saturating_sub(before));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(server.requests().len(), tokens);
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= 2, "{peak} requests in flight at once, limit 2");
+    // The scheduler, two probes, and the HTTP client's connection tasks; one task per
+    // waiting token would be over a hundred.
+    assert!(
+        most >= 2,
+        "no probe task seen ({most}); the test proves nothing"
+    );
+    assert!(
+        most <= 12,
+        "{most} tasks alive during a round limited to 2 probes"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limiting_provider_is_paused_for_its_retry_after() {
     let server = MockServer::start(|_| {
