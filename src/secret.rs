@@ -207,19 +207,45 @@ pub fn classify_files<'a>(sources: impl IntoIterator<Item = &'a SecretSource>) {
     }
 }
 
-/// Reads at most one byte past [`MAX_SECRET_BYTES`]; with `classify`, also says which class
-/// of filesystem the open file lives on (else [`UNKNOWN`]).
+/// Reads at most one byte past [`MAX_SECRET_BYTES`]. With `classify` (the blocking pool's
+/// read, of a file whose filesystem is not known to be local), also says which class of
+/// filesystem the open file lives on, and reads until `read` says end of file. Without it
+/// (the inline read of a file on a local filesystem), a read that does not fill the buffer is
+/// taken as the end: on tmpfs, ext4, xfs, overlayfs and the rest of the local list a regular
+/// file's read comes back short only there, and a 40-byte token then costs one `read`
+/// instead of three (std's `read_to_end` probes, reads, and reads again for the end).
 fn read_capped(path: &Path, classify: bool) -> std::io::Result<(Vec<u8>, u8)> {
     use std::io::Read;
-    let file = std::fs::File::open(path)?;
+    let mut file = std::fs::File::open(path)?;
     let class = if classify {
         filesystem_class(|| rustix::fs::fstatfs(&file))
     } else {
         UNKNOWN
     };
-    let mut buf = Vec::new();
-    file.take(MAX_SECRET_BYTES as u64 + 1)
-        .read_to_end(&mut buf)?;
+    let mut buf = vec![0u8; 1024];
+    let mut len = 0;
+    loop {
+        let n = match file.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                zeroize::Zeroize::zeroize(&mut buf);
+                return Err(e);
+            }
+        };
+        len += n;
+        if n == 0 || len > MAX_SECRET_BYTES || (!classify && len < buf.len()) {
+            break;
+        }
+        if len == buf.len() {
+            // Grown by hand, so the smaller buffer is zeroed, not left in the heap.
+            let mut bigger = vec![0u8; (buf.len() * 8).min(MAX_SECRET_BYTES + 1)];
+            bigger[..len].copy_from_slice(&buf[..len]);
+            zeroize::Zeroize::zeroize(&mut buf);
+            buf = bigger;
+        }
+    }
+    buf.truncate(len);
     Ok((buf, class))
 }
 
@@ -539,6 +565,29 @@ mod tests {
         assert_eq!(src.read().await.unwrap().expose(), "first");
         std::fs::write(&path, "second\r\n").unwrap();
         assert_eq!(src.read().await.unwrap().expose(), "second");
+    }
+
+    /// Both reads, the inline one that stops at a short read and the pool's that reads to the
+    /// end, return every byte of files around the first buffer's size and its growth, and
+    /// stop one byte past the cap.
+    #[test]
+    fn reads_return_whole_files_of_every_size_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        for size in [0, 1, 40, 1023, 1024, 1025, 8191, 8192, 8193, 65_536] {
+            let content: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+            std::fs::write(&path, &content).unwrap();
+            for classify in [false, true] {
+                let (read, _) = read_capped(&path, classify).unwrap();
+                assert!(read == content, "{size} bytes, classify {classify}");
+            }
+        }
+        std::fs::write(&path, vec![b'x'; MAX_SECRET_BYTES * 2]).unwrap();
+        for classify in [false, true] {
+            let (read, _) = read_capped(&path, classify).unwrap();
+            assert_eq!(read.len(), MAX_SECRET_BYTES + 1, "classify {classify}");
+        }
+        assert!(read_capped(&dir.path().join("absent"), false).is_err());
     }
 
     #[tokio::test]
