@@ -182,10 +182,7 @@ async fn run(
         tokio::select! {
             _ = sleep_until_opt(next_due) => {
                 let now = Instant::now();
-                while let Some(Reverse((due, name, generation_due))) = queue.peek().cloned() {
-                    if due > now {
-                        break;
-                    }
+                while queue.peek().is_some_and(|Reverse((due, _, _))| *due <= now) {
                     // A token is spawned holding its global permit, or waits in the queue: a
                     // round of 10,000 is at most `max_concurrency` tasks, not 10,000 tasks
                     // parked on a semaphore (see BENCHMARKS.md, peak RSS and CPU of a round).
@@ -193,7 +190,7 @@ async fn run(
                         saturated = true;
                         break;
                     };
-                    queue.pop();
+                    let Some(Reverse((_, name, generation_due))) = queue.pop() else { break };
                     let Some(entry) = entries.get_mut(&name) else { continue };
                     if entry.generation != generation_due || entry.in_flight {
                         continue;
@@ -208,7 +205,7 @@ async fn run(
                     }
                     entry.in_flight = true;
                     let task = ProbeTask {
-                        name: name.clone(),
+                        name,
                         generation: generation_due,
                         spec: entry.spec.clone(),
                         provider: entry.provider.clone(),

@@ -352,38 +352,36 @@ pub enum SecretError {
 impl SecretSource {
     /// Reads the secret now. `file` and `exec` sources are read afresh every time.
     pub async fn read(&self) -> Result<Secret, SecretError> {
-        let (raw, what) = match self {
-            SecretSource::Env(name) => {
-                let value =
-                    std::env::var_os(name).ok_or_else(|| SecretError::EnvMissing(name.clone()))?;
-                (
-                    value.into_encoded_bytes(),
-                    format!("environment variable {name}"),
-                )
-            }
-            SecretSource::File(file) => (
-                file.read().await?,
-                format!("secret file {}", file.path.display()),
-            ),
-            SecretSource::Exec(exec) => (
-                run_exec(exec).await?,
-                format!("secret command {:?}", exec.argv[0]),
-            ),
+        let raw = match self {
+            SecretSource::Env(name) => std::env::var_os(name)
+                .ok_or_else(|| SecretError::EnvMissing(name.clone()))?
+                .into_encoded_bytes(),
+            SecretSource::File(file) => file.read().await?,
+            SecretSource::Exec(exec) => run_exec(exec).await?,
         };
         let text = String::from_utf8(raw).map_err(|e| {
             // The bytes are the secret: wipe them before they are dropped.
             let mut bytes = e.into_bytes();
             zeroize::Zeroize::zeroize(&mut bytes);
-            SecretError::NotText(what.clone())
+            SecretError::NotText(self.what())
         })?;
         let trimmed = text.trim_end_matches(['\n', '\r']);
         if trimmed.trim().is_empty() {
-            return Err(SecretError::Empty(what));
+            return Err(SecretError::Empty(self.what()));
         }
         let secret = Secret::new(trimmed);
         let mut text = text;
         zeroize::Zeroize::zeroize(&mut text);
         Ok(secret)
+    }
+
+    /// The source as errors name it (written only when there is an error: reads are per probe).
+    fn what(&self) -> String {
+        match self {
+            SecretSource::Env(name) => format!("environment variable {name}"),
+            SecretSource::File(file) => format!("secret file {}", file.path.display()),
+            SecretSource::Exec(exec) => format!("secret command {:?}", exec.argv[0]),
+        }
     }
 
     /// A description for logs and errors: the source, never the value.
