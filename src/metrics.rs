@@ -229,11 +229,11 @@ impl Row {
             }
         });
         let policies = append(text, |t| {
-            for f in crate::policy::evaluate(s, now) {
+            crate::policy::each_finding(s, now, |policy, violated, _| {
                 t.push(',');
-                label(t, "policy", f.policy);
-                t.push_str(if f.violated { "} 1\n" } else { "} 0\n" });
-            }
+                label(t, "policy", policy);
+                t.push_str(if violated { "} 1\n" } else { "} 0\n" });
+            });
         });
         // STATE_CLOSES lists Verdict::ALL, then unknown.
         let state = match verdict {
