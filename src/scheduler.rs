@@ -181,42 +181,14 @@ async fn run(
         };
         tokio::select! {
             _ = sleep_until_opt(next_due) => {
-                let now = Instant::now();
-                while queue.peek().is_some_and(|Reverse((due, _, _))| *due <= now) {
-                    // A token is spawned holding its global permit, or waits in the queue: a
-                    // round of 10,000 is at most `max_concurrency` tasks, not 10,000 tasks
-                    // parked on a semaphore (see BENCHMARKS.md, peak RSS and CPU of a round).
-                    let Ok(permit) = limits.global.clone().try_acquire_owned() else {
-                        saturated = true;
-                        break;
-                    };
-                    let Some(Reverse((_, name, generation_due))) = queue.pop() else { break };
-                    let Some(entry) = entries.get_mut(&name) else { continue };
-                    if entry.generation != generation_due || entry.in_flight {
-                        continue;
-                    }
-                    if let Some(until) = paused.get(&entry.spec.provider).copied() {
-                        if until > now {
-                            let delay = jitter(Duration::from_millis(500));
-                            queue.push(Reverse((until + delay, name, generation_due)));
-                            continue;
-                        }
-                        paused.remove(&entry.spec.provider);
-                    }
-                    entry.in_flight = true;
-                    let task = ProbeTask {
-                        name,
-                        generation: generation_due,
-                        spec: entry.spec.clone(),
-                        provider: entry.provider.clone(),
-                        global: permit,
-                        local: limits.per_provider.get(&entry.spec.provider).cloned(),
-                        done: done_tx.clone(),
-                    };
-                    tokio::spawn(task.run());
-                }
+                saturated = spawn_due(&mut queue, &mut entries, &mut paused, &limits, &done_tx);
             }
             Some(done) = done_rx.recv() => {
+                // The probe gave its permit back before reporting: the next due token can go.
+                if saturated {
+                    saturated =
+                        spawn_due(&mut queue, &mut entries, &mut paused, &limits, &done_tx);
+                }
                 let Some(entry) = entries.get_mut(&done.name) else { continue };
                 entry.in_flight = false;
                 if entry.generation != done.generation && !entry.rerun {
@@ -264,9 +236,10 @@ async fn run(
                 queue.push(Reverse((Instant::now() + delay, done.name, entry.generation)));
             }
             permit = limits.global.clone().acquire_owned(), if saturated => {
-                // A probe ended (or a task was lost: this does not rely on its report).
+                // A permit came back without a report (a task was lost): the reports below
+                // are the usual way out of saturation, this one does not rely on them.
                 drop(permit);
-                saturated = false;
+                saturated = spawn_due(&mut queue, &mut entries, &mut paused, &limits, &done_tx);
             }
             Some(cmd) = commands.recv() => {
                 match cmd {
@@ -346,6 +319,54 @@ fn state_summary(store: &Store) -> String {
         .map(|(s, n)| format!("{s}={n}"))
         .collect();
     counts.join(" ")
+}
+
+/// Spawns every due token there is a global permit for, each task holding its permit; a
+/// token past the limit waits in the queue, not as a task parked on the semaphore (a round
+/// of 10,000 was once 10,000 tasks at once; see BENCHMARKS.md, peak RSS of a round).
+/// Returns whether it stopped for want of a permit with due tokens left.
+fn spawn_due(
+    queue: &mut BinaryHeap<Reverse<(Instant, String, u64)>>,
+    entries: &mut HashMap<String, Entry>,
+    paused: &mut HashMap<String, Instant>,
+    limits: &Limits,
+    done: &mpsc::UnboundedSender<Done>,
+) -> bool {
+    let now = Instant::now();
+    while queue.peek().is_some_and(|Reverse((due, _, _))| *due <= now) {
+        let Ok(permit) = limits.global.clone().try_acquire_owned() else {
+            return true;
+        };
+        let Some(Reverse((_, name, generation_due))) = queue.pop() else {
+            break;
+        };
+        let Some(entry) = entries.get_mut(&name) else {
+            continue;
+        };
+        if entry.generation != generation_due || entry.in_flight {
+            continue;
+        }
+        if let Some(until) = paused.get(&entry.spec.provider).copied() {
+            if until > now {
+                let delay = jitter(Duration::from_millis(500));
+                queue.push(Reverse((until + delay, name, generation_due)));
+                continue;
+            }
+            paused.remove(&entry.spec.provider);
+        }
+        entry.in_flight = true;
+        let task = ProbeTask {
+            name,
+            generation: generation_due,
+            spec: entry.spec.clone(),
+            provider: entry.provider.clone(),
+            global: permit,
+            local: limits.per_provider.get(&entry.spec.provider).cloned(),
+            done: done.clone(),
+        };
+        tokio::spawn(task.run());
+    }
+    false
 }
 
 struct ProbeTask {
