@@ -43,29 +43,33 @@ async fn wait(what: &str, limit: Duration, f: impl Fn() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrency_limits_hold_on_the_wire() {
+/// A provider that answers every introspection `active` after `delay`, and the most requests
+/// it saw in flight at once. The handler runs synchronously per request; it counts a request
+/// in on arrival and out from a short-lived guard thread, which ends at four fifths of the
+/// delay: ending at the same moment raced the client, whose freed permit let the next
+/// request in before the decrement (a false "4 in flight"). Requests that truly overlap
+/// arrive within milliseconds.
+async fn counting_server(delay: Duration) -> (MockServer, Arc<AtomicUsize>) {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let (f, p) = (in_flight.clone(), peak.clone());
-    // The handler runs synchronously per request; count overlapping requests around a delay
-    // by incrementing here and decrementing after the delayed answer is written (approximated
-    // by a short-lived guard thread).
     let server = MockServer::start(move |_| {
         let now = f.fetch_add(1, Ordering::SeqCst) + 1;
         p.fetch_max(now, Ordering::SeqCst);
         let f2 = f.clone();
-        // The guard ends a little before the 150 ms answer leaves: ending at the same moment
-        // raced the client, whose freed permit let the next request in before the decrement
-        // (a false "4 in flight"). Requests that truly overlap arrive within milliseconds.
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(120));
+            std::thread::sleep(delay * 4 / 5);
             f2.fetch_sub(1, Ordering::SeqCst);
         });
-        Answer::json(200, json!({"active": true, "exp": 4_000_000_000i64}))
-            .delayed(Duration::from_millis(150))
+        Answer::json(200, json!({"active": true, "exp": 4_000_000_000i64})).delayed(delay)
     })
     .await;
+    (server, peak)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_limits_hold_on_the_wire() {
+    let (server, peak) = counting_server(Duration::from_millis(150)).await;
     let secrets = SecretFiles::new();
     let mut inv = inventory(&server.url(), &secrets, 12, "", "  max_concurrency: 8\n");
     // Per-provider limit 3 under a global limit of 8.
@@ -104,21 +108,7 @@ async fn concurrency_limits_hold_on_the_wire() {
 /// tasks at once). A saturated scheduler still gets every token probed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_global_limit_holds_without_a_task_per_waiting_token() {
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let (f, p) = (in_flight.clone(), peak.clone());
-    let server = MockServer::start(move |_| {
-        let now = f.fetch_add(1, Ordering::SeqCst) + 1;
-        p.fetch_max(now, Ordering::SeqCst);
-        let f2 = f.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(25));
-            f2.fetch_sub(1, Ordering::SeqCst);
-        });
-        Answer::json(200, json!({"active": true, "exp": 4_000_000_000i64}))
-            .delayed(Duration::from_millis(40))
-    })
-    .await;
+    let (server, peak) = counting_server(Duration::from_millis(40)).await;
     let secrets = SecretFiles::new();
     let tokens = 120;
     let inv = inventory(
