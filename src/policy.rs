@@ -53,15 +53,10 @@ pub fn age_origin(state: &TokenState) -> Option<(Timestamp, &'static str)> {
 /// Evaluates every policy configured for the token. Nothing is returned before the first
 /// conclusive answer: a token never seen says nothing about its hygiene.
 pub fn evaluate(state: &TokenState, now: Timestamp) -> Vec<Finding> {
-    let mut out = Vec::new();
-    each_finding(state, now, |policy, violated, detail| {
-        out.push(Finding {
-            policy,
-            violated,
-            detail: detail(),
-        })
-    });
-    out
+    if state.last_verdict_at.is_none() {
+        return Vec::new();
+    }
+    check(&state.spec.policies, &state.facts, age_origin(state), now)
 }
 
 /// [`evaluate`] without the sentences: `found(policy, violated, detail)` for each policy,

@@ -236,8 +236,9 @@ async fn run(
                 queue.push(Reverse((Instant::now() + delay, done.name, entry.generation)));
             }
             permit = limits.global.clone().acquire_owned(), if saturated => {
-                // A permit came back without a report (a task was lost): the reports below
-                // are the usual way out of saturation, this one does not rely on them.
+                // A permit is free. Its probe's report usually comes too and spawns the next
+                // token itself; this branch does not rely on it, so a task lost without a
+                // report cannot leave the queue waiting for good.
                 drop(permit);
                 saturated = spawn_due(&mut queue, &mut entries, &mut paused, &limits, &done_tx);
             }
