@@ -8,7 +8,7 @@
 //! records them in the store and computes the next due time. [`next_delay`] is pure.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -94,6 +94,8 @@ struct Entry {
     in_flight: bool,
     /// Due again as soon as the probe in flight finishes (its spec changed meanwhile).
     rerun: bool,
+    /// Not answered yet since the exporter started: the first round waits for it.
+    first: bool,
 }
 
 struct Done {
@@ -148,7 +150,6 @@ async fn run(
     let mut queue: BinaryHeap<Reverse<(Instant, String, u64)>> = BinaryHeap::new();
     let mut paused: HashMap<String, Instant> = HashMap::new();
     let mut limits = Limits::of(&inventory.config);
-    let mut first_round: HashSet<String> = HashSet::new();
     let mut generation: u64 = 0;
 
     classify_secret_files(inventory.config.tokens.clone());
@@ -165,12 +166,14 @@ async fn run(
                 failures: 0,
                 in_flight: false,
                 rerun: false,
+                first: true,
             },
         );
-        first_round.insert(spec.name.clone());
         queue.push(Reverse((start, spec.name.clone(), generation)));
     }
 
+    // Tokens the first round still waits for (`Entry::first`).
+    let mut first_left = entries.len();
     // Whether due tokens are waiting for a probe to end: every global permit is out.
     let mut saturated = false;
     loop {
@@ -199,11 +202,15 @@ async fn run(
                 let duration = done.run.duration;
                 let recorded = store.record(&done.name, done.run, done.at);
                 log_change(&done.name, recorded.and_then(|r| r.previous), &outcome, duration);
-                if first_round.remove(&done.name) && first_round.is_empty() {
-                    ready.store(true, Ordering::Release);
-                    tracing::info!(states = %state_summary(&store), "first probe round complete");
-                    // 10,000 names' worth of table, empty from now on.
-                    first_round.shrink_to_fit();
+                if std::mem::take(&mut entry.first) {
+                    first_left -= 1;
+                    if first_left == 0 {
+                        ready.store(true, Ordering::Release);
+                        tracing::info!(
+                            states = %state_summary(&store),
+                            "first probe round complete"
+                        );
+                    }
                 }
                 if entry.rerun {
                     entry.rerun = false;
@@ -271,6 +278,8 @@ async fn run(
                                         failures: 0,
                                         in_flight,
                                         rerun: in_flight,
+                                        // A token the reload adds is not part of the first round.
+                                        first: old.is_some_and(|e| e.first),
                                     });
                                     if !in_flight {
                                         queue.push(Reverse((now, spec.name.clone(), generation)));
@@ -278,8 +287,8 @@ async fn run(
                                 }
                             }
                         }
-                        first_round.retain(|n| next.contains_key(n));
-                        if first_round.is_empty() {
+                        first_left = next.values().filter(|e| e.first).count();
+                        if first_left == 0 {
                             ready.store(true, Ordering::Release);
                         }
                         entries = next;

@@ -217,3 +217,49 @@ async fn a_failing_provider_is_probed_with_backoff() {
         Some(api_token_exporter::model::Verdict::Unreachable)
     );
 }
+
+/// The first round waits for the tokens it started with, less those a reload removes, and
+/// not for tokens a reload adds: the exporter is ready once every token it started with and
+/// still has has been answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_in_the_first_round_changes_what_readiness_waits_for() {
+    let server = MockServer::start(|_| {
+        Answer::json(200, json!({"active": true, "exp": 4_000_000_000i64}))
+            .delayed(Duration::from_secs(1))
+    })
+    .await;
+    let secrets = SecretFiles::new();
+    // One at a time: t0 is in flight, t1 to t5 wait.
+    let inv = inventory(&server.url(), &secrets, 6, "", "  max_concurrency: 1\n");
+    let store = Arc::new(Store::new());
+    let handle = scheduler::spawn(store.clone(), inv);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // t0 and t1 stay; t2 to t5 go; t6 to t9 come.
+    let mut reloaded = inventory(&server.url(), &secrets, 10, "", "  max_concurrency: 1\n");
+    let mut config = (*reloaded.config).clone();
+    config
+        .tokens
+        .retain(|t| ["t0", "t1", "t6", "t7", "t8", "t9"].contains(&t.name.as_str()));
+    reloaded = Inventory::build(config, &BuildContext::new()).unwrap();
+    handle.reload(reloaded).await;
+    assert!(
+        !handle.ready.load(Ordering::Acquire),
+        "ready with t0 and t1 unanswered"
+    );
+    wait("readiness", Duration::from_secs(10), || {
+        handle.ready.load(Ordering::Acquire)
+    })
+    .await;
+    // Ready once t0 and t1 are answered, a second or two in; the added tokens, one at a
+    // time behind them at a second each, cannot all be.
+    let answered = |name: &str| store.read().tokens[name].verdict().is_some();
+    assert!(answered("t0") && answered("t1"));
+    let added = ["t6", "t7", "t8", "t9"]
+        .iter()
+        .filter(|n| answered(n))
+        .count();
+    assert!(
+        added < 4,
+        "readiness waited for the tokens the reload added"
+    );
+}
