@@ -560,16 +560,13 @@ impl Exposition {
     /// The per-provider, per-notifier and exporter families: a few series each.
     fn write_exporter_families(&self, out: &mut String) {
         let (providers, notifiers) = (&self.providers, &self.notifiers);
-        let provider = |name: &str| labels(&[("provider", name)]);
-        let notifier = |name: &str| labels(&[("notifier", name)]);
-        small_family(
+        keyed_family(
             out,
             "api_token_probes",
             "Probes run, per provider.",
             Kind::Counter,
-            providers
-                .iter()
-                .map(|(name, p)| (provider(name), Value::Count(p.probes))),
+            ("provider", providers),
+            |p| Some(Value::Count(p.probes)),
         );
         small_family(
             out,
@@ -583,52 +580,45 @@ impl Exposition {
                 })
             }),
         );
-        small_family(
+        keyed_family(
             out,
             "api_token_provider_rate_limit_remaining",
             "Requests left in the provider's rate-limit window, from its last answer that said.",
             Kind::Gauge,
-            providers.iter().filter_map(|(name, p)| {
-                let v = p.rate_limit?.remaining?;
-                Some((provider(name), Value::Float(v)))
-            }),
+            ("provider", providers),
+            |p| p.rate_limit?.remaining.map(Value::Float),
         );
-        small_family(
+        keyed_family(
             out,
             "api_token_provider_rate_limit_reset_timestamp_seconds",
             "When the provider's rate-limit window resets (Unix seconds).",
             Kind::Gauge,
-            providers.iter().filter_map(|(name, p)| {
-                let t = p.rate_limit?.reset_at?;
-                Some((provider(name), Value::Time(t)))
-            }),
+            ("provider", providers),
+            |p| p.rate_limit?.reset_at.map(Value::Time),
         );
-        small_family(
+        keyed_family(
             out,
             "api_token_notifications",
             "Messages handed to each notifier (Slack, email, webhook, Alertmanager), each counted once however many attempts it took.",
             Kind::Counter,
-            notifiers
-                .iter()
-                .map(|(name, n)| (notifier(name), Value::Count(n.notifications))),
+            ("notifier", notifiers),
+            |n| Some(Value::Count(n.notifications)),
         );
-        small_family(
+        keyed_family(
             out,
             "api_token_notification_failures",
             "Delivery attempts that failed, per notifier; every failed retry counts.",
             Kind::Counter,
-            notifiers
-                .iter()
-                .map(|(name, n)| (notifier(name), Value::Count(n.failures))),
+            ("notifier", notifiers),
+            |n| Some(Value::Count(n.failures)),
         );
-        small_family(
+        keyed_family(
             out,
             "api_token_notification_last_success_timestamp_seconds",
             "When the notifier last delivered a message (Unix seconds); absent before its first delivery.",
             Kind::Gauge,
-            notifiers
-                .iter()
-                .filter_map(|(name, n)| Some((notifier(name), Value::Time(n.last_success?)))),
+            ("notifier", notifiers),
+            |n| n.last_success.map(Value::Time),
         );
         small_family(
             out,
@@ -753,6 +743,22 @@ fn small_family(
         out.push(' ');
         push_value(out, value);
     }
+}
+
+/// A family with a series per provider (or notifier) that has a value, labelled with its
+/// name: `(label, items)` names the label and the map it comes from.
+fn keyed_family<T>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: Kind,
+    (label, items): (&str, &BTreeMap<String, T>),
+    value: impl Fn(&T) -> Option<Value>,
+) {
+    let samples = items
+        .iter()
+        .filter_map(|(key, item)| Some((labels(&[(label, key)]), value(item)?)));
+    small_family(out, name, help, kind, samples);
 }
 
 /// `# HELP` and `# TYPE` of a family.
