@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod notify;

@@ -8,9 +8,10 @@ use clap::Parser;
 use api_token_exporter::cli::{Cli, Command};
 use api_token_exporter::config::Config;
 use api_token_exporter::web::Web;
-use api_token_exporter::{RunOptions, check, demo, logging, notify, run, shutdown_signal};
+use api_token_exporter::{RunOptions, check, demo, logging, memory, notify, run, shutdown_signal};
 
 fn main() -> ExitCode {
+    memory::tune_allocator();
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
 

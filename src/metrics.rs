@@ -6,8 +6,9 @@
 //! stays one series per token per metric.
 //!
 //! A scrape copies what it needs out of the store under its lock ([`Metrics::snapshot`]):
-//! one row of numbers per token and one string of every token's label text, buffers the
-//! last scrape handed on. It then writes the text outside the lock, a chunk at a time
+//! one row of numbers per token and one string of every token's label text, both given
+//! back to the system when the scrape ends (src/memory.rs). It then writes the text
+//! outside the lock, a chunk at a time
 //! ([`Exposition`] is an HTTP body), so a 10,000-token scrape never holds its 16 MB of text
 //! in memory at once. The encoder is
 //! written here rather than taken from prometheus-client: that one escaped and dispatched
@@ -19,8 +20,8 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -73,45 +74,27 @@ impl Default for ExporterStatus {
 pub struct Metrics {
     store: Arc<Store>,
     status: Arc<ExporterStatus>,
-    spare: Spare,
 }
-
-/// The buffers of the last finished scrape, kept for the next one. Each scrape would
-/// otherwise allocate its megabytes of snapshot afresh on whichever worker thread serves
-/// it, and glibc keeps what each thread's arena once held: with the buffers handed on,
-/// a scraped exporter holds one snapshot's worth, not one per thread (BENCHMARKS.md).
-type Spare = Arc<Mutex<Option<(String, Vec<Row>)>>>;
 
 impl Metrics {
     pub fn new(store: Arc<Store>, status: Arc<ExporterStatus>) -> Self {
-        Metrics {
-            store,
-            status,
-            spare: Spare::default(),
-        }
+        Metrics { store, status }
     }
 
     /// Copies what the exposition needs. The store's lock is held for the copy only: while a
     /// scrape held it for the whole encoding, every probe result waited for the scrape in
     /// progress (BENCHMARKS.md, wrk during a round).
     pub fn snapshot(&self) -> Exposition {
-        let (mut text, mut rows) = self
-            .spare
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_default();
+        // Both buffers are over `memory::BIG` from a few thousand tokens on, so each is a
+        // mapping of its own, given back when the scrape ends (src/memory.rs).
+        let (mut text, mut rows);
         let providers = {
             let inner = self.store.read();
             let now = jiff::Timestamp::now();
             let n = inner.tokens.len();
-            if rows.capacity() > 2 * n {
-                // Left by a larger inventory, before a reload: not kept at that size.
-                (text, rows) = Default::default();
-            }
-            rows.reserve_exact(n);
-            // About what a token's labels take; a spare text is already as long as needed.
-            text.reserve(n * 256);
+            rows = Vec::with_capacity(n);
+            // About what a token's labels take; pages reserved and never written cost nothing.
+            text = String::with_capacity(n * 256);
             let states: Vec<&TokenState> = inner.tokens.values().map(|s| &**s).collect();
             for (i, s) in states.iter().enumerate() {
                 prefetch_ahead(&states, i);
@@ -122,7 +105,6 @@ impl Metrics {
         Exposition {
             text: Text(text),
             rows,
-            spare: self.spare.clone(),
             providers,
             notifiers: self.status.notifications.snapshot(),
             reload_ok: self.status.last_reload_successful.load(Ordering::Relaxed),
@@ -520,8 +502,6 @@ impl Text {
 pub struct Exposition {
     text: Text,
     rows: Vec<Row>,
-    /// Where `text` and `rows` go when the scrape is over.
-    spare: Spare,
     providers: BTreeMap<String, ProviderState>,
     notifiers: BTreeMap<String, NotifierStats>,
     reload_ok: bool,
@@ -667,18 +647,6 @@ impl http_body::Body for Exposition {
 
     fn is_end_stream(&self) -> bool {
         self.family > TOKEN_FAMILIES.len()
-    }
-}
-
-impl Drop for Exposition {
-    fn drop(&mut self) {
-        let mut text = std::mem::take(&mut self.text.0);
-        let mut rows = std::mem::take(&mut self.rows);
-        text.clear();
-        rows.clear();
-        if let Ok(mut spare) = self.spare.lock() {
-            spare.get_or_insert((text, rows));
-        }
     }
 }
 
@@ -1044,54 +1012,6 @@ tokens:
             assert_eq!(joined, whole, "chunk limit {limit}");
             assert!(chunks > 5, "limit {limit} gave {chunks} chunks");
         }
-    }
-
-    /// A scrape hands its buffers to the next one, and the next one writes only what the
-    /// store holds then: nothing left over from the text or rows before.
-    #[test]
-    fn a_scrape_reuses_the_last_ones_buffers_and_none_of_its_text() {
-        let (store, status) = sample();
-        let metrics = Metrics::new(store.clone(), status);
-        let first = render(&metrics);
-        let (text_capacity, rows_capacity) = {
-            let spare = metrics.spare.lock().unwrap();
-            let (text, rows) = spare
-                .as_ref()
-                .expect("the finished scrape left its buffers");
-            assert!(text.is_empty() && rows.is_empty());
-            (text.capacity(), rows.capacity())
-        };
-        assert!(text_capacity > 0 && rows_capacity >= 5);
-
-        store.record(
-            "fresh",
-            crate::provider::ProbeRun {
-                outcome: ProbeOutcome::new(Verdict::Invalid, Reason::Revoked, "revoked"),
-                fingerprint: Some("sha256:eeeeeeeeeeee".into()),
-                duration: Duration::from_millis(5),
-            },
-            at(1_800_000_000),
-        );
-        let e = metrics.snapshot();
-        assert!(
-            metrics.spare.lock().unwrap().is_none(),
-            "the scrape took them"
-        );
-        assert_eq!(e.text.0.capacity(), text_capacity);
-        assert_eq!(e.rows.capacity(), rows_capacity);
-        drop(e);
-        let second = render(&metrics);
-        assert_ne!(second, first);
-        assert!(second.contains(r#"fingerprint="sha256:eeeeeeeeeeee""#));
-        // As a fresh exporter over the same store writes it.
-        let fresh = Metrics::new(store, Arc::new(ExporterStatus::new()));
-        let strip = |t: &str| {
-            t.lines()
-                .filter(|l| !l.contains("notification") && !l.contains("config_last_reload"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        assert_eq!(strip(&second), strip(&render(&fresh)));
     }
 
     /// As an HTTP body: frames until the end, then the end, and the same text.
