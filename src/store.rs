@@ -50,7 +50,46 @@ pub struct Seen {
 /// The rotation ledger: token name -> what was seen. Saved as `tokens.json`.
 pub type Ledger = BTreeMap<String, Seen>;
 
+/// The ledger as written: each token's own fingerprint, first sight and rotation, for the
+/// tokens whose secret has been read. The same JSON as a [`Ledger`], read from the store
+/// rather than kept beside it (a second map of 10,000 names and fingerprints was 2 MB).
+struct LedgerView<'a>(&'a BTreeMap<String, Box<TokenState>>);
+
+impl Serialize for LedgerView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// [`Seen`], borrowed.
+        #[derive(Serialize)]
+        struct SeenRef<'a> {
+            fingerprint: &'a str,
+            first_seen: Timestamp,
+            rotated_at: Option<Timestamp>,
+        }
+        serializer.collect_map(self.0.iter().filter_map(|(name, s)| {
+            let seen = SeenRef {
+                fingerprint: s.fingerprint.as_deref()?,
+                first_seen: s.first_seen?,
+                rotated_at: s.rotated_at,
+            };
+            Some((name, seen))
+        }))
+    }
+}
+
 impl TokenState {
+    /// A token not probed yet, its secret never seen.
+    fn new(spec: Arc<TokenSpec>, kind: &'static str) -> Self {
+        TokenState {
+            spec,
+            kind,
+            fingerprint: None,
+            last: None,
+            facts: Arc::default(),
+            last_verdict_at: None,
+            first_seen: None,
+            rotated_at: None,
+        }
+    }
+
     /// The current verdict; `None` before the first probe.
     pub fn verdict(&self) -> Option<Verdict> {
         self.last.as_ref().map(|r| r.verdict)
@@ -112,7 +151,10 @@ pub struct Inner {
     /// so inline values cost twice their size (ARCHITECTURE.md, memory).
     pub tokens: BTreeMap<String, Box<TokenState>>,
     pub providers: BTreeMap<String, ProviderState>,
-    pub ledger: Ledger,
+    /// The ledger read from `tokens.json`, until the first [`Store::reconcile`] hands each
+    /// entry to the token it names. From then on the ledger is the tokens' own fields
+    /// ([`LedgerView`]).
+    loaded: Ledger,
 }
 
 /// Shared, lock-protected store. Writers hold the lock for a map update only; the ledger is
@@ -141,7 +183,7 @@ impl Store {
         let ledger: Ledger = file.load();
         Store {
             inner: RwLock::new(Inner {
-                ledger,
+                loaded: ledger,
                 ..Inner::default()
             }),
             ledger_file: Some(file),
@@ -156,7 +198,7 @@ impl Store {
         let ledger: Ledger = StateFile::new(dir, "tokens.json").load();
         Store {
             inner: RwLock::new(Inner {
-                ledger,
+                loaded: ledger,
                 ..Inner::default()
             }),
             ledger_file: None,
@@ -180,7 +222,7 @@ impl Store {
         }
         // Serialised under the read lock rather than cloned first: the JSON is all that
         // leaves it, and a clone of a 10,000-token ledger was a second copy of every entry.
-        let bytes = file.encode(&self.read().ledger);
+        let bytes = file.encode(&LedgerView(&self.read().tokens));
         let saved = bytes.and_then(|bytes| file.save_bytes(&bytes));
         if let Err(e) = saved {
             // Try again at the next flush; meanwhile the exporter keeps probing and serving.
@@ -213,6 +255,7 @@ impl Store {
             providers.insert(name.clone(), kept);
         }
         let mut tokens = BTreeMap::new();
+        let mut loaded = std::mem::take(&mut inner.loaded);
         for spec in &config.tokens {
             let kind = config.providers[&spec.provider].kind();
             let spec = spec.clone();
@@ -221,28 +264,38 @@ impl Store {
                     old.spec = spec;
                     old
                 }
-                _ => {
-                    let seen = inner.ledger.get(&spec.name);
+                // On another provider: a new token, but the same secret, seen when it was.
+                Some(old) => Box::new(TokenState {
+                    fingerprint: old.fingerprint,
+                    first_seen: old.first_seen,
+                    rotated_at: old.rotated_at,
+                    ..TokenState::new(spec, kind)
+                }),
+                None => {
+                    let seen = loaded.remove(&spec.name);
+                    let (fingerprint, first_seen, rotated_at) = match seen {
+                        Some(s) => (Some(s.fingerprint), Some(s.first_seen), s.rotated_at),
+                        None => (None, None, None),
+                    };
                     Box::new(TokenState {
-                        fingerprint: seen.map(|s| s.fingerprint.clone()),
-                        first_seen: seen.map(|s| s.first_seen),
-                        rotated_at: seen.and_then(|s| s.rotated_at),
-                        spec,
-                        kind,
-                        last: None,
-                        facts: Arc::default(),
-                        last_verdict_at: None,
+                        fingerprint,
+                        first_seen,
+                        rotated_at,
+                        ..TokenState::new(spec, kind)
                     })
                 }
             };
             tokens.insert(state.spec.name.clone(), state);
         }
+        // The ledger shrinks when a token it held is gone: one left in the old map, or one
+        // in the file that the config no longer names.
+        let shrunk = !loaded.is_empty()
+            || inner
+                .tokens
+                .values()
+                .any(|s| s.fingerprint.is_some() && s.first_seen.is_some());
         inner.tokens = tokens;
         inner.providers = providers;
-        let before = inner.ledger.len();
-        let Inner { ledger, tokens, .. } = &mut *inner;
-        ledger.retain(|name, _| tokens.contains_key(name));
-        let shrunk = inner.ledger.len() != before;
         drop(inner);
         if shrunk {
             self.mark_ledger_dirty();
@@ -262,26 +315,14 @@ impl Store {
             run.outcome.reason,
             run.outcome.rate_limit,
         );
+        let ledger_before = (state.first_seen, state.rotated_at);
+        let new_secret = run.fingerprint.is_some() && run.fingerprint != state.fingerprint;
         apply(state, run.outcome, run.fingerprint, at, run.duration);
         let recorded = Recorded {
             previous,
             expiry: state.facts.expiry,
         };
-        let seen = match (&state.fingerprint, state.first_seen) {
-            (Some(fingerprint), Some(first_seen)) => Some(Seen {
-                fingerprint: fingerprint.clone(),
-                first_seen,
-                rotated_at: state.rotated_at,
-            }),
-            _ => None,
-        };
-        let mut ledger_changed = false;
-        if let Some(seen) = seen
-            && inner.ledger.get(token) != Some(&seen)
-        {
-            inner.ledger.insert(token.to_string(), seen);
-            ledger_changed = true;
-        }
+        let ledger_changed = new_secret || ledger_before != (state.first_seen, state.rotated_at);
         if let Some(p) = inner.providers.get_mut(&provider) {
             p.probes += 1;
             if verdict.is_failure() {
@@ -471,6 +512,66 @@ mod tests {
         // A different secret after the restart is a rotation.
         again.record("t", run("sha256:bbb"), at(300));
         assert_eq!(again.read().tokens["t"].rotated_at, Some(at(300)));
+    }
+
+    /// The file holds each token whose secret was read, and only those: a removed token
+    /// leaves it, a token moved to another provider keeps its first sight, and a probe
+    /// that changes nothing writes nothing.
+    #[test]
+    fn the_ledger_file_follows_the_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.json");
+        let config = |tokens: &[(&str, &str)]| {
+            let mut yaml = String::from(
+                "providers:\n  k:\n    kind: jwt\n  k2:\n    kind: jwt\ntokens:\n",
+            );
+            for (name, provider) in tokens {
+                yaml.push_str(&format!(
+                    "  - name: {name}\n    provider: {provider}\n    secret: {{env: T}}\n"
+                ));
+            }
+            Config::parse(&yaml).unwrap()
+        };
+        let run = |fp: &str| ProbeRun {
+            outcome: valid_until(5000),
+            fingerprint: Some(fp.to_string()),
+            duration: Duration::ZERO,
+        };
+        let read = || -> Ledger { serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap() };
+
+        let store = Store::with_storage(dir.path());
+        store.reconcile(&config(&[("a", "k"), ("b", "k"), ("c", "k")]));
+        store.record("a", run("sha256:aaa"), at(100));
+        store.record("b", run("sha256:bbb"), at(200));
+        store.flush_ledger();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            format!(
+                r#"{{"a":{{"fingerprint":"sha256:aaa","first_seen":"{}","rotated_at":null}},"b":{{"fingerprint":"sha256:bbb","first_seen":"{}","rotated_at":null}}}}"#,
+                at(100),
+                at(200)
+            ),
+            "c was never read, so it is not in the file"
+        );
+
+        // The same secret again changes nothing, so nothing is written.
+        std::fs::remove_file(&file).unwrap();
+        store.record("a", run("sha256:aaa"), at(150));
+        store.flush_ledger();
+        assert!(!file.exists());
+
+        // b removed, a moved to k2: b leaves the file, a keeps its first sight.
+        store.reconcile(&config(&[("a", "k2"), ("c", "k")]));
+        store.flush_ledger();
+        let ledger = read();
+        assert_eq!(ledger.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(ledger["a"].first_seen, at(100));
+
+        // After a restart, a token the config no longer names leaves the file too.
+        let again = Store::with_storage(dir.path());
+        again.reconcile(&config(&[("c", "k")]));
+        again.flush_ledger();
+        assert!(read().is_empty());
     }
 
     #[test]
