@@ -522,9 +522,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens.json");
         let config = |tokens: &[(&str, &str)]| {
-            let mut yaml = String::from(
-                "providers:\n  k:\n    kind: jwt\n  k2:\n    kind: jwt\ntokens:\n",
-            );
+            let mut yaml =
+                String::from("providers:\n  k:\n    kind: jwt\n  k2:\n    kind: jwt\ntokens:\n");
             for (name, provider) in tokens {
                 yaml.push_str(&format!(
                     "  - name: {name}\n    provider: {provider}\n    secret: {{env: T}}\n"
