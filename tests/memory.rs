@@ -76,8 +76,10 @@ fn a_finished_scrape_gives_its_copy_back_to_the_system() {
         during >= before + 2048,
         "a 10,000-token copy should be megabytes of fresh mappings, not old heap: {before} kB before, {during} kB during"
     );
+    // A megabyte of slack: the kernel's RSS counters may lag by some pages per CPU, and
+    // the copy that must go is four times that.
     assert!(
-        after <= before + 256,
+        after <= before + 1024,
         "the copy stayed after the scrape: {before} kB before, {during} kB during, {after} kB after"
     );
 }
