@@ -254,6 +254,58 @@ async fn the_key_is_chosen_by_kid_or_tried_in_turn_without_one() {
     );
 }
 
+/// RS256 and PS256 with a 2048-bit RSA key, RS256 with a legacy 1024-bit one, and EdDSA
+/// (Ed25519), each verified against its JWK: tokens minted once with `openssl dgst -sign`
+/// (`-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32` for PS256) and `openssl pkeyutl
+/// -sign -rawin`, with [`claims`], kept in `tests/testdata/jwt/other_algorithms.json` with
+/// the public keys only. Outside the crypto backend: a backend that refused a key size the
+/// IdP uses would call its genuine tokens forged (aws-lc refuses RSA under 2048 bits), so
+/// this test is what a change of `jsonwebtoken`'s backend must pass.
+#[tokio::test]
+async fn rsa_pss_and_eddsa_signatures_verify_and_a_changed_byte_does_not() {
+    let fixtures: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/testdata/jwt/other_algorithms.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let server = jwks_server(json!({"keys": [
+        fixtures["jwk_r1"], fixtures["jwk_r0"], fixtures["jwk_e1"]
+    ]}))
+    .await;
+    for (name, alg) in [
+        ("rs256", "RS256"),
+        ("ps256", "PS256"),
+        ("rs256_1024", "RS256"),
+        ("eddsa", "EdDSA"),
+    ] {
+        let token = fixtures[name].as_str().unwrap();
+        let files = SecretFiles::new();
+        let provider = [jwks_url(&server), format!("algorithms: [{alg}]")];
+        let o = probe(&yaml(&files, &provider, token, &[])).await;
+        assert_eq!(verdict(&o), (Verdict::Valid, Reason::Ok), "{name}: {o:?}");
+        assert_eq!(o.facts.subject.as_deref(), Some("svc-deploy"), "{name}");
+        assert_eq!(o.facts.expiry, Expiry::At(at(EXP)), "{name}");
+        assert_no_leak(&o, token, Some(&server));
+
+        // One byte of the signature changed (mid-string, so not only padding bits).
+        let dot = token.rfind('.').unwrap();
+        let mut bytes = token.as_bytes().to_vec();
+        let i = dot + (token.len() - dot) / 2;
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        let files = SecretFiles::new();
+        let o = probe(&yaml(&files, &provider, &tampered, &[])).await;
+        assert_eq!(
+            verdict(&o),
+            (Verdict::Invalid, Reason::BadSignature),
+            "{name}, tampered: {o:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn signature_by_another_key_is_bad_signature() {
     let server = jwks_server(jwks_a()).await;
