@@ -1,5 +1,6 @@
 //! The `jwt` provider with real signatures: tokens are minted here with `jsonwebtoken` and
-//! two fixed EC P-256 keys, and the JWKS (and the discovery document) is served on loopback
+//! two fixed EC P-256 keys (RSA, RSA-PSS and EdDSA tokens come minted, from
+//! `tests/testdata/jwt/`), and the JWKS (and the discovery document) is served on loopback
 //! by the recording [`MockServer`]. Probes run at a fixed clock: the provider judges `exp`
 //! and `nbf` against the `now` it is given, not the machine's clock.
 
