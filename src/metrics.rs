@@ -21,13 +21,14 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use jiff::Timestamp;
 
 use crate::config::TokenSpec;
+use crate::memory;
 use crate::model::{Verdict, epoch_seconds};
 use crate::notify::NotifierStats;
 use crate::store::{ProviderState, Store, TokenState};
@@ -74,11 +75,17 @@ impl Default for ExporterStatus {
 pub struct Metrics {
     store: Arc<Store>,
     status: Arc<ExporterStatus>,
+    /// The length of the last snapshot's text: how much of the next one to fault in first.
+    text_len: Arc<AtomicUsize>,
 }
 
 impl Metrics {
     pub fn new(store: Arc<Store>, status: Arc<ExporterStatus>) -> Self {
-        Metrics { store, status }
+        Metrics {
+            store,
+            status,
+            text_len: Arc::default(),
+        }
     }
 
     /// Copies what the exposition needs. The store's lock is held for the copy only: while a
@@ -86,15 +93,21 @@ impl Metrics {
     /// progress (BENCHMARKS.md, wrk during a round).
     pub fn snapshot(&self) -> Exposition {
         // Both buffers are over `memory::BIG` from a few thousand tokens on, so each is a
-        // mapping of its own, given back when the scrape ends (src/memory.rs).
-        let (mut text, mut rows);
+        // mapping of its own, given back when the scrape ends (src/memory.rs), and faulted in
+        // before the lock is taken: probe results wait for the copy, not for page faults. A
+        // reload between the two locks only makes a buffer grow.
+        let n = self.store.read().tokens.len();
+        let mut rows = memory::faulted_vec::<Row>(n);
+        let text_len = match self.text_len.load(Ordering::Relaxed) {
+            // About what a token's labels take, before the first scrape has said.
+            0 => n * 256,
+            last => last + last / 16,
+        };
+        let mut text =
+            String::from_utf8(memory::faulted_vec(text_len)).expect("an empty buffer is UTF-8");
         let providers = {
             let inner = self.store.read();
             let now = jiff::Timestamp::now();
-            let n = inner.tokens.len();
-            rows = Vec::with_capacity(n);
-            // About what a token's labels take; pages reserved and never written cost nothing.
-            text = String::with_capacity(n * 256);
             let states: Vec<&TokenState> = inner.tokens.values().map(|s| &**s).collect();
             for (i, s) in states.iter().enumerate() {
                 prefetch_ahead(&states, i);
@@ -102,6 +115,7 @@ impl Metrics {
             }
             inner.providers.clone()
         };
+        self.text_len.store(text.len(), Ordering::Relaxed);
         Exposition {
             text: Text(text),
             rows,
