@@ -205,11 +205,14 @@ async fn run(
                 if std::mem::take(&mut entry.first) {
                     first_left -= 1;
                     if first_left == 0 {
-                        ready.store(true, Ordering::Release);
+                        // Logged before readiness, so whoever sees `/-/ready` answer 200
+                        // finds the summary in the log (at 100,000 tokens the summary takes
+                        // long enough for the benchmark to have read the log without it).
                         tracing::info!(
                             states = %state_summary(&store),
                             "first probe round complete"
                         );
+                        ready.store(true, Ordering::Release);
                     }
                 }
                 if entry.rerun {
