@@ -396,8 +396,8 @@ mod tests {
     use crate::model::Thresholds;
 
     fn state() -> TokenState {
-        TokenState {
-            spec: Arc::new(TokenSpec {
+        TokenState::new(
+            Arc::new(TokenSpec {
                 name: "t".into(),
                 provider: "p".into(),
                 secret: None,
@@ -412,14 +412,8 @@ mod tests {
                 policies: Default::default(),
                 metric_labels: Default::default(),
             }),
-            kind: "oauth2_introspection",
-            fingerprint: None,
-            last: None,
-            facts: Arc::default(),
-            last_verdict_at: None,
-            first_seen: None,
-            rotated_at: None,
-        }
+            "oauth2_introspection",
+        )
     }
 
     fn at(s: i64) -> Timestamp {

@@ -4,6 +4,8 @@
 
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,17 +25,7 @@ fn rss_anon_kib() -> u64 {
 }
 
 fn store_of(n: usize) -> Store {
-    let mut yaml = String::from(
-        "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: https://idp.example.com/introspect\n    client_id: exporter\n    client_secret: {env: IDP_SECRET}\ntokens:\n",
-    );
-    for i in 0..n {
-        yaml.push_str(&format!(
-            "  - name: token-{i:06}\n    provider: idp\n    secret: {{file: /run/secrets/t{i:06}}}\n    labels: {{team: team-{}, owner: owner-{}@example.com}}\n",
-            i % 50,
-            i % 500
-        ));
-    }
-    let config = Config::parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::parse(&support::large_inventory(n)).unwrap_or_else(|e| panic!("{e}"));
     let store = Store::new();
     store.reconcile(&config);
     let now = jiff::Timestamp::now();

@@ -218,3 +218,20 @@ pub fn peer_missing(what: &str) -> bool {
     eprintln!("SKIPPED: {what} is not installed (PEERS_OPTIONAL=1)");
     true
 }
+
+/// An inventory of `n` `oauth2_introspection` tokens at the sizes the benchmarks use, each
+/// with a file secret (never read: these tests load or store, they do not probe) and two
+/// labels.
+pub fn large_inventory(n: usize) -> String {
+    let mut yaml = String::from(
+        "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: https://idp.example.com/introspect\n    client_id: exporter\n    client_secret: {env: IDP_SECRET}\ntokens:\n",
+    );
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - name: token-{i:06}\n    provider: idp\n    secret: {{file: /run/secrets/t{i:06}}}\n    labels: {{team: team-{}, owner: owner-{}@example.com}}\n",
+            i % 50,
+            i % 500
+        ));
+    }
+    yaml
+}
