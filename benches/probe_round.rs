@@ -718,12 +718,21 @@ async fn orchestrate() {
     let server_cpu_round = (server.cpu() - server_cpu0) / repeats as u32;
     runs.sort_by_key(|(round, _)| round.cpu);
     let cpus: Vec<String> = runs.iter().map(|(r, _)| us(r.cpu / n as u32)).collect();
+    // Every run's peak, not only the median run's: one run in a dozen once peaked 18 MB
+    // above the others (BENCHMARKS.md), and which run it was is the first thing to know.
+    let peaks: Vec<String> = runs.iter().map(|(r, _)| mb(r.peak_rss_kb)).collect();
     let (round, exporter) = runs.swap_remove(repeats / 2);
     drop(runs);
     let ours = round.cpu / n as u32;
     table.row(
         &format!("round of {n}: CPU per probe, each run"),
         cpus.join(", "),
+        "",
+        None,
+    );
+    table.row(
+        &format!("round of {n}: peak RSS, each run (same order)"),
+        peaks.join(", "),
         "",
         None,
     );
