@@ -156,6 +156,13 @@ async fn probe(yaml: &str) -> ProbeOutcome {
     support::probe_once(yaml, "t", now()).await
 }
 
+/// Probes `token` once with a `jwt` provider of these settings, the token having none of
+/// its own.
+async fn probe_token(provider: &[String], token: &str) -> ProbeOutcome {
+    let files = SecretFiles::new();
+    probe(&yaml(&files, provider, token, &[])).await
+}
+
 fn load(yaml: &str) -> Config {
     Config::parse(yaml).unwrap_or_else(|e| panic!("config does not load:\n{e}"))
 }
@@ -239,8 +246,7 @@ async fn the_key_is_chosen_by_kid_or_tried_in_turn_without_one() {
         ("key B without kid", es256(KEY_B_PEM, None, &claims())),
         ("key A without kid", es256(KEY_A_PEM, None, &claims())),
     ] {
-        let files = SecretFiles::new();
-        let o = probe(&yaml(&files, &[jwks_url(&server)], &token, &[])).await;
+        let o = probe_token(&[jwks_url(&server)], &token).await;
         assert_eq!(verdict(&o), (Verdict::Valid, Reason::Ok), "{name}: {o:?}");
         assert_eq!(o.facts.expiry, Expiry::At(at(EXP)), "{name}");
     }
@@ -297,8 +303,7 @@ async fn rsa_pss_and_eddsa_signatures_verify_and_a_changed_byte_does_not() {
         let i = dot + (token.len() - dot) / 2;
         bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).unwrap();
-        let files = SecretFiles::new();
-        let o = probe(&yaml(&files, &provider, &tampered, &[])).await;
+        let o = probe_token(&provider, &tampered).await;
         assert_eq!(
             verdict(&o),
             (Verdict::Invalid, Reason::BadSignature),
@@ -311,8 +316,7 @@ async fn rsa_pss_and_eddsa_signatures_verify_and_a_changed_byte_does_not() {
 async fn signature_by_another_key_is_bad_signature() {
     let server = jwks_server(jwks_a()).await;
     let token = es256(KEY_B_PEM, Some("k1"), &claims());
-    let files = SecretFiles::new();
-    let o = probe(&yaml(&files, &[jwks_url(&server)], &token, &[])).await;
+    let o = probe_token(&[jwks_url(&server)], &token).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),
@@ -335,8 +339,7 @@ async fn signature_by_another_key_is_bad_signature() {
         b64url(forged_claims.to_string().as_bytes()),
         parts[2]
     );
-    let files = SecretFiles::new();
-    let o = probe(&yaml(&files, &[jwks_url(&server)], &tampered, &[])).await;
+    let o = probe_token(&[jwks_url(&server)], &tampered).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),
@@ -347,8 +350,7 @@ async fn signature_by_another_key_is_bad_signature() {
     let mut expired = claims();
     expired["exp"] = json!(NOW - 60);
     let token = es256(KEY_B_PEM, Some("k1"), &expired);
-    let files = SecretFiles::new();
-    let o = probe(&yaml(&files, &[jwks_url(&server)], &token, &[])).await;
+    let o = probe_token(&[jwks_url(&server)], &token).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),
@@ -369,8 +371,7 @@ async fn alg_none_is_refused_when_keys_are_configured() {
             vec![jwks_url(&server)],
             vec![jwks_url(&server), "algorithms: [ES256]".into()],
         ] {
-            let files = SecretFiles::new();
-            let o = probe(&yaml(&files, &provider, &token, &[])).await;
+            let o = probe_token(&provider, &token).await;
             assert_eq!(
                 verdict(&o),
                 (Verdict::Invalid, Reason::BadSignature),
@@ -399,8 +400,7 @@ async fn hs256_is_refused_even_keyed_with_the_public_key() {
             vec![jwks_url(&server)],
             vec![jwks_url(&server), "algorithms: [ES256]".into()],
         ] {
-            let files = SecretFiles::new();
-            let o = probe(&yaml(&files, &provider, &token, &[])).await;
+            let o = probe_token(&provider, &token).await;
             assert_eq!(
                 verdict(&o),
                 (Verdict::Invalid, Reason::BadSignature),
@@ -436,8 +436,7 @@ async fn algorithm_outside_the_pin_is_refused() {
 async fn unknown_kid_is_invalid() {
     let server = jwks_server(jwks_a()).await;
     let token = es256(KEY_A_PEM, Some("k9"), &claims());
-    let files = SecretFiles::new();
-    let o = probe(&yaml(&files, &[jwks_url(&server)], &token, &[])).await;
+    let o = probe_token(&[jwks_url(&server)], &token).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),
@@ -453,8 +452,7 @@ async fn expired_verified_token_is_invalid_with_its_expiry() {
     let mut expired = claims();
     expired["exp"] = json!(NOW - 60);
     let token = es256(KEY_A_PEM, Some("k1"), &expired);
-    let files = SecretFiles::new();
-    let o = probe(&yaml(&files, &[jwks_url(&server)], &token, &[])).await;
+    let o = probe_token(&[jwks_url(&server)], &token).await;
     assert_eq!(verdict(&o), (Verdict::Invalid, Reason::Expired), "{o:?}");
     assert_eq!(o.facts.expiry, Expiry::At(at(NOW - 60)));
     assert_eq!(o.facts.subject.as_deref(), Some("svc-deploy"));
@@ -591,8 +589,7 @@ async fn jwks_outage_is_unreachable_and_keeps_the_claims_expiry() {
     ];
     for (name, answer, reason) in cases {
         let server = MockServer::start(move |_| answer.clone()).await;
-        let files = SecretFiles::new();
-        let o = probe(&yaml(&files, &[jwks_url(&server)], &token, &[])).await;
+        let o = probe_token(&[jwks_url(&server)], &token).await;
         assert!(
             matches!(o.verdict, Verdict::Unreachable | Verdict::RateLimited),
             "{name}: {o:?}"
