@@ -39,10 +39,12 @@ pub struct TokenState {
     pub rotated_at: Option<Timestamp>,
 }
 
-/// What the ledger remembers per token.
+/// What the ledger remembers per token. Read as owned strings; written borrowing the
+/// token's own fingerprint ([`TokenState::seen`]), one definition for both, so the file
+/// cannot drift from what is read back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Seen {
-    pub fingerprint: String,
+pub struct Seen<F = String> {
+    pub fingerprint: F,
     pub first_seen: Timestamp,
     pub rotated_at: Option<Timestamp>,
 }
@@ -57,21 +59,11 @@ struct LedgerView<'a>(&'a BTreeMap<String, Box<TokenState>>);
 
 impl Serialize for LedgerView<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        /// [`Seen`], borrowed.
-        #[derive(Serialize)]
-        struct SeenRef<'a> {
-            fingerprint: &'a str,
-            first_seen: Timestamp,
-            rotated_at: Option<Timestamp>,
-        }
-        serializer.collect_map(self.0.iter().filter_map(|(name, s)| {
-            let seen = SeenRef {
-                fingerprint: s.fingerprint.as_deref()?,
-                first_seen: s.first_seen?,
-                rotated_at: s.rotated_at,
-            };
-            Some((name, seen))
-        }))
+        serializer.collect_map(
+            self.0
+                .iter()
+                .filter_map(|(name, s)| Some((name, s.seen()?))),
+        )
     }
 }
 
@@ -88,6 +80,15 @@ impl TokenState {
             first_seen: None,
             rotated_at: None,
         }
+    }
+
+    /// Its ledger entry: `None` until its secret has been read.
+    fn seen(&self) -> Option<Seen<&str>> {
+        Some(Seen {
+            fingerprint: self.fingerprint.as_deref()?,
+            first_seen: self.first_seen?,
+            rotated_at: self.rotated_at,
+        })
     }
 
     /// The current verdict; `None` before the first probe.
@@ -289,11 +290,7 @@ impl Store {
         }
         // The ledger shrinks when a token it held is gone: one left in the old map, or one
         // in the file that the config no longer names.
-        let shrunk = !loaded.is_empty()
-            || inner
-                .tokens
-                .values()
-                .any(|s| s.fingerprint.is_some() && s.first_seen.is_some());
+        let shrunk = !loaded.is_empty() || inner.tokens.values().any(|s| s.seen().is_some());
         inner.tokens = tokens;
         inner.providers = providers;
         drop(inner);
