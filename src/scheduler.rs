@@ -139,6 +139,11 @@ impl Limits {
     }
 }
 
+/// A token in the queue: when it is due, its generation, its name. Tokens due at the same
+/// instant (a whole first round) are ordered by generation, which no two tokens share, so
+/// the heap compares numbers, not names.
+type Due = Reverse<(Instant, u64, String)>;
+
 async fn run(
     store: Arc<Store>,
     mut inventory: Inventory,
@@ -147,7 +152,7 @@ async fn run(
 ) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut entries: HashMap<String, Entry> = HashMap::new();
-    let mut queue: BinaryHeap<Reverse<(Instant, String, u64)>> = BinaryHeap::new();
+    let mut queue: BinaryHeap<Due> = BinaryHeap::new();
     let mut paused: HashMap<String, Instant> = HashMap::new();
     let mut limits = Limits::of(&inventory.config);
     let mut generation: u64 = 0;
@@ -169,7 +174,7 @@ async fn run(
                 first: true,
             },
         );
-        queue.push(Reverse((start, spec.name.clone(), generation)));
+        queue.push(Reverse((start, generation, spec.name.clone())));
     }
 
     // Tokens the first round still waits for (`Entry::first`).
@@ -217,7 +222,7 @@ async fn run(
                 }
                 if entry.rerun {
                     entry.rerun = false;
-                    queue.push(Reverse((Instant::now(), done.name, entry.generation)));
+                    queue.push(Reverse((Instant::now(), entry.generation, done.name)));
                     continue;
                 }
                 entry.failures = if outcome.verdict.is_failure() { entry.failures + 1 } else { 0 };
@@ -243,7 +248,7 @@ async fn run(
                         "provider is rate limiting: pausing its probes"
                     );
                 }
-                queue.push(Reverse((Instant::now() + delay, done.name, entry.generation)));
+                queue.push(Reverse((Instant::now() + delay, entry.generation, done.name)));
             }
             permit = limits.global.clone().acquire_owned(), if saturated => {
                 // A permit is free. Its probe's report usually comes too and spawns the next
@@ -285,7 +290,7 @@ async fn run(
                                         first: old.is_some_and(|e| e.first),
                                     });
                                     if !in_flight {
-                                        queue.push(Reverse((now, spec.name.clone(), generation)));
+                                        queue.push(Reverse((now, generation, spec.name.clone())));
                                     }
                                 }
                             }
@@ -339,7 +344,7 @@ fn state_summary(store: &Store) -> String {
 /// of 10,000 was once 10,000 tasks at once; see BENCHMARKS.md, peak RSS of a round).
 /// Returns whether it stopped for want of a permit with due tokens left.
 fn spawn_due(
-    queue: &mut BinaryHeap<Reverse<(Instant, String, u64)>>,
+    queue: &mut BinaryHeap<Due>,
     entries: &mut HashMap<String, Entry>,
     paused: &mut HashMap<String, Instant>,
     limits: &Limits,
@@ -350,7 +355,7 @@ fn spawn_due(
         let Ok(permit) = limits.global.clone().try_acquire_owned() else {
             return true;
         };
-        let Some(Reverse((_, name, generation_due))) = queue.pop() else {
+        let Some(Reverse((_, generation_due, name))) = queue.pop() else {
             break;
         };
         let Some(entry) = entries.get_mut(&name) else {
@@ -362,7 +367,7 @@ fn spawn_due(
         if let Some(until) = paused.get(&entry.spec.provider).copied() {
             if until > now {
                 let delay = jitter(Duration::from_millis(500));
-                queue.push(Reverse((until + delay, name, generation_due)));
+                queue.push(Reverse((until + delay, generation_due, name)));
                 continue;
             }
             paused.remove(&entry.spec.provider);

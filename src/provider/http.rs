@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use reqwest::header::HeaderMap;
+use reqwest::header::{AsHeaderName, HeaderMap, HeaderName};
 
 use crate::model::{ProbeOutcome, RateLimit, Reason};
 
@@ -143,14 +143,15 @@ fn error_chain(e: &reqwest::Error) -> String {
     out
 }
 
-/// A header as text, if present and visible ASCII.
-pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A header as text, if present and visible ASCII. `name` is a `&str` or, on paths run at
+/// every probe, a `HeaderName` (a `&str` is parsed into one at each lookup).
+pub fn header(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
     headers.get(name)?.to_str().ok().map(str::trim)
 }
 
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
-    let value = header(headers, "retry-after")?;
+    let value = header(headers, reqwest::header::RETRY_AFTER)?;
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -162,21 +163,29 @@ pub fn retry_after(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
 /// Rate-limit headroom from the usual header families (`X-RateLimit-*` as GitHub sends,
 /// `RateLimit-*` as GitLab sends, `X-Rate-Limit-*` as Okta sends). Reset is epoch seconds.
 pub fn rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
-    const FAMILIES: [[&str; 3]; 3] = [
+    // Read from every answer of every provider: names made once, not parsed per lookup.
+    const fn name(s: &'static str) -> HeaderName {
+        HeaderName::from_static(s)
+    }
+    static FAMILIES: [[HeaderName; 3]; 3] = [
         [
-            "x-ratelimit-remaining",
-            "x-ratelimit-limit",
-            "x-ratelimit-reset",
+            name("x-ratelimit-remaining"),
+            name("x-ratelimit-limit"),
+            name("x-ratelimit-reset"),
         ],
-        ["ratelimit-remaining", "ratelimit-limit", "ratelimit-reset"],
         [
-            "x-rate-limit-remaining",
-            "x-rate-limit-limit",
-            "x-rate-limit-reset",
+            name("ratelimit-remaining"),
+            name("ratelimit-limit"),
+            name("ratelimit-reset"),
+        ],
+        [
+            name("x-rate-limit-remaining"),
+            name("x-rate-limit-limit"),
+            name("x-rate-limit-reset"),
         ],
     ];
-    let num = |name: &str| header(headers, name).and_then(|v| v.parse::<f64>().ok());
-    for [remaining, limit, reset] in FAMILIES {
+    let num = |name: &HeaderName| header(headers, name).and_then(|v| v.parse::<f64>().ok());
+    for [remaining, limit, reset] in &FAMILIES {
         let remaining = num(remaining);
         let limit = num(limit);
         if remaining.is_none() && limit.is_none() {

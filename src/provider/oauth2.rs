@@ -133,6 +133,10 @@ impl ProviderKind for Config {
     }
 }
 
+/// `Accept` of every introspection request, made once.
+const JSON: reqwest::header::HeaderValue =
+    reqwest::header::HeaderValue::from_static("application/json");
+
 struct Introspection {
     config: Config,
     /// `client_secret` or `bearer_token`, as `auth_method` says.
@@ -170,7 +174,7 @@ impl Provider for Introspection {
             let mut request = self
                 .http
                 .post(endpoint)
-                .header("accept", "application/json");
+                .header(reqwest::header::ACCEPT, JSON);
             let credential = match read_own(self.credential.as_ref()).await {
                 Ok(s) => s,
                 Err(o) => return o,
