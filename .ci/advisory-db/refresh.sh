@@ -8,7 +8,7 @@ src=${1:?usage: refresh.sh PATH_TO_ADVISORY_DB_CHECKOUT}
 cd "$(dirname "$0")"
 root=../..
 awk '/^name = /{gsub(/"/, "", $3); print $3}' "$root/Cargo.lock" | grep -vx api-token-exporter \
-  | sort -u > crates.txt
+  | LC_ALL=C sort -u > crates.txt
 rm -rf crates
 while read -r name; do
   if [ -d "$src/crates/$name" ]; then

@@ -32,8 +32,9 @@ snapshot=.ci/advisory-db
 echo "using the advisory snapshot in $snapshot (no full database in $db_dir)"
 # 1. The snapshot must cover every crate in the lock file: a crate it was not cut for may
 #    have advisories the snapshot does not hold.
-missing=$(comm -23 \
-  <(awk '/^name = /{gsub(/"/, "", $3); print $3}' Cargo.lock | grep -vx api-token-exporter | sort -u) \
+# (Byte order for sort and comm, as crates.txt is written: a locale's order would differ.)
+missing=$(LC_ALL=C comm -23 \
+  <(awk '/^name = /{gsub(/"/, "", $3); print $3}' Cargo.lock | grep -vx api-token-exporter | LC_ALL=C sort -u) \
   "$snapshot/crates.txt")
 if [ -n "$missing" ]; then
   echo "FAIL: the advisory snapshot was not cut for these crates in Cargo.lock:"
