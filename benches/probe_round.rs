@@ -5,9 +5,9 @@
 //! 1. One probe round of 10,000 `oauth2_introspection` tokens by the real binary against a
 //!    fast local RFC 7662 server: wall time, CPU per probe, peak RSS.
 //! 2. The same 10,000 requests from a bare reqwest loop (same client settings, same
-//!    concurrency): the floor the exporter is compared with. It runs after each round, so
-//!    each ratio compares runs made minutes apart; a second loop that also reads each token
-//!    from its file shows how much of the gap is that read.
+//!    concurrency): the floor the exporter is compared with. It runs right after each round,
+//!    so each ratio compares runs made seconds apart; a second loop that also reads each
+//!    token from its file shows how much of the gap is that read.
 //! 3. The same checks by blackbox_exporter (`http` prober, POST with a bearer header),
 //!    driven through `/probe` as Prometheus would: its CPU per probe.
 //! 4. `/metrics` at 10,000 and 100,000 tokens: render latency (median, p99) and RSS.
@@ -764,8 +764,8 @@ async fn orchestrate() {
     // The round is repeated (`BENCH_ROUNDS`, 5) in fresh processes and the median run is
     // reported: on two shared cores one run's CPU per probe varies by a third.
     // Each round is followed by the bare loops (phase `bare`), so that each ratio compares
-    // runs minutes apart, not phases a quarter of an hour apart: this machine's speed drifts
-    // by a third between the two (BENCHMARKS.md).
+    // runs seconds apart, not a round with one loop run after the render phase: this
+    // machine's speed drifts by a third within minutes (BENCHMARKS.md).
     let repeats = env_usize("BENCH_ROUNDS", 5).max(1);
     let mut runs = Vec::new();
     let mut pairs: Vec<BarePair> = Vec::new();
