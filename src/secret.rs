@@ -242,11 +242,9 @@ fn read_capped(path: &Path, classify: bool) -> std::io::Result<(Vec<u8>, u8)> {
         first.zeroize();
         return Ok((out, class));
     }
-    // More may follow: go on in a heap buffer, grown by hand so that a smaller one is zeroed
-    // rather than left in the heap.
-    let mut buf = vec![0u8; (FIRST_READ * 8).min(MAX_SECRET_BYTES + 1)];
-    buf[..n].copy_from_slice(&first[..n]);
-    first.zeroize();
+    // More may follow: go on in a heap buffer, grown by hand (`grown`) so that a smaller one
+    // is zeroed rather than left in the heap.
+    let mut buf = grown(&mut first, n);
     let mut len = n;
     loop {
         let n = match read_retrying(&mut file, &mut buf[len..]) {
@@ -261,14 +259,20 @@ fn read_capped(path: &Path, classify: bool) -> std::io::Result<(Vec<u8>, u8)> {
             break;
         }
         if len == buf.len() {
-            let mut bigger = vec![0u8; (buf.len() * 8).min(MAX_SECRET_BYTES + 1)];
-            bigger[..len].copy_from_slice(&buf[..len]);
-            buf.zeroize();
-            buf = bigger;
+            buf = grown(&mut buf, len);
         }
     }
     buf.truncate(len);
     Ok((buf, class))
+}
+
+/// A buffer eight times `old`'s size (at most one byte past [`MAX_SECRET_BYTES`]) holding its
+/// first `len` bytes; `old` is zeroed.
+fn grown(old: &mut [u8], len: usize) -> Vec<u8> {
+    let mut bigger = vec![0u8; (old.len() * 8).min(MAX_SECRET_BYTES + 1)];
+    bigger[..len].copy_from_slice(&old[..len]);
+    zeroize::Zeroize::zeroize(old);
+    bigger
 }
 
 /// One `read`, retried when a signal interrupted it.
