@@ -6,9 +6,7 @@ set -euo pipefail
 src=${1:?usage: refresh.sh PATH_TO_ADVISORY_DB_CHECKOUT}
 [ -d "$src/crates" ] || { echo "$src has no crates/ directory: not an advisory-db checkout"; exit 1; }
 cd "$(dirname "$0")"
-root=../..
-awk '/^name = /{gsub(/"/, "", $3); print $3}' "$root/Cargo.lock" | grep -vx api-token-exporter \
-  | LC_ALL=C sort -u > crates.txt
+./lock-crates.sh > crates.txt
 rm -rf crates
 while read -r name; do
   if [ -d "$src/crates/$name" ]; then

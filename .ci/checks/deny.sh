@@ -32,10 +32,8 @@ snapshot=.ci/advisory-db
 echo "using the advisory snapshot in $snapshot (no full database in $db_dir)"
 # 1. The snapshot must cover every crate in the lock file: a crate it was not cut for may
 #    have advisories the snapshot does not hold.
-# (Byte order for sort and comm, as crates.txt is written: a locale's order would differ.)
-missing=$(LC_ALL=C comm -23 \
-  <(awk '/^name = /{gsub(/"/, "", $3); print $3}' Cargo.lock | grep -vx api-token-exporter | LC_ALL=C sort -u) \
-  "$snapshot/crates.txt")
+#    (Byte order for comm, as both lists are written: a locale's order would differ.)
+missing=$(LC_ALL=C comm -23 <("$snapshot/lock-crates.sh") "$snapshot/crates.txt")
 if [ -n "$missing" ]; then
   echo "FAIL: the advisory snapshot was not cut for these crates in Cargo.lock:"
   echo "$missing" | sed 's/^/  /'
