@@ -119,7 +119,7 @@ impl Cloudflare {
             .http
             .get(url)
             .bearer_auth(secret.expose())
-            .header("accept", "application/json");
+            .header(reqwest::header::ACCEPT, http::JSON);
         match http::send(request).await {
             Ok(resp) => classify(resp.status, &resp.headers, &resp.body, now, owner),
             Err(outcome) => Verified {

@@ -119,7 +119,7 @@ impl Provider for GitLab {
                     .get(format!("{}/oauth/token/info", self.base))
                     .bearer_auth(secret.expose()),
             }
-            .header("accept", "application/json");
+            .header(reqwest::header::ACCEPT, http::JSON);
             match http::send(request).await {
                 Ok(resp) => match self.token_type {
                     TokenType::AccessToken => {

@@ -87,7 +87,7 @@ impl Provider for Google {
                 .http
                 .post(&self.endpoint)
                 .bearer_auth(secret.expose())
-                .header("accept", "application/json")
+                .header(reqwest::header::ACCEPT, http::JSON)
                 .header("content-type", "application/x-www-form-urlencoded");
             match http::send(request).await {
                 Ok(resp) => parse(resp.status, &resp.headers, &resp.body, now),

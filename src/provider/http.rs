@@ -143,6 +143,11 @@ fn error_chain(e: &reqwest::Error) -> String {
     out
 }
 
+/// `application/json`, the `Accept` of every JSON request (`.header(ACCEPT, http::JSON)`):
+/// made once, not parsed from text at each request.
+pub const JSON: reqwest::header::HeaderValue =
+    reqwest::header::HeaderValue::from_static("application/json");
+
 /// A header as text, if present and visible ASCII. `name` is a `&str` or, on paths run at
 /// every probe, a `HeaderName` (a `&str` is parsed into one at each lookup).
 pub fn header(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {

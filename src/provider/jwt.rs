@@ -304,7 +304,7 @@ async fn fetch_jwks(
     url: &str,
     now: Timestamp,
 ) -> Result<JwkSet, ProbeOutcome> {
-    let resp = http::send(http.get(url).header("accept", "application/json")).await?;
+    let resp = http::send(http.get(url).header(reqwest::header::ACCEPT, http::JSON)).await?;
     if resp.status != 200 {
         return Err(common_status(resp.status, &resp.headers, now));
     }
@@ -325,7 +325,7 @@ async fn discover_jwks(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let resp = http::send(http.get(&url).header("accept", "application/json")).await?;
+    let resp = http::send(http.get(&url).header(reqwest::header::ACCEPT, http::JSON)).await?;
     if resp.status != 200 {
         return Err(common_status(resp.status, &resp.headers, now));
     }

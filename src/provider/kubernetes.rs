@@ -206,7 +206,7 @@ impl Provider for Kubernetes {
                 .http
                 .post(&self.endpoint)
                 .bearer_auth(own.expose())
-                .header("accept", "application/json")
+                .header(reqwest::header::ACCEPT, http::JSON)
                 .header("content-type", "application/json")
                 .body(body.to_string());
             match http::send(request).await {

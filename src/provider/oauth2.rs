@@ -133,10 +133,6 @@ impl ProviderKind for Config {
     }
 }
 
-/// `Accept` of every introspection request, made once.
-const JSON: reqwest::header::HeaderValue =
-    reqwest::header::HeaderValue::from_static("application/json");
-
 struct Introspection {
     config: Config,
     /// `client_secret` or `bearer_token`, as `auth_method` says.
@@ -174,7 +170,7 @@ impl Provider for Introspection {
             let mut request = self
                 .http
                 .post(endpoint)
-                .header(reqwest::header::ACCEPT, JSON);
+                .header(reqwest::header::ACCEPT, http::JSON);
             let credential = match read_own(self.credential.as_ref()).await {
                 Ok(s) => s,
                 Err(o) => return o,
@@ -257,7 +253,8 @@ async fn discover(
 ) -> Result<Url, ProbeOutcome> {
     let mut last = String::from("no discovery document");
     for doc in discovery_urls(issuer) {
-        let resp = match http::send(http.get(&doc).header("accept", "application/json")).await {
+        let request = http.get(&doc).header(reqwest::header::ACCEPT, http::JSON);
+        let resp = match http::send(request).await {
             Ok(r) => r,
             Err(o) => {
                 // A transport failure is the provider being down, not a discovery problem.

@@ -93,7 +93,7 @@ impl Provider for Slack {
                 .http
                 .post(&self.endpoint)
                 .bearer_auth(secret.expose())
-                .header("accept", "application/json")
+                .header(reqwest::header::ACCEPT, http::JSON)
                 .header("content-type", "application/x-www-form-urlencoded");
             let rotating = secret.expose().trim().starts_with(ROTATING_PREFIX);
             match http::send(request).await {
