@@ -94,7 +94,7 @@ impl ProviderKind for Config {
 struct Cloudflare {
     user_endpoint: String,
     account_endpoint: Option<String>,
-    http: reqwest::Client,
+    http: http::Client,
 }
 
 /// Which verify endpoint answered.

@@ -123,7 +123,7 @@ struct GitHub {
     /// The API root without a trailing slash.
     api: String,
     app: Option<App>,
-    http: reqwest::Client,
+    http: http::Client,
 }
 
 /// Which call a token is probed with.

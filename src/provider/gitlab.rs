@@ -92,7 +92,7 @@ struct GitLab {
     /// The base URL without a trailing slash.
     base: String,
     token_type: TokenType,
-    http: reqwest::Client,
+    http: http::Client,
 }
 
 impl Provider for GitLab {

@@ -66,7 +66,7 @@ impl ProviderKind for Config {
 
 struct Google {
     endpoint: String,
-    http: reqwest::Client,
+    http: http::Client,
 }
 
 impl Provider for Google {

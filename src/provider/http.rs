@@ -1,10 +1,28 @@
 //! Outbound HTTP shared by providers: one client, bounded bodies, and the mapping of
 //! transport failures and common status codes to outcomes.
+//!
+//! The client is hyper's pooled client over rustls, used directly. reqwest is built on the
+//! same crates, but each of its requests also passes its redirect layer (which parses the
+//! request URL again even when redirects are off) and its retry layer (which copies the
+//! request): on loopback that was a third of a request's CPU (BENCHMARKS.md, session 7).
+//! Requests that a proxy from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+//! `NO_PROXY`) applies to go through reqwest, which implements proxies, with the same
+//! settings and the same reading of the answer.
 
+use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client as Pool;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use jiff::Timestamp;
-use reqwest::header::{AsHeaderName, HeaderMap, HeaderName};
+use reqwest::header::{AsHeaderName, HeaderMap, HeaderName, HeaderValue};
+use rustls::pki_types::CertificateDer;
 
 use crate::model::{ProbeOutcome, RateLimit, Reason};
 
@@ -21,29 +39,455 @@ pub struct Response {
 
 /// The most response headers accepted over HTTP/1 (hyper's default, pinned so an upgrade
 /// cannot loosen it). The whole HTTP/1 response head must also fit hyper's read buffer,
-/// about 400 KiB (8 KiB + 100 x 4 KiB), which reqwest does not expose.
+/// about 400 KiB (8 KiB + 100 x 4 KiB).
 pub const MAX_RESPONSE_HEADERS: usize = 100;
 
 /// The most header bytes accepted in one HTTP/2 response (HPACK-decoded, as
 /// SETTINGS_MAX_HEADER_LIST_SIZE counts them). Real providers send 1 to 4 KiB.
 pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
-/// The client every provider shares. Every answer is bounded: headers (above), body
-/// ([`MAX_BODY_BYTES`]), time (10 s to connect, 60 s in all; each probe also has its own
-/// `probe_timeout`). Redirects are not followed: a provider that redirects an API call is
-/// misrouted, and following would send the token to wherever it points.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("api-token-exporter/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .http1_max_headers(MAX_RESPONSE_HEADERS)
-        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
-        .build()
-        .expect("a client with static settings builds")
+/// Time to open a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an idle pooled connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// Time for a whole proxied request (the direct path is bounded by each probe's
+/// `probe_timeout`, see [`send`]).
+const PROXIED_TIMEOUT: Duration = Duration::from_secs(60);
+
+const USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("api-token-exporter/", env!("CARGO_PKG_VERSION")));
+
+const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
+
+/// The client every provider shares (cheap to clone: one pool). Every answer is bounded:
+/// headers (above), body ([`MAX_BODY_BYTES`]), time (10 s to connect; each probe has its
+/// own `probe_timeout`, under which every provider call runs). Redirects are not followed:
+/// a provider that redirects an API call is misrouted, and following would send the token
+/// to wherever it points.
+#[derive(Clone)]
+pub struct Client(Arc<Inner>);
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("proxied", &self.0.proxied.is_some())
+            .finish_non_exhaustive()
+    }
 }
+
+struct Inner {
+    direct: Pool<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Set when the environment names a proxy: which requests it applies to, and reqwest
+    /// to send those.
+    proxied: Option<(Matcher, reqwest::Client)>,
+}
+
+/// Which certificate authorities a [`Client`] trusts.
+enum Roots {
+    /// The platform's, through rustls-platform-verifier (as reqwest does by default).
+    Platform,
+    /// Only these (a Kubernetes cluster's own CA).
+    Only(Vec<CertificateDer<'static>>),
+}
+
+/// The shared client, trusting the platform's certificate authorities.
+pub fn client() -> Client {
+    Client::build(Roots::Platform, proxy_from_env()).expect("a client with static settings builds")
+}
+
+/// The names of the proxy variables, as curl and reqwest read them.
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The environment's proxy settings, if it has any: which requests they apply to. reqwest
+/// reads the same variables the same way (hyper-util's matcher) and sends those requests.
+fn proxy_from_env() -> Option<Proxy> {
+    PROXY_VARIABLES
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+        .then(|| Proxy {
+            matcher: Matcher::from_system(),
+            explicit: None,
+        })
+}
+
+/// Which requests go through a proxy, and (in tests) the proxy reqwest is told of instead
+/// of reading the environment.
+struct Proxy {
+    matcher: Matcher,
+    explicit: Option<reqwest::Proxy>,
+}
+
+impl Client {
+    /// A client that trusts only the certificates in `pem` (a CA bundle).
+    pub fn trusting_only(pem: &[u8]) -> Result<Client, String> {
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+        if certs.is_empty() {
+            return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) found".into());
+        }
+        Client::build(Roots::Only(certs), proxy_from_env())
+    }
+
+    fn build(roots: Roots, proxy: Option<Proxy>) -> Result<Client, String> {
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS settings: {e}"))?;
+        let tls = match &roots {
+            Roots::Platform => {
+                let verifier = rustls_platform_verifier::Verifier::new(provider)
+                    .map_err(|e| format!("the platform's certificate store: {e}"))?;
+                tls.dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+            }
+            Roots::Only(certs) => {
+                let mut store = rustls::RootCertStore::empty();
+                for cert in certs {
+                    store
+                        .add(cert.clone())
+                        .map_err(|e| format!("the certificates cannot be used: {e}"))?;
+                }
+                tls.with_root_certificates(store)
+            }
+        }
+        .with_no_client_auth();
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(tcp);
+        let direct = Pool::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .build(connector);
+        let proxied = match proxy {
+            None => None,
+            Some(Proxy { matcher, explicit }) => {
+                let mut builder = reqwest::Client::builder()
+                    .user_agent(USER_AGENT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .timeout(PROXIED_TIMEOUT)
+                    .pool_idle_timeout(POOL_IDLE)
+                    .http1_max_headers(MAX_RESPONSE_HEADERS)
+                    .http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
+                if let Some(proxy) = explicit {
+                    builder = builder.no_proxy().proxy(proxy);
+                }
+                if let Roots::Only(certs) = roots {
+                    let certs = certs
+                        .iter()
+                        .map(|c| reqwest::Certificate::from_der(c))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| format!("the certificates cannot be used: {e}"))?;
+                    builder = builder.tls_certs_only(certs);
+                }
+                let client = builder
+                    .build()
+                    .map_err(|e| format!("the proxied client: {e}"))?;
+                Some((matcher, client))
+            }
+        };
+        Ok(Client(Arc::new(Inner { direct, proxied })))
+    }
+
+    pub fn get(&self, url: impl IntoUri) -> RequestBuilder {
+        self.request(::http::Method::GET, url)
+    }
+
+    pub fn post(&self, url: impl IntoUri) -> RequestBuilder {
+        self.request(::http::Method::POST, url)
+    }
+
+    fn request(&self, method: ::http::Method, url: impl IntoUri) -> RequestBuilder {
+        let mut headers = HeaderMap::with_capacity(6);
+        headers.insert(reqwest::header::USER_AGENT, USER_AGENT);
+        RequestBuilder {
+            client: self.clone(),
+            request: url.into_uri().map(|uri| {
+                let mut request = ::http::Request::new(Bytes::new());
+                *request.method_mut() = method;
+                *request.uri_mut() = uri;
+                *request.headers_mut() = headers;
+                request
+            }),
+        }
+    }
+}
+
+/// What a request's URL may be given as. Text is parsed as a URL first (as a browser would,
+/// normalising it), so a URL read from a provider's document is taken as reqwest took it.
+pub trait IntoUri {
+    fn into_uri(self) -> Result<::http::Uri, String>;
+}
+
+impl IntoUri for &url::Url {
+    fn into_uri(self) -> Result<::http::Uri, String> {
+        ::http::Uri::try_from(self.as_str()).map_err(|e| format!("invalid URL: {e}"))
+    }
+}
+
+impl IntoUri for url::Url {
+    fn into_uri(self) -> Result<::http::Uri, String> {
+        (&self).into_uri()
+    }
+}
+
+impl IntoUri for &str {
+    fn into_uri(self) -> Result<::http::Uri, String> {
+        let url = url::Url::parse(self).map_err(|e| format!("invalid URL: {e}"))?;
+        url.into_uri()
+    }
+}
+
+impl IntoUri for &String {
+    fn into_uri(self) -> Result<::http::Uri, String> {
+        self.as_str().into_uri()
+    }
+}
+
+impl IntoUri for String {
+    fn into_uri(self) -> Result<::http::Uri, String> {
+        self.as_str().into_uri()
+    }
+}
+
+/// A request being built: the subset of reqwest's builder the providers use. An error in
+/// building is kept and reported by [`send`]; it names what was wrong, never a value.
+pub struct RequestBuilder {
+    client: Client,
+    request: Result<::http::Request<Bytes>, String>,
+}
+
+impl RequestBuilder {
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        HeaderName: TryFrom<K>,
+        HeaderValue: TryFrom<V>,
+    {
+        if let Ok(request) = &mut self.request {
+            match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                (Ok(name), Ok(mut value)) => {
+                    if name == reqwest::header::AUTHORIZATION {
+                        value.set_sensitive(true);
+                    }
+                    request.headers_mut().insert(name, value);
+                }
+                (Err(_), _) => self.request = Err("invalid header name".into()),
+                (Ok(name), Err(_)) => {
+                    self.request = Err(format!("invalid value for the {name} header"));
+                }
+            }
+        }
+        self
+    }
+
+    pub fn bearer_auth(self, token: &str) -> Self {
+        self.header(reqwest::header::AUTHORIZATION, format!("Bearer {token}"))
+    }
+
+    /// The body, form-urlencoded, with its content type.
+    pub fn form<T: serde::Serialize + ?Sized>(mut self, form: &T) -> Self {
+        let encoded = serde_urlencoded::to_string(form);
+        if let Ok(request) = &mut self.request {
+            match encoded {
+                Ok(body) => {
+                    *request.body_mut() = Bytes::from(body);
+                    request
+                        .headers_mut()
+                        .insert(reqwest::header::CONTENT_TYPE, FORM);
+                }
+                Err(_) => self.request = Err("the form cannot be encoded".into()),
+            }
+        }
+        self
+    }
+
+    /// The body as JSON, with its content type.
+    pub fn json<T: serde::Serialize + ?Sized>(mut self, json: &T) -> Self {
+        let encoded = serde_json::to_vec(json);
+        if let Ok(request) = &mut self.request {
+            match encoded {
+                Ok(body) => {
+                    *request.body_mut() = Bytes::from(body);
+                    request
+                        .headers_mut()
+                        .insert(reqwest::header::CONTENT_TYPE, JSON);
+                }
+                Err(_) => self.request = Err("the JSON body cannot be encoded".into()),
+            }
+        }
+        self
+    }
+}
+
+/// Sends a request and reads the body up to the cap. Transport failures become outcomes.
+///
+/// The direct path sets no overall deadline of its own: every provider call runs inside
+/// `run_probe`, under the token's `probe_timeout`, which drops the request when it expires.
+pub async fn send(request: RequestBuilder) -> Result<Response, ProbeOutcome> {
+    let RequestBuilder { client, request } = request;
+    let request = request.map_err(|e| {
+        ProbeOutcome::unreachable(Reason::Connect, format!("the request cannot be made: {e}"))
+    })?;
+    if let Some((matcher, proxied)) = &client.0.proxied
+        && matcher.intercept(request.uri()).is_some()
+    {
+        return send_proxied(proxied, request).await;
+    }
+    let response = client
+        .0
+        .direct
+        .request(request.map(Full::new))
+        .await
+        .map_err(|e| transport_outcome(&e, Reason::Connect))?;
+    let (head, body) = response.into_parts();
+    read_capped(head.status.as_u16(), head.headers, body).await
+}
+
+/// Sends through reqwest, which applies the proxy.
+async fn send_proxied(
+    client: &reqwest::Client,
+    request: ::http::Request<Bytes>,
+) -> Result<Response, ProbeOutcome> {
+    let request = reqwest::Request::try_from(request.map(reqwest::Body::from)).map_err(|e| {
+        ProbeOutcome::unreachable(Reason::Connect, format!("the request cannot be made: {e}"))
+    })?;
+    let mut response = client
+        .execute(request)
+        .await
+        .map_err(|e| transport_outcome(&e, Reason::Connect))?;
+    let status = response.status().as_u16();
+    let headers = std::mem::take(response.headers_mut());
+    read_capped(status, headers, reqwest::Body::from(response)).await
+}
+
+/// Reads an answer's body, refusing one over [`MAX_BODY_BYTES`] (announced or not).
+async fn read_capped<B>(status: u16, headers: HeaderMap, body: B) -> Result<Response, ProbeOutcome>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: StdError + 'static,
+{
+    if let Some(len) = body.size_hint().exact()
+        && len > MAX_BODY_BYTES as u64
+    {
+        return Err(too_large());
+    }
+    let mut body = std::pin::pin!(body);
+    let mut read: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| transport_outcome(&e, Reason::BadResponse))?;
+        if let Ok(chunk) = frame.into_data() {
+            if read.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            if read.is_empty() {
+                // Most answers are one chunk: take it whole.
+                read = Vec::from(chunk);
+            } else {
+                read.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: read,
+    })
+}
+
+fn too_large() -> ProbeOutcome {
+    ProbeOutcome::unreachable(
+        Reason::BadResponse,
+        format!("the provider's answer is larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Maps a transport error to `unreachable` with the most precise reason we can tell:
+/// `timeout` when a timeout is anywhere in its causes, `tls` when they speak of
+/// certificates or the handshake, `connect` when no connection was made, else `otherwise`
+/// (`connect` for a failed exchange, `bad_response` for a body that broke off).
+pub fn transport_outcome(e: &(dyn StdError + 'static), otherwise: Reason) -> ProbeOutcome {
+    let chain = error_chain(e);
+    let lower = chain.to_ascii_lowercase();
+    let mut timed_out = false;
+    let mut connect = false;
+    let mut current: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+        } else if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            timed_out |= h.is_timeout();
+        } else if let Some(r) = err.downcast_ref::<reqwest::Error>() {
+            timed_out |= r.is_timeout();
+            connect |= r.is_connect();
+        } else if let Some(l) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
+            connect |= l.is_connect();
+        }
+        current = err.source();
+    }
+    let reason = if timed_out {
+        Reason::Timeout
+    } else if lower.contains("certificate")
+        || lower.contains("tls")
+        || lower.contains("handshake")
+        || lower.contains("invalidcontenttype")
+    {
+        Reason::Tls
+    } else if connect {
+        Reason::Connect
+    } else {
+        otherwise
+    };
+    ProbeOutcome::unreachable(reason, chain)
+}
+
+/// The error and its sources in one line. URLs we build never hold a token, but a request
+/// URL in reqwest's messages is removed all the same so nothing from the target leaks into
+/// labels.
+fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = String::new();
+    let mut current: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        current = err.source();
+    }
+    if let Some(url) = e
+        .downcast_ref::<reqwest::Error>()
+        .and_then(reqwest::Error::url)
+    {
+        out = out.replace(url.as_str(), "<provider>");
+    }
+    out
+}
+
+/// `application/json`, the `Accept` of every JSON request (`.header(ACCEPT, http::JSON)`):
+/// made once, not parsed from text at each request.
+pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Checks a configured base URL: http or https, no credentials (they would reach logs), no
 /// query or fragment (a query is how a token ends up in a URL). Every provider uses it.
@@ -64,89 +508,6 @@ pub fn check_base_url(field: &str, value: &str) -> Result<url::Url, String> {
     }
     Ok(url)
 }
-
-/// Sends a request and reads the body up to the cap. Transport failures become outcomes.
-pub async fn send(request: reqwest::RequestBuilder) -> Result<Response, ProbeOutcome> {
-    let mut resp = request.send().await.map_err(|e| transport_outcome(&e))?;
-    let status = resp.status().as_u16();
-    let headers = std::mem::take(resp.headers_mut());
-    if let Some(len) = resp.content_length()
-        && len > MAX_BODY_BYTES as u64
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => return Err(transport_outcome(&e)),
-        }
-    }
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn too_large() -> ProbeOutcome {
-    ProbeOutcome::unreachable(
-        Reason::BadResponse,
-        format!("the provider's answer is larger than {MAX_BODY_BYTES} bytes"),
-    )
-}
-
-/// Maps a transport error to `unreachable` with the most precise reason we can tell.
-pub fn transport_outcome(e: &reqwest::Error) -> ProbeOutcome {
-    let chain = error_chain(e);
-    let lower = chain.to_ascii_lowercase();
-    let reason = if e.is_timeout() {
-        Reason::Timeout
-    } else if lower.contains("certificate")
-        || lower.contains("tls")
-        || lower.contains("handshake")
-        || lower.contains("invalidcontenttype")
-    {
-        Reason::Tls
-    } else if e.is_connect() {
-        Reason::Connect
-    } else if e.is_body() || e.is_decode() {
-        Reason::BadResponse
-    } else {
-        Reason::Connect
-    };
-    ProbeOutcome::unreachable(reason, chain)
-}
-
-/// The error and its sources in one line. URLs we build never hold a token, but the
-/// request URL is removed all the same so nothing from the target leaks into labels.
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = String::new();
-    let mut current: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = current {
-        let text = err.to_string();
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-        current = err.source();
-    }
-    if let Some(url) = e.url() {
-        out = out.replace(url.as_str(), "<provider>");
-    }
-    out
-}
-
-/// `application/json`, the `Accept` of every JSON request (`.header(ACCEPT, http::JSON)`):
-/// made once, not parsed from text at each request.
-pub const JSON: reqwest::header::HeaderValue =
-    reqwest::header::HeaderValue::from_static("application/json");
 
 /// A header as text, if present and visible ASCII. `name` is a `&str` or, on paths run at
 /// every probe, a `HeaderName` (a `&str` is parsed into one at each lookup).
@@ -369,6 +730,92 @@ mod tests {
         let url = raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec()).await;
         let ok = send(client().get(&url)).await.unwrap();
         assert_eq!((ok.status, ok.body.as_slice()), (200, &b"{}"[..]));
+    }
+
+    /// Answers one request on loopback with `answer` and hands back the request it read.
+    async fn recording_server(
+        answer: &'static [u8],
+    ) -> (String, tokio::sync::oneshot::Receiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = stream.write_all(answer).await;
+            let _ = stream.shutdown().await;
+        });
+        (format!("http://{addr}"), rx)
+    }
+
+    /// A request the proxy settings apply to goes to the proxy, in absolute form, with its
+    /// headers and body; one they exclude goes straight to its server; both are read alike.
+    #[tokio::test]
+    async fn proxied_requests_go_to_the_proxy_and_others_go_direct() {
+        let (proxy, proxy_saw) =
+            recording_server(b"HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n{\"via\":\"proxy\"}")
+                .await;
+        let (direct, direct_saw) =
+            recording_server(b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\n\r\n{\"via\":\"direct\"}")
+                .await;
+        let client = Client::build(
+            Roots::Platform,
+            Some(Proxy {
+                matcher: Matcher::builder()
+                    .http(proxy.clone())
+                    .no("127.0.0.1")
+                    .build(),
+                explicit: Some(reqwest::Proxy::http(&proxy).unwrap()),
+            }),
+        )
+        .unwrap();
+
+        // `idp.invalid` resolves nowhere: only the proxy can answer for it.
+        let request = client
+            .post("http://idp.invalid/introspect")
+            .bearer_auth("proxied-canary")
+            .form(&[("token", "t")]);
+        let answer = send(request).await.unwrap();
+        assert_eq!(
+            (answer.status, answer.body.as_slice()),
+            (200, &b"{\"via\":\"proxy\"}"[..])
+        );
+        let seen = proxy_saw.await.unwrap();
+        assert!(
+            seen.starts_with("POST http://idp.invalid/introspect HTTP/1.1\r\n"),
+            "{seen}"
+        );
+        assert!(
+            seen.contains("authorization: Bearer proxied-canary"),
+            "{seen}"
+        );
+        assert!(seen.ends_with("\r\n\r\ntoken=t"), "{seen}");
+
+        let answer = send(client.get(format!("{direct}/x"))).await.unwrap();
+        assert_eq!(answer.body, b"{\"via\":\"direct\"}");
+        let seen = direct_saw.await.unwrap();
+        assert!(seen.starts_with("GET /x HTTP/1.1\r\n"), "{seen}");
+        assert!(seen.contains("user-agent: api-token-exporter/"), "{seen}");
+    }
+
+    /// A request that cannot be made says what was wrong, never the value.
+    #[tokio::test]
+    async fn a_bad_request_names_the_problem_not_the_value() {
+        let err = send(
+            client()
+                .get("http://127.0.0.1:9/")
+                .header("x-token", "canary\nvalue"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.verdict, Verdict::Unreachable);
+        assert!(err.detail.contains("x-token"), "{}", err.detail);
+        assert!(!err.detail.contains("canary"), "{}", err.detail);
+        let err = send(client().get("not a url")).await.unwrap_err();
+        assert!(err.detail.contains("invalid URL"), "{}", err.detail);
     }
 
     #[test]

@@ -149,7 +149,7 @@ struct Jwt {
     algorithms: Vec<Algorithm>,
     cache_ttl: Duration,
     leeway: Duration,
-    http: reqwest::Client,
+    http: http::Client,
     cache: Mutex<KeyCache>,
 }
 
@@ -300,7 +300,7 @@ impl Jwt {
 }
 
 async fn fetch_jwks(
-    http: &reqwest::Client,
+    http: &http::Client,
     url: &str,
     now: Timestamp,
 ) -> Result<JwkSet, ProbeOutcome> {
@@ -317,7 +317,7 @@ async fn fetch_jwks(
 }
 
 async fn discover_jwks(
-    http: &reqwest::Client,
+    http: &http::Client,
     issuer: &str,
     now: Timestamp,
 ) -> Result<String, ProbeOutcome> {

@@ -137,10 +137,10 @@ impl ProviderKind for Config {
     }
 }
 
-/// A client like [`http::client`] (no redirects, the same timeouts) that trusts only the CAs
+/// A client like [`http::client`] (no redirects, the same bounds) that trusts only the CAs
 /// in `path`. The API server's certificate is signed by the cluster's own CA, which no public
 /// root store holds; trusting only it is what kubectl does with `certificate-authority`.
-pub fn client_with_ca(path: &Path) -> Result<reqwest::Client, String> {
+pub fn client_with_ca(path: &Path) -> Result<http::Client, String> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("ca_file {shown}: cannot read: {e}"))?;
     if meta.len() > MAX_CA_BYTES {
@@ -149,28 +149,13 @@ pub fn client_with_ca(path: &Path) -> Result<reqwest::Client, String> {
         ));
     }
     let pem = std::fs::read(path).map_err(|e| format!("ca_file {shown}: cannot read: {e}"))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("ca_file {shown}: not a PEM certificate bundle: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "ca_file {shown}: no PEM certificate (-----BEGIN CERTIFICATE-----) found"
-        ));
-    }
-    reqwest::Client::builder()
-        .user_agent(concat!("api-token-exporter/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tls_certs_only(certs)
-        .build()
-        .map_err(|e| format!("ca_file {shown}: the certificates cannot be used: {e}"))
+    http::Client::trusting_only(&pem).map_err(|e| format!("ca_file {shown}: {e}"))
 }
 
 struct Kubernetes {
     endpoint: String,
     own_token: Credential,
-    http: reqwest::Client,
+    http: http::Client,
 }
 
 impl Provider for Kubernetes {
@@ -207,8 +192,7 @@ impl Provider for Kubernetes {
                 .post(&self.endpoint)
                 .bearer_auth(own.expose())
                 .header(reqwest::header::ACCEPT, http::JSON)
-                .header("content-type", "application/json")
-                .body(body.to_string());
+                .json(&body);
             match http::send(request).await {
                 Ok(resp) => parse(
                     resp.status,

@@ -66,7 +66,7 @@ pub trait ProviderKind {
 #[derive(Clone)]
 pub struct BuildContext {
     /// One client, one connection pool, for every provider.
-    pub http: reqwest::Client,
+    pub http: http::Client,
 }
 
 impl BuildContext {

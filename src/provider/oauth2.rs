@@ -137,7 +137,7 @@ struct Introspection {
     config: Config,
     /// `client_secret` or `bearer_token`, as `auth_method` says.
     credential: Option<Credential>,
-    http: reqwest::Client,
+    http: http::Client,
     /// The endpoint, configured or discovered once and then kept.
     endpoint: Mutex<Option<Url>>,
 }
@@ -246,11 +246,7 @@ pub fn discovery_urls(issuer: &str) -> Vec<String> {
     urls
 }
 
-async fn discover(
-    http: &reqwest::Client,
-    issuer: &str,
-    now: Timestamp,
-) -> Result<Url, ProbeOutcome> {
+async fn discover(http: &http::Client, issuer: &str, now: Timestamp) -> Result<Url, ProbeOutcome> {
     let mut last = String::from("no discovery document");
     for doc in discovery_urls(issuer) {
         let request = http.get(&doc).header(reqwest::header::ACCEPT, http::JSON);

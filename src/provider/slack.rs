@@ -70,7 +70,7 @@ impl ProviderKind for Config {
 
 struct Slack {
     endpoint: String,
-    http: reqwest::Client,
+    http: http::Client,
 }
 
 impl Provider for Slack {

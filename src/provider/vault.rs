@@ -170,7 +170,7 @@ struct Vault {
     base: String,
     namespace: Option<HeaderValue>,
     own_token: Option<Credential>,
-    http: reqwest::Client,
+    http: http::Client,
     /// Tokens that must no longer be looked up by themselves. Lost on restart, which is why
     /// the docs ask users to configure the accessor of such tokens.
     limited: Mutex<HashMap<String, Remembered>>,
@@ -232,7 +232,7 @@ impl Vault {
         format!("{}/v1/auth/token/{path}", self.base)
     }
 
-    fn with_namespace(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    fn with_namespace(&self, request: http::RequestBuilder) -> http::RequestBuilder {
         match &self.namespace {
             Some(ns) => request.header("x-vault-namespace", ns.clone()),
             None => request,
