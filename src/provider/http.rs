@@ -241,6 +241,12 @@ pub trait IntoUri {
     fn into_uri(self) -> Result<::http::Uri, String>;
 }
 
+impl IntoUri for &::http::Uri {
+    fn into_uri(self) -> Result<::http::Uri, String> {
+        Ok(self.clone())
+    }
+}
+
 impl IntoUri for &url::Url {
     fn into_uri(self) -> Result<::http::Uri, String> {
         ::http::Uri::try_from(self.as_str()).map_err(|e| format!("invalid URL: {e}"))

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 use url::Url;
 
 use super::http::{self, common_status};
@@ -115,8 +115,8 @@ impl ProviderKind for Config {
 
     fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
         let endpoint = match &self.introspection_url {
-            Some(u) => Some(Url::parse(u).map_err(|e| e.to_string())?),
-            None => None,
+            Some(u) => OnceCell::new_with(Some(http::IntoUri::into_uri(u.as_str())?)),
+            None => OnceCell::new(),
         };
         let credential = match self.auth_method {
             AuthMethod::Bearer => self.bearer_token.clone(),
@@ -128,7 +128,7 @@ impl ProviderKind for Config {
             credential: credential.map(Credential::new),
             config: self.clone(),
             http: ctx.http.clone(),
-            endpoint: Mutex::new(endpoint),
+            endpoint,
         }))
     }
 }
@@ -138,8 +138,9 @@ struct Introspection {
     /// `client_secret` or `bearer_token`, as `auth_method` says.
     credential: Option<Credential>,
     http: http::Client,
-    /// The endpoint, configured or discovered once and then kept.
-    endpoint: Mutex<Option<Url>>,
+    /// The endpoint, configured or discovered once and then kept (a failed discovery is
+    /// tried again by the next probe).
+    endpoint: OnceCell<::http::Uri>,
 }
 
 impl Provider for Introspection {
@@ -218,15 +219,19 @@ fn basic_auth(id: &str, secret: &str) -> String {
 }
 
 impl Introspection {
-    async fn endpoint(&self, now: Timestamp) -> Result<Url, ProbeOutcome> {
-        let mut guard = self.endpoint.lock().await;
-        if let Some(url) = guard.as_ref() {
-            return Ok(url.clone());
-        }
-        let issuer = self.config.issuer.as_deref().unwrap_or_default();
-        let url = discover(&self.http, issuer, now).await?;
-        *guard = Some(url.clone());
-        Ok(url)
+    async fn endpoint(&self, now: Timestamp) -> Result<&::http::Uri, ProbeOutcome> {
+        self.endpoint
+            .get_or_try_init(|| async {
+                let issuer = self.config.issuer.as_deref().unwrap_or_default();
+                let url = discover(&self.http, issuer, now).await?;
+                http::IntoUri::into_uri(&url).map_err(|e| {
+                    ProbeOutcome::unreachable(
+                        Reason::Discovery,
+                        format!("discovery failed: introspection_endpoint: {e}"),
+                    )
+                })
+            })
+            .await
     }
 }
 
