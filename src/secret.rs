@@ -196,15 +196,83 @@ impl FileSource {
     }
 }
 
-/// Classifies every file source among `sources` (see [`FileSource::classify`]). It blocks,
-/// and on a mount that hangs it hangs: run it on the blocking pool, where it delays nothing
-/// (a probe that comes first reads its file on the blocking pool as before).
+/// Classifies every file source among `sources`. A file can only live on a mounted
+/// filesystem: when every mount of the process's namespace is local or the kernel's own
+/// (`/proc/self/mountinfo`, [`mounts_all_local`]), every file is local, whatever its path,
+/// symlinks or bind mounts, and none is asked about. Otherwise each is (`statfs`, see
+/// [`FileSource::classify`]). That blocks, and on a mount that hangs it hangs: run it on the
+/// blocking pool, where it delays nothing (a probe that comes first reads its file on the
+/// blocking pool as before).
 pub fn classify_files<'a>(sources: impl IntoIterator<Item = &'a SecretSource>) {
+    let mountinfo = if cfg!(target_os = "linux") {
+        std::fs::read_to_string("/proc/self/mountinfo").ok()
+    } else {
+        None
+    };
+    classify_files_with(sources, mountinfo.as_deref());
+}
+
+fn classify_files_with<'a>(
+    sources: impl IntoIterator<Item = &'a SecretSource>,
+    mountinfo: Option<&str>,
+) {
+    let all_local = mountinfo.is_some_and(mounts_all_local);
     for source in sources {
         if let SecretSource::File(file) = source {
-            file.classify();
+            if all_local {
+                let _ = file.filesystem.compare_exchange(
+                    UNKNOWN,
+                    LOCAL,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            } else {
+                file.classify();
+            }
         }
     }
+}
+
+/// Whether every filesystem in a `/proc/PID/mountinfo` is one whose reads wait on nothing but
+/// memory and a local disk: the local ones of [`is_local_filesystem`] and the kernel's own
+/// (proc, sysfs, cgroups and the like). One NFS, SMB, FUSE, 9p, autofs or unknown mount, or
+/// a text with no mount at all, and the answer is no.
+fn mounts_all_local(mountinfo: &str) -> bool {
+    const LOCAL: &[&str] = &[
+        "tmpfs", "ramfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "overlay", "f2fs", "zfs",
+        "squashfs",
+    ];
+    const KERNEL: &[&str] = &[
+        "proc",
+        "sysfs",
+        "cgroup",
+        "cgroup2",
+        "devtmpfs",
+        "devpts",
+        "mqueue",
+        "securityfs",
+        "debugfs",
+        "tracefs",
+        "bpf",
+        "hugetlbfs",
+        "pstore",
+        "configfs",
+        "fusectl",
+        "binfmt_misc",
+        "nsfs",
+        "efivarfs",
+        "selinuxfs",
+    ];
+    let mut mounts = 0;
+    for line in mountinfo.lines().filter(|l| !l.trim().is_empty()) {
+        // Optional fields end at a lone "-"; the filesystem type follows it.
+        let fstype = line.split(' ').skip_while(|f| *f != "-").nth(1);
+        match fstype {
+            Some(t) if LOCAL.contains(&t) || KERNEL.contains(&t) => mounts += 1,
+            _ => return false,
+        }
+    }
+    mounts > 0
 }
 
 /// Reads at most one byte past [`MAX_SECRET_BYTES`]. With `classify` (the blocking pool's
@@ -733,6 +801,71 @@ mod tests {
     }
 
     #[test]
+    fn mount_tables_with_only_local_filesystems() {
+        let container = "\
+22 1 0:21 / / rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w
+23 22 0:22 / /proc rw,nosuid - proc proc rw
+24 22 0:23 / /dev rw,nosuid - tmpfs tmpfs rw,size=65536k
+25 24 0:24 / /dev/pts rw - devpts devpts rw,gid=5
+26 22 0:25 / /sys ro - sysfs sysfs ro
+27 26 0:26 / /sys/fs/cgroup ro - cgroup2 cgroup rw
+28 22 253:1 /var/lib/kubelet/pods/p/etc-hosts /etc/hosts rw shared:1 master:2 - ext4 /dev/vda1 rw
+29 22 0:27 / /var/run/secrets/kubernetes.io/serviceaccount ro - tmpfs tmpfs rw,size=1G
+";
+        assert!(mounts_all_local(container));
+        for remote in [
+            "30 22 0:40 / /mnt/secrets rw - nfs4 server:/export rw,vers=4.2",
+            "30 22 0:40 / /mnt/secrets rw - fuse.sshfs host:/s rw",
+            "30 22 0:40 / /mnt/secrets rw - autofs systemd-1 rw",
+            "30 22 0:40 / /mnt/secrets rw - cifs //server/share rw",
+            "30 22 0:40 / /mnt/secrets rw - 9p drvfs rw",
+            "a line that is not a mount",
+        ] {
+            assert!(
+                !mounts_all_local(&format!("{container}{remote}\n")),
+                "{remote}"
+            );
+        }
+        assert!(!mounts_all_local(""));
+    }
+
+    /// With a mount table of local filesystems only, files are taken as local without a
+    /// system call each (a path that does not exist is marked local all the same); with one
+    /// network mount, each file is asked about (an existing one is local here, a missing one
+    /// stays unknown and goes to the blocking pool).
+    #[test]
+    fn classification_asks_each_file_only_when_a_remote_mount_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("present");
+        std::fs::write(&present, "x").unwrap();
+        let sources = || {
+            [
+                SecretSource::File(FileSource::new(dir.path().join("absent"))),
+                SecretSource::File(FileSource::new(&present)),
+            ]
+        };
+        let inline = |s: &[SecretSource; 2]| {
+            s.iter()
+                .map(|s| match s {
+                    SecretSource::File(f) => f.reads_inline(),
+                    _ => unreachable!(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let local = "1 0 0:1 / / rw - ext4 /dev/vda1 rw\n";
+        let all_local = sources();
+        classify_files_with(&all_local, Some(local));
+        assert_eq!(inline(&all_local), [true, true]);
+
+        let with_nfs = sources();
+        let nfs = format!("{local}2 1 0:2 / /mnt rw - nfs4 server:/e rw\n");
+        classify_files_with(&with_nfs, Some(&nfs));
+        let tmp_is_local = std::fs::read_to_string("/proc/self/mountinfo")
+            .is_ok_and(|_| rustix::fs::statfs(dir.path()).is_ok_and(|fs| statfs_is_local(&fs)));
+        assert_eq!(inline(&with_nfs), [false, tmp_is_local]);
+    }
+
+    #[test]
     fn local_filesystems_by_magic() {
         for local in [0x0102_1994, 0xef53, 0x5846_5342, 0x794c_7630] {
             assert!(is_local_filesystem(local), "{local:#x}");
@@ -791,7 +924,12 @@ mod tests {
         std::fs::write(&path, "v").unwrap();
         let source = SecretSource::File(FileSource::new(&path));
         let missing = SecretSource::File(FileSource::new(dir.path().join("nope")));
-        classify_files([&source, &missing, &SecretSource::Env("X".into())]);
+        // A mount table with a network mount: each file is asked about.
+        let with_nfs = "1 0 0:1 / / rw - ext4 /dev/vda1 rw\n2 1 0:2 / /mnt rw - nfs4 s:/e rw\n";
+        classify_files_with(
+            [&source, &missing, &SecretSource::Env("X".into())],
+            Some(with_nfs),
+        );
         let SecretSource::File(file) = &source else {
             unreachable!()
         };
