@@ -4,8 +4,8 @@
 //!
 //! 1. One probe round of 10,000 `oauth2_introspection` tokens by the real binary against a
 //!    fast local RFC 7662 server: wall time, CPU per probe, peak RSS.
-//! 2. The same 10,000 requests from a bare reqwest loop (same client settings, same
-//!    concurrency): the floor the exporter is compared with. It runs right after each round,
+//! 2. The same 10,000 requests from a bare reqwest loop (redirects off, same concurrency):
+//!    the floor the exporter is compared with. It runs right after each round,
 //!    so each ratio compares runs made seconds apart; a second loop that also reads each
 //!    token from its file shows how much of the gap is that read.
 //! 3. The same checks by blackbox_exporter (`http` prober, POST with a bearer header),
@@ -143,8 +143,9 @@ impl Drop for ServerChild {
 // The bare reqwest loop (child process)
 // ---------------------------------------------------------------------------------------
 
-/// `BENCH_N` introspection requests, `CONCURRENCY` at a time, with the client settings the
-/// exporter uses; reads and parses each answer. Prints `ok wall_ns cpu_ns` of the loop.
+/// `BENCH_N` introspection requests, `CONCURRENCY` at a time, from a reqwest client with
+/// redirects off (the exporter's own requests go through hyper's client directly; see
+/// `src/provider/http.rs`); reads and parses each answer. Prints `ok wall_ns cpu_ns` of the loop.
 /// With `BENCH_SECRETS` (the inventory's secrets directory), each request first reads its
 /// token from its file, as the exporter must: the floor for any exporter of file secrets.
 fn bare_main() {
