@@ -285,6 +285,10 @@ pub struct RequestBuilder {
     request: Result<::http::Request<Bytes>, String>,
 }
 
+/// The headers the providers send a token or credential in. Their values are marked
+/// sensitive: HTTP/2 sends them never-indexed, so no HPACK table along the way keeps them.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "private-token", "x-vault-token"];
+
 impl RequestBuilder {
     pub fn header<K, V>(mut self, name: K, value: V) -> Self
     where
@@ -294,7 +298,7 @@ impl RequestBuilder {
         if let Ok(request) = &mut self.request {
             match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
                 (Ok(name), Ok(mut value)) => {
-                    if name == reqwest::header::AUTHORIZATION {
+                    if CREDENTIAL_HEADERS.contains(&name.as_str()) {
                         value.set_sensitive(true);
                     }
                     request.headers_mut().insert(name, value);
@@ -805,6 +809,25 @@ mod tests {
         let seen = direct_saw.await.unwrap();
         assert!(seen.starts_with("GET /x HTTP/1.1\r\n"), "{seen}");
         assert!(seen.contains("user-agent: api-token-exporter/"), "{seen}");
+    }
+
+    /// Every header that carries a token is marked sensitive; the others are not.
+    #[test]
+    fn credential_headers_are_sensitive() {
+        let built = client()
+            .get("http://127.0.0.1:9/")
+            .bearer_auth("a")
+            .header("private-token", "b")
+            .header("x-vault-token", "c")
+            .header("x-vault-namespace", "team")
+            .request
+            .unwrap();
+        let sensitive = |name: &str| built.headers()[name].is_sensitive();
+        assert!(sensitive("authorization"));
+        assert!(sensitive("private-token"));
+        assert!(sensitive("x-vault-token"));
+        assert!(!sensitive("x-vault-namespace"));
+        assert!(!sensitive("user-agent"));
     }
 
     /// A request that cannot be made says what was wrong, never the value.
