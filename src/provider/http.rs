@@ -317,38 +317,36 @@ impl RequestBuilder {
     }
 
     /// The body, form-urlencoded, with its content type.
-    pub fn form<T: serde::Serialize + ?Sized>(mut self, form: &T) -> Self {
-        let encoded = serde_urlencoded::to_string(form);
-        if let Ok(request) = &mut self.request {
-            match encoded {
-                Ok(body) => {
-                    *request.body_mut() = Bytes::from(body);
-                    request
-                        .headers_mut()
-                        .insert(reqwest::header::CONTENT_TYPE, FORM);
-                }
-                Err(_) => self.request = Err("the form cannot be encoded".into()),
-            }
-        }
-        self
+    pub fn form<T: serde::Serialize + ?Sized>(self, form: &T) -> Self {
+        let encoded = serde_urlencoded::to_string(form).map(Bytes::from);
+        self.body(encoded.map_err(|_| "the form cannot be encoded"), FORM)
     }
 
     /// The body as JSON, with its content type.
-    pub fn json<T: serde::Serialize + ?Sized>(mut self, json: &T) -> Self {
-        let encoded = serde_json::to_vec(json);
+    pub fn json<T: serde::Serialize + ?Sized>(self, json: &T) -> Self {
+        let encoded = serde_json::to_vec(json).map(Bytes::from);
+        self.body(encoded.map_err(|_| "the JSON body cannot be encoded"), JSON)
+    }
+
+    fn body(mut self, encoded: Result<Bytes, &str>, content_type: HeaderValue) -> Self {
         if let Ok(request) = &mut self.request {
             match encoded {
                 Ok(body) => {
-                    *request.body_mut() = Bytes::from(body);
+                    *request.body_mut() = body;
                     request
                         .headers_mut()
-                        .insert(reqwest::header::CONTENT_TYPE, JSON);
+                        .insert(reqwest::header::CONTENT_TYPE, content_type);
                 }
-                Err(_) => self.request = Err("the JSON body cannot be encoded".into()),
+                Err(e) => self.request = Err(e.into()),
             }
         }
         self
     }
+}
+
+/// The outcome of a request that could not be made (what was wrong, never a value).
+fn unbuildable(e: impl std::fmt::Display) -> ProbeOutcome {
+    ProbeOutcome::unreachable(Reason::Connect, format!("the request cannot be made: {e}"))
 }
 
 /// Sends a request and reads the body up to the cap. Transport failures become outcomes.
@@ -357,9 +355,7 @@ impl RequestBuilder {
 /// `run_probe`, under the token's `probe_timeout`, which drops the request when it expires.
 pub async fn send(request: RequestBuilder) -> Result<Response, ProbeOutcome> {
     let RequestBuilder { client, request } = request;
-    let request = request.map_err(|e| {
-        ProbeOutcome::unreachable(Reason::Connect, format!("the request cannot be made: {e}"))
-    })?;
+    let request = request.map_err(unbuildable)?;
     if let Some((matcher, proxied)) = &client.0.proxied
         && matcher.intercept(request.uri()).is_some()
     {
@@ -380,9 +376,8 @@ async fn send_proxied(
     client: &reqwest::Client,
     request: ::http::Request<Bytes>,
 ) -> Result<Response, ProbeOutcome> {
-    let request = reqwest::Request::try_from(request.map(reqwest::Body::from)).map_err(|e| {
-        ProbeOutcome::unreachable(Reason::Connect, format!("the request cannot be made: {e}"))
-    })?;
+    let request =
+        reqwest::Request::try_from(request.map(reqwest::Body::from)).map_err(unbuildable)?;
     let mut response = client
         .execute(request)
         .await
