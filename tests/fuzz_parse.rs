@@ -352,6 +352,37 @@ fn scheduler_copes(o: &ProbeOutcome) {
     }
 }
 
+/// A member an introspection answer may have: one the exporter reads, or another.
+fn claim_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(vec![
+            "active", "active", "active", "exp", "iat", "nbf", "sub", "username", "client_id",
+            "azp", "iss", "aud", "scope", "scp", "token_type", "typ",
+        ])
+        .prop_map(str::to_owned),
+        1 => "[a-z_]{1,8}",
+    ]
+}
+
+/// Any JSON value, as text: the types a member may have, nested a little.
+fn claim_value() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        1 => Just(Value::Null),
+        1 => any::<bool>().prop_map(Value::from),
+        2 => (0i64..4_000_000_000).prop_map(Value::from),
+        1 => (-1e12f64..1e12).prop_map(Value::from),
+        4 => "[a-z:./-]{1,6}( [a-z:./-]{1,6}){0,3}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::vec(("[a-z]{1,4}", inner), 0..3)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+    .prop_map(|v| v.to_string())
+}
+
 fn good_introspection() -> Value {
     json!({"active": true, "exp": NOW + 3600, "iat": NOW - 60, "sub": "svc", "scope": "a b",
            "aud": ["x"], "client_id": "c"})
@@ -615,6 +646,36 @@ proptest! {
         sane(&o);
         if !REGISTERED_CODES.contains(&code.as_str()) {
             prop_assert!(!o.detail.contains(&code), "{}", o.detail);
+        }
+    }
+
+    /// The introspection answer's members are read straight from the body, not through a
+    /// JSON value: for any object of the members it reads and others, of any JSON type,
+    /// with repeats (the last counts) and whitespace, the outcome is the one a JSON value
+    /// gives through the same `facts_from_claims`.
+    #[test]
+    fn oauth2_reads_members_as_a_json_value_would(
+        mut members in prop::collection::vec((claim_name(), claim_value()), 0..12),
+        active in prop_oneof![6 => Just("true".to_owned()), 1 => Just("false".to_owned()), 1 => claim_value()],
+        at in any::<prop::sample::Index>(),
+        pad in prop::sample::select(vec!["", " ", "\n\t "]),
+    ) {
+        // Mostly `active: true`, so that the facts are compared.
+        members.insert(at.index(members.len() + 1), ("active".to_owned(), active));
+        let text: Vec<String> = members
+            .iter()
+            .map(|(k, v)| format!("{}:{pad}{v}", Value::from(k.as_str())))
+            .collect();
+        let body = format!("{pad}{{{pad}{}{pad}}}{pad}", text.join(&format!(",{pad}")));
+        let o = oauth2::parse(200, &HeaderMap::new(), body.as_bytes(), now());
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        match doc.get("active").and_then(Value::as_bool) {
+            Some(true) => {
+                prop_assert_eq!(o.verdict, Verdict::Valid);
+                prop_assert_eq!(o.facts, oauth2::facts_from_claims(&doc, now()));
+            }
+            Some(false) => prop_assert_eq!(o.verdict, Verdict::Invalid),
+            None => prop_assert_eq!(o.reason, Reason::BadResponse),
         }
     }
 

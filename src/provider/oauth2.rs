@@ -326,11 +326,15 @@ pub fn parse(status: u16, headers: &HeaderMap, body: &[u8], now: Timestamp) -> P
         }
         _ => return common_status(status, headers, now),
     }
-    let doc: Value = match http::json(body) {
-        Ok(v) => v,
+    let doc = match Introspected::parse(body) {
+        Ok(Some(doc)) => doc,
+        Ok(None) => {
+            return ProbeOutcome::bad_response("no boolean \"active\" member")
+                .with_rate_limit(rate);
+        }
         Err(o) => return o.with_rate_limit(rate),
     };
-    let Some(active) = doc.get("active").and_then(Value::as_bool) else {
+    let Some(active) = doc.claim("active").and_then(Value::as_bool) else {
         return ProbeOutcome::bad_response("no boolean \"active\" member").with_rate_limit(rate);
     };
     if !active {
@@ -342,6 +346,103 @@ pub fn parse(status: u16, headers: &HeaderMap, body: &[u8], now: Timestamp) -> P
     }
     let facts = facts_from_claims(&doc, now);
     ProbeOutcome::valid(facts).with_rate_limit(rate)
+}
+
+/// Looks a claim up by name, in a JSON object or in an [`Introspected`] answer.
+pub trait Claims {
+    fn claim(&self, name: &str) -> Option<&Value>;
+}
+
+impl Claims for Value {
+    fn claim(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+/// The members of an introspection answer that [`parse`] and [`facts_from_claims`] read,
+/// each as the JSON value it was (`null` included: present and null is not absent). Read
+/// straight from the body, the others skipped: a map of every member, keys and all, then
+/// fourteen lookups by name was a sixth of a probe's user-space instructions.
+#[derive(Debug, Default, Deserialize)]
+pub struct Introspected {
+    #[serde(default, deserialize_with = "present")]
+    active: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    exp: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    iat: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    nbf: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    sub: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    username: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    client_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    azp: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    iss: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    aud: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    scope: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    scp: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    token_type: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    typ: Option<Value>,
+}
+
+/// A member that is there, whatever its value (serde's `Option` would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl Introspected {
+    /// The answer's members; `None` when it is JSON but not an object. Read directly when
+    /// the body is UTF-8 text of an object without repeated members; otherwise (repeated
+    /// members, where the last one counts, or a body that is not an object) through a JSON
+    /// value, as before, so both ways read a body alike. One leniency remains: a member
+    /// not read is skipped as serde_json skips, checking a `\u` escape's form but not that
+    /// a surrogate is paired, where the JSON value refused the whole answer.
+    pub fn parse(body: &[u8]) -> Result<Option<Introspected>, ProbeOutcome> {
+        if let Ok(text) = std::str::from_utf8(body)
+            && text.trim_start().starts_with('{')
+            && let Ok(doc) = serde_json::from_str::<Introspected>(text)
+        {
+            return Ok(Some(doc));
+        }
+        let doc: Value = http::json(body)?;
+        if !doc.is_object() {
+            return Ok(None);
+        }
+        // Every member is optional and takes any value: an object always fits.
+        Ok(serde_json::from_value(doc).ok())
+    }
+}
+
+impl Claims for Introspected {
+    fn claim(&self, name: &str) -> Option<&Value> {
+        match name {
+            "active" => self.active.as_ref(),
+            "exp" => self.exp.as_ref(),
+            "iat" => self.iat.as_ref(),
+            "nbf" => self.nbf.as_ref(),
+            "sub" => self.sub.as_ref(),
+            "username" => self.username.as_ref(),
+            "client_id" => self.client_id.as_ref(),
+            "azp" => self.azp.as_ref(),
+            "iss" => self.iss.as_ref(),
+            "aud" => self.aud.as_ref(),
+            "scope" => self.scope.as_ref(),
+            "scp" => self.scp.as_ref(),
+            "token_type" => self.token_type.as_ref(),
+            "typ" => self.typ.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// Echoes an OAuth error code only when it is a registered one (RFC 6749 section 5.2, RFC
@@ -367,9 +468,9 @@ fn safe_code(code: &str) -> String {
 }
 
 /// Facts from RFC 7662 / RFC 7519 claims (the two share names). Shared with the JWT provider.
-pub fn facts_from_claims(doc: &Value, now: Timestamp) -> TokenFacts {
-    let time = |name: &str| numeric_date(doc.get(name)?);
-    let text = |name: &str| doc.get(name).and_then(Value::as_str).map(str::to_owned);
+pub fn facts_from_claims<C: Claims + ?Sized>(doc: &C, now: Timestamp) -> TokenFacts {
+    let time = |name: &str| numeric_date(doc.claim(name)?);
+    let text = |name: &str| doc.claim(name).and_then(Value::as_str).map(str::to_owned);
     let mut facts = TokenFacts {
         expiry: match time("exp") {
             Some(t) => Expiry::At(t),
@@ -380,7 +481,7 @@ pub fn facts_from_claims(doc: &Value, now: Timestamp) -> TokenFacts {
         subject: text("sub").or_else(|| text("username")),
         client_id: text("client_id").or_else(|| text("azp")),
         issuer: text("iss"),
-        audience: string_or_array(doc.get("aud")),
+        audience: string_or_array(doc.claim("aud")),
         scopes: scopes(doc),
         token_type: text("token_type").or_else(|| text("typ")),
         ..TokenFacts::default()
@@ -421,8 +522,8 @@ fn string_or_array(v: Option<&Value>) -> Vec<String> {
 }
 
 /// `scope` as a space-separated string (RFC 7662, RFC 8693) or `scp` as an array (Okta, Azure).
-fn scopes(doc: &Value) -> Vec<String> {
-    let mut out: Vec<String> = match doc.get("scope").or_else(|| doc.get("scp")) {
+fn scopes<C: Claims + ?Sized>(doc: &C) -> Vec<String> {
+    let mut out: Vec<String> = match doc.claim("scope").or_else(|| doc.claim("scp")) {
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
         Some(Value::Array(items)) => items
             .iter()
