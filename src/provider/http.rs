@@ -680,17 +680,7 @@ mod tests {
 
     /// Answers one request on loopback with `answer`, verbatim, and returns its URL.
     async fn raw_server(answer: Vec<u8>) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 8192];
-            let _ = stream.read(&mut buf).await;
-            let _ = stream.write_all(&answer).await;
-            let _ = stream.shutdown().await;
-        });
-        format!("http://{addr}/")
+        format!("{}/", recording_server(answer).await.0)
     }
 
     #[tokio::test]
@@ -737,10 +727,9 @@ mod tests {
         assert_eq!((ok.status, ok.body.as_slice()), (200, &b"{}"[..]));
     }
 
-    /// Answers one request on loopback with `answer` and hands back the request it read.
-    async fn recording_server(
-        answer: &'static [u8],
-    ) -> (String, tokio::sync::oneshot::Receiver<String>) {
+    /// Answers one request on loopback with `answer`, verbatim, and hands back its origin
+    /// (`http://127.0.0.1:PORT`) and, once it came, the request it read.
+    async fn recording_server(answer: Vec<u8>) -> (String, tokio::sync::oneshot::Receiver<String>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -750,7 +739,7 @@ mod tests {
             let mut buf = vec![0u8; 8192];
             let n = stream.read(&mut buf).await.unwrap_or(0);
             let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
-            let _ = stream.write_all(answer).await;
+            let _ = stream.write_all(&answer).await;
             let _ = stream.shutdown().await;
         });
         (format!("http://{addr}"), rx)
@@ -760,12 +749,14 @@ mod tests {
     /// headers and body; one they exclude goes straight to its server; both are read alike.
     #[tokio::test]
     async fn proxied_requests_go_to_the_proxy_and_others_go_direct() {
-        let (proxy, proxy_saw) =
-            recording_server(b"HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n{\"via\":\"proxy\"}")
-                .await;
-        let (direct, direct_saw) =
-            recording_server(b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\n\r\n{\"via\":\"direct\"}")
-                .await;
+        let (proxy, proxy_saw) = recording_server(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n{\"via\":\"proxy\"}".to_vec(),
+        )
+        .await;
+        let (direct, direct_saw) = recording_server(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\n\r\n{\"via\":\"direct\"}".to_vec(),
+        )
+        .await;
         let client = Client::build(
             Roots::Platform,
             Some(Proxy {
