@@ -253,12 +253,6 @@ impl IntoUri for &url::Url {
     }
 }
 
-impl IntoUri for url::Url {
-    fn into_uri(self) -> Result<::http::Uri, String> {
-        (&self).into_uri()
-    }
-}
-
 impl IntoUri for &str {
     fn into_uri(self) -> Result<::http::Uri, String> {
         let url = url::Url::parse(self).map_err(|e| format!("invalid URL: {e}"))?;
