@@ -363,7 +363,7 @@ impl Claims for Value {
 /// each as the JSON value it was (`null` included: present and null is not absent). Read
 /// straight from the body, the others skipped: a map of every member, keys and all, then
 /// fourteen lookups by name was a sixth of a probe's user-space instructions.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct Introspected {
     #[serde(default, deserialize_with = "present")]
     active: Option<Value>,
