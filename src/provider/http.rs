@@ -791,6 +791,184 @@ mod tests {
         assert!(seen.contains("user-agent: api-token-exporter/"), "{seen}");
     }
 
+    /// A CA made for one test, as rcgen's issuer (its certificate is `.der()`).
+    fn test_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// An HTTPS server on loopback whose certificate `ca` signed, for 127.0.0.1: answers
+    /// every request with `{}`. Hands back its port and the requests it read, in order.
+    async fn tls_server(
+        ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    ) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, ca)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                // A handshake the client gives up on is the test's negative case.
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    continue;
+                };
+                let mut buf = vec![0u8; 8192];
+                let n = tls.read(&mut buf).await.unwrap_or(0);
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (port, requests)
+    }
+
+    /// A forward proxy on loopback that only tunnels (`CONNECT`), as corporate proxies do
+    /// for HTTPS. Hands back its URL and every byte a client sent it, the tunnelled ones
+    /// included.
+    async fn connect_proxy() -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let relayed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = relayed.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = vec![0u8; 8192];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        let n = client.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        head.extend_from_slice(&buf[..n]);
+                    }
+                    log.lock().unwrap().extend_from_slice(&head);
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let Some(target) = text
+                        .strip_prefix("CONNECT ")
+                        .and_then(|rest| rest.split(' ').next())
+                    else {
+                        let _ = client
+                            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                            .await;
+                        return;
+                    };
+                    let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    let _ = client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                    });
+                    loop {
+                        let n = from_client.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 || to_server.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}"), relayed)
+    }
+
+    /// An https request a proxy applies to is tunnelled through it: the proxy sees a
+    /// CONNECT and TLS records, never the token; the server's certificate is checked
+    /// against the configured CA (a kubernetes `ca_file`) at the far end of the tunnel.
+    #[tokio::test]
+    async fn https_through_a_proxy_is_tunnelled_and_checked_against_the_ca() {
+        let ca = test_ca();
+        let (port, requests) = tls_server(&ca).await;
+        let (proxy, relayed) = connect_proxy().await;
+        let via_proxy = |ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>| {
+            Client::build(
+                Roots::Only(vec![ca.der().clone()]),
+                Some(Proxy {
+                    matcher: Matcher::builder().https(proxy.clone()).build(),
+                    explicit: Some(reqwest::Proxy::https(&proxy).unwrap()),
+                }),
+            )
+            .unwrap()
+        };
+        let url = format!("https://127.0.0.1:{port}/x");
+
+        let answer = send(via_proxy(&ca).get(&url).bearer_auth("tunnelled-canary"))
+            .await
+            .unwrap();
+        assert_eq!((answer.status, answer.body.as_slice()), (200, &b"{}"[..]));
+        let seen = requests.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].starts_with("GET /x HTTP/1.1\r\n"), "{}", seen[0]);
+        assert!(
+            seen[0].contains("authorization: Bearer tunnelled-canary"),
+            "{}",
+            seen[0]
+        );
+        let relayed = relayed.lock().unwrap().clone();
+        let connect = format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n");
+        assert!(
+            relayed.starts_with(connect.as_bytes()),
+            "{}",
+            String::from_utf8_lossy(&relayed)
+        );
+        assert!(
+            relayed.len() > connect.len() + 100,
+            "no TLS records relayed"
+        );
+        assert!(
+            !relayed.windows(16).any(|w| w == b"tunnelled-canary"),
+            "the proxy saw the token"
+        );
+
+        // A client that trusts another CA refuses the server at the end of the tunnel.
+        let err = send(
+            via_proxy(&test_ca())
+                .get(&url)
+                .bearer_auth("tunnelled-canary"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (err.verdict, err.reason),
+            (Verdict::Unreachable, Reason::Tls),
+            "{}",
+            err.detail
+        );
+        assert!(!err.detail.contains("tunnelled-canary"), "{}", err.detail);
+        assert_eq!(requests.lock().unwrap().len(), 1);
+    }
+
     /// Every header that carries a token is marked sensitive; the others are not.
     #[test]
     fn credential_headers_are_sensitive() {
