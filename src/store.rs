@@ -304,8 +304,10 @@ impl Store {
     /// meanwhile is ignored (`None`).
     pub fn record(&self, token: &str, run: ProbeRun, at: Timestamp) -> Option<Recorded> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let state = inner.tokens.get_mut(token)?;
-        let provider = state.spec.provider.clone();
+        let Inner {
+            tokens, providers, ..
+        } = &mut *inner;
+        let state = tokens.get_mut(token)?;
         let previous = state.verdict();
         let (verdict, reason, rate_limit) = (
             run.outcome.verdict,
@@ -320,7 +322,7 @@ impl Store {
             expiry: state.facts.expiry,
         };
         let ledger_changed = new_secret || ledger_before != (state.first_seen, state.rotated_at);
-        if let Some(p) = inner.providers.get_mut(&provider) {
+        if let Some(p) = providers.get_mut(&state.spec.provider) {
             p.probes += 1;
             if verdict.is_failure() {
                 *p.failures.entry(reason).or_insert(0) += 1;
