@@ -724,19 +724,28 @@ mod tests {
     /// Answers one request on loopback with `answer`, verbatim, and hands back its origin
     /// (`http://127.0.0.1:PORT`) and, once it came, the request it read.
     async fn recording_server(answer: Vec<u8>) -> (String, tokio::sync::oneshot::Receiver<String>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 8192];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
-            let _ = stream.write_all(&answer).await;
-            let _ = stream.shutdown().await;
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = tx.send(answer_one(stream, &answer).await);
         });
         (format!("http://{addr}"), rx)
+    }
+
+    /// Reads one request from `stream` (one read: the tests' requests are small), writes
+    /// `answer` verbatim and closes; returns the request as read.
+    async fn answer_one<S>(mut stream: S, answer: &[u8]) -> String
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 8192];
+        let n = stream.read(&mut buf).await.unwrap_or(0);
+        let _ = stream.write_all(answer).await;
+        let _ = stream.shutdown().await;
+        String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
     /// A request the proxy settings apply to goes to the proxy, in absolute form, with its
@@ -803,7 +812,6 @@ mod tests {
     async fn tls_server(
         ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
     ) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
             .unwrap()
@@ -828,18 +836,12 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 // A handshake the client gives up on is the test's negative case.
-                let Ok(mut tls) = acceptor.accept(stream).await else {
+                let Ok(tls) = acceptor.accept(stream).await else {
                     continue;
                 };
-                let mut buf = vec![0u8; 8192];
-                let n = tls.read(&mut buf).await.unwrap_or(0);
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                let _ = tls
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-                    .await;
-                let _ = tls.shutdown().await;
+                let request =
+                    answer_one(tls, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+                seen.lock().unwrap().push(request);
             }
         });
         (port, requests)
