@@ -1,106 +1,28 @@
-//! Documentation that must stay true: README's provider section is the concatenation of
-//! docs/providers/*.md and its alerts section is docs/alerts-and-dashboards.md (refresh both
-//! with UPDATE_GOLDEN=1), every registered kind has a page, and
-//! the metrics table names every family `/metrics` serves.
+//! Documentation that must stay true: README.md is a landing page of at most 20 KB that routes
+//! into `docs/`; every relative link in README.md, ARCHITECTURE.md, BENCHMARKS.md and `docs/`
+//! reaches a file (and a heading, when it names one); every kind the provider registry accepts
+//! has a page under `docs/providers/` and a README row linking it, and every page there is a
+//! registered kind; and `docs/metrics.md` names every family `/metrics` serves, README's
+//! compact list too.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
-const BEGIN: &str = "<!-- providers:begin (generated from docs/providers/*.md by `UPDATE_GOLDEN=1 cargo test --test docs`) -->";
-const END: &str = "<!-- providers:end -->";
-const ALERTS_BEGIN: &str = "<!-- alerts:begin (generated from docs/alerts-and-dashboards.md by `UPDATE_GOLDEN=1 cargo test --test docs`) -->";
-const ALERTS_END: &str = "<!-- alerts:end -->";
-
-/// The order pages appear in README: the registry's order.
-const ORDER: &[&str] = &[
-    "oauth2_introspection",
-    "jwt",
-    "github",
-    "gitlab",
-    "vault",
-    "slack",
-    "cloudflare",
-    "google",
-    "kubernetes",
-    "static",
-];
+/// The landing page stays something a newcomer reads to the end: reference text belongs on a
+/// page under `docs/`, linked from README's "Where to go" table.
+const README_MAX_BYTES: usize = 20 * 1024;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn provider_section() -> String {
-    let dir = root().join("docs/providers");
-    let mut pages: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    for page in &pages {
-        assert!(
-            ORDER.contains(&page.as_str()),
-            "docs/providers/{page}.md is not in the README order list"
-        );
-    }
-    pages.sort_by_key(|p| ORDER.iter().position(|o| o == p));
-    let mut out = String::new();
-    for page in pages {
-        let text = std::fs::read_to_string(dir.join(format!("{page}.md"))).unwrap();
-        out.push('\n');
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
-    out.push('\n');
-    out
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
 }
 
-/// Replaces the text between `<!-- NAME:begin ... -->` and `<!-- NAME:end -->` in README when
-/// UPDATE_GOLDEN=1, and fails when it differs otherwise.
-fn check_section(readme: &mut String, begin: &str, end: &str, wanted: &str) -> bool {
-    let start = readme
-        .find(begin)
-        .unwrap_or_else(|| panic!("README lacks {begin}"))
-        + begin.len();
-    let stop = readme
-        .find(end)
-        .unwrap_or_else(|| panic!("README lacks {end}"));
-    if readme[start..stop] == *wanted {
-        return false;
-    }
-    assert!(
-        std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1"),
-        "README's section {begin} is out of date: run UPDATE_GOLDEN=1 cargo test --test docs"
-    );
-    *readme = format!("{}{}{}", &readme[..start], wanted, &readme[stop..]);
-    true
-}
-
-#[test]
-fn readme_generated_sections_are_current() {
-    let path = root().join("README.md");
-    let mut readme = std::fs::read_to_string(&path).unwrap();
-    let alerts = std::fs::read_to_string(root().join("docs/alerts-and-dashboards.md")).unwrap();
-    let mut changed = check_section(&mut readme, BEGIN, END, &provider_section());
-    changed |= check_section(
-        &mut readme,
-        ALERTS_BEGIN,
-        ALERTS_END,
-        &format!("\n{}\n\n", alerts.trim_end()),
-    );
-    if changed {
-        std::fs::write(&path, readme).unwrap();
-    }
-}
-
-#[test]
-fn every_registered_kind_has_a_page() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    // The kinds the registry accepts, read from the error for an unknown kind.
+/// The kinds the registry accepts, read from the error for an unknown kind, so a kind added to
+/// the registry is checked here without editing this test.
+fn registered_kinds() -> Vec<String> {
     let err = api_token_exporter::config::Config::parse("providers:\n  x:\n    kind: nope\n")
         .unwrap_err()
         .to_string();
@@ -111,23 +33,252 @@ fn every_registered_kind_has_a_page() {
         .split(" (line")
         .next()
         .unwrap();
-    for kind in list.split(", ") {
-        let kind = kind.trim_matches('`');
+    let kinds: Vec<String> = list
+        .split(", ")
+        .map(|k| k.trim_matches('`').to_string())
+        .collect();
+    assert!(kinds.len() >= 10, "found only {kinds:?} in {err:?}");
+    kinds
+}
+
+/// Lines of markdown outside fenced code blocks, where links and headings live.
+fn prose_lines(text: &str) -> Vec<&str> {
+    let mut fenced = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced {
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// The targets of inline links and images, `[text](target)`, outside code blocks and code spans.
+fn links(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in prose_lines(text) {
+        // Drop code spans so that `a[i](x)` in code is not read as a link.
+        let mut plain = String::new();
+        for (i, part) in line.split('`').enumerate() {
+            if i % 2 == 0 {
+                plain.push_str(part);
+            }
+        }
+        let mut rest = plain.as_str();
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let Some(end) = after.find(')') else { break };
+            out.push(after[..end].trim().to_string());
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+/// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation other than `-` and
+/// `_` dropped, and `-1`, `-2`... for repeats.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for line in prose_lines(text) {
+        let Some(title) = line.strip_prefix('#') else {
+            continue;
+        };
+        let title = title.trim_start_matches('#');
+        if !title.starts_with(' ') {
+            continue;
+        }
+        let slug: String = title
+            .trim()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                '-' | '_' => Some(c),
+                c if c.is_alphanumeric() => Some(c.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect();
+        let mut candidate = slug.clone();
+        let mut n = 0;
+        while seen.contains(&candidate) {
+            n += 1;
+            candidate = format!("{slug}-{n}");
+        }
+        seen.insert(candidate);
+    }
+    seen
+}
+
+/// README.md, ARCHITECTURE.md, BENCHMARKS.md and every page under `docs/`, relative to the
+/// repository. `docs/hardening/` holds notes for the maintainers, not pages, and is left out.
+fn doc_files() -> Vec<String> {
+    let mut files: Vec<String> = ["README.md", "ARCHITECTURE.md", "BENCHMARKS.md"]
+        .map(String::from)
+        .to_vec();
+    let mut dirs = vec![PathBuf::from("docs")];
+    while let Some(dir) = dirs.pop() {
+        if dir == Path::new("docs/hardening") {
+            continue;
+        }
+        for entry in std::fs::read_dir(root().join(&dir)).unwrap() {
+            let path = dir.join(entry.unwrap().file_name());
+            if root().join(&path).is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                files.push(path.to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Every problem with the relative links of one markdown file.
+fn broken_links(rel: &str, text: &str) -> Vec<String> {
+    let base = Path::new(rel).parent().unwrap_or(Path::new(""));
+    let mut broken = Vec::new();
+    for link in links(text) {
+        if link.contains("://") || link.starts_with("mailto:") || link.is_empty() {
+            continue;
+        }
+        let (path, anchor) = match link.split_once('#') {
+            Some((p, a)) => (p, Some(a)),
+            None => (link.as_str(), None),
+        };
+        let target = if path.is_empty() {
+            root().join(rel)
+        } else {
+            root().join(base).join(path)
+        };
+        if !target.exists() {
+            broken.push(format!(
+                "{rel}: link {link:?}: no file {}",
+                target.display()
+            ));
+            continue;
+        }
+        if let Some(anchor) = anchor {
+            let is_md = target.extension().is_some_and(|e| e == "md");
+            let heads = if is_md {
+                anchors(&std::fs::read_to_string(&target).unwrap())
+            } else {
+                BTreeSet::new()
+            };
+            if !heads.contains(anchor) {
+                broken.push(format!(
+                    "{rel}: link {link:?}: no heading #{anchor} in {}",
+                    target.display()
+                ));
+            }
+        }
+    }
+    broken
+}
+
+#[test]
+fn readme_is_a_landing_page_of_at_most_20_kb() {
+    let size = read("README.md").len();
+    assert!(
+        size <= README_MAX_BYTES,
+        "README.md is {size} bytes, over {README_MAX_BYTES}: move the reference text to a page under docs/ and link it"
+    );
+}
+
+#[test]
+fn readme_routes_to_every_reference_page() {
+    let readme = read("README.md");
+    let targets: BTreeSet<String> = links(&readme)
+        .into_iter()
+        .map(|l| l.split('#').next().unwrap().to_string())
+        .collect();
+    for page in [
+        "docs/configuration.md",
+        "docs/notifications.md",
+        "docs/metrics.md",
+        "docs/http-api.md",
+        "docs/command-line.md",
+        "docs/alerts-and-dashboards.md",
+        "docs/security.md",
+        "docs/sharding.md",
+        "docs/development.md",
+        "BENCHMARKS.md",
+        "ARCHITECTURE.md",
+    ] {
+        assert!(targets.contains(page), "README.md does not link {page}");
+    }
+    // Every top-level page under docs/ is reachable from README.
+    for file in doc_files() {
+        let Some(page) = file.strip_prefix("docs/") else {
+            continue;
+        };
+        if !page.contains('/') {
+            assert!(targets.contains(&file), "README.md does not link {file}");
+        }
+    }
+}
+
+#[test]
+fn every_relative_link_resolves() {
+    let mut broken = Vec::new();
+    let files = doc_files();
+    assert!(files.len() >= 20, "found only {files:?}");
+    for rel in &files {
+        broken.extend(broken_links(rel, &read(rel)));
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn the_link_checker_sees_a_broken_file_and_a_broken_anchor() {
+    let text = "[ok](docs/metrics.md) [gone](docs/nope.md) [bad](docs/metrics.md#nope) \
+                [head](#verdict-states)\n## Verdict states\n```\n[code](nope.md)\n```\n";
+    let broken = broken_links("README.md", text);
+    assert_eq!(broken.len(), 2, "{broken:?}");
+    assert!(broken[0].contains("docs/nope.md"), "{broken:?}");
+    assert!(broken[1].contains("#nope"), "{broken:?}");
+    assert!(
+        anchors("## `notify-test`: check a receiver\n## TLS, basic auth: `--web.config.file`\n")
+            == BTreeSet::from([
+                "notify-test-check-a-receiver".to_string(),
+                "tls-basic-auth---webconfigfile".to_string()
+            ])
+    );
+}
+
+#[test]
+fn every_registered_kind_has_a_page_and_a_readme_row() {
+    let readme = read("README.md");
+    let kinds = registered_kinds();
+    for kind in &kinds {
         assert!(
             root().join(format!("docs/providers/{kind}.md")).exists(),
             "no docs/providers/{kind}.md"
         );
+        let row = format!("| [`{kind}`](docs/providers/{kind}.md) |");
         assert!(
-            readme.contains(&format!("| `{kind}` |")),
-            "README's provider table lacks {kind}"
+            readme.lines().any(|l| l.starts_with(&row)),
+            "README's provider table has no row starting {row:?}"
+        );
+    }
+    // And every page is a registered kind, so a page cannot outlive its kind unlinked.
+    for entry in std::fs::read_dir(root().join("docs/providers")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let kind = name.strip_suffix(".md").unwrap_or(&name);
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "docs/providers/{name} is not a registered kind ({kinds:?})"
         );
     }
 }
 
 #[test]
 fn metrics_table_names_every_family() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let src = std::fs::read_to_string(root().join("src/metrics.rs")).unwrap();
+    let table = read("docs/metrics.md");
+    let readme = read("README.md");
+    let src = read("src/metrics.rs");
     let mut n = 0;
     for (i, _) in src.match_indices("\"api_token_") {
         let name: String = src[i + 1..]
@@ -146,8 +297,12 @@ fn metrics_table_names_every_family() {
             name
         };
         assert!(
-            readme.contains(&format!("| `{shown}` |")),
-            "README's metrics table lacks {shown}"
+            table.contains(&format!("| `{shown}` |")),
+            "docs/metrics.md's metrics table lacks {shown}"
+        );
+        assert!(
+            readme.contains(&format!("`{shown}`")),
+            "README's list of metric names lacks {shown}"
         );
         n += 1;
     }

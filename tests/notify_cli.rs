@@ -195,7 +195,7 @@ fn notification_config_errors_name_the_field_and_line() {
 }
 
 #[test]
-fn the_notifications_example_passes_config_check_and_is_the_one_in_readme() {
+fn the_notifications_example_passes_config_check_and_is_the_one_documented() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let example = root.join("examples/notifications.yml");
     let out = Command::new(BIN)
@@ -221,12 +221,12 @@ fn the_notifications_example_passes_config_check_and_is_the_one_in_readme() {
             "webhook"
         ]
     );
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/notifications.md")).unwrap();
     let text = std::fs::read_to_string(&example).unwrap();
     assert!(
         readme.contains(&format!(
             "<!-- notifications-example:begin -->\n```yaml\n{text}```\n<!-- notifications-example:end -->"
         )),
-        "README's notification example differs from examples/notifications.yml"
+        "docs/notifications.md's example differs from examples/notifications.yml"
     );
 }

@@ -125,7 +125,7 @@ fn prometheus_scrapes_the_expected_expiry() {
     assert_eq!(result[0]["metric"]["provider"], "local");
     assert_eq!(result[0]["metric"]["job"], "api-token-exporter");
     assert_eq!(result[0]["value"][1], exp.to_string());
-    // The join the README recommends works: owner labels come from api_token_info.
+    // The join docs/metrics.md recommends works: owner labels come from api_token_info.
     let joined = prom.query_until_data(
         "api_token_expiry_timestamp_seconds * on(token, provider) group_left(team) api_token_info",
         Duration::from_secs(10),

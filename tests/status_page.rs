@@ -1,7 +1,7 @@
 //! The status page as a person sees it: headless Chromium loads it from the running demo,
 //! the rows and states are checked in the rendered DOM, a filter is applied through the
-//! page's own form URL, and a screenshot is saved (`UPDATE_GOLDEN=1` refreshes the one README
-//! shows, docs/status-page.png).
+//! page's own form URL, and a screenshot is saved (`UPDATE_GOLDEN=1` refreshes the one
+//! docs/http-api.md shows, docs/status-page.png).
 
 mod support;
 
