@@ -1698,4 +1698,49 @@ mod tests {
                 .contains(&cache_key("a", &a, b"a"))
         );
     }
+
+    #[test]
+    fn a_reload_cannot_give_up_client_certificates_or_lower_the_tls_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), certified.cert.pem()).unwrap();
+        std::fs::write(
+            dir.path().join("tls.key"),
+            certified.signing_key.serialize_pem(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ca.crt"), certified.cert.pem()).unwrap();
+        let path = dir.path().join("web.yml");
+        let tls = |auth: &str, min: &str| {
+            format!(
+                "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_ca_file: ca.crt\n  client_auth_type: {auth}\n  min_version: {min}\n"
+            )
+        };
+        std::fs::write(&path, tls("RequireAndVerifyClientCert", "TLS13")).unwrap();
+        let web = Web::load(&path).unwrap();
+        for (weaker, field) in [
+            (
+                tls("VerifyClientCertIfGiven", "TLS13"),
+                "tls_server_config.client_auth_type",
+            ),
+            (
+                tls("RequireAndVerifyClientCert", "TLS12"),
+                "tls_server_config.min_version",
+            ),
+        ] {
+            std::fs::write(&path, &weaker).unwrap();
+            let err = web.refresh(true).unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+            assert_eq!(
+                web.current().client_auth,
+                ClientAuthType::RequireAndVerifyClientCert
+            );
+            assert_eq!(web.current().min_version, Some(TlsVersion::TLS13));
+            assert!(!web.stats.last_reload_successful.load(Ordering::Relaxed));
+        }
+        // The same policy with a rotated certificate is taken.
+        std::fs::write(&path, tls("RequireAndVerifyClientCert", "TLS13")).unwrap();
+        assert!(web.refresh(true).unwrap());
+        assert!(web.stats.last_reload_successful.load(Ordering::Relaxed));
+    }
 }
