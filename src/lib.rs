@@ -126,7 +126,10 @@ pub async fn run(
         "config loaded"
     );
     let store = Arc::new(Store::with_storage(&opts.storage_path));
-    let status = Arc::new(ExporterStatus::new());
+    let status = Arc::new(ExporterStatus {
+        web: web.stats(),
+        ..ExporterStatus::new()
+    });
     let notifier = notify::spawn(
         store.clone(),
         &inventory.config.notify,

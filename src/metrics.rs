@@ -42,6 +42,8 @@ pub struct ExporterStatus {
     pub last_reload_success: AtomicI64,
     /// Per-notifier counters of direct notifications.
     pub notifications: Arc<crate::notify::Stats>,
+    /// The web config's reloads and basic auth's refusals (`Web::stats`).
+    pub web: Arc<crate::web::WebStats>,
 }
 
 impl ExporterStatus {
@@ -50,6 +52,7 @@ impl ExporterStatus {
             last_reload_successful: AtomicBool::new(true),
             last_reload_success: AtomicI64::new(jiff::Timestamp::now().as_second()),
             notifications: Arc::default(),
+            web: Arc::default(),
         }
     }
 
@@ -123,6 +126,7 @@ impl Metrics {
             notifiers: self.status.notifications.snapshot(),
             reload_ok: self.status.last_reload_successful.load(Ordering::Relaxed),
             reload_at: self.status.last_reload_success.load(Ordering::Relaxed),
+            web: self.status.web.clone(),
             family: 0,
             row: 0,
         }
@@ -520,6 +524,7 @@ pub struct Exposition {
     notifiers: BTreeMap<String, NotifierStats>,
     reload_ok: bool,
     reload_at: i64,
+    web: Arc<crate::web::WebStats>,
     /// Where the writing stands: an index into `TOKEN_FAMILIES` (then the exporter-level
     /// families, then done), and the next row of that family.
     family: usize,
@@ -627,6 +632,37 @@ impl Exposition {
             "When the configuration was last loaded successfully (Unix seconds).",
             Kind::Gauge,
             [(String::new(), Value::Int(self.reload_at))],
+        );
+        let web = &self.web;
+        small_family(
+            out,
+            "api_token_exporter_web_config_last_reload_successful",
+            "Whether the last read of --web.config.file was taken into use; 0 when it was invalid or would have lowered the protection in use (the previous one keeps serving).",
+            Kind::Gauge,
+            [(
+                String::new(),
+                Value::Int(i64::from(
+                    web.last_reload_successful.load(Ordering::Relaxed),
+                )),
+            )],
+        );
+        small_family(
+            out,
+            "api_token_exporter_web_config_last_reload_success_timestamp_seconds",
+            "When the web config in use was read (Unix seconds).",
+            Kind::Gauge,
+            [(
+                String::new(),
+                Value::Int(web.last_reload_success.load(Ordering::Relaxed)),
+            )],
+        );
+        small_family(
+            out,
+            "api_token_exporter_web_auth_refused",
+            "Requests basic auth refused, per reason: missing (no credentials), invalid (unknown user or wrong password), busy (too many password checks waiting: 503).",
+            Kind::Counter,
+            web.refused()
+                .map(|(reason, n)| (labels(&[("reason", reason.as_str())]), Value::Count(n))),
         );
         small_family(
             out,
@@ -976,6 +1012,10 @@ tokens:
         status
             .last_reload_success
             .store(1_799_990_000, Ordering::Relaxed);
+        status
+            .web
+            .last_reload_success
+            .store(1_799_980_000, Ordering::Relaxed);
         status
             .notifications
             .reconcile(["email", "team-slack"].into_iter());

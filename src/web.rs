@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -64,6 +65,15 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// cycling through valid credentials cannot grow it without bound.
 const AUTH_CACHE_ENTRIES: usize = 1024;
 
+/// bcrypt checks admitted at once, the one running included. Past this a request is refused
+/// at once with 503, so a flood of wrong passwords cannot build a queue that a real login
+/// waits behind for seconds: an admitted check waits for at most this many others.
+pub const AUTH_CHECKS_ADMITTED: usize = 8;
+
+/// A refusal for a full queue is logged at most this often, with the count since the last
+/// line, so a flood cannot flood the log too.
+const BUSY_LOG_INTERVAL_SECONDS: i64 = 10;
+
 /// The response headers a web config may set, as the exporter-toolkit allows them, with
 /// the values each accepts (`None`: any value).
 const ALLOWED_HEADERS: [(&str, Option<&[&str]>); 5] = [
@@ -86,8 +96,112 @@ pub struct Web {
     /// is reported once and read again only when it changes.
     seen: Mutex<Vec<Stamp>>,
     /// bcrypt is deliberately slow; one check at a time keeps a burst of wrong passwords
-    /// from taking every core away from the probes.
-    bcrypt_gate: Semaphore,
+    /// from taking every core away from the probes. The permit is held by the blocking
+    /// task itself, so a client that hangs up mid-check does not free it early.
+    bcrypt_gate: Arc<Semaphore>,
+    /// Checks admitted (running or waiting for the gate), bounded by
+    /// [`AUTH_CHECKS_ADMITTED`]; released when the check ends, not when the client leaves.
+    admitted: Arc<AtomicUsize>,
+    stats: Arc<WebStats>,
+}
+
+/// What `/metrics` reports about the web layer: the last reload of the web config and the
+/// requests basic auth refused.
+#[derive(Debug)]
+pub struct WebStats {
+    /// Whether the last read of the web config was taken into use (true without one).
+    pub last_reload_successful: AtomicBool,
+    /// Unix seconds when the web config in use was read.
+    pub last_reload_success: AtomicI64,
+    refused: [AtomicU64; Refusal::ALL.len()],
+    /// Busy refusals not yet logged, and when the last log line about them was written.
+    busy_unlogged: AtomicU64,
+    busy_logged_at: AtomicI64,
+}
+
+/// Why basic auth refused a request: the `reason` label of
+/// `api_token_exporter_web_auth_refused_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `Authorization: Basic` header (401).
+    Missing,
+    /// An unknown user or a wrong password, which are told apart nowhere (401).
+    Invalid,
+    /// Too many password checks already admitted (503).
+    Busy,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [Refusal::Missing, Refusal::Invalid, Refusal::Busy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Missing => "missing",
+            Refusal::Invalid => "invalid",
+            Refusal::Busy => "busy",
+        }
+    }
+}
+
+impl WebStats {
+    pub fn new() -> WebStats {
+        WebStats {
+            last_reload_successful: AtomicBool::new(true),
+            last_reload_success: AtomicI64::new(jiff::Timestamp::now().as_second()),
+            refused: Default::default(),
+            busy_unlogged: AtomicU64::new(0),
+            busy_logged_at: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Refusals so far, per reason, every reason present (zero included).
+    pub fn refused(&self) -> [(Refusal, u64); Refusal::ALL.len()] {
+        Refusal::ALL.map(|r| (r, self.refused[r as usize].load(Ordering::Relaxed)))
+    }
+
+    fn refuse(&self, reason: Refusal) {
+        self.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+        if reason != Refusal::Busy {
+            return;
+        }
+        self.busy_unlogged.fetch_add(1, Ordering::Relaxed);
+        let now = jiff::Timestamp::now().as_second();
+        let last = self.busy_logged_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= BUSY_LOG_INTERVAL_SECONDS
+            && self
+                .busy_logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                refused = self.busy_unlogged.swap(0, Ordering::Relaxed),
+                admitted = AUTH_CHECKS_ADMITTED,
+                "basic auth busy: too many password checks waiting, requests refused with 503 \
+                 (a flood of wrong credentials?); cached logins are still served"
+            );
+        }
+    }
+
+    fn reloaded(&self, ok: bool) {
+        self.last_reload_successful.store(ok, Ordering::Relaxed);
+        if ok {
+            self.last_reload_success
+                .store(jiff::Timestamp::now().as_second(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl Default for WebStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The outcome of basic auth for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Auth {
+    Granted,
+    Refused(Refusal),
 }
 
 /// One validated web config.
@@ -95,9 +209,19 @@ struct Settings {
     tls: Option<Arc<ServerConfig>>,
     /// User name -> bcrypt hash.
     users: HashMap<String, String>,
-    /// Checked for unknown users, with the configured cost, so an unknown name takes as
-    /// long as a wrong password.
+    /// Checked for unknown users, with the highest configured cost, so an unknown name
+    /// takes as long as a wrong password (see `padding`).
     dummy_hash: String,
+    /// Hashes of random passwords, one per cost from the lowest configured cost up to (not
+    /// including) the highest. A wrong password for a user of cost `c` is also checked
+    /// against those of cost `c..max`: 2^c + 2^c + ... + 2^(max-1) = 2^max rounds, what
+    /// the dummy hash costs, so a user's cost does not tell a known name from an unknown one.
+    padding: BTreeMap<u32, String>,
+    /// Whether the file configures nothing (empty, comments only, or `{}`).
+    empty: bool,
+    /// The client certificate policy, and the lowest TLS version accepted.
+    client_auth: ClientAuthType,
+    min_version: Option<TlsVersion>,
     headers: Vec<(HeaderName, HeaderValue)>,
     /// SHA-256 of (user, hash, password) for checks that succeeded; never the password.
     auth_cache: Mutex<HashSet<[u8; 32]>>,
@@ -106,11 +230,24 @@ struct Settings {
 }
 
 impl Settings {
+    /// The dummy hashes a wrong password for `hash` is checked against too, so that it
+    /// costs what the dummy hash costs (see `padding`).
+    fn padding_for(&self, hash: &str) -> Vec<String> {
+        let Ok(cost) = hash.parse::<bcrypt::HashParts>().map(|p| p.get_cost()) else {
+            return Vec::new();
+        };
+        self.padding.range(cost..).map(|(_, h)| h.clone()).collect()
+    }
+
     fn open() -> Settings {
         Settings {
             tls: None,
             users: HashMap::new(),
             dummy_hash: String::new(),
+            padding: BTreeMap::new(),
+            empty: true,
+            client_auth: ClientAuthType::NoClientCert,
+            min_version: None,
             headers: Vec::new(),
             auth_cache: Mutex::new(HashSet::new()),
             files: Vec::new(),
@@ -126,7 +263,9 @@ impl Web {
             tls: false,
             current: RwLock::new(Arc::new(Settings::open())),
             seen: Mutex::new(Vec::new()),
-            bcrypt_gate: Semaphore::new(1),
+            bcrypt_gate: Arc::new(Semaphore::new(1)),
+            admitted: Arc::default(),
+            stats: Arc::default(),
         })
     }
 
@@ -141,7 +280,9 @@ impl Web {
             tls: settings.tls.is_some(),
             current: RwLock::new(Arc::new(settings)),
             seen: Mutex::new(seen),
-            bcrypt_gate: Semaphore::new(1),
+            bcrypt_gate: Arc::new(Semaphore::new(1)),
+            admitted: Arc::default(),
+            stats: Arc::default(),
         }))
     }
 
@@ -161,6 +302,11 @@ impl Web {
         !self.current().users.is_empty()
     }
 
+    /// The counters `/metrics` reports (`ExporterStatus::web`).
+    pub fn stats(&self) -> Arc<WebStats> {
+        self.stats.clone()
+    }
+
     fn current(&self) -> Arc<Settings> {
         self.current
             .read()
@@ -169,8 +315,9 @@ impl Web {
     }
 
     /// Reads the files again when one of them changed since the last read (or always, with
-    /// `force`). Returns whether new settings are now in use. On an error the previous
-    /// settings keep serving. Blocking: file reads and one bcrypt hash.
+    /// `force`). Returns whether new settings are now in use. On an error, or when the new
+    /// file would lower the protection in use, the previous settings keep serving and
+    /// `last_reload_successful` turns false. Blocking: file reads and bcrypt hashes.
     pub fn refresh(&self, force: bool) -> Result<bool, ConfigError> {
         let Some(path) = &self.path else {
             return Ok(false);
@@ -185,29 +332,37 @@ impl Web {
             }
             *seen = now;
         }
-        let settings = Settings::load(path)?;
-        if settings.tls.is_some() != self.tls {
-            return Err(file_error(
-                path,
-                "tls_server_config",
-                if self.tls {
-                    "TLS cannot be turned off while running: restart the exporter"
-                } else {
-                    "TLS cannot be turned on while running: restart the exporter"
-                },
-                None,
-            ));
-        }
+        let result = Settings::load(path).and_then(|settings| {
+            let current = self.current();
+            if let Some((field, message)) = weakens(&current, &settings, self.tls) {
+                return Err(file_error(path, field, message, None));
+            }
+            // Successful logins stay remembered: the key holds the hash, so only users
+            // whose hash is unchanged keep theirs, and a reload (every POST /-/reload is
+            // one) does not send every scraper back to bcrypt, where a flood may be waiting.
+            let remembered = current
+                .auth_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            *settings
+                .auth_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = remembered;
+            Ok(settings)
+        });
+        self.stats.reloaded(result.is_ok());
+        let settings = result?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
         Ok(true)
     }
 
     /// Checks `Authorization: Basic` against the configured users.
-    async fn authorized(&self, settings: &Arc<Settings>, headers: &HeaderMap) -> bool {
+    async fn authorized(&self, settings: &Arc<Settings>, headers: &HeaderMap) -> Auth {
         // A request without credentials is refused without a bcrypt check: it reveals
         // nothing about the users, and costs an attacker nothing to send.
         let Some((user, password)) = basic_credentials(headers) else {
-            return false;
+            return Auth::Refused(Refusal::Missing);
         };
         let known = settings.users.get(&user);
         let hash = known.unwrap_or(&settings.dummy_hash).clone();
@@ -219,29 +374,106 @@ impl Web {
                 .unwrap_or_else(|e| e.into_inner())
                 .contains(&key)
         {
-            return true;
+            return Auth::Granted;
         }
-        let Ok(_permit) = self.bcrypt_gate.acquire().await else {
-            return false;
+        // Admission is decided before waiting: past the bound the answer is an immediate
+        // 503, never a place at the end of a queue that grows with the flood.
+        let Some(admitted) = Admitted::take(&self.admitted) else {
+            return Auth::Refused(Refusal::Busy);
+        };
+        let Ok(permit) = self.bcrypt_gate.clone().acquire_owned().await else {
+            return Auth::Refused(Refusal::Invalid);
+        };
+        let padding = match known {
+            Some(_) => settings.padding_for(&hash),
+            None => Vec::new(),
         };
         let matches = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password.as_slice(), &hash).unwrap_or(false)
+            let _held = (permit, admitted);
+            let ok = bcrypt::verify(password.as_slice(), &hash).unwrap_or(false);
+            if !ok {
+                for pad in &padding {
+                    let _ = bcrypt::verify(password.as_slice(), pad);
+                }
+            }
+            ok
         })
         .await
         .unwrap_or(false);
-        let ok = matches && known.is_some();
-        if ok {
-            let mut cache = settings
-                .auth_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if cache.len() >= AUTH_CACHE_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(key);
+        if !(matches && known.is_some()) {
+            return Auth::Refused(Refusal::Invalid);
         }
-        ok
+        let mut cache = settings
+            .auth_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= AUTH_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key);
+        Auth::Granted
     }
+}
+
+/// A place among the [`AUTH_CHECKS_ADMITTED`] checks admitted, given back when dropped.
+struct Admitted(Arc<AtomicUsize>);
+
+impl Admitted {
+    fn take(count: &Arc<AtomicUsize>) -> Option<Admitted> {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        let admitted = Admitted(count.clone());
+        (before < AUTH_CHECKS_ADMITTED).then_some(admitted)
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a reload from `old` to `new` would lower the protection in use, as (field, message):
+/// a running exporter never does that, so a truncated or half-written file cannot open it.
+/// Removing one user of several, rotating a certificate or a CA, or adding users is not
+/// lowering. Deliberately lowering it takes a restart, which reads any valid file.
+fn weakens(old: &Settings, new: &Settings, tls: bool) -> Option<(&'static str, &'static str)> {
+    if new.empty && !old.empty {
+        return Some((
+            "",
+            "configures nothing (empty or cut short?), which would turn off what the running web config sets up; the previous web config keeps serving (restart the exporter to serve without a web config)",
+        ));
+    }
+    if new.tls.is_some() != tls {
+        return Some((
+            "tls_server_config",
+            if tls {
+                "TLS cannot be turned off while running: restart the exporter"
+            } else {
+                "TLS cannot be turned on while running: restart the exporter"
+            },
+        ));
+    }
+    if !old.users.is_empty() && new.users.is_empty() {
+        return Some((
+            "basic_auth_users",
+            "basic auth cannot be turned off while running (the new file has no users); the previous web config keeps serving (restart the exporter to turn it off deliberately)",
+        ));
+    }
+    if old.client_auth == ClientAuthType::RequireAndVerifyClientCert
+        && new.client_auth != ClientAuthType::RequireAndVerifyClientCert
+    {
+        return Some((
+            "tls_server_config.client_auth_type",
+            "cannot be weakened from RequireAndVerifyClientCert while running; the previous web config keeps serving (restart the exporter to change it deliberately)",
+        ));
+    }
+    if new.min_version.unwrap_or(TlsVersion::TLS12) < old.min_version.unwrap_or(TlsVersion::TLS12) {
+        return Some((
+            "tls_server_config.min_version",
+            "cannot be lowered while running; the previous web config keeps serving (restart the exporter to lower it deliberately)",
+        ));
+    }
+    None
 }
 
 /// Wraps every route of `router`, the fallback included, in basic auth (when users are
@@ -252,11 +484,20 @@ pub fn protect(router: Router, web: Arc<Web>) -> Router {
 
 async fn guard(State(web): State<Arc<Web>>, request: Request, next: Next) -> Response {
     let settings = web.current();
-    let allowed = settings.users.is_empty() || web.authorized(&settings, request.headers()).await;
-    let mut response = if allowed {
-        next.run(request).await
+    let auth = if settings.users.is_empty() {
+        Auth::Granted
     } else {
-        unauthorized()
+        web.authorized(&settings, request.headers()).await
+    };
+    let mut response = match auth {
+        Auth::Granted => next.run(request).await,
+        Auth::Refused(reason) => {
+            web.stats.refuse(reason);
+            match reason {
+                Refusal::Busy => busy(),
+                Refusal::Missing | Refusal::Invalid => unauthorized(),
+            }
+        }
     };
     let headers = response.headers_mut();
     for (name, value) in &settings.headers {
@@ -279,6 +520,23 @@ fn unauthorized() -> Response {
             ),
         ],
         Body::from("Unauthorized\n"),
+    )
+        .into_response()
+}
+
+/// 503 for a request that found every password-check place taken. Retry-After: the
+/// admitted checks take a fraction of a second each.
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::RETRY_AFTER, HeaderValue::from_static("1")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+        ],
+        Body::from("Too many password checks in progress; retry shortly\n"),
     )
         .into_response()
 }
@@ -599,8 +857,23 @@ impl RawWebConfig {
             .as_ref()
             .and_then(|t| t.build(dir, &mut files, &mut issues));
 
+        let empty = self.tls_server_config.is_none()
+            && self.http_server_config.is_none()
+            && self.basic_auth_users.is_empty();
+        let client_auth = self
+            .tls_server_config
+            .as_ref()
+            .and_then(|t| t.client_auth_type.as_ref())
+            .map(|a| a.value)
+            .unwrap_or_default();
+        let min_version = self
+            .tls_server_config
+            .as_ref()
+            .and_then(|t| t.min_version.as_ref())
+            .map(|v| v.value);
+
         let mut users = HashMap::new();
-        let mut max_cost = None;
+        let mut costs = Vec::new();
         for (user, hash) in &self.basic_auth_users {
             let field = format!("basic_auth_users.{user}");
             if user.contains(':') {
@@ -612,7 +885,7 @@ impl RawWebConfig {
             // the logs.
             match hash.value.parse::<bcrypt::HashParts>() {
                 Ok(parts) => {
-                    max_cost = max_cost.max(Some(parts.get_cost()));
+                    costs.push(parts.get_cost());
                     users.insert(user.clone(), hash.value.clone());
                 }
                 Err(_) => issues.push(
@@ -661,19 +934,27 @@ impl RawWebConfig {
         if !issues.0.is_empty() {
             return Err(issues.0);
         }
-        // Unknown users are checked against a hash of the same cost as the real ones, so
-        // the answer takes as long whether or not the name exists.
-        let dummy_hash = match max_cost {
-            Some(cost) => {
-                let random: [u8; 32] = rand::random();
-                bcrypt::hash(random, cost).unwrap_or_default()
-            }
-            None => String::new(),
+        // Unknown users are checked against a hash of the highest configured cost, and a
+        // wrong password for a cheaper user is padded up to that cost, so the answer takes
+        // as long whether or not the name exists, whatever each user's cost.
+        let dummy = |cost: u32| {
+            let random: [u8; 32] = rand::random();
+            bcrypt::hash(random, cost).unwrap_or_default()
+        };
+        let (min_cost, max_cost) = (costs.iter().min(), costs.iter().max());
+        let dummy_hash = max_cost.map(|&c| dummy(c)).unwrap_or_default();
+        let padding = match (min_cost, max_cost) {
+            (Some(&low), Some(&high)) => (low..high).map(|c| (c, dummy(c))).collect(),
+            _ => BTreeMap::new(),
         };
         Ok(Settings {
             tls,
             users,
             dummy_hash,
+            padding,
+            empty,
+            client_auth,
+            min_version,
             headers,
             auth_cache: Mutex::new(HashSet::new()),
             files,
@@ -1173,13 +1454,293 @@ mod tests {
             );
             h
         };
-        assert!(!web.authorized(&settings, &auth("alice", "wrong")).await);
-        assert!(!web.authorized(&settings, &auth("bob", "s3cret")).await);
+        let granted = Auth::Granted;
+        let invalid = Auth::Refused(Refusal::Invalid);
+        assert_eq!(
+            web.authorized(&settings, &auth("alice", "wrong")).await,
+            invalid
+        );
+        assert_eq!(
+            web.authorized(&settings, &auth("bob", "s3cret")).await,
+            invalid
+        );
         assert!(settings.auth_cache.lock().unwrap().is_empty());
-        assert!(web.authorized(&settings, &auth("alice", "s3cret")).await);
+        assert_eq!(
+            web.authorized(&settings, &auth("alice", "s3cret")).await,
+            granted
+        );
         let cache = settings.auth_cache.lock().unwrap().clone();
         assert_eq!(cache.len(), 1);
         assert!(cache.contains(&cache_key("alice", &hash, b"s3cret")));
-        assert!(web.authorized(&settings, &auth("alice", "s3cret")).await);
+        assert_eq!(
+            web.authorized(&settings, &auth("alice", "s3cret")).await,
+            granted
+        );
+        assert_eq!(
+            web.authorized(&settings, &HeaderMap::new()).await,
+            Auth::Refused(Refusal::Missing)
+        );
+    }
+
+    fn basic(user: &str, pw: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {encoded}")).unwrap(),
+        );
+        h
+    }
+
+    /// How many rounds of bcrypt's expensive key setup a wrong password for `user` costs:
+    /// 2^cost of every hash it is checked against.
+    fn rounds(settings: &Settings, user: Option<&str>) -> u64 {
+        let cost = |h: &str| h.parse::<bcrypt::HashParts>().unwrap().get_cost();
+        match user.and_then(|u| settings.users.get(u)) {
+            Some(hash) => std::iter::once(hash.clone())
+                .chain(settings.padding_for(hash))
+                .map(|h| 1u64 << cost(&h))
+                .sum(),
+            None => 1u64 << cost(&settings.dummy_hash),
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_users_cost_what_a_wrong_password_costs_whatever_the_users_costs() {
+        let (cheap, dear) = (bcrypt::hash("a", 4).unwrap(), bcrypt::hash("b", 8).unwrap());
+        let settings = Arc::new(
+            parse(&format!(
+                "basic_auth_users:\n  cheap: '{cheap}'\n  dear: '{dear}'\n  mid: '{}'\n",
+                bcrypt::hash("c", 6).unwrap()
+            ))
+            .unwrap(),
+        );
+        // Structurally: every known user's wrong password does exactly the work of the
+        // dummy hash an unknown name is checked against.
+        let unknown = rounds(&settings, None);
+        assert_eq!(unknown, 1 << 8);
+        for user in ["cheap", "mid", "dear"] {
+            assert_eq!(rounds(&settings, Some(user)), unknown, "{user}");
+        }
+        // And measured, loosely (the machine is shared): medians of a few checks each.
+        let web = Web::open();
+        let median = |user: &'static str| {
+            let (web, settings) = (web.clone(), settings.clone());
+            async move {
+                let mut times = Vec::new();
+                for _ in 0..3 {
+                    let start = std::time::Instant::now();
+                    let auth = web.authorized(&settings, &basic(user, "wrong")).await;
+                    times.push(start.elapsed());
+                    assert_eq!(auth, Auth::Refused(Refusal::Invalid));
+                }
+                times.sort();
+                times[1]
+            }
+        };
+        let unknown = median("nobody").await;
+        let cheap = median("cheap").await;
+        assert!(
+            cheap * 2 >= unknown && unknown * 2 >= cheap,
+            "wrong password for a cost-4 user {cheap:?}, unknown user {unknown:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_wrong_passwords_is_bounded_and_cached_logins_pass() {
+        let hash = bcrypt::hash("s3cret", 6).unwrap();
+        let settings = Arc::new(parse(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap());
+        let web = Web::open();
+        assert_eq!(
+            web.authorized(&settings, &basic("alice", "s3cret")).await,
+            Auth::Granted
+        );
+        let flood: Vec<_> = (0..40)
+            .map(|i| {
+                let (web, settings) = (web.clone(), settings.clone());
+                tokio::spawn(async move {
+                    web.authorized(&settings, &basic("alice", &format!("guess-{i}")))
+                        .await
+                })
+            })
+            .collect();
+        // While the flood is being checked, the cached login is answered without waiting.
+        tokio::task::yield_now().await;
+        let start = std::time::Instant::now();
+        assert_eq!(
+            web.authorized(&settings, &basic("alice", "s3cret")).await,
+            Auth::Granted
+        );
+        assert!(start.elapsed() < Duration::from_secs(1));
+        let mut busy = 0;
+        for task in flood {
+            match task.await.unwrap() {
+                Auth::Refused(Refusal::Busy) => busy += 1,
+                Auth::Refused(Refusal::Invalid) => {}
+                other => panic!("a wrong password got {other:?}"),
+            }
+        }
+        // Forty at once: at most AUTH_CHECKS_ADMITTED are checked, the rest refused at once.
+        assert!(busy >= 40 - AUTH_CHECKS_ADMITTED, "{busy} refused");
+        assert_eq!(web.admitted.load(Ordering::Relaxed), 0);
+        // And once the flood is over, a login that is not cached is checked again.
+        assert_eq!(
+            web.authorized(&settings, &basic("alice", "s3cret")).await,
+            Auth::Granted
+        );
+    }
+
+    fn settings_with(f: impl FnOnce(&mut Settings)) -> Settings {
+        let mut s = Settings::open();
+        f(&mut s);
+        s
+    }
+
+    #[test]
+    fn a_reload_never_lowers_protection() {
+        let users = |s: &mut Settings| {
+            s.empty = false;
+            s.users.insert("alice".into(), "$2b$04$x".into());
+        };
+        let open = Settings::open();
+        let auth = settings_with(users);
+        let headers_only = settings_with(|s| s.empty = false);
+        // Basic auth on -> off, and a file that configures nothing, are refused.
+        assert_eq!(
+            weakens(&auth, &headers_only, false).unwrap().0,
+            "basic_auth_users"
+        );
+        assert_eq!(weakens(&auth, &open, false).unwrap().0, "");
+        assert_eq!(weakens(&headers_only, &open, false).unwrap().0, "");
+        // Turning protection on, or keeping it, is fine; so is an empty file that was empty.
+        assert!(weakens(&open, &auth, false).is_none());
+        assert!(weakens(&open, &open, false).is_none());
+        assert!(weakens(&auth, &auth, false).is_none());
+        // Client certificates: RequireAndVerifyClientCert cannot be given up.
+        let mtls = settings_with(|s| {
+            s.empty = false;
+            s.client_auth = ClientAuthType::RequireAndVerifyClientCert;
+        });
+        for weaker in [
+            ClientAuthType::NoClientCert,
+            ClientAuthType::RequestClientCert,
+            ClientAuthType::RequireAnyClientCert,
+            ClientAuthType::VerifyClientCertIfGiven,
+        ] {
+            let new = settings_with(|s| {
+                s.empty = false;
+                s.client_auth = weaker;
+            });
+            assert_eq!(
+                weakens(&mtls, &new, false).unwrap().0,
+                "tls_server_config.client_auth_type",
+                "{weaker:?}"
+            );
+            assert!(weakens(&new, &mtls, false).is_none(), "{weaker:?}");
+        }
+        // The lowest TLS version cannot go down.
+        let tls13 = settings_with(|s| {
+            s.empty = false;
+            s.min_version = Some(TlsVersion::TLS13);
+        });
+        let tls12 = settings_with(|s| s.empty = false);
+        assert_eq!(
+            weakens(&tls13, &tls12, false).unwrap().0,
+            "tls_server_config.min_version"
+        );
+        assert!(weakens(&tls12, &tls13, false).is_none());
+    }
+
+    #[test]
+    fn a_refused_reload_keeps_the_users_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        let (a, b) = (bcrypt::hash("a", 4).unwrap(), bcrypt::hash("b", 4).unwrap());
+        std::fs::write(
+            &path,
+            format!("basic_auth_users:\n  a: '{a}'\n  b: '{b}'\n"),
+        )
+        .unwrap();
+        let web = Web::load(&path).unwrap();
+        let stats = web.stats();
+        assert!(stats.last_reload_successful.load(Ordering::Relaxed));
+        for bad in [
+            "",
+            "# cut short\n",
+            "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+            "basic_auth_users: {}\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = web.refresh(true).unwrap_err().to_string();
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(err.contains("restart the exporter"), "{err}");
+            assert!(!err.contains(&a) && !err.contains(&b), "{err}");
+            assert!(web.basic_auth_enabled(), "{bad:?}");
+            assert_eq!(web.current().users.len(), 2);
+            assert!(!stats.last_reload_successful.load(Ordering::Relaxed));
+        }
+        // Removing one user of two is allowed (a leaked password is revoked without a
+        // restart), and a success is remembered across the reload when its hash is kept.
+        web.current()
+            .auth_cache
+            .lock()
+            .unwrap()
+            .insert(cache_key("a", &a, b"a"));
+        std::fs::write(&path, format!("basic_auth_users:\n  a: '{a}'\n")).unwrap();
+        assert!(web.refresh(true).unwrap());
+        assert!(stats.last_reload_successful.load(Ordering::Relaxed));
+        assert_eq!(web.current().users.len(), 1);
+        assert!(
+            web.current()
+                .auth_cache
+                .lock()
+                .unwrap()
+                .contains(&cache_key("a", &a, b"a"))
+        );
+    }
+
+    #[test]
+    fn a_reload_cannot_give_up_client_certificates_or_lower_the_tls_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), certified.cert.pem()).unwrap();
+        std::fs::write(
+            dir.path().join("tls.key"),
+            certified.signing_key.serialize_pem(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ca.crt"), certified.cert.pem()).unwrap();
+        let path = dir.path().join("web.yml");
+        let tls = |auth: &str, min: &str| {
+            format!(
+                "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_ca_file: ca.crt\n  client_auth_type: {auth}\n  min_version: {min}\n"
+            )
+        };
+        std::fs::write(&path, tls("RequireAndVerifyClientCert", "TLS13")).unwrap();
+        let web = Web::load(&path).unwrap();
+        for (weaker, field) in [
+            (
+                tls("VerifyClientCertIfGiven", "TLS13"),
+                "tls_server_config.client_auth_type",
+            ),
+            (
+                tls("RequireAndVerifyClientCert", "TLS12"),
+                "tls_server_config.min_version",
+            ),
+        ] {
+            std::fs::write(&path, &weaker).unwrap();
+            let err = web.refresh(true).unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+            assert_eq!(
+                web.current().client_auth,
+                ClientAuthType::RequireAndVerifyClientCert
+            );
+            assert_eq!(web.current().min_version, Some(TlsVersion::TLS13));
+            assert!(!web.stats.last_reload_successful.load(Ordering::Relaxed));
+        }
+        // The same policy with a rotated certificate is taken.
+        std::fs::write(&path, tls("RequireAndVerifyClientCert", "TLS13")).unwrap();
+        assert!(web.refresh(true).unwrap());
+        assert!(web.stats.last_reload_successful.load(Ordering::Relaxed));
     }
 }

@@ -30,6 +30,7 @@ const SHIPPED_ALERTS: &[&str] = &[
     "ApiTokenExporterDown",
     "ApiTokenExporterAbsent",
     "ApiTokenExporterConfigReloadFailed",
+    "ApiTokenExporterWebConfigReloadFailed",
     "ApiTokenNotificationsFailing",
 ];
 

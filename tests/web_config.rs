@@ -639,3 +639,227 @@ fn a_bad_web_config_stops_the_exporter_at_start() {
         }
     }
 }
+
+/// One plain-HTTP request, its answer read to the end: (status, head, body).
+fn raw(port: u16, method: &str, path: &str, user_password: Option<&str>) -> (u16, String, String) {
+    use base64::Engine;
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let auth = user_password
+        .map(|up| {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(up)
+            )
+        })
+        .unwrap_or_default();
+    write!(
+        sock,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    sock.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    (code, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// The value of an unlabelled (or fully labelled) sample in a `/metrics` body.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn a_truncated_or_weakened_web_config_never_turns_basic_auth_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let web = format!("basic_auth_users:\n  ops: '{hash}'\n");
+    write(dir.path(), "web.yml", &web);
+    let exporter = Exporter::start(dir.path(), &["-u", "ops:pw"]);
+    let port = exporter.port;
+    let refusals = || exporter.logs().matches("web config not reloaded").count();
+    assert_eq!(raw(port, "GET", "/metrics", None).0, 401);
+
+    // A truncated file, found by the watcher: no signal, no request.
+    std::fs::write(dir.path().join("web.yml"), "").unwrap();
+    let start = Instant::now();
+    while refusals() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the truncated web config was not checked:\n{}",
+            exporter.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for path in ["/metrics", "/api/v1/tokens", "/"] {
+        assert_eq!(raw(port, "GET", path, None).0, 401, "GET {path}");
+    }
+    assert_eq!(raw(port, "POST", "/-/reload", None).0, 401);
+    let (code, _, body) = raw(port, "GET", "/metrics", Some("ops:pw"));
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(
+            &body,
+            "api_token_exporter_web_config_last_reload_successful"
+        ),
+        Some(0.0),
+        "{body}"
+    );
+
+    // A half-finished write that left only other sections, and a file with no users, read
+    // by a forced reload: refused too, and said so at error level.
+    for weakened in [
+        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+        "basic_auth_users: {}\n",
+    ] {
+        let before = refusals();
+        std::fs::write(dir.path().join("web.yml"), weakened).unwrap();
+        assert_eq!(raw(port, "POST", "/-/reload", Some("ops:pw")).0, 200);
+        assert!(refusals() > before, "{weakened:?}:\n{}", exporter.logs());
+        assert_eq!(raw(port, "GET", "/metrics", None).0, 401, "{weakened:?}");
+    }
+    let logs = exporter.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("web config not reloaded"))
+        .unwrap();
+    assert!(
+        line.contains("level=error") || line.contains("ERROR"),
+        "{line}"
+    );
+    assert!(logs.contains("basic_auth_users"), "{logs}");
+    assert!(!logs.contains(&hash), "{logs}");
+    assert!(!logs.contains("web config reloaded"), "{logs}");
+
+    // Putting the users back is taken at the next check, and the metric says so.
+    std::fs::write(dir.path().join("web.yml"), &web).unwrap();
+    let start = Instant::now();
+    loop {
+        let (_, _, body) = raw(port, "GET", "/metrics", Some("ops:pw"));
+        if sample(
+            &body,
+            "api_token_exporter_web_config_last_reload_successful",
+        ) == Some(1.0)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            exporter.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(raw(port, "GET", "/metrics", None).0, 401);
+}
+
+#[test]
+fn a_wrong_password_flood_is_refused_fast_and_real_logins_get_through() {
+    const FLOOD: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    // A cost high enough that forty checks in a row would take seconds.
+    let (prom, graf) = (
+        bcrypt::hash("prom-pw", 10).unwrap(),
+        bcrypt::hash("graf-pw", 10).unwrap(),
+    );
+    write(
+        dir.path(),
+        "web.yml",
+        &format!("basic_auth_users:\n  prometheus: '{prom}'\n  grafana: '{graf}'\n"),
+    );
+    let exporter = Exporter::start(dir.path(), &["-u", "prometheus:prom-pw"]);
+    let port = exporter.port;
+    // Prometheus has scraped before: its login is cached. Grafana's is not.
+    assert_eq!(
+        raw(port, "GET", "/metrics", Some("prometheus:prom-pw")).0,
+        200
+    );
+
+    let go = Arc::new(std::sync::Barrier::new(FLOOD + 1));
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                go.wait();
+                let (code, head, _) = raw(
+                    port,
+                    "GET",
+                    "/metrics",
+                    Some(&format!("prometheus:guess-{i}")),
+                );
+                if code == 503 {
+                    assert!(head.contains("retry-after: 1"), "{head}");
+                }
+                code
+            })
+        })
+        .collect();
+    go.wait();
+    std::thread::sleep(Duration::from_millis(50));
+
+    // During the flood: the cached scrape is answered at once, never refused.
+    let start = Instant::now();
+    assert_eq!(
+        raw(port, "GET", "/metrics", Some("prometheus:prom-pw")).0,
+        200
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A login that is not cached yet gets 503 while the checks admitted are busy, then 200,
+    // retrying as its Retry-After says.
+    let mut busy = 0;
+    let start = Instant::now();
+    loop {
+        match raw(port, "GET", "/-/healthy", Some("grafana:graf-pw")).0 {
+            200 => break,
+            503 => busy += 1,
+            other => panic!("grafana got {other}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "grafana not let in within 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let codes: Vec<u16> = flood.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(codes.iter().all(|c| *c == 401 || *c == 503), "{codes:?}");
+    let flood_busy = codes.iter().filter(|c| **c == 503).count();
+    assert!(
+        flood_busy > 0,
+        "forty concurrent wrong passwords were all queued for bcrypt: {codes:?}"
+    );
+
+    // Every refusal is counted, by reason.
+    let (_, _, body) = raw(port, "GET", "/metrics", Some("prometheus:prom-pw"));
+    assert_eq!(
+        sample(
+            &body,
+            "api_token_exporter_web_auth_refused_total{reason=\"busy\"}"
+        ),
+        Some((flood_busy + busy) as f64),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "api_token_exporter_web_auth_refused_total{reason=\"invalid\"}"
+        ),
+        Some((FLOOD - flood_busy) as f64),
+        "{body}"
+    );
+    let logs = exporter.logs();
+    assert!(logs.contains("basic auth busy"), "{logs}");
+    assert!(!logs.contains("prom-pw") && !logs.contains(&prom), "{logs}");
+}
