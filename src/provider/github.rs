@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::config::TokenSpec;
-use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::model::{Anomaly, Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
 use crate::secret::{Credential, Secret, SecretSource};
 
 /// GitHub.com's REST API. GitHub Enterprise Server serves it at `https://HOST/api/v3`.
@@ -396,9 +396,10 @@ fn header_facts(endpoint: Endpoint, headers: &HeaderMap, now: Timestamp) -> Toke
                     );
                 }
             }
-            None => facts
-                .flags
-                .push("GitHub's token expiration header could not be read".into()),
+            None => facts.note(
+                Anomaly::ExpiryUnreadable,
+                "GitHub's token expiration header could not be read",
+            ),
         },
         // Installation tokens always expire after an hour, so a missing header cannot mean
         // "never" for them; for every other token it does.
@@ -528,9 +529,10 @@ fn app_check_ok(body: &[u8], now: Timestamp) -> ProbeOutcome {
                 Expiry::At(at)
             }
             None => {
-                facts
-                    .flags
-                    .push("GitHub's expires_at could not be read".into());
+                facts.note(
+                    Anomaly::ExpiryUnreadable,
+                    "GitHub's expires_at could not be read",
+                );
                 Expiry::Undisclosed
             }
         },

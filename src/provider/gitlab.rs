@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::config::TokenSpec;
-use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::model::{Anomaly, Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
 use crate::secret::Secret;
 
 /// GitLab.com. Self-managed instances give their base URL (with a relative root if any).
@@ -166,9 +166,10 @@ pub fn parse_access_token(
         Some(v) => match v.as_str().and_then(expiry_date) {
             Some(at) => Expiry::At(at),
             None => {
-                facts
-                    .flags
-                    .push("GitLab's expires_at could not be read".into());
+                facts.note(
+                    Anomaly::ExpiryUnreadable,
+                    "GitLab's expires_at could not be read",
+                );
                 Expiry::Undisclosed
             }
         },
@@ -248,9 +249,10 @@ pub fn parse_oauth(status: u16, headers: &HeaderMap, body: &[u8], now: Timestamp
         {
             Some(at) => Expiry::At(at),
             None => {
-                facts
-                    .flags
-                    .push("GitLab's expires_in could not be read".into());
+                facts.note(
+                    Anomaly::ExpiryUnreadable,
+                    "GitLab's expires_in could not be read",
+                );
                 Expiry::Undisclosed
             }
         },

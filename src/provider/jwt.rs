@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::http::{self, common_status};
-use super::oauth2::{facts_from_claims, numeric_date};
+use super::oauth2::{PAST_EXPIRY, facts_from_claims, numeric_date};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::config::{TokenSpec, parse_duration};
 use crate::model::{Expiry, ProbeOutcome, Reason, Verdict};
@@ -377,9 +377,12 @@ pub fn evaluate(
     leeway: Duration,
 ) -> crate::model::ProbeOutcome {
     let mut facts = facts_from_claims(claims, now);
-    facts.flags.clear();
+    // A passed exp is the Expired verdict here, not a flag; the anomaly flags stay.
+    facts.flags.retain(|f| f != PAST_EXPIRY);
     let exp = facts.expiry.timestamp();
-    if exp.is_none() {
+    // Only an absent exp means "never": one that is there but unusable stays undisclosed,
+    // with its anomaly.
+    if claims.get("exp").is_none() {
         facts.expiry = Expiry::Never;
     }
     if let Some(warn) = claims

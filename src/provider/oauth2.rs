@@ -21,7 +21,7 @@ use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, requ
 use crate::config::TokenSpec;
 #[cfg(test)]
 use crate::model::Verdict;
-use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts};
+use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, read_numeric_date};
 use crate::secret::{Credential, Secret, SecretSource};
 
 /// How the exporter authenticates to the introspection endpoint.
@@ -447,7 +447,7 @@ impl Claims for Introspected {
 
 /// Echoes an OAuth error code only when it is a registered one (RFC 6749 section 5.2, RFC
 /// 6750, RFC 7009). A server may put anything in `error`, the token included.
-fn safe_code(code: &str) -> String {
+pub(crate) fn safe_code(code: &str) -> String {
     const REGISTERED: [&str; 10] = [
         "invalid_request",
         "invalid_client",
@@ -472,10 +472,6 @@ pub fn facts_from_claims<C: Claims + ?Sized>(doc: &C, now: Timestamp) -> TokenFa
     let time = |name: &str| numeric_date(doc.claim(name)?);
     let text = |name: &str| doc.claim(name).and_then(Value::as_str).map(str::to_owned);
     let mut facts = TokenFacts {
-        expiry: match time("exp") {
-            Some(t) => Expiry::At(t),
-            None => Expiry::Undisclosed,
-        },
         issued_at: time("iat"),
         not_before: time("nbf"),
         subject: text("sub").or_else(|| text("username")),
@@ -486,6 +482,8 @@ pub fn facts_from_claims<C: Claims + ?Sized>(doc: &C, now: Timestamp) -> TokenFa
         token_type: text("token_type").or_else(|| text("typ")),
         ..TokenFacts::default()
     };
+    // An `exp` that is there but unusable is noted, never read as "no expiry".
+    facts.set_expiry(read_numeric_date(doc.claim("exp")), "exp");
     if let Some(user) = text("username")
         && facts.subject.as_deref() != Some(user.as_str())
     {
@@ -494,12 +492,13 @@ pub fn facts_from_claims<C: Claims + ?Sized>(doc: &C, now: Timestamp) -> TokenFa
     if let Expiry::At(at) = facts.expiry
         && at <= now
     {
-        facts
-            .flags
-            .push("the provider reports an expiry in the past for an active token".into());
+        facts.flags.push(PAST_EXPIRY.into());
     }
     facts
 }
+
+/// The flag [`facts_from_claims`] raises for an expiry already past.
+pub const PAST_EXPIRY: &str = "the provider reports an expiry in the past for an active token";
 
 /// NumericDate: seconds since the epoch, possibly fractional (RFC 7519 section 2).
 pub fn numeric_date(v: &Value) -> Option<Timestamp> {
