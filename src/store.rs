@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, TokenSpec};
-use crate::model::{Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
+use crate::model::{Anomaly, Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
 use crate::persist::StateFile;
 use crate::provider::ProbeRun;
 
@@ -348,6 +348,11 @@ pub struct Recorded {
     pub expiry: Expiry,
 }
 
+/// The flag on a token whose shown expiry is the last readable one, the latest answer's
+/// being unusable.
+pub const KEPT_EXPIRY: &str =
+    "the expiry shown is the last readable one: the latest answer's expiry field was unusable";
+
 /// The expiry-keeping rules, on one token. Pure.
 pub fn apply(
     state: &mut TokenState,
@@ -378,6 +383,16 @@ pub fn apply(
         let mut facts = std::mem::take(&mut outcome.facts);
         if facts.expiry == Expiry::Undisclosed && matches!(known_expiry, Expiry::At(_)) {
             facts.expiry = known_expiry;
+            // The old expiry is still the best guess when the new answer's expiry field was
+            // unusable, but it must not pass for what the provider said now: the anomaly
+            // stays on the token and the flag says which expiry is shown.
+            if facts
+                .anomalies
+                .iter()
+                .any(|a| matches!(a, Anomaly::ExpiryUnreadable | Anomaly::ExpiryOutOfRange))
+            {
+                facts.flags.push(KEPT_EXPIRY.into());
+            }
         }
         state.facts = Arc::new(facts);
         state.last_verdict_at = Some(at);
@@ -451,6 +466,49 @@ mod tests {
         assert_eq!(s.facts.expiry, Expiry::At(at(5000)));
         assert_eq!(s.verdict(), Some(Verdict::Invalid));
         assert_eq!(s.last_verdict_at, Some(at(6000)));
+    }
+
+    /// Issue 16 finding 6: a known token whose new answer has an unusable expiry keeps
+    /// the old expiry, but visibly: the anomaly and a flag saying so are on the token.
+    #[test]
+    fn an_unusable_expiry_keeps_the_old_one_visibly() {
+        let mut s = state();
+        apply(
+            &mut s,
+            valid_until(5000),
+            Some("fp".into()),
+            at(1),
+            Duration::ZERO,
+        );
+        let mut facts = TokenFacts::default();
+        facts.set_expiry(
+            crate::model::read_numeric_date(Some(&serde_json::json!({}))),
+            "exp",
+        );
+        apply(
+            &mut s,
+            ProbeOutcome::valid(facts),
+            Some("fp".into()),
+            at(2),
+            Duration::ZERO,
+        );
+        assert_eq!(s.facts.expiry, Expiry::At(at(5000)));
+        assert_eq!(s.facts.anomalies, [Anomaly::ExpiryUnreadable]);
+        assert!(
+            s.facts.flags.iter().any(|f| f == KEPT_EXPIRY),
+            "{:?}",
+            s.facts.flags
+        );
+        // An answer without any expiry field keeps it without the flag, as before.
+        apply(
+            &mut s,
+            ProbeOutcome::valid(TokenFacts::default()),
+            Some("fp".into()),
+            at(3),
+            Duration::ZERO,
+        );
+        assert_eq!(s.facts.expiry, Expiry::At(at(5000)));
+        assert!(s.facts.flags.is_empty() && s.facts.anomalies.is_empty());
     }
 
     #[test]

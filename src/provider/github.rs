@@ -667,6 +667,7 @@ mod tests {
         assert_eq!(o.verdict, Verdict::Valid);
         assert_eq!(o.facts.expiry, Expiry::Undisclosed);
         assert_eq!(o.facts.flags.len(), 1);
+        assert_eq!(o.facts.anomalies, [Anomaly::ExpiryUnreadable]);
     }
 
     #[test]

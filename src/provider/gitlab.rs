@@ -591,6 +591,7 @@ mod tests {
         let o = pat(200, &token(true, false, json!("tomorrow")));
         assert_eq!(o.facts.expiry, Expiry::Undisclosed);
         assert_eq!(o.facts.flags.len(), 1);
+        assert_eq!(o.facts.anomalies, [Anomaly::ExpiryUnreadable]);
     }
 
     #[test]

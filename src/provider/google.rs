@@ -333,6 +333,31 @@ mod tests {
         assert!(!o.detail.contains("ya29"), "{}", o.detail);
     }
 
+    /// Issue 16 finding 10: an `error` of the shape of a code (letters, digits,
+    /// underscores) that is not a registered OAuth code, here most of a token, is not named.
+    #[test]
+    fn only_registered_error_codes_are_named() {
+        let canary = "ya29_a0AfH6SMBcanary7f3a9c2e";
+        let o = p(400, &format!(r#"{{"error":"{canary}"}}"#));
+        assert_eq!(o.verdict, Verdict::Unreachable);
+        assert!(!format!("{o:?}").contains(canary), "{}", o.detail);
+    }
+
+    /// Issue 16 finding 6: an `exp` in milliseconds is read as such, with its anomaly.
+    #[test]
+    fn exp_in_milliseconds_is_read_with_an_anomaly() {
+        let o = p(
+            200,
+            &format!(r#"{{"aud":"a","exp":"{}"}}"#, (NOW + 3600) * 1000),
+        );
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW + 3600);
+        assert_eq!(o.facts.anomalies, [Anomaly::ExpiryMilliseconds]);
+        // Google documents exp as a string: that alone is no anomaly.
+        let o = p(200, &format!(r#"{{"aud":"a","exp":"{}"}}"#, NOW + 3600));
+        assert!(o.facts.anomalies.is_empty(), "{:?}", o.facts);
+    }
+
     #[test]
     fn garbage_and_outages_are_unreachable() {
         for (status, body) in [

@@ -510,6 +510,41 @@ mod tests {
         assert_eq!(forever.facts.expiry, Expiry::Never);
     }
 
+    /// Issue 16 finding 6: a JWT without `exp` never expires, but one whose `exp` is there
+    /// and unusable is undisclosed with its anomaly, never "never".
+    #[test]
+    fn unusable_exp_is_not_never() {
+        for exp in [
+            json!(true),
+            json!({}),
+            json!(null),
+            json!("soon"),
+            json!(1e18),
+        ] {
+            let o = evaluate(
+                &json!({"sub": "x", "exp": exp}),
+                true,
+                now(),
+                Duration::ZERO,
+            );
+            assert_eq!(o.verdict, Verdict::Valid, "{exp}");
+            assert_eq!(o.facts.expiry, Expiry::Undisclosed, "{exp}");
+            assert_eq!(o.facts.anomalies.len(), 1, "{exp}");
+            assert_eq!(o.facts.flags.len(), 1, "{exp}");
+        }
+        let ms = evaluate(
+            &json!({"exp": (NOW + 60) * 1000}),
+            true,
+            now(),
+            Duration::ZERO,
+        );
+        assert_eq!(ms.facts.expiry.timestamp().unwrap().as_second(), NOW + 60);
+        assert_eq!(
+            ms.facts.anomalies,
+            [crate::model::Anomaly::ExpiryMilliseconds]
+        );
+    }
+
     #[test]
     fn kubernetes_warnafter_wins_over_extended_exp() {
         let claims = json!({"exp": NOW + 365 * 86_400, "kubernetes.io": {"warnafter": NOW + 3600}});

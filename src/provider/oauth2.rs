@@ -538,6 +538,7 @@ fn scopes<C: Claims + ?Sized>(doc: &C) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Anomaly;
     use reqwest::header::HeaderValue;
 
     const NOW: i64 = 1_700_000_000;
@@ -625,6 +626,38 @@ mod tests {
     fn error_codes_are_not_echoed_unless_plain() {
         let o = p(401, r#"{"error":"ghp_secret value with spaces"}"#);
         assert!(!o.detail.contains("ghp_secret"), "{}", o.detail);
+    }
+
+    /// Issue 16 finding 6: every unusable `exp` of the issue's list in an `active: true`
+    /// answer is valid (the provider said active) but never silently "no expiry": it is
+    /// read with an anomaly, or undisclosed with one.
+    #[test]
+    fn unusable_exp_is_flagged_not_ignored() {
+        let at = |s: i64| Some(Timestamp::from_second(s).unwrap());
+        for (exp, expiry, anomaly) in [
+            ("\"1900000000\"", at(1_900_000_000), Anomaly::ExpiryString),
+            (
+                "1900000000000",
+                at(1_900_000_000),
+                Anomaly::ExpiryMilliseconds,
+            ),
+            ("true", None, Anomaly::ExpiryUnreadable),
+            ("{}", None, Anomaly::ExpiryUnreadable),
+            ("null", None, Anomaly::ExpiryUnreadable),
+            ("\"canary-5e1d\"", None, Anomaly::ExpiryUnreadable),
+            ("253402300800", None, Anomaly::ExpiryOutOfRange),
+            ("1e18", None, Anomaly::ExpiryOutOfRange),
+            ("9223372036854775807", None, Anomaly::ExpiryOutOfRange),
+            ("-5", None, Anomaly::ExpiryOutOfRange),
+        ] {
+            let o = p(200, &format!(r#"{{"active":true,"exp":{exp}}}"#));
+            assert_eq!(o.verdict, Verdict::Valid, "{exp}");
+            assert_eq!(o.facts.expiry.timestamp(), expiry, "{exp}");
+            assert_ne!(o.facts.expiry, Expiry::Never, "{exp}");
+            assert_eq!(o.facts.anomalies, [anomaly], "{exp}");
+            assert_eq!(o.facts.flags.len(), 1, "{exp}: {:?}", o.facts.flags);
+            assert!(!format!("{o:?}").contains("canary"), "{exp}");
+        }
     }
 
     #[test]

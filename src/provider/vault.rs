@@ -667,6 +667,13 @@ mod tests {
         body["data"].as_object_mut().unwrap().remove("expire_time");
         let o = p(Lookup::SelfToken, 200, &body.to_string());
         assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW + 3599);
+        // Issue 16 finding 6: a ttl that is not a whole number was read as "never".
+        for ttl in [json!("3599"), json!(true), json!({}), json!(3599.5)] {
+            body["data"]["ttl"] = ttl.clone();
+            let o = p(Lookup::SelfToken, 200, &body.to_string());
+            assert_ne!(o.facts.expiry, Expiry::Never, "{ttl}");
+            assert_eq!(o.reason, Reason::BadResponse, "{ttl}");
+        }
     }
 
     #[test]
