@@ -280,17 +280,21 @@ pub enum Anomaly {
     ScopesCapped,
     /// A label-bound text longer than `--provider.max-label-length`, cut.
     LabelTruncated,
+    /// The subject differs from the previous answer's for the same secret: a token does not
+    /// change identity, and each new subject is a new `api_token_info` series.
+    SubjectChanged,
 }
 
 impl Anomaly {
     /// Every anomaly, in label order.
-    pub const ALL: [Anomaly; 6] = [
+    pub const ALL: [Anomaly; 7] = [
         Anomaly::ExpiryUnreadable,
         Anomaly::ExpiryOutOfRange,
         Anomaly::ExpiryMilliseconds,
         Anomaly::ExpiryString,
         Anomaly::ScopesCapped,
         Anomaly::LabelTruncated,
+        Anomaly::SubjectChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -301,6 +305,7 @@ impl Anomaly {
             Anomaly::ExpiryString => "expiry_string",
             Anomaly::ScopesCapped => "scopes_capped",
             Anomaly::LabelTruncated => "label_truncated",
+            Anomaly::SubjectChanged => "subject_changed",
         }
     }
 
@@ -320,7 +325,7 @@ impl Anomaly {
             Anomaly::ExpiryString => {
                 format!("the provider's {field} is a string, not a JSON number; read as seconds")
             }
-            Anomaly::ScopesCapped | Anomaly::LabelTruncated => {
+            Anomaly::ScopesCapped | Anomaly::LabelTruncated | Anomaly::SubjectChanged => {
                 format!("{field}: {}", self.as_str())
             }
         }

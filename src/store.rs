@@ -381,6 +381,16 @@ pub fn apply(
     if outcome.verdict.is_conclusive() {
         // Moved, not copied: the facts of a conclusive answer live in `state.facts` only.
         let mut facts = std::mem::take(&mut outcome.facts);
+        // A provider answering another subject for the same secret at each probe would make
+        // a new `api_token_info` series each time: made visible, so it can be acted on.
+        if let (Some(old), Some(new)) = (&state.facts.subject, &facts.subject)
+            && old != new
+        {
+            facts.note(
+                Anomaly::SubjectChanged,
+                "the provider names another subject than in its previous answer for the same secret",
+            );
+        }
         if facts.expiry == Expiry::Undisclosed && matches!(known_expiry, Expiry::At(_)) {
             facts.expiry = known_expiry;
             // The old expiry is still the best guess when the new answer's expiry field was
@@ -466,6 +476,58 @@ mod tests {
         assert_eq!(s.facts.expiry, Expiry::At(at(5000)));
         assert_eq!(s.verdict(), Some(Verdict::Invalid));
         assert_eq!(s.last_verdict_at, Some(at(6000)));
+    }
+
+    /// Issue 16 finding 5 (churn): a subject that changes between answers for the same
+    /// secret is an anomaly on the token; after a rotation it is not.
+    #[test]
+    fn a_changing_subject_is_an_anomaly() {
+        let answer = |subject: &str| {
+            ProbeOutcome::valid(TokenFacts {
+                subject: Some(subject.into()),
+                ..TokenFacts::default()
+            })
+        };
+        let mut s = state();
+        apply(
+            &mut s,
+            answer("a"),
+            Some("fp".into()),
+            at(1),
+            Duration::ZERO,
+        );
+        apply(
+            &mut s,
+            answer("a"),
+            Some("fp".into()),
+            at(2),
+            Duration::ZERO,
+        );
+        assert!(s.facts.anomalies.is_empty());
+        apply(
+            &mut s,
+            answer("b"),
+            Some("fp".into()),
+            at(3),
+            Duration::ZERO,
+        );
+        assert_eq!(s.facts.anomalies, [Anomaly::SubjectChanged]);
+        apply(
+            &mut s,
+            answer("b"),
+            Some("fp".into()),
+            at(4),
+            Duration::ZERO,
+        );
+        assert!(s.facts.anomalies.is_empty());
+        apply(
+            &mut s,
+            answer("c"),
+            Some("fp2".into()),
+            at(5),
+            Duration::ZERO,
+        );
+        assert!(s.facts.anomalies.is_empty(), "a rotation is a new token");
     }
 
     /// Issue 16 finding 6: a known token whose new answer has an unusable expiry keeps
