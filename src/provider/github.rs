@@ -842,6 +842,41 @@ mod tests {
         assert_eq!(refresh_token_outcome().verdict, Verdict::Misconfigured);
     }
 
+    /// Issue 16 finding 6, GitHub's two expiry fields: every unusable value of the issue's
+    /// list is undisclosed with `expiry_unreadable`, never "never".
+    #[test]
+    fn unusable_expiries_are_flagged() {
+        for bad in [
+            json!("1900000000"),
+            json!(1_900_000_000),
+            json!(true),
+            json!({}),
+            json!("10000-01-01T00:00:00Z"),
+            json!(i64::MAX),
+        ] {
+            let body = json!({"scopes": [], "expires_at": bad}).to_string();
+            let o = parse(
+                Endpoint::AppCheck,
+                200,
+                &HeaderMap::new(),
+                body.as_bytes(),
+                now(),
+            );
+            assert_eq!(o.verdict, Verdict::Valid, "{bad}");
+            assert_eq!(o.facts.expiry, Expiry::Undisclosed, "{bad}");
+            assert_eq!(o.facts.anomalies, [Anomaly::ExpiryUnreadable], "{bad}");
+        }
+        for bad in ["1900000000", "10000-01-01 00:00:00 UTC", "null"] {
+            let o = user(
+                200,
+                &[("github-authentication-token-expiration", bad)],
+                USER,
+            );
+            assert_eq!(o.facts.expiry, Expiry::Undisclosed, "{bad}");
+            assert_eq!(o.facts.anomalies, [Anomaly::ExpiryUnreadable], "{bad}");
+        }
+    }
+
     #[test]
     fn app_check_answers() {
         let body = json!({

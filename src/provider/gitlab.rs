@@ -577,6 +577,25 @@ mod tests {
         }
     }
 
+    /// Issue 16 finding 6, GitLab's `expires_at`: every unusable value of the issue's list is
+    /// undisclosed with `expiry_unreadable`, never "never".
+    #[test]
+    fn unusable_expires_at_is_flagged() {
+        for bad in [
+            json!("1900000000"),
+            json!(1_900_000_000),
+            json!(true),
+            json!({}),
+            json!("10000-01-01"),
+            json!(i64::MAX),
+        ] {
+            let o = pat(200, &token(true, false, bad.clone()));
+            assert_eq!(o.verdict, Verdict::Valid, "{bad}");
+            assert_eq!(o.facts.expiry, Expiry::Undisclosed, "{bad}");
+            assert_eq!(o.facts.anomalies, [Anomaly::ExpiryUnreadable], "{bad}");
+        }
+    }
+
     #[test]
     fn expiry_dates() {
         assert_eq!(
