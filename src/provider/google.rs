@@ -170,18 +170,14 @@ fn facts(doc: &Value, now: Timestamp) -> Result<TokenFacts, String> {
     let expires_in = number(doc, "expires_in")?;
     // `exp` is the absolute instant; `expires_in` is relative to when Google answered, so it
     // is only the fallback. Google access tokens always expire: no field means undisclosed.
-    let mut expiry = ExpiryRead::Absent;
-    match (exp, expires_in) {
-        (ExpiryRead::Absent, Some(left)) => {
-            expiry = ExpiryRead::At(
-                now.checked_add(SignedDuration::from_secs(left))
-                    .map_err(|_| "\"expires_in\" is out of range".to_string())?,
-                None,
-            )
-        }
-        (ExpiryRead::Absent, None) => {}
-        (read, _) => expiry = read,
-    }
+    let expiry = match (exp, expires_in) {
+        (ExpiryRead::Absent, Some(left)) => ExpiryRead::At(
+            now.checked_add(SignedDuration::from_secs(left))
+                .map_err(|_| "\"expires_in\" is out of range".to_string())?,
+            None,
+        ),
+        (read, _) => read,
+    };
     let mut scopes: Vec<String> = text("scope")
         .unwrap_or_default()
         .split_whitespace()
