@@ -231,8 +231,8 @@ pub(crate) fn require_secret(token: &TokenSpec, kind: &str) -> Result<(), String
 }
 
 /// Bounds on what one answer may put into the exporter's series and memory. A provider
-/// decides how many scopes a token has and how long its subject is; without a bound, one
-/// answer with 110,000 scopes was 110,000 series per scrape.
+/// decides how many scopes a token has and how long its subject is: without a bound, one
+/// answer could make any number of series, each label as long as the body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AnswerCaps {
     /// Scopes kept per token: the first ones in sorted order, so the kept set is the same
