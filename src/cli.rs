@@ -58,6 +58,18 @@ pub struct Cli {
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
     pub log_format: LogFormat,
 
+    /// Scopes kept per token, the first ones in sorted order; a provider listing more marks
+    /// the token `scopes_capped`. Bounds the `api_token_scope_info` series one answer makes.
+    #[arg(long = "provider.max-scopes", default_value_t = 64, global = true)]
+    pub max_scopes: u64,
+
+    /// Bytes kept of a text from a provider's answer that can become a label value (subject,
+    /// client id, issuer, token type, audience, scope); longer ones are cut, ending in an
+    /// ellipsis, and the token is marked `label_truncated`.
+    #[arg(long = "provider.max-label-length", default_value_t = 128, global = true,
+          value_parser = clap::value_parser!(u64).range(16..))]
+    pub max_label_length: u64,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -135,6 +147,15 @@ impl Cli {
     pub fn shard(&self) -> Result<Shard, String> {
         Shard::new(self.shard_index, self.shard_count)
     }
+
+    /// The caps on what one provider answer may hold.
+    pub fn answer_caps(&self) -> crate::provider::AnswerCaps {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        crate::provider::AnswerCaps {
+            max_scopes: size(self.max_scopes),
+            max_label_length: size(self.max_label_length),
+        }
+    }
 }
 
 /// `:10042` means every interface, as in Go's net package.
@@ -178,6 +199,26 @@ mod tests {
         assert_eq!(listen_addr(":10042"), "0.0.0.0:10042");
         assert_eq!(cli.shard().unwrap(), Shard::ALL);
         assert!(cli.web_config_file.is_none());
+    }
+
+    #[test]
+    fn answer_cap_flags() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["x"], args].concat());
+        let caps = parse(&[]).unwrap().answer_caps();
+        assert_eq!(caps, crate::provider::AnswerCaps::DEFAULT);
+        let caps = parse(&[
+            "--provider.max-scopes=5",
+            "--provider.max-label-length=40",
+            "check",
+        ])
+        .unwrap()
+        .answer_caps();
+        assert_eq!((caps.max_scopes, caps.max_label_length), (5, 40));
+        let err = parse(&["--provider.max-label-length=3"]).unwrap_err();
+        assert!(
+            err.to_string().contains("provider.max-label-length"),
+            "{err}"
+        );
     }
 
     #[test]

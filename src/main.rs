@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         return code;
     }
 
+    api_token_exporter::provider::set_answer_caps(cli.answer_caps());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

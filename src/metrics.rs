@@ -171,6 +171,8 @@ struct Row {
     scopes: Span,
     /// `,policy="..."} 0\n` (or `1`) for every policy configured for the token, likewise.
     policies: Span,
+    /// `,anomaly="..."} 1\n` for each of the answer's anomalies, likewise; empty for most.
+    anomalies: Span,
     /// The current state, an index into [`STATE_CLOSES`].
     state: u8,
     /// Which of `times` are set, a bit per [`Time`].
@@ -233,6 +235,13 @@ impl Row {
                 t.push_str("} 1\n");
             }
         });
+        let anomalies = append(text, |t| {
+            for anomaly in &facts.anomalies {
+                t.push(',');
+                label(t, "anomaly", anomaly.as_str());
+                t.push_str("} 1\n");
+            }
+        });
         let policies = append(text, |t| {
             crate::policy::each_finding(s, now, |policy, violated, _| {
                 t.push(',');
@@ -250,6 +259,7 @@ impl Row {
             info,
             scopes,
             policies,
+            anomalies,
             state,
             has: 0,
             times: [Timestamp::UNIX_EPOCH; Time::COUNT],
@@ -464,6 +474,11 @@ const TOKEN_FAMILIES: &[TokenFamily] = &[
         "One series per scope (or policy) the token holds, valued 1.",
         scopes
     ),
+    one_per_line!(
+        "api_token_answer_anomaly",
+        "1 for each anomaly of the token's last conclusive answer (an unreadable expiry, scopes capped...); no series for a token whose answer had none.",
+        anomalies
+    ),
     one_per_token!(
         "api_token_first_seen_timestamp_seconds",
         "When the token's current fingerprint was first seen (Unix seconds); kept across restarts under --storage.path.",
@@ -663,6 +678,21 @@ impl Exposition {
             Kind::Counter,
             web.refused()
                 .map(|(reason, n)| (labels(&[("reason", reason.as_str())]), Value::Count(n))),
+        );
+        small_family(
+            out,
+            "api_token_exporter_answer_caps_applied",
+            "Probes whose answer was cut by a cap (--provider.max-scopes, --provider.max-label-length), per cap.",
+            Kind::Counter,
+            crate::provider::CAP_NAMES
+                .iter()
+                .zip(&crate::provider::CAPS_APPLIED)
+                .map(|(cap, n)| {
+                    (
+                        labels(&[("cap", cap)]),
+                        Value::Count(n.load(Ordering::Relaxed)),
+                    )
+                }),
         );
         small_family(
             out,
@@ -900,7 +930,7 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::model::{Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
+    use crate::model::{Anomaly, Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
     use crate::provider::ProbeRun;
     use std::time::Duration;
 
@@ -950,6 +980,7 @@ tokens:
             last_used_at: Some(Timestamp::from_millisecond(1_800_000_000_250).unwrap()),
             subject: Some("svc-\"deploy\"".into()),
             scopes: vec!["read".into(), "admin".into()],
+            anomalies: vec![Anomaly::ExpiryMilliseconds, Anomaly::ScopesCapped],
             ..TokenFacts::default()
         };
         let run = |outcome: ProbeOutcome, fp: &str, ms: u64| ProbeRun {

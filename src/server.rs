@@ -307,7 +307,10 @@ pub fn render_page(
                     .map(short_time)
                     .unwrap_or_else(|| "not yet".into())
             ),
-            detail = escape(v.detail.as_deref().unwrap_or("")),
+            detail = escape(&with_anomalies(
+                v.detail.as_deref().unwrap_or(""),
+                &v.anomalies
+            )),
         );
     }
     if views.is_empty() {
@@ -315,6 +318,16 @@ pub fn render_page(
     }
     html.push_str("</tbody></table></body></html>\n");
     html
+}
+
+/// The detail a row shows, followed by the answer's anomaly codes when it had any: the
+/// codes alerts use, so a person finds on the page the word the alert named.
+fn with_anomalies(detail: &str, anomalies: &[crate::model::Anomaly]) -> String {
+    if anomalies.is_empty() {
+        return detail.to_string();
+    }
+    let codes: Vec<&str> = anomalies.iter().map(|a| a.as_str()).collect();
+    format!("{detail} (answer anomaly: {})", codes.join(", "))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::model::{Expiry, Reason, Severity, human_relative};
+use crate::model::{Anomaly, Expiry, Reason, Severity, human_relative};
 use crate::policy::{self, Finding};
 use crate::store::{Inner, TokenState};
 
@@ -48,6 +48,9 @@ pub struct TokenView {
     pub last_verdict_at: Option<String>,
     pub probe_duration_seconds: Option<f64>,
     pub flags: Vec<String>,
+    /// Stable codes of what was wrong with the last conclusive answer (`expiry_unreadable`,
+    /// `scopes_capped`...): the `anomaly` label values of `api_token_answer_anomaly`.
+    pub anomalies: Vec<Anomaly>,
     pub extra: BTreeMap<String, String>,
     /// When the current fingerprint was first seen, and when the last rotation happened.
     pub first_seen_at: Option<String>,
@@ -106,6 +109,7 @@ impl TokenView {
             last_verdict_at: s.last_verdict_at.map(|t| t.to_string()),
             probe_duration_seconds: last.map(|r| r.duration.as_secs_f64()),
             flags,
+            anomalies: facts.anomalies.clone(),
             extra: facts.extra.clone(),
             first_seen_at: s.first_seen.map(|t| t.to_string()),
             rotated_at: s.rotated_at.map(|t| t.to_string()),

@@ -291,6 +291,7 @@ fn metrics_table_names_every_family() {
             "api_token_notifications",
             "api_token_notification_failures",
             "api_token_exporter_web_auth_refused",
+            "api_token_exporter_answer_caps_applied",
         ];
         let shown = if counters.contains(&name.as_str()) {
             format!("{name}_total")

@@ -649,6 +649,29 @@ proptest! {
         }
     }
 
+    /// Issue 16 finding 6: whatever `exp` an `active: true` answer holds, the token is
+    /// never silently "no expiry": either the expiry is an instant, or an expiry anomaly
+    /// says why not; and a read that needed tolerance carries its anomaly too.
+    #[test]
+    fn oauth2_an_exp_is_read_or_flagged(exp in prop_oneof![
+        wrong_json(),
+        any::<f64>().prop_map(|n| json!(n)),
+        any::<i64>().prop_map(|n| json!(n.to_string())),
+        (0i64..400_000_000_000_000).prop_map(|n| json!(n)),
+    ]) {
+        let body = json!({"active": true, "exp": exp}).to_string();
+        let o = oauth2::parse(200, &HeaderMap::new(), body.as_bytes(), now());
+        prop_assert_eq!(o.verdict, Verdict::Valid);
+        prop_assert!(o.facts.expiry != Expiry::Never, "{body}");
+        let plain_seconds = exp.as_f64().is_some_and(|n| (0.0..=253_402_207_200.0).contains(&n));
+        if o.facts.expiry == Expiry::Undisclosed || !plain_seconds {
+            prop_assert_eq!(o.facts.anomalies.len(), 1, "{}: {:?}", body, o.facts);
+            prop_assert!(!o.facts.flags.is_empty(), "{}: {:?}", body, o.facts);
+        } else {
+            prop_assert!(o.facts.anomalies.is_empty(), "{}: {:?}", body, o.facts);
+        }
+    }
+
     /// The introspection answer's members are read straight from the body, not through a
     /// JSON value: for any object of the members it reads and others, of any JSON type,
     /// with repeats (the last counts) and whitespace, the outcome is the one a JSON value

@@ -23,13 +23,14 @@ pub mod vault;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::config::TokenSpec;
-use crate::model::{ProbeOutcome, Reason};
+use crate::model::{Anomaly, ProbeOutcome, Reason, TokenFacts};
 use crate::secret::Secret;
 
 /// A boxed probe future: providers are trait objects so the registry stays one enum.
@@ -184,6 +185,16 @@ pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestam
     if let Some(secret) = &secret {
         outcome.redact(secret.expose());
     }
+    // After the redaction: a secret cut in half by a cap would no longer be recognised.
+    let applied = apply_caps(&mut outcome.facts, answer_caps());
+    for (i, hit) in [applied.scopes, applied.label_length]
+        .into_iter()
+        .enumerate()
+    {
+        if hit {
+            CAPS_APPLIED[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
     ProbeRun {
         outcome,
         fingerprint,
@@ -217,4 +228,211 @@ pub(crate) fn require_secret(token: &TokenSpec, kind: &str) -> Result<(), String
         ));
     }
     Ok(())
+}
+
+/// Bounds on what one answer may put into the exporter's series and memory. A provider
+/// decides how many scopes a token has and how long its subject is: without a bound, one
+/// answer could make any number of series, each label as long as the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnswerCaps {
+    /// Scopes kept per token: the first ones in sorted order, so the kept set is the same
+    /// at every probe of the same answer.
+    pub max_scopes: usize,
+    /// Bytes of a label-bound text (subject, client id, issuer, token type, an audience or
+    /// a scope), the cut marker included.
+    pub max_label_length: usize,
+}
+
+impl AnswerCaps {
+    /// GitHub's classic scopes number under 30 and a Vault token's policies a few dozen:
+    /// 64 keeps every real token whole. 128 bytes holds an email, a URL issuer or a UUID
+    /// subject; longer is not a name a person reads on a dashboard.
+    pub const DEFAULT: AnswerCaps = AnswerCaps {
+        max_scopes: 64,
+        max_label_length: 128,
+    };
+    /// The smallest `max_label_length` accepted: room for some text and the cut marker.
+    pub const MIN_LABEL_LENGTH: usize = 16;
+}
+
+impl Default for AnswerCaps {
+    fn default() -> Self {
+        AnswerCaps::DEFAULT
+    }
+}
+
+/// The caps every probe applies. Process-wide, set once from the flags at start: they bound
+/// every provider alike, so they are not part of any provider's config.
+static MAX_SCOPES: AtomicUsize = AtomicUsize::new(AnswerCaps::DEFAULT.max_scopes);
+static MAX_LABEL_LENGTH: AtomicUsize = AtomicUsize::new(AnswerCaps::DEFAULT.max_label_length);
+
+/// Probes whose answer a cap cut, by cap: `scopes`, then `label_length`
+/// (`api_token_exporter_answer_caps_applied_total{cap}`).
+pub static CAPS_APPLIED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The `cap` label values of [`CAPS_APPLIED`], in its order.
+pub const CAP_NAMES: [&str; 2] = ["scopes", "label_length"];
+
+/// Sets the caps [`run_probe`] applies from now on.
+pub fn set_answer_caps(caps: AnswerCaps) {
+    MAX_SCOPES.store(caps.max_scopes, Ordering::Relaxed);
+    MAX_LABEL_LENGTH.store(
+        caps.max_label_length.max(AnswerCaps::MIN_LABEL_LENGTH),
+        Ordering::Relaxed,
+    );
+}
+
+/// The caps in force.
+pub fn answer_caps() -> AnswerCaps {
+    AnswerCaps {
+        max_scopes: MAX_SCOPES.load(Ordering::Relaxed),
+        max_label_length: MAX_LABEL_LENGTH.load(Ordering::Relaxed),
+    }
+}
+
+/// Which caps [`apply_caps`] applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapsApplied {
+    pub scopes: bool,
+    pub label_length: bool,
+}
+
+/// Cuts an answer's facts down to `caps`, noting each cap that applied on the token. Pure.
+pub fn apply_caps(facts: &mut TokenFacts, caps: AnswerCaps) -> CapsApplied {
+    let max = caps.max_label_length.max(AnswerCaps::MIN_LABEL_LENGTH);
+    let mut cut = false;
+    for s in [
+        &mut facts.subject,
+        &mut facts.client_id,
+        &mut facts.issuer,
+        &mut facts.token_type,
+    ]
+    .into_iter()
+    .flatten()
+    .chain(facts.audience.iter_mut())
+    .chain(facts.scopes.iter_mut())
+    {
+        cut |= truncate_label(s, max);
+    }
+    if cut {
+        // Two scopes may now read the same.
+        facts.scopes.sort();
+        facts.scopes.dedup();
+    }
+    let capped = facts.scopes.len() > caps.max_scopes;
+    if capped {
+        let total = facts.scopes.len();
+        // Providers hand scopes in any order: sorted first, so the kept ones do not change
+        // from one probe to the next.
+        facts.scopes.sort();
+        facts.scopes.dedup();
+        facts.scopes.truncate(caps.max_scopes);
+        facts.note(
+            Anomaly::ScopesCapped,
+            format!(
+                "the provider listed {total} scopes; the first {} (sorted) are kept (--provider.max-scopes)",
+                caps.max_scopes
+            ),
+        );
+    }
+    if cut {
+        facts.note(
+            Anomaly::LabelTruncated,
+            format!(
+                "a text of the provider's answer was longer than {max} bytes and was cut (--provider.max-label-length)"
+            ),
+        );
+    }
+    CapsApplied {
+        scopes: capped,
+        label_length: cut,
+    }
+}
+
+/// The marker a cut text ends with.
+const CUT_MARKER: &str = "\u{2026}";
+
+/// Cuts `s` to at most `max` bytes, the marker included, on a character boundary.
+fn truncate_label(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max.saturating_sub(CUT_MARKER.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(CUT_MARKER);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(max_scopes: usize, max_label_length: usize) -> AnswerCaps {
+        AnswerCaps {
+            max_scopes,
+            max_label_length,
+        }
+    }
+
+    /// Issue 16 finding 5: 110,000 scopes and a 100 KB subject are cut to the caps, with
+    /// the anomalies on the token.
+    #[test]
+    fn caps_bound_scopes_and_label_lengths() {
+        let mut facts = TokenFacts {
+            subject: Some("s".repeat(100_000)),
+            scopes: (0..110_000).rev().map(|i| format!("scope{i:06}")).collect(),
+            ..TokenFacts::default()
+        };
+        let applied = apply_caps(&mut facts, AnswerCaps::DEFAULT);
+        assert_eq!(
+            applied,
+            CapsApplied {
+                scopes: true,
+                label_length: true
+            }
+        );
+        assert_eq!(facts.scopes.len(), 64);
+        assert_eq!(facts.scopes[0], "scope000000");
+        assert_eq!(facts.scopes[63], "scope000063");
+        let subject = facts.subject.as_deref().unwrap();
+        assert!(subject.len() <= 128, "{}", subject.len());
+        assert!(subject.ends_with(CUT_MARKER));
+        assert_eq!(
+            facts.anomalies,
+            [Anomaly::ScopesCapped, Anomaly::LabelTruncated]
+        );
+    }
+
+    #[test]
+    fn caps_leave_ordinary_answers_alone() {
+        let mut facts = TokenFacts {
+            subject: Some("alice@example.com".into()),
+            scopes: vec!["read".into(), "write".into()],
+            ..TokenFacts::default()
+        };
+        let before = facts.clone();
+        assert_eq!(apply_caps(&mut facts, caps(2, 17)), CapsApplied::default());
+        assert_eq!(facts, before);
+    }
+
+    #[test]
+    fn cuts_land_on_character_boundaries() {
+        for len in 16..40 {
+            let mut s = "\u{e9}\u{1f600}x".repeat(20);
+            assert!(truncate_label(&mut s, len));
+            assert!(s.len() <= len, "{len}: {}", s.len());
+            assert!(s.ends_with(CUT_MARKER));
+        }
+        // Scopes that read alike once cut are kept once.
+        let long = "a".repeat(200);
+        let mut facts = TokenFacts {
+            scopes: vec![format!("{long}1"), format!("{long}2")],
+            ..TokenFacts::default()
+        };
+        apply_caps(&mut facts, caps(64, 32));
+        assert_eq!(facts.scopes.len(), 1);
+    }
 }
