@@ -42,6 +42,29 @@ pub struct ExporterStatus {
     pub last_reload_success: AtomicI64,
     /// Per-notifier counters of direct notifications.
     pub notifications: Arc<crate::notify::Stats>,
+    /// Heavy requests (`/metrics`, `/`, `/api/v1/tokens`) answered 503 because too many
+    /// were in progress (src/server.rs).
+    pub requests_refused: RequestsRefused,
+}
+
+/// Counts of heavy requests refused, per handler (`metrics`, `page`, `api`).
+#[derive(Debug, Default)]
+pub struct RequestsRefused {
+    pub metrics: std::sync::atomic::AtomicU64,
+    pub page: std::sync::atomic::AtomicU64,
+    pub api: std::sync::atomic::AtomicU64,
+}
+
+impl RequestsRefused {
+    /// Every handler's count, each listed even at zero so the series exist before the first
+    /// refusal (a `rate()` over a series that appears at its first increment misses it).
+    pub fn snapshot(&self) -> [(&'static str, u64); 3] {
+        [
+            ("metrics", self.metrics.load(Ordering::Relaxed)),
+            ("page", self.page.load(Ordering::Relaxed)),
+            ("api", self.api.load(Ordering::Relaxed)),
+        ]
+    }
 }
 
 impl ExporterStatus {
@@ -50,6 +73,7 @@ impl ExporterStatus {
             last_reload_successful: AtomicBool::new(true),
             last_reload_success: AtomicI64::new(jiff::Timestamp::now().as_second()),
             notifications: Arc::default(),
+            requests_refused: RequestsRefused::default(),
         }
     }
 
@@ -88,6 +112,11 @@ impl Metrics {
         }
     }
 
+    /// The exporter's own status, for handlers that count what they refuse.
+    pub fn status(&self) -> &ExporterStatus {
+        &self.status
+    }
+
     /// Copies what the exposition needs. The store's lock is held for the copy only: while a
     /// scrape held it for the whole encoding, every probe result waited for the scrape in
     /// progress (BENCHMARKS.md, wrk during a round).
@@ -123,6 +152,7 @@ impl Metrics {
             notifiers: self.status.notifications.snapshot(),
             reload_ok: self.status.last_reload_successful.load(Ordering::Relaxed),
             reload_at: self.status.last_reload_success.load(Ordering::Relaxed),
+            refused: self.status.requests_refused.snapshot(),
             family: 0,
             row: 0,
         }
@@ -520,6 +550,7 @@ pub struct Exposition {
     notifiers: BTreeMap<String, NotifierStats>,
     reload_ok: bool,
     reload_at: i64,
+    refused: [(&'static str, u64); 3],
     /// Where the writing stands: an index into `TOKEN_FAMILIES` (then the exporter-level
     /// families, then done), and the next row of that family.
     family: usize,
@@ -627,6 +658,15 @@ impl Exposition {
             "When the configuration was last loaded successfully (Unix seconds).",
             Kind::Gauge,
             [(String::new(), Value::Int(self.reload_at))],
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_requests_refused",
+            "Requests to /metrics, the status page or /api/v1/tokens answered 503 because too many were in progress, per handler.",
+            Kind::Counter,
+            self.refused
+                .iter()
+                .map(|(handler, n)| (labels(&[("handler", handler)]), Value::Count(*n))),
         );
         small_family(
             out,

@@ -52,6 +52,7 @@ const PER_EXPORTER: &[&str] = &[
     "api_token_notification_failures_total",
     "api_token_exporter_config_last_reload_successful",
     "api_token_exporter_config_last_reload_success_timestamp_seconds",
+    "api_token_exporter_http_requests_refused_total",
     "api_token_exporter_build_info",
     "up",
     "scrape_duration_seconds",

@@ -192,6 +192,7 @@ fn promtool_accepts_the_demo_metrics() {
         "api_token_warning_threshold_seconds",
         "api_token_critical_threshold_seconds",
         "api_token_exporter_config_last_reload_successful",
+        "api_token_exporter_http_requests_refused_total",
         "api_token_exporter_build_info",
     ] {
         assert!(
