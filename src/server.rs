@@ -201,8 +201,9 @@ pub fn tokens_body(
     let (order, counts) = {
         let inner = store.read();
         let counts = view::count_states(inner.tokens.values().map(|s| view::state_name(s)));
-        (ordered(&inner, now, |_| true), counts)
+        (keyed(&inner, now, |_| true), counts)
     };
+    let order = sorted(order);
     let counts: std::collections::BTreeMap<&str, usize> = counts.into_iter().collect();
     // Both are serialised from strings and numbers: they cannot fail.
     let head = format!(
@@ -222,21 +223,26 @@ pub fn tokens_body(
     }
 }
 
-/// The names of the tokens `keep` admits, most urgent first ([`TokenView::urgency`]),
-/// computed under the lock from the states without building any view.
-fn ordered(
+/// The tokens `keep` admits with their urgency ([`TokenView::urgency`]), taken under the
+/// lock from the states without building any view; [`sorted`] orders them after it.
+fn keyed(
     inner: &crate::store::Inner,
     now: jiff::Timestamp,
     keep: impl Fn(&crate::store::TokenState) -> bool,
-) -> Vec<String> {
-    let mut keyed: Vec<((u8, i64), &String)> = inner
+) -> Vec<((u8, i64), String)> {
+    inner
         .tokens
         .iter()
         .filter(|(_, s)| keep(s))
-        .map(|(name, s)| (view::urgency_of(s, now), name))
-        .collect();
-    keyed.sort();
-    keyed.into_iter().map(|(_, name)| name.clone()).collect()
+        .map(|(name, s)| (view::urgency_of(s, now), name.clone()))
+        .collect()
+}
+
+/// The names, most urgent first. Sorted outside the store's lock: probe results wait for
+/// the copy, not for the sort.
+fn sorted(mut keyed: Vec<((u8, i64), String)>) -> Vec<String> {
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, name)| name).collect()
 }
 
 /// How a streamed answer writes one token.
@@ -415,8 +421,9 @@ pub fn page_body(
                 .collect(),
             shown: 0,
         };
-        (ordered(&inner, now, admits), summary)
+        (keyed(&inner, now, admits), summary)
     };
+    let order = sorted(order);
     let summary = PageSummary {
         shown: order.len(),
         ..summary
