@@ -125,6 +125,10 @@ pub async fn run(
         shard = %opts.shard,
         "config loaded"
     );
+    // Checked before anything is spawned: a storage path that is a file or read-only must
+    // stop the start with the flag named, not fail every save in the background.
+    persist::check_storage_dir(&opts.storage_path)
+        .map_err(|e| RunError::Flag(format!("--storage.path: {e}")))?;
     let store = Arc::new(Store::with_storage(&opts.storage_path));
     let status = Arc::new(ExporterStatus {
         web: web.stats(),

@@ -44,6 +44,29 @@ pub struct ExporterStatus {
     pub notifications: Arc<crate::notify::Stats>,
     /// The web config's reloads and basic auth's refusals (`Web::stats`).
     pub web: Arc<crate::web::WebStats>,
+    /// Heavy requests (`/metrics`, `/`, `/api/v1/tokens`) answered 503 because too many
+    /// were in progress (src/server.rs).
+    pub requests_refused: RequestsRefused,
+}
+
+/// Counts of heavy requests refused, per handler (`metrics`, `page`, `api`).
+#[derive(Debug, Default)]
+pub struct RequestsRefused {
+    pub metrics: std::sync::atomic::AtomicU64,
+    pub page: std::sync::atomic::AtomicU64,
+    pub api: std::sync::atomic::AtomicU64,
+}
+
+impl RequestsRefused {
+    /// Every handler's count, each listed even at zero so the series exist before the first
+    /// refusal (a `rate()` over a series that appears at its first increment misses it).
+    pub fn snapshot(&self) -> [(&'static str, u64); 3] {
+        [
+            ("metrics", self.metrics.load(Ordering::Relaxed)),
+            ("page", self.page.load(Ordering::Relaxed)),
+            ("api", self.api.load(Ordering::Relaxed)),
+        ]
+    }
 }
 
 impl ExporterStatus {
@@ -53,6 +76,7 @@ impl ExporterStatus {
             last_reload_success: AtomicI64::new(jiff::Timestamp::now().as_second()),
             notifications: Arc::default(),
             web: Arc::default(),
+            requests_refused: RequestsRefused::default(),
         }
     }
 
@@ -91,6 +115,11 @@ impl Metrics {
         }
     }
 
+    /// The exporter's own status, for handlers that count what they refuse.
+    pub fn status(&self) -> &ExporterStatus {
+        &self.status
+    }
+
     /// Copies what the exposition needs. The store's lock is held for the copy only: while a
     /// scrape held it for the whole encoding, every probe result waited for the scrape in
     /// progress (BENCHMARKS.md, wrk during a round).
@@ -127,6 +156,7 @@ impl Metrics {
             reload_ok: self.status.last_reload_successful.load(Ordering::Relaxed),
             reload_at: self.status.last_reload_success.load(Ordering::Relaxed),
             web: self.status.web.clone(),
+            refused: self.status.requests_refused.snapshot(),
             family: 0,
             row: 0,
         }
@@ -540,6 +570,7 @@ pub struct Exposition {
     reload_ok: bool,
     reload_at: i64,
     web: Arc<crate::web::WebStats>,
+    refused: [(&'static str, u64); 3],
     /// Where the writing stands: an index into `TOKEN_FAMILIES` (then the exporter-level
     /// families, then done), and the next row of that family.
     family: usize,
@@ -693,6 +724,15 @@ impl Exposition {
                         Value::Count(n.load(Ordering::Relaxed)),
                     )
                 }),
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_requests_refused",
+            "Requests to /metrics, the status page or /api/v1/tokens answered 503 because too many were in progress, per handler.",
+            Kind::Counter,
+            self.refused
+                .iter()
+                .map(|(handler, n)| (labels(&[("handler", handler)]), Value::Count(*n))),
         );
         small_family(
             out,

@@ -196,7 +196,7 @@ impl Store {
     /// A store that reads the ledger in `dir` but never writes it (for `check`, which may run
     /// beside a daemon that owns the file).
     pub fn with_storage_read_only(dir: &std::path::Path) -> Self {
-        let ledger: Ledger = StateFile::new(dir, "tokens.json").load();
+        let ledger: Ledger = StateFile::new(dir, "tokens.json").load_read_only();
         Store {
             inner: RwLock::new(Inner {
                 loaded: ledger,

@@ -57,6 +57,7 @@ const PER_EXPORTER: &[&str] = &[
     "api_token_exporter_web_config_last_reload_success_timestamp_seconds",
     "api_token_exporter_web_auth_refused_total",
     "api_token_exporter_answer_caps_applied_total",
+    "api_token_exporter_http_requests_refused_total",
     "api_token_exporter_build_info",
     "up",
     "scrape_duration_seconds",

@@ -292,6 +292,7 @@ fn metrics_table_names_every_family() {
             "api_token_notification_failures",
             "api_token_exporter_web_auth_refused",
             "api_token_exporter_answer_caps_applied",
+            "api_token_exporter_http_requests_refused",
         ];
         let shown = if counters.contains(&name.as_str()) {
             format!("{name}_total")
