@@ -3,10 +3,12 @@
 //! The registry is closed: [`ProviderConfig`] lists every kind, and serde rejects an unknown
 //! `kind` when the config is decoded. Each kind lives in one file with a thin request and a
 //! pure `parse(status, headers, body, now)`. Adding a kind is a new file, a variant of
-//! [`ProviderConfig`] and one arm in [`ProviderConfig::kind_impl`].
+//! [`ProviderConfig`], one arm in [`ProviderConfig::kind_impl`] and an entry in [`KINDS`];
+//! the fault suite and the fuzz targets then fail until the kind has a row and a target.
 //!
 //! [`run_probe`] is the generic handler every probe goes through: it reads the secret,
-//! applies the timeout and measures the duration, so no provider repeats that logic.
+//! answers for a token without one under a kind that needs one, applies the timeout and
+//! measures the duration, so no provider repeats that logic.
 
 pub mod cloudflare;
 pub mod github;
