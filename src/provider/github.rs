@@ -195,16 +195,10 @@ impl Provider for GitHub {
     fn probe<'a>(
         &'a self,
         _token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(secret) = secret else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no secret",
-                );
-            };
             let value = secret.expose();
             let Some(endpoint) = endpoint_for(value, self.app.is_some()) else {
                 return refresh_token_outcome();

@@ -3,10 +3,12 @@
 //! The registry is closed: [`ProviderConfig`] lists every kind, and serde rejects an unknown
 //! `kind` when the config is decoded. Each kind lives in one file with a thin request and a
 //! pure `parse(status, headers, body, now)`. Adding a kind is a new file, a variant of
-//! [`ProviderConfig`] and one arm in [`ProviderConfig::kind_impl`].
+//! [`ProviderConfig`], one arm in [`ProviderConfig::kind_impl`] and an entry in [`KINDS`];
+//! the fault suite and the fuzz targets then fail until the kind has a row and a target.
 //!
 //! [`run_probe`] is the generic handler every probe goes through: it reads the secret,
-//! applies the timeout and measures the duration, so no provider repeats that logic.
+//! answers for a token without one under a kind that needs one, applies the timeout and
+//! measures the duration, so no provider repeats that logic.
 
 pub mod cloudflare;
 pub mod github;
@@ -38,16 +40,48 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A configured provider instance, ready to probe.
 pub trait Provider: Send + Sync {
-    /// Asks the provider about one token. `secret` is `None` only for tokens configured
-    /// without one (a Vault accessor, a static declaration). Must not panic, must not log
-    /// the secret, and returns an outcome for every failure.
+    /// Asks the provider about one token, with the secret the generic handler read. Must not
+    /// panic, must not log the secret, and returns an outcome for every failure.
     fn probe<'a>(
         &'a self,
         token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome>;
+
+    /// Asks about a token configured without a secret. The default, `None`, declares that
+    /// the kind needs a secret: the generic handler then answers [`NO_SECRET`] itself, so no
+    /// kind repeats that guard and none can forget it. Kinds that can answer without one (a
+    /// Vault accessor, a static declaration) return their probe.
+    fn probe_without_secret<'a>(
+        &'a self,
+        token: &'a TokenSpec,
+        now: Timestamp,
+    ) -> Option<BoxFuture<'a, ProbeOutcome>> {
+        let _ = (token, now);
+        None
+    }
 }
+
+/// The detail of the outcome for a token without a secret, under a kind that needs one.
+pub const NO_SECRET: &str = "the token has no secret";
+
+/// Every kind the registry accepts, as written in `kind:`, in [`ProviderConfig`]'s order.
+/// The fault suite, the fuzz targets and the docs test iterate this list, so it must be
+/// exactly the enum's kinds: the unit tests below fail when a variant is missing here or a
+/// name here is not a variant.
+pub const KINDS: &[&str] = &[
+    "oauth2_introspection",
+    "jwt",
+    "github",
+    "gitlab",
+    "vault",
+    "slack",
+    "cloudflare",
+    "google",
+    "kubernetes",
+    "static",
+];
 
 /// What a provider kind's config offers the registry.
 pub trait ProviderKind {
@@ -169,7 +203,7 @@ pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestam
     let fingerprint = secret.as_ref().map(Secret::fingerprint);
     let mut outcome = match tokio::time::timeout(
         token.probe_timeout,
-        provider.probe(token, secret.as_ref(), now),
+        dispatch(provider, token, secret.as_ref(), now),
     )
     .await
     {
@@ -199,6 +233,26 @@ pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestam
         outcome,
         fingerprint,
         duration: started.elapsed(),
+    }
+}
+
+/// The probe for a token with or without its secret. The one place that answers for a token
+/// without a secret under a kind that needs one.
+fn dispatch<'a>(
+    provider: &'a dyn Provider,
+    token: &'a TokenSpec,
+    secret: Option<&'a Secret>,
+    now: Timestamp,
+) -> BoxFuture<'a, ProbeOutcome> {
+    match secret {
+        Some(secret) => provider.probe(token, secret, now),
+        None => provider
+            .probe_without_secret(token, now)
+            .unwrap_or_else(|| {
+                Box::pin(async {
+                    ProbeOutcome::misconfigured(Reason::SecretUnavailable, NO_SECRET)
+                })
+            }),
     }
 }
 
@@ -434,5 +488,96 @@ mod tests {
         };
         apply_caps(&mut facts, caps(64, 32));
         assert_eq!(facts.scopes.len(), 1);
+    }
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use crate::config::Config;
+    use crate::model::Verdict;
+
+    /// The kind each variant is listed under. Exhaustive on purpose: a new variant does not
+    /// compile until it is given its `KINDS` name here.
+    fn listed_as(config: &ProviderConfig) -> &'static str {
+        let i = match config {
+            ProviderConfig::Oauth2Introspection(_) => 0,
+            ProviderConfig::Jwt(_) => 1,
+            ProviderConfig::Github(_) => 2,
+            ProviderConfig::Gitlab(_) => 3,
+            ProviderConfig::Vault(_) => 4,
+            ProviderConfig::Slack(_) => 5,
+            ProviderConfig::Cloudflare(_) => 6,
+            ProviderConfig::Google(_) => 7,
+            ProviderConfig::Kubernetes(_) => 8,
+            ProviderConfig::Static(_) => 9,
+        };
+        KINDS[i]
+    }
+
+    #[test]
+    fn kinds_are_exactly_the_kinds_serde_accepts() {
+        // serde lists every variant it accepts in the error for an unknown one.
+        let err = serde_json::from_value::<ProviderConfig>(json!({"kind": "no_such_kind"}))
+            .unwrap_err()
+            .to_string();
+        let list = err
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no variant list in {err:?}"));
+        let accepted: Vec<&str> = list
+            .split(", ")
+            .map(|k| k.trim_matches(|c: char| c == '`' || c.is_whitespace()))
+            .collect();
+        assert_eq!(accepted, KINDS, "from {err:?}");
+    }
+
+    #[test]
+    fn every_kind_decodes_to_its_variant_and_names_itself() {
+        for &kind in KINDS {
+            let mut value = json!({ "kind": kind });
+            if kind == "vault" {
+                value["address"] = json!("https://vault.example.com");
+            }
+            let config: ProviderConfig = serde_json::from_value(value)
+                .unwrap_or_else(|e| panic!("a minimal {kind} provider does not decode: {e}"));
+            assert_eq!(config.kind(), kind);
+            assert_eq!(listed_as(&config), kind);
+        }
+    }
+
+    /// A provider that needs a secret and counts the probes it is asked for.
+    struct Counting(AtomicUsize);
+
+    impl Provider for Counting {
+        fn probe<'a>(
+            &'a self,
+            _token: &'a TokenSpec,
+            _secret: &'a Secret,
+            _now: Timestamp,
+        ) -> BoxFuture<'a, ProbeOutcome> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { ProbeOutcome::bad_response("not asked in this test") })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_generic_handler_answers_for_a_token_without_a_secret() {
+        let config = Config::parse(
+            "providers:\n  p:\n    kind: static\ntokens:\n  - name: t\n    provider: p\n",
+        )
+        .unwrap();
+        let token = config.token("t").unwrap();
+        assert!(token.secret.is_none());
+        let provider = Counting(AtomicUsize::new(0));
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let run = run_probe(&provider, token, now).await;
+        assert_eq!(
+            (run.outcome.verdict, run.outcome.reason),
+            (Verdict::Misconfigured, Reason::SecretUnavailable)
+        );
+        assert_eq!(run.outcome.detail, NO_SECRET);
+        assert_eq!(run.fingerprint, None);
+        assert_eq!(provider.0.load(Ordering::SeqCst), 0, "the kind was asked");
     }
 }

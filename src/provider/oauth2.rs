@@ -147,16 +147,10 @@ impl Provider for Introspection {
     fn probe<'a>(
         &'a self,
         token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(secret) = secret else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no secret",
-                );
-            };
             let endpoint = match self.endpoint(now).await {
                 Ok(url) => url,
                 Err(outcome) => return outcome,

@@ -180,6 +180,26 @@ impl Provider for Vault {
     fn probe<'a>(
         &'a self,
         token: &'a TokenSpec,
+        secret: &'a Secret,
+        now: Timestamp,
+    ) -> BoxFuture<'a, ProbeOutcome> {
+        self.lookup(token, Some(secret), now)
+    }
+
+    /// A token may be watched by its accessor alone, with the exporter's own token.
+    fn probe_without_secret<'a>(
+        &'a self,
+        token: &'a TokenSpec,
+        now: Timestamp,
+    ) -> Option<BoxFuture<'a, ProbeOutcome>> {
+        Some(self.lookup(token, None, now))
+    }
+}
+
+impl Vault {
+    fn lookup<'a>(
+        &'a self,
+        token: &'a TokenSpec,
         secret: Option<&'a Secret>,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
