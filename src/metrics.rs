@@ -42,6 +42,8 @@ pub struct ExporterStatus {
     pub last_reload_success: AtomicI64,
     /// Per-notifier counters of direct notifications.
     pub notifications: Arc<crate::notify::Stats>,
+    /// The HTTP listener's open connections and the ones it closed or refused.
+    pub connections: Arc<crate::listen::ConnectionStats>,
 }
 
 impl ExporterStatus {
@@ -50,6 +52,7 @@ impl ExporterStatus {
             last_reload_successful: AtomicBool::new(true),
             last_reload_success: AtomicI64::new(jiff::Timestamp::now().as_second()),
             notifications: Arc::default(),
+            connections: Arc::default(),
         }
     }
 
@@ -123,6 +126,11 @@ impl Metrics {
             notifiers: self.status.notifications.snapshot(),
             reload_ok: self.status.last_reload_successful.load(Ordering::Relaxed),
             reload_at: self.status.last_reload_success.load(Ordering::Relaxed),
+            connections: (
+                self.status.connections.open(),
+                self.status.connections.max(),
+                self.status.connections.dropped(),
+            ),
             family: 0,
             row: 0,
         }
@@ -520,6 +528,12 @@ pub struct Exposition {
     notifiers: BTreeMap<String, NotifierStats>,
     reload_ok: bool,
     reload_at: i64,
+    /// Open connections, the bound, and closed or refused ones per reason.
+    connections: (
+        u64,
+        u64,
+        [(&'static str, u64); crate::listen::DropReason::ALL.len()],
+    ),
     /// Where the writing stands: an index into `TOKEN_FAMILIES` (then the exporter-level
     /// families, then done), and the next row of that family.
     family: usize,
@@ -627,6 +641,30 @@ impl Exposition {
             "When the configuration was last loaded successfully (Unix seconds).",
             Kind::Gauge,
             [(String::new(), Value::Int(self.reload_at))],
+        );
+        let (open, max, dropped) = &self.connections;
+        small_family(
+            out,
+            "api_token_exporter_http_connections",
+            "HTTP connections open now, TLS handshakes included.",
+            Kind::Gauge,
+            [(String::new(), Value::Count(*open))],
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_connections_max",
+            "The bound on open HTTP connections (--web.max-connections, lowered below the open-file limit).",
+            Kind::Gauge,
+            [(String::new(), Value::Count(*max))],
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_connections_dropped",
+            "HTTP connections the exporter closed or refused, per reason: limit (refused, all busy), evicted (idle or slow, closed for a new one), header_timeout, idle_timeout, handshake_timeout.",
+            Kind::Counter,
+            dropped
+                .iter()
+                .map(|(reason, n)| (labels(&[("reason", reason)]), Value::Count(*n))),
         );
         small_family(
             out,

@@ -192,6 +192,9 @@ fn promtool_accepts_the_demo_metrics() {
         "api_token_warning_threshold_seconds",
         "api_token_critical_threshold_seconds",
         "api_token_exporter_config_last_reload_successful",
+        "api_token_exporter_http_connections",
+        "api_token_exporter_http_connections_max",
+        "api_token_exporter_http_connections_dropped_total",
         "api_token_exporter_build_info",
     ] {
         assert!(
