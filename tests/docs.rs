@@ -139,6 +139,7 @@ fn metrics_table_names_every_family() {
             "api_token_probe_failures",
             "api_token_notifications",
             "api_token_notification_failures",
+            "api_token_exporter_http_connections_dropped",
         ];
         let shown = if counters.contains(&name.as_str()) {
             format!("{name}_total")
