@@ -7,8 +7,9 @@
 //! - *head*: accepted (or handshaking, over TLS), or the first byte of a new request has
 //!   arrived on a kept-alive connection; closed when the request head is not complete within
 //!   `--web.read-header-timeout`.
-//! - *busy*: a request is being served; never closed by this module (the handlers bound
-//!   their own work).
+//! - *busy*: a request is being served; closed only when the client stops reading the
+//!   response (a write that has waited `--web.idle-timeout`), never for the handler's own
+//!   time.
 //! - *idle*: kept alive between requests; closed after `--web.idle-timeout`.
 //!
 //! At `--web.max-connections`, a new connection takes the place of the open one that is
@@ -161,15 +162,18 @@ pub enum DropReason {
     HeaderTimeout,
     IdleTimeout,
     HandshakeTimeout,
+    /// A response the client stopped reading for `--web.idle-timeout`.
+    WriteTimeout,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::Limit,
         DropReason::Evicted,
         DropReason::HeaderTimeout,
         DropReason::IdleTimeout,
         DropReason::HandshakeTimeout,
+        DropReason::WriteTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +183,7 @@ impl DropReason {
             DropReason::HeaderTimeout => "header_timeout",
             DropReason::IdleTimeout => "idle_timeout",
             DropReason::HandshakeTimeout => "handshake_timeout",
+            DropReason::WriteTimeout => "write_timeout",
         }
     }
 }
@@ -314,6 +319,8 @@ struct State {
     since: Instant,
     /// Bytes received since (TLS records included).
     received: u64,
+    /// Since when a write has waited for the client to read (its socket buffer full).
+    write_blocked: Option<Instant>,
 }
 
 impl Slot {
@@ -324,6 +331,7 @@ impl Slot {
                 phase: Phase::Head,
                 since: Instant::now(),
                 received: 0,
+                write_blocked: None,
             }),
             polled: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
@@ -336,6 +344,7 @@ impl Slot {
             phase,
             since: Instant::now(),
             received: 0,
+            write_blocked: None,
         };
     }
 
@@ -363,6 +372,7 @@ impl Slot {
                 phase: Phase::Head,
                 since: Instant::now(),
                 received: 0,
+                write_blocked: None,
             };
         }
         state.received = state.received.saturating_add(n as u64);
@@ -389,12 +399,26 @@ impl Slot {
         }
     }
 
+    /// A write returned `Pending` (`blocked`) or made progress.
+    fn on_write(&self, blocked: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match (blocked, state.write_blocked) {
+            (true, None) => state.write_blocked = Some(Instant::now()),
+            (false, Some(_)) => state.write_blocked = None,
+            _ => {}
+        }
+    }
+
     fn expired(&self, now: Instant, limits: &Limits) -> Option<DropReason> {
-        let (phase, since) = self.phase();
-        let age = now.saturating_duration_since(since);
-        match phase {
+        let s = self.state();
+        let age = now.saturating_duration_since(s.since);
+        let stalled = s
+            .write_blocked
+            .is_some_and(|t| now.saturating_duration_since(t) >= limits.idle_timeout);
+        match s.phase {
             Phase::Head if age >= limits.read_header_timeout => Some(DropReason::HeaderTimeout),
             Phase::Idle if age >= limits.idle_timeout => Some(DropReason::IdleTimeout),
+            Phase::Busy if stalled => Some(DropReason::WriteTimeout),
             _ => None,
         }
     }
@@ -719,7 +743,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TrackedIo<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.slot.on_write(written.is_pending());
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -735,7 +762,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TrackedIo<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.slot.on_write(written.is_pending());
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -831,6 +861,16 @@ mod tests {
         );
         slot.set(Phase::Busy);
         assert_eq!(slot.expired(later(100), &limits), None);
+        // A response the client stopped reading: closed after the idle timeout; a write
+        // that goes through again clears it.
+        slot.on_write(true);
+        assert_eq!(slot.expired(later(2), &limits), None);
+        assert_eq!(
+            slot.expired(later(6), &limits),
+            Some(DropReason::WriteTimeout)
+        );
+        slot.on_write(false);
+        assert_eq!(slot.expired(later(6), &limits), None);
         slot.set(Phase::Idle);
         assert_eq!(slot.expired(later(2), &limits), None);
         assert_eq!(

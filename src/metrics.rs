@@ -660,7 +660,7 @@ impl Exposition {
         small_family(
             out,
             "api_token_exporter_http_connections_dropped",
-            "HTTP connections the exporter closed or refused, per reason: limit (refused, all busy), evicted (idle or slow, closed for a new one), header_timeout, idle_timeout, handshake_timeout.",
+            "HTTP connections the exporter closed or refused, per reason: limit (refused, none could give its place), evicted (idle or slow, closed for a new one), header_timeout, idle_timeout, handshake_timeout, write_timeout (the client stopped reading).",
             Kind::Counter,
             dropped
                 .iter()
