@@ -36,15 +36,21 @@ struct Exporter {
 
 impl Exporter {
     /// Starts the exporter with `args`, soft and hard open-file limits of `nofile` when
-    /// given, and waits until `/-/healthy` answers over `scheme` (with curl `tls_args`).
+    /// given, and waits until `/-/healthy` answers (over TLS when the test made a `tls`
+    /// directory).
     fn start(args: &[&str], nofile: Option<u32>, dir: tempfile::TempDir) -> Exporter {
+        let ulimit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        Exporter::start_with_shell(&ulimit, args, dir)
+    }
+
+    /// Starts the exporter after the shell commands `prefix` (each followed by `&& `).
+    fn start_with_shell(prefix: &str, args: &[&str], dir: tempfile::TempDir) -> Exporter {
         let config = write(dir.path(), "config.yml", INVENTORY);
         let log = dir.path().join("stderr.log");
         let port = free_port();
-        let ulimit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
         let child = Command::new("sh")
             .arg("-c")
-            .arg(format!("{ulimit}exec \"$0\" \"$@\""))
+            .arg(format!("{prefix}exec \"$0\" \"$@\""))
             .arg(BIN)
             .arg("--config.file")
             .arg(&config)
@@ -510,4 +516,50 @@ fn a_kept_alive_connection_outlives_the_header_timeout_and_closes_after_the_idle
     );
     assert_eq!(exporter.dropped("idle_timeout"), 1.0);
     assert_eq!(exporter.dropped("header_timeout"), 0.0);
+}
+
+/// The hard open-file limit this test runs under (`None`: unlimited).
+fn hard_nofile() -> Option<u64> {
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -H -n"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit_and_the_bound_kept_below_it() {
+    // A low soft limit under a higher hard one, as systemd sets them: raised at start, so
+    // the default bound (512) is kept when the hard limit leaves room for it.
+    let hard = hard_nofile();
+    if hard.is_some_and(|h| h <= 256) {
+        panic!("this test needs a hard open-file limit above 256, not {hard:?}");
+    }
+    let soft =
+        Exporter::start_with_shell("ulimit -S -n 256 && ", &[], tempfile::tempdir().unwrap());
+    let expected = match hard {
+        None => 512,
+        Some(h) => 512.min(h - 64.max(h / 4)),
+    };
+    assert_eq!(
+        soft.sample("api_token_exporter_http_connections_max"),
+        expected as f64,
+        "{}",
+        soft.logs()
+    );
+    assert!(
+        soft.logs().contains("raised the open-file limit"),
+        "{}",
+        soft.logs()
+    );
+
+    // Soft and hard at 200: nothing to raise, so the bound is lowered to 200 - 64 and the
+    // exporter says so.
+    let low = Exporter::start(&[], Some(200), tempfile::tempdir().unwrap());
+    assert_eq!(low.sample("api_token_exporter_http_connections_max"), 136.0);
+    assert!(
+        low.logs().contains("--web.max-connections lowered"),
+        "{}",
+        low.logs()
+    );
 }
