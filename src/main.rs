@@ -70,6 +70,11 @@ fn main() -> ExitCode {
         storage_path: cli.storage_path.clone(),
         web_config_file: cli.web_config_file.clone(),
         shard,
+        connections: api_token_exporter::listen::Limits {
+            max_connections: cli.max_connections,
+            read_header_timeout: cli.read_header_timeout,
+            idle_timeout: cli.idle_timeout,
+        },
     };
     match cli.command {
         Some(Command::Check {

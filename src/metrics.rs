@@ -42,6 +42,8 @@ pub struct ExporterStatus {
     pub last_reload_success: AtomicI64,
     /// Per-notifier counters of direct notifications.
     pub notifications: Arc<crate::notify::Stats>,
+    /// The HTTP listener's open connections and the ones it closed or refused.
+    pub connections: Arc<crate::listen::ConnectionStats>,
     /// The web config's reloads and basic auth's refusals (`Web::stats`).
     pub web: Arc<crate::web::WebStats>,
     /// Heavy requests (`/metrics`, `/`, `/api/v1/tokens`) answered 503 because too many
@@ -77,6 +79,7 @@ impl ExporterStatus {
             notifications: Arc::default(),
             web: Arc::default(),
             requests_refused: RequestsRefused::default(),
+            connections: Arc::default(),
         }
     }
 
@@ -157,6 +160,11 @@ impl Metrics {
             reload_at: self.status.last_reload_success.load(Ordering::Relaxed),
             web: self.status.web.clone(),
             refused: self.status.requests_refused.snapshot(),
+            connections: (
+                self.status.connections.open(),
+                self.status.connections.max(),
+                self.status.connections.dropped(),
+            ),
             family: 0,
             row: 0,
         }
@@ -571,6 +579,12 @@ pub struct Exposition {
     reload_at: i64,
     web: Arc<crate::web::WebStats>,
     refused: [(&'static str, u64); 3],
+    /// Open connections, the bound, and closed or refused ones per reason.
+    connections: (
+        u64,
+        u64,
+        [(&'static str, u64); crate::listen::DropReason::ALL.len()],
+    ),
     /// Where the writing stands: an index into `TOKEN_FAMILIES` (then the exporter-level
     /// families, then done), and the next row of that family.
     family: usize,
@@ -733,6 +747,30 @@ impl Exposition {
             self.refused
                 .iter()
                 .map(|(handler, n)| (labels(&[("handler", handler)]), Value::Count(*n))),
+        );
+        let (open, max, dropped) = &self.connections;
+        small_family(
+            out,
+            "api_token_exporter_http_connections",
+            "HTTP connections open now, TLS handshakes included.",
+            Kind::Gauge,
+            [(String::new(), Value::Count(*open))],
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_connections_max",
+            "The bound on open HTTP connections (--web.max-connections, lowered below the open-file limit).",
+            Kind::Gauge,
+            [(String::new(), Value::Count(*max))],
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_connections_dropped",
+            "HTTP connections the exporter closed or refused, per reason: limit (refused, none could give its place), evicted (idle or slow, closed for a new one), header_timeout, idle_timeout, handshake_timeout, write_timeout (the client stopped reading).",
+            Kind::Counter,
+            dropped
+                .iter()
+                .map(|(reason, n)| (labels(&[("reason", reason)]), Value::Count(*n))),
         );
         small_family(
             out,
