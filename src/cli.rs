@@ -25,6 +25,12 @@ pub struct Cli {
     #[arg(long = "config.check")]
     pub config_check: bool,
 
+    /// A reload (SIGHUP or `POST /-/reload`) that would remove more than this share of the
+    /// running tokens is refused and the running config kept; `POST /-/reload?force=true`
+    /// applies it anyway. 1 turns the guard off, 0 refuses any removal.
+    #[arg(long = "config.reload-max-drop", default_value_t = 0.5, value_parser = parse_share)]
+    pub reload_max_drop: f64,
+
     /// Address to listen on, `host:port` or `:port` for all interfaces.
     #[arg(long = "web.listen-address", default_value = ":10042", global = true)]
     pub listen_address: String,
@@ -138,6 +144,16 @@ impl Cli {
 }
 
 /// `:10042` means every interface, as in Go's net package.
+/// A share between 0 and 1, as `0.5`.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "\"{text}\" is not a share between 0 and 1 (e.g. 0.5)"
+        )),
+    }
+}
+
 pub fn listen_addr(value: &str) -> String {
     if value.starts_with(':') {
         format!("0.0.0.0{value}")

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         storage_path: cli.storage_path.clone(),
         web_config_file: cli.web_config_file.clone(),
         shard,
+        reload_max_drop: cli.reload_max_drop,
     };
     match cli.command {
         Some(Command::Check {
