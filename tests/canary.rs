@@ -251,7 +251,10 @@ fn a_token_written_as_a_key_under_secret_is_never_echoed() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(text.contains("secret: a secret source takes the keys"), "{text}");
+        assert!(
+            text.contains("secret: a secret source takes the keys"),
+            "{text}"
+        );
         outputs.push((format!("config.check bad{i}"), text));
     }
 
@@ -260,7 +263,10 @@ fn a_token_written_as_a_key_under_secret_is_never_echoed() {
         std::fs::write(&config, bad).unwrap();
         let (code, body) = d.post("/-/reload");
         assert_eq!(code, 400, "{body}");
-        assert!(body.contains("secret: a secret source takes the keys"), "{body}");
+        assert!(
+            body.contains("secret: a secret source takes the keys"),
+            "{body}"
+        );
         outputs.push((format!("POST /-/reload bad{i}"), body));
     }
     let logs = d.logs();

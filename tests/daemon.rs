@@ -181,14 +181,23 @@ fn a_truncated_or_shrunken_config_is_refused_on_reload_unless_forced() {
     std::fs::write(&config, "").unwrap();
     let (code, body) = d.post("/-/reload");
     assert_eq!(code, 400, "{body}");
-    assert!(body.contains("config.yml: the config file is empty"), "{body}");
-    assert_eq!(reload_metric(&d), "api_token_exporter_config_last_reload_successful 0");
+    assert!(
+        body.contains("config.yml: the config file is empty"),
+        "{body}"
+    );
+    assert_eq!(
+        reload_metric(&d),
+        "api_token_exporter_config_last_reload_successful 0"
+    );
     assert_eq!(running(&d), 4);
 
     // A good file makes the metric 1 again; then one that keeps one token of four.
     std::fs::write(&config, inventory(dir.path(), &all)).unwrap();
     assert_eq!(d.post("/-/reload").0, 200);
-    assert_eq!(reload_metric(&d), "api_token_exporter_config_last_reload_successful 1");
+    assert_eq!(
+        reload_metric(&d),
+        "api_token_exporter_config_last_reload_successful 1"
+    );
     std::fs::write(&config, inventory(dir.path(), &[("a", exp)])).unwrap();
     let (code, body) = d.post("/-/reload");
     assert_eq!(code, 400, "{body}");
@@ -196,7 +205,10 @@ fn a_truncated_or_shrunken_config_is_refused_on_reload_unless_forced() {
         body.contains("removes 3 of the 4 running tokens (75%)") && body.contains("force=true"),
         "{body}"
     );
-    assert_eq!(reload_metric(&d), "api_token_exporter_config_last_reload_successful 0");
+    assert_eq!(
+        reload_metric(&d),
+        "api_token_exporter_config_last_reload_successful 0"
+    );
     assert_eq!(running(&d), 4);
 
     // SIGHUP does not force either: the refusal is logged at error a second time.
@@ -213,8 +225,13 @@ fn a_truncated_or_shrunken_config_is_refused_on_reload_unless_forced() {
     // Forced, it applies.
     let (code, body) = d.post("/-/reload?force=true");
     assert_eq!(code, 200, "{body}");
-    assert_eq!(reload_metric(&d), "api_token_exporter_config_last_reload_successful 1");
-    wait_until("the forced removal", Duration::from_secs(10), || running(&d) == 1);
+    assert_eq!(
+        reload_metric(&d),
+        "api_token_exporter_config_last_reload_successful 1"
+    );
+    wait_until("the forced removal", Duration::from_secs(10), || {
+        running(&d) == 1
+    });
     let _ = d.stop();
 }
 

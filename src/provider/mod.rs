@@ -154,153 +154,36 @@ pub const KINDS: [&str; 10] = [
     "static",
 ];
 
-/// Decodes an entry straight into its kind's struct. serde's internally tagged enums buffer
-/// the entry first, and the buffer types every plain scalar the YAML 1.1 way (`12345` a
-/// number, `no` a boolean) and forgets the field path, so `client_id: 12345` was refused
-/// without saying where. The config decoder reads each entry's kind in a first pass
-/// ([`crate::config::next_provider_kind`]); outside it, `kind` must be the entry's first key.
+/// Decodes an entry straight into its kind's struct (see [`crate::config::tagged`]): serde's
+/// internally tagged enums buffer the entry and type every plain scalar the YAML 1.1 way
+/// (`client_id: 12345` a number, `namespace: no` a boolean) without a field path.
 impl<'de> Deserialize<'de> for ProviderConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let kind = crate::config::next_provider_kind().flatten();
-        d.deserialize_map(decode::EntryVisitor { kind })
+        crate::config::tagged::deserialize(d)
     }
 }
 
-mod decode {
-    use serde::Deserialize;
-    use serde::de::{self, DeserializeSeed, IgnoredAny, IntoDeserializer, MapAccess, Visitor};
+impl crate::config::tagged::Tagged for ProviderConfig {
+    const KINDS: &'static [&'static str] = &KINDS;
+    const SECTION: crate::config::tagged::Section = crate::config::tagged::Section::Providers;
 
-    use super::*;
-
-    pub(super) struct EntryVisitor {
-        pub kind: Option<String>,
-    }
-
-    impl<'de> Visitor<'de> for EntryVisitor {
-        type Value = ProviderConfig;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a provider: a mapping with a `kind`")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ProviderConfig, A::Error> {
-            let kind = match self.kind {
-                Some(kind) if KINDS.contains(&kind.as_str()) => kind,
-                Some(_) => {
-                    // An unknown kind: read up to `kind` so that the error names its path.
-                    while let Some(key) = map.next_key::<String>()? {
-                        if key == "kind" {
-                            map.next_value_seed(KindSeed)?;
-                        } else {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                    return Err(de::Error::missing_field("kind"));
-                }
-                None => {
-                    // No kind from the first pass: `kind` is missing, not a string, or this
-                    // entry is decoded on its own. Read until `kind` so that its own error
-                    // carries its path.
-                    let mut first = true;
-                    loop {
-                        match map.next_key::<String>()? {
-                            None => return Err(de::Error::missing_field("kind")),
-                            Some(key) if key == "kind" => {
-                                let kind = map.next_value_seed(KindSeed)?;
-                                if first {
-                                    break kind;
-                                }
-                                return Err(de::Error::custom("`kind` must be the first key"));
-                            }
-                            Some(_) => {
-                                map.next_value::<IgnoredAny>()?;
-                            }
-                        }
-                        first = false;
-                    }
-                }
-            };
-            let de = de::value::MapAccessDeserializer::new(SkipKind(map));
-            Ok(match kind.as_str() {
-                "oauth2_introspection" => {
-                    ProviderConfig::Oauth2Introspection(oauth2::Config::deserialize(de)?)
-                }
-                "jwt" => ProviderConfig::Jwt(jwt::Config::deserialize(de)?),
-                "github" => ProviderConfig::Github(github::Config::deserialize(de)?),
-                "gitlab" => ProviderConfig::Gitlab(gitlab::Config::deserialize(de)?),
-                "vault" => ProviderConfig::Vault(vault::Config::deserialize(de)?),
-                "slack" => ProviderConfig::Slack(slack::Config::deserialize(de)?),
-                "cloudflare" => ProviderConfig::Cloudflare(cloudflare::Config::deserialize(de)?),
-                "google" => ProviderConfig::Google(google::Config::deserialize(de)?),
-                "kubernetes" => ProviderConfig::Kubernetes(kubernetes::Config::deserialize(de)?),
-                "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
-                _ => return Err(de::Error::unknown_variant(&kind, &KINDS)),
-            })
-        }
-    }
-
-    /// The entry's keys without `kind`, which the kind's struct does not know. Keys go
-    /// through the caller's `MapAccess`, so a field path tracker sees every key and value.
-    struct SkipKind<A>(A);
-
-    impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkipKind<A> {
-        type Error = A::Error;
-
-        fn next_key_seed<K: DeserializeSeed<'de>>(
-            &mut self,
-            seed: K,
-        ) -> Result<Option<K::Value>, A::Error> {
-            let mut seed = Some(seed);
-            loop {
-                match self.0.next_key_seed(KeySeed(&mut seed))? {
-                    None => return Ok(None),
-                    Some(Some(key)) => return Ok(Some(key)),
-                    Some(None) => {
-                        self.0.next_value::<IgnoredAny>()?;
-                    }
-                }
+    fn decode<'de, A: serde::de::MapAccess<'de>>(kind: &str, fields: A) -> Result<Self, A::Error> {
+        let de = serde::de::value::MapAccessDeserializer::new(fields);
+        Ok(match kind {
+            "oauth2_introspection" => {
+                ProviderConfig::Oauth2Introspection(oauth2::Config::deserialize(de)?)
             }
-        }
-
-        fn next_value_seed<V: DeserializeSeed<'de>>(
-            &mut self,
-            seed: V,
-        ) -> Result<V::Value, A::Error> {
-            self.0.next_value_seed(seed)
-        }
-    }
-
-    /// A key: `None` for `kind`, else the wrapped seed's value (deserialized only then).
-    struct KeySeed<'a, K>(&'a mut Option<K>);
-
-    impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
-        type Value = Option<K::Value>;
-
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            let key = String::deserialize(d)?;
-            if key == "kind" {
-                return Ok(None);
-            }
-            let seed = self
-                .0
-                .take()
-                .ok_or_else(|| de::Error::custom("key read twice"))?;
-            seed.deserialize(key.into_deserializer()).map(Some)
-        }
-    }
-
-    /// The value of `kind`, refused with the list of kinds when unknown.
-    struct KindSeed;
-
-    impl<'de> DeserializeSeed<'de> for KindSeed {
-        type Value = String;
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-            let kind = String::deserialize(d)?;
-            if !KINDS.contains(&kind.as_str()) {
-                return Err(de::Error::unknown_variant(&kind, &KINDS));
-            }
-            Ok(kind)
-        }
+            "jwt" => ProviderConfig::Jwt(jwt::Config::deserialize(de)?),
+            "github" => ProviderConfig::Github(github::Config::deserialize(de)?),
+            "gitlab" => ProviderConfig::Gitlab(gitlab::Config::deserialize(de)?),
+            "vault" => ProviderConfig::Vault(vault::Config::deserialize(de)?),
+            "slack" => ProviderConfig::Slack(slack::Config::deserialize(de)?),
+            "cloudflare" => ProviderConfig::Cloudflare(cloudflare::Config::deserialize(de)?),
+            "google" => ProviderConfig::Google(google::Config::deserialize(de)?),
+            "kubernetes" => ProviderConfig::Kubernetes(kubernetes::Config::deserialize(de)?),
+            "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
+            _ => return Err(serde::de::Error::unknown_variant(kind, &KINDS)),
+        })
     }
 }
 
