@@ -355,26 +355,34 @@ pub const MAX_RECORDED_ANCHOR_BYTES: usize = 4 * 1024 * 1024;
 
 /// Decodes YAML into the raw structs; a failure carries the field path and the line.
 fn decode(text: &str) -> Result<RawConfig, ConfigError> {
-    let kinds = tagged::kinds(text);
     let mut path = String::new();
     let mut last_key: Option<String> = None;
-    let result = tagged::with_kinds(kinds, || {
-        serde_saphyr::with_deserializer_from_str_with_options(text, decode_options(), |de| {
-            let mut track = serde_path_to_error::Track::new();
-            let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
-            let out = Option::<RawConfig>::deserialize(tracked);
-            if out.is_err() {
-                let p = track.path();
-                path = p.to_string();
-                // The path ends with the key being read when a key is refused. A key
-                // under a secret source may be a token: it is cut off the path.
-                if let Some(serde_path_to_error::Segment::Map { key }) = p.iter().next_back() {
-                    last_key = Some(key.clone());
+    let mut run = |kinds: Option<tagged::Kinds>| {
+        tagged::with_kinds(kinds, || {
+            serde_saphyr::with_deserializer_from_str_with_options(text, decode_options(), |de| {
+                let mut track = serde_path_to_error::Track::new();
+                let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
+                let out = Option::<RawConfig>::deserialize(tracked);
+                if out.is_err() {
+                    let p = track.path();
+                    path = p.to_string();
+                    // The path ends with the key being read when a key is refused. A key
+                    // under a secret source may be a token: it is cut off the path.
+                    last_key = match p.iter().next_back() {
+                        Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+                        _ => None,
+                    };
                 }
-            }
-            out
+                out
+            })
         })
-    });
+    };
+    // Most files write `kind` first in every entry and decode in one pass; the first entry
+    // that does not asks for the pass that reads every kind first (see `tagged`).
+    let result = match run(None) {
+        Err(e) if e.to_string().contains(tagged::NEED_KINDS) => run(Some(tagged::kinds(text))),
+        other => other,
+    };
     let raw = result.map_err(|err| {
         let message = scrub(&serde_saphyr::UserMessageFormatter.format_message(&err));
         if message.contains(crate::secret::UNKNOWN_SECRET_KEY_MESSAGE)
@@ -483,38 +491,60 @@ pub(crate) mod tagged {
         }
     }
 
-    thread_local! {
-        static KINDS: RefCell<Option<Kinds>> = const { RefCell::new(None) };
+    /// The error an entry gives, in a decode without [`kinds`], when `kind` is not its first
+    /// key: the caller runs [`kinds`] and decodes again.
+    pub const NEED_KINDS: &str = "internal: entry kinds needed first";
+
+    /// What a decode knows of the entries' kinds.
+    enum State {
+        /// Not inside [`with_kinds`]: `kind` must be an entry's first key.
+        Outside,
+        /// A decode without the first pass: an entry whose first key is not `kind` fails
+        /// with [`NEED_KINDS`].
+        FirstKeyOnly,
+        /// A decode after the first pass.
+        Known(Kinds),
     }
 
-    /// Runs `f` (the second pass) with the kinds of the first.
-    pub fn with_kinds<R>(kinds: Kinds, f: impl FnOnce() -> R) -> R {
-        KINDS.with(|slot| *slot.borrow_mut() = Some(kinds));
+    thread_local! {
+        static STATE: RefCell<State> = const { RefCell::new(State::Outside) };
+    }
+
+    /// Runs `f`, a decode, with the kinds of the first pass, or without (see [`NEED_KINDS`]).
+    pub fn with_kinds<R>(kinds: Option<Kinds>, f: impl FnOnce() -> R) -> R {
+        let state = match kinds {
+            Some(k) => State::Known(k),
+            None => State::FirstKeyOnly,
+        };
+        STATE.with(|slot| *slot.borrow_mut() = state);
         let out = f();
-        KINDS.with(|slot| *slot.borrow_mut() = None);
+        STATE.with(|slot| *slot.borrow_mut() = State::Outside);
         out
     }
 
-    fn next_kind(section: Section) -> Option<String> {
-        KINDS.with(|slot| {
-            slot.borrow_mut()
-                .as_mut()
-                .and_then(|k| k.of(section).pop_front())
-                .flatten()
+    /// The next entry's kind from the first pass (`Some(None)`: none readable), or `None`
+    /// without a first pass; and whether a misplaced `kind` asks for one.
+    fn next_kind(section: Section) -> (Option<Option<String>>, bool) {
+        STATE.with(|slot| match &mut *slot.borrow_mut() {
+            State::Outside => (None, false),
+            State::FirstKeyOnly => (None, true),
+            State::Known(k) => (Some(k.of(section).pop_front().flatten()), false),
         })
     }
 
     /// The second pass for one entry.
     pub fn deserialize<'de, T: Tagged, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
-        let kind = next_kind(T::SECTION);
+        let (known, ask) = next_kind(T::SECTION);
         d.deserialize_map(EntryVisitor::<T> {
-            kind,
+            kind: known.flatten(),
+            ask_for_kinds: ask,
             tagged: std::marker::PhantomData,
         })
     }
 
     struct EntryVisitor<T> {
         kind: Option<String>,
+        ask_for_kinds: bool,
         tagged: std::marker::PhantomData<T>,
     }
 
@@ -541,10 +571,15 @@ pub(crate) mod tagged {
                 }
                 None => {
                     // No kind from the first pass: `kind` is missing or not a string, or the
-                    // entry is decoded on its own, where `kind` must come first.
+                    // first pass has not run, or the entry is decoded on its own, where
+                    // `kind` must come first.
                     let mut first = true;
                     loop {
-                        match map.next_key::<String>()? {
+                        let key = map.next_key::<String>()?;
+                        if first && self.ask_for_kinds && key.as_deref() != Some("kind") {
+                            return Err(de::Error::custom(NEED_KINDS));
+                        }
+                        match key {
                             None => return Err(de::Error::missing_field("kind")),
                             Some(key) if key == "kind" => {
                                 let kind = map.next_value_seed(KindSeed(T::KINDS))?;
