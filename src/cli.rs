@@ -26,6 +26,12 @@ pub struct Cli {
     #[arg(long = "config.check")]
     pub config_check: bool,
 
+    /// A reload (SIGHUP or `POST /-/reload`) that would remove more than this share of the
+    /// running tokens is refused and the running config kept; `POST /-/reload?force=true`
+    /// applies it anyway. 1 turns the guard off, 0 refuses any removal.
+    #[arg(long = "config.reload-max-drop", default_value_t = 0.5, value_parser = parse_share)]
+    pub reload_max_drop: f64,
+
     /// Address to listen on, `host:port` or `:port` for all interfaces.
     #[arg(long = "web.listen-address", default_value = ":10042", global = true)]
     pub listen_address: String,
@@ -185,6 +191,16 @@ fn positive_duration(value: &str) -> Result<Duration, String> {
 }
 
 /// `:10042` means every interface, as in Go's net package.
+/// A share between 0 and 1, as `0.5`.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "\"{text}\" is not a share between 0 and 1 (e.g. 0.5)"
+        )),
+    }
+}
+
 pub fn listen_addr(value: &str) -> String {
     if value.starts_with(':') {
         format!("0.0.0.0{value}")
@@ -315,5 +331,37 @@ mod tests {
             cli.command,
             Some(Command::NotifyTest { ref receiver }) if receiver == "team-slack"
         ));
+    }
+}
+
+#[cfg(test)]
+mod reload_guard_tests {
+    use super::*;
+
+    #[test]
+    fn reload_max_drop_is_a_share_defaulting_to_half() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["x"], args].concat());
+        assert_eq!(parse(&[]).unwrap().reload_max_drop, 0.5);
+        assert_eq!(
+            parse(&["--config.reload-max-drop=1"])
+                .unwrap()
+                .reload_max_drop,
+            1.0
+        );
+        assert_eq!(
+            parse(&["--config.reload-max-drop", "0"])
+                .unwrap()
+                .reload_max_drop,
+            0.0
+        );
+        for bad in ["1.5", "-0.1", "half", "NaN"] {
+            let err = parse(&[&format!("--config.reload-max-drop={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("is not a share between 0 and 1"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

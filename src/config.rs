@@ -312,32 +312,99 @@ impl Config {
     }
 }
 
-/// Decodes YAML into the raw structs; a failure carries the field path and the line.
-fn decode(text: &str) -> Result<RawConfig, ConfigError> {
-    let mut path = String::new();
+/// The decode limits. serde-saphyr's default node budget (250,000) refused any inventory
+/// over about 16,600 tokens. A token takes about 170 bytes and 15 nodes, so a file at
+/// MAX_CONFIG_BYTES holds some 400,000 tokens and 6 million nodes: the node and event budgets
+/// follow that cap with room to spare.
+///
+/// Aliases and merge keys are where a small file becomes a large document ("billion laughs"),
+/// so they get budgets an inventory never needs but that stop an expansion bomb after a few
+/// milliseconds: anchors are for sharing a provider block or a label set, not for building
+/// thousands of nodes. Web config files are small and should use the same limits.
+pub fn decode_options() -> serde_saphyr::options::Options {
     let mut options = serde_saphyr::options::Options::default();
     // Snippets quote the source, and the source may hold a token written by mistake.
     options.with_snippet = false;
-    // serde-saphyr's default node budget (250,000) refused any inventory over about 16,600
-    // tokens. A token takes about 170 bytes and 15 nodes, so a file at MAX_CONFIG_BYTES
-    // holds some 400,000 tokens and 6 million nodes: the budgets follow that cap with room
-    // to spare. The alias and anchor limits, which guard against expansion bombs, keep
-    // their defaults.
     let mut budget = serde_saphyr::budget::Budget::default();
     budget.max_nodes = MAX_CONFIG_BYTES as usize / 8;
     budget.max_events = MAX_CONFIG_BYTES as usize / 4;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_merge_keys = MAX_MERGE_KEYS;
+    budget.max_recorded_anchor_events = MAX_RECORDED_ANCHOR_EVENTS;
+    budget.max_recorded_anchor_bytes = MAX_RECORDED_ANCHOR_BYTES;
+    // The alias-to-anchor ratio heuristic refuses one label block shared by more than ten
+    // tokens, which is what anchors are for; the expansion budgets above bound the cost.
+    budget.enforce_alias_anchor_ratio = false;
     options.budget = Some(budget);
-    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        let mut track = serde_path_to_error::Track::new();
-        let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
-        let out = RawConfig::deserialize(tracked);
-        if out.is_err() {
-            path = track.path().to_string();
-        }
-        out
-    });
-    result.map_err(|err| {
+    options.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
+    options
+}
+
+/// The most `*alias` references a config may hold.
+pub const MAX_ALIASES: usize = 10_000;
+/// The most `<<:` merge keys a config may hold.
+pub const MAX_MERGE_KEYS: usize = 10_000;
+/// The most YAML events that aliases and merges may add to a config, all together. Sharing a
+/// 12-event label block with 20,000 tokens stays below it.
+pub const MAX_REPLAYED_EVENTS: usize = 250_000;
+/// The most YAML events anchors may hold, all together.
+pub const MAX_RECORDED_ANCHOR_EVENTS: usize = 10_000;
+
+/// The most bytes of text that anchors may hold copies of, all together.
+pub const MAX_RECORDED_ANCHOR_BYTES: usize = 4 * 1024 * 1024;
+
+/// Decodes YAML into the raw structs; a failure carries the field path and the line.
+fn decode(text: &str) -> Result<RawConfig, ConfigError> {
+    let mut path = String::new();
+    let mut last_key: Option<String> = None;
+    let mut run = |kinds: Option<tagged::Kinds>| {
+        tagged::with_kinds(kinds, || {
+            serde_saphyr::with_deserializer_from_str_with_options(text, decode_options(), |de| {
+                let mut track = serde_path_to_error::Track::new();
+                let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
+                let out = Option::<RawConfig>::deserialize(tracked);
+                if out.is_err() {
+                    let p = track.path();
+                    path = p.to_string();
+                    // The path ends with the key being read when a key is refused. A key
+                    // under a secret source may be a token: it is cut off the path.
+                    last_key = match p.iter().next_back() {
+                        Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+                        _ => None,
+                    };
+                }
+                out
+            })
+        })
+    };
+    // Most files write `kind` first in every entry and decode in one pass; the first entry
+    // that does not asks for the pass that reads every kind first (see `tagged`).
+    let result = match run(None) {
+        Err(e) if e.to_string().contains(tagged::NEED_KINDS) => run(Some(tagged::kinds(text))),
+        other => other,
+    };
+    let raw = result.map_err(|err| {
         let message = scrub(&serde_saphyr::UserMessageFormatter.format_message(&err));
+        if message.contains(crate::secret::UNKNOWN_SECRET_KEY_MESSAGE)
+            && let Some(key) = &last_key
+        {
+            path = path
+                .strip_suffix(&format!(".{key}"))
+                .map(str::to_string)
+                .unwrap_or_default();
+        }
+        let message = if message.contains("budget breached")
+            || message.contains("replay limit")
+            || message.contains("too large or too complex")
+        {
+            format!(
+                "{message}: anchors, aliases and merge keys may not expand the file by more than \
+                 {MAX_REPLAYED_EVENTS} events ({MAX_RECORDED_ANCHOR_EVENTS} inside anchors, \
+                 {MAX_ALIASES} aliases, {MAX_MERGE_KEYS} merge keys)"
+            )
+        } else {
+            message
+        };
         // `Spanned` wraps values in a `value` field; it is not part of the user's file.
         let path = path.replace(".value", "");
         // A syntax error has no meaningful field path.
@@ -354,7 +421,374 @@ fn decode(text: &str) -> Result<RawConfig, ConfigError> {
             message
         };
         ConfigError::single(&path, message, err.location().map(|l| l.line()))
-    })
+    })?;
+    // An empty document is what a truncated or half-written file looks like; taking it as
+    // "no tokens" would silently drop the whole inventory at the next reload.
+    raw.ok_or_else(|| ConfigError::single("", EMPTY_DOCUMENT_MESSAGE, None))
+}
+
+/// The error for an empty file, only comments, `---` alone or `null`.
+pub const EMPTY_DOCUMENT_MESSAGE: &str = "the config file is empty: it holds no providers and no \
+     tokens (a truncated write?); write `tokens: []` to run without tokens on purpose";
+
+/// Kind-tagged entries (`providers`, `notifiers`) decoded in two steps.
+///
+/// serde's internally tagged enums buffer an entry into serde's `Content` before they know
+/// its kind, and the buffer types every plain scalar the YAML 1.1 way (`12345` a number,
+/// `no` a boolean) and loses the field path: a string field then refuses `client_id: 12345`
+/// without saying where. Instead, [`kinds`] reads each entry's `kind` in a first pass, and
+/// the second pass decodes each entry straight into its kind's struct ([`Tagged::decode`]),
+/// through the tracked map access, so string fields take plain scalars and every error
+/// names `providers.<name>.<field>` and its line.
+pub(crate) mod tagged {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, Visitor,
+    };
+
+    /// Where entries of a kind live in the file.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Section {
+        Providers,
+        Notifiers,
+    }
+
+    impl Section {
+        fn key(self) -> &'static str {
+            match self {
+                Section::Providers => "providers",
+                Section::Notifiers => "notifiers",
+            }
+        }
+    }
+
+    /// A kind-tagged config entry.
+    pub trait Tagged: Sized {
+        /// The `kind:` values, in the order errors list them.
+        const KINDS: &'static [&'static str];
+        const SECTION: Section;
+        /// Decodes the entry's other fields (`kind` removed) as `kind`'s struct.
+        fn decode<'de, A: MapAccess<'de>>(kind: &str, fields: A) -> Result<Self, A::Error>;
+    }
+
+    /// Each section's kinds in document order (`None`: no readable `kind`).
+    #[derive(Default)]
+    pub struct Kinds {
+        providers: VecDeque<Option<String>>,
+        notifiers: VecDeque<Option<String>>,
+    }
+
+    impl Kinds {
+        fn of(&mut self, section: Section) -> &mut VecDeque<Option<String>> {
+            match section {
+                Section::Providers => &mut self.providers,
+                Section::Notifiers => &mut self.notifiers,
+            }
+        }
+    }
+
+    /// The error an entry gives, in a decode without [`kinds`], when `kind` is not its first
+    /// key: the caller runs [`kinds`] and decodes again.
+    pub const NEED_KINDS: &str = "internal: entry kinds needed first";
+
+    /// What a decode knows of the entries' kinds.
+    enum State {
+        /// Not inside [`with_kinds`]: `kind` must be an entry's first key.
+        Outside,
+        /// A decode without the first pass: an entry whose first key is not `kind` fails
+        /// with [`NEED_KINDS`].
+        FirstKeyOnly,
+        /// A decode after the first pass.
+        Known(Kinds),
+    }
+
+    thread_local! {
+        static STATE: RefCell<State> = const { RefCell::new(State::Outside) };
+    }
+
+    /// Runs `f`, a decode, with the kinds of the first pass, or without (see [`NEED_KINDS`]).
+    pub fn with_kinds<R>(kinds: Option<Kinds>, f: impl FnOnce() -> R) -> R {
+        let state = match kinds {
+            Some(k) => State::Known(k),
+            None => State::FirstKeyOnly,
+        };
+        STATE.with(|slot| *slot.borrow_mut() = state);
+        let out = f();
+        STATE.with(|slot| *slot.borrow_mut() = State::Outside);
+        out
+    }
+
+    /// The next entry's kind from the first pass (`Some(None)`: none readable), or `None`
+    /// without a first pass; and whether a misplaced `kind` asks for one.
+    fn next_kind(section: Section) -> (Option<Option<String>>, bool) {
+        STATE.with(|slot| match &mut *slot.borrow_mut() {
+            State::Outside => (None, false),
+            State::FirstKeyOnly => (None, true),
+            State::Known(k) => (Some(k.of(section).pop_front().flatten()), false),
+        })
+    }
+
+    /// The second pass for one entry.
+    pub fn deserialize<'de, T: Tagged, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let (known, ask) = next_kind(T::SECTION);
+        d.deserialize_map(EntryVisitor::<T> {
+            kind: known.flatten(),
+            ask_for_kinds: ask,
+            tagged: std::marker::PhantomData,
+        })
+    }
+
+    struct EntryVisitor<T> {
+        kind: Option<String>,
+        ask_for_kinds: bool,
+        tagged: std::marker::PhantomData<T>,
+    }
+
+    impl<'de, T: Tagged> Visitor<'de> for EntryVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a mapping with a `kind`")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+            let kind = match self.kind {
+                Some(kind) if T::KINDS.contains(&kind.as_str()) => kind,
+                Some(_) => {
+                    // An unknown kind: read up to `kind` so that the error names its path.
+                    while let Some(key) = map.next_key::<String>()? {
+                        if key == "kind" {
+                            map.next_value_seed(KindSeed(T::KINDS))?;
+                        } else {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                    return Err(de::Error::missing_field("kind"));
+                }
+                None => {
+                    // No kind from the first pass: `kind` is missing or not a string, or the
+                    // first pass has not run, or the entry is decoded on its own, where
+                    // `kind` must come first.
+                    let mut first = true;
+                    loop {
+                        let key = map.next_key::<String>()?;
+                        if first && self.ask_for_kinds && key.as_deref() != Some("kind") {
+                            return Err(de::Error::custom(NEED_KINDS));
+                        }
+                        match key {
+                            None => return Err(de::Error::missing_field("kind")),
+                            Some(key) if key == "kind" => {
+                                let kind = map.next_value_seed(KindSeed(T::KINDS))?;
+                                if first {
+                                    break kind;
+                                }
+                                return Err(de::Error::custom("`kind` must be the first key"));
+                            }
+                            Some(_) => {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                        first = false;
+                    }
+                }
+            };
+            T::decode(&kind, SkipKind(map))
+        }
+    }
+
+    /// The value of `kind`, refused with the list of kinds when unknown.
+    struct KindSeed(&'static [&'static str]);
+
+    impl<'de> DeserializeSeed<'de> for KindSeed {
+        type Value = String;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+            let kind = String::deserialize(d)?;
+            if !self.0.contains(&kind.as_str()) {
+                return Err(de::Error::unknown_variant(&kind, self.0));
+            }
+            Ok(kind)
+        }
+    }
+
+    /// The entry's keys without `kind`, which the kind's struct does not know. Keys go
+    /// through the caller's `MapAccess`, so the path tracker sees every key and value.
+    struct SkipKind<A>(A);
+
+    impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkipKind<A> {
+        type Error = A::Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, A::Error> {
+            let mut seed = Some(seed);
+            loop {
+                match self.0.next_key_seed(KeySeed(&mut seed))? {
+                    None => return Ok(None),
+                    Some(Some(key)) => return Ok(Some(key)),
+                    Some(None) => {
+                        self.0.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(
+            &mut self,
+            seed: V,
+        ) -> Result<V::Value, A::Error> {
+            self.0.next_value_seed(seed)
+        }
+    }
+
+    /// A key: `None` for `kind`, else the wrapped seed's value (deserialized only then).
+    struct KeySeed<'a, K>(&'a mut Option<K>);
+
+    impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
+        type Value = Option<K::Value>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            let key = String::deserialize(d)?;
+            if key == "kind" {
+                return Ok(None);
+            }
+            let seed = self
+                .0
+                .take()
+                .ok_or_else(|| de::Error::custom("key read twice"))?;
+            seed.deserialize(key.into_deserializer()).map(Some)
+        }
+    }
+
+    /// The first pass: the `kind` of every entry of each section, in document order. It stops
+    /// (by returning an error on purpose) once both sections are read, so an inventory written
+    /// after them is not parsed twice. Any problem yields what was read so far: the second
+    /// pass reports errors with their path and line.
+    pub fn kinds(text: &str) -> Kinds {
+        const STOP: &str = "sections read";
+
+        struct Top<'a>(&'a mut Kinds);
+        impl<'de> Visitor<'de> for Top<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                let mut seen = 0;
+                while let Some(key) = map.next_key::<String>()? {
+                    let section = [Section::Providers, Section::Notifiers]
+                        .into_iter()
+                        .find(|s| s.key() == key);
+                    match section {
+                        Some(section) => {
+                            map.next_value_seed(Entries(self.0.of(section)))?;
+                            seen += 1;
+                            if seen == 2 {
+                                return Err(de::Error::custom(STOP));
+                            }
+                        }
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+        impl<'de> DeserializeSeed<'de> for Top<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+
+        struct Entries<'a>(&'a mut VecDeque<Option<String>>);
+        impl<'de> DeserializeSeed<'de> for Entries<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Entries<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                while map.next_key::<IgnoredAny>()?.is_some() {
+                    let kind = map.next_value::<KindOf>()?;
+                    self.0.push_back(kind.0);
+                }
+                Ok(())
+            }
+        }
+
+        /// An entry's `kind` when it is a mapping with a string `kind`; `None` otherwise.
+        struct KindOf(Option<String>);
+        impl<'de> Deserialize<'de> for KindOf {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(KindVisitor)
+            }
+        }
+        struct KindVisitor;
+        impl<'de> Visitor<'de> for KindVisitor {
+            type Value = KindOf;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("anything")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KindOf, A::Error> {
+                let mut kind = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "kind" && kind.is_none() {
+                        kind = Some(map.next_value::<String>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(KindOf(kind))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<KindOf, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(KindOf(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<KindOf, E> {
+                Ok(KindOf(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<KindOf, E> {
+                Ok(KindOf(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<KindOf, E> {
+                Ok(KindOf(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<KindOf, E> {
+                Ok(KindOf(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<KindOf, E> {
+                Ok(KindOf(None))
+            }
+            fn visit_unit<E>(self) -> Result<KindOf, E> {
+                Ok(KindOf(None))
+            }
+            fn visit_none<E>(self) -> Result<KindOf, E> {
+                Ok(KindOf(None))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<KindOf, D::Error> {
+                KindOf::deserialize(d)
+            }
+        }
+
+        let mut kinds = Kinds::default();
+        let _ = serde_saphyr::with_deserializer_from_str_with_options(
+            text,
+            super::decode_options(),
+            |de| DeserializeSeed::deserialize(Top(&mut kinds), de),
+        );
+        kinds
+    }
 }
 
 /// Serde quotes the offending value in "invalid type/value" messages. A config value in the
@@ -376,6 +810,34 @@ pub(crate) fn scrub(message: &str) -> String {
     out
 }
 
+/// Refuses a new inventory that removes more than `max_drop` (a share, 0 to 1) of the
+/// running tokens, counted by name. Pure.
+pub fn check_drop(
+    running: &[Arc<TokenSpec>],
+    next: &[Arc<TokenSpec>],
+    max_drop: f64,
+) -> Result<(), String> {
+    if running.is_empty() || max_drop >= 1.0 {
+        return Ok(());
+    }
+    let kept: std::collections::HashSet<&str> = next.iter().map(|t| t.name.as_str()).collect();
+    let dropped = running
+        .iter()
+        .filter(|t| !kept.contains(t.name.as_str()))
+        .count();
+    let share = dropped as f64 / running.len() as f64;
+    if share > max_drop {
+        return Err(format!(
+            "the new config removes {dropped} of the {} running tokens ({:.0}%), more than \
+             --config.reload-max-drop={max_drop} allows; the previous config keeps running. \
+             If the removal is intended, reload with POST /-/reload?force=true (or restart)",
+            running.len(),
+            share * 100.0
+        ));
+    }
+    Ok(())
+}
+
 /// Durations as people write them: `30s`, `5m`, `14d`, `1h 30m`.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim())
@@ -390,8 +852,12 @@ pub(crate) mod duration_opt {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| super::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
+        // Only secret sources use this, and nothing under `secret:` is quoted back.
+        text.map(|t| {
+            super::parse_duration(&t)
+                .map_err(|_| serde::de::Error::custom("invalid duration (use e.g. 30s, 5m, 14d)"))
+        })
+        .transpose()
     }
 }
 
@@ -833,5 +1299,325 @@ mod tests {
         );
         assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("soon").is_err());
+    }
+}
+
+#[cfg(test)]
+mod hardening_tests {
+    use super::*;
+
+    /// A 1 KB file whose aliases expand nine-fold at each of nine levels.
+    fn alias_bomb() -> String {
+        let mut y = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..9 {
+            let p = i - 1;
+            y.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        y.push_str("tokens: *a8\n");
+        y
+    }
+
+    /// The same with merge keys: each level merges the previous one nine times under new keys.
+    fn merge_bomb() -> String {
+        let mut y =
+            String::from("x0: &x0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9}\n");
+        for i in 1..9 {
+            let p = i - 1;
+            y.push_str(&format!(
+                "x{i}: &x{i} {{k1: *x{p}, k2: *x{p}, k3: *x{p}, k4: *x{p}, k5: *x{p}, k6: *x{p}, k7: *x{p}, k8: *x{p}, <<: *x{p}}}\n"
+            ));
+        }
+        y.push_str("global:\n  <<: *x8\n");
+        y
+    }
+
+    /// Wide: one anchor just under the recording budget, aliased as often as allowed.
+    fn wide_bomb() -> String {
+        let mut y = String::from("a: &a [");
+        for _ in 0..3000 {
+            y.push_str("x, ");
+        }
+        y.push_str("x]\nb: [");
+        for _ in 0..2000 {
+            y.push_str("*a, ");
+        }
+        y.push_str("*a]\n");
+        y
+    }
+
+    #[test]
+    fn an_empty_document_is_refused_and_an_explicit_empty_inventory_is_not() {
+        for text in [
+            "",
+            "\n\n",
+            "# only a comment\n",
+            "---\n",
+            "---\n...\n",
+            "null\n",
+            "~\n",
+        ] {
+            let err = Config::parse(text).expect_err(text);
+            assert_eq!(err.issues.len(), 1, "{text:?}: {err}");
+            assert_eq!(err.issues[0].message, EMPTY_DOCUMENT_MESSAGE, "{text:?}");
+            assert!(
+                err.to_string().starts_with("the config file is empty"),
+                "{err}"
+            );
+        }
+        assert_eq!(Config::parse("tokens: []\n").unwrap().tokens.len(), 0);
+    }
+
+    /// Each bomb is under 30 KB (the first two under 1 KB). Decoding one stops at a budget
+    /// of this file, named in the error with the count that breached it; serde-saphyr's own
+    /// budgets let the first two copy a million events first. The config load that reads it
+    /// is refused too; its time bound is loose on purpose (an unoptimised build on a busy
+    /// machine).
+    #[test]
+    fn alias_and_merge_key_bombs_are_refused_by_a_named_limit() {
+        for (name, yaml) in [
+            ("alias", alias_bomb()),
+            ("merge", merge_bomb()),
+            ("wide", wide_bomb()),
+        ] {
+            let err = serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(
+                &yaml,
+                decode_options(),
+            )
+            .expect_err(name)
+            .to_string();
+            let count = |label: &str| -> Option<usize> {
+                let at = err.find(label)? + label.len();
+                err[at..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            };
+            match (
+                count("recorded_anchor_events: "),
+                count("total_replayed_events="),
+            ) {
+                (Some(n), _) => assert_eq!(n, MAX_RECORDED_ANCHOR_EVENTS + 1, "{name}: {err}"),
+                (None, Some(n)) => assert_eq!(n, MAX_REPLAYED_EVENTS + 1, "{name}: {err}"),
+                _ => panic!("{name}: no limit named: {err}"),
+            }
+            let started = std::time::Instant::now();
+            Config::parse(&yaml).expect_err(name);
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name} took {:?}",
+                started.elapsed()
+            );
+        }
+        // Where the decoder meets the limit inside the schema, the message says what it is.
+        let mut yaml = String::from("global:\n  policies:\n    allowed_scopes: &a [");
+        yaml.push_str(&"s, ".repeat(3000));
+        yaml.push_str("s]\nproviders:\n  k: {kind: jwt}\ntokens:\n");
+        for i in 0..100 {
+            yaml.push_str(&format!(
+                "  - {{name: t{i}, provider: k, secret: {{env: X}}, policies: {{forbidden_scopes: *a}}}}\n"
+            ));
+        }
+        let err = Config::parse(&yaml).unwrap_err().to_string();
+        assert!(
+            err.contains("total_replayed_events=250001")
+                && err.contains("may not expand the file by more than 250000 events"),
+            "{err}"
+        );
+        // What anchors are for still works: one provider block shared by many tokens.
+        let mut yaml = String::from(
+            "providers:\n  k:\n    kind: jwt\nx-labels: &labels {team: a, env: prod, owner: b}\n",
+        );
+        yaml = yaml.replace("x-labels: &labels {team: a, env: prod, owner: b}\n", "");
+        yaml.push_str("tokens:\n  - name: t0\n    provider: k\n    secret: {env: T}\n    labels: &labels {team: a, env: prod, owner: b}\n");
+        for i in 1..2000 {
+            yaml.push_str(&format!(
+                "  - name: t{i}\n    provider: k\n    secret: {{env: T}}\n    labels: *labels\n"
+            ));
+        }
+        let c = Config::parse(&yaml).unwrap();
+        assert_eq!(c.tokens.len(), 2000);
+        assert_eq!(c.tokens[1999].labels["owner"], "b");
+    }
+
+    #[test]
+    fn provider_fields_take_plain_scalars_as_strings() {
+        let c = Config::parse(
+            "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: http://x/\n    client_id: 12345\n    client_secret: {env: Y}\n  v:\n    address: http://x\n    namespace: no\n    kind: vault\n  v2:\n    kind: vault\n    address: http://x\n    namespace: 1.0\n  v3:\n    kind: vault\n    address: http://x\n    namespace: on\n",
+        )
+        .unwrap();
+        let debug = |name: &str| format!("{:?}", c.providers[name]);
+        assert!(
+            debug("idp").contains("client_id: Some(\"12345\")"),
+            "{}",
+            debug("idp")
+        );
+        assert!(
+            debug("idp").contains("client_secret: Some(Env(\"Y\"))"),
+            "{}",
+            debug("idp")
+        );
+        assert!(
+            debug("v").contains("namespace: Some(\"no\")"),
+            "{}",
+            debug("v")
+        );
+        assert!(
+            debug("v2").contains("namespace: Some(\"1.0\")"),
+            "{}",
+            debug("v2")
+        );
+        assert!(
+            debug("v3").contains("namespace: Some(\"on\")"),
+            "{}",
+            debug("v3")
+        );
+    }
+
+    #[test]
+    fn notifier_fields_take_plain_scalars_as_strings_and_errors_name_the_field() {
+        let c = Config::parse(
+            "tokens: []\nnotifiers:\n  mail:\n    host: smtp.example.com\n    from: a@example.com\n    to: [b@example.com]\n    username: 12345\n    password: {env: Y}\n    hello: no\n    kind: email\n",
+        )
+        .unwrap();
+        let debug = format!("{:?}", c.notify);
+        assert!(debug.contains("username: Some(\"12345\")"), "{debug}");
+        assert!(debug.contains("password: Some(Env(\"Y\"))"), "{debug}");
+        assert!(debug.contains("hello: Some(\"no\")"), "{debug}");
+        let err =
+            Config::parse("tokens: []\nnotifiers:\n  mail:\n    kind: email\n    host: [x]\n")
+                .unwrap_err();
+        assert_eq!(
+            (err.issues[0].path.as_str(), err.issues[0].line),
+            ("notifiers.mail.host", Some(5)),
+            "{err}"
+        );
+        let err = Config::parse("tokens: []\nnotifiers:\n  n:\n    kind: pager\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("notifiers.n.kind: unknown notifier kind `pager`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn provider_field_errors_name_the_path_and_line() {
+        let cases = [
+            (
+                "providers:\n  v:\n    address: http://x\n    kind: vault\n    namespace: [a]\n",
+                "providers.v.namespace",
+                5,
+            ),
+            (
+                "providers:\n  a:\n    kind: jwt\n  b:\n    kind: oauth2_introspection\n    introspection_url: http://x/\n    client_secret: {env: [x]}\n",
+                "providers.b.client_secret.env",
+                7,
+            ),
+            (
+                "providers:\n  v:\n    kind: gihtub\n",
+                "providers.v.kind",
+                3,
+            ),
+            ("providers:\n  v:\n    address: x\n", "providers.v", 3),
+            (
+                "providers:\n  v:\n    kind: jwt\n    jwks_uri: x\n",
+                "providers.v.jwks_uri",
+                4,
+            ),
+        ];
+        for (yaml, path, line) in cases {
+            let err = Config::parse(yaml).expect_err(yaml);
+            assert_eq!(
+                (err.issues[0].path.as_str(), err.issues[0].line),
+                (path, Some(line)),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_under_secret_is_echoed() {
+        let canary = "ghp_CANARY0123456789abcdef";
+        for (yaml, path) in [
+            (
+                format!(
+                    "providers:\n  k:\n    kind: jwt\ntokens:\n  - name: a\n    provider: k\n    secret: {{{canary}: foo}}\n"
+                ),
+                "tokens[0].secret",
+            ),
+            (
+                format!(
+                    "providers:\n  k:\n    kind: jwt\ntokens:\n  - name: a\n    provider: k\n    secret: {{env: A, {canary}.x: foo}}\n"
+                ),
+                "tokens[0].secret",
+            ),
+            (
+                format!(
+                    "providers:\n  k:\n    kind: oauth2_introspection\n    introspection_url: http://x/\n    client_id: c\n    client_secret:\n      {canary}: 1\n"
+                ),
+                "providers.k.client_secret",
+            ),
+            (
+                format!(
+                    "providers:\n  k:\n    kind: jwt\ntokens:\n  - name: a\n    provider: k\n    secret: {{exec: [x], timeout: {canary}}}\n"
+                ),
+                "tokens[0].secret.timeout",
+            ),
+            (
+                format!(
+                    "providers:\n  k:\n    kind: jwt\ntokens:\n  - name: a\n    provider: k\n    secret: {{exec: {canary}}}\n"
+                ),
+                "tokens[0].secret.exec",
+            ),
+        ] {
+            let err = Config::parse(&yaml).expect_err(&yaml);
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("CANARY"), "{text}");
+            assert_eq!(err.issues[0].path, path, "{text}");
+        }
+    }
+
+    fn specs(names: &[&str]) -> Vec<Arc<TokenSpec>> {
+        let mut yaml = String::from("providers:\n  k:\n    kind: jwt\ntokens:\n");
+        for n in names {
+            yaml.push_str(&format!(
+                "  - {{name: {n}, provider: k, secret: {{env: X}}}}\n"
+            ));
+        }
+        Config::parse(&yaml).unwrap().tokens
+    }
+
+    #[test]
+    fn a_reload_may_drop_at_most_the_allowed_share() {
+        let running = specs(&["a", "b", "c", "d"]);
+        assert!(check_drop(&running, &specs(&["a", "b", "x"]), 0.5).is_ok());
+        let err = check_drop(&running, &specs(&["a", "b", "x"]), 0.4).unwrap_err();
+        assert!(
+            err.contains("removes 2 of the 4 running tokens (50%)"),
+            "{err}"
+        );
+        assert!(err.contains("force=true"), "{err}");
+        assert!(check_drop(&running, &specs(&["x"]), 0.5).is_err());
+        assert!(check_drop(&running, &[], 0.99).is_err());
+        assert!(check_drop(&running, &[], 1.0).is_ok());
+        assert!(check_drop(&running, &specs(&["a", "b", "c"]), 0.0).is_err());
+        assert!(check_drop(&[], &[], 0.0).is_ok());
+    }
+
+    #[test]
+    fn a_year_9999_expiry_means_never() {
+        let c = Config::parse(
+            "providers:\n  s:\n    kind: static\ntokens:\n  - {name: a, provider: s, expires_at: 9999-12-31}\n  - {name: b, provider: s, expires_at: 9999-12-31T23:59:59Z, issued_at: 2024-01-01}\n  - {name: c, provider: s, expires_at: '9999-12-31T23:59:59.999+00:00'}\n",
+        )
+        .unwrap();
+        assert_eq!(c.tokens.len(), 3);
+        let err = Config::parse(
+            "providers:\n  s:\n    kind: static\ntokens:\n  - {name: a, provider: s, expires_at: 10000-01-01}\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.issues[0].path, "tokens[0]", "{err}");
+        assert!(err.issues[0].message.starts_with("expires_at: "), "{err}");
     }
 }

@@ -67,6 +67,9 @@ pub struct RunOptions {
     pub shard: Shard,
     /// `--web.max-connections`, `--web.read-header-timeout`, `--web.idle-timeout`.
     pub connections: listen::Limits,
+    /// `--config.reload-max-drop`: the largest share of the running tokens an unforced
+    /// reload may remove.
+    pub reload_max_drop: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +148,7 @@ pub async fn run(
         notify::event::policies,
         notify::RetryPolicy::default(),
     );
+    let running_tokens = inventory.config.tokens.clone();
     let scheduler = scheduler::spawn(store.clone(), inventory);
     spawn_ledger_flusher(store.clone());
 
@@ -155,6 +159,8 @@ pub async fn run(
             shard: opts.shard,
             ctx,
             web: web.clone(),
+            max_drop: opts.reload_max_drop,
+            running: running_tokens,
         },
         scheduler.clone(),
         notifier,
@@ -214,31 +220,55 @@ struct Reloader {
     shard: Shard,
     ctx: BuildContext,
     web: Arc<Web>,
+    /// `--config.reload-max-drop`.
+    max_drop: f64,
+    /// The tokens of the config running now, to tell how many a new one removes.
+    running: Vec<Arc<config::TokenSpec>>,
 }
 
-/// Applies reload requests one at a time. A bad config keeps the running one. The web
-/// config is read again too; its errors are logged and its previous version keeps serving.
+/// Applies reload requests one at a time. A bad config keeps the running one, and so does
+/// one that removes more than `max_drop` of the running tokens unless the request forces it
+/// (a half-written file must not wipe the inventory). The web config is read again too; its
+/// errors are logged and its previous version keeps serving.
 async fn reloader(
     Reloader {
         path,
         shard,
         ctx,
         web,
+        max_drop,
+        mut running,
     }: Reloader,
     scheduler: SchedulerHandle,
     notifier: notify::NotifyHandle,
     status: Arc<ExporterStatus>,
     mut requests: mpsc::Receiver<ReloadRequest>,
 ) {
-    while let Some(reply) = requests.recv().await {
+    while let Some(ReloadRequest { force, reply }) = requests.recv().await {
         web::reload(web.clone(), true).await;
-        let result = match load_inventory_shard(&path, &ctx, shard) {
+        let loaded = load_inventory_shard(&path, &ctx, shard).and_then(|inventory| {
+            if force {
+                return Ok(inventory);
+            }
+            config::check_drop(&running, &inventory.config.tokens, max_drop)
+                .map(|()| inventory)
+                .map_err(|message| config::ConfigError {
+                    file: Some(path.display().to_string()),
+                    issues: vec![config::ConfigIssue {
+                        path: String::new(),
+                        message,
+                        line: None,
+                    }],
+                })
+        });
+        let result = match loaded {
             Ok(inventory) => {
+                running = inventory.config.tokens.clone();
                 let tokens = inventory.config.tokens.len();
                 notifier.reload(&inventory.config.notify).await;
                 scheduler.reload(inventory).await;
                 status.reload_succeeded();
-                tracing::info!(file = %path.display(), tokens, "config reloaded");
+                tracing::info!(file = %path.display(), tokens, force, "config reloaded");
                 Ok(())
             }
             Err(e) => {
@@ -261,8 +291,14 @@ fn spawn_sighup(reload: mpsc::Sender<ReloadRequest>) {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP received, reloading");
+            // A signal never forces: it is what config management sends right after writing
+            // the file, which is when a truncated write happens.
             let (tx, _rx) = tokio::sync::oneshot::channel();
-            if reload.send(tx).await.is_err() {
+            let request = ReloadRequest {
+                force: false,
+                reply: tx,
+            };
+            if reload.send(request).await.is_err() {
                 break;
             }
         }

@@ -75,6 +75,7 @@ fn main() -> ExitCode {
             read_header_timeout: cli.read_header_timeout,
             idle_timeout: cli.idle_timeout,
         },
+        reload_max_drop: cli.reload_max_drop,
     };
     match cli.command {
         Some(Command::Check {

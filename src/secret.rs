@@ -631,6 +631,51 @@ struct RawSource {
     exec_env: BTreeMap<String, String>,
 }
 
+/// The message for a key a secret source does not know. serde's own message quotes the key,
+/// and a token pasted as a key (`secret: {ghp_...: x}`) would be echoed in `--config.check`,
+/// the log and the `/-/reload` answer; this one quotes nothing.
+pub const UNKNOWN_SECRET_KEY_MESSAGE: &str = "a secret source takes the keys env, file, exec, \
+     timeout and exec_env; another key is not shown, as it may be a token";
+
+const SOURCE_KEYS: [&str; 5] = ["env", "file", "exec", "timeout", "exec_env"];
+
+/// A secret source's keys, each checked against [`SOURCE_KEYS`] before serde sees it.
+struct KnownKeys<A>(A);
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for KnownKeys<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        self.0.next_key_seed(KnownKey(seed))
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(seed)
+    }
+}
+
+struct KnownKey<K>(K);
+
+impl<'de, K: de::DeserializeSeed<'de>> de::DeserializeSeed<'de> for KnownKey<K> {
+    type Value = K::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<K::Value, D::Error> {
+        let key =
+            String::deserialize(d).map_err(|_| de::Error::custom(UNKNOWN_SECRET_KEY_MESSAGE))?;
+        if !SOURCE_KEYS.contains(&key.as_str()) {
+            return Err(de::Error::custom(UNKNOWN_SECRET_KEY_MESSAGE));
+        }
+        self.0
+            .deserialize(de::IntoDeserializer::<D::Error>::into_deserializer(key))
+    }
+}
+
 impl<'de> Deserialize<'de> for SecretSource {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct SourceVisitor;
@@ -662,7 +707,8 @@ impl<'de> Deserialize<'de> for SecretSource {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let raw = RawSource::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let raw =
+                    RawSource::deserialize(de::value::MapAccessDeserializer::new(KnownKeys(map)))?;
                 let exec_only = raw.timeout.is_some() || !raw.exec_env.is_empty();
                 match (raw.env, raw.file, raw.exec) {
                     (Some(name), None, None) if !exec_only => {

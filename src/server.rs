@@ -22,7 +22,11 @@ use crate::store::Store;
 use crate::view::{self, TokenView};
 
 /// A request to reload the config; the answer is the error text when it failed.
-pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+pub struct ReloadRequest {
+    /// Apply a config even when it removes more tokens than `--config.reload-max-drop`.
+    pub force: bool,
+    pub reply: oneshot::Sender<Result<(), String>>,
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -156,9 +160,15 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn reload(State(state): State<AppState>) -> Response {
+async fn reload(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    let force = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .any(|kv| kv == "force=true" || kv == "force=1");
     let (tx, rx) = oneshot::channel();
-    if state.reload.send(tx).await.is_err() {
+    let request = ReloadRequest { force, reply: tx };
+    if state.reload.send(request).await.is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "reloader stopped\n").into_response();
     }
     match rx.await {

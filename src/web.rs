@@ -690,9 +690,9 @@ fn decode(text: &str) -> Result<RawWebConfig, ConfigError> {
         return Ok(RawWebConfig::default());
     }
     let mut path = String::new();
-    let mut options = serde_saphyr::options::Options::default();
-    // Snippets quote the source, and the source holds password hashes.
-    options.with_snippet = false;
+    // The inventory's options: no snippets (the source holds password hashes) and the same
+    // bounds on alias and merge-key expansion, so a small web config cannot blow up either.
+    let options = crate::config::decode_options();
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         let mut track = serde_path_to_error::Track::new();
         let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
@@ -1196,6 +1196,31 @@ fn stamps(config: &Path, files: &[PathBuf]) -> Vec<Stamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The web config is decoded with the inventory's bounds: a 1 KB file whose anchors and
+    /// merge keys expand a billionfold is refused by a named limit, not expanded.
+    #[test]
+    fn expansion_bombs_are_refused_by_a_named_limit() {
+        // Every level merges the previous one nine times, inside the one map whose keys are
+        // free (user names), so the file is well-formed up to the expansion.
+        let mut yaml = String::from(
+            "basic_auth_users:\n  <<: [&x0 {a: h, b: h, c: h, d: h, e: h, f: h, g: h, h: h, i: h}",
+        );
+        for i in 1..9 {
+            let p = i - 1;
+            yaml.push_str(&format!(
+                ", &x{i} {{<<: [*x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}]}}"
+            ));
+        }
+        yaml.push_str("]\n");
+        let Err(err) = parse(&yaml) else {
+            panic!("a merge-key bomb was accepted")
+        };
+        assert!(
+            err.contains("total_replayed_events") || err.contains("recorded_anchor_events"),
+            "{err}"
+        );
+    }
 
     fn parse(yaml: &str) -> Result<Settings, String> {
         let raw = decode(yaml).map_err(|e| e.to_string())?;

@@ -214,3 +214,78 @@ async fn no_token_value_reaches_any_output() {
         }
     }
 }
+
+/// A token pasted as a key under `secret:` (`secret: {ghp_...: x}`) reaches none of the three
+/// places a config error is shown: `--config.check`, the error log line of a failed reload,
+/// and the unauthenticated `POST /-/reload` answer. Under a provider's own credential too.
+#[test]
+fn a_token_written_as_a_key_under_secret_is_never_echoed() {
+    let key = canary("KEY");
+    let client_key = canary("CLIENTKEY");
+    let dir = tempfile::tempdir().unwrap();
+    let jwt_file = write(dir.path(), "t", "x.y.z");
+    let good = format!(
+        "providers:\n  local:\n    kind: jwt\ntokens:\n  - name: a\n    provider: local\n    secret: {{file: {}}}\n",
+        jwt_file.display()
+    );
+    let config = write(dir.path(), "config.yml", &good);
+    let bad_configs = [
+        format!(
+            "providers:\n  local:\n    kind: jwt\ntokens:\n  - name: a\n    provider: local\n    secret: {{{key}: x}}\n"
+        ),
+        format!(
+            "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: http://127.0.0.1:9/\n    client_id: c\n    client_secret:\n      {client_key}: 1\ntokens: []\n"
+        ),
+    ];
+
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for (i, bad) in bad_configs.iter().enumerate() {
+        let file = write(dir.path(), &format!("bad{i}.yml"), bad);
+        let out = std::process::Command::new(BIN)
+            .args(["--config.check", "--config.file", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("secret: a secret source takes the keys"),
+            "{text}"
+        );
+        outputs.push((format!("config.check bad{i}"), text));
+    }
+
+    let d = Daemon::start(&["--config.file", config.to_str().unwrap()]);
+    for (i, bad) in bad_configs.iter().enumerate() {
+        std::fs::write(&config, bad).unwrap();
+        let (code, body) = d.post("/-/reload");
+        assert_eq!(code, 400, "{body}");
+        assert!(
+            body.contains("secret: a secret source takes the keys"),
+            "{body}"
+        );
+        outputs.push((format!("POST /-/reload bad{i}"), body));
+    }
+    let logs = d.logs();
+    assert!(
+        logs.lines()
+            .filter(|l| l.contains("config reload failed"))
+            .count()
+            == 2,
+        "{logs}"
+    );
+    outputs.push(("logs".into(), logs));
+    let _ = d.stop();
+
+    for (what, text) in &outputs {
+        for needle in [&key, &client_key] {
+            assert!(
+                !text.contains(needle.as_str()) && !text.contains("CANARY"),
+                "a token written as a key leaked into {what}:\n{text}"
+            );
+        }
+    }
+}

@@ -28,7 +28,23 @@ const BAD: &[(&str, &str)] = &[
     ),
     (
         "unknown_provider_field.yml",
-        "providers.keys: unknown field `jwks_uri`, expected one of jwks_url, issuer, algorithms, jwks_cache, leeway, max_concurrency (line 2)",
+        "providers.keys.jwks_uri: unknown field `jwks_uri`, expected one of jwks_url, issuer, algorithms, jwks_cache, leeway, max_concurrency (line 4)",
+    ),
+    (
+        "provider_field_type.yml",
+        "providers.v.namespace: expected string scalar (line 5)",
+    ),
+    (
+        "empty.yml",
+        "the config file is empty: it holds no providers and no tokens (a truncated write?); write `tokens: []` to run without tokens on purpose",
+    ),
+    (
+        "only_comments.yml",
+        "the config file is empty: it holds no providers and no tokens (a truncated write?); write `tokens: []` to run without tokens on purpose",
+    ),
+    (
+        "secret_key.yml",
+        "tokens[0].secret: a secret source takes the keys env, file, exec, timeout and exec_env; another key is not shown, as it may be a token (line 7)",
     ),
     (
         "unknown_provider.yml",
@@ -205,6 +221,36 @@ fn config_check_exit_codes() {
         String::from_utf8_lossy(&bad_run.stderr)
             .contains("tokens[2].provider: unknown provider \"gihtub\"")
     );
+    // An empty file is refused with a message that says so (a truncated write must not pass
+    // a pipeline's check and then wipe the inventory).
+    let empty = Command::new(bin)
+        .args(["--config.check", "--config.file"])
+        .arg(bad("empty.yml"))
+        .output()
+        .unwrap();
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("empty.yml: the config file is empty"),
+        "{}",
+        String::from_utf8_lossy(&empty.stderr)
+    );
+    // A token pasted as a key under `secret:` is not echoed on either stream.
+    let key = Command::new(bin)
+        .args(["--config.check", "--config.file"])
+        .arg(bad("secret_key.yml"))
+        .output()
+        .unwrap();
+    assert_eq!(key.status.code(), Some(1));
+    let both = format!(
+        "{}{}",
+        String::from_utf8_lossy(&key.stdout),
+        String::from_utf8_lossy(&key.stderr)
+    );
+    assert!(
+        both.contains("tokens[0].secret: a secret source takes"),
+        "{both}"
+    );
+    assert!(!both.contains("CANARY"), "{both}");
     let missing = Command::new(bin)
         .args(["--config.check", "--config.file", "/nonexistent/config.yml"])
         .output()

@@ -157,6 +157,84 @@ fn serves_metrics_reloads_and_drops_removed_tokens() {
     assert!(status.success(), "exit after SIGTERM: {status:?}");
 }
 
+/// A half-written file must not wipe the inventory: an empty file is refused, a file that
+/// removes most tokens is refused by signal and by plain POST, and only a forced POST applies
+/// it. Each refusal keeps every running token and sets the reload metric to 0.
+#[test]
+fn a_truncated_or_shrunken_config_is_refused_on_reload_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = now() + 10 * 86_400;
+    let all = [("a", exp), ("b", exp), ("c", exp), ("d", exp)];
+    let config = write(dir.path(), "config.yml", &inventory(dir.path(), &all));
+    let d = Daemon::start(&["--config.file", config.to_str().unwrap()]);
+    d.wait_for("/-/ready", Duration::from_secs(10));
+    let running = |d: &Daemon| -> usize {
+        let doc: Value = serde_json::from_str(&d.get("/api/v1/tokens").1).unwrap();
+        doc["tokens"].as_array().unwrap().len()
+    };
+    let reload_metric = |d: &Daemon| -> String {
+        metric_lines(d, "api_token_exporter_config_last_reload_successful ").join("\n")
+    };
+    assert_eq!(running(&d), 4);
+
+    // Truncated: `: > config`.
+    std::fs::write(&config, "").unwrap();
+    let (code, body) = d.post("/-/reload");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("config.yml: the config file is empty"),
+        "{body}"
+    );
+    assert_eq!(
+        reload_metric(&d),
+        "api_token_exporter_config_last_reload_successful 0"
+    );
+    assert_eq!(running(&d), 4);
+
+    // A good file makes the metric 1 again; then one that keeps one token of four.
+    std::fs::write(&config, inventory(dir.path(), &all)).unwrap();
+    assert_eq!(d.post("/-/reload").0, 200);
+    assert_eq!(
+        reload_metric(&d),
+        "api_token_exporter_config_last_reload_successful 1"
+    );
+    std::fs::write(&config, inventory(dir.path(), &[("a", exp)])).unwrap();
+    let (code, body) = d.post("/-/reload");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("removes 3 of the 4 running tokens (75%)") && body.contains("force=true"),
+        "{body}"
+    );
+    assert_eq!(
+        reload_metric(&d),
+        "api_token_exporter_config_last_reload_successful 0"
+    );
+    assert_eq!(running(&d), 4);
+
+    // SIGHUP does not force either: the refusal is logged at error a second time.
+    d.signal("HUP");
+    wait_until("the SIGHUP refusal", Duration::from_secs(10), || {
+        d.logs()
+            .lines()
+            .filter(|l| l.contains("level=error") && l.contains("removes 3 of the 4"))
+            .count()
+            >= 2
+    });
+    assert_eq!(running(&d), 4);
+
+    // Forced, it applies.
+    let (code, body) = d.post("/-/reload?force=true");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        reload_metric(&d),
+        "api_token_exporter_config_last_reload_successful 1"
+    );
+    wait_until("the forced removal", Duration::from_secs(10), || {
+        running(&d) == 1
+    });
+    let _ = d.stop();
+}
+
 #[test]
 fn a_bad_config_at_start_exits_non_zero_with_the_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -629,6 +629,25 @@ proptest! {
         let shown = err.to_string();
         prop_assert!(!shown.contains(&value), "the secret is quoted: {shown}");
     }
+
+    /// A token pasted as a key under a secret source (beside a real source or alone, in any
+    /// field that takes one) is refused and never quoted back, in the message or the path.
+    #[test]
+    fn a_secret_written_as_a_key_is_refused_and_never_quoted(
+        value in "[A-Za-z0-9_.]{12,60}",
+        field in 0usize..3,
+        beside in any::<bool>(),
+    ) {
+        let source = if beside { format!("{{env: A, {value}: x}}") } else { format!("{{{value}: x}}") };
+        let text = match field {
+            0 => format!("providers:\n  p:\n    kind: jwt\ntokens:\n  - name: t\n    provider: p\n    secret: {source}\n"),
+            1 => format!("providers:\n  p:\n    introspection_url: https://idp.example.com/i\n    client_id: x\n    client_secret: {source}\n    kind: oauth2_introspection\ntokens: []\n"),
+            _ => format!("tokens: []\nnotifiers:\n  n:\n    kind: slack_webhook\n    url: {source}\n"),
+        };
+        let err = Config::parse(&text).expect_err("a secret key loads");
+        let shown = format!("{err} {err:?}");
+        prop_assert!(!shown.contains(&value), "the key is quoted: {shown}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

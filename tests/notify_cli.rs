@@ -169,9 +169,9 @@ fn notification_config_errors_name_the_field_and_line() {
         error_of(
             "notifiers:\n  chat:\n    kind: slack_webhook\n    url: https://hooks.slack.com/services/T/B/SECRET\n"
         ),
-        // Like a provider's, a notifier's fields are decoded after its `kind`: the error names
-        // the notifier.
-        "notifiers.chat: a secret must not be written inline in the config file; use {env: NAME}, {file: PATH} or {exec: [COMMAND, ARG...]} (line 3)"
+        // Like a provider's, a notifier's fields are decoded field by field once its `kind` is
+        // known: the error names the field and its line.
+        "notifiers.chat.url: a secret must not be written inline in the config file; use {env: NAME}, {file: PATH} or {exec: [COMMAND, ARG...]} (line 4)"
     );
     assert_eq!(
         error_of(&format!(

@@ -58,15 +58,47 @@ impl Default for Settings {
     }
 }
 
-/// One receiver. Decoded from `kind:`; an unknown kind is refused by serde with the list.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// One receiver. Decoded from `kind:`; an unknown kind is refused with the list.
+#[derive(Clone, Debug, PartialEq)]
 pub enum NotifierConfig {
     SlackWebhook(SlackWebhookConfig),
     SlackBot(SlackBotConfig),
     Email(EmailConfig),
     Webhook(WebhookConfig),
     Alertmanager(AlertmanagerConfig),
+}
+
+/// Decoded field by field, as providers are (see [`crate::config::tagged`]), so that a
+/// plain `username: 12345` is a string and errors name the field.
+impl<'de> Deserialize<'de> for NotifierConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::config::tagged::deserialize(d)
+    }
+}
+
+const NOTIFIER_KINDS: [&str; 5] = [
+    "slack_webhook",
+    "slack_bot",
+    "email",
+    "webhook",
+    "alertmanager",
+];
+
+impl crate::config::tagged::Tagged for NotifierConfig {
+    const KINDS: &'static [&'static str] = &NOTIFIER_KINDS;
+    const SECTION: crate::config::tagged::Section = crate::config::tagged::Section::Notifiers;
+
+    fn decode<'de, A: serde::de::MapAccess<'de>>(kind: &str, fields: A) -> Result<Self, A::Error> {
+        let de = serde::de::value::MapAccessDeserializer::new(fields);
+        Ok(match kind {
+            "slack_webhook" => NotifierConfig::SlackWebhook(SlackWebhookConfig::deserialize(de)?),
+            "slack_bot" => NotifierConfig::SlackBot(SlackBotConfig::deserialize(de)?),
+            "email" => NotifierConfig::Email(EmailConfig::deserialize(de)?),
+            "webhook" => NotifierConfig::Webhook(WebhookConfig::deserialize(de)?),
+            "alertmanager" => NotifierConfig::Alertmanager(AlertmanagerConfig::deserialize(de)?),
+            _ => return Err(serde::de::Error::unknown_variant(kind, &NOTIFIER_KINDS)),
+        })
+    }
 }
 
 impl NotifierConfig {

@@ -118,9 +118,9 @@ impl Default for BuildContext {
     }
 }
 
-/// Every provider kind. Decoded from `kind:`; unknown kinds are refused by serde.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// Every provider kind. Decoded from `kind:`; unknown kinds are refused when the config is
+/// decoded (see the `Deserialize` impl below).
+#[derive(Clone, Debug, PartialEq)]
 pub enum ProviderConfig {
     Oauth2Introspection(oauth2::Config),
     Jwt(jwt::Config),
@@ -172,6 +172,39 @@ impl ProviderConfig {
 
     pub fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
         self.kind_impl().build(ctx)
+    }
+}
+
+/// Decodes an entry straight into its kind's struct (see [`crate::config::tagged`]): serde's
+/// internally tagged enums buffer the entry and type every plain scalar the YAML 1.1 way
+/// (`client_id: 12345` a number, `namespace: no` a boolean) without a field path.
+impl<'de> Deserialize<'de> for ProviderConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::config::tagged::deserialize(d)
+    }
+}
+
+impl crate::config::tagged::Tagged for ProviderConfig {
+    const KINDS: &'static [&'static str] = KINDS;
+    const SECTION: crate::config::tagged::Section = crate::config::tagged::Section::Providers;
+
+    fn decode<'de, A: serde::de::MapAccess<'de>>(kind: &str, fields: A) -> Result<Self, A::Error> {
+        let de = serde::de::value::MapAccessDeserializer::new(fields);
+        Ok(match kind {
+            "oauth2_introspection" => {
+                ProviderConfig::Oauth2Introspection(oauth2::Config::deserialize(de)?)
+            }
+            "jwt" => ProviderConfig::Jwt(jwt::Config::deserialize(de)?),
+            "github" => ProviderConfig::Github(github::Config::deserialize(de)?),
+            "gitlab" => ProviderConfig::Gitlab(gitlab::Config::deserialize(de)?),
+            "vault" => ProviderConfig::Vault(vault::Config::deserialize(de)?),
+            "slack" => ProviderConfig::Slack(slack::Config::deserialize(de)?),
+            "cloudflare" => ProviderConfig::Cloudflare(cloudflare::Config::deserialize(de)?),
+            "google" => ProviderConfig::Google(google::Config::deserialize(de)?),
+            "kubernetes" => ProviderConfig::Kubernetes(kubernetes::Config::deserialize(de)?),
+            "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
+            _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
+        })
     }
 }
 
@@ -535,11 +568,13 @@ mod tests {
     #[test]
     fn every_kind_decodes_to_its_variant_and_names_itself() {
         for &kind in KINDS {
-            let mut value = json!({ "kind": kind });
-            if kind == "vault" {
-                value["address"] = json!("https://vault.example.com");
-            }
-            let config: ProviderConfig = serde_json::from_value(value)
+            // A document, not a `json!` map: the decoder reads `kind` first, as written.
+            let text = if kind == "vault" {
+                format!(r#"{{"kind": "{kind}", "address": "https://vault.example.com"}}"#)
+            } else {
+                format!(r#"{{"kind": "{kind}"}}"#)
+            };
+            let config: ProviderConfig = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("a minimal {kind} provider does not decode: {e}"));
             assert_eq!(config.kind(), kind);
             assert_eq!(listed_as(&config), kind);

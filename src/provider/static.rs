@@ -60,10 +60,14 @@ fn declared(token: &TokenSpec) -> Result<(Option<Timestamp>, Option<Timestamp>),
             .map(|v| parse_declared(v).map_err(|e| format!("{field}: {e}")))
             .transpose()
     };
-    Ok((
-        parse("expires_at", &token.params.expires_at)?,
-        parse("issued_at", &token.params.issued_at)?,
-    ))
+    let expires_at = token
+        .params
+        .expires_at
+        .as_deref()
+        .map(|v| parse_declared_expiry(v).map_err(|e| format!("expires_at: {e}")))
+        .transpose()?
+        .flatten();
+    Ok((expires_at, parse("issued_at", &token.params.issued_at)?))
 }
 
 /// A declared instant: RFC 3339 with an offset, or a date alone meaning 00:00 UTC that day
@@ -92,6 +96,23 @@ pub fn parse_declared(value: &str) -> Result<Timestamp, String> {
             "{shown} is not a date: use RFC 3339 with an offset (2025-06-30T12:00:00Z) or YYYY-MM-DD (00:00 UTC)"
         )
     })
+}
+
+/// A declared expiry; `None` means the token never expires. Any instant in the year 9999
+/// (`9999-12-31`, `9999-12-31T23:59:59Z`) is the usual way of writing "never" where a date is
+/// required, and most of them lie past the last instant a timestamp holds, so the sentinel
+/// year is read as never rather than refused or clamped to a date nobody meant. Pure.
+pub fn parse_declared_expiry(value: &str) -> Result<Option<Timestamp>, String> {
+    let trimmed = value.trim();
+    let date_only = trimmed.len() == 10;
+    let sentinel = jiff::fmt::temporal::Pieces::parse(trimmed)
+        .ok()
+        .filter(|p| date_only || (p.time().is_some() && p.offset().is_some()))
+        .is_some_and(|p| p.date().year() == 9999);
+    if sentinel {
+        return Ok(None);
+    }
+    parse_declared(value).map(Some)
 }
 
 /// The outcome for declared dates at `now`. Pure.
@@ -212,6 +233,27 @@ mod tests {
             err.contains(&format!("({} characters)", pasted.len())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_year_9999_means_never() {
+        for never in [
+            "9999-12-31",
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:59:59.999999999+00:00",
+            "9999-01-01",
+            " 9999-12-31 ",
+        ] {
+            assert_eq!(parse_declared_expiry(never), Ok(None), "{never}");
+        }
+        assert_eq!(
+            parse_declared_expiry("2030-01-01"),
+            Ok(Some(ts("2030-01-01T00:00:00Z")))
+        );
+        // Without an offset the sentinel is as wrong as any other date without one.
+        assert!(parse_declared_expiry("9999-12-31T23:59:59").is_err());
+        let err = parse_declared_expiry("10000-01-01").unwrap_err();
+        assert!(err.contains("is not a date"), "{err}");
     }
 
     #[test]
