@@ -11,6 +11,9 @@
   python3 mixin/render.py --out DIR [--config '{ apiTokenExporterSelector: "job=\\"tokens\\"" }']
                                      write prometheus_alerts.yaml, prometheus_rules.yaml and
                                      dashboards_out/*.json for your own _config
+  python3 mixin/render.py --port-alert NAME
+                                     print the jsonnet object of an alert that was added to the
+                                     rules YAML by hand, to paste into mixin/alerts.libsonnet
 
 The rules YAML is written by a small emitter here rather than std.manifestYamlDoc, so that each
 alert keeps its explanatory comment (the hidden `comment::` field of the mixin), `expr` stays a
@@ -215,6 +218,73 @@ def render(config: str) -> tuple[dict[str, str], dict]:
     return files, value
 
 
+def jsonnet_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def jsonnet_block(text: str, indent: str) -> str:
+    lines = text.rstrip("\n").split("\n")
+    return "|||\n" + "".join(f"{indent}  {line}".rstrip() + "\n" for line in lines) + f"{indent}|||"
+
+
+def port_alert(name: str) -> str:
+    """The jsonnet object for an alert that exists only in the committed rules YAML (merged there
+    by hand), to paste into its group in mixin/alerts.libsonnet; its comment block comes along."""
+    source = (ROOT / RULES_FILE).read_text()
+    rules = {r["alert"]: (g["name"], r) for g in yaml.safe_load(source)["groups"] for r in g["rules"]}
+    if name not in rules:
+        raise SystemExit(f"render.py: {RULES_FILE} has no alert {name}")
+    group, rule = rules[name]
+    defaults = json.loads(_gojsonnet.evaluate_snippet(
+        "defaults", "(import 'mixin.libsonnet')._config", jpathdir=[str(MIXIN)]))
+    selector = defaults["apiTokenExporterSelector"]
+    runbook = defaults["runbookUrlPattern"] % name.lower()
+    lines = source.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.strip() == f"- alert: {name}")
+    comment_lines = []
+    for line in reversed(lines[:at]):
+        if not line.strip().startswith("#"):
+            break
+        comment_lines.insert(0, line.strip()[2:] if line.strip().startswith("# ") else line.strip()[1:])
+    out = [f"// In group {group!r} of mixin/alerts.libsonnet:", "{"]
+    if comment_lines:
+        out.append(f"  comment:: {jsonnet_block(chr(10).join(comment_lines), '  ')},")
+    for key in (k for k in RULE_KEYS if k in rule):
+        value = rule[key]
+        field = "'for'" if key == "for" else key
+        if isinstance(value, dict):
+            out.append(f"  {field}: {{")
+            for k, v in value.items():
+                if k == "description" and "\n" not in v and len(v) > 80:
+                    wrapped, line = [], ""
+                    for word in words(v):
+                        if line and len(line) + 1 + len(word) > WIDTH - 8:
+                            wrapped, line = wrapped + [line], word
+                        else:
+                            line = f"{line} {word}" if line else word
+                    out.append(f"    {k}: fold({jsonnet_block(chr(10).join(wrapped + [line]), '    ')}),")
+                elif k == "runbook_url" and v == runbook:
+                    out.append(f"    {k}: runbook({jsonnet_string(name)}),")
+                elif k == "runbook_url" and runbook in v and "%" not in v:
+                    pattern = jsonnet_string(v.replace(runbook, "%s"))
+                    out.append(f"    {k}: {pattern} % runbook({jsonnet_string(name)}),")
+                elif "\n" in v:
+                    out.append(f"    {k}: {jsonnet_block(v, '    ')},")
+                else:
+                    out.append(f"    {k}: {jsonnet_string(v)},")
+            out.append("  },")
+        elif key == "expr" and selector in value and "%" not in value:
+            templated = value.replace(selector, "%(apiTokenExporterSelector)s")
+            text = jsonnet_block(templated, "  ") if "\n" in value else jsonnet_string(templated)
+            out.append(f"  {field}: {text} % c,")
+        elif "\n" in value:
+            out.append(f"  {field}: {jsonnet_block(value, '  ')},")
+        else:
+            out.append(f"  {field}: {jsonnet_string(value)},")
+    out.append("},")
+    return "\n".join(out) + "\n"
+
+
 CAMEL = re.compile(r"^([A-Z]+[a-z0-9]+)+$")
 TEMPLATE = re.compile(r"\{\{.+}\}")
 SENTENCE = re.compile(r"^[A-Z].+\.$")
@@ -261,8 +331,12 @@ def main() -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="compare the committed files with the rendering")
     mode.add_argument("--out", type=Path, help="write the mixin's outputs for --config here")
+    mode.add_argument("--port-alert", metavar="NAME", help="print the jsonnet for an alert found only in the committed rules YAML")
     parser.add_argument("--config", default="{}", help="a jsonnet object merged into _config")
     args = parser.parse_args()
+    if args.port_alert:
+        sys.stdout.write(port_alert(args.port_alert))
+        return 0
     if args.config != "{}" and not args.out:
         parser.error("--config changes the rendering, so it needs --out (the shipped files use the defaults)")
 
