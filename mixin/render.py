@@ -131,7 +131,10 @@ def words(text: str) -> list[str]:
 def block(key: str, value: str, indent: str, fold: bool = False) -> str:
     """A multi-line value (`expr`) as a literal block; an annotation (`fold`) quoted, or folded
     when it is long; anything else on one line, plain where YAML allows."""
-    inner = indent + "  "
+    if not isinstance(value, str):
+        return f"{indent}{key}: {json.dumps(value)}\n"
+    # Continuation lines sit two columns right of the key, also after a list item's "- ".
+    inner = " " * len(indent) + "  "
     if "\n" in value:
         # Clip ("|") keeps one final newline, strip ("|-") none; leading blanks and several final
         # newlines would need indicators, so such values are quoted instead.
@@ -167,7 +170,7 @@ def rules_yaml(alerts: dict, header: str, comments: list[list[str]]) -> str:
         extra = sorted(set(group) - {"name", "rules"})
         if extra:
             raise SystemExit(f"group {group['name']}: render.py does not know the keys {extra}")
-        out.append(f"  - name: {scalar(group['name'])}\n    rules:\n")
+        out.append(f"  - name: {scalar(group['name'])}\n    rules:{'' if group['rules'] else ' []'}\n")
         for ri, rule in enumerate(group["rules"]):
             if ri:
                 out.append("\n")
