@@ -16,7 +16,8 @@ venv=target/peers/mixin
 need_apt=()
 command -v jsonnetfmt >/dev/null || need_apt+=(jsonnet)
 command -v promtool >/dev/null || need_apt+=(prometheus)
-command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+# Debian's python3 creates a venv only with python3-venv (ensurepip) installed.
+python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3 python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (apt-get)"
   as_root apt-get update -qq
