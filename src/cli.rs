@@ -1,6 +1,7 @@
 //! Command-line flags, named as the Prometheus exporters name theirs. No I/O.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -41,6 +42,22 @@ pub struct Cli {
     #[arg(long = "web.config.file", global = true)]
     pub web_config_file: Option<PathBuf>,
 
+    /// The most HTTP connections open at once, TLS handshakes included. At the bound a new
+    /// connection replaces the oldest idle or slow one; it is refused only when all are
+    /// serving requests. Lowered to stay below the open-file limit.
+    #[arg(long = "web.max-connections", default_value_t = crate::listen::Limits::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub max_connections: u64,
+
+    /// How long a client may take to send a request's head (line and headers), counted from
+    /// the connection (or the first byte of a request on a kept-alive one).
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = positive_duration, global = true)]
+    pub read_header_timeout: Duration,
+
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long = "web.idle-timeout", default_value = "2m", value_parser = positive_duration, global = true)]
+    pub idle_timeout: Duration,
+
     /// Replicas sharing the inventory: each probes and exports only its shard's tokens.
     #[arg(long = "shard.count", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub shard_count: u64,
@@ -57,6 +74,18 @@ pub struct Cli {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
     pub log_format: LogFormat,
+
+    /// Scopes kept per token, the first ones in sorted order; a provider listing more marks
+    /// the token `scopes_capped`. Bounds the `api_token_scope_info` series one answer makes.
+    #[arg(long = "provider.max-scopes", default_value_t = 64, global = true)]
+    pub max_scopes: u64,
+
+    /// Bytes kept of a text from a provider's answer that can become a label value (subject,
+    /// client id, issuer, token type, audience, scope); longer ones are cut, ending in an
+    /// ellipsis, and the token is marked `label_truncated`.
+    #[arg(long = "provider.max-label-length", default_value_t = 128, global = true,
+          value_parser = clap::value_parser!(u64).range(16..))]
+    pub max_label_length: u64,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -135,6 +164,24 @@ impl Cli {
     pub fn shard(&self) -> Result<Shard, String> {
         Shard::new(self.shard_index, self.shard_count)
     }
+
+    /// The caps on what one provider answer may hold.
+    pub fn answer_caps(&self) -> crate::provider::AnswerCaps {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        crate::provider::AnswerCaps {
+            max_scopes: size(self.max_scopes),
+            max_label_length: size(self.max_label_length),
+        }
+    }
+}
+
+/// A duration flag such as `10s` or `2m`; zero would close every connection at once.
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value.trim()) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("not a duration such as 10s or 2m: {e}")),
+    }
 }
 
 /// `:10042` means every interface, as in Go's net package.
@@ -181,6 +228,26 @@ mod tests {
     }
 
     #[test]
+    fn answer_cap_flags() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["x"], args].concat());
+        let caps = parse(&[]).unwrap().answer_caps();
+        assert_eq!(caps, crate::provider::AnswerCaps::DEFAULT);
+        let caps = parse(&[
+            "--provider.max-scopes=5",
+            "--provider.max-label-length=40",
+            "check",
+        ])
+        .unwrap()
+        .answer_caps();
+        assert_eq!((caps.max_scopes, caps.max_label_length), (5, 40));
+        let err = parse(&["--provider.max-label-length=3"]).unwrap_err();
+        assert!(
+            err.to_string().contains("provider.max-label-length"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn shard_flags_are_validated() {
         let parse = |args: &[&str]| Cli::try_parse_from([&["x"], args].concat());
         let cli = parse(&[
@@ -197,6 +264,34 @@ mod tests {
             .shard()
             .unwrap_err();
         assert!(err.contains("below --shard.count"), "{err}");
+    }
+
+    #[test]
+    fn connection_flags_default_to_the_listener_defaults_and_refuse_zero() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        let defaults = crate::listen::Limits::default();
+        assert_eq!(cli.max_connections, defaults.max_connections);
+        assert_eq!(cli.read_header_timeout, defaults.read_header_timeout);
+        assert_eq!(cli.idle_timeout, defaults.idle_timeout);
+        let cli = Cli::try_parse_from([
+            "x",
+            "--web.max-connections=20",
+            "--web.read-header-timeout=1s",
+            "--web.idle-timeout=500ms",
+        ])
+        .unwrap();
+        assert_eq!(cli.max_connections, 20);
+        assert_eq!(cli.read_header_timeout, Duration::from_secs(1));
+        assert_eq!(cli.idle_timeout, Duration::from_millis(500));
+        for bad in [
+            "--web.max-connections=0",
+            "--web.idle-timeout=0s",
+            "--web.read-header-timeout=soon",
+        ] {
+            let err = Cli::try_parse_from(["x", bad]).unwrap_err().to_string();
+            let flag = bad.split('=').next().unwrap();
+            assert!(err.contains(flag), "{bad}: {err}");
+        }
     }
 
     #[test]

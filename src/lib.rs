@@ -21,6 +21,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod listen;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
@@ -64,6 +65,8 @@ pub struct RunOptions {
     pub web_config_file: Option<PathBuf>,
     /// The part of the inventory this replica probes.
     pub shard: Shard,
+    /// `--web.max-connections`, `--web.read-header-timeout`, `--web.idle-timeout`.
+    pub connections: listen::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +128,10 @@ pub async fn run(
         shard = %opts.shard,
         "config loaded"
     );
+    // Checked before anything is spawned: a storage path that is a file or read-only must
+    // stop the start with the flag named, not fail every save in the background.
+    persist::check_storage_dir(&opts.storage_path)
+        .map_err(|e| RunError::Flag(format!("--storage.path: {e}")))?;
     let store = Arc::new(Store::with_storage(&opts.storage_path));
     let status = Arc::new(ExporterStatus {
         web: web.stats(),
@@ -158,6 +165,7 @@ pub async fn run(
     web::spawn_watcher(web.clone());
 
     let flush_at_exit = store.clone();
+    let connections = status.connections.clone();
     let state = AppState {
         store: store.clone(),
         metrics: metrics::Metrics::new(store, status),
@@ -178,7 +186,8 @@ pub async fn run(
         "listening"
     );
     let app = web::protect(server::router(state), web.clone());
-    web::serve(listener, app, web, shutdown)
+    let limits = opts.connections.fit_fd_limit(listen::raise_fd_limit());
+    listen::serve(listener, app, web, limits, connections, shutdown)
         .await
         .map_err(RunError::Serve)?;
     let _ = tokio::task::spawn_blocking(move || flush_at_exit.flush_ledger()).await;

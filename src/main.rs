@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         return code;
     }
 
+    api_token_exporter::provider::set_answer_caps(cli.answer_caps());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,6 +70,11 @@ fn main() -> ExitCode {
         storage_path: cli.storage_path.clone(),
         web_config_file: cli.web_config_file.clone(),
         shard,
+        connections: api_token_exporter::listen::Limits {
+            max_connections: cli.max_connections,
+            read_header_timeout: cli.read_header_timeout,
+            idle_timeout: cli.idle_timeout,
+        },
     };
     match cli.command {
         Some(Command::Check {

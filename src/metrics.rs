@@ -42,8 +42,33 @@ pub struct ExporterStatus {
     pub last_reload_success: AtomicI64,
     /// Per-notifier counters of direct notifications.
     pub notifications: Arc<crate::notify::Stats>,
+    /// The HTTP listener's open connections and the ones it closed or refused.
+    pub connections: Arc<crate::listen::ConnectionStats>,
     /// The web config's reloads and basic auth's refusals (`Web::stats`).
     pub web: Arc<crate::web::WebStats>,
+    /// Heavy requests (`/metrics`, `/`, `/api/v1/tokens`) answered 503 because too many
+    /// were in progress (src/server.rs).
+    pub requests_refused: RequestsRefused,
+}
+
+/// Counts of heavy requests refused, per handler (`metrics`, `page`, `api`).
+#[derive(Debug, Default)]
+pub struct RequestsRefused {
+    pub metrics: std::sync::atomic::AtomicU64,
+    pub page: std::sync::atomic::AtomicU64,
+    pub api: std::sync::atomic::AtomicU64,
+}
+
+impl RequestsRefused {
+    /// Every handler's count, each listed even at zero so the series exist before the first
+    /// refusal (a `rate()` over a series that appears at its first increment misses it).
+    pub fn snapshot(&self) -> [(&'static str, u64); 3] {
+        [
+            ("metrics", self.metrics.load(Ordering::Relaxed)),
+            ("page", self.page.load(Ordering::Relaxed)),
+            ("api", self.api.load(Ordering::Relaxed)),
+        ]
+    }
 }
 
 impl ExporterStatus {
@@ -53,6 +78,8 @@ impl ExporterStatus {
             last_reload_success: AtomicI64::new(jiff::Timestamp::now().as_second()),
             notifications: Arc::default(),
             web: Arc::default(),
+            requests_refused: RequestsRefused::default(),
+            connections: Arc::default(),
         }
     }
 
@@ -91,6 +118,11 @@ impl Metrics {
         }
     }
 
+    /// The exporter's own status, for handlers that count what they refuse.
+    pub fn status(&self) -> &ExporterStatus {
+        &self.status
+    }
+
     /// Copies what the exposition needs. The store's lock is held for the copy only: while a
     /// scrape held it for the whole encoding, every probe result waited for the scrape in
     /// progress (BENCHMARKS.md, wrk during a round).
@@ -127,6 +159,12 @@ impl Metrics {
             reload_ok: self.status.last_reload_successful.load(Ordering::Relaxed),
             reload_at: self.status.last_reload_success.load(Ordering::Relaxed),
             web: self.status.web.clone(),
+            refused: self.status.requests_refused.snapshot(),
+            connections: (
+                self.status.connections.open(),
+                self.status.connections.max(),
+                self.status.connections.dropped(),
+            ),
             family: 0,
             row: 0,
         }
@@ -171,6 +209,8 @@ struct Row {
     scopes: Span,
     /// `,policy="..."} 0\n` (or `1`) for every policy configured for the token, likewise.
     policies: Span,
+    /// `,anomaly="..."} 1\n` for each of the answer's anomalies, likewise; empty for most.
+    anomalies: Span,
     /// The current state, an index into [`STATE_CLOSES`].
     state: u8,
     /// Which of `times` are set, a bit per [`Time`].
@@ -233,6 +273,13 @@ impl Row {
                 t.push_str("} 1\n");
             }
         });
+        let anomalies = append(text, |t| {
+            for anomaly in &facts.anomalies {
+                t.push(',');
+                label(t, "anomaly", anomaly.as_str());
+                t.push_str("} 1\n");
+            }
+        });
         let policies = append(text, |t| {
             crate::policy::each_finding(s, now, |policy, violated, _| {
                 t.push(',');
@@ -250,6 +297,7 @@ impl Row {
             info,
             scopes,
             policies,
+            anomalies,
             state,
             has: 0,
             times: [Timestamp::UNIX_EPOCH; Time::COUNT],
@@ -464,6 +512,11 @@ const TOKEN_FAMILIES: &[TokenFamily] = &[
         "One series per scope (or policy) the token holds, valued 1.",
         scopes
     ),
+    one_per_line!(
+        "api_token_answer_anomaly",
+        "1 for each anomaly of the token's last conclusive answer (an unreadable expiry, scopes capped...); no series for a token whose answer had none.",
+        anomalies
+    ),
     one_per_token!(
         "api_token_first_seen_timestamp_seconds",
         "When the token's current fingerprint was first seen (Unix seconds); kept across restarts under --storage.path.",
@@ -525,6 +578,13 @@ pub struct Exposition {
     reload_ok: bool,
     reload_at: i64,
     web: Arc<crate::web::WebStats>,
+    refused: [(&'static str, u64); 3],
+    /// Open connections, the bound, and closed or refused ones per reason.
+    connections: (
+        u64,
+        u64,
+        [(&'static str, u64); crate::listen::DropReason::ALL.len()],
+    ),
     /// Where the writing stands: an index into `TOKEN_FAMILIES` (then the exporter-level
     /// families, then done), and the next row of that family.
     family: usize,
@@ -663,6 +723,54 @@ impl Exposition {
             Kind::Counter,
             web.refused()
                 .map(|(reason, n)| (labels(&[("reason", reason.as_str())]), Value::Count(n))),
+        );
+        small_family(
+            out,
+            "api_token_exporter_answer_caps_applied",
+            "Probes whose answer was cut by a cap (--provider.max-scopes, --provider.max-label-length), per cap.",
+            Kind::Counter,
+            crate::provider::CAP_NAMES
+                .iter()
+                .zip(&crate::provider::CAPS_APPLIED)
+                .map(|(cap, n)| {
+                    (
+                        labels(&[("cap", cap)]),
+                        Value::Count(n.load(Ordering::Relaxed)),
+                    )
+                }),
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_requests_refused",
+            "Requests to /metrics, the status page or /api/v1/tokens answered 503 because too many were in progress, per handler.",
+            Kind::Counter,
+            self.refused
+                .iter()
+                .map(|(handler, n)| (labels(&[("handler", handler)]), Value::Count(*n))),
+        );
+        let (open, max, dropped) = &self.connections;
+        small_family(
+            out,
+            "api_token_exporter_http_connections",
+            "HTTP connections open now, TLS handshakes included.",
+            Kind::Gauge,
+            [(String::new(), Value::Count(*open))],
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_connections_max",
+            "The bound on open HTTP connections (--web.max-connections, lowered below the open-file limit).",
+            Kind::Gauge,
+            [(String::new(), Value::Count(*max))],
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_connections_dropped",
+            "HTTP connections the exporter closed or refused, per reason: limit (refused, none could give its place), evicted (idle or slow, closed for a new one), header_timeout, idle_timeout, handshake_timeout, write_timeout (the client stopped reading).",
+            Kind::Counter,
+            dropped
+                .iter()
+                .map(|(reason, n)| (labels(&[("reason", reason)]), Value::Count(*n))),
         );
         small_family(
             out,
@@ -900,7 +1008,7 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::model::{Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
+    use crate::model::{Anomaly, Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
     use crate::provider::ProbeRun;
     use std::time::Duration;
 
@@ -950,6 +1058,7 @@ tokens:
             last_used_at: Some(Timestamp::from_millisecond(1_800_000_000_250).unwrap()),
             subject: Some("svc-\"deploy\"".into()),
             scopes: vec!["read".into(), "admin".into()],
+            anomalies: vec![Anomaly::ExpiryMilliseconds, Anomaly::ScopesCapped],
             ..TokenFacts::default()
         };
         let run = |outcome: ProbeOutcome, fp: &str, ms: u64| ProbeRun {

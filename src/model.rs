@@ -226,6 +226,181 @@ pub struct TokenFacts {
     pub extra: BTreeMap<String, String>,
     /// Warnings about the answer itself, e.g. an expiry in the past on a successful call.
     pub flags: Vec<String>,
+    /// Stable codes for what was wrong with the answer (sorted, no repeats), beside the
+    /// human text in `flags`: alerts need a label value that never changes wording.
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl TokenFacts {
+    /// Records an anomaly of the answer, with its sentence for people.
+    pub fn note(&mut self, anomaly: Anomaly, text: impl Into<String>) {
+        let text = text.into();
+        if !self.flags.contains(&text) {
+            self.flags.push(text);
+        }
+        if let Err(i) = self.anomalies.binary_search(&anomaly) {
+            self.anomalies.insert(i, anomaly);
+        }
+    }
+
+    /// Sets the expiry from what [`read_numeric_date`] (or a provider's own date reading)
+    /// made of the field `field`: an unusable value leaves the expiry undisclosed and is
+    /// noted, never read as "no expiry".
+    pub fn set_expiry(&mut self, read: ExpiryRead, field: &str) {
+        match read {
+            ExpiryRead::Absent => {}
+            ExpiryRead::At(at, None) => self.expiry = Expiry::At(at),
+            ExpiryRead::At(at, Some(anomaly)) => {
+                self.expiry = Expiry::At(at);
+                self.note(anomaly, anomaly.sentence(field));
+            }
+            ExpiryRead::Unusable(anomaly) => {
+                self.expiry = Expiry::Undisclosed;
+                self.note(anomaly, anomaly.sentence(field));
+            }
+        }
+    }
+}
+
+/// Something wrong with a provider's answer that did not change the verdict. The string
+/// forms are a public contract (the `anomaly` label of `api_token_answer_anomaly`, the API):
+/// add, never rename.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anomaly {
+    /// An expiry field was there but not a usable value (wrong type, null, not a date).
+    ExpiryUnreadable,
+    /// An expiry number outside any plausible instant (negative, past year 9999, 1e18).
+    ExpiryOutOfRange,
+    /// An expiry in milliseconds where seconds are documented; read as milliseconds.
+    ExpiryMilliseconds,
+    /// A NumericDate given as a string of digits where a JSON number is documented; read.
+    ExpiryString,
+    /// More scopes than `--provider.max-scopes`: the first ones (sorted) are kept.
+    ScopesCapped,
+    /// A label-bound text longer than `--provider.max-label-length`, cut.
+    LabelTruncated,
+    /// The subject differs from the previous answer's for the same secret: a token does not
+    /// change identity, and each new subject is a new `api_token_info` series.
+    SubjectChanged,
+}
+
+impl Anomaly {
+    /// Every anomaly, in label order.
+    pub const ALL: [Anomaly; 7] = [
+        Anomaly::ExpiryUnreadable,
+        Anomaly::ExpiryOutOfRange,
+        Anomaly::ExpiryMilliseconds,
+        Anomaly::ExpiryString,
+        Anomaly::ScopesCapped,
+        Anomaly::LabelTruncated,
+        Anomaly::SubjectChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Anomaly::ExpiryUnreadable => "expiry_unreadable",
+            Anomaly::ExpiryOutOfRange => "expiry_out_of_range",
+            Anomaly::ExpiryMilliseconds => "expiry_milliseconds",
+            Anomaly::ExpiryString => "expiry_string",
+            Anomaly::ScopesCapped => "scopes_capped",
+            Anomaly::LabelTruncated => "label_truncated",
+            Anomaly::SubjectChanged => "subject_changed",
+        }
+    }
+
+    /// The sentence for people about an expiry field. Fixed text and the field's name only:
+    /// the value the provider sent is never echoed (it could be anything, the token too).
+    fn sentence(self, field: &str) -> String {
+        match self {
+            Anomaly::ExpiryUnreadable => format!(
+                "the provider's {field} is not a usable expiry; the expiry is shown as not disclosed"
+            ),
+            Anomaly::ExpiryOutOfRange => format!(
+                "the provider's {field} is out of any plausible range; the expiry is shown as not disclosed"
+            ),
+            Anomaly::ExpiryMilliseconds => format!(
+                "the provider's {field} is in milliseconds, not seconds; read as milliseconds"
+            ),
+            Anomaly::ExpiryString => {
+                format!("the provider's {field} is a string, not a JSON number; read as seconds")
+            }
+            Anomaly::ScopesCapped | Anomaly::LabelTruncated | Anomaly::SubjectChanged => {
+                format!("{field}: {}", self.as_str())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an expiry field of an answer holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpiryRead {
+    /// The field is not there.
+    Absent,
+    /// An instant, with the anomaly that had to be tolerated to read it.
+    At(Timestamp, Option<Anomaly>),
+    /// Present but unusable: the expiry is not disclosed, and the anomaly says why.
+    Unusable(Anomaly),
+}
+
+/// The largest NumericDate read as seconds: the end of year 9999, the last instant a
+/// timestamp here can hold.
+const MAX_SECONDS: f64 = 253_402_300_799.0;
+/// Milliseconds are recognised only when they land between 2000 and 9999: seconds never
+/// reach 946,684,800,000 (the smallest such value), so no number can be read both ways.
+const MIN_MILLIS: f64 = 946_684_800_000.0;
+
+/// Reads a NumericDate expiry (RFC 7519 section 2: seconds since the epoch, a JSON number,
+/// possibly fractional). `null` is unusable, not absent: a provider that sends the member
+/// said something, and it was not an instant. A string of digits is read, with
+/// [`Anomaly::ExpiryString`]; a number too large for seconds but plausible as milliseconds
+/// is read as milliseconds, with [`Anomaly::ExpiryMilliseconds`]. Never panics.
+pub fn read_numeric_date(v: Option<&serde_json::Value>) -> ExpiryRead {
+    use serde_json::Value;
+    match v {
+        None => ExpiryRead::Absent,
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(secs) => read_epoch(secs, None),
+            None => ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange),
+        },
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            let numeric = !s.is_empty()
+                && s.len() <= 32
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
+            match s.parse::<f64>() {
+                Ok(secs) if numeric => read_epoch(secs, Some(Anomaly::ExpiryString)),
+                _ => ExpiryRead::Unusable(Anomaly::ExpiryUnreadable),
+            }
+        }
+        Some(_) => ExpiryRead::Unusable(Anomaly::ExpiryUnreadable),
+    }
+}
+
+/// Seconds since the epoch to an instant, under the rules of [`read_numeric_date`];
+/// `anomaly` is what reading the value already had to tolerate.
+pub fn read_epoch(secs: f64, anomaly: Option<Anomaly>) -> ExpiryRead {
+    if !secs.is_finite() || secs < 0.0 {
+        return ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange);
+    }
+    let (millis, anomaly) = if secs <= MAX_SECONDS {
+        ((secs * 1000.0).round(), anomaly)
+    } else if (MIN_MILLIS..=MAX_SECONDS * 1000.0).contains(&secs) {
+        (secs.round(), Some(Anomaly::ExpiryMilliseconds))
+    } else {
+        return ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange);
+    };
+    match Timestamp::from_millisecond(millis as i64) {
+        Ok(at) => ExpiryRead::At(at, anomaly),
+        Err(_) => ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange),
+    }
 }
 
 /// A provider's rate-limit headroom, read from its response headers.
@@ -461,6 +636,86 @@ mod tests {
         let text = format!("{o:?}");
         assert!(!text.contains("s3cr3t-value"), "{text}");
         assert_eq!(o.detail, "token <secret> was revoked");
+    }
+
+    /// Issue 16 finding 6: every value of the issue's list is either read (with the anomaly
+    /// it needed) or unusable with a stable anomaly; none is silently "no expiry".
+    #[test]
+    fn numeric_dates_are_read_or_flagged_never_ignored() {
+        use serde_json::json;
+        let at = |s: i64| Timestamp::from_second(s).unwrap();
+        let cases = [
+            (
+                json!(1_900_000_000),
+                ExpiryRead::At(at(1_900_000_000), None),
+            ),
+            (
+                json!("1900000000"),
+                ExpiryRead::At(at(1_900_000_000), Some(Anomaly::ExpiryString)),
+            ),
+            (
+                json!(1_900_000_000_000_i64),
+                ExpiryRead::At(at(1_900_000_000), Some(Anomaly::ExpiryMilliseconds)),
+            ),
+            (json!(true), ExpiryRead::Unusable(Anomaly::ExpiryUnreadable)),
+            (json!({}), ExpiryRead::Unusable(Anomaly::ExpiryUnreadable)),
+            (json!([]), ExpiryRead::Unusable(Anomaly::ExpiryUnreadable)),
+            (json!(null), ExpiryRead::Unusable(Anomaly::ExpiryUnreadable)),
+            (
+                json!("soon"),
+                ExpiryRead::Unusable(Anomaly::ExpiryUnreadable),
+            ),
+            (json!(""), ExpiryRead::Unusable(Anomaly::ExpiryUnreadable)),
+            // Year 10000 in seconds: neither seconds nor plausible milliseconds.
+            (
+                json!(253_402_300_800_i64),
+                ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange),
+            ),
+            (json!(1e18), ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange)),
+            (
+                json!(i64::MAX),
+                ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange),
+            ),
+            (
+                json!(u64::MAX),
+                ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange),
+            ),
+            (json!(-1), ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange)),
+            (
+                json!(1e308),
+                ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange),
+            ),
+            (
+                json!("99999999999999999999"),
+                ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange),
+            ),
+        ];
+        for (value, want) in cases {
+            assert_eq!(read_numeric_date(Some(&value)), want, "{value}");
+        }
+        assert_eq!(read_numeric_date(None), ExpiryRead::Absent);
+    }
+
+    #[test]
+    fn set_expiry_notes_the_anomaly_without_the_value() {
+        let mut facts = TokenFacts {
+            expiry: Expiry::Never,
+            ..TokenFacts::default()
+        };
+        facts.set_expiry(
+            read_numeric_date(Some(&serde_json::json!("canary-3f9a"))),
+            "exp",
+        );
+        assert_eq!(facts.expiry, Expiry::Undisclosed);
+        assert_eq!(facts.anomalies, [Anomaly::ExpiryUnreadable]);
+        assert_eq!(facts.flags.len(), 1);
+        assert!(!facts.flags[0].contains("canary"), "{:?}", facts.flags);
+        facts.note(Anomaly::ExpiryUnreadable, "again");
+        facts.note(Anomaly::ExpiryMilliseconds, "ms");
+        assert_eq!(
+            facts.anomalies,
+            [Anomaly::ExpiryUnreadable, Anomaly::ExpiryMilliseconds]
+        );
     }
 
     #[test]

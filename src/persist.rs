@@ -4,9 +4,9 @@
 //! Writes are atomic: the new content goes to a temporary file in the same directory, is
 //! fsynced, renamed over the old file, and the directory is fsynced, so a crash (even
 //! `kill -9` mid-write) leaves either the old file or the new one, never a torn one.
-//! A file that cannot be read back (corrupt, from a future version) is reported and treated
-//! as empty rather than stopping the exporter: this state improves answers, it is not needed
-//! to give them.
+//! A file that cannot be read back (corrupt, from a future version) is moved aside as
+//! `<name>.corrupt-<unix seconds>`, reported at error, and treated as empty rather than
+//! stopping the exporter: this state improves answers, it is not needed to give them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,9 @@ use serde::de::DeserializeOwned;
 /// The most a state file may hold; far above what 100,000 tokens need.
 pub const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// How many `<name>.corrupt-<unix seconds>` backups of one state file are kept.
+pub const MAX_CORRUPT_BACKUPS: usize = 3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     #[error("cannot write {path}: {source}")]
@@ -26,6 +29,26 @@ pub enum PersistError {
     },
     #[error("cannot serialize {0}")]
     Serialize(String),
+}
+
+/// Makes sure `dir` is a directory the exporter can write, creating it when missing.
+/// The daemon calls it at start: a storage path that is a file or is read-only otherwise
+/// shows up only as a failed save every few seconds, long after the operator looked.
+/// The error names the path and what is wrong with it.
+pub fn check_storage_dir(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err(format!("{shown} exists and is not a directory")),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {shown}: {e}"))?;
+        }
+        Err(e) => return Err(format!("cannot read {shown}: {e}")),
+    }
+    let probe = dir.join(format!(".write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("cannot write in {shown}: {e}"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// One JSON file under the storage directory.
@@ -45,8 +68,21 @@ impl StateFile {
         &self.path
     }
 
-    /// Reads the file; `T::default()` when it does not exist or cannot be decoded (logged).
+    /// Reads the file; `T::default()` when it does not exist or cannot be decoded. A file
+    /// that exists but cannot be decoded is renamed to `<name>.corrupt-<unix seconds>` beside
+    /// it and reported at error: the next save would otherwise overwrite it, and what it held
+    /// (a ledger, notification state) is gone for good unless someone can look at it.
     pub fn load<T: DeserializeOwned + Default>(&self) -> T {
+        self.load_inner(true)
+    }
+
+    /// As [`StateFile::load`], but never renames or writes anything: for a reader (`check`)
+    /// that may run beside the daemon that owns the file.
+    pub fn load_read_only<T: DeserializeOwned + Default>(&self) -> T {
+        self.load_inner(false)
+    }
+
+    fn load_inner<T: DeserializeOwned + Default>(&self, keep_bad: bool) -> T {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return T::default(),
@@ -56,13 +92,15 @@ impl StateFile {
             }
         };
         if meta.len() > MAX_STATE_BYTES {
-            tracing::warn!(file = %self.path.display(), "state file is too large; starting empty");
+            self.set_aside(keep_bad, "state file is too large".to_string());
             return T::default();
         }
         match std::fs::read(&self.path).map(|b| serde_json::from_slice::<T>(&b)) {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                tracing::warn!(file = %self.path.display(), error = %e, "state file is not valid; starting empty");
+                // serde_json's message names a line and column and the kind of error, never
+                // the text it read, so it carries no secret.
+                self.set_aside(keep_bad, format!("state file is not valid: {e}"));
                 T::default()
             }
             Err(e) => {
@@ -70,6 +108,92 @@ impl StateFile {
                 T::default()
             }
         }
+    }
+
+    /// Moves an unreadable file aside (when `keep_bad`) and logs at error where it went.
+    fn set_aside(&self, keep_bad: bool, problem: String) {
+        if !keep_bad {
+            tracing::error!(file = %self.path.display(), problem, "state file cannot be used; ignoring it (read-only, left in place)");
+            return;
+        }
+        let backup = self.corrupt_path(jiff::Timestamp::now().as_second());
+        match std::fs::rename(&self.path, &backup) {
+            Ok(()) => {
+                tracing::error!(
+                    file = %self.path.display(),
+                    backup = %backup.display(),
+                    problem,
+                    "state file cannot be used; kept it as the backup and starting empty"
+                );
+                self.prune_backups();
+            }
+            Err(e) => tracing::error!(
+                file = %self.path.display(),
+                backup = %backup.display(),
+                problem,
+                error = %e,
+                "state file cannot be used and cannot be moved aside; starting empty, the next save replaces it"
+            ),
+        }
+    }
+
+    /// `<name>.corrupt-<unix seconds>`, with `.1`, `.2`... if that name is taken (two bad
+    /// loads within a second must not overwrite the first backup).
+    fn corrupt_path(&self, unix: i64) -> PathBuf {
+        let base = format!("{}.corrupt-{unix}", self.file_name());
+        let dir = self.dir();
+        let mut candidate = dir.join(&base);
+        let mut n = 1;
+        while candidate.exists() {
+            candidate = dir.join(format!("{base}.{n}"));
+            n += 1;
+        }
+        candidate
+    }
+
+    /// Keeps the newest [`MAX_CORRUPT_BACKUPS`] backups of this file: a file corrupted again
+    /// at every start must not fill the disk.
+    fn prune_backups(&self) {
+        let prefix = format!("{}.corrupt-", self.file_name());
+        let Ok(entries) = std::fs::read_dir(self.dir()) else {
+            return;
+        };
+        let mut backups: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&prefix))
+            })
+            .map(|e| {
+                let at = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (at, e.path())
+            })
+            .collect();
+        if backups.len() <= MAX_CORRUPT_BACKUPS {
+            return;
+        }
+        backups.sort();
+        for (_, old) in &backups[..backups.len() - MAX_CORRUPT_BACKUPS] {
+            if std::fs::remove_file(old).is_ok() {
+                tracing::warn!(backup = %old.display(), "removed an old state file backup");
+            }
+        }
+    }
+
+    fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("state")
+            .to_string()
+    }
+
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     /// Writes the file atomically (temp file, fsync, rename, fsync of the directory).
@@ -142,5 +266,82 @@ mod tests {
         std::fs::write(dir.path().join("s.json"), b"{not json").unwrap();
         let f = StateFile::new(dir.path(), "s.json");
         assert!(f.load::<BTreeMap<String, u64>>().is_empty());
+    }
+
+    #[test]
+    fn a_storage_path_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let e = check_storage_dir(&file).unwrap_err();
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        assert!(e.contains("not a directory"), "{e}");
+        // A missing directory is created; an existing one passes and is left clean.
+        let fresh = dir.path().join("a/b");
+        check_storage_dir(&fresh).unwrap();
+        check_storage_dir(&fresh).unwrap();
+        assert_eq!(std::fs::read_dir(&fresh).unwrap().count(), 0);
+    }
+
+    fn backups(dir: &Path) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("s.json.corrupt-")
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_corrupt_file_is_kept_beside_as_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.json"), b"{not json").unwrap();
+        let f = StateFile::new(dir.path(), "s.json");
+        assert!(f.load::<BTreeMap<String, u64>>().is_empty());
+        let kept = backups(dir.path());
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(std::fs::read(&kept[0]).unwrap(), b"{not json");
+        assert!(!f.path().exists());
+        // The next save does not touch the backup.
+        f.save(&BTreeMap::from([("a".to_string(), 1u64)])).unwrap();
+        assert_eq!(std::fs::read(&kept[0]).unwrap(), b"{not json");
+    }
+
+    #[test]
+    fn read_only_load_leaves_a_corrupt_file_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.json"), b"{not json").unwrap();
+        let f = StateFile::new(dir.path(), "s.json");
+        assert!(f.load_read_only::<BTreeMap<String, u64>>().is_empty());
+        assert_eq!(std::fs::read(f.path()).unwrap(), b"{not json");
+        assert!(backups(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn backups_are_bounded_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::new(dir.path(), "s.json");
+        for i in 0..(MAX_CORRUPT_BACKUPS + 2) {
+            std::fs::write(f.path(), format!("bad {i}")).unwrap();
+            assert!(f.load::<BTreeMap<String, u64>>().is_empty());
+        }
+        let kept = backups(dir.path());
+        assert_eq!(kept.len(), MAX_CORRUPT_BACKUPS, "{kept:?}");
+        let contents: Vec<String> = kept
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        // The newest ones survive (within one second the names differ by suffix only).
+        assert!(
+            contents.contains(&format!("bad {}", MAX_CORRUPT_BACKUPS + 1)),
+            "{contents:?}"
+        );
     }
 }

@@ -499,6 +499,14 @@ impl SecretSource {
     }
 }
 
+/// How long the output of an `exec` helper that has exited may take to reach its end. Past
+/// it, what still holds the pipe open is a process the helper left behind.
+const EXEC_DRAIN_GRACE: Duration = Duration::from_millis(200);
+
+/// Runs an `exec` helper in a process group of its own, so that everything it started can
+/// be killed with it: on timeout, and when processes it left behind keep its output open
+/// after it exited (a read until end of file would otherwise wait for them, up to the
+/// timeout, and they would outlive it).
 async fn run_exec(exec: &ExecSource) -> Result<Vec<u8>, SecretError> {
     let program = exec.argv[0].clone();
     let mut cmd = tokio::process::Command::new(&exec.argv[0]);
@@ -511,6 +519,8 @@ async fn run_exec(exec: &ExecSource) -> Result<Vec<u8>, SecretError> {
         // tell, so nothing from the child reaches our logs.
         .stderr(Stdio::null())
         .kill_on_drop(true);
+    #[cfg(unix)]
+    cmd.process_group(0);
     if let Some(path) = std::env::var_os("PATH")
         && !exec.env.contains_key("PATH")
     {
@@ -519,19 +529,58 @@ async fn run_exec(exec: &ExecSource) -> Result<Vec<u8>, SecretError> {
     let mut child = cmd
         .spawn()
         .map_err(|e| SecretError::ExecSpawn(program.clone(), e.kind().to_string()))?;
+    // The group's id is the child's pid (process_group(0)). Taken now: once the child is
+    // reaped, `id()` is None.
+    let group = child.id();
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let work = async {
         let mut buf = Vec::new();
-        let read = (&mut stdout)
-            .take(MAX_SECRET_BYTES as u64 + 1)
-            .read_to_end(&mut buf)
-            .await;
-        let status = child.wait().await;
+        let (read, status) = {
+            let mut limited = (&mut stdout).take(MAX_SECRET_BYTES as u64 + 1);
+            let reading = limited.read_to_end(&mut buf);
+            tokio::pin!(reading);
+            enum First<R, S> {
+                Read(R),
+                Exit(S),
+            }
+            let first = tokio::select! {
+                r = &mut reading => First::Read(r),
+                s = child.wait() => First::Exit(s),
+            };
+            match first {
+                First::Read(read) => {
+                    // Past the size limit the helper may block writing: stop it now rather
+                    // than wait for the timeout.
+                    if matches!(read, Ok(n) if n > MAX_SECRET_BYTES) {
+                        kill_group(group);
+                    }
+                    (read, child.wait().await)
+                }
+                First::Exit(status) => {
+                    // Everything the helper wrote is in the pipe by now; a read that does not
+                    // end soon waits for a process it left behind holding the pipe.
+                    let read = match tokio::time::timeout(EXEC_DRAIN_GRACE, &mut reading).await {
+                        Ok(read) => read,
+                        Err(_) => {
+                            kill_group(group);
+                            reading.await
+                        }
+                    };
+                    (read, status)
+                }
+            }
+        };
         (buf, read, status)
     };
-    let (mut buf, read, status) = tokio::time::timeout(exec.timeout, work)
-        .await
-        .map_err(|_| SecretError::ExecTimeout(program.clone(), exec.timeout))?;
+    let (mut buf, read, status) = match tokio::time::timeout(exec.timeout, work).await {
+        Ok(done) => done,
+        Err(_) => {
+            // kill_on_drop would stop the helper alone; its children would run on.
+            kill_group(group);
+            let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+            return Err(SecretError::ExecTimeout(program, exec.timeout));
+        }
+    };
     let fail = |buf: &mut Vec<u8>, e: SecretError| {
         zeroize::Zeroize::zeroize(buf);
         Err(e)
@@ -553,6 +602,17 @@ async fn run_exec(exec: &ExecSource) -> Result<Vec<u8>, SecretError> {
             SecretError::ExecSpawn(program, e.kind().to_string()),
         ),
     }
+}
+
+/// SIGKILL to an `exec` helper's process group. An error (the group is already gone) is
+/// what we want anyway.
+fn kill_group(group: Option<u32>) {
+    #[cfg(unix)]
+    if let Some(pid) = group.and_then(|g| rustix::process::Pid::from_raw(g as i32)) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    #[cfg(not(unix))]
+    let _ = group;
 }
 
 /// The message for a token written inline. It must not quote the value.
@@ -753,6 +813,95 @@ mod tests {
             failing.read().await,
             Err(SecretError::ExecStatus(..))
         ));
+    }
+
+    /// Whether `pid` is gone: no such process, or a zombie (a container's init may not reap
+    /// it, but it runs nothing).
+    #[cfg(target_os = "linux")]
+    fn gone(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    async fn pid_from(file: &std::path::Path) -> String {
+        for _ in 0..100 {
+            if let Ok(pid) = std::fs::read_to_string(file)
+                && !pid.trim().is_empty()
+            {
+                return pid.trim().to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the helper did not write its child's pid");
+    }
+
+    #[cfg(target_os = "linux")]
+    async fn assert_gone_soon(pid: &str) {
+        for _ in 0..100 {
+            if gone(pid) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Do not leave it behind for the other tests either.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+        panic!("the helper's child {pid} outlived it");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn exec_timeout_kills_what_the_helper_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let hanging = SecretSource::Exec(ExecSource {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                // The grandchild's own output goes elsewhere: only the timeout can end this.
+                "sleep 300 >/dev/null & echo $! > \"$0\"; sleep 300".into(),
+                pidfile.display().to_string(),
+            ],
+            timeout: Duration::from_millis(500),
+            env: BTreeMap::new(),
+        });
+        assert!(matches!(
+            hanging.read().await,
+            Err(SecretError::ExecTimeout(..))
+        ));
+        let pid = pid_from(&pidfile).await;
+        assert_gone_soon(&pid).await;
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn exec_helper_that_exits_leaving_its_output_open_is_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let leaky = SecretSource::Exec(ExecSource {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                // The background sleep inherits stdout and keeps the pipe open.
+                "printf canary-token; sleep 300 & echo $! > \"$0\"".into(),
+                pidfile.display().to_string(),
+            ],
+            timeout: Duration::from_secs(60),
+            env: BTreeMap::new(),
+        });
+        // Generous next to the grace, far below the 60 s the read waited before.
+        let read = tokio::time::timeout(Duration::from_secs(15), leaky.read())
+            .await
+            .expect("the read waited for the helper's leftover child");
+        assert_eq!(read.unwrap().expose(), "canary-token");
+        let pid = pid_from(&pidfile).await;
+        assert_gone_soon(&pid).await;
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! HTTP endpoints: `fn router(state) -> axum::Router`, so tests can call it directly.
 //! Reads the store; never calls a provider. `/-/reload` hands work to the reloader.
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::metrics;
 use crate::store::Store;
@@ -29,8 +33,36 @@ pub struct AppState {
     pub telemetry_path: String,
 }
 
+/// How many answers of `/` and `/api/v1/tokens` may be in progress at once; past it they
+/// are refused with 503. Each holds its token order and a chunk, not its whole answer, but a
+/// flood of them would still take the store's read lock and CPU from probes and scrapes.
+pub const MAX_CONCURRENT_VIEWS: usize = 4;
+
+/// How many `/metrics` answers may be in progress at once. A separate bound from the views',
+/// so that a flood of API or page requests never starves a Prometheus scrape.
+pub const MAX_CONCURRENT_SCRAPES: usize = 4;
+
+/// How long a scrape past [`MAX_CONCURRENT_SCRAPES`] waits for a turn before it is refused:
+/// scrapes of a few Prometheus servers overlap briefly, and a refused scrape is a gap.
+pub const SCRAPE_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// Tokens rendered per chunk of a streamed answer (about 60 KB of JSON), each chunk under a
+/// read lock of its own.
+const TOKENS_PER_CHUNK: usize = 64;
+
+/// The bounds on heavy requests, one set per router.
+#[derive(Clone)]
+struct Limits {
+    views: Arc<Semaphore>,
+    scrapes: Arc<Semaphore>,
+}
+
 pub fn router(state: AppState) -> Router {
     let path = state.telemetry_path.clone();
+    let limits = Limits {
+        views: Arc::new(Semaphore::new(MAX_CONCURRENT_VIEWS)),
+        scrapes: Arc::new(Semaphore::new(MAX_CONCURRENT_SCRAPES)),
+    };
     Router::new()
         .route(&path, get(metrics_handler))
         .route("/", get(status_page))
@@ -39,13 +71,77 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
+        .layer(Extension(limits))
         .with_state(state)
 }
 
-async fn metrics_handler(State(state): State<AppState>) -> Response {
-    // Streamed a chunk at a time from a snapshot (see metrics.rs).
-    let body = axum::body::Body::new(state.metrics.snapshot());
+async fn metrics_handler(
+    State(state): State<AppState>,
+    Extension(limits): Extension<Limits>,
+) -> Response {
+    let permit = match tokio::time::timeout(SCRAPE_QUEUE_WAIT, limits.scrapes.acquire_owned()).await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => return refuse(&state.metrics.status().requests_refused.metrics),
+    };
+    // Streamed a chunk at a time from a snapshot (see metrics.rs); the permit goes with the
+    // body, so the bound covers the writing, not only the snapshot.
+    let body = axum::body::Body::new(Permitted {
+        inner: state.metrics.snapshot(),
+        _permit: permit,
+    });
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+}
+
+/// A turn for a view (`/` or `/api/v1/tokens`), or the 503 that refuses it.
+fn view_permit(
+    limits: &Limits,
+    state: &AppState,
+    refused: fn(&metrics::RequestsRefused) -> &AtomicU64,
+) -> Result<OwnedSemaphorePermit, Response> {
+    limits
+        .views
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| refuse(refused(&state.metrics.status().requests_refused)))
+}
+
+/// 503 with `Retry-After`, counted. Not logged: a flood would flood the log too; the
+/// counter is what an alert reads.
+fn refuse(count: &AtomicU64) -> Response {
+    count.fetch_add(1, Ordering::Relaxed);
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        "too many requests in progress; retry shortly\n",
+    )
+        .into_response()
+}
+
+/// A body that holds a concurrency permit until it is written out or dropped.
+struct Permitted<B> {
+    inner: B,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Permitted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -76,22 +172,160 @@ async fn reload(State(state): State<AppState>) -> Response {
     }
 }
 
-#[derive(Serialize)]
-struct TokensDoc {
-    generated_at: String,
-    counts: std::collections::BTreeMap<&'static str, usize>,
-    tokens: Vec<TokenView>,
+/// `{"generated_at":...,"counts":{...},"tokens":[...]}`, streamed a chunk of tokens at a
+/// time: at 100,000 tokens the whole answer is about 90 MB, and concurrent requests each
+/// built it in memory.
+async fn tokens_api(
+    State(state): State<AppState>,
+    Extension(limits): Extension<Limits>,
+) -> Response {
+    let permit = match view_permit(&limits, &state, |r| &r.api) {
+        Ok(p) => p,
+        Err(refused) => return refused,
+    };
+    let body = tokens_body(state.store.clone(), jiff::Timestamp::now(), Some(permit));
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::new(body),
+    )
+        .into_response()
 }
 
-async fn tokens_api(State(state): State<AppState>) -> Response {
-    let now = jiff::Timestamp::now();
-    let views = view::all(&state.store.read(), now);
-    let doc = TokensDoc {
-        generated_at: now.to_string(),
-        counts: view::counts(&views).into_iter().collect(),
-        tokens: views,
+/// The body of `GET /api/v1/tokens` at `now`: the same bytes serde_json wrote for the whole
+/// document at once.
+pub fn tokens_body(
+    store: Arc<Store>,
+    now: jiff::Timestamp,
+    permit: Option<OwnedSemaphorePermit>,
+) -> ViewStream {
+    let (order, counts) = {
+        let inner = store.read();
+        let counts = view::count_states(inner.tokens.values().map(|s| view::state_name(s)));
+        (keyed(&inner, now, |_| true), counts)
     };
-    axum::Json(doc).into_response()
+    let order = sorted(order);
+    let counts: std::collections::BTreeMap<&str, usize> = counts.into_iter().collect();
+    // Both are serialised from strings and numbers: they cannot fail.
+    let head = format!(
+        "{{\"generated_at\":{},\"counts\":{},\"tokens\":[",
+        serde_json::to_string(&now.to_string()).unwrap_or_default(),
+        serde_json::to_string(&counts).unwrap_or_default()
+    );
+    ViewStream {
+        store,
+        now,
+        order: order.into_iter(),
+        head: Some(head),
+        tail: Some("]}".to_string()),
+        rows_written: 0,
+        row: Row::Json,
+        _permit: permit,
+    }
+}
+
+/// The tokens `keep` admits with their urgency ([`TokenView::urgency`]), taken under the
+/// lock from the states without building any view; [`sorted`] orders them after it.
+fn keyed(
+    inner: &crate::store::Inner,
+    now: jiff::Timestamp,
+    keep: impl Fn(&crate::store::TokenState) -> bool,
+) -> Vec<((u8, i64), String)> {
+    inner
+        .tokens
+        .iter()
+        .filter(|(_, s)| keep(s))
+        .map(|(name, s)| (view::urgency_of(s, now), name.clone()))
+        .collect()
+}
+
+/// The names, most urgent first. Sorted outside the store's lock: probe results wait for
+/// the copy, not for the sort.
+fn sorted(mut keyed: Vec<((u8, i64), String)>) -> Vec<String> {
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, name)| name).collect()
+}
+
+/// How a streamed answer writes one token.
+#[derive(Clone)]
+enum Row {
+    Json,
+    Html(PageFilter),
+}
+
+/// A streamed view of the store: a head, then each token of `order` rendered from its
+/// current state, a chunk at a time under a short read lock, then a tail. The answer holds
+/// the order (names) and one chunk, never every view at once. A token removed (by a reload)
+/// while the answer is written is left out; one probed meanwhile shows its newer state.
+pub struct ViewStream {
+    store: Arc<Store>,
+    now: jiff::Timestamp,
+    order: std::vec::IntoIter<String>,
+    head: Option<String>,
+    tail: Option<String>,
+    rows_written: usize,
+    row: Row,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl ViewStream {
+    /// The next chunk, or None when all is written.
+    pub fn next_chunk(&mut self) -> Option<String> {
+        if let Some(head) = self.head.take() {
+            return Some(head);
+        }
+        // Chunks whose tokens were all left out are skipped: an empty frame is no use.
+        while self.order.len() > 0 {
+            let mut out = String::new();
+            let inner = self.store.read();
+            for name in self.order.by_ref().take(TOKENS_PER_CHUNK) {
+                let Some(s) = inner.tokens.get(&name) else {
+                    continue;
+                };
+                let v = TokenView::from_state(s, self.now);
+                match &self.row {
+                    Row::Json => {
+                        if self.rows_written > 0 {
+                            out.push(',');
+                        }
+                        // A view holds strings, numbers and maps with string keys only.
+                        out.push_str(&serde_json::to_string(&v).unwrap_or_default());
+                    }
+                    Row::Html(filter) => {
+                        // The state may have changed since the order was taken.
+                        if !filter.admits(&v) {
+                            continue;
+                        }
+                        render_row(&mut out, &v);
+                    }
+                }
+                self.rows_written += 1;
+            }
+            if !out.is_empty() {
+                return Some(out);
+            }
+        }
+        self.tail.take()
+    }
+}
+
+impl http_body::Body for ViewStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        Poll::Ready(
+            self.get_mut()
+                .next_chunk()
+                .map(|c| Ok(http_body::Frame::data(Bytes::from(c)))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.order.len() == 0 && self.tail.is_none()
+    }
 }
 
 async fn token_api(State(state): State<AppState>, Path(name): Path<String>) -> Response {
@@ -138,11 +372,86 @@ impl PageFilter {
 
 async fn status_page(
     State(state): State<AppState>,
+    Extension(limits): Extension<Limits>,
     Query(filter): Query<PageFilter>,
-) -> Html<String> {
-    let now = jiff::Timestamp::now();
-    let views = view::all(&state.store.read(), now);
-    Html(render_page(&views, &filter, &state.telemetry_path, now))
+) -> Response {
+    let permit = match view_permit(&limits, &state, |r| &r.page) {
+        Ok(p) => p,
+        Err(refused) => return refused,
+    };
+    let body = page_body(
+        state.store.clone(),
+        filter,
+        &state.telemetry_path,
+        jiff::Timestamp::now(),
+        Some(permit),
+    );
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        axum::body::Body::new(body),
+    )
+        .into_response()
+}
+
+/// The status page at `now`, streamed: the same bytes as [`render_page`].
+pub fn page_body(
+    store: Arc<Store>,
+    filter: PageFilter,
+    telemetry_path: &str,
+    now: jiff::Timestamp,
+    permit: Option<OwnedSemaphorePermit>,
+) -> ViewStream {
+    let (order, summary) = {
+        let inner = store.read();
+        let admits = |s: &crate::store::TokenState| {
+            (filter.state.is_empty() || view::state_name(s) == filter.state)
+                && (filter.team.is_empty()
+                    || s.spec.labels.get("team").is_some_and(|t| *t == filter.team))
+                && (filter.provider.is_empty() || s.spec.provider == filter.provider)
+        };
+        let summary = PageSummary {
+            total: inner.tokens.len(),
+            counts: view::count_states(inner.tokens.values().map(|s| view::state_name(s))),
+            teams: inner
+                .tokens
+                .values()
+                .filter_map(|s| s.spec.labels.get("team").cloned())
+                .collect(),
+            providers: inner
+                .tokens
+                .values()
+                .map(|s| s.spec.provider.clone())
+                .collect(),
+            shown: 0,
+        };
+        (keyed(&inner, now, admits), summary)
+    };
+    let order = sorted(order);
+    let summary = PageSummary {
+        shown: order.len(),
+        ..summary
+    };
+    let mut head = String::with_capacity(8192);
+    render_head(&mut head, &summary, &filter, telemetry_path, now);
+    ViewStream {
+        store,
+        now,
+        order: order.into_iter(),
+        head: Some(head),
+        tail: Some(render_tail(summary.shown == 0)),
+        rows_written: 0,
+        row: Row::Html(filter),
+        _permit: permit,
+    }
+}
+
+/// What the top of the status page says about the whole store.
+struct PageSummary {
+    shown: usize,
+    total: usize,
+    counts: Vec<(&'static str, usize)>,
+    teams: std::collections::BTreeSet<String>,
+    providers: std::collections::BTreeSet<String>,
 }
 
 /// An RFC 3339 timestamp as people read it: to the second, in UTC.
@@ -170,6 +479,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// The status page: plain HTML, no JavaScript, refreshed every 30 seconds with its filters.
+/// The server streams the same bytes ([`page_body`]); this is the whole page at once.
 pub fn render_page(
     all: &[TokenView],
     filter: &PageFilter,
@@ -177,7 +487,33 @@ pub fn render_page(
     now: jiff::Timestamp,
 ) -> String {
     let views: Vec<&TokenView> = all.iter().filter(|v| filter.admits(v)).collect();
+    let summary = PageSummary {
+        shown: views.len(),
+        total: all.len(),
+        counts: view::counts(all),
+        teams: all
+            .iter()
+            .filter_map(|v| v.labels.get("team").cloned())
+            .collect(),
+        providers: all.iter().map(|v| v.provider.clone()).collect(),
+    };
     let mut html = String::with_capacity(4096 + views.len() * 640);
+    render_head(&mut html, &summary, filter, telemetry_path, now);
+    for v in &views {
+        render_row(&mut html, v);
+    }
+    html.push_str(&render_tail(views.is_empty()));
+    html
+}
+
+/// Everything before the first row: styles, counts, the filter form, the table's head.
+fn render_head(
+    html: &mut String,
+    summary: &PageSummary,
+    filter: &PageFilter,
+    telemetry_path: &str,
+    now: jiff::Timestamp,
+) {
     let refresh = escape(&filter.query(&filter.state));
     let _ = write!(
         html,
@@ -201,12 +537,12 @@ pub fn render_page(
     let _ = write!(
         html,
         "<p><small>{} of {} tokens shown, generated {} &middot; <a href=\"{}\">metrics</a> &middot; <a href=\"/api/v1/tokens\">JSON</a></small></p><nav>",
-        views.len(),
-        all.len(),
+        summary.shown,
+        summary.total,
         escape(&short_time(&now.to_string())),
         escape(telemetry_path)
     );
-    for (state, n) in view::counts(all) {
+    for &(state, n) in &summary.counts {
         let on = if filter.state == state { " on" } else { "" };
         let _ = write!(
             html,
@@ -230,19 +566,10 @@ pub fn render_page(
         out.push_str("</select></label>");
         out
     };
-    let mut teams: Vec<String> = all
-        .iter()
-        .filter_map(|v| v.labels.get("team").cloned())
-        .collect();
-    teams.sort();
-    teams.dedup();
-    let mut providers: Vec<String> = all.iter().map(|v| v.provider.clone()).collect();
-    providers.sort();
-    providers.dedup();
-    let mut states: Vec<String> = view::counts(all)
-        .into_iter()
-        .map(|(s, _)| s.to_string())
-        .collect();
+    // Sorted sets: the lists were sorted and deduplicated vectors before, the same order.
+    let teams: Vec<String> = summary.teams.iter().cloned().collect();
+    let providers: Vec<String> = summary.providers.iter().cloned().collect();
+    let mut states: Vec<String> = summary.counts.iter().map(|(s, _)| s.to_string()).collect();
     states.sort();
     let _ = write!(
         html,
@@ -253,73 +580,352 @@ pub fn render_page(
     );
 
     html.push_str("<table><thead><tr><th>Token</th><th>State</th><th>Expires</th><th>Provider</th><th>Owner / team</th><th>Scopes</th><th>Policies</th><th>Last probe</th></tr></thead><tbody>");
-    for v in &views {
-        let severity = match v.severity {
-            crate::model::Severity::Critical => "sev-critical",
-            crate::model::Severity::Warning => "sev-warning",
-            crate::model::Severity::Ok => "",
-        };
-        let owner = [v.labels.get("owner"), v.labels.get("team")]
-            .into_iter()
-            .flatten()
-            .map(|s| escape(s))
-            .collect::<Vec<_>>()
-            .join(" / ");
-        let policies = {
-            let violated: Vec<String> = v
-                .violations()
-                .map(|f| {
-                    format!(
-                        "<span class=\"violation\" title=\"{}\">{}</span>",
-                        escape(&f.detail),
-                        escape(f.policy)
-                    )
-                })
-                .collect();
-            if violated.is_empty() {
-                if v.policies.is_empty() {
-                    String::new()
-                } else {
-                    "ok".to_string()
-                }
+}
+
+/// One token's row of the status page's table.
+fn render_row(html: &mut String, v: &TokenView) {
+    let severity = match v.severity {
+        crate::model::Severity::Critical => "sev-critical",
+        crate::model::Severity::Warning => "sev-warning",
+        crate::model::Severity::Ok => "",
+    };
+    let owner = [v.labels.get("owner"), v.labels.get("team")]
+        .into_iter()
+        .flatten()
+        .map(|s| escape(s))
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let policies = {
+        let violated: Vec<String> = v
+            .violations()
+            .map(|f| {
+                format!(
+                    "<span class=\"violation\" title=\"{}\">{}</span>",
+                    escape(&f.detail),
+                    escape(f.policy)
+                )
+            })
+            .collect();
+        if violated.is_empty() {
+            if v.policies.is_empty() {
+                String::new()
             } else {
-                violated.join("<br>")
+                "ok".to_string()
             }
-        };
-        let _ = write!(
-            html,
-            "<tr class=\"{severity}\" data-token=\"{name}\" data-state=\"{state}\"><td><b>{name}</b><br><small>{fp}</small></td>\
-             <td class=\"s-{state}\">{state}<br><small>{reason}</small></td>\
-             <td>{expires_in}<br><small>{expires_at}</small></td><td>{provider}<br><small>{kind}</small></td>\
-             <td>{owner}</td><td>{scopes}</td><td>{policies}</td><td><small>{last_probe}<br>{detail}</small></td></tr>",
-            name = escape(&v.name),
-            fp = escape(v.fingerprint.as_deref().unwrap_or("")),
-            state = escape(&v.state),
-            reason = escape(v.reason.as_deref().unwrap_or("")),
-            expires_in = escape(&v.expires_in),
-            expires_at = escape(&v.expires_at.as_deref().map(short_time).unwrap_or_default()),
-            provider = escape(&v.provider),
-            kind = escape(&v.kind),
-            scopes = escape(&v.scopes.join(" ")),
-            last_probe = escape(
-                &v.last_probe_at
-                    .as_deref()
-                    .map(short_time)
-                    .unwrap_or_else(|| "not yet".into())
-            ),
-            detail = escape(v.detail.as_deref().unwrap_or("")),
-        );
-    }
-    if views.is_empty() {
+        } else {
+            violated.join("<br>")
+        }
+    };
+    let _ = write!(
+        html,
+        "<tr class=\"{severity}\" data-token=\"{name}\" data-state=\"{state}\"><td><b>{name}</b><br><small>{fp}</small></td>\
+         <td class=\"s-{state}\">{state}<br><small>{reason}</small></td>\
+         <td>{expires_in}<br><small>{expires_at}</small></td><td>{provider}<br><small>{kind}</small></td>\
+         <td>{owner}</td><td>{scopes}</td><td>{policies}</td><td><small>{last_probe}<br>{detail}</small></td></tr>",
+        name = escape(&v.name),
+        fp = escape(v.fingerprint.as_deref().unwrap_or("")),
+        state = escape(&v.state),
+        reason = escape(v.reason.as_deref().unwrap_or("")),
+        expires_in = escape(&v.expires_in),
+        expires_at = escape(&v.expires_at.as_deref().map(short_time).unwrap_or_default()),
+        provider = escape(&v.provider),
+        kind = escape(&v.kind),
+        scopes = escape(&v.scopes.join(" ")),
+        last_probe = escape(
+            &v.last_probe_at
+                .as_deref()
+                .map(short_time)
+                .unwrap_or_else(|| "not yet".into())
+        ),
+        detail = escape(&with_anomalies(
+            v.detail.as_deref().unwrap_or(""),
+            &v.anomalies
+        )),
+    );
+}
+
+/// The end of the page, with the row that says nothing matched when nothing did.
+fn render_tail(empty: bool) -> String {
+    let mut html = String::new();
+    if empty {
         html.push_str("<tr><td colspan=\"8\">No token matches these filters.</td></tr>");
     }
     html.push_str("</tbody></table></body></html>\n");
     html
 }
 
+/// The detail a row shows, followed by the answer's anomaly codes when it had any: the
+/// codes alerts use, so a person finds on the page the word the alert named.
+fn with_anomalies(detail: &str, anomalies: &[crate::model::Anomaly]) -> String {
+    if anomalies.is_empty() {
+        return detail.to_string();
+    }
+    let codes: Vec<&str> = anomalies.iter().map(|a| a.as_str()).collect();
+    format!("{detail} (answer anomaly: {})", codes.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::metrics::{ExporterStatus, Metrics};
+    use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+    use crate::provider::ProbeRun;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    /// A store of `n` tokens in every kind of state: valid far and near expiry, invalid,
+    /// rate limited, never probed; with teams, owners and characters JSON and HTML escape.
+    fn store_of(n: usize) -> Arc<Store> {
+        let mut yaml = String::from(
+            "providers:\n  idp: {kind: oauth2_introspection, introspection_url: \"http://127.0.0.1:9/i\", client_id: x, client_secret: {env: CS}}\n  other: {kind: static}\ntokens:\n",
+        );
+        if n == 0 {
+            yaml.push_str("  []\n");
+        }
+        for i in 0..n {
+            if i % 7 == 6 {
+                yaml.push_str(&format!(
+                    "  - name: t{i:05}\n    provider: other\n    expires_at: 2031-06-30\n"
+                ));
+            } else {
+                yaml.push_str(&format!(
+                    "  - name: t{i:05}\n    provider: idp\n    secret: {{env: S}}\n    labels: {{team: \"t<{}>\\\"q\", owner: o{}}}\n",
+                    i % 3,
+                    i % 5
+                ));
+            }
+        }
+        let config = Config::parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
+        let store = Arc::new(Store::new());
+        store.reconcile(&config);
+        let now = jiff::Timestamp::now();
+        for (i, spec) in config.tokens.iter().enumerate() {
+            let outcome = match i % 5 {
+                0 => ProbeOutcome::valid(TokenFacts {
+                    expiry: Expiry::At(now + jiff::SignedDuration::from_hours(24 * 400)),
+                    subject: Some(format!("svc-\"{i}\" <b>")),
+                    scopes: vec!["read".into(), "write".into()],
+                    ..TokenFacts::default()
+                }),
+                1 => ProbeOutcome::valid(TokenFacts {
+                    expiry: Expiry::At(now + jiff::SignedDuration::from_hours(30 + i as i64)),
+                    ..TokenFacts::default()
+                }),
+                2 => ProbeOutcome::new(Verdict::Invalid, Reason::Revoked, "revoked"),
+                3 => ProbeOutcome::new(Verdict::RateLimited, Reason::RateLimited, "429"),
+                _ => continue,
+            };
+            let run = ProbeRun {
+                outcome,
+                fingerprint: Some(format!("sha256:{i:012x}")),
+                duration: std::time::Duration::from_millis(3),
+            };
+            store.record(&spec.name, run, now);
+        }
+        store
+    }
+
+    fn collect(mut body: ViewStream) -> (Vec<String>, String) {
+        let mut chunks = Vec::new();
+        while let Some(c) = body.next_chunk() {
+            chunks.push(c);
+        }
+        let all = chunks.concat();
+        (chunks, all)
+    }
+
+    /// The document as the handler built it before it streamed: one serde_json call.
+    #[derive(serde::Serialize)]
+    struct TokensDoc {
+        generated_at: String,
+        counts: std::collections::BTreeMap<&'static str, usize>,
+        tokens: Vec<TokenView>,
+    }
+
+    #[test]
+    fn the_streamed_api_answer_is_byte_for_byte_the_whole_document() {
+        for n in [0, 1, 12, 200] {
+            let store = store_of(n);
+            let now = jiff::Timestamp::now();
+            let views = view::all(&store.read(), now);
+            let whole = serde_json::to_string(&TokensDoc {
+                generated_at: now.to_string(),
+                counts: view::counts(&views).into_iter().collect(),
+                tokens: views,
+            })
+            .unwrap();
+            let (_, streamed) = collect(tokens_body(store, now, None));
+            assert_eq!(streamed, whole, "{n} tokens");
+            let parsed: serde_json::Value = serde_json::from_str(&streamed).unwrap();
+            assert_eq!(parsed["tokens"].as_array().unwrap().len(), n);
+        }
+    }
+
+    #[test]
+    fn the_streamed_page_is_byte_for_byte_the_whole_page() {
+        let store = store_of(40);
+        let now = jiff::Timestamp::now();
+        let views = view::all(&store.read(), now);
+        let filters = [
+            PageFilter::default(),
+            PageFilter {
+                state: "invalid".into(),
+                ..PageFilter::default()
+            },
+            PageFilter {
+                team: "t<1>\"q".into(),
+                provider: "idp".into(),
+                ..PageFilter::default()
+            },
+            PageFilter {
+                provider: "nothing-matches".into(),
+                ..PageFilter::default()
+            },
+        ];
+        for filter in filters {
+            let whole = render_page(&views, &filter, "/metrics", now);
+            let (_, streamed) = collect(page_body(
+                store.clone(),
+                filter.clone(),
+                "/metrics",
+                now,
+                None,
+            ));
+            assert_eq!(streamed, whole, "{filter:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn large_answers_arrive_in_many_bounded_frames() {
+        let (app, _) = app(store_of(2_000));
+        for path in ["/api/v1/tokens", "/"] {
+            let mut body = get(&app, path).await.into_body();
+            let (mut frames, mut total, mut largest) = (0, 0, 0);
+            while let Some(frame) = body.frame().await {
+                let data = frame.unwrap().into_data().unwrap();
+                frames += 1;
+                total += data.len();
+                largest = largest.max(data.len());
+            }
+            // The whole answer is never one buffer: each frame is a chunk of tokens.
+            assert!(frames >= 2_000 / 64, "{path}: {frames} frames");
+            assert!(
+                largest * 10 < total,
+                "{path}: a frame of {largest} bytes out of {total}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_removed_while_streaming_is_left_out_and_the_json_stays_valid() {
+        let store = store_of(200);
+        let now = jiff::Timestamp::now();
+        let mut body = tokens_body(store.clone(), now, None);
+        let mut text = body.next_chunk().unwrap();
+        text.push_str(&body.next_chunk().unwrap());
+        // A reload that keeps only the first 10 tokens of the file.
+        let kept = Config::parse(
+            "providers:\n  idp: {kind: oauth2_introspection, introspection_url: \"http://127.0.0.1:9/i\", client_id: x, client_secret: {env: CS}}\ntokens:\n  - {name: t00000, provider: idp, secret: {env: S}}\n",
+        )
+        .unwrap();
+        store.reconcile(&kept);
+        while let Some(c) = body.next_chunk() {
+            assert!(!c.is_empty(), "an empty chunk");
+            text.push_str(&c);
+        }
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            parsed["tokens"].as_array().unwrap().len(),
+            TOKENS_PER_CHUNK + 1
+        );
+    }
+
+    fn app(store: Arc<Store>) -> (Router, Metrics) {
+        let metrics = Metrics::new(store.clone(), Arc::new(ExporterStatus::new()));
+        let state = AppState {
+            store,
+            metrics: metrics.clone(),
+            ready: Arc::new(AtomicBool::new(true)),
+            reload: mpsc::channel(1).0,
+            telemetry_path: "/metrics".into(),
+        };
+        (router(state), metrics)
+    }
+
+    async fn get(app: &Router, path: &str) -> Response {
+        let req = axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.clone().oneshot(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn heavy_requests_past_the_bound_get_503_while_scrapes_go_on() {
+        let (app, metrics) = app(store_of(300));
+        // Answers in progress: their bodies are not read yet, so each holds its turn.
+        let mut held = Vec::new();
+        for i in 0..MAX_CONCURRENT_VIEWS {
+            let path = if i % 2 == 0 { "/api/v1/tokens" } else { "/" };
+            let r = get(&app, path).await;
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            held.push(r);
+        }
+        for path in ["/api/v1/tokens", "/?state=valid"] {
+            let r = get(&app, path).await;
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        }
+        // Light endpoints are not bounded.
+        assert_eq!(
+            get(&app, "/api/v1/tokens/t00000").await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(get(&app, "/-/healthy").await.status(), StatusCode::OK);
+        // A scrape has a bound of its own: the flood does not starve it.
+        let scrape = get(&app, "/metrics").await;
+        assert_eq!(scrape.status(), StatusCode::OK);
+        let text = String::from_utf8(
+            scrape
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        for line in [
+            "api_token_exporter_http_requests_refused_total{handler=\"api\"} 1",
+            "api_token_exporter_http_requests_refused_total{handler=\"page\"} 1",
+            "api_token_exporter_http_requests_refused_total{handler=\"metrics\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+        // A finished answer gives its turn back.
+        let done = held.pop().unwrap();
+        let _ = done.into_body().collect().await.unwrap();
+        assert_eq!(get(&app, "/api/v1/tokens").await.status(), StatusCode::OK);
+        // Scrapes past their own bound wait, then are refused and counted.
+        let mut scrapes = Vec::new();
+        for _ in 0..MAX_CONCURRENT_SCRAPES {
+            let r = get(&app, "/metrics").await;
+            assert_eq!(r.status(), StatusCode::OK);
+            scrapes.push(r);
+        }
+        assert_eq!(
+            get(&app, "/metrics").await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        drop(scrapes);
+        let text = crate::metrics::render(&metrics);
+        assert!(
+            text.contains(
+                "api_token_exporter_http_requests_refused_total{handler=\"metrics\"} 1\n"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn escape_covers_markup() {

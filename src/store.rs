@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, TokenSpec};
-use crate::model::{Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
+use crate::model::{Anomaly, Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
 use crate::persist::StateFile;
 use crate::provider::ProbeRun;
 
@@ -196,7 +196,7 @@ impl Store {
     /// A store that reads the ledger in `dir` but never writes it (for `check`, which may run
     /// beside a daemon that owns the file).
     pub fn with_storage_read_only(dir: &std::path::Path) -> Self {
-        let ledger: Ledger = StateFile::new(dir, "tokens.json").load();
+        let ledger: Ledger = StateFile::new(dir, "tokens.json").load_read_only();
         Store {
             inner: RwLock::new(Inner {
                 loaded: ledger,
@@ -348,6 +348,11 @@ pub struct Recorded {
     pub expiry: Expiry,
 }
 
+/// The flag on a token whose shown expiry is the last readable one, the latest answer's
+/// being unusable.
+pub const KEPT_EXPIRY: &str =
+    "the expiry shown is the last readable one: the latest answer's expiry field was unusable";
+
 /// The expiry-keeping rules, on one token. Pure.
 pub fn apply(
     state: &mut TokenState,
@@ -376,8 +381,28 @@ pub fn apply(
     if outcome.verdict.is_conclusive() {
         // Moved, not copied: the facts of a conclusive answer live in `state.facts` only.
         let mut facts = std::mem::take(&mut outcome.facts);
+        // A provider answering another subject for the same secret at each probe would make
+        // a new `api_token_info` series each time: made visible, so it can be acted on.
+        if let (Some(old), Some(new)) = (&state.facts.subject, &facts.subject)
+            && old != new
+        {
+            facts.note(
+                Anomaly::SubjectChanged,
+                "the provider names another subject than in its previous answer for the same secret",
+            );
+        }
         if facts.expiry == Expiry::Undisclosed && matches!(known_expiry, Expiry::At(_)) {
             facts.expiry = known_expiry;
+            // The old expiry is still the best guess when the new answer's expiry field was
+            // unusable, but it must not pass for what the provider said now: the anomaly
+            // stays on the token and the flag says which expiry is shown.
+            if facts
+                .anomalies
+                .iter()
+                .any(|a| matches!(a, Anomaly::ExpiryUnreadable | Anomaly::ExpiryOutOfRange))
+            {
+                facts.flags.push(KEPT_EXPIRY.into());
+            }
         }
         state.facts = Arc::new(facts);
         state.last_verdict_at = Some(at);
@@ -451,6 +476,101 @@ mod tests {
         assert_eq!(s.facts.expiry, Expiry::At(at(5000)));
         assert_eq!(s.verdict(), Some(Verdict::Invalid));
         assert_eq!(s.last_verdict_at, Some(at(6000)));
+    }
+
+    /// Issue 16 finding 5 (churn): a subject that changes between answers for the same
+    /// secret is an anomaly on the token; after a rotation it is not.
+    #[test]
+    fn a_changing_subject_is_an_anomaly() {
+        let answer = |subject: &str| {
+            ProbeOutcome::valid(TokenFacts {
+                subject: Some(subject.into()),
+                ..TokenFacts::default()
+            })
+        };
+        let mut s = state();
+        apply(
+            &mut s,
+            answer("a"),
+            Some("fp".into()),
+            at(1),
+            Duration::ZERO,
+        );
+        apply(
+            &mut s,
+            answer("a"),
+            Some("fp".into()),
+            at(2),
+            Duration::ZERO,
+        );
+        assert!(s.facts.anomalies.is_empty());
+        apply(
+            &mut s,
+            answer("b"),
+            Some("fp".into()),
+            at(3),
+            Duration::ZERO,
+        );
+        assert_eq!(s.facts.anomalies, [Anomaly::SubjectChanged]);
+        apply(
+            &mut s,
+            answer("b"),
+            Some("fp".into()),
+            at(4),
+            Duration::ZERO,
+        );
+        assert!(s.facts.anomalies.is_empty());
+        apply(
+            &mut s,
+            answer("c"),
+            Some("fp2".into()),
+            at(5),
+            Duration::ZERO,
+        );
+        assert!(s.facts.anomalies.is_empty(), "a rotation is a new token");
+    }
+
+    /// Issue 16 finding 6: a known token whose new answer has an unusable expiry keeps
+    /// the old expiry, but visibly: the anomaly and a flag saying so are on the token.
+    #[test]
+    fn an_unusable_expiry_keeps_the_old_one_visibly() {
+        let mut s = state();
+        apply(
+            &mut s,
+            valid_until(5000),
+            Some("fp".into()),
+            at(1),
+            Duration::ZERO,
+        );
+        let mut facts = TokenFacts::default();
+        facts.set_expiry(
+            crate::model::read_numeric_date(Some(&serde_json::json!({}))),
+            "exp",
+        );
+        apply(
+            &mut s,
+            ProbeOutcome::valid(facts),
+            Some("fp".into()),
+            at(2),
+            Duration::ZERO,
+        );
+        assert_eq!(s.facts.expiry, Expiry::At(at(5000)));
+        assert_eq!(s.facts.anomalies, [Anomaly::ExpiryUnreadable]);
+        assert!(
+            s.facts.flags.iter().any(|f| f == KEPT_EXPIRY),
+            "{:?}",
+            s.facts.flags
+        );
+        // An answer without any expiry field keeps it without the flag, as before.
+        apply(
+            &mut s,
+            ProbeOutcome::valid(TokenFacts::default()),
+            Some("fp".into()),
+            at(3),
+            Duration::ZERO,
+        );
+        assert_eq!(s.facts.expiry, Expiry::At(at(5000)));
+        assert!(s.facts.flags.is_empty() && s.facts.anomalies.is_empty());
     }
 
     #[test]

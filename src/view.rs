@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::model::{Expiry, Reason, Severity, human_relative};
+use crate::model::{Anomaly, Expiry, Reason, Severity, human_relative};
 use crate::policy::{self, Finding};
 use crate::store::{Inner, TokenState};
 
@@ -48,6 +48,9 @@ pub struct TokenView {
     pub last_verdict_at: Option<String>,
     pub probe_duration_seconds: Option<f64>,
     pub flags: Vec<String>,
+    /// Stable codes of what was wrong with the last conclusive answer (`expiry_unreadable`,
+    /// `scopes_capped`...): the `anomaly` label values of `api_token_answer_anomaly`.
+    pub anomalies: Vec<Anomaly>,
     pub extra: BTreeMap<String, String>,
     /// When the current fingerprint was first seen, and when the last rotation happened.
     pub first_seen_at: Option<String>,
@@ -106,6 +109,7 @@ impl TokenView {
             last_verdict_at: s.last_verdict_at.map(|t| t.to_string()),
             probe_duration_seconds: last.map(|r| r.duration.as_secs_f64()),
             flags,
+            anomalies: facts.anomalies.clone(),
             extra: facts.extra.clone(),
             first_seen_at: s.first_seen.map(|t| t.to_string()),
             rotated_at: s.rotated_at.map(|t| t.to_string()),
@@ -121,21 +125,41 @@ impl TokenView {
 
     /// Sort key: most urgent first. Invalid and failing before warnings, then by expiry.
     pub fn urgency(&self) -> (u8, i64, String) {
-        let rank = match self.state.as_str() {
-            "invalid" => 0,
-            "misconfigured" | "forbidden" => 1,
-            "unreachable" | "rate_limited" => 2,
-            _ => match self.severity {
-                Severity::Critical => 0,
-                Severity::Warning => 3,
-                Severity::Ok => 4,
-            },
-        };
         (
-            rank,
+            rank(&self.state, self.severity),
             self.expires_in_seconds.unwrap_or(i64::MAX),
             self.name.clone(),
         )
+    }
+}
+
+/// The first two parts of [`TokenView::urgency`] (the third is the name), from the state
+/// itself: a streamed answer orders its tokens before it builds any view.
+pub fn urgency_of(s: &TokenState, now: Timestamp) -> (u8, i64) {
+    (
+        rank(state_name(s), severity(s, now)),
+        s.facts
+            .expiry
+            .timestamp()
+            .map_or(i64::MAX, |t| t.as_second() - now.as_second()),
+    )
+}
+
+/// The state a view shows for a token: its verdict, or [`UNKNOWN_STATE`].
+pub fn state_name(s: &TokenState) -> &'static str {
+    s.verdict().map_or(UNKNOWN_STATE, |v| v.as_str())
+}
+
+fn rank(state: &str, severity: Severity) -> u8 {
+    match state {
+        "invalid" => 0,
+        "misconfigured" | "forbidden" => 1,
+        "unreachable" | "rate_limited" => 2,
+        _ => match severity {
+            Severity::Critical => 0,
+            Severity::Warning => 3,
+            Severity::Ok => 4,
+        },
     }
 }
 

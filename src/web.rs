@@ -20,7 +20,6 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -41,10 +40,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConf
 use serde::Deserialize;
 use serde_saphyr::{MessageFormatter, Spanned};
 use sha2::{Digest, Sha256};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
+use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use crate::config::{ConfigError, ConfigIssue};
@@ -53,10 +49,6 @@ use crate::config::{ConfigError, ConfigIssue};
 /// certificate rotated by cert-manager or a Vault agent is served at most this long after
 /// it lands on disk, without anyone sending a signal.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
-
-/// A TLS handshake that takes longer than this is dropped, so a client that connects and
-/// says nothing holds a task for a bounded time only.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest web config, certificate, key or CA file read. Real ones are a few KiB.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -571,20 +563,11 @@ fn cache_key(user: &str, hash: &str, password: &[u8]) -> [u8; 32] {
     sha.finalize().into()
 }
 
-/// Serves `app` on `listener`, over TLS when the web config says so, until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    web: Arc<Web>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    if web.tls_enabled() {
-        let tls = TlsListener::new(listener, web)?;
-        axum::serve(tls, app).with_graceful_shutdown(shutdown).await
-    } else {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+impl Web {
+    /// The TLS settings current now, for a connection that arrives now (the listener,
+    /// `crate::listen`); `None` without TLS.
+    pub(crate) fn tls_config(&self) -> Option<Arc<ServerConfig>> {
+        self.current().tls.clone()
     }
 }
 
@@ -620,80 +603,6 @@ pub async fn reload(web: Arc<Web>, force: bool) {
             "web config not reloaded; the previous one keeps serving"
         ),
         Err(e) => tracing::error!(error = %e, "web config reload panicked"),
-    }
-}
-
-/// A listener that completes TLS handshakes in their own tasks, so one slow client never
-/// holds up the others, and hands finished connections to axum.
-struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    acceptor: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    fn new(listener: TcpListener, web: Arc<Web>) -> std::io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                // Each connection takes the settings current when it arrives: a rotated
-                // certificate applies to new connections at once.
-                let Some(config) = web.current().tls.clone() else {
-                    continue;
-                };
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let handshake = TlsAcceptor::from(config).accept(stream);
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener {
-            ready,
-            local,
-            acceptor,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(connection) => connection,
-            // The acceptor only stops when the listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }
 

@@ -27,6 +27,7 @@ const SHIPPED_ALERTS: &[&str] = &[
     "ApiTokenProbeFailing",
     "ApiTokenProviderMisconfigured",
     "ApiTokenPolicyViolation",
+    "ApiTokenAnswerAnomaly",
     "ApiTokenExporterDown",
     "ApiTokenExporterAbsent",
     "ApiTokenExporterConfigReloadFailed",
@@ -43,6 +44,7 @@ const TOKEN_ALERTS: &[&str] = &[
     "ApiTokenProbeFailing",
     "ApiTokenProviderMisconfigured",
     "ApiTokenPolicyViolation",
+    "ApiTokenAnswerAnomaly",
 ];
 
 /// Alerts that tell how much time is left (or how long ago the token expired).
@@ -438,6 +440,12 @@ fn promtool_unit_tests_catch_rules_that_break_the_promises() {
             "ApiTokenExpiringCritical",
             "state=~\"valid|unverified|forbidden\"",
             "state=~\".+\"",
+        ),
+        (
+            "a one-off odd answer does not raise ApiTokenAnswerAnomaly",
+            "ApiTokenAnswerAnomaly",
+            "for: 1h",
+            "for: 5m",
         ),
         (
             "a revoked token does not also raise the expiry bands",

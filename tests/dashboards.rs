@@ -36,6 +36,7 @@ const PER_TOKEN: &[&str] = &[
     "api_token_warning_threshold_seconds",
     "api_token_critical_threshold_seconds",
     "api_token_policy_violation",
+    "api_token_answer_anomaly",
 ];
 
 /// Metrics with a `provider` label but no `token`.
@@ -55,7 +56,12 @@ const PER_EXPORTER: &[&str] = &[
     "api_token_exporter_web_config_last_reload_successful",
     "api_token_exporter_web_config_last_reload_success_timestamp_seconds",
     "api_token_exporter_web_auth_refused_total",
+    "api_token_exporter_answer_caps_applied_total",
+    "api_token_exporter_http_requests_refused_total",
     "api_token_exporter_build_info",
+    "api_token_exporter_http_connections",
+    "api_token_exporter_http_connections_max",
+    "api_token_exporter_http_connections_dropped_total",
     "up",
     "scrape_duration_seconds",
     "scrape_samples_scraped",

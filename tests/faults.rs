@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use api_token_exporter::config::Config;
 use api_token_exporter::metrics::{ExporterStatus, Metrics, render};
 use api_token_exporter::model::{Expiry, Reason, Verdict};
-use api_token_exporter::provider::{BuildContext, ProbeRun, run_probe};
+use api_token_exporter::provider::{self, BuildContext, ProbeRun, run_probe};
 use api_token_exporter::store::Store;
 use jiff::Timestamp;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -60,6 +60,14 @@ XaNfIIjhKD/AvFe15JGwGdpeSZ0YDovdtiM09/nHRn2zS6SGy2SJ2oly
 ";
 const KEY_X: &str = "fS9U8Xr7oBYYvA3ffR79b980z6PiDV2jXyCI4Sg_wLw";
 const KEY_Y: &str = "V7XkkbAZ2l5JnRgOi922IzT3-cdGfbNLpIbLZInaiXI";
+
+/// A JWT with `claims`, signed with [`KEY_PEM`] under the key id `k1`.
+fn signed(claims: serde_json::Value) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let key = EncodingKey::from_ec_pem(KEY_PEM.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
 
 /// An answer the fault server sends when it is healthy.
 #[derive(Clone, Debug)]
@@ -102,7 +110,8 @@ struct Kind {
     overrides: &'static [(Fault, Verdict, Reason)],
 }
 
-/// Every kind in the registry. Adding a kind is one row.
+/// Every kind in the registry, in the order of [`provider::KINDS`] (a test holds them equal).
+/// Adding a kind is one row.
 const KINDS: &[Kind] = &[
     Kind {
         kind: "oauth2_introspection",
@@ -123,13 +132,7 @@ const KINDS: &[Kind] = &[
         provider: "jwks_url: {base}/jwks\nalgorithms: [ES256]",
         token: "",
         path: Some("/jwks"),
-        secret: || {
-            let mut header = Header::new(Algorithm::ES256);
-            header.kid = Some("k1".into());
-            let claims = json!({"sub": "svc-ci", "iat": NOW - 600, "exp": EXP});
-            let key = EncodingKey::from_ec_pem(KEY_PEM.as_bytes()).unwrap();
-            jsonwebtoken::encode(&header, &claims, &key).unwrap()
-        },
+        secret: || signed(json!({"sub": "svc-ci", "iat": NOW - 600, "exp": EXP})),
         good: || {
             Canned::json(json!({"keys": [{
                 "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": "k1",
@@ -184,6 +187,86 @@ const KINDS: &[Kind] = &[
         },
         // Vault documents 503 as sealed, standby or in maintenance, and says so.
         overrides: &[(Fault::Http503, Verdict::Unreachable, Reason::Sealed)],
+    },
+    Kind {
+        kind: "slack",
+        provider: "api_url: {base}",
+        token: "",
+        path: Some("/auth.test"),
+        // A rotating token: only those come with `expires_in`, which gives the expiry the
+        // healthy probe must see.
+        secret: || "xoxe.xoxp-1-0123456789-0123456789-abcdefghijklmnop".into(),
+        good: || {
+            Canned::json(json!({
+                "ok": true, "url": "https://acme.slack.com/", "team": "Acme",
+                "user": "deploy-bot", "team_id": "T0123", "user_id": "U0123",
+                "expires_in": EXP - NOW
+            }))
+        },
+        overrides: &[],
+    },
+    Kind {
+        kind: "cloudflare",
+        provider: "api_url: {base}",
+        token: "",
+        path: Some("/user/tokens/verify"),
+        secret: || "cf0123456789abcdefghijklmnopqrstuvwxyzAB".into(),
+        good: || {
+            Canned::json(json!({
+                "success": true, "errors": [],
+                "messages": [{"code": 10000, "message": "This API Token is valid and active"}],
+                "result": {
+                    "id": "ed17574386854bf78a67040be0a770b0", "status": "active",
+                    "expires_on": "2023-12-15T00:00:00Z", "not_before": "2023-11-01T00:00:00Z"
+                }
+            }))
+        },
+        overrides: &[],
+    },
+    Kind {
+        kind: "google",
+        provider: "tokeninfo_url: {base}/tokeninfo",
+        token: "",
+        path: Some("/tokeninfo"),
+        secret: || "ya29.a0AfB_byC0123456789abcdefghijklmnopqrstuv".into(),
+        good: || {
+            Canned::json(json!({
+                "azp": "1234.apps.googleusercontent.com",
+                "aud": "1234.apps.googleusercontent.com", "sub": "1098",
+                "scope": "https://www.googleapis.com/auth/cloud-platform",
+                "exp": EXP.to_string(), "expires_in": (EXP - NOW).to_string(),
+                "email": "svc@example.iam.gserviceaccount.com", "email_verified": "true"
+            }))
+        },
+        overrides: &[],
+    },
+    Kind {
+        kind: "kubernetes",
+        // The exporter's own token for the review is the `{client_secret}` file; with an
+        // API server other than the in-cluster one it must be configured.
+        provider: "api_server: {base}\ntoken: {client_secret}",
+        token: "",
+        path: Some("/apis/authentication.k8s.io/v1/tokenreviews"),
+        // The expiry comes from the reviewed JWT's own `exp`; the API server only says
+        // whether it accepts the token.
+        secret: || {
+            signed(json!({
+                "iss": "https://kubernetes.default.svc.cluster.local",
+                "sub": "system:serviceaccount:ci:deployer", "iat": NOW - 600, "exp": EXP
+            }))
+        },
+        good: || Canned {
+            status: 201,
+            ..Canned::json(json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                "status": {
+                    "authenticated": true,
+                    "user": {"username": "system:serviceaccount:ci:deployer", "uid": "u-1"},
+                    "audiences": ["https://kubernetes.default.svc.cluster.local"]
+                }
+            }))
+        },
+        overrides: &[],
     },
     Kind {
         kind: "static",
@@ -552,7 +635,10 @@ fn config_for(kind: &Kind, base: &str, files: &SecretFiles, token_source: &str) 
     for line in kind.token.lines() {
         yaml.push_str(&format!("    {line}\n"));
     }
-    Config::parse(&yaml).unwrap_or_else(|e| panic!("{} config does not load:\n{e}", kind.kind))
+    let config =
+        Config::parse(&yaml).unwrap_or_else(|e| panic!("{} config does not load:\n{e}", kind.kind));
+    assert_eq!(config.providers["p"].kind(), kind.kind);
+    config
 }
 
 /// One probe of `t` through the generic handler, with a fresh provider (so no key cache
@@ -798,6 +884,72 @@ fn every_fault_applies_to_every_network_kind() {
     // network faults, so only kinds that make no call at all may lack one.
     for kind in KINDS {
         assert_eq!(kind.path.is_none(), kind.kind == "static", "{}", kind.kind);
+    }
+}
+
+#[test]
+fn the_table_has_one_row_per_registry_kind() {
+    let rows: Vec<&str> = KINDS.iter().map(|k| k.kind).collect();
+    for kind in provider::KINDS {
+        assert!(rows.contains(kind), "the registry kind {kind} has no row");
+    }
+    for row in &rows {
+        assert!(
+            provider::KINDS.contains(row),
+            "the row {row} names no registry kind"
+        );
+    }
+    assert_eq!(
+        rows,
+        provider::KINDS,
+        "one row per kind, in the registry's order"
+    );
+}
+
+/// A token without a secret is answered without a call: `misconfigured` for every kind that
+/// needs a secret, with the same detail for all of them; Vault without an accessor says so;
+/// a static declaration needs none.
+#[tokio::test]
+async fn a_token_without_a_secret_makes_no_call() {
+    for kind in KINDS {
+        let files = SecretFiles::new();
+        let server = match kind.path {
+            Some(_) => Some(FaultServer::start((kind.good)()).await),
+            None => None,
+        };
+        let base = server.as_ref().map(FaultServer::url).unwrap_or_default();
+        let token_source = files.put("token", &(kind.secret)());
+        let config = config_for(kind, &base, &files, &token_source);
+        let mut spec = config.token("t").unwrap().clone();
+        spec.secret = None;
+        let provider = config.providers["p"].build(&BuildContext::new()).unwrap();
+        let run = run_probe(provider.as_ref(), &spec, at(NOW)).await;
+        let o = &run.outcome;
+        match kind.kind {
+            "static" => assert_eq!(o.verdict, Verdict::Valid, "{}", o.detail),
+            "vault" => assert_eq!(
+                (o.verdict, o.reason, o.detail.as_str()),
+                (
+                    Verdict::Misconfigured,
+                    Reason::SecretUnavailable,
+                    "the token has neither a secret nor an accessor"
+                )
+            ),
+            _ => assert_eq!(
+                (o.verdict, o.reason, o.detail.as_str()),
+                (
+                    Verdict::Misconfigured,
+                    Reason::SecretUnavailable,
+                    "the token has no secret"
+                ),
+                "{}",
+                kind.kind
+            ),
+        }
+        assert_eq!(run.fingerprint, None, "{}", kind.kind);
+        if let Some(server) = &server {
+            assert_eq!(server.seen(), Vec::<String>::new(), "{}", kind.kind);
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict};
-use api_token_exporter::provider::{github, gitlab, jwt, oauth2, r#static, vault};
+use api_token_exporter::provider::{
+    self, cloudflare, github, gitlab, google, jwt, kubernetes, oauth2, slack, r#static, vault,
+};
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -181,6 +183,24 @@ const KEYS: &[&str] = &[
     "introspection_endpoint",
     "jwks_uri",
     "keys",
+    "ok",
+    "url",
+    "team",
+    "team_id",
+    "bot_id",
+    "success",
+    "result",
+    "status",
+    "expires_on",
+    "not_before",
+    "email",
+    "email_verified",
+    "kind",
+    "authenticated",
+    "user",
+    "groups",
+    "extra",
+    "audiences",
 ];
 
 /// JSON scalars on the edges of what the parsers convert: huge, negative, fractional and
@@ -649,6 +669,29 @@ proptest! {
         }
     }
 
+    /// Issue 16 finding 6: whatever `exp` an `active: true` answer holds, the token is
+    /// never silently "no expiry": either the expiry is an instant, or an expiry anomaly
+    /// says why not; and a read that needed tolerance carries its anomaly too.
+    #[test]
+    fn oauth2_an_exp_is_read_or_flagged(exp in prop_oneof![
+        wrong_json(),
+        any::<f64>().prop_map(|n| json!(n)),
+        any::<i64>().prop_map(|n| json!(n.to_string())),
+        (0i64..400_000_000_000_000).prop_map(|n| json!(n)),
+    ]) {
+        let body = json!({"active": true, "exp": exp}).to_string();
+        let o = oauth2::parse(200, &HeaderMap::new(), body.as_bytes(), now());
+        prop_assert_eq!(o.verdict, Verdict::Valid);
+        prop_assert!(o.facts.expiry != Expiry::Never, "{body}");
+        let plain_seconds = exp.as_f64().is_some_and(|n| (0.0..=253_402_207_200.0).contains(&n));
+        if o.facts.expiry == Expiry::Undisclosed || !plain_seconds {
+            prop_assert_eq!(o.facts.anomalies.len(), 1, "{}: {:?}", body, o.facts);
+            prop_assert!(!o.facts.flags.is_empty(), "{}: {:?}", body, o.facts);
+        } else {
+            prop_assert!(o.facts.anomalies.is_empty(), "{}: {:?}", body, o.facts);
+        }
+    }
+
     /// The introspection answer's members are read straight from the body, not through a
     /// JSON value: for any object of the members it reads and others, of any JSON type,
     /// with repeats (the last counts) and whitespace, the outcome is the one a JSON value
@@ -824,5 +867,193 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Every registry kind has a target
+// ---------------------------------------------------------------------------------------
+
+/// Each registry kind, and the call of its parser that a property above or below makes. The
+/// test after it holds this list equal to the registry's, and checks that each call appears
+/// in this file outside the list, so a name cannot stand here without a target.
+const FUZZED: &[(&str, &str)] = &[
+    ("oauth2_introspection", "oauth2::parse("),
+    ("jwt", "jwt::evaluate("),
+    ("github", "github::parse("),
+    ("gitlab", "gitlab::parse_access_token("),
+    ("vault", "vault::parse("),
+    ("slack", "slack::parse("),
+    ("cloudflare", "cloudflare::parse("),
+    ("google", "google::parse("),
+    ("kubernetes", "kubernetes::parse("),
+    ("static", "r#static::evaluate("),
+];
+
+#[test]
+fn every_registry_kind_has_a_fuzz_target() {
+    let fuzzed: Vec<&str> = FUZZED.iter().map(|(kind, _)| *kind).collect();
+    for kind in provider::KINDS {
+        assert!(
+            fuzzed.contains(kind),
+            "the registry kind {kind} has no fuzz target"
+        );
+    }
+    for kind in &fuzzed {
+        assert!(
+            provider::KINDS.contains(kind),
+            "the fuzz target {kind} names no registry kind"
+        );
+    }
+    assert_eq!(
+        fuzzed.len(),
+        provider::KINDS.len(),
+        "a kind is listed twice"
+    );
+    let source = include_str!("fuzz_parse.rs");
+    for (kind, call) in FUZZED {
+        // Once in the list above, and at least once in a property.
+        assert!(
+            source.matches(call).count() >= 2,
+            "{kind}: no property calls {call}"
+        );
+    }
+}
+
+fn good_slack() -> Value {
+    json!({"ok": true, "url": "https://acme.slack.com/", "team": "Acme", "user": "bot",
+           "team_id": "T1", "user_id": "U1", "bot_id": "B1", "expires_in": 43200})
+}
+
+fn good_cloudflare() -> Value {
+    json!({"success": true, "errors": [], "messages": [],
+           "result": {"id": "ed17", "status": "active", "expires_on": "2023-12-15T00:00:00Z",
+                      "not_before": "2023-11-01T00:00:00Z"}})
+}
+
+fn good_google() -> Value {
+    json!({"azp": "c.apps.googleusercontent.com", "aud": "c.apps.googleusercontent.com",
+           "sub": "1098", "scope": "openid email", "exp": (NOW + 3600).to_string(),
+           "expires_in": "3599", "email": "svc@example.com", "email_verified": "true"})
+}
+
+fn good_token_review() -> Value {
+    json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+           "status": {"authenticated": true,
+                      "user": {"username": "system:serviceaccount:ci:deployer", "uid": "u",
+                               "groups": ["system:serviceaccounts"],
+                               "extra": {"authentication.kubernetes.io/pod-name": ["p"]}},
+                      "audiences": ["https://kubernetes.default.svc"]}})
+}
+
+fn good_service_account_claims() -> Value {
+    json!({"iss": "https://kubernetes.default.svc", "sub": "system:serviceaccount:ci:deployer",
+           "iat": NOW - 60, "exp": NOW + 3600,
+           "kubernetes.io": {"namespace": "ci", "warnafter": NOW + 600}})
+}
+
+/// The member `name` of a JSON object body, if the body is one.
+fn member(body: &[u8], name: &str) -> Option<Value> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get(name)
+        .cloned()
+}
+
+proptest! {
+    /// Slack: `valid` only on 200 with `ok: true`; `invalid` only for the error codes Slack
+    /// documents as a token that does not work; garbage is never conclusive.
+    #[test]
+    fn slack_parse(
+        status in status(),
+        headers in headers(),
+        body in body(good_slack()),
+        rotating in any::<bool>(),
+    ) {
+        let o = slack::parse(status, &headers, &body, now(), rotating);
+        sane(&o);
+        if status != 200 || !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{status}: {o:?}");
+        }
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(member(&body, "ok"), Some(Value::Bool(true)));
+        }
+        if o.verdict == Verdict::Invalid {
+            let code = member(&body, "error");
+            let code = code.as_ref().and_then(Value::as_str).unwrap_or_default();
+            prop_assert!(
+                ["invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"].contains(&code),
+                "invalid from {code:?}: {o:?}"
+            );
+        }
+        prop_assert!(o.verdict != Verdict::Unverified);
+    }
+
+    /// Cloudflare, either endpoint: `valid` only on 2xx; `invalid` only from a JSON answer
+    /// with a 2xx or 4xx status other than 429; garbage is never `valid` or `invalid`.
+    #[test]
+    fn cloudflare_parse(
+        account in any::<bool>(),
+        status in status(),
+        headers in headers(),
+        body in body(good_cloudflare()),
+    ) {
+        let owner = if account { cloudflare::Owner::Account } else { cloudflare::Owner::User };
+        let o = cloudflare::parse(status, &headers, &body, now(), owner);
+        sane(&o);
+        if !(200..300).contains(&status) {
+            prop_assert!(o.verdict != Verdict::Valid, "{status}: {o:?}");
+        }
+        if !is_json(&body) {
+            prop_assert!(!matches!(o.verdict, Verdict::Valid | Verdict::Invalid), "{o:?}");
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert!((200..500).contains(&status) && status != 429, "{status}: {o:?}");
+        }
+        prop_assert!(o.verdict != Verdict::Forbidden && o.verdict != Verdict::Unverified);
+    }
+
+    /// Google: `valid` only on 200; `invalid` only for `invalid_token` on 200 or 400;
+    /// garbage is never `valid` or `invalid`.
+    #[test]
+    fn google_parse(status in status(), headers in headers(), body in body(good_google())) {
+        let o = google::parse(status, &headers, &body, now());
+        sane(&o);
+        if status != 200 {
+            prop_assert!(o.verdict != Verdict::Valid, "{status}: {o:?}");
+        }
+        if !is_json(&body) {
+            prop_assert!(!matches!(o.verdict, Verdict::Valid | Verdict::Invalid), "{o:?}");
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert!(matches!(status, 200 | 400), "{status}: {o:?}");
+            prop_assert_eq!(member(&body, "error"), Some(json!("invalid_token")));
+        }
+        prop_assert!(o.verdict != Verdict::Forbidden && o.verdict != Verdict::Unverified);
+    }
+
+    /// Kubernetes: a verdict on the token needs a TokenReview answered with 200 or 201;
+    /// 401 and 403 concern the exporter's own credentials; garbage is never conclusive,
+    /// whatever the reviewed token's own claims say.
+    #[test]
+    fn kubernetes_parse(
+        status in status(),
+        headers in headers(),
+        body in body(good_token_review()),
+        claims in prop::option::of(prop_oneof![wrong_json(), near(good_service_account_claims())]),
+        audiences in prop::option::of(prop::collection::vec("[a-z:./-]{0,12}", 0..3)),
+    ) {
+        let o = kubernetes::parse(status, &headers, &body, now(), claims.as_ref(), audiences.as_deref());
+        sane(&o);
+        if !matches!(status, 200 | 201) || !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{status}: {o:?}");
+        }
+        if matches!(status, 401 | 403) {
+            prop_assert_eq!((o.verdict, o.reason), (Verdict::Misconfigured, Reason::ClientAuth));
+        }
+        if conclusive(&o) {
+            prop_assert_eq!(member(&body, "kind"), Some(json!("TokenReview")));
+        }
+        prop_assert!(o.verdict != Verdict::Forbidden && o.verdict != Verdict::Unverified);
     }
 }

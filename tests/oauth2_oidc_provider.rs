@@ -596,3 +596,93 @@ async fn the_token_travels_only_in_the_form_body() {
         ]
     );
 }
+
+/// Issue 16 findings 5 and 6, end to end through the generic handler, the store and
+/// `/metrics`: an answer with 110,000 scopes and a 100 KB subject makes at most
+/// `--provider.max-scopes` scope series and a subject of at most `--provider.max-label-length`
+/// bytes, and an unusable `exp` is a visible anomaly series; each cap applied is counted.
+#[tokio::test]
+async fn a_hostile_answer_cannot_blow_up_the_series() {
+    use api_token_exporter::metrics::{ExporterStatus, Metrics, render};
+    use api_token_exporter::model::Anomaly;
+    use api_token_exporter::provider::AnswerCaps;
+    use std::sync::Arc;
+
+    let scopes: Vec<String> = (0..110_000).map(|i| format!("s{i:05}")).collect();
+    let scope = scopes.join(" ");
+    let subject = "u".repeat(100_000);
+    let mock = MockServer::start(move |_| {
+        Answer::json(
+            200,
+            json!({"active": true, "exp": {}, "sub": subject, "scope": scope}),
+        )
+    })
+    .await;
+    let files = SecretFiles::new();
+    let config = load(&config_yaml(
+        &files,
+        &Endpoint::Url(format!("{}/introspect", mock.url())),
+        "client_secret_basic",
+        EXPORTER,
+        "opaque-token-value",
+    ));
+    let now = at(1_800_000_000);
+    let run = run(&config, now).await;
+    let o = &run.outcome;
+    assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok), "{o:?}");
+    let caps = AnswerCaps::DEFAULT;
+    assert_eq!(o.facts.scopes.len(), caps.max_scopes);
+    assert!(o.facts.subject.as_ref().unwrap().len() <= caps.max_label_length);
+    assert_eq!(
+        o.facts.anomalies,
+        [
+            Anomaly::ExpiryUnreadable,
+            Anomaly::ScopesCapped,
+            Anomaly::LabelTruncated
+        ]
+    );
+    assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+
+    let store = Arc::new(Store::new());
+    store.reconcile(&config);
+    store.record("t", run, now);
+    let text = render(&Metrics::new(store, Arc::new(ExporterStatus::new())));
+    let series = |family: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(series("api_token_scope_info").len(), caps.max_scopes);
+    let info = series("api_token_info");
+    assert_eq!(info.len(), 1);
+    assert!(
+        info[0].len() < 600,
+        "api_token_info is {} bytes",
+        info[0].len()
+    );
+    assert_eq!(
+        series("api_token_answer_anomaly"),
+        [
+            r#"api_token_answer_anomaly{token="t",provider="idp",anomaly="expiry_unreadable"} 1"#,
+            r#"api_token_answer_anomaly{token="t",provider="idp",anomaly="scopes_capped"} 1"#,
+            r#"api_token_answer_anomaly{token="t",provider="idp",anomaly="label_truncated"} 1"#,
+        ]
+    );
+    for cap in ["scopes", "label_length"] {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "api_token_exporter_answer_caps_applied_total{{cap=\"{cap}\"}} "
+                ))
+            })
+            .unwrap_or_else(|| panic!("no counter for {cap}"));
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n >= 1, "{line}");
+    }
+    assert!(
+        text.len() < 64 * 1024,
+        "the exposition is {} bytes",
+        text.len()
+    );
+}

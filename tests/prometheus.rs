@@ -195,6 +195,11 @@ fn promtool_accepts_the_demo_metrics() {
         "api_token_exporter_web_config_last_reload_successful",
         "api_token_exporter_web_config_last_reload_success_timestamp_seconds",
         "api_token_exporter_web_auth_refused_total",
+        "api_token_exporter_answer_caps_applied_total",
+        "api_token_exporter_http_requests_refused_total",
+        "api_token_exporter_http_connections",
+        "api_token_exporter_http_connections_max",
+        "api_token_exporter_http_connections_dropped_total",
         "api_token_exporter_build_info",
     ] {
         assert!(

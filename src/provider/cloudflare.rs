@@ -134,16 +134,10 @@ impl Provider for Cloudflare {
     fn probe<'a>(
         &'a self,
         _token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(secret) = secret else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no secret",
-                );
-            };
             let Some(account_endpoint) = &self.account_endpoint else {
                 return self
                     .verify(&self.user_endpoint, secret, now, Owner::User)

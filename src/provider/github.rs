@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::config::TokenSpec;
-use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::model::{Anomaly, Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
 use crate::secret::{Credential, Secret, SecretSource};
 
 /// GitHub.com's REST API. GitHub Enterprise Server serves it at `https://HOST/api/v3`.
@@ -195,16 +195,10 @@ impl Provider for GitHub {
     fn probe<'a>(
         &'a self,
         _token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(secret) = secret else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no secret",
-                );
-            };
             let value = secret.expose();
             let Some(endpoint) = endpoint_for(value, self.app.is_some()) else {
                 return refresh_token_outcome();
@@ -396,9 +390,10 @@ fn header_facts(endpoint: Endpoint, headers: &HeaderMap, now: Timestamp) -> Toke
                     );
                 }
             }
-            None => facts
-                .flags
-                .push("GitHub's token expiration header could not be read".into()),
+            None => facts.note(
+                Anomaly::ExpiryUnreadable,
+                "GitHub's token expiration header could not be read",
+            ),
         },
         // Installation tokens always expire after an hour, so a missing header cannot mean
         // "never" for them; for every other token it does.
@@ -528,9 +523,10 @@ fn app_check_ok(body: &[u8], now: Timestamp) -> ProbeOutcome {
                 Expiry::At(at)
             }
             None => {
-                facts
-                    .flags
-                    .push("GitHub's expires_at could not be read".into());
+                facts.note(
+                    Anomaly::ExpiryUnreadable,
+                    "GitHub's expires_at could not be read",
+                );
                 Expiry::Undisclosed
             }
         },
@@ -665,6 +661,7 @@ mod tests {
         assert_eq!(o.verdict, Verdict::Valid);
         assert_eq!(o.facts.expiry, Expiry::Undisclosed);
         assert_eq!(o.facts.flags.len(), 1);
+        assert_eq!(o.facts.anomalies, [Anomaly::ExpiryUnreadable]);
     }
 
     #[test]
@@ -837,6 +834,41 @@ mod tests {
         assert_eq!(endpoint_for("ghr_secretvalue", false), None);
         assert_eq!(endpoint_for("ghr_secretvalue", true), None);
         assert_eq!(refresh_token_outcome().verdict, Verdict::Misconfigured);
+    }
+
+    /// Issue 16 finding 6, GitHub's two expiry fields: every unusable value of the issue's
+    /// list is undisclosed with `expiry_unreadable`, never "never".
+    #[test]
+    fn unusable_expiries_are_flagged() {
+        for bad in [
+            json!("1900000000"),
+            json!(1_900_000_000),
+            json!(true),
+            json!({}),
+            json!("10000-01-01T00:00:00Z"),
+            json!(i64::MAX),
+        ] {
+            let body = json!({"scopes": [], "expires_at": bad}).to_string();
+            let o = parse(
+                Endpoint::AppCheck,
+                200,
+                &HeaderMap::new(),
+                body.as_bytes(),
+                now(),
+            );
+            assert_eq!(o.verdict, Verdict::Valid, "{bad}");
+            assert_eq!(o.facts.expiry, Expiry::Undisclosed, "{bad}");
+            assert_eq!(o.facts.anomalies, [Anomaly::ExpiryUnreadable], "{bad}");
+        }
+        for bad in ["1900000000", "10000-01-01 00:00:00 UTC", "null"] {
+            let o = user(
+                200,
+                &[("github-authentication-token-expiration", bad)],
+                USER,
+            );
+            assert_eq!(o.facts.expiry, Expiry::Undisclosed, "{bad}");
+            assert_eq!(o.facts.anomalies, [Anomaly::ExpiryUnreadable], "{bad}");
+        }
     }
 
     #[test]

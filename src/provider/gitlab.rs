@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::config::TokenSpec;
-use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::model::{Anomaly, Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
 use crate::secret::Secret;
 
 /// GitLab.com. Self-managed instances give their base URL (with a relative root if any).
@@ -99,16 +99,10 @@ impl Provider for GitLab {
     fn probe<'a>(
         &'a self,
         _token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(secret) = secret else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no secret",
-                );
-            };
             let request = match self.token_type {
                 TokenType::AccessToken => self
                     .http
@@ -166,9 +160,10 @@ pub fn parse_access_token(
         Some(v) => match v.as_str().and_then(expiry_date) {
             Some(at) => Expiry::At(at),
             None => {
-                facts
-                    .flags
-                    .push("GitLab's expires_at could not be read".into());
+                facts.note(
+                    Anomaly::ExpiryUnreadable,
+                    "GitLab's expires_at could not be read",
+                );
                 Expiry::Undisclosed
             }
         },
@@ -248,9 +243,10 @@ pub fn parse_oauth(status: u16, headers: &HeaderMap, body: &[u8], now: Timestamp
         {
             Some(at) => Expiry::At(at),
             None => {
-                facts
-                    .flags
-                    .push("GitLab's expires_in could not be read".into());
+                facts.note(
+                    Anomaly::ExpiryUnreadable,
+                    "GitLab's expires_in could not be read",
+                );
                 Expiry::Undisclosed
             }
         },
@@ -575,6 +571,25 @@ mod tests {
         }
     }
 
+    /// Issue 16 finding 6, GitLab's `expires_at`: every unusable value of the issue's list is
+    /// undisclosed with `expiry_unreadable`, never "never".
+    #[test]
+    fn unusable_expires_at_is_flagged() {
+        for bad in [
+            json!("1900000000"),
+            json!(1_900_000_000),
+            json!(true),
+            json!({}),
+            json!("10000-01-01"),
+            json!(i64::MAX),
+        ] {
+            let o = pat(200, &token(true, false, bad.clone()));
+            assert_eq!(o.verdict, Verdict::Valid, "{bad}");
+            assert_eq!(o.facts.expiry, Expiry::Undisclosed, "{bad}");
+            assert_eq!(o.facts.anomalies, [Anomaly::ExpiryUnreadable], "{bad}");
+        }
+    }
+
     #[test]
     fn expiry_dates() {
         assert_eq!(
@@ -589,6 +604,7 @@ mod tests {
         let o = pat(200, &token(true, false, json!("tomorrow")));
         assert_eq!(o.facts.expiry, Expiry::Undisclosed);
         assert_eq!(o.facts.flags.len(), 1);
+        assert_eq!(o.facts.anomalies, [Anomaly::ExpiryUnreadable]);
     }
 
     #[test]

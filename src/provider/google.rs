@@ -13,9 +13,12 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use super::http::{self, common_status};
+use super::oauth2::safe_code;
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::config::TokenSpec;
-use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts};
+use crate::model::{
+    Anomaly, Expiry, ExpiryRead, ProbeOutcome, Reason, TokenFacts, read_numeric_date,
+};
 use crate::secret::Secret;
 
 /// Google's token information endpoint.
@@ -73,16 +76,10 @@ impl Provider for Google {
     fn probe<'a>(
         &'a self,
         _token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(secret) = secret else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no secret",
-                );
-            };
             let request = self
                 .http
                 .post(&self.endpoint)
@@ -153,19 +150,27 @@ fn facts(doc: &Value, now: Timestamp) -> Result<TokenFacts, String> {
     {
         return Err("none of the tokeninfo fields".into());
     }
-    let exp = number(doc, "exp")?;
+    // Google documents `exp` as a string of digits, so that form is not an anomaly here. An
+    // unusable `exp` stays a bad answer (tokeninfo is strict, so it is not Google talking);
+    // milliseconds are read, with their anomaly, as for every provider.
+    let exp = match read_numeric_date(doc.get("exp").filter(|v| !v.is_null())) {
+        ExpiryRead::At(at, Some(Anomaly::ExpiryString)) => ExpiryRead::At(at, None),
+        ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange) => {
+            return Err("\"exp\" is out of range".into());
+        }
+        ExpiryRead::Unusable(_) => return Err("\"exp\" is not a number of seconds".into()),
+        read => read,
+    };
     let expires_in = number(doc, "expires_in")?;
     // `exp` is the absolute instant; `expires_in` is relative to when Google answered, so it
     // is only the fallback. Google access tokens always expire: no field means undisclosed.
     let expiry = match (exp, expires_in) {
-        (Some(exp), _) => Expiry::At(
-            Timestamp::from_second(exp).map_err(|_| "\"exp\" is out of range".to_string())?,
-        ),
-        (None, Some(left)) => Expiry::At(
+        (ExpiryRead::Absent, Some(left)) => ExpiryRead::At(
             now.checked_add(SignedDuration::from_secs(left))
                 .map_err(|_| "\"expires_in\" is out of range".to_string())?,
+            None,
         ),
-        (None, None) => Expiry::Undisclosed,
+        (read, _) => read,
     };
     let mut scopes: Vec<String> = text("scope")
         .unwrap_or_default()
@@ -177,7 +182,6 @@ fn facts(doc: &Value, now: Timestamp) -> Result<TokenFacts, String> {
     let sub = text("sub");
     let email = text("email");
     let mut facts = TokenFacts {
-        expiry,
         // The email is what people recognise; `sub` is the stable id and is kept in extra.
         subject: email.clone().or_else(|| sub.clone()),
         client_id: text("azp"),
@@ -185,6 +189,7 @@ fn facts(doc: &Value, now: Timestamp) -> Result<TokenFacts, String> {
         scopes,
         ..TokenFacts::default()
     };
+    facts.set_expiry(expiry, "exp");
     for (name, value) in [
         ("sub", sub),
         ("email", email),
@@ -225,18 +230,6 @@ fn number(doc: &Value, name: &str) -> Result<Option<i64>, String> {
             .map(Some)
             .ok_or_else(bad),
         Some(_) => Err(bad()),
-    }
-}
-
-/// OAuth error codes are short ASCII words; anything else is not echoed.
-fn safe_code(code: &str) -> String {
-    if !code.is_empty()
-        && code.len() <= 64
-        && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        code.to_string()
-    } else {
-        "(unrecognised)".to_string()
     }
 }
 
@@ -328,6 +321,31 @@ mod tests {
         assert!(o.detail.contains("invalid_request"));
         let o = p(400, r#"{"error":"ya29.leaked value"}"#);
         assert!(!o.detail.contains("ya29"), "{}", o.detail);
+    }
+
+    /// Issue 16 finding 10: an `error` of the shape of a code (letters, digits,
+    /// underscores) that is not a registered OAuth code, here most of a token, is not named.
+    #[test]
+    fn only_registered_error_codes_are_named() {
+        let canary = "ya29_a0AfH6SMBcanary7f3a9c2e";
+        let o = p(400, &format!(r#"{{"error":"{canary}"}}"#));
+        assert_eq!(o.verdict, Verdict::Unreachable);
+        assert!(!format!("{o:?}").contains(canary), "{}", o.detail);
+    }
+
+    /// Issue 16 finding 6: an `exp` in milliseconds is read as such, with its anomaly.
+    #[test]
+    fn exp_in_milliseconds_is_read_with_an_anomaly() {
+        let o = p(
+            200,
+            &format!(r#"{{"aud":"a","exp":"{}"}}"#, (NOW + 3600) * 1000),
+        );
+        assert_eq!(o.verdict, Verdict::Valid);
+        assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW + 3600);
+        assert_eq!(o.facts.anomalies, [Anomaly::ExpiryMilliseconds]);
+        // Google documents exp as a string: that alone is no anomaly.
+        let o = p(200, &format!(r#"{{"aud":"a","exp":"{}"}}"#, NOW + 3600));
+        assert!(o.facts.anomalies.is_empty(), "{:?}", o.facts);
     }
 
     #[test]

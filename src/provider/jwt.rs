@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::http::{self, common_status};
-use super::oauth2::{facts_from_claims, numeric_date};
+use super::oauth2::{PAST_EXPIRY, facts_from_claims, numeric_date};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::config::{TokenSpec, parse_duration};
 use crate::model::{Expiry, ProbeOutcome, Reason, Verdict};
@@ -157,16 +157,10 @@ impl Provider for Jwt {
     fn probe<'a>(
         &'a self,
         token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(secret) = secret else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no secret",
-                );
-            };
             let (header, claims) = match split(secret.expose()) {
                 Ok(parts) => parts,
                 Err(outcome) => return outcome,
@@ -377,9 +371,12 @@ pub fn evaluate(
     leeway: Duration,
 ) -> crate::model::ProbeOutcome {
     let mut facts = facts_from_claims(claims, now);
-    facts.flags.clear();
+    // A passed exp is the Expired verdict here, not a flag; the anomaly flags stay.
+    facts.flags.retain(|f| f != PAST_EXPIRY);
     let exp = facts.expiry.timestamp();
-    if exp.is_none() {
+    // Only an absent exp means "never": one that is there but unusable stays undisclosed,
+    // with its anomaly.
+    if claims.get("exp").is_none() {
         facts.expiry = Expiry::Never;
     }
     if let Some(warn) = claims
@@ -505,6 +502,41 @@ mod tests {
         assert_eq!(skewed.verdict, Verdict::Valid);
         let forever = evaluate(&json!({"sub": "x"}), true, now(), leeway);
         assert_eq!(forever.facts.expiry, Expiry::Never);
+    }
+
+    /// Issue 16 finding 6: a JWT without `exp` never expires, but one whose `exp` is there
+    /// and unusable is undisclosed with its anomaly, never "never".
+    #[test]
+    fn unusable_exp_is_not_never() {
+        for exp in [
+            json!(true),
+            json!({}),
+            json!(null),
+            json!("soon"),
+            json!(1e18),
+        ] {
+            let o = evaluate(
+                &json!({"sub": "x", "exp": exp}),
+                true,
+                now(),
+                Duration::ZERO,
+            );
+            assert_eq!(o.verdict, Verdict::Valid, "{exp}");
+            assert_eq!(o.facts.expiry, Expiry::Undisclosed, "{exp}");
+            assert_eq!(o.facts.anomalies.len(), 1, "{exp}");
+            assert_eq!(o.facts.flags.len(), 1, "{exp}");
+        }
+        let ms = evaluate(
+            &json!({"exp": (NOW + 60) * 1000}),
+            true,
+            now(),
+            Duration::ZERO,
+        );
+        assert_eq!(ms.facts.expiry.timestamp().unwrap().as_second(), NOW + 60);
+        assert_eq!(
+            ms.facts.anomalies,
+            [crate::model::Anomaly::ExpiryMilliseconds]
+        );
     }
 
     #[test]

@@ -162,16 +162,10 @@ impl Provider for Kubernetes {
     fn probe<'a>(
         &'a self,
         token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(secret) = secret else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no secret",
-                );
-            };
             // Re-read on every probe: the pod's projected token is rotated by the kubelet.
             let own = match self.own_token.read().await {
                 Ok(own) => own,

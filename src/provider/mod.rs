@@ -3,10 +3,12 @@
 //! The registry is closed: [`ProviderConfig`] lists every kind, and serde rejects an unknown
 //! `kind` when the config is decoded. Each kind lives in one file with a thin request and a
 //! pure `parse(status, headers, body, now)`. Adding a kind is a new file, a variant of
-//! [`ProviderConfig`] and one arm in [`ProviderConfig::kind_impl`].
+//! [`ProviderConfig`], one arm in [`ProviderConfig::kind_impl`] and an entry in [`KINDS`];
+//! the fault suite and the fuzz targets then fail until the kind has a row and a target.
 //!
 //! [`run_probe`] is the generic handler every probe goes through: it reads the secret,
-//! applies the timeout and measures the duration, so no provider repeats that logic.
+//! answers for a token without one under a kind that needs one, applies the timeout and
+//! measures the duration, so no provider repeats that logic.
 
 pub mod cloudflare;
 pub mod github;
@@ -23,13 +25,14 @@ pub mod vault;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::config::TokenSpec;
-use crate::model::{ProbeOutcome, Reason};
+use crate::model::{Anomaly, ProbeOutcome, Reason, TokenFacts};
 use crate::secret::Secret;
 
 /// A boxed probe future: providers are trait objects so the registry stays one enum.
@@ -37,16 +40,48 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A configured provider instance, ready to probe.
 pub trait Provider: Send + Sync {
-    /// Asks the provider about one token. `secret` is `None` only for tokens configured
-    /// without one (a Vault accessor, a static declaration). Must not panic, must not log
-    /// the secret, and returns an outcome for every failure.
+    /// Asks the provider about one token, with the secret the generic handler read. Must not
+    /// panic, must not log the secret, and returns an outcome for every failure.
     fn probe<'a>(
         &'a self,
         token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome>;
+
+    /// Asks about a token configured without a secret. The default, `None`, declares that
+    /// the kind needs a secret: the generic handler then answers [`NO_SECRET`] itself, so no
+    /// kind repeats that guard and none can forget it. Kinds that can answer without one (a
+    /// Vault accessor, a static declaration) return their probe.
+    fn probe_without_secret<'a>(
+        &'a self,
+        token: &'a TokenSpec,
+        now: Timestamp,
+    ) -> Option<BoxFuture<'a, ProbeOutcome>> {
+        let _ = (token, now);
+        None
+    }
 }
+
+/// The detail of the outcome for a token without a secret, under a kind that needs one.
+pub const NO_SECRET: &str = "the token has no secret";
+
+/// Every kind the registry accepts, as written in `kind:`, in [`ProviderConfig`]'s order.
+/// The fault suite, the fuzz targets and the docs test iterate this list, so it must be
+/// exactly the enum's kinds: the unit tests below fail when a variant is missing here or a
+/// name here is not a variant.
+pub const KINDS: &[&str] = &[
+    "oauth2_introspection",
+    "jwt",
+    "github",
+    "gitlab",
+    "vault",
+    "slack",
+    "cloudflare",
+    "google",
+    "kubernetes",
+    "static",
+];
 
 /// What a provider kind's config offers the registry.
 pub trait ProviderKind {
@@ -168,7 +203,7 @@ pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestam
     let fingerprint = secret.as_ref().map(Secret::fingerprint);
     let mut outcome = match tokio::time::timeout(
         token.probe_timeout,
-        provider.probe(token, secret.as_ref(), now),
+        dispatch(provider, token, secret.as_ref(), now),
     )
     .await
     {
@@ -184,10 +219,40 @@ pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestam
     if let Some(secret) = &secret {
         outcome.redact(secret.expose());
     }
+    // After the redaction: a secret cut in half by a cap would no longer be recognised.
+    let applied = apply_caps(&mut outcome.facts, answer_caps());
+    for (i, hit) in [applied.scopes, applied.label_length]
+        .into_iter()
+        .enumerate()
+    {
+        if hit {
+            CAPS_APPLIED[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
     ProbeRun {
         outcome,
         fingerprint,
         duration: started.elapsed(),
+    }
+}
+
+/// The probe for a token with or without its secret. The one place that answers for a token
+/// without a secret under a kind that needs one.
+fn dispatch<'a>(
+    provider: &'a dyn Provider,
+    token: &'a TokenSpec,
+    secret: Option<&'a Secret>,
+    now: Timestamp,
+) -> BoxFuture<'a, ProbeOutcome> {
+    match secret {
+        Some(secret) => provider.probe(token, secret, now),
+        None => provider
+            .probe_without_secret(token, now)
+            .unwrap_or_else(|| {
+                Box::pin(async {
+                    ProbeOutcome::misconfigured(Reason::SecretUnavailable, NO_SECRET)
+                })
+            }),
     }
 }
 
@@ -217,4 +282,302 @@ pub(crate) fn require_secret(token: &TokenSpec, kind: &str) -> Result<(), String
         ));
     }
     Ok(())
+}
+
+/// Bounds on what one answer may put into the exporter's series and memory. A provider
+/// decides how many scopes a token has and how long its subject is: without a bound, one
+/// answer could make any number of series, each label as long as the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnswerCaps {
+    /// Scopes kept per token: the first ones in sorted order, so the kept set is the same
+    /// at every probe of the same answer.
+    pub max_scopes: usize,
+    /// Bytes of a label-bound text (subject, client id, issuer, token type, an audience or
+    /// a scope), the cut marker included.
+    pub max_label_length: usize,
+}
+
+impl AnswerCaps {
+    /// GitHub's classic scopes number under 30 and a Vault token's policies a few dozen:
+    /// 64 keeps every real token whole. 128 bytes holds an email, a URL issuer or a UUID
+    /// subject; longer is not a name a person reads on a dashboard.
+    pub const DEFAULT: AnswerCaps = AnswerCaps {
+        max_scopes: 64,
+        max_label_length: 128,
+    };
+    /// The smallest `max_label_length` accepted: room for some text and the cut marker.
+    pub const MIN_LABEL_LENGTH: usize = 16;
+}
+
+impl Default for AnswerCaps {
+    fn default() -> Self {
+        AnswerCaps::DEFAULT
+    }
+}
+
+/// The caps every probe applies. Process-wide, set once from the flags at start: they bound
+/// every provider alike, so they are not part of any provider's config.
+static MAX_SCOPES: AtomicUsize = AtomicUsize::new(AnswerCaps::DEFAULT.max_scopes);
+static MAX_LABEL_LENGTH: AtomicUsize = AtomicUsize::new(AnswerCaps::DEFAULT.max_label_length);
+
+/// Probes whose answer a cap cut, by cap: `scopes`, then `label_length`
+/// (`api_token_exporter_answer_caps_applied_total{cap}`).
+pub static CAPS_APPLIED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The `cap` label values of [`CAPS_APPLIED`], in its order.
+pub const CAP_NAMES: [&str; 2] = ["scopes", "label_length"];
+
+/// Sets the caps [`run_probe`] applies from now on.
+pub fn set_answer_caps(caps: AnswerCaps) {
+    MAX_SCOPES.store(caps.max_scopes, Ordering::Relaxed);
+    MAX_LABEL_LENGTH.store(
+        caps.max_label_length.max(AnswerCaps::MIN_LABEL_LENGTH),
+        Ordering::Relaxed,
+    );
+}
+
+/// The caps in force.
+pub fn answer_caps() -> AnswerCaps {
+    AnswerCaps {
+        max_scopes: MAX_SCOPES.load(Ordering::Relaxed),
+        max_label_length: MAX_LABEL_LENGTH.load(Ordering::Relaxed),
+    }
+}
+
+/// Which caps [`apply_caps`] applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapsApplied {
+    pub scopes: bool,
+    pub label_length: bool,
+}
+
+/// Cuts an answer's facts down to `caps`, noting each cap that applied on the token. Pure.
+pub fn apply_caps(facts: &mut TokenFacts, caps: AnswerCaps) -> CapsApplied {
+    let max = caps.max_label_length.max(AnswerCaps::MIN_LABEL_LENGTH);
+    let mut cut = false;
+    for s in [
+        &mut facts.subject,
+        &mut facts.client_id,
+        &mut facts.issuer,
+        &mut facts.token_type,
+    ]
+    .into_iter()
+    .flatten()
+    .chain(facts.audience.iter_mut())
+    .chain(facts.scopes.iter_mut())
+    {
+        cut |= truncate_label(s, max);
+    }
+    if cut {
+        // Two scopes may now read the same.
+        facts.scopes.sort();
+        facts.scopes.dedup();
+    }
+    let capped = facts.scopes.len() > caps.max_scopes;
+    if capped {
+        let total = facts.scopes.len();
+        // Providers hand scopes in any order: sorted first, so the kept ones do not change
+        // from one probe to the next.
+        facts.scopes.sort();
+        facts.scopes.dedup();
+        facts.scopes.truncate(caps.max_scopes);
+        facts.note(
+            Anomaly::ScopesCapped,
+            format!(
+                "the provider listed {total} scopes; the first {} (sorted) are kept (--provider.max-scopes)",
+                caps.max_scopes
+            ),
+        );
+    }
+    if cut {
+        facts.note(
+            Anomaly::LabelTruncated,
+            format!(
+                "a text of the provider's answer was longer than {max} bytes and was cut (--provider.max-label-length)"
+            ),
+        );
+    }
+    CapsApplied {
+        scopes: capped,
+        label_length: cut,
+    }
+}
+
+/// The marker a cut text ends with.
+const CUT_MARKER: &str = "\u{2026}";
+
+/// Cuts `s` to at most `max` bytes, the marker included, on a character boundary.
+fn truncate_label(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max.saturating_sub(CUT_MARKER.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(CUT_MARKER);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(max_scopes: usize, max_label_length: usize) -> AnswerCaps {
+        AnswerCaps {
+            max_scopes,
+            max_label_length,
+        }
+    }
+
+    /// Issue 16 finding 5: 110,000 scopes and a 100 KB subject are cut to the caps, with
+    /// the anomalies on the token.
+    #[test]
+    fn caps_bound_scopes_and_label_lengths() {
+        let mut facts = TokenFacts {
+            subject: Some("s".repeat(100_000)),
+            scopes: (0..110_000).rev().map(|i| format!("scope{i:06}")).collect(),
+            ..TokenFacts::default()
+        };
+        let applied = apply_caps(&mut facts, AnswerCaps::DEFAULT);
+        assert_eq!(
+            applied,
+            CapsApplied {
+                scopes: true,
+                label_length: true
+            }
+        );
+        assert_eq!(facts.scopes.len(), 64);
+        assert_eq!(facts.scopes[0], "scope000000");
+        assert_eq!(facts.scopes[63], "scope000063");
+        let subject = facts.subject.as_deref().unwrap();
+        assert!(subject.len() <= 128, "{}", subject.len());
+        assert!(subject.ends_with(CUT_MARKER));
+        assert_eq!(
+            facts.anomalies,
+            [Anomaly::ScopesCapped, Anomaly::LabelTruncated]
+        );
+    }
+
+    #[test]
+    fn caps_leave_ordinary_answers_alone() {
+        let mut facts = TokenFacts {
+            subject: Some("alice@example.com".into()),
+            scopes: vec!["read".into(), "write".into()],
+            ..TokenFacts::default()
+        };
+        let before = facts.clone();
+        assert_eq!(apply_caps(&mut facts, caps(2, 17)), CapsApplied::default());
+        assert_eq!(facts, before);
+    }
+
+    #[test]
+    fn cuts_land_on_character_boundaries() {
+        for len in 16..40 {
+            let mut s = "\u{e9}\u{1f600}x".repeat(20);
+            assert!(truncate_label(&mut s, len));
+            assert!(s.len() <= len, "{len}: {}", s.len());
+            assert!(s.ends_with(CUT_MARKER));
+        }
+        // Scopes that read alike once cut are kept once.
+        let long = "a".repeat(200);
+        let mut facts = TokenFacts {
+            scopes: vec![format!("{long}1"), format!("{long}2")],
+            ..TokenFacts::default()
+        };
+        apply_caps(&mut facts, caps(64, 32));
+        assert_eq!(facts.scopes.len(), 1);
+    }
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use crate::config::Config;
+    use crate::model::Verdict;
+
+    /// The kind each variant is listed under. Exhaustive on purpose: a new variant does not
+    /// compile until it is given its `KINDS` name here.
+    fn listed_as(config: &ProviderConfig) -> &'static str {
+        let i = match config {
+            ProviderConfig::Oauth2Introspection(_) => 0,
+            ProviderConfig::Jwt(_) => 1,
+            ProviderConfig::Github(_) => 2,
+            ProviderConfig::Gitlab(_) => 3,
+            ProviderConfig::Vault(_) => 4,
+            ProviderConfig::Slack(_) => 5,
+            ProviderConfig::Cloudflare(_) => 6,
+            ProviderConfig::Google(_) => 7,
+            ProviderConfig::Kubernetes(_) => 8,
+            ProviderConfig::Static(_) => 9,
+        };
+        KINDS[i]
+    }
+
+    #[test]
+    fn kinds_are_exactly_the_kinds_serde_accepts() {
+        // serde lists every variant it accepts in the error for an unknown one.
+        let err = serde_json::from_value::<ProviderConfig>(json!({"kind": "no_such_kind"}))
+            .unwrap_err()
+            .to_string();
+        let list = err
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no variant list in {err:?}"));
+        let accepted: Vec<&str> = list
+            .split(", ")
+            .map(|k| k.trim_matches(|c: char| c == '`' || c.is_whitespace()))
+            .collect();
+        assert_eq!(accepted, KINDS, "from {err:?}");
+    }
+
+    #[test]
+    fn every_kind_decodes_to_its_variant_and_names_itself() {
+        for &kind in KINDS {
+            let mut value = json!({ "kind": kind });
+            if kind == "vault" {
+                value["address"] = json!("https://vault.example.com");
+            }
+            let config: ProviderConfig = serde_json::from_value(value)
+                .unwrap_or_else(|e| panic!("a minimal {kind} provider does not decode: {e}"));
+            assert_eq!(config.kind(), kind);
+            assert_eq!(listed_as(&config), kind);
+        }
+    }
+
+    /// A provider that needs a secret and counts the probes it is asked for.
+    struct Counting(AtomicUsize);
+
+    impl Provider for Counting {
+        fn probe<'a>(
+            &'a self,
+            _token: &'a TokenSpec,
+            _secret: &'a Secret,
+            _now: Timestamp,
+        ) -> BoxFuture<'a, ProbeOutcome> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { ProbeOutcome::bad_response("not asked in this test") })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_generic_handler_answers_for_a_token_without_a_secret() {
+        let config = Config::parse(
+            "providers:\n  p:\n    kind: static\ntokens:\n  - name: t\n    provider: p\n",
+        )
+        .unwrap();
+        let token = config.token("t").unwrap();
+        assert!(token.secret.is_none());
+        let provider = Counting(AtomicUsize::new(0));
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let run = run_probe(&provider, token, now).await;
+        assert_eq!(
+            (run.outcome.verdict, run.outcome.reason),
+            (Verdict::Misconfigured, Reason::SecretUnavailable)
+        );
+        assert_eq!(run.outcome.detail, NO_SECRET);
+        assert_eq!(run.fingerprint, None);
+        assert_eq!(provider.0.load(Ordering::SeqCst), 0, "the kind was asked");
+    }
 }

@@ -21,7 +21,7 @@ use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, requ
 use crate::config::TokenSpec;
 #[cfg(test)]
 use crate::model::Verdict;
-use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts};
+use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, read_numeric_date};
 use crate::secret::{Credential, Secret, SecretSource};
 
 /// How the exporter authenticates to the introspection endpoint.
@@ -147,16 +147,10 @@ impl Provider for Introspection {
     fn probe<'a>(
         &'a self,
         token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(secret) = secret else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no secret",
-                );
-            };
             let endpoint = match self.endpoint(now).await {
                 Ok(url) => url,
                 Err(outcome) => return outcome,
@@ -447,7 +441,7 @@ impl Claims for Introspected {
 
 /// Echoes an OAuth error code only when it is a registered one (RFC 6749 section 5.2, RFC
 /// 6750, RFC 7009). A server may put anything in `error`, the token included.
-fn safe_code(code: &str) -> String {
+pub(crate) fn safe_code(code: &str) -> String {
     const REGISTERED: [&str; 10] = [
         "invalid_request",
         "invalid_client",
@@ -472,10 +466,6 @@ pub fn facts_from_claims<C: Claims + ?Sized>(doc: &C, now: Timestamp) -> TokenFa
     let time = |name: &str| numeric_date(doc.claim(name)?);
     let text = |name: &str| doc.claim(name).and_then(Value::as_str).map(str::to_owned);
     let mut facts = TokenFacts {
-        expiry: match time("exp") {
-            Some(t) => Expiry::At(t),
-            None => Expiry::Undisclosed,
-        },
         issued_at: time("iat"),
         not_before: time("nbf"),
         subject: text("sub").or_else(|| text("username")),
@@ -486,6 +476,8 @@ pub fn facts_from_claims<C: Claims + ?Sized>(doc: &C, now: Timestamp) -> TokenFa
         token_type: text("token_type").or_else(|| text("typ")),
         ..TokenFacts::default()
     };
+    // An `exp` that is there but unusable is noted, never read as "no expiry".
+    facts.set_expiry(read_numeric_date(doc.claim("exp")), "exp");
     if let Some(user) = text("username")
         && facts.subject.as_deref() != Some(user.as_str())
     {
@@ -494,12 +486,13 @@ pub fn facts_from_claims<C: Claims + ?Sized>(doc: &C, now: Timestamp) -> TokenFa
     if let Expiry::At(at) = facts.expiry
         && at <= now
     {
-        facts
-            .flags
-            .push("the provider reports an expiry in the past for an active token".into());
+        facts.flags.push(PAST_EXPIRY.into());
     }
     facts
 }
+
+/// The flag [`facts_from_claims`] raises for an expiry already past.
+pub const PAST_EXPIRY: &str = "the provider reports an expiry in the past for an active token";
 
 /// NumericDate: seconds since the epoch, possibly fractional (RFC 7519 section 2).
 pub fn numeric_date(v: &Value) -> Option<Timestamp> {
@@ -539,6 +532,7 @@ fn scopes<C: Claims + ?Sized>(doc: &C) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Anomaly;
     use reqwest::header::HeaderValue;
 
     const NOW: i64 = 1_700_000_000;
@@ -626,6 +620,38 @@ mod tests {
     fn error_codes_are_not_echoed_unless_plain() {
         let o = p(401, r#"{"error":"ghp_secret value with spaces"}"#);
         assert!(!o.detail.contains("ghp_secret"), "{}", o.detail);
+    }
+
+    /// Issue 16 finding 6: every unusable `exp` of the issue's list in an `active: true`
+    /// answer is valid (the provider said active) but never silently "no expiry": it is
+    /// read with an anomaly, or undisclosed with one.
+    #[test]
+    fn unusable_exp_is_flagged_not_ignored() {
+        let at = |s: i64| Some(Timestamp::from_second(s).unwrap());
+        for (exp, expiry, anomaly) in [
+            ("\"1900000000\"", at(1_900_000_000), Anomaly::ExpiryString),
+            (
+                "1900000000000",
+                at(1_900_000_000),
+                Anomaly::ExpiryMilliseconds,
+            ),
+            ("true", None, Anomaly::ExpiryUnreadable),
+            ("{}", None, Anomaly::ExpiryUnreadable),
+            ("null", None, Anomaly::ExpiryUnreadable),
+            ("\"canary-5e1d\"", None, Anomaly::ExpiryUnreadable),
+            ("253402300800", None, Anomaly::ExpiryOutOfRange),
+            ("1e18", None, Anomaly::ExpiryOutOfRange),
+            ("9223372036854775807", None, Anomaly::ExpiryOutOfRange),
+            ("-5", None, Anomaly::ExpiryOutOfRange),
+        ] {
+            let o = p(200, &format!(r#"{{"active":true,"exp":{exp}}}"#));
+            assert_eq!(o.verdict, Verdict::Valid, "{exp}");
+            assert_eq!(o.facts.expiry.timestamp(), expiry, "{exp}");
+            assert_ne!(o.facts.expiry, Expiry::Never, "{exp}");
+            assert_eq!(o.facts.anomalies, [anomaly], "{exp}");
+            assert_eq!(o.facts.flags.len(), 1, "{exp}: {:?}", o.facts.flags);
+            assert!(!format!("{o:?}").contains("canary"), "{exp}");
+        }
     }
 
     #[test]

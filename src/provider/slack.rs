@@ -77,16 +77,10 @@ impl Provider for Slack {
     fn probe<'a>(
         &'a self,
         _token: &'a TokenSpec,
-        secret: Option<&'a Secret>,
+        secret: &'a Secret,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(secret) = secret else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no secret",
-                );
-            };
             // The token goes in the Authorization header only; the body stays empty so it
             // cannot be echoed by a proxy that logs form bodies.
             let request = self
@@ -295,17 +289,46 @@ fn scopes(headers: &HeaderMap) -> Vec<String> {
 /// Slack error codes are short snake_case words; anything else is not echoed, because a
 /// misbehaving proxy could put anything there.
 fn safe_code(code: &str) -> String {
-    if !code.is_empty()
-        && code.len() <= 64
-        && code
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
+    if DOCUMENTED_CODES.contains(&code) {
         code.to_string()
     } else {
         "unrecognised error code".to_string()
     }
 }
+
+/// The error codes Slack documents for `auth.test`. Only these are named in a detail: a code
+/// of the right shape can still be a fragment of the token echoed back.
+const DOCUMENTED_CODES: &[&str] = &[
+    "access_denied",
+    "accesslimited",
+    "account_inactive",
+    "deprecated_endpoint",
+    "ekm_access_denied",
+    "enterprise_is_restricted",
+    "fatal_error",
+    "internal_error",
+    "invalid_arg_name",
+    "invalid_array_arg",
+    "invalid_auth",
+    "invalid_charset",
+    "invalid_form_data",
+    "invalid_post_type",
+    "method_deprecated",
+    "missing_post_type",
+    "missing_scope",
+    "no_permission",
+    "not_allowed_token_type",
+    "not_authed",
+    "org_login_required",
+    "ratelimited",
+    "request_timeout",
+    "service_unavailable",
+    "team_access_not_granted",
+    "team_added_to_org",
+    "token_expired",
+    "token_revoked",
+    "two_factor_setup_required",
+];
 
 #[cfg(test)]
 mod tests {
@@ -450,6 +473,18 @@ mod tests {
         let o = parse(429, &h, b"", now(), false);
         assert_eq!(o.verdict, Verdict::RateLimited);
         assert_eq!(o.retry_after, Some(Duration::from_secs(30)));
+    }
+
+    /// Issue 16 finding 10: a code of the documented shape that is not a documented code
+    /// (here a fragment of the token) is not named in the detail.
+    #[test]
+    fn only_documented_error_codes_are_named() {
+        let canary = "canary_7f3a9c2e_token_fragment";
+        let o = p(&format!(r#"{{"ok":false,"error":"{canary}"}}"#));
+        assert_eq!(o.verdict, Verdict::Unreachable);
+        assert!(!format!("{o:?}").contains(canary), "{}", o.detail);
+        let o = p(r#"{"ok":false,"error":"team_added_to_org"}"#);
+        assert!(o.detail.contains("team_added_to_org"), "{}", o.detail);
     }
 
     #[test]

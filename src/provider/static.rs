@@ -139,7 +139,26 @@ impl Provider for Static {
     fn probe<'a>(
         &'a self,
         token: &'a TokenSpec,
-        _secret: Option<&'a Secret>,
+        _secret: &'a Secret,
+        now: Timestamp,
+    ) -> BoxFuture<'a, ProbeOutcome> {
+        self.declared_outcome(token, now)
+    }
+
+    /// A static token is declared, not asked about: it needs no secret.
+    fn probe_without_secret<'a>(
+        &'a self,
+        token: &'a TokenSpec,
+        now: Timestamp,
+    ) -> Option<BoxFuture<'a, ProbeOutcome>> {
+        Some(self.declared_outcome(token, now))
+    }
+}
+
+impl Static {
+    fn declared_outcome<'a>(
+        &'a self,
+        token: &'a TokenSpec,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {

@@ -180,6 +180,26 @@ impl Provider for Vault {
     fn probe<'a>(
         &'a self,
         token: &'a TokenSpec,
+        secret: &'a Secret,
+        now: Timestamp,
+    ) -> BoxFuture<'a, ProbeOutcome> {
+        self.lookup(token, Some(secret), now)
+    }
+
+    /// A token may be watched by its accessor alone, with the exporter's own token.
+    fn probe_without_secret<'a>(
+        &'a self,
+        token: &'a TokenSpec,
+        now: Timestamp,
+    ) -> Option<BoxFuture<'a, ProbeOutcome>> {
+        Some(self.lookup(token, None, now))
+    }
+}
+
+impl Vault {
+    fn lookup<'a>(
+        &'a self,
+        token: &'a TokenSpec,
         secret: Option<&'a Secret>,
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
@@ -470,12 +490,17 @@ fn facts(
         ),
         // Null is how Vault says "never expires" (root tokens, some periodic setups).
         Some(Value::Null) => Expiry::Never,
-        None => match data.get("ttl").and_then(Value::as_i64) {
-            Some(ttl) if ttl > 0 => Expiry::At(
-                now.checked_add(Duration::from_secs(ttl as u64))
-                    .map_err(|_| "ttl is out of range")?,
-            ),
-            _ => Expiry::Never,
+        // Without expire_time, a positive ttl is the time left and 0 (or none) means never;
+        // a ttl of another type is a bad answer like any other field, never read as "never".
+        None => match data.get("ttl") {
+            None | Some(Value::Null) => Expiry::Never,
+            Some(ttl) => match ttl.as_i64().ok_or("ttl is not a whole number of seconds")? {
+                ttl if ttl > 0 => Expiry::At(
+                    now.checked_add(Duration::from_secs(ttl as u64))
+                        .map_err(|_| "ttl is out of range")?,
+                ),
+                _ => Expiry::Never,
+            },
         },
         Some(_) => return Err("expire_time is neither a string nor null"),
     };
@@ -662,6 +687,13 @@ mod tests {
         body["data"].as_object_mut().unwrap().remove("expire_time");
         let o = p(Lookup::SelfToken, 200, &body.to_string());
         assert_eq!(o.facts.expiry.timestamp().unwrap().as_second(), NOW + 3599);
+        // Issue 16 finding 6: a ttl that is not a whole number was read as "never".
+        for ttl in [json!("3599"), json!(true), json!({}), json!(3599.5)] {
+            body["data"]["ttl"] = ttl.clone();
+            let o = p(Lookup::SelfToken, 200, &body.to_string());
+            assert_ne!(o.facts.expiry, Expiry::Never, "{ttl}");
+            assert_eq!(o.reason, Reason::BadResponse, "{ttl}");
+        }
     }
 
     #[test]
