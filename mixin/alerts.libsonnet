@@ -256,6 +256,38 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
             runbook_url: '{{ with $labels.runbook }}{{ . }}{{ else }}%s{{ end }}' % runbook('ApiTokenPolicyViolation'),
           },
         },
+        {
+          comment:: |||
+            The provider's answer about a token had an anomaly the exporter had to work around: an
+            expiry field it could not read (the expiry shown is unknown, or the last readable one),
+            an expiry in milliseconds, more scopes than --provider.max-scopes, a text longer than
+            --provider.max-label-length. The token still works (the verdict is the provider's); what
+            the exporter says about it may be incomplete, so expiry alerts may stay silent.
+            for: 1h. The anomaly stays until an answer without it, and nothing here is urgent; an
+            hour lets a provider's odd answer during its own deploy pass without bothering anyone.
+          |||,
+          alert: 'ApiTokenAnswerAnomaly',
+          expr: |||
+            (api_token_answer_anomaly == 1)
+            * on (job, instance, token, provider) group_left (owner, team, runbook)
+              api_token_info
+          |||,
+          'for': '1h',
+          labels: {
+            severity: 'warning',
+          },
+          annotations: {
+            summary: 'A provider answered with an anomaly about an API token.',
+            description: fold(|||
+              The last answer of provider {{ $labels.provider }} about token {{ $labels.token }} (owner:
+              {{ with $labels.owner }}{{ . }}{{ else }}none set{{ end }}{{ with $labels.team }}, team {{ . }}{{ end }})
+              had the anomaly {{ $labels.anomaly }} for more than an hour. The token's verdict is
+              unchanged, but its expiry or scopes as shown may be incomplete. See the token's flags on the
+              status page or in /api/v1/tokens.
+            |||),
+            runbook_url: '{{ with $labels.runbook }}{{ . }}{{ else }}%s{{ end }}' % runbook('ApiTokenAnswerAnomaly'),
+          },
+        },
       ],
     },
     {
