@@ -158,12 +158,28 @@ fn token_alerts_name_token_provider_and_owner_joined_from_api_token_info() {
     }
     for name in TIME_ALERTS {
         let rule = alert(name);
-        for key in ["summary", "description"] {
-            assert!(
-                text(&rule, &["annotations", key]).contains("$value | humanizeDuration"),
-                "{name}: {key} must give the time in human units ($value | humanizeDuration)"
-            );
-        }
+        assert!(
+            text(&rule, &["annotations", "description"]).contains("$value | humanizeDuration"),
+            "{name}: description must give the time in human units ($value | humanizeDuration)"
+        );
+    }
+}
+
+/// The monitoring-mixins guidelines: `summary` is a static sentence, so it reads the same in
+/// every notification and Alertmanager can group on it; the per-token detail is in `description`.
+#[test]
+fn summaries_are_static_sentences() {
+    for rule in rules() {
+        let name = rule["alert"].as_str().expect("alert name");
+        let summary = text(&rule, &["annotations", "summary"]);
+        assert!(
+            !summary.contains("{{"),
+            "{name}: summary must not use templates (move them to description): {summary:?}"
+        );
+        assert!(
+            summary.starts_with(|c: char| c.is_ascii_uppercase()) && summary.ends_with('.'),
+            "{name}: summary must be a sentence with a capital letter and a final period: {summary:?}"
+        );
     }
 }
 

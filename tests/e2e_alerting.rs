@@ -609,11 +609,11 @@ async fn shipped_rules_and_dashboards_work_against_the_demo() {
         })
         .expect("search-indexer alert");
     assert!(
-        search["annotations"]["summary"]
+        search["annotations"]["description"]
             .as_str()
             .is_some_and(|s| s.contains("expires in 24d 23h")),
         "search-indexer (25 days left) fires inside its own 30d window: {}",
-        search["annotations"]["summary"]
+        search["annotations"]["description"]
     );
     for a in &firing {
         for (key, value) in a["annotations"].as_object().expect("annotations") {
