@@ -52,13 +52,10 @@ if [ "$missing" = 1 ]; then
   exit 1
 fi
 
-# The exporter itself checks the rendered configs. .ci/run has built it by now (clippy builds
-# no binary, so build it here when it is missing).
+# The exporter itself checks the rendered configs: build it (a no-op when up to date; .ci/run's
+# cargo test reuses the build), so a stale binary never judges a new config format.
 BIN="$ROOT/target/debug/api-token-exporter"
-if [ ! -x "$BIN" ]; then
-  echo "helm.sh: cargo build --bin api-token-exporter (for --config.check)"
-  cargo build --quiet --locked --bin api-token-exporter
-fi
+cargo build --quiet --locked --bin api-token-exporter
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
