@@ -25,16 +25,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-# Pinned: helm-python-sdk bundles Helm's Go SDK (4.2.3) behind a C ABI; an alpha package, used
-# only here. kubernetes-validate carries the Kubernetes OpenAPI schemas it validates against.
-PY_PINS="helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 PyYAML==6.0.4"
+# Every PyPI package pinned in deploy/helm/tools/requirements.txt; the venv is rebuilt when
+# that file changes.
+REQS="$TOOLS/requirements.txt"
 if ! "$VENV/bin/python" -c 'import helm_python, yaml' 2>/dev/null || [ ! -x "$VENV/bin/kubernetes-validate" ] \
-  || [ "$(cat "$VENV/.pins" 2>/dev/null)" != "$PY_PINS" ]; then
-  echo "helm.sh: installing $PY_PINS (PyPI) into $VENV"
+  || ! cmp -s "$REQS" "$VENV/requirements.txt"; then
+  echo "helm.sh: pip install -r deploy/helm/tools/requirements.txt (PyPI) into $VENV"
+  rm -rf "$VENV"
   python3 -m venv "$VENV"
-  # shellcheck disable=SC2086
-  "$VENV/bin/pip" install -q --disable-pip-version-check $PY_PINS
-  echo "$PY_PINS" > "$VENV/.pins"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQS"
+  cp "$REQS" "$VENV/requirements.txt"
 fi
 if [ ! -d "$TOOLS/node_modules/@kubernetes-models/prometheus-operator" ] || [ "$TOOLS/package-lock.json" -nt "$TOOLS/node_modules" ]; then
   echo "helm.sh: npm ci in deploy/helm/tools (@kubernetes-models/prometheus-operator, js-yaml)"
