@@ -8,7 +8,8 @@ PyYAML. Usage: check.py [--write] WORKDIR
      invariants, the rendered inventory and web config through `--config.check`, and the
      rules of a rendered PrometheusRule through `promtool check rules` and the project's
      `promtool test rules` cases;
-  3. every tests/invalid/*.yaml fails to render with each line of its .expect.txt;
+  3. the packaged chart (.tgz, symlinks resolved) renders as the directory does;
+     every tests/invalid/*.yaml fails to render with each line of its .expect.txt;
   4. deploy/kubernetes/statefulset.yaml equals the rendering of ci/golden-values.yaml
      (--write or UPDATE_GOLDEN=1 rewrites it).
 Environment: ATE_BIN (the exporter binary), NODE_TOOLS (deploy/helm/tools with node_modules).
@@ -50,9 +51,9 @@ def run(cmd, **kw):
     return p.returncode == 0, (p.stdout + p.stderr).strip()
 
 
-def render(values):
+def render(values, chart_path=CHART):
     """The chart's manifests for these values, as {template: text}, NOTES.txt and empty ones left out."""
-    with helm.Chart.load(CHART) as chart:
+    with helm.Chart.load(chart_path) as chart:
         chart.validate_schema(values)
         out = chart.render(values, name=RELEASE, namespace=NAMESPACE)
     return {k: v for k, v in sorted(out.items()) if not k.endswith("NOTES.txt") and any(yaml.safe_load_all(v))}
@@ -131,6 +132,8 @@ def check_config(name, docs, flag, work, tls_pair):
         for f in tls_pair:
             shutil.copy(f, web.parent / f.name)
         cmd += ["--web.config.file", web]
+    elif web_path:
+        print(f"{name}: web config from an existing Secret: not rendered, not checked")
     ok, out = run(cmd)
     print(f"{name}: --config.check: {out}")
     if not ok:
@@ -234,6 +237,20 @@ def main():
     if not ok:
         print(out)
         fail("Prometheus Operator models")
+
+    print("== the packaged chart carries the rules and dashboards the symlinks point at")
+    with helm.Chart.load(CHART) as chart:
+        archive = chart.save(work)
+    values = {"prometheusRule": {"enabled": True}, "dashboards": {"enabled": True}}
+    try:
+        same = render(values, archive) == render(values)
+    except helm.HelmError as e:
+        same = False
+        print(e)
+    if not same:
+        fail(f"{Path(archive).name} renders differently from the chart directory")
+    else:
+        print(f"{Path(archive).name}: renders the PrometheusRule and dashboards as the directory does")
 
     print("== tests/invalid/*.yaml must fail with their .expect.txt")
     invalid = sorted((CHART / "tests/invalid").glob("*.yaml"))
