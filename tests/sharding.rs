@@ -1,7 +1,8 @@
 //! `--shard.count` / `--shard.index`: every token lands on exactly one shard, a token's
 //! shard depends on its name alone (adding tokens moves none), two real replicas split an
 //! inventory between them and keep splitting it across a reload, bad flags are refused, and
-//! the Kubernetes StatefulSet in deploy/ is consistent with all that.
+//! the Kubernetes StatefulSet in deploy/ (generated from the Helm chart) is consistent with
+//! all that and writes its state to a mounted volume.
 
 mod support;
 
@@ -248,6 +249,33 @@ fn the_kubernetes_statefulset_is_consistent() {
         .unwrap();
         assert_eq!(cli.shard().unwrap(), Shard::new(ordinal, replicas).unwrap());
     }
+
+    // The root filesystem is read-only, so --storage.path must be a writable mounted volume,
+    // or the ledger and the notification state cannot be written.
+    assert_eq!(
+        container["securityContext"]["readOnlyRootFilesystem"], true,
+        "{container}"
+    );
+    let storage = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--storage.path="))
+        .unwrap_or_else(|| panic!("no --storage.path in {args:?}"));
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == storage)
+        .unwrap_or_else(|| panic!("nothing is mounted at --storage.path={storage}"));
+    assert_ne!(mount["readOnly"], true, "{mount}");
+    let pod = &sts["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_array().unwrap();
+    let claims = sts["spec"]["volumeClaimTemplates"].as_array();
+    assert!(
+        volumes.iter().any(|v| v["name"] == mount["name"])
+            || claims.is_some_and(|c| c.iter().any(|t| t["metadata"]["name"] == mount["name"])),
+        "no volume {} for --storage.path",
+        mount["name"]
+    );
 
     let service = of_kind("Service");
     assert_eq!(
