@@ -162,6 +162,7 @@ def check_rules(name, docs, values, work):
         text = t.read_text().replace('job="api-token-exporter"', f'job="{job}"')
         text = text.replace("job: api-token-exporter", f"job: {job}")
         text = text.replace("(job api-token-exporter)", f"(job {job})")
+        text = text.replace('in job \\"api-token-exporter\\"', f'in job \\"{job}\\"')
         (d / "tests" / t.name).write_text(text)
     for cmd in (["promtool", "check", "rules", d / "api-token-exporter.rules.yml"],
                 ["promtool", "test", "rules", *sorted((d / "tests").glob("*.test.yml"))]):
