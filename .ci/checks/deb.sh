@@ -53,6 +53,9 @@ fi
 if getent passwd "$pkg" >/dev/null; then
     fail "a user $pkg exists without the package; this check must see postinst create it"
 fi
+for path in /etc/api-token-exporter /var/lib/api-token-exporter; do
+    [ ! -e "$path" ] || fail "$path exists without the package; this check must see it made and removed"
+done
 
 work=$(mktemp -d)
 chmod 0755 "$work"
@@ -65,6 +68,8 @@ cleanup() {
         dpkg --purge "$pkg" >/dev/null 2>&1 || true
         deluser --quiet --system "$pkg" >/dev/null 2>&1 || true
         delgroup --quiet --system "$pkg" >/dev/null 2>&1 || true
+        # Absent before the check (tested above): whatever a failed purge left is the check's.
+        rm -rf /etc/api-token-exporter /var/lib/api-token-exporter
     fi
     rm -rf "$work"
 }
@@ -79,7 +84,8 @@ verify_unit() {
     [ -z "$out" ] || fail "systemd-analyze verify $1 printed: $out"
     # --threshold is on the 0-100 scale: 20 is an exposure of 2.0.
     out=$(systemd-analyze security --offline=true --threshold=20 "${@:2}" "$1" 2>&1) ||
-        fail "systemd-analyze security: exposure above 2.0: $(printf '%s\n' "$out" | grep -E 'Overall|✗')"
+        fail "systemd-analyze security: $(printf '%s\n' "$out" | grep -o 'Overall exposure level.*'), above 2.0; the exposed settings:
+$(printf '%s\n' "$out" | grep '✗')"
     echo "deb.sh: $1: verify clean, $(printf '%s\n' "$out" | grep -o 'Overall exposure level.*' | sed 's/ [^ ]*$//')"
 }
 
