@@ -62,7 +62,7 @@ chmod 0755 "$work"
 installed=
 exporter=
 cleanup() {
-    [ -n "$exporter" ] && kill "$exporter" 2>/dev/null
+    if [ -n "$exporter" ]; then kill "$exporter" 2>/dev/null || true; fi
     pk_stop_peer 2>/dev/null || true
     if [ -n "$installed" ]; then
         dpkg --purge "$pkg" >/dev/null 2>&1 || true
@@ -74,6 +74,11 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# A signal ends the script through `exit`, so the EXIT trap cleans up then too.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 # shellcheck source=../../packaging/test/lib.sh
 source packaging/test/lib.sh
 

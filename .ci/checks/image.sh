@@ -62,6 +62,11 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# A signal ends the script through `exit`, so the EXIT trap cleans up then too.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 # shellcheck source=../../packaging/test/lib.sh
 source packaging/test/lib.sh
 

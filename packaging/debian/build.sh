@@ -26,10 +26,11 @@ gzip -9nf "$extra/api-token-exporter.1"
 
 # --no-build: the binary above is the one to ship; cargo-deb would otherwise build a dynamic
 # one. --strip: Debian ships binaries without debug information (the release profile keeps
-# line tables, which cargo-deb would otherwise leave in).
+# line tables, which cargo-deb would otherwise leave in). --fast: the package is packed again
+# below, so its first compression need not be tight.
 out=target/debian-extra/deb
 rm -rf "$out"
-cargo deb --no-build --strip --target "$target" --output "$out/" >"$extra/cargo-deb.log" 2>&1 ||
+cargo deb --no-build --strip --fast --target "$target" --output "$out/" >"$extra/cargo-deb.log" 2>&1 ||
     { cat "$extra/cargo-deb.log" >&2; exit 1; }
 debs=("$out"/*.deb)
 [ ${#debs[@]} = 1 ] && [ -f "${debs[0]}" ] || { echo "build.sh: cargo deb made no single package" >&2; exit 1; }
