@@ -36,8 +36,9 @@ done
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if [ ${#need_apt[@]} -gt 0 ]; then
     as_root apt-get update -qq
+    mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
-        $(printf '%s\n' "${need_apt[@]}" | sort -u) >/dev/null
+        "${need_apt[@]}" >/dev/null
 fi
 if ! cargo deb --version >/dev/null 2>&1; then
     cargo install --locked --quiet cargo-deb
@@ -79,7 +80,7 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
-# shellcheck source=../../packaging/test/lib.sh
+# shellcheck source=packaging/test/lib.sh
 source packaging/test/lib.sh
 
 # verify_unit PATH [--root=DIR]: systemd-analyze verify must print nothing at all.
@@ -166,7 +167,7 @@ pk_write_config /etc/api-token-exporter/config.yml "$PK_PEER_PORT" "$secrets"
 # drop-in); the machine's own trust store stays untouched.
 cat /etc/ssl/certs/ca-certificates.crt "$work/pki/ca.crt" >"$work/bundle.crt"
 ARGS=
-# shellcheck disable=SC1091
+# shellcheck source=packaging/debian/default
 . /etc/default/$pkg
 port=$(pk_free_port)
 # What the unit does, short of the namespaces only systemd as PID 1 can set up: its user and
@@ -218,7 +219,7 @@ step "dpkg --purge"
 dpkg --purge "$pkg" >"$work/dpkg-purge.log" 2>&1 || fail "dpkg --purge: $(cat "$work/dpkg-purge.log")"
 for path in /usr/bin/$pkg $unit /etc/api-token-exporter /etc/default/$pkg /var/lib/api-token-exporter \
     /etc/systemd/system/multi-user.target.wants/$pkg.service; do
-    [ ! -e "$path" ] && [ ! -L "$path" ] || fail "$path is left after purge"
+    if [ -e "$path" ] || [ -L "$path" ]; then fail "$path is left after purge"; fi
 done
 getent passwd "$pkg" >/dev/null || fail "purge removed the system user (Debian keeps it)"
 deluser --quiet --system "$pkg" >/dev/null 2>&1

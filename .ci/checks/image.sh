@@ -67,7 +67,7 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
-# shellcheck source=../../packaging/test/lib.sh
+# shellcheck source=packaging/test/lib.sh
 source packaging/test/lib.sh
 
 step "hadolint packaging/container/Dockerfile"

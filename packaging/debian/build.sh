@@ -33,7 +33,10 @@ rm -rf "$out"
 cargo deb --no-build --strip --fast --target "$target" --output "$out/" >"$extra/cargo-deb.log" 2>&1 ||
     { cat "$extra/cargo-deb.log" >&2; exit 1; }
 debs=("$out"/*.deb)
-[ ${#debs[@]} = 1 ] && [ -f "${debs[0]}" ] || { echo "build.sh: cargo deb made no single package" >&2; exit 1; }
+if [ ${#debs[@]} != 1 ] || [ ! -f "${debs[0]}" ]; then
+    echo "build.sh: cargo deb made no single package" >&2
+    exit 1
+fi
 deb=${debs[0]}
 
 # cargo-deb writes no DEBIAN/md5sums, which `dpkg --verify` and debsums check installed files

@@ -1,6 +1,7 @@
 # Shared by .ci/checks/image.sh and .ci/checks/deb.sh (sourced, not run): a throw-away CA,
 # fake secrets, the loopback introspection peer, and the wait for a `valid` verdict.
 # Callers set `set -euo pipefail` and a cleanup trap that calls pk_stop_peer.
+# shellcheck shell=bash disable=SC2034 # PK_PEER_PID and PK_PEER_PORT are for the caller.
 
 # pk_make_pki DIR: a CA and a server certificate for localhost and 127.0.0.1 signed by it.
 pk_make_pki() {
@@ -63,8 +64,7 @@ pk_start_peer() {
     python3 "$script" --cert "$pki/server.crt" --key "$pki/server.key" --secrets "$secrets" \
         --port-file "$work/peer.port" 2>"$work/peer.log" &
     PK_PEER_PID=$!
-    local i
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         [ -s "$work/peer.port" ] && break
         kill -0 "$PK_PEER_PID" 2>/dev/null || { cat "$work/peer.log" >&2; return 1; }
         sleep 0.1
@@ -83,8 +83,8 @@ pk_stop_peer() {
 # pk_wait_valid METRICS_URL SECONDS: waits until /metrics says the token is valid. On a
 # timeout prints the token's state series and fails.
 pk_wait_valid() {
-    local url=$1 seconds=$2 i
-    for i in $(seq 1 $((seconds * 4))); do
+    local url=$1 seconds=$2
+    for _ in $(seq 1 $((seconds * 4))); do
         if curl -fsS --max-time 2 "$url" 2>/dev/null |
             grep -Eq '^api_token_state\{[^}]*token="packaging-check"[^}]*state="valid"[^}]*\} 1$'; then
             return 0
