@@ -55,7 +55,10 @@ test_image=localhost/api-token-exporter:ci-test-ca
 name=api-token-exporter-ci-$$
 volume=api-token-exporter-ci-state-$$
 cleanup() {
-    "${podman[@]}" rm -f -t 0 "$name" "$name-probe" >/dev/null 2>&1 || true
+    # One name per call: podman stops at the first name it does not know. -v takes the
+    # anonymous volume of the image's VOLUME along.
+    "${podman[@]}" rm -f -v -t 0 "$name" >/dev/null 2>&1 || true
+    "${podman[@]}" rm -f -v -t 0 "$name-probe" >/dev/null 2>&1 || true
     "${podman[@]}" volume rm -f "$volume" >/dev/null 2>&1 || true
     "${podman[@]}" rmi -f "$test_image" >/dev/null 2>&1 || true
     pk_stop_peer 2>/dev/null || true
@@ -74,7 +77,12 @@ step "hadolint packaging/container/Dockerfile"
 "$venv/bin/hadolint" packaging/container/Dockerfile || fail "hadolint"
 
 step "build (packaging/container/build.sh)"
+previous=$("${podman[@]}" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 packaging/container/build.sh "$image" >/dev/null
+# The image this run replaced under the same tag would otherwise pile up untagged.
+if [ -n "$previous" ] && [ "$previous" != "$("${podman[@]}" image inspect --format '{{.Id}}' "$image")" ]; then
+    "${podman[@]}" rmi "$previous" >/dev/null 2>&1 || true
+fi
 
 step "image metadata: user, port, volume, entrypoint, command, OCI labels"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
@@ -118,7 +126,7 @@ expected_files="bin bin/api-token-exporter etc etc/ssl etc/ssl/certs etc/ssl/cer
 grep -Eq '^d[rwx-]+ 65534/65534 .* var/lib/api-token-exporter/?$' "$work/files.txt" ||
     fail "the state directory is not owned by 65534: $(grep 'var/lib/api-token-exporter' "$work/files.txt")"
 "${podman[@]}" cp "$name-probe:/etc/ssl/certs/ca-certificates.crt" "$work/image-bundle.crt"
-"${podman[@]}" rm "$name-probe" >/dev/null
+"${podman[@]}" rm -v "$name-probe" >/dev/null
 certs=$(grep -c 'BEGIN CERTIFICATE' "$work/image-bundle.crt" || true)
 [ "$certs" -ge 100 ] || fail "the image's CA bundle holds $certs certificates"
 cmp -s "$work/image-bundle.crt" /etc/ssl/certs/ca-certificates.crt ||
