@@ -6,7 +6,6 @@
 //! file are reported at once so a user fixes them in one pass.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +14,19 @@ use serde::Deserialize;
 use serde_saphyr::{MessageFormatter, Spanned};
 
 use crate::model::Thresholds;
+pub use crate::model::duration::duration_opt;
+pub use crate::model::parse_duration;
 use crate::provider::ProviderConfig;
+pub(crate) use crate::schema::scrub;
+use crate::schema::tagged;
+pub use crate::schema::{
+    ConfigError, ConfigIssue, Expect, Labels, MAX_ALIASES, MAX_CONFIG_BYTES, MAX_MERGE_KEYS,
+    MAX_RECORDED_ANCHOR_BYTES, MAX_RECORDED_ANCHOR_EVENTS, MAX_REPLAYED_EVENTS, Memo, Params,
+    Policies, TokenParams, TokenSpec, decode_options,
+};
 use crate::secret::SecretSource;
 
-/// The largest config file accepted. An inventory of 100,000 tokens fits well below it.
-pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+pub mod notify;
 
 /// Labels the exporter sets itself on `api_token_info`; the inventory may not reuse them.
 pub const RESERVED_LABELS: [&str; 8] = [
@@ -42,7 +49,7 @@ pub struct Config {
     /// an inventory of 10,000 tokens is in memory once (ARCHITECTURE.md, memory).
     pub tokens: Vec<Arc<TokenSpec>>,
     /// `notifications`, `notifiers` and `routes`: direct notifications (see `crate::notify`).
-    pub notify: crate::notify::config::NotifyConfig,
+    pub notify: notify::NotifyConfig,
 }
 
 /// Defaults and limits that apply to every token.
@@ -59,224 +66,6 @@ pub struct Global {
     pub max_concurrency: usize,
     /// Policies every token inherits.
     pub policies: Policies,
-}
-
-/// One token of the inventory.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokenSpec {
-    pub name: String,
-    pub provider: String,
-    pub secret: Option<SecretSource>,
-    pub labels: Labels,
-    pub thresholds: Thresholds,
-    pub probe_interval: Duration,
-    pub probe_timeout: Duration,
-    pub params: Params,
-    /// Hygiene policies for this token: `global.policies` with this token's overrides. Tokens
-    /// without overrides share one copy.
-    pub policies: Arc<Policies>,
-    /// The token's label text in `/metrics`, escaped on the first scrape and kept for the
-    /// spec's life (a reload makes new specs). Ignored when specs are compared.
-    pub metric_labels: Memo<crate::metrics::TokenLabels>,
-}
-
-/// A token's inventory labels, sorted by name. A slice, not a `BTreeMap`: a map allocates a
-/// 544-byte node for the usual two labels, and there is one per token.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Labels(Box<[(String, String)]>);
-
-impl Labels {
-    pub fn get(&self, name: &str) -> Option<&String> {
-        let i = self
-            .0
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .ok()?;
-        Some(&self.0[i].1)
-    }
-
-    pub fn contains_key(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
-    }
-
-    pub fn to_map(&self) -> BTreeMap<String, String> {
-        self.0.iter().cloned().collect()
-    }
-}
-
-impl From<BTreeMap<String, String>> for Labels {
-    fn from(map: BTreeMap<String, String>) -> Self {
-        Labels(map.into_iter().collect())
-    }
-}
-
-impl std::ops::Index<&str> for Labels {
-    type Output = String;
-    fn index(&self, name: &str) -> &String {
-        self.get(name).expect("no such label")
-    }
-}
-
-/// A value computed once from the rest of a struct. It compares equal whatever it holds, so
-/// it never makes two otherwise equal specs differ.
-#[derive(Clone, Debug)]
-pub struct Memo<T>(std::sync::OnceLock<T>);
-
-impl<T> Default for Memo<T> {
-    fn default() -> Self {
-        Memo(std::sync::OnceLock::new())
-    }
-}
-
-impl<T> Memo<T> {
-    pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
-        self.0.get_or_init(f)
-    }
-
-    /// The value, if computed already.
-    pub fn get(&self) -> Option<&T> {
-        self.0.get()
-    }
-}
-
-impl<T> PartialEq for Memo<T> {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-/// Token hygiene policies. Each configured policy yields a finding for every token it applies
-/// to (see `policy.rs`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Policies {
-    /// Rotation discipline: the token must be younger than this.
-    pub max_age: Option<Duration>,
-    /// Least privilege: every scope the token holds must be in this list.
-    pub allowed_scopes: Option<Vec<String>>,
-    /// Scopes (or Vault policies) the token must not hold.
-    pub forbidden_scopes: Vec<String>,
-    /// Identity assertions: what the provider must report about the token.
-    pub expect: Expect,
-    /// A token that never expires violates.
-    pub require_expiry: bool,
-    /// A token unused for longer than this violates (where the provider reports last use).
-    pub max_unused: Option<Duration>,
-}
-
-/// Identity the provider must report, compared as exact strings.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Expect {
-    pub subject: Option<String>,
-    pub client_id: Option<String>,
-    /// The account, team or organisation the provider reports (`extra.account`, or Slack's
-    /// `team_id`, or Cloudflare's account).
-    pub account: Option<String>,
-    pub issuer: Option<String>,
-    /// One audience the token must carry.
-    pub audience: Option<String>,
-}
-
-/// A token's [`TokenParams`], allocated only when one is set (most tokens have none, and the
-/// struct is 120 bytes). Reads as a `TokenParams` either way.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Params(Option<Box<TokenParams>>);
-
-static NO_PARAMS: TokenParams = TokenParams {
-    token_type_hint: None,
-    audiences: None,
-    accessor: None,
-    expires_at: None,
-    issued_at: None,
-};
-
-impl std::ops::Deref for Params {
-    type Target = TokenParams;
-    fn deref(&self) -> &TokenParams {
-        self.0.as_deref().unwrap_or(&NO_PARAMS)
-    }
-}
-
-impl From<TokenParams> for Params {
-    fn from(p: TokenParams) -> Self {
-        Params((p != NO_PARAMS).then(|| Box::new(p)))
-    }
-}
-
-/// Per-token settings that only some provider kinds use. Each provider's `check_token`
-/// refuses the ones it does not understand, so a misplaced setting fails loudly.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-pub struct TokenParams {
-    /// RFC 7662 `token_type_hint` (`access_token` or `refresh_token`).
-    pub token_type_hint: Option<String>,
-    /// Audiences a JWT or a Kubernetes token must carry.
-    pub audiences: Option<Vec<String>>,
-    /// Vault token accessor: look the token up without its secret.
-    pub accessor: Option<String>,
-    /// Declared expiry for the `static` provider (RFC 3339 or `YYYY-MM-DD`).
-    pub expires_at: Option<String>,
-    /// Declared issue time for the `static` provider.
-    pub issued_at: Option<String>,
-}
-
-/// One problem in a config file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// Field path, e.g. `tokens[2].provider`; empty for the document itself.
-    pub path: String,
-    pub message: String,
-    pub line: Option<u64>,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
-        }
-        f.write_str(&self.message)?;
-        if let Some(line) = self.line {
-            write!(f, " (line {line})")?;
-        }
-        Ok(())
-    }
-}
-
-/// Everything wrong with a config file; `Display` prints one issue per line.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    pub file: Option<String>,
-    pub issues: Vec<ConfigIssue>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, issue) in self.issues.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            if let Some(file) = &self.file {
-                write!(f, "{file}: ")?;
-            }
-            write!(f, "{issue}")?;
-        }
-        Ok(())
-    }
-}
-
-impl ConfigError {
-    fn single(path: &str, message: impl Into<String>, line: Option<u64>) -> Self {
-        ConfigError {
-            file: None,
-            issues: vec![ConfigIssue {
-                path: path.to_string(),
-                message: message.into(),
-                line,
-            }],
-        }
-    }
 }
 
 impl Config {
@@ -311,48 +100,6 @@ impl Config {
         self.tokens.iter().find(|t| t.name == name).map(|t| &**t)
     }
 }
-
-/// The decode limits. serde-saphyr's default node budget (250,000) refused any inventory
-/// over about 16,600 tokens. A token takes about 170 bytes and 15 nodes, so a file at
-/// MAX_CONFIG_BYTES holds some 400,000 tokens and 6 million nodes: the node and event budgets
-/// follow that cap with room to spare.
-///
-/// Aliases and merge keys are where a small file becomes a large document ("billion laughs"),
-/// so they get budgets an inventory never needs but that stop an expansion bomb after a few
-/// milliseconds: anchors are for sharing a provider block or a label set, not for building
-/// thousands of nodes. Web config files are small and should use the same limits.
-pub fn decode_options() -> serde_saphyr::options::Options {
-    let mut options = serde_saphyr::options::Options::default();
-    // Snippets quote the source, and the source may hold a token written by mistake.
-    options.with_snippet = false;
-    let mut budget = serde_saphyr::budget::Budget::default();
-    budget.max_nodes = MAX_CONFIG_BYTES as usize / 8;
-    budget.max_events = MAX_CONFIG_BYTES as usize / 4;
-    budget.max_aliases = MAX_ALIASES;
-    budget.max_merge_keys = MAX_MERGE_KEYS;
-    budget.max_recorded_anchor_events = MAX_RECORDED_ANCHOR_EVENTS;
-    budget.max_recorded_anchor_bytes = MAX_RECORDED_ANCHOR_BYTES;
-    // The alias-to-anchor ratio heuristic refuses one label block shared by more than ten
-    // tokens, which is what anchors are for; the expansion budgets above bound the cost.
-    budget.enforce_alias_anchor_ratio = false;
-    options.budget = Some(budget);
-    options.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
-    options
-}
-
-/// The most `*alias` references a config may hold.
-pub const MAX_ALIASES: usize = 10_000;
-/// The most `<<:` merge keys a config may hold.
-pub const MAX_MERGE_KEYS: usize = 10_000;
-/// The most YAML events that aliases and merges may add to a config, all together. Sharing a
-/// 12-event label block with 20,000 tokens stays below it.
-pub const MAX_REPLAYED_EVENTS: usize = 250_000;
-/// The most YAML events anchors may hold, all together.
-pub const MAX_RECORDED_ANCHOR_EVENTS: usize = 10_000;
-
-/// The most bytes of text that anchors may hold copies of, all together.
-pub const MAX_RECORDED_ANCHOR_BYTES: usize = 4 * 1024 * 1024;
-
 /// Decodes YAML into the raw structs; a failure carries the field path and the line.
 fn decode(text: &str) -> Result<RawConfig, ConfigError> {
     let mut path = String::new();
@@ -431,385 +178,6 @@ fn decode(text: &str) -> Result<RawConfig, ConfigError> {
 pub const EMPTY_DOCUMENT_MESSAGE: &str = "the config file is empty: it holds no providers and no \
      tokens (a truncated write?); write `tokens: []` to run without tokens on purpose";
 
-/// Kind-tagged entries (`providers`, `notifiers`) decoded in two steps.
-///
-/// serde's internally tagged enums buffer an entry into serde's `Content` before they know
-/// its kind, and the buffer types every plain scalar the YAML 1.1 way (`12345` a number,
-/// `no` a boolean) and loses the field path: a string field then refuses `client_id: 12345`
-/// without saying where. Instead, [`kinds`] reads each entry's `kind` in a first pass, and
-/// the second pass decodes each entry straight into its kind's struct ([`Tagged::decode`]),
-/// through the tracked map access, so string fields take plain scalars and every error
-/// names `providers.<name>.<field>` and its line.
-pub(crate) mod tagged {
-    use std::cell::RefCell;
-    use std::collections::VecDeque;
-    use std::fmt;
-
-    use serde::Deserialize;
-    use serde::de::{
-        self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, Visitor,
-    };
-
-    /// Where entries of a kind live in the file.
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    pub enum Section {
-        Providers,
-        Notifiers,
-    }
-
-    impl Section {
-        fn key(self) -> &'static str {
-            match self {
-                Section::Providers => "providers",
-                Section::Notifiers => "notifiers",
-            }
-        }
-    }
-
-    /// A kind-tagged config entry.
-    pub trait Tagged: Sized {
-        /// The `kind:` values, in the order errors list them.
-        const KINDS: &'static [&'static str];
-        const SECTION: Section;
-        /// Decodes the entry's other fields (`kind` removed) as `kind`'s struct.
-        fn decode<'de, A: MapAccess<'de>>(kind: &str, fields: A) -> Result<Self, A::Error>;
-    }
-
-    /// Each section's kinds in document order (`None`: no readable `kind`).
-    #[derive(Default)]
-    pub struct Kinds {
-        providers: VecDeque<Option<String>>,
-        notifiers: VecDeque<Option<String>>,
-    }
-
-    impl Kinds {
-        fn of(&mut self, section: Section) -> &mut VecDeque<Option<String>> {
-            match section {
-                Section::Providers => &mut self.providers,
-                Section::Notifiers => &mut self.notifiers,
-            }
-        }
-    }
-
-    /// The error an entry gives, in a decode without [`kinds`], when `kind` is not its first
-    /// key: the caller runs [`kinds`] and decodes again.
-    pub const NEED_KINDS: &str = "internal: entry kinds needed first";
-
-    /// What a decode knows of the entries' kinds.
-    enum State {
-        /// Not inside [`with_kinds`]: `kind` must be an entry's first key.
-        Outside,
-        /// A decode without the first pass: an entry whose first key is not `kind` fails
-        /// with [`NEED_KINDS`].
-        FirstKeyOnly,
-        /// A decode after the first pass.
-        Known(Kinds),
-    }
-
-    thread_local! {
-        static STATE: RefCell<State> = const { RefCell::new(State::Outside) };
-    }
-
-    /// Runs `f`, a decode, with the kinds of the first pass, or without (see [`NEED_KINDS`]).
-    pub fn with_kinds<R>(kinds: Option<Kinds>, f: impl FnOnce() -> R) -> R {
-        let state = match kinds {
-            Some(k) => State::Known(k),
-            None => State::FirstKeyOnly,
-        };
-        STATE.with(|slot| *slot.borrow_mut() = state);
-        let out = f();
-        STATE.with(|slot| *slot.borrow_mut() = State::Outside);
-        out
-    }
-
-    /// The next entry's kind from the first pass (`Some(None)`: none readable), or `None`
-    /// without a first pass; and whether a misplaced `kind` asks for one.
-    fn next_kind(section: Section) -> (Option<Option<String>>, bool) {
-        STATE.with(|slot| match &mut *slot.borrow_mut() {
-            State::Outside => (None, false),
-            State::FirstKeyOnly => (None, true),
-            State::Known(k) => (Some(k.of(section).pop_front().flatten()), false),
-        })
-    }
-
-    /// The second pass for one entry.
-    pub fn deserialize<'de, T: Tagged, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
-        let (known, ask) = next_kind(T::SECTION);
-        d.deserialize_map(EntryVisitor::<T> {
-            kind: known.flatten(),
-            ask_for_kinds: ask,
-            tagged: std::marker::PhantomData,
-        })
-    }
-
-    struct EntryVisitor<T> {
-        kind: Option<String>,
-        ask_for_kinds: bool,
-        tagged: std::marker::PhantomData<T>,
-    }
-
-    impl<'de, T: Tagged> Visitor<'de> for EntryVisitor<T> {
-        type Value = T;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a mapping with a `kind`")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
-            let kind = match self.kind {
-                Some(kind) if T::KINDS.contains(&kind.as_str()) => kind,
-                Some(_) => {
-                    // An unknown kind: read up to `kind` so that the error names its path.
-                    while let Some(key) = map.next_key::<String>()? {
-                        if key == "kind" {
-                            map.next_value_seed(KindSeed(T::KINDS))?;
-                        } else {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                    return Err(de::Error::missing_field("kind"));
-                }
-                None => {
-                    // No kind from the first pass: `kind` is missing or not a string, or the
-                    // first pass has not run, or the entry is decoded on its own, where
-                    // `kind` must come first.
-                    let mut first = true;
-                    loop {
-                        let key = map.next_key::<String>()?;
-                        if first && self.ask_for_kinds && key.as_deref() != Some("kind") {
-                            return Err(de::Error::custom(NEED_KINDS));
-                        }
-                        match key {
-                            None => return Err(de::Error::missing_field("kind")),
-                            Some(key) if key == "kind" => {
-                                let kind = map.next_value_seed(KindSeed(T::KINDS))?;
-                                if first {
-                                    break kind;
-                                }
-                                return Err(de::Error::custom("`kind` must be the first key"));
-                            }
-                            Some(_) => {
-                                map.next_value::<IgnoredAny>()?;
-                            }
-                        }
-                        first = false;
-                    }
-                }
-            };
-            T::decode(&kind, SkipKind(map))
-        }
-    }
-
-    /// The value of `kind`, refused with the list of kinds when unknown.
-    struct KindSeed(&'static [&'static str]);
-
-    impl<'de> DeserializeSeed<'de> for KindSeed {
-        type Value = String;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-            let kind = String::deserialize(d)?;
-            if !self.0.contains(&kind.as_str()) {
-                return Err(de::Error::unknown_variant(&kind, self.0));
-            }
-            Ok(kind)
-        }
-    }
-
-    /// The entry's keys without `kind`, which the kind's struct does not know. Keys go
-    /// through the caller's `MapAccess`, so the path tracker sees every key and value.
-    struct SkipKind<A>(A);
-
-    impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkipKind<A> {
-        type Error = A::Error;
-
-        fn next_key_seed<K: DeserializeSeed<'de>>(
-            &mut self,
-            seed: K,
-        ) -> Result<Option<K::Value>, A::Error> {
-            let mut seed = Some(seed);
-            loop {
-                match self.0.next_key_seed(KeySeed(&mut seed))? {
-                    None => return Ok(None),
-                    Some(Some(key)) => return Ok(Some(key)),
-                    Some(None) => {
-                        self.0.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-        }
-
-        fn next_value_seed<V: DeserializeSeed<'de>>(
-            &mut self,
-            seed: V,
-        ) -> Result<V::Value, A::Error> {
-            self.0.next_value_seed(seed)
-        }
-    }
-
-    /// A key: `None` for `kind`, else the wrapped seed's value (deserialized only then).
-    struct KeySeed<'a, K>(&'a mut Option<K>);
-
-    impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
-        type Value = Option<K::Value>;
-
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            let key = String::deserialize(d)?;
-            if key == "kind" {
-                return Ok(None);
-            }
-            let seed = self
-                .0
-                .take()
-                .ok_or_else(|| de::Error::custom("key read twice"))?;
-            seed.deserialize(key.into_deserializer()).map(Some)
-        }
-    }
-
-    /// The first pass: the `kind` of every entry of each section, in document order. It stops
-    /// (by returning an error on purpose) once both sections are read, so an inventory written
-    /// after them is not parsed twice. Any problem yields what was read so far: the second
-    /// pass reports errors with their path and line.
-    pub fn kinds(text: &str) -> Kinds {
-        const STOP: &str = "sections read";
-
-        struct Top<'a>(&'a mut Kinds);
-        impl<'de> Visitor<'de> for Top<'_> {
-            type Value = ();
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-                let mut seen = 0;
-                while let Some(key) = map.next_key::<String>()? {
-                    let section = [Section::Providers, Section::Notifiers]
-                        .into_iter()
-                        .find(|s| s.key() == key);
-                    match section {
-                        Some(section) => {
-                            map.next_value_seed(Entries(self.0.of(section)))?;
-                            seen += 1;
-                            if seen == 2 {
-                                return Err(de::Error::custom(STOP));
-                            }
-                        }
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(())
-            }
-        }
-        impl<'de> DeserializeSeed<'de> for Top<'_> {
-            type Value = ();
-            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-                d.deserialize_map(self)
-            }
-        }
-
-        struct Entries<'a>(&'a mut VecDeque<Option<String>>);
-        impl<'de> DeserializeSeed<'de> for Entries<'_> {
-            type Value = ();
-            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-                d.deserialize_map(self)
-            }
-        }
-        impl<'de> Visitor<'de> for Entries<'_> {
-            type Value = ();
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-                while map.next_key::<IgnoredAny>()?.is_some() {
-                    let kind = map.next_value::<KindOf>()?;
-                    self.0.push_back(kind.0);
-                }
-                Ok(())
-            }
-        }
-
-        /// An entry's `kind` when it is a mapping with a string `kind`; `None` otherwise.
-        struct KindOf(Option<String>);
-        impl<'de> Deserialize<'de> for KindOf {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(KindVisitor)
-            }
-        }
-        struct KindVisitor;
-        impl<'de> Visitor<'de> for KindVisitor {
-            type Value = KindOf;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("anything")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KindOf, A::Error> {
-                let mut kind = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "kind" && kind.is_none() {
-                        kind = Some(map.next_value::<String>()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(KindOf(kind))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<KindOf, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(KindOf(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<KindOf, E> {
-                Ok(KindOf(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<KindOf, E> {
-                Ok(KindOf(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<KindOf, E> {
-                Ok(KindOf(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<KindOf, E> {
-                Ok(KindOf(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<KindOf, E> {
-                Ok(KindOf(None))
-            }
-            fn visit_unit<E>(self) -> Result<KindOf, E> {
-                Ok(KindOf(None))
-            }
-            fn visit_none<E>(self) -> Result<KindOf, E> {
-                Ok(KindOf(None))
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<KindOf, D::Error> {
-                KindOf::deserialize(d)
-            }
-        }
-
-        let mut kinds = Kinds::default();
-        let _ = serde_saphyr::with_deserializer_from_str_with_options(
-            text,
-            super::decode_options(),
-            |de| DeserializeSeed::deserialize(Top(&mut kinds), de),
-        );
-        kinds
-    }
-}
-
-/// Serde quotes the offending value in "invalid type/value" messages. A config value in the
-/// wrong place may be a token, so the quoted part is dropped.
-pub(crate) fn scrub(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(i) = rest.find("string \"") {
-        out.push_str(&rest[..i + "string".len()]);
-        let after = &rest[i + "string \"".len()..];
-        match after.find('"') {
-            Some(end) => rest = &after[end + 1..],
-            None => {
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Refuses a new inventory that removes more than `max_drop` (a share, 0 to 1) of the
 /// running tokens, counted by name. Pure.
 pub fn check_drop(
@@ -838,29 +206,6 @@ pub fn check_drop(
     Ok(())
 }
 
-/// Durations as people write them: `30s`, `5m`, `14d`, `1h 30m`.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration \"{text}\": {e} (use e.g. 30s, 5m, 14d)"))?;
-    Ok(d)
-}
-
-/// Serde helper for optional durations inside raw structs.
-pub(crate) mod duration_opt {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        // Only secret sources use this, and nothing under `secret:` is quoted back.
-        text.map(|t| {
-            super::parse_duration(&t)
-                .map_err(|_| serde::de::Error::custom("invalid duration (use e.g. 30s, 5m, 14d)"))
-        })
-        .transpose()
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -871,11 +216,11 @@ struct RawConfig {
     #[serde(default)]
     tokens: Vec<RawToken>,
     #[serde(default)]
-    notifications: Option<crate::notify::config::RawSettings>,
+    notifications: Option<notify::RawSettings>,
     #[serde(default)]
-    notifiers: BTreeMap<String, Spanned<crate::notify::config::NotifierConfig>>,
+    notifiers: BTreeMap<String, Spanned<notify::NotifierConfig>>,
     #[serde(default)]
-    routes: Vec<crate::notify::config::RawRoute>,
+    routes: Vec<notify::RawRoute>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1244,12 +589,8 @@ impl RawConfig {
             tokens.push(Arc::new(spec));
         }
 
-        let (notify, notify_issues) = crate::notify::config::validate(
-            self.notifications,
-            self.notifiers,
-            self.routes,
-            &tokens,
-        );
+        let (notify, notify_issues) =
+            notify::validate(self.notifications, self.notifiers, self.routes, &tokens);
         issues.0.extend(notify_issues);
 
         if issues.0.is_empty() {

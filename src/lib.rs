@@ -31,6 +31,7 @@ pub mod persist;
 pub mod policy;
 pub mod provider;
 pub mod scheduler;
+pub mod schema;
 pub mod secret;
 pub mod server;
 pub mod shard;

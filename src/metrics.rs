@@ -27,10 +27,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use jiff::Timestamp;
 
-use crate::config::TokenSpec;
 use crate::memory;
 use crate::model::{Verdict, epoch_seconds};
 use crate::notify::NotifierStats;
+use crate::schema::{TokenLabels, TokenSpec};
 use crate::store::{ProviderState, Store, TokenState};
 use crate::view::UNKNOWN_STATE;
 
@@ -399,18 +399,6 @@ fn append(text: &mut String, write: impl FnOnce(&mut String)) -> Span {
         start: span(start),
         end: span(text.len()),
     }
-}
-
-/// A token's label text, escaped once per spec ([`TokenSpec::metric_labels`]): the
-/// 17 series of a token carry `series`, and `api_token_info` adds `inventory`. Kept with the
-/// spec because escaping it at every scrape was a fifth of a scrape's time, most of it
-/// waiting for 10,000 tokens' scattered strings to come from memory.
-#[derive(Clone, Debug)]
-pub struct TokenLabels {
-    /// `token="...",provider="..."`.
-    series: Box<str>,
-    /// `,key="value"` for each of the inventory's labels.
-    inventory: Box<str>,
 }
 
 impl TokenLabels {

@@ -625,7 +625,7 @@ struct RawSource {
     env: Option<String>,
     file: Option<PathBuf>,
     exec: Option<Vec<String>>,
-    #[serde(default, with = "crate::config::duration_opt")]
+    #[serde(default, with = "crate::model::duration::duration_opt")]
     timeout: Option<Duration>,
     #[serde(default)]
     exec_env: BTreeMap<String, String>,

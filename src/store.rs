@@ -15,9 +15,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, TokenSpec};
+use crate::model::ProbeRun;
 use crate::model::{Anomaly, Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
 use crate::persist::StateFile;
-use crate::provider::ProbeRun;
 
 /// What the store knows about one token.
 #[derive(Clone, Debug)]

@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// A 1 KB file whose aliases expand nine-fold at each of nine levels.

@@ -1,8 +1,7 @@
-
 use super::*;
 use crate::config::Config;
+use crate::model::ProbeRun;
 use crate::model::{Anomaly, Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
-use crate::provider::ProbeRun;
 use std::time::Duration;
 
 fn at(s: i64) -> Timestamp {

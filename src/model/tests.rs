@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn ts(s: i64) -> Timestamp {

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::config::Expect;
 use std::time::Duration;

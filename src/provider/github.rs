@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
-use crate::config::TokenSpec;
 use crate::model::{Anomaly, Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::schema::TokenSpec;
 use crate::secret::{Credential, Secret, SecretSource};
 
 /// GitHub.com's REST API. GitHub Enterprise Server serves it at `https://HOST/api/v3`.

@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
-use crate::config::TokenSpec;
 use crate::model::{Anomaly, Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
 /// GitLab.com. Self-managed instances give their base URL (with a relative root if any).

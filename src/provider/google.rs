@@ -15,10 +15,10 @@ use serde_json::Value;
 use super::http::{self, common_status};
 use super::oauth2::safe_code;
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
-use crate::config::TokenSpec;
 use crate::model::{
     Anomaly, Expiry, ExpiryRead, ProbeOutcome, Reason, TokenFacts, read_numeric_date,
 };
+use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
 /// Google's token information endpoint.

@@ -19,8 +19,9 @@ use tokio::sync::Mutex;
 use super::http::{self, common_status};
 use super::oauth2::{PAST_EXPIRY, facts_from_claims, numeric_date};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
-use crate::config::{TokenSpec, parse_duration};
+use crate::model::parse_duration;
 use crate::model::{Expiry, ProbeOutcome, Reason, Verdict};
+use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
 /// Algorithms accepted by default with a JWKS: asymmetric only. HMAC keys are shared

@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 use super::http::{self, common_status};
 use super::jwt;
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
-use crate::config::TokenSpec;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts};
+use crate::schema::TokenSpec;
 use crate::secret::{Credential, FileSource, Secret, SecretSource};
 
 /// The API server as seen from inside a cluster.

@@ -26,13 +26,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use crate::config::TokenSpec;
+pub use crate::model::ProbeRun;
 use crate::model::{Anomaly, ProbeOutcome, Reason, TokenFacts};
+use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
 /// A boxed probe future: providers are trait objects so the registry stays one enum.
@@ -175,18 +176,18 @@ impl ProviderConfig {
     }
 }
 
-/// Decodes an entry straight into its kind's struct (see [`crate::config::tagged`]): serde's
+/// Decodes an entry straight into its kind's struct (see [`crate::schema::tagged`]): serde's
 /// internally tagged enums buffer the entry and type every plain scalar the YAML 1.1 way
 /// (`client_id: 12345` a number, `namespace: no` a boolean) without a field path.
 impl<'de> Deserialize<'de> for ProviderConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::config::tagged::deserialize(d)
+        crate::schema::tagged::deserialize(d)
     }
 }
 
-impl crate::config::tagged::Tagged for ProviderConfig {
+impl crate::schema::tagged::Tagged for ProviderConfig {
     const KINDS: &'static [&'static str] = KINDS;
-    const SECTION: crate::config::tagged::Section = crate::config::tagged::Section::Providers;
+    const SECTION: crate::schema::tagged::Section = crate::schema::tagged::Section::Providers;
 
     fn decode<'de, A: serde::de::MapAccess<'de>>(kind: &str, fields: A) -> Result<Self, A::Error> {
         let de = serde::de::value::MapAccessDeserializer::new(fields);
@@ -206,15 +207,6 @@ impl crate::config::tagged::Tagged for ProviderConfig {
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }
-}
-
-/// The result of one run of the generic handler.
-#[derive(Clone, Debug)]
-pub struct ProbeRun {
-    pub outcome: ProbeOutcome,
-    /// Fingerprint of the secret that was probed, when one was read.
-    pub fingerprint: Option<String>,
-    pub duration: Duration,
 }
 
 /// The generic handler: read the secret, probe under the token's timeout, measure.

@@ -18,10 +18,10 @@ use url::Url;
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
-use crate::config::TokenSpec;
 #[cfg(test)]
 use crate::model::Verdict;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, read_numeric_date};
+use crate::schema::TokenSpec;
 use crate::secret::{Credential, Secret, SecretSource};
 
 /// How the exporter authenticates to the introspection endpoint.

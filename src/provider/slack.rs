@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
-use crate::config::TokenSpec;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
 /// Slack's Web API base URL.

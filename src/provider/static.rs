@@ -13,8 +13,8 @@ use jiff::tz::TimeZone;
 use serde::Deserialize;
 
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params};
-use crate::config::TokenSpec;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

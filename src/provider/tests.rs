@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn caps(max_scopes: usize, max_label_length: usize) -> AnswerCaps {

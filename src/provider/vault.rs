@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params};
-use crate::config::TokenSpec;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::schema::TokenSpec;
 use crate::secret::{Credential, Secret, SecretSource};
 
 /// Vault's own default address, the one its CLI uses when `VAULT_ADDR` is unset.

@@ -1,9 +1,8 @@
-
 use super::*;
 use crate::config::Config;
 use crate::metrics::{ExporterStatus, Metrics};
+use crate::model::ProbeRun;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
-use crate::provider::ProbeRun;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 

@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// The web config is decoded with the inventory's bounds: a 1 KB file whose anchors and

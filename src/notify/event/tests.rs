@@ -1,10 +1,9 @@
-
 use super::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::TokenSpec;
 use crate::model::{ProbeOutcome, Thresholds, TokenFacts};
+use crate::schema::TokenSpec;
 use crate::store::{ProbeRecord, TokenState};
 
 const DAY: i64 = 86_400;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::notify::engine::{Item, Message, Resolution};
 use crate::notify::event::{Level, TokenSnapshot};

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::provider::http::test_headers as headers;
 use serde_json::json;

@@ -1,4 +1,3 @@
-
 use super::test_headers as headers;
 use super::*;
 use crate::model::Verdict;

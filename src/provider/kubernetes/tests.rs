@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::model::Verdict;
 use base64::Engine;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::model::Anomaly;
 use reqwest::header::HeaderValue;

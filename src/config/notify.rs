@@ -68,11 +68,11 @@ pub enum NotifierConfig {
     Alertmanager(AlertmanagerConfig),
 }
 
-/// Decoded field by field, as providers are (see [`crate::config::tagged`]), so that a
+/// Decoded field by field, as providers are (see [`crate::schema::tagged`]), so that a
 /// plain `username: 12345` is a string and errors name the field.
 impl<'de> Deserialize<'de> for NotifierConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::config::tagged::deserialize(d)
+        crate::schema::tagged::deserialize(d)
     }
 }
 
@@ -84,9 +84,9 @@ const NOTIFIER_KINDS: [&str; 5] = [
     "alertmanager",
 ];
 
-impl crate::config::tagged::Tagged for NotifierConfig {
+impl crate::schema::tagged::Tagged for NotifierConfig {
     const KINDS: &'static [&'static str] = &NOTIFIER_KINDS;
-    const SECTION: crate::config::tagged::Section = crate::config::tagged::Section::Notifiers;
+    const SECTION: crate::schema::tagged::Section = crate::schema::tagged::Section::Notifiers;
 
     fn decode<'de, A: serde::de::MapAccess<'de>>(kind: &str, fields: A) -> Result<Self, A::Error> {
         let de = serde::de::value::MapAccessDeserializer::new(fields);

@@ -11,6 +11,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
+pub mod duration;
+
+pub use duration::parse_duration;
+
 /// The verdict of one probe. The string forms are a public contract (metric label values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -589,6 +593,15 @@ pub fn human_relative(at: Timestamp, now: Timestamp) -> String {
     } else {
         format!("{n} {unit}{plural} ago")
     }
+}
+
+/// The result of one run of the generic handler.
+#[derive(Clone, Debug)]
+pub struct ProbeRun {
+    pub outcome: ProbeOutcome,
+    /// Fingerprint of the secret that was probed, when one was read.
+    pub fingerprint: Option<String>,
+    pub duration: Duration,
 }
 
 #[cfg(test)]
