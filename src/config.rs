@@ -48,7 +48,7 @@ pub struct Config {
     /// Shared, not copied: the store, the scheduler and the views all hold these `Arc`s, so
     /// an inventory of 10,000 tokens is in memory once (ARCHITECTURE.md, memory).
     pub tokens: Vec<Arc<TokenSpec>>,
-    /// `notifications`, `notifiers` and `routes`: direct notifications (see `crate::notify`).
+    /// `notifications`, `notifiers` and `routes`: direct notifications (see [`notify`]).
     pub notify: notify::NotifyConfig,
 }
 

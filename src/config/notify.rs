@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::config::{ConfigIssue, TokenSpec, parse_duration};
-use crate::notify::event::{EventKind, Level};
+use crate::model::event::{EventKind, Level};
 use crate::secret::SecretSource;
 
 /// Everything about direct notifications. Empty (no notifiers) by default: nothing is sent.

@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 pub mod duration;
+pub mod event;
 
 pub use duration::parse_duration;
 

@@ -12,85 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Expiry, Reason, Severity, Verdict};
 use crate::notify::config::Settings;
-use crate::store::TokenState;
+use crate::state::store::TokenState;
 
-/// The kinds of events. The strings are a contract: routes match on them, the webhook and
-/// Alertmanager payloads carry them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// Valid, inside the warning or critical window.
-    Expiring,
-    /// Past its expiry.
-    Expired,
-    /// The provider says the token is revoked, unknown or otherwise dead.
-    Invalid,
-    /// The provider has not answered (unreachable, rate limited) for a while.
-    ProviderFailing,
-    /// The exporter's own credentials or the token's secret source failed for a while.
-    Misconfigured,
-    /// A policy finding (too old, too broad...).
-    PolicyViolation,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 6] = [
-        EventKind::Expiring,
-        EventKind::Expired,
-        EventKind::Invalid,
-        EventKind::ProviderFailing,
-        EventKind::Misconfigured,
-        EventKind::PolicyViolation,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Expiring => "expiring",
-            EventKind::Expired => "expired",
-            EventKind::Invalid => "invalid",
-            EventKind::ProviderFailing => "provider_failing",
-            EventKind::Misconfigured => "misconfigured",
-            EventKind::PolicyViolation => "policy_violation",
-        }
-    }
-
-    /// The token family: at most one of these is active for a token.
-    pub fn is_token_family(self) -> bool {
-        matches!(
-            self,
-            EventKind::Expiring | EventKind::Expired | EventKind::Invalid
-        )
-    }
-
-    /// The Alertmanager `alertname`.
-    pub fn alertname(self) -> &'static str {
-        match self {
-            EventKind::Expiring => "ApiTokenExpiring",
-            EventKind::Expired => "ApiTokenExpired",
-            EventKind::Invalid => "ApiTokenInvalid",
-            EventKind::ProviderFailing => "ApiTokenProviderFailing",
-            EventKind::Misconfigured => "ApiTokenMisconfigured",
-            EventKind::PolicyViolation => "ApiTokenPolicyViolation",
-        }
-    }
-}
-
-/// How urgent an event is. Only the two bands that notify: `ok` is not an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    Warning,
-    Critical,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Warning => "warning",
-            Level::Critical => "critical",
-        }
-    }
-}
+pub use crate::model::event::{EventKind, Level};
 
 /// One policy finding about a token: the shape `policy::evaluate` returns, owned so that
 /// findings from any source (a policy module, a test) are one input of [`derive`].
@@ -105,9 +29,9 @@ pub struct PolicyFinding {
 /// The daemon passes [`policies`]; a test may pass [`no_policies`] or findings of its own.
 pub type PolicySource = fn(&TokenState, Timestamp) -> Vec<PolicyFinding>;
 
-/// The token's configured policies (`crate::policy::evaluate`), as findings.
+/// The token's configured policies (`crate::derive::policy::evaluate`), as findings.
 pub fn policies(state: &TokenState, now: Timestamp) -> Vec<PolicyFinding> {
-    crate::policy::evaluate(state, now)
+    crate::derive::policy::evaluate(state, now)
         .into_iter()
         .map(|f| PolicyFinding {
             policy: f.policy.to_string(),
@@ -152,7 +76,7 @@ pub enum FamilyBasis {
     Unknown,
 }
 
-/// What a notification shows about a token, taken from [`crate::view::TokenView`] (so it
+/// What a notification shows about a token, taken from [`crate::derive::view::TokenView`] (so it
 /// carries no secret: the fingerprint is the only thing derived from the value). Kept with
 /// each alert so a resolution can say what changed, and a removed token can still be named.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,7 +103,7 @@ pub struct TokenSnapshot {
 
 impl TokenSnapshot {
     pub fn from_state(s: &TokenState, now: Timestamp) -> Self {
-        let v = crate::view::TokenView::from_state(s, now);
+        let v = crate::derive::view::TokenView::from_state(s, now);
         TokenSnapshot {
             token: v.name,
             provider: v.provider,

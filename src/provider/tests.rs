@@ -66,12 +66,7 @@ fn cuts_land_on_character_boundaries() {
     assert_eq!(facts.scopes.len(), 1);
 }
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use serde_json::json;
-
-use crate::config::Config;
-use crate::model::Verdict;
 
 /// The kind each variant is listed under. Exhaustive on purpose: a new variant does not
 /// compile until it is given its `KINDS` name here.
@@ -122,39 +117,4 @@ fn every_kind_decodes_to_its_variant_and_names_itself() {
         assert_eq!(config.kind(), kind);
         assert_eq!(listed_as(&config), kind);
     }
-}
-
-/// A provider that needs a secret and counts the probes it is asked for.
-struct Counting(AtomicUsize);
-
-impl Provider for Counting {
-    fn probe<'a>(
-        &'a self,
-        _token: &'a TokenSpec,
-        _secret: &'a Secret,
-        _now: Timestamp,
-    ) -> BoxFuture<'a, ProbeOutcome> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { ProbeOutcome::bad_response("not asked in this test") })
-    }
-}
-
-#[tokio::test]
-async fn the_generic_handler_answers_for_a_token_without_a_secret() {
-    let config = Config::parse(
-        "providers:\n  p:\n    kind: static\ntokens:\n  - name: t\n    provider: p\n",
-    )
-    .unwrap();
-    let token = config.token("t").unwrap();
-    assert!(token.secret.is_none());
-    let provider = Counting(AtomicUsize::new(0));
-    let now = Timestamp::from_second(1_700_000_000).unwrap();
-    let run = run_probe(&provider, token, now).await;
-    assert_eq!(
-        (run.outcome.verdict, run.outcome.reason),
-        (Verdict::Misconfigured, Reason::SecretUnavailable)
-    );
-    assert_eq!(run.outcome.detail, NO_SECRET);
-    assert_eq!(run.fingerprint, None);
-    assert_eq!(provider.0.load(Ordering::SeqCst), 0, "the kind was asked");
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::model::{ProbeOutcome, Thresholds, TokenFacts};
 use crate::schema::TokenSpec;
-use crate::store::{ProbeRecord, TokenState};
+use crate::state::store::{ProbeRecord, TokenState};
 
 const DAY: i64 = 86_400;
 

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::cli::{FailOn, OutputFormat};
+use crate::app::cli::{FailOn, OutputFormat};
 use crate::config::{Config, TokenSpec};
+use crate::derive::view::{self, TokenView};
 use crate::model::Severity;
+use crate::probe::scheduler::Inventory;
 use crate::provider::{BuildContext, run_probe};
-use crate::scheduler::Inventory;
-use crate::store::Store;
-use crate::view::{self, TokenView};
+use crate::state::store::Store;
 
 /// Exit code when every token passes.
 pub const EXIT_OK: u8 = 0;

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::config::{Config, ConfigError, ConfigIssue, Global, TokenSpec};
 use crate::model::{Expiry, ProbeOutcome, Verdict};
 use crate::provider::{BuildContext, ProbeRun, Provider, run_probe};
-use crate::store::Store;
+use crate::state::store::Store;
 
 /// A validated config with its providers built: what the scheduler runs.
 #[derive(Clone)]
@@ -329,9 +329,9 @@ fn state_summary(store: &Store) -> String {
     let inner = store.read();
     let states = inner.tokens.values().map(|s| {
         s.verdict()
-            .map_or(crate::view::UNKNOWN_STATE, Verdict::as_str)
+            .map_or(crate::derive::view::UNKNOWN_STATE, Verdict::as_str)
     });
-    let counts: Vec<String> = crate::view::count_states(states)
+    let counts: Vec<String> = crate::derive::view::count_states(states)
         .into_iter()
         .filter(|(_, n)| *n > 0)
         .map(|(s, n)| format!("{s}={n}"))

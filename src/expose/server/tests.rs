@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::Config;
-use crate::metrics::{ExporterStatus, Metrics};
+use crate::expose::metrics::{ExporterStatus, Metrics};
 use crate::model::ProbeRun;
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
 use http_body_util::BodyExt;
@@ -250,7 +250,7 @@ async fn heavy_requests_past_the_bound_get_503_while_scrapes_go_on() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     drop(scrapes);
-    let text = crate::metrics::render(&metrics);
+    let text = crate::expose::metrics::render(&metrics);
     assert!(
         text.contains("api_token_exporter_http_requests_refused_total{handler=\"metrics\"} 1\n"),
         "{text}"

@@ -18,7 +18,7 @@ use base64::Engine;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::{RunError, RunOptions};
+use crate::app::run::{RunError, RunOptions};
 
 const DEMO_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgmvtusfnTwOieXibu
@@ -68,7 +68,7 @@ impl DemoNotify {
         if self.smtp.is_none() && self.webhook.is_none() {
             return Ok(String::new());
         }
-        let api = crate::cli::listen_addr(listen_address).replace("0.0.0.0", "localhost");
+        let api = crate::app::cli::listen_addr(listen_address).replace("0.0.0.0", "localhost");
         let mut out = format!(
             "notifications:\n  group_wait: 5s\n  repeat_interval: 1h\n  provider_failing_for: 1m\n  misconfigured_for: 0s\n  dashboard_url: \"http://{api}/api/v1/tokens/{{token}}\"\nnotifiers:\n"
         );
@@ -275,7 +275,7 @@ pub async fn run(
         tokens.len(),
         config_file.display()
     );
-    let result = crate::run(
+    let result = crate::app::run::run(
         RunOptions {
             config_file,
             // The demo's state is as throwaway as its tokens.

@@ -17,9 +17,9 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use crate::metrics;
-use crate::store::Store;
-use crate::view::{self, TokenView};
+use crate::derive::view::{self, TokenView};
+use crate::expose::metrics;
+use crate::state::store::Store;
 
 /// A request to reload the config; the answer is the error text when it failed.
 pub struct ReloadRequest {
@@ -236,9 +236,9 @@ pub fn tokens_body(
 /// The tokens `keep` admits with their urgency ([`TokenView::urgency`]), taken under the
 /// lock from the states without building any view; [`sorted`] orders them after it.
 fn keyed(
-    inner: &crate::store::Inner,
+    inner: &crate::state::store::Inner,
     now: jiff::Timestamp,
-    keep: impl Fn(&crate::store::TokenState) -> bool,
+    keep: impl Fn(&crate::state::store::TokenState) -> bool,
 ) -> Vec<((u8, i64), String)> {
     inner
         .tokens
@@ -413,7 +413,7 @@ pub fn page_body(
 ) -> ViewStream {
     let (order, summary) = {
         let inner = store.read();
-        let admits = |s: &crate::store::TokenState| {
+        let admits = |s: &crate::state::store::TokenState| {
             (filter.state.is_empty() || view::state_name(s) == filter.state)
                 && (filter.team.is_empty()
                     || s.spec.labels.get("team").is_some_and(|t| *t == filter.team))

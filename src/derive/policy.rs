@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::Policies;
 use crate::model::{Expiry, TokenFacts};
-use crate::store::TokenState;
+use crate::state::store::TokenState;
 
 /// The result of one policy for one token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

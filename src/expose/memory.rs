@@ -1,7 +1,7 @@
 //! How the process asks glibc's allocator to give big buffers back.
 //!
 //! A scrape of 10,000 tokens copies about 4 MB out of the store (the rows and the label
-//! text of [`crate::metrics::Exposition`]) and drops it once the body is written. By default
+//! text of [`crate::expose::metrics::Exposition`]) and drops it once the body is written. By default
 //! glibc serves an allocation that size from the scraping thread's arena as soon as its
 //! dynamic mmap threshold has risen (every freed mapping raises it to that mapping's size,
 //! and loading a large config frees a few), and an arena keeps what it once held: the

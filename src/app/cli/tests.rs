@@ -72,7 +72,7 @@ fn shard_flags_are_validated() {
 #[test]
 fn connection_flags_default_to_the_listener_defaults_and_refuse_zero() {
     let cli = Cli::try_parse_from(["x"]).unwrap();
-    let defaults = crate::listen::Limits::default();
+    let defaults = crate::expose::listen::Limits::default();
     assert_eq!(cli.max_connections, defaults.max_connections);
     assert_eq!(cli.read_header_timeout, defaults.read_header_timeout);
     assert_eq!(cli.idle_timeout, defaults.idle_timeout);

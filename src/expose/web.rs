@@ -565,7 +565,7 @@ fn cache_key(user: &str, hash: &str, password: &[u8]) -> [u8; 32] {
 
 impl Web {
     /// The TLS settings current now, for a connection that arrives now (the listener,
-    /// `crate::listen`); `None` without TLS.
+    /// `crate::expose::listen`); `None` without TLS.
     pub(crate) fn tls_config(&self) -> Option<Arc<ServerConfig>> {
         self.current().tls.clone()
     }

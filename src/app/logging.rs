@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::cli::{LogFormat, LogLevel};
+use crate::app::cli::{LogFormat, LogLevel};
 
 /// Installs the global subscriber. Dependencies log at warn unless the level is trace.
 pub fn init(level: LogLevel, format: LogFormat) {

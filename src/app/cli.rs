@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::shard::Shard;
+use crate::app::shard::Shard;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,7 +51,7 @@ pub struct Cli {
     /// The most HTTP connections open at once, TLS handshakes included. At the bound a new
     /// connection replaces the oldest idle or slow one; it is refused only when all are
     /// serving requests. Lowered to stay below the open-file limit.
-    #[arg(long = "web.max-connections", default_value_t = crate::listen::Limits::DEFAULT_MAX_CONNECTIONS,
+    #[arg(long = "web.max-connections", default_value_t = crate::expose::listen::Limits::DEFAULT_MAX_CONNECTIONS,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub max_connections: u64,
 

@@ -43,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::web::Web;
+use crate::expose::web::Web;
 
 /// A TLS handshake that takes longer than this is dropped, so a client that connects and
 /// says nothing holds a slot for a bounded time only.

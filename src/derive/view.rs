@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::derive::policy::{self, Finding};
 use crate::model::{Anomaly, Expiry, Reason, Severity, human_relative};
-use crate::policy::{self, Finding};
-use crate::store::{Inner, TokenState};
+use crate::state::store::{Inner, TokenState};
 
 /// The state shown for a token: a verdict, or `unknown` before the first probe.
 pub const UNKNOWN_STATE: &str = "unknown";

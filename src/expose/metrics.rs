@@ -27,12 +27,12 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use jiff::Timestamp;
 
-use crate::memory;
+use crate::derive::view::UNKNOWN_STATE;
+use crate::expose::memory;
 use crate::model::{Verdict, epoch_seconds};
 use crate::notify::NotifierStats;
 use crate::schema::{TokenLabels, TokenSpec};
-use crate::store::{ProviderState, Store, TokenState};
-use crate::view::UNKNOWN_STATE;
+use crate::state::store::{ProviderState, Store, TokenState};
 
 /// Exporter-level status `/metrics` reports alongside the store.
 #[derive(Debug)]
@@ -43,9 +43,9 @@ pub struct ExporterStatus {
     /// Per-notifier counters of direct notifications.
     pub notifications: Arc<crate::notify::Stats>,
     /// The HTTP listener's open connections and the ones it closed or refused.
-    pub connections: Arc<crate::listen::ConnectionStats>,
+    pub connections: Arc<crate::expose::listen::ConnectionStats>,
     /// The web config's reloads and basic auth's refusals (`Web::stats`).
-    pub web: Arc<crate::web::WebStats>,
+    pub web: Arc<crate::expose::web::WebStats>,
     /// Heavy requests (`/metrics`, `/`, `/api/v1/tokens`) answered 503 because too many
     /// were in progress (src/server.rs).
     pub requests_refused: RequestsRefused,
@@ -281,7 +281,7 @@ impl Row {
             }
         });
         let policies = append(text, |t| {
-            crate::policy::each_finding(s, now, |policy, violated, _| {
+            crate::derive::policy::each_finding(s, now, |policy, violated, _| {
                 t.push(',');
                 label(t, "policy", policy);
                 t.push_str(if violated { "} 1\n" } else { "} 0\n" });
@@ -565,13 +565,13 @@ pub struct Exposition {
     notifiers: BTreeMap<String, NotifierStats>,
     reload_ok: bool,
     reload_at: i64,
-    web: Arc<crate::web::WebStats>,
+    web: Arc<crate::expose::web::WebStats>,
     refused: [(&'static str, u64); 3],
     /// Open connections, the bound, and closed or refused ones per reason.
     connections: (
         u64,
         u64,
-        [(&'static str, u64); crate::listen::DropReason::ALL.len()],
+        [(&'static str, u64); crate::expose::listen::DropReason::ALL.len()],
     ),
     /// Where the writing stands: an index into `TOKEN_FAMILIES` (then the exporter-level
     /// families, then done), and the next row of that family.

@@ -1,0 +1,5 @@
+//! Stage 7, derive: pure functions from stored facts to what a person or a rule sees
+//! (policy findings, views). No I/O.
+
+pub mod policy;
+pub mod view;
