@@ -121,6 +121,30 @@ fn imports_point_only_to_earlier_stages() {
     );
 }
 
+/// The most lines a source file other than a test module may have: past it a file is doing
+/// more than one job, and is split along them.
+const MAX_LINES: usize = 700;
+
+/// Test modules live in their own files (`tests.rs`, `*_tests.rs`) next to the code, so the
+/// budget counts the code.
+fn is_test_file(rel: &str) -> bool {
+    rel.ends_with("/tests.rs") || rel.ends_with("_tests.rs") || rel == "tests.rs"
+}
+
+#[test]
+fn no_source_file_is_over_the_line_budget() {
+    let over: Vec<String> = staged_sources()
+        .into_iter()
+        .filter(|(rel, _, text)| !is_test_file(rel) && text.lines().count() > MAX_LINES)
+        .map(|(rel, _, text)| format!("src/{rel}: {} lines", text.lines().count()))
+        .collect();
+    assert!(
+        over.is_empty(),
+        "over {MAX_LINES} lines:\n{}",
+        over.join("\n")
+    );
+}
+
 #[test]
 fn every_stage_is_a_module_of_the_index() {
     let lib = include_str!("lib.rs");

@@ -1,15 +1,16 @@
 //! How the process asks glibc's allocator to give big buffers back.
 //!
-//! A scrape of 10,000 tokens copies about 4 MB out of the store (the rows and the label
-//! text of [`crate::expose::metrics::Exposition`]) and drops it once the body is written. By default
+//! A scrape copies buffers that grow with the inventory out of the store (the rows and the
+//! label text of [`crate::expose::metrics::Exposition`]) and drops them once the body is
+//! written. By default
 //! glibc serves an allocation that size from the scraping thread's arena as soon as its
 //! dynamic mmap threshold has risen (every freed mapping raises it to that mapping's size,
 //! and loading a large config frees a few), and an arena keeps what it once held: the
 //! exporter sat at its last scrape's high-water mark on every worker thread. With the
 //! thresholds fixed, an allocation of [`BIG`] or more is a mapping of its own, unmapped when
 //! freed, and an arena keeps at most [`BIG`] free at its top, enough for the body's
-//! 256 KiB chunks to reuse. The price is the page faults of a fresh mapping (about a
-//! thousand per 10,000-token scrape); BENCHMARKS.md has both sides.
+//! chunks to reuse. The price is the page faults of a fresh mapping, which
+//! [`faulted_vec`] takes outside the store's lock.
 
 /// The size from which an allocation is its own mapping, and the most an arena keeps free
 /// at its top.
@@ -33,8 +34,8 @@ pub fn tune_allocator() {
 
 /// An empty vector with room for `n` items, its pages already faulted in: filling it later,
 /// under a lock, then does not stop at each new page. A fresh mapping's pages cost a fault
-/// each on first touch (about a thousand for a 10,000-token scrape, 2 to 3 ms here); taken
-/// here they cost a memset more, outside whatever lock the caller takes next.
+/// each on first touch; taken here they cost a memset more, outside whatever lock the caller
+/// takes next.
 pub fn faulted_vec<T>(n: usize) -> Vec<T> {
     let mut v = Vec::with_capacity(n);
     for slot in v.spare_capacity_mut() {

@@ -7,13 +7,13 @@
 //!
 //! A scrape copies what it needs out of the store under its lock ([`Metrics::snapshot`]):
 //! one row of numbers per token and one string of every token's label text, both given
-//! back to the system when the scrape ends (src/memory.rs). It then writes the text
-//! outside the lock, a chunk at a time
-//! ([`Exposition`] is an HTTP body), so a 10,000-token scrape never holds its 16 MB of text
-//! in memory at once. The encoder is
-//! written here rather than taken from prometheus-client: that one escaped and dispatched
-//! every label of every series through `dyn fmt::Write`, and took 74 ms for a scrape the
-//! hand-written one does in a fraction of that (BENCHMARKS.md). The format is byte for byte
+//! back to the system when the scrape ends ([`crate::expose::memory`]). It then writes the
+//! text outside the lock, a chunk at a time ([`Exposition`] is an HTTP body), so a scrape
+//! never holds the whole text in memory at once, however large the inventory. The encoder
+//! is written here rather than taken from prometheus-client, which escapes and dispatches
+//! every label of every series through `dyn fmt::Write`: a scrape's cost must stay a small
+//! fraction of a scrape interval at the inventory sizes the exporter supports. The names
+//! live in `metrics/families.rs`; the format is byte for byte
 //! what prometheus-client wrote (`tests/testdata/metrics.golden`): floats as `dtoa` writes
 //! them (`1803154033.0`), integers as `itoa` does, counters with `_total`, and `# EOF`.
 
@@ -46,9 +46,9 @@ use text::*;
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// How much text a chunk of the streamed body holds, about. At 10,000 tokens, 64 KiB chunks
-/// cost a scrape 250 writes and wake-ups of the reader, and 2 ms more CPU than 256 KiB;
-/// 1 MiB chunks measured slower again, with twice the system time (BENCHMARKS.md).
+/// How much text a chunk of the streamed body holds, about: large enough that a big scrape
+/// is not hundreds of writes and reader wake-ups, small enough to stay under
+/// [`crate::expose::memory::BIG`] so the allocator reuses it.
 const CHUNK: usize = 256 * 1024;
 
 /// A snapshot's text: every row's labels, spans of one string.

@@ -183,8 +183,8 @@ async fn reload(State(state): State<AppState>, uri: axum::http::Uri) -> Response
 }
 
 /// `{"generated_at":...,"counts":{...},"tokens":[...]}`, streamed a chunk of tokens at a
-/// time: at 100,000 tokens the whole answer is about 90 MB, and concurrent requests each
-/// built it in memory.
+/// time, so the memory an answer takes is bounded by the chunk, not by the inventory, however
+/// many requests are in progress.
 async fn tokens_api(
     State(state): State<AppState>,
     Extension(limits): Extension<Limits>,

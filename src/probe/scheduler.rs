@@ -340,8 +340,8 @@ fn state_summary(store: &Store) -> String {
 }
 
 /// Spawns every due token there is a global permit for, each task holding its permit; a
-/// token past the limit waits in the queue, not as a task parked on the semaphore (a round
-/// of 10,000 was once 10,000 tasks at once; see BENCHMARKS.md, peak RSS of a round).
+/// token past the limit waits in the queue, not as a task parked on the semaphore, so the
+/// memory of a round is bounded by the concurrency limit, not by the inventory's size.
 /// Returns whether it stopped for want of a permit with due tokens left.
 fn spawn_due(
     queue: &mut BinaryHeap<Due>,

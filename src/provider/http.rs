@@ -4,7 +4,7 @@
 //! The client is hyper's pooled client over rustls, used directly. reqwest is built on the
 //! same crates, but each of its requests also passes its redirect layer (which parses the
 //! request URL again even when redirects are off) and its retry layer (which copies the
-//! request): on loopback that was a third of a request's CPU (BENCHMARKS.md, session 7).
+//! request), work a probe that never follows redirects or retries has no use for.
 //! Requests that a proxy from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
 //! `NO_PROXY`) applies to go through reqwest, which implements proxies, with the same
 //! settings and the same reading of the answer.

@@ -355,8 +355,8 @@ impl Claims for Value {
 
 /// The members of an introspection answer that [`parse`] and [`facts_from_claims`] read,
 /// each as the JSON value it was (`null` included: present and null is not absent). Read
-/// straight from the body, the others skipped: a map of every member, keys and all, then
-/// fourteen lookups by name was a sixth of a probe's user-space instructions.
+/// straight from the body, the others skipped, so a probe builds no map of every member
+/// (keys and all) only to look a few of them up by name.
 #[derive(Debug, Deserialize)]
 pub struct Introspected {
     #[serde(default, deserialize_with = "present")]

@@ -7,8 +7,8 @@ use super::*;
 ///
 /// A read that may block for long (a network or FUSE filesystem that stopped answering) must
 /// not run on an async worker, or one hung mount would stall probing and `/metrics`. But a
-/// trip to tokio's blocking pool costs two thread wake-ups, which for a 40-byte file was a
-/// third of a probe's CPU. So the first read (and the first after a failed one) goes to the
+/// trip to tokio's blocking pool costs two thread wake-ups, more than reading a small file
+/// from memory or a local disk. So the first read (and the first after a failed one) goes to the
 /// blocking pool and asks the kernel which filesystem answered (`fstatfs`); when it is one
 /// that lives in memory or on a local disk ([`is_local_filesystem`]), later reads run inline.
 pub struct FileSource {
@@ -166,10 +166,9 @@ pub(super) fn mounts_all_local(mountinfo: &str) -> bool {
 /// file's read comes back short only there, and a 40-byte token then costs one `read`
 /// instead of three (std's `read_to_end` probes, reads, and reads again for the end).
 ///
-/// The first read goes to a buffer on the stack and the result is copied out at its length:
-/// the 1 KiB zeroed heap buffer it replaces was a probe's costliest single allocation
-/// (glibc serves that size from its large bins; 1,400 instructions against about 240 for
-/// a probe's average allocation). Every buffer that held the secret is zeroed before it is
+/// The first read goes to a buffer on the stack and the result is copied out at its length,
+/// so a probe makes no zeroed heap buffer of a size glibc serves from its large bins (a
+/// costly allocation) for a secret of a few dozen bytes. Every buffer that held the secret is zeroed before it is
 /// dropped.
 pub(super) fn read_capped(path: &Path, classify: bool) -> std::io::Result<(Vec<u8>, u8)> {
     use zeroize::Zeroize;

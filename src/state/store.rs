@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, TokenSpec};
 use crate::model::ProbeRun;
 use crate::model::{Anomaly, Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
-use crate::persist::StateFile;
+use crate::state::persist::StateFile;
 
 /// What the store knows about one token.
 #[derive(Clone, Debug)]
@@ -54,7 +54,8 @@ pub type Ledger = BTreeMap<String, Seen>;
 
 /// The ledger as written: each token's own fingerprint, first sight and rotation, for the
 /// tokens whose secret has been read. The same JSON as a [`Ledger`], read from the store
-/// rather than kept beside it (a second map of 10,000 names and fingerprints was 2 MB).
+/// rather than kept beside it, so the ledger costs no second map of every name and
+/// fingerprint.
 struct LedgerView<'a>(&'a BTreeMap<String, Box<TokenState>>);
 
 impl Serialize for LedgerView<'_> {
@@ -222,7 +223,7 @@ impl Store {
             return;
         }
         // Serialised under the read lock rather than cloned first: the JSON is all that
-        // leaves it, and a clone of a 10,000-token ledger was a second copy of every entry.
+        // leaves it, and a clone would be a second copy of every entry.
         let bytes = file.encode(&LedgerView(&self.read().tokens));
         let saved = bytes.and_then(|bytes| file.save_bytes(&bytes));
         if let Err(e) = saved {

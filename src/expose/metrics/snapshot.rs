@@ -26,9 +26,8 @@ impl Metrics {
         &self.status
     }
 
-    /// Copies what the exposition needs. The store's lock is held for the copy only: while a
-    /// scrape held it for the whole encoding, every probe result waited for the scrape in
-    /// progress (BENCHMARKS.md, wrk during a round).
+    /// Copies what the exposition needs. The store's lock is held for the copy only, so a
+    /// probe result never waits for a scrape's encoding.
     pub fn snapshot(&self) -> Exposition {
         // Both buffers are over `memory::BIG` from a few thousand tokens on, so each is a
         // mapping of its own, given back when the scrape ends (src/memory.rs), and faulted in
@@ -92,7 +91,7 @@ pub(super) struct Span {
 /// What one token contributes to `/metrics`, copied out of the store: numbers, and spans of
 /// the snapshot's text for everything that is text. A row points at nothing else, so the 19
 /// passes a scrape makes over the rows (one per family) read two contiguous buffers instead
-/// of 10,000 tokens' scattered specs, facts and strings 19 times (BENCHMARKS.md).
+/// of every token's scattered specs, facts and strings once per family.
 #[derive(Debug)]
 pub(super) struct Row {
     /// `token="...",provider="..."`.
@@ -229,8 +228,8 @@ impl Row {
 /// Asks the CPU for what [`Row::of`] will read of the tokens after the `i`th, each level of
 /// pointers a few tokens further ahead than the next: the states eight ahead, their specs,
 /// facts and fingerprints four ahead (the states have arrived by then), the strings those
-/// point to two and one ahead. Without it, the copy waited on memory for each token's ten
-/// or so scattered loads in turn, and took most of a scrape (BENCHMARKS.md).
+/// point to two and one ahead, so the copy, made under the store's lock, does not wait on
+/// memory for each token's ten or so scattered loads in turn.
 #[inline(always)]
 pub(super) fn prefetch_ahead(states: &[&TokenState], i: usize) {
     if let Some(s) = states.get(i + 8) {
