@@ -298,5 +298,8 @@ fn metrics_table_names_every_family() {
         );
         n += 1;
     }
-    assert!(n >= 15, "found only {n} metric names in src/expose/metrics/families.rs");
+    assert!(
+        n >= 15,
+        "found only {n} metric names in src/expose/metrics/families.rs"
+    );
 }
