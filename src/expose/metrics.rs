@@ -21,18 +21,12 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use jiff::Timestamp;
 
-use crate::derive::view::UNKNOWN_STATE;
-use crate::expose::memory;
-use crate::model::{Verdict, epoch_seconds};
 use crate::notify::NotifierStats;
-use crate::schema::{TokenLabels, TokenSpec};
-use crate::state::store::{ProviderState, Store, TokenState};
+use crate::state::store::ProviderState;
 
 mod status;
 pub use status::*;

@@ -23,27 +23,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
-use serde::Deserialize;
-use serde_saphyr::{MessageFormatter, Spanned};
-use sha2::{Digest, Sha256};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use rustls::ServerConfig;
 use tokio::sync::Semaphore;
-use zeroize::Zeroizing;
 
-use crate::config::{ConfigError, ConfigIssue};
+use crate::config::ConfigError;
 
 mod file;
 use file::*;

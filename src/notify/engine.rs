@@ -25,10 +25,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::notify::event::{Derived, EventKind, FamilyBasis, Level, TokenMemory, TokenSnapshot};
+use crate::notify::event::{Derived, EventKind, FamilyBasis, TokenSnapshot};
 use crate::notify::route::{Routing, Target};
 
 mod state;

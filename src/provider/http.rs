@@ -20,11 +20,10 @@ use hyper_util::client::legacy::Client as Pool;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use jiff::Timestamp;
-use reqwest::header::{AsHeaderName, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rustls::pki_types::CertificateDer;
 
-use crate::model::{ProbeOutcome, RateLimit, Reason};
+use crate::model::{ProbeOutcome, Reason};
 
 mod answer;
 pub use answer::*;

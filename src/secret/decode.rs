@@ -1,6 +1,14 @@
 //! How a secret source is written in a config file: `env`, `file` or `exec`, never the
 //! value inline, and no key whose name or value could be a token quoted back in an error.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
 use super::*;
 
 /// The message for a token written inline. It must not quote the value.

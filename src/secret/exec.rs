@@ -1,6 +1,13 @@
 //! Exec sources: run a helper that prints the secret, bounded in time and output, and
 //! take down its whole process group when it overruns.
 
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+
 use super::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -1,6 +1,12 @@
 //! File sources: the capped read, and the classification of the filesystem a secret file
 //! lives on, which decides whether later reads may run on an async worker.
 
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use serde::Serialize;
+
 use super::*;
 
 /// A secret file, and what the last read learnt about the filesystem it lives on.

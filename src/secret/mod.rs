@@ -4,18 +4,12 @@
 //! `<secret>`, and its memory is zeroed on drop. Errors built here name the source (the
 //! variable, the path, the command) and never its content.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 mod file;
 pub use file::*;

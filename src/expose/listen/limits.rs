@@ -1,7 +1,7 @@
 //! The listener's bounds (`--web.max-connections`, the read-header and idle timeouts) and
 //! the open-file limit they have to fit under.
 
-use super::*;
+use std::time::Duration;
 
 /// File descriptors kept out of the connection bound for everything else the exporter
 /// opens: probe connections, the state files, secret files, the notifiers' connections.

@@ -1,6 +1,13 @@
 //! The pool of open connections: each one's phase and clock, the bound on how many are
 //! open, and which one gives its place to a new connection when the pool is full.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
 use super::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,3 +1,12 @@
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Context;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
 use super::*;
 
 #[test]

@@ -1,6 +1,8 @@
 //! The metric families: the one file that names metrics, their help and their type.
 //! Names are a contract once shipped; alerts and dashboards depend on them.
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 
 /// A per-token family: its name, help, and what one token writes into it.

@@ -1,6 +1,16 @@
 //! A scrape's snapshot: one row of numbers per token and one string of label text,
 //! copied out of the store under its lock so the writing happens outside it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use jiff::Timestamp;
+
+use crate::expose::memory;
+use crate::model::Verdict;
+use crate::schema::{TokenLabels, TokenSpec};
+use crate::state::store::{Store, TokenState};
+
 use super::*;
 
 /// The `/metrics` source: the store and the exporter's own status.

@@ -1,7 +1,8 @@
 //! The exporter's own status that `/metrics` reports next to the tokens: reloads,
 //! notifications, connections, web security and refused requests.
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 /// Exporter-level status `/metrics` reports alongside the store.
 #[derive(Debug)]

@@ -1,3 +1,11 @@
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use jiff::Timestamp;
+
+use crate::model::epoch_seconds;
+use crate::state::store::Store;
+
 use super::*;
 use crate::config::Config;
 use crate::model::ProbeRun;

@@ -1,7 +1,10 @@
 //! The OpenMetrics text writer: family headers, label escaping, numbers and timestamps
 //! written the way prometheus-client writes them.
 
-use super::*;
+use crate::derive::view::UNKNOWN_STATE;
+use crate::model::{Verdict, epoch_seconds};
+use jiff::Timestamp;
+use std::collections::BTreeMap;
 
 /// A family's type, as `# TYPE` names it.
 #[derive(Clone, Copy, PartialEq)]

@@ -2,6 +2,16 @@
 //! YAML decode with located errors, and validation into [`Settings`]. Pure but for reading
 //! the file.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+
+use axum::http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_saphyr::{MessageFormatter, Spanned};
+
+use crate::config::{ConfigError, ConfigIssue};
+
 use super::*;
 
 // ---------------------------------------------------------------------------------------

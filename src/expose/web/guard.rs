@@ -2,6 +2,18 @@
 //! use, the refusals (401, and 503 when too many password checks wait), and the configured
 //! response headers on every answer.
 
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
 use super::*;
 
 /// Wraps every route of `router`, the fallback included, in basic auth (when users are

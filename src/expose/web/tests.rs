@@ -1,3 +1,11 @@
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use base64::Engine;
+
 use super::*;
 
 /// The web config is decoded with the inventory's bounds: a 1 KB file whose anchors and

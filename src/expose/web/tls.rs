@@ -1,6 +1,17 @@
 //! The TLS half of a web config: certificates and key read from disk into a rustls
 //! server config, and the client-certificate policies the exporter-toolkit names.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
+use serde_saphyr::Spanned;
+use zeroize::Zeroizing;
+
 use super::*;
 
 impl RawTls {

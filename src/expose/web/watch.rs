@@ -1,6 +1,10 @@
 //! Keeps the web config current: re-reads it and the files it names when one changes on
 //! disk (a rotated certificate), and on reload.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
 use super::*;
 
 /// Checks every [`WATCH_INTERVAL`] whether the web config or a file it names changed,

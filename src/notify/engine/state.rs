@@ -2,6 +2,15 @@
 //! (alerts per token and condition, what each target was sent, the outbox) and the
 //! batches of messages it hands to the receivers.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::notify::event::{Derived, EventKind, Level, TokenMemory, TokenSnapshot};
+use crate::notify::route::Target;
+
 use super::*;
 
 /// The version of the state file's layout.

@@ -1,3 +1,10 @@
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::notify::event::{Derived, EventKind, FamilyBasis, Level, TokenSnapshot};
+use crate::notify::route::Routing;
+
 use super::*;
 use crate::notify::event::Condition;
 

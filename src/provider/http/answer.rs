@@ -2,7 +2,11 @@
 //! codes mapped to outcomes, the headers that carry rate limits and retry times, JSON
 //! bodies, and the check of a configured base URL. Pure.
 
-use super::*;
+use crate::model::{ProbeOutcome, RateLimit, Reason};
+use jiff::Timestamp;
+use reqwest::header::{AsHeaderName, HeaderMap, HeaderName, HeaderValue};
+use std::error::Error as StdError;
+use std::time::Duration;
 
 /// Maps a transport error to `unreachable` with the most precise reason we can tell:
 /// `timeout` when a timeout is anywhere in its causes, `tls` when they speak of

@@ -1,4 +1,13 @@
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::test_headers as headers;
+use hyper_util::client::proxy::matcher::Matcher;
+use jiff::Timestamp;
+use reqwest::header::HeaderMap;
+
+use crate::model::Reason;
+
 use super::*;
 use crate::model::Verdict;
 
