@@ -11,7 +11,7 @@
 //! stage):
 //!
 //! [`model`] -> [`secret`] -> [`schema`] -> [`provider`] -> [`config`] -> [`state`] ->
-//! [`derive`] -> [`probe`] -> [`notify`] -> [`expose`] -> [`app`]
+//! [`derive`](mod@derive) -> [`probe`] -> [`notify`] -> [`expose`] -> [`app`]
 //!
 //! Providers return outcomes, never errors; views never call providers; secrets live in
 //! [`secret::Secret`] and only providers expose them, onto the wire.

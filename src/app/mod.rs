@@ -1,4 +1,4 @@
-//! Stage 11, app: the daemon wiring, reload and signals, and the subcommands.
+//! The app stage: the daemon wiring, reload and signals, and the subcommands.
 
 pub mod check;
 pub mod cli;

@@ -1,4 +1,4 @@
-//! Stage 7, derive: pure functions from stored facts to what a person or a rule sees
+//! The derive stage: pure functions from stored facts to what a person or a rule sees
 //! (policy findings, views). No I/O.
 
 pub mod policy;

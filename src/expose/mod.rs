@@ -1,4 +1,4 @@
-//! Stage 10, expose: what the exporter serves. `/metrics` (the family list is the metrics
+//! The expose stage: what the exporter serves. `/metrics` (the family list is the metrics
 //! contract), the HTTP router and status page, and the web security in front of them.
 
 pub mod listen;

@@ -1,4 +1,4 @@
-//! Stage 8, probe: the scheduler that runs each token's probe through the provider
+//! The probe stage: the scheduler that runs each token's probe through the provider
 //! registry on its interval and writes the answer into the store.
 
 pub mod scheduler;

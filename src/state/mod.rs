@@ -1,4 +1,4 @@
-//! Stage 6, state: the latest facts per token, the rotation ledger, their persistence.
+//! The state stage: the latest facts per token, the rotation ledger, their persistence.
 
 pub mod persist;
 pub mod store;
