@@ -765,8 +765,8 @@ async fn orchestrate() {
     // The round is repeated (`BENCH_ROUNDS`, 5) in fresh processes and the median run is
     // reported: on two shared cores one run's CPU per probe varies by a third.
     // Each round is followed by the bare loops (phase `bare`), so that each ratio compares
-    // runs seconds apart, not a round with one loop run after the render phase: this
-    // machine's speed drifts by a third within minutes (BENCHMARKS.md).
+    // runs seconds apart, not a round with one loop run after the render phase: a shared
+    // machine's speed drifts within minutes.
     let repeats = env_usize("BENCH_ROUNDS", 5).max(1);
     let mut runs = Vec::new();
     let mut pairs: Vec<BarePair> = Vec::new();
@@ -789,8 +789,8 @@ async fn orchestrate() {
     let server_cpu_round = server_cpu_round / repeats as u32;
     runs.sort_by_key(|(round, _)| round.cpu);
     let cpus: Vec<String> = runs.iter().map(|(r, _)| us(r.cpu / n as u32)).collect();
-    // Every run's peak, not only the median run's: one run in a dozen once peaked 18 MB
-    // above the others (BENCHMARKS.md), and which run it was is the first thing to know.
+    // Every run's peak, not only the median run's: a run whose peak stands out from the
+    // others is the first thing to know about, and which run it was.
     let peaks: Vec<String> = runs.iter().map(|(r, _)| mb(r.peak_rss_kb)).collect();
     let (round, exporter) = runs.swap_remove(repeats / 2);
     drop(runs);

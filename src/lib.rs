@@ -1,332 +1,48 @@
 //! # api-token-exporter
 //!
 //! Keeps automation from stalling on a dead credential. The exporter holds an inventory of
-//! API tokens ([`config`]), asks each token's provider about it on a schedule
-//! ([`scheduler`] -> [`provider`]), keeps the latest facts ([`store`]) and derives what it
-//! shows at read time: Prometheus metrics ([`metrics`]), a status page and a JSON API
-//! ([`server`], [`view`]), and the one-shot preflight [`check`]. [`web`] puts TLS, basic
-//! auth and response headers in front of every endpoint; [`shard`] splits an inventory
-//! between replicas. The [`notify`]er reads the same store and tells people directly
-//! (Slack, email, a webhook, Alertmanager).
+//! API tokens, asks each token's provider about it on a schedule, keeps the latest facts and
+//! derives what it shows at read time: Prometheus metrics, a status page and a JSON API, the
+//! one-shot preflight `check`, and direct notifications (Slack, email, a webhook,
+//! Alertmanager).
 //!
-//! Data flows one way: config -> scheduler -> provider -> store -> views. Providers return
-//! outcomes, never errors; views never call providers; secrets live in [`secret::Secret`]
-//! and only providers expose them, onto the wire.
+//! The modules follow the pipeline, one folder per stage, and a module imports only from
+//! the stages before it (`layout_tests.rs` enforces it; ARCHITECTURE.md explains each
+//! stage):
+//!
+//! [`model`] -> [`secret`] -> [`schema`] -> [`provider`] -> [`config`] -> [`state`] ->
+//! [`derive`](mod@derive) -> [`probe`] -> [`notify`] -> [`expose`] -> [`app`]
+//!
+//! Providers return outcomes, never errors; views never call providers; secrets live in
+//! [`secret::Secret`] and only providers expose them, onto the wire.
 
 // Probe helpers return `Result<_, ProbeOutcome>`: a failed step *is* the probe's answer, a
 // value the caller passes on, not an exceptional error, so its size is not a concern.
 #![allow(clippy::result_large_err)]
 
-pub mod check;
-pub mod cli;
+pub mod app;
 pub mod config;
-pub mod demo;
-pub mod listen;
-pub mod logging;
-pub mod memory;
-pub mod metrics;
+pub mod derive;
+pub mod expose;
 pub mod model;
 pub mod notify;
-pub mod persist;
-pub mod policy;
+pub mod probe;
 pub mod provider;
-pub mod scheduler;
+pub mod schema;
 pub mod secret;
-pub mod server;
-pub mod shard;
-pub mod store;
-pub mod view;
-pub mod web;
+pub mod state;
 
-use std::future::Future;
-use std::path::PathBuf;
-use std::sync::Arc;
+#[cfg(test)]
+mod layout_tests;
 
-use tokio::sync::mpsc;
-
-use crate::config::{Config, ConfigError};
-use crate::metrics::ExporterStatus;
-use crate::provider::BuildContext;
-use crate::scheduler::{Inventory, SchedulerHandle};
-use crate::server::{AppState, ReloadRequest};
-use crate::shard::Shard;
-use crate::store::Store;
-use crate::web::Web;
-
-/// What the daemon needs to start.
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    pub config_file: PathBuf,
-    pub listen_address: String,
-    pub telemetry_path: String,
-    /// Directory for state that survives restarts.
-    pub storage_path: PathBuf,
-    /// `--web.config.file`: TLS, basic auth, response headers; `None` serves plain HTTP.
-    pub web_config_file: Option<PathBuf>,
-    /// The part of the inventory this replica probes.
-    pub shard: Shard,
-    /// `--web.max-connections`, `--web.read-header-timeout`, `--web.idle-timeout`.
-    pub connections: listen::Limits,
-    /// `--config.reload-max-drop`: the largest share of the running tokens an unforced
-    /// reload may remove.
-    pub reload_max_drop: f64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("cannot listen on {0}: {1}")]
-    Bind(String, std::io::Error),
-    #[error("server failed: {0}")]
-    Serve(std::io::Error),
-    /// A file or directory the exporter itself writes (the demo's inventory and secrets).
-    #[error("cannot write {0}: {1}")]
-    Write(String, std::io::Error),
-    /// A command-line value that is not what the flag takes.
-    #[error("{0}")]
-    Flag(String),
-}
-
-/// Loads and builds the whole inventory from a file.
-pub fn load_inventory(
-    path: &std::path::Path,
-    ctx: &BuildContext,
-) -> Result<Inventory, ConfigError> {
-    load_inventory_shard(path, ctx, Shard::ALL)
-}
-
-/// Loads the inventory and keeps this shard's tokens. The filter runs on every load, so a
-/// reload honours it and a token added to the file lands on exactly one replica.
-pub fn load_inventory_shard(
-    path: &std::path::Path,
-    ctx: &BuildContext,
-    shard: Shard,
-) -> Result<Inventory, ConfigError> {
-    let config = shard.apply(Config::load(path)?);
-    Inventory::build(config, ctx).map_err(|mut e| {
-        e.file = Some(path.display().to_string());
-        e
-    })
-}
-
-/// Runs the daemon until `shutdown` completes: probes in the background, serves HTTP,
-/// reloads on SIGHUP and `POST /-/reload`.
-pub async fn run(
-    opts: RunOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
-    let ctx = BuildContext::new();
-    // The web config is read first: a bad one must stop the exporter before it serves
-    // anything, rather than serve it unprotected.
-    let web = Web::from_flag(opts.web_config_file.as_deref())?;
-    if web.basic_auth_enabled() && !web.tls_enabled() {
-        tracing::warn!("basic auth without TLS: passwords cross the network in clear text");
-    }
-    let inventory = load_inventory_shard(&opts.config_file, &ctx, opts.shard)?;
-    tracing::info!(
-        file = %opts.config_file.display(),
-        providers = inventory.config.providers.len(),
-        tokens = inventory.config.tokens.len(),
-        shard = %opts.shard,
-        "config loaded"
-    );
-    // Checked before anything is spawned: a storage path that is a file or read-only must
-    // stop the start with the flag named, not fail every save in the background.
-    persist::check_storage_dir(&opts.storage_path)
-        .map_err(|e| RunError::Flag(format!("--storage.path: {e}")))?;
-    let store = Arc::new(Store::with_storage(&opts.storage_path));
-    let status = Arc::new(ExporterStatus {
-        web: web.stats(),
-        ..ExporterStatus::new()
-    });
-    let notifier = notify::spawn(
-        store.clone(),
-        &inventory.config.notify,
-        &opts.storage_path,
-        status.notifications.clone(),
-        notify::event::policies,
-        notify::RetryPolicy::default(),
-    );
-    let running_tokens = inventory.config.tokens.clone();
-    let scheduler = scheduler::spawn(store.clone(), inventory);
-    spawn_ledger_flusher(store.clone());
-
-    let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    tokio::spawn(reloader(
-        Reloader {
-            path: opts.config_file.clone(),
-            shard: opts.shard,
-            ctx,
-            web: web.clone(),
-            max_drop: opts.reload_max_drop,
-            running: running_tokens,
-        },
-        scheduler.clone(),
-        notifier,
-        status.clone(),
-        reload_rx,
-    ));
-    spawn_sighup(reload_tx.clone());
-    web::spawn_watcher(web.clone());
-
-    let flush_at_exit = store.clone();
-    let connections = status.connections.clone();
-    let state = AppState {
-        store: store.clone(),
-        metrics: metrics::Metrics::new(store, status),
-        ready: scheduler.ready.clone(),
-        reload: reload_tx,
-        telemetry_path: opts.telemetry_path.clone(),
-    };
-    let addr = cli::listen_addr(&opts.listen_address);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| RunError::Bind(addr.clone(), e))?;
-    let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-    tracing::info!(
-        address = %bound,
-        telemetry_path = %opts.telemetry_path,
-        tls = web.tls_enabled(),
-        basic_auth = web.basic_auth_enabled(),
-        "listening"
-    );
-    let app = web::protect(server::router(state), web.clone());
-    let limits = opts.connections.fit_fd_limit(listen::raise_fd_limit());
-    listen::serve(listener, app, web, limits, connections, shutdown)
-        .await
-        .map_err(RunError::Serve)?;
-    let _ = tokio::task::spawn_blocking(move || flush_at_exit.flush_ledger()).await;
-    tracing::info!("shut down");
-    Ok(())
-}
-
-/// Writes the rotation ledger every two seconds when it changed. The write (with fsync) runs
-/// on the blocking pool, off the scheduler and the HTTP workers.
-fn spawn_ledger_flusher(store: Arc<Store>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
-        loop {
-            tick.tick().await;
-            let store = store.clone();
-            let _ = tokio::task::spawn_blocking(move || store.flush_ledger()).await;
-        }
-    });
-}
-
-/// What a reload reads again.
-struct Reloader {
-    path: PathBuf,
-    shard: Shard,
-    ctx: BuildContext,
-    web: Arc<Web>,
-    /// `--config.reload-max-drop`.
-    max_drop: f64,
-    /// The tokens of the config running now, to tell how many a new one removes.
-    running: Vec<Arc<config::TokenSpec>>,
-}
-
-/// Applies reload requests one at a time. A bad config keeps the running one, and so does
-/// one that removes more than `max_drop` of the running tokens unless the request forces it
-/// (a half-written file must not wipe the inventory). The web config is read again too; its
-/// errors are logged and its previous version keeps serving.
-async fn reloader(
-    Reloader {
-        path,
-        shard,
-        ctx,
-        web,
-        max_drop,
-        mut running,
-    }: Reloader,
-    scheduler: SchedulerHandle,
-    notifier: notify::NotifyHandle,
-    status: Arc<ExporterStatus>,
-    mut requests: mpsc::Receiver<ReloadRequest>,
-) {
-    while let Some(ReloadRequest { force, reply }) = requests.recv().await {
-        web::reload(web.clone(), true).await;
-        let loaded = load_inventory_shard(&path, &ctx, shard).and_then(|inventory| {
-            if force {
-                return Ok(inventory);
-            }
-            config::check_drop(&running, &inventory.config.tokens, max_drop)
-                .map(|()| inventory)
-                .map_err(|message| config::ConfigError {
-                    file: Some(path.display().to_string()),
-                    issues: vec![config::ConfigIssue {
-                        path: String::new(),
-                        message,
-                        line: None,
-                    }],
-                })
-        });
-        let result = match loaded {
-            Ok(inventory) => {
-                running = inventory.config.tokens.clone();
-                let tokens = inventory.config.tokens.len();
-                notifier.reload(&inventory.config.notify).await;
-                scheduler.reload(inventory).await;
-                status.reload_succeeded();
-                tracing::info!(file = %path.display(), tokens, force, "config reloaded");
-                Ok(())
-            }
-            Err(e) => {
-                status.reload_failed();
-                tracing::error!(error = %e, "config reload failed; the previous config keeps running");
-                Err(e.to_string())
-            }
-        };
-        let _ = reply.send(result);
-    }
-}
-
-#[cfg(unix)]
-fn spawn_sighup(reload: mpsc::Sender<ReloadRequest>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot install the SIGHUP handler; reload with POST /-/reload");
-        return;
-    };
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received, reloading");
-            // A signal never forces: it is what config management sends right after writing
-            // the file, which is when a truncated write happens.
-            let (tx, _rx) = tokio::sync::oneshot::channel();
-            let request = ReloadRequest {
-                force: false,
-                reply: tx,
-            };
-            if reload.send(request).await.is_err() {
-                break;
-            }
-        }
-    });
-}
-
-#[cfg(not(unix))]
-fn spawn_sighup(_: mpsc::Sender<ReloadRequest>) {}
-
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown requested");
-}
+// The public paths the binary, the benches and `tests/` name, kept stable across the move
+// into stage folders so callers outside `src/` do not depend on the folder layout. Code
+// inside `src/` names the stage path instead, which is what the direction test reads.
+pub use app::run::{
+    RunError, RunOptions, load_inventory, load_inventory_shard, run, shutdown_signal,
+};
+pub use app::{check, cli, demo, logging, shard};
+pub use derive::{policy, view};
+pub use expose::{listen, memory, metrics, server, web};
+pub use probe::scheduler;
+pub use state::{persist, store};

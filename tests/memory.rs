@@ -1,4 +1,4 @@
-//! The allocator tuning of `src/memory.rs`: a scrape's copy of the store goes back to the
+//! The allocator tuning of `src/expose/memory.rs`: a scrape's copy of the store goes back to the
 //! system when the scrape ends, instead of staying in the scraping thread's glibc arena.
 //! Its own test binary, so no other test allocates in this process while it measures.
 

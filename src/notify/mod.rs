@@ -15,7 +15,7 @@
 //! senders ([`slack`], [`email`], [`webhook`]) are the only I/O. Nothing here ever holds a
 //! token's value: it sees the store's facts, which carry only a fingerprint.
 
-pub mod config;
+pub use crate::config::notify as config;
 pub mod email;
 pub mod engine;
 pub mod event;

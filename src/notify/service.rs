@@ -27,8 +27,8 @@ use crate::notify::event::{PolicySource, TokenMemory, TokenSnapshot, derive};
 use crate::notify::render::Context;
 use crate::notify::route::Routing;
 use crate::notify::send::Receiver;
-use crate::persist::StateFile;
-use crate::store::Store;
+use crate::state::persist::StateFile;
+use crate::state::store::Store;
 
 /// The state file's name under `--storage.path`.
 pub const STATE_FILE: &str = "notifications.json";

@@ -1,0 +1,8 @@
+//! The app stage: the daemon wiring, reload and signals, and the subcommands.
+
+pub mod check;
+pub mod cli;
+pub mod demo;
+pub mod logging;
+pub mod run;
+pub mod shard;

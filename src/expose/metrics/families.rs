@@ -1,0 +1,306 @@
+//! The metric families: the one file that names metrics, their help and their type.
+//! Names are a contract once shipped; alerts and dashboards depend on them.
+
+use std::sync::atomic::Ordering;
+
+use super::*;
+
+/// A per-token family: its name, help, and what one token writes into it.
+pub(super) struct TokenFamily {
+    pub(super) name: &'static str,
+    pub(super) help: &'static str,
+    /// Writes the token's series; the `&str` is its `token="...",provider="..."`, the
+    /// `Text` the snapshot's text its row's other spans are in.
+    pub(super) write: fn(&Row, &str, &Text, &mut String),
+}
+
+/// A family with at most one sample per token, absent where the token has no value.
+macro_rules! one_per_token {
+    ($name:literal, $help:literal, |$r:ident| $value:expr) => {
+        TokenFamily {
+            name: $name,
+            help: $help,
+            write: |$r, l, _, out| {
+                if let Some(v) = $value {
+                    token_series(out, concat!($name, "{"), l, "} ");
+                    push_value(out, v);
+                }
+            },
+        }
+    };
+}
+
+/// A family with a series per line of a row's span (scopes, policies): each line is the
+/// rest of a series after the token's labels.
+macro_rules! one_per_line {
+    ($name:literal, $help:literal, $span:ident) => {
+        TokenFamily {
+            name: $name,
+            help: $help,
+            write: |r, l, text, out| {
+                for rest in text.get(r.$span).split_inclusive('\n') {
+                    token_series(out, concat!($name, "{"), l, rest);
+                }
+            },
+        }
+    };
+}
+
+/// The per-token families, in the order they are written.
+pub(super) const TOKEN_FAMILIES: &[TokenFamily] = &[
+    TokenFamily {
+        name: "api_token_info",
+        help: "Token metadata, valued 1: kind, fingerprint, subject, verification, and the inventory's labels.",
+        write: |r, l, text, out| token_series(out, "api_token_info{", l, text.get(r.info)),
+    },
+    TokenFamily {
+        name: "api_token_state",
+        help: "Current verdict of the token: 1 for the current state, 0 for the others (unknown = not probed yet).",
+        write: |r, l, _, out| {
+            for (i, (_, close)) in STATE_CLOSES.iter().enumerate() {
+                token_series(out, "api_token_state{", l, close);
+                out.push_str(if i == usize::from(r.state) {
+                    "1\n"
+                } else {
+                    "0\n"
+                });
+            }
+        },
+    },
+    one_per_token!(
+        "api_token_expiry_timestamp_seconds",
+        "When the token expires (Unix seconds). Absent when it never expires or the provider does not say; the last known value is kept while the provider cannot answer.",
+        |r| r.time(Time::Expiry)
+    ),
+    one_per_token!(
+        "api_token_issued_timestamp_seconds",
+        "When the token was issued (Unix seconds), where the provider says.",
+        |r| r.time(Time::Issued)
+    ),
+    one_per_token!(
+        "api_token_last_used_timestamp_seconds",
+        "When the token was last used (Unix seconds), where the provider says.",
+        |r| r.time(Time::LastUsed)
+    ),
+    one_per_line!(
+        "api_token_scope_info",
+        "One series per scope (or policy) the token holds, valued 1.",
+        scopes
+    ),
+    one_per_line!(
+        "api_token_answer_anomaly",
+        "1 for each anomaly of the token's last conclusive answer (an unreadable expiry, scopes capped...); no series for a token whose answer had none.",
+        anomalies
+    ),
+    one_per_token!(
+        "api_token_first_seen_timestamp_seconds",
+        "When the token's current fingerprint was first seen (Unix seconds); kept across restarts under --storage.path.",
+        |r| r.time(Time::FirstSeen)
+    ),
+    one_per_token!(
+        "api_token_rotated_timestamp_seconds",
+        "When a new secret (a new fingerprint) last replaced the old one (Unix seconds).",
+        |r| r.time(Time::Rotated)
+    ),
+    one_per_line!(
+        "api_token_policy_violation",
+        "1 when the token violates the policy, 0 when it complies; present for every policy configured for the token.",
+        policies
+    ),
+    one_per_token!(
+        "api_token_last_probe_timestamp_seconds",
+        "When the token was last probed (Unix seconds), whatever the outcome.",
+        |r| r.time(Time::LastProbe)
+    ),
+    one_per_token!(
+        "api_token_last_verdict_timestamp_seconds",
+        "When the provider last gave a conclusive answer about the token (Unix seconds).",
+        |r| r.time(Time::LastVerdict)
+    ),
+    one_per_token!(
+        "api_token_probe_duration_seconds",
+        "How long the last probe of the token took.",
+        |r| (!r.duration.is_nan()).then_some(Value::Float(r.duration))
+    ),
+    one_per_token!(
+        "api_token_warning_threshold_seconds",
+        "The token's warning window: alerts warn when less time than this is left.",
+        |r| Some(Value::Float(r.warning))
+    ),
+    one_per_token!(
+        "api_token_critical_threshold_seconds",
+        "The token's critical window: alerts page when less time than this is left.",
+        |r| Some(Value::Float(r.critical))
+    ),
+];
+
+impl Exposition {
+    /// The per-provider, per-notifier and exporter families: a few series each.
+    pub(super) fn write_exporter_families(&self, out: &mut String) {
+        let (providers, notifiers) = (&self.providers, &self.notifiers);
+        keyed_family(
+            out,
+            "api_token_probes",
+            "Probes run, per provider.",
+            Kind::Counter,
+            ("provider", providers),
+            |p| Some(Value::Count(p.probes)),
+        );
+        small_family(
+            out,
+            "api_token_probe_failures",
+            "Probes that got no conclusive answer (unreachable, rate limited, misconfigured), per provider and reason.",
+            Kind::Counter,
+            providers.iter().flat_map(|(name, p)| {
+                p.failures.iter().map(move |(reason, n)| {
+                    let l = labels(&[("provider", name), ("reason", reason.as_str())]);
+                    (l, Value::Count(*n))
+                })
+            }),
+        );
+        keyed_family(
+            out,
+            "api_token_provider_rate_limit_remaining",
+            "Requests left in the provider's rate-limit window, from its last answer that said.",
+            Kind::Gauge,
+            ("provider", providers),
+            |p| p.rate_limit?.remaining.map(Value::Float),
+        );
+        keyed_family(
+            out,
+            "api_token_provider_rate_limit_reset_timestamp_seconds",
+            "When the provider's rate-limit window resets (Unix seconds).",
+            Kind::Gauge,
+            ("provider", providers),
+            |p| p.rate_limit?.reset_at.map(Value::Time),
+        );
+        keyed_family(
+            out,
+            "api_token_notifications",
+            "Messages handed to each notifier (Slack, email, webhook, Alertmanager), each counted once however many attempts it took.",
+            Kind::Counter,
+            ("notifier", notifiers),
+            |n| Some(Value::Count(n.notifications)),
+        );
+        keyed_family(
+            out,
+            "api_token_notification_failures",
+            "Delivery attempts that failed, per notifier; every failed retry counts.",
+            Kind::Counter,
+            ("notifier", notifiers),
+            |n| Some(Value::Count(n.failures)),
+        );
+        keyed_family(
+            out,
+            "api_token_notification_last_success_timestamp_seconds",
+            "When the notifier last delivered a message (Unix seconds); absent before its first delivery.",
+            Kind::Gauge,
+            ("notifier", notifiers),
+            |n| n.last_success.map(Value::Time),
+        );
+        small_family(
+            out,
+            "api_token_exporter_config_last_reload_successful",
+            "Whether the last configuration (re)load succeeded.",
+            Kind::Gauge,
+            [(String::new(), Value::Int(i64::from(self.reload_ok)))],
+        );
+        small_family(
+            out,
+            "api_token_exporter_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully (Unix seconds).",
+            Kind::Gauge,
+            [(String::new(), Value::Int(self.reload_at))],
+        );
+        let web = &self.web;
+        small_family(
+            out,
+            "api_token_exporter_web_config_last_reload_successful",
+            "Whether the last read of --web.config.file was taken into use; 0 when it was invalid or would have lowered the protection in use (the previous one keeps serving).",
+            Kind::Gauge,
+            [(
+                String::new(),
+                Value::Int(i64::from(
+                    web.last_reload_successful.load(Ordering::Relaxed),
+                )),
+            )],
+        );
+        small_family(
+            out,
+            "api_token_exporter_web_config_last_reload_success_timestamp_seconds",
+            "When the web config in use was read (Unix seconds).",
+            Kind::Gauge,
+            [(
+                String::new(),
+                Value::Int(web.last_reload_success.load(Ordering::Relaxed)),
+            )],
+        );
+        small_family(
+            out,
+            "api_token_exporter_web_auth_refused",
+            "Requests basic auth refused, per reason: missing (no credentials), invalid (unknown user or wrong password), busy (too many password checks waiting: 503).",
+            Kind::Counter,
+            web.refused()
+                .map(|(reason, n)| (labels(&[("reason", reason.as_str())]), Value::Count(n))),
+        );
+        small_family(
+            out,
+            "api_token_exporter_answer_caps_applied",
+            "Probes whose answer was cut by a cap (--provider.max-scopes, --provider.max-label-length), per cap.",
+            Kind::Counter,
+            crate::provider::CAP_NAMES
+                .iter()
+                .zip(&crate::provider::CAPS_APPLIED)
+                .map(|(cap, n)| {
+                    (
+                        labels(&[("cap", cap)]),
+                        Value::Count(n.load(Ordering::Relaxed)),
+                    )
+                }),
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_requests_refused",
+            "Requests to /metrics, the status page or /api/v1/tokens answered 503 because too many were in progress, per handler.",
+            Kind::Counter,
+            self.refused
+                .iter()
+                .map(|(handler, n)| (labels(&[("handler", handler)]), Value::Count(*n))),
+        );
+        let (open, max, dropped) = &self.connections;
+        small_family(
+            out,
+            "api_token_exporter_http_connections",
+            "HTTP connections open now, TLS handshakes included.",
+            Kind::Gauge,
+            [(String::new(), Value::Count(*open))],
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_connections_max",
+            "The bound on open HTTP connections (--web.max-connections, lowered below the open-file limit).",
+            Kind::Gauge,
+            [(String::new(), Value::Count(*max))],
+        );
+        small_family(
+            out,
+            "api_token_exporter_http_connections_dropped",
+            "HTTP connections the exporter closed or refused, per reason: limit (refused, none could give its place), evicted (idle or slow, closed for a new one), header_timeout, idle_timeout, handshake_timeout, write_timeout (the client stopped reading).",
+            Kind::Counter,
+            dropped
+                .iter()
+                .map(|(reason, n)| (labels(&[("reason", reason)]), Value::Count(*n))),
+        );
+        small_family(
+            out,
+            "api_token_exporter_build_info",
+            "The exporter's version, valued 1.",
+            Kind::Gauge,
+            [(
+                labels(&[("version", env!("CARGO_PKG_VERSION"))]),
+                Value::Int(1),
+            )],
+        );
+        out.push_str("# EOF\n");
+    }
+}

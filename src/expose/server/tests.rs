@@ -1,0 +1,266 @@
+use super::*;
+use crate::config::Config;
+use crate::expose::metrics::{ExporterStatus, Metrics};
+use crate::model::ProbeRun;
+use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// A store of `n` tokens in every kind of state: valid far and near expiry, invalid,
+/// rate limited, never probed; with teams, owners and characters JSON and HTML escape.
+fn store_of(n: usize) -> Arc<Store> {
+    let mut yaml = String::from(
+        "providers:\n  idp: {kind: oauth2_introspection, introspection_url: \"http://127.0.0.1:9/i\", client_id: x, client_secret: {env: CS}}\n  other: {kind: static}\ntokens:\n",
+    );
+    if n == 0 {
+        yaml.push_str("  []\n");
+    }
+    for i in 0..n {
+        if i % 7 == 6 {
+            yaml.push_str(&format!(
+                "  - name: t{i:05}\n    provider: other\n    expires_at: 2031-06-30\n"
+            ));
+        } else {
+            yaml.push_str(&format!(
+                    "  - name: t{i:05}\n    provider: idp\n    secret: {{env: S}}\n    labels: {{team: \"t<{}>\\\"q\", owner: o{}}}\n",
+                    i % 3,
+                    i % 5
+                ));
+        }
+    }
+    let config = Config::parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let store = Arc::new(Store::new());
+    store.reconcile(&config);
+    let now = jiff::Timestamp::now();
+    for (i, spec) in config.tokens.iter().enumerate() {
+        let outcome = match i % 5 {
+            0 => ProbeOutcome::valid(TokenFacts {
+                expiry: Expiry::At(now + jiff::SignedDuration::from_hours(24 * 400)),
+                subject: Some(format!("svc-\"{i}\" <b>")),
+                scopes: vec!["read".into(), "write".into()],
+                ..TokenFacts::default()
+            }),
+            1 => ProbeOutcome::valid(TokenFacts {
+                expiry: Expiry::At(now + jiff::SignedDuration::from_hours(30 + i as i64)),
+                ..TokenFacts::default()
+            }),
+            2 => ProbeOutcome::new(Verdict::Invalid, Reason::Revoked, "revoked"),
+            3 => ProbeOutcome::new(Verdict::RateLimited, Reason::RateLimited, "429"),
+            _ => continue,
+        };
+        let run = ProbeRun {
+            outcome,
+            fingerprint: Some(format!("sha256:{i:012x}")),
+            duration: std::time::Duration::from_millis(3),
+        };
+        store.record(&spec.name, run, now);
+    }
+    store
+}
+
+fn collect(mut body: ViewStream) -> (Vec<String>, String) {
+    let mut chunks = Vec::new();
+    while let Some(c) = body.next_chunk() {
+        chunks.push(c);
+    }
+    let all = chunks.concat();
+    (chunks, all)
+}
+
+/// The document as the handler built it before it streamed: one serde_json call.
+#[derive(serde::Serialize)]
+struct TokensDoc {
+    generated_at: String,
+    counts: std::collections::BTreeMap<&'static str, usize>,
+    tokens: Vec<TokenView>,
+}
+
+#[test]
+fn the_streamed_api_answer_is_byte_for_byte_the_whole_document() {
+    for n in [0, 1, 12, 200] {
+        let store = store_of(n);
+        let now = jiff::Timestamp::now();
+        let views = view::all(&store.read(), now);
+        let whole = serde_json::to_string(&TokensDoc {
+            generated_at: now.to_string(),
+            counts: view::counts(&views).into_iter().collect(),
+            tokens: views,
+        })
+        .unwrap();
+        let (_, streamed) = collect(tokens_body(store, now, None));
+        assert_eq!(streamed, whole, "{n} tokens");
+        let parsed: serde_json::Value = serde_json::from_str(&streamed).unwrap();
+        assert_eq!(parsed["tokens"].as_array().unwrap().len(), n);
+    }
+}
+
+#[test]
+fn the_streamed_page_is_byte_for_byte_the_whole_page() {
+    let store = store_of(40);
+    let now = jiff::Timestamp::now();
+    let views = view::all(&store.read(), now);
+    let filters = [
+        PageFilter::default(),
+        PageFilter {
+            state: "invalid".into(),
+            ..PageFilter::default()
+        },
+        PageFilter {
+            team: "t<1>\"q".into(),
+            provider: "idp".into(),
+            ..PageFilter::default()
+        },
+        PageFilter {
+            provider: "nothing-matches".into(),
+            ..PageFilter::default()
+        },
+    ];
+    for filter in filters {
+        let whole = render_page(&views, &filter, "/metrics", now);
+        let (_, streamed) = collect(page_body(
+            store.clone(),
+            filter.clone(),
+            "/metrics",
+            now,
+            None,
+        ));
+        assert_eq!(streamed, whole, "{filter:?}");
+    }
+}
+
+#[tokio::test]
+async fn large_answers_arrive_in_many_bounded_frames() {
+    let (app, _) = app(store_of(2_000));
+    for path in ["/api/v1/tokens", "/"] {
+        let mut body = get(&app, path).await.into_body();
+        let (mut frames, mut total, mut largest) = (0, 0, 0);
+        while let Some(frame) = body.frame().await {
+            let data = frame.unwrap().into_data().unwrap();
+            frames += 1;
+            total += data.len();
+            largest = largest.max(data.len());
+        }
+        // The whole answer is never one buffer: each frame is a chunk of tokens.
+        assert!(frames >= 2_000 / 64, "{path}: {frames} frames");
+        assert!(
+            largest * 10 < total,
+            "{path}: a frame of {largest} bytes out of {total}"
+        );
+    }
+}
+
+#[test]
+fn a_token_removed_while_streaming_is_left_out_and_the_json_stays_valid() {
+    let store = store_of(200);
+    let now = jiff::Timestamp::now();
+    let mut body = tokens_body(store.clone(), now, None);
+    let mut text = body.next_chunk().unwrap();
+    text.push_str(&body.next_chunk().unwrap());
+    // A reload that keeps only the first 10 tokens of the file.
+    let kept = Config::parse(
+            "providers:\n  idp: {kind: oauth2_introspection, introspection_url: \"http://127.0.0.1:9/i\", client_id: x, client_secret: {env: CS}}\ntokens:\n  - {name: t00000, provider: idp, secret: {env: S}}\n",
+        )
+        .unwrap();
+    store.reconcile(&kept);
+    while let Some(c) = body.next_chunk() {
+        assert!(!c.is_empty(), "an empty chunk");
+        text.push_str(&c);
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        parsed["tokens"].as_array().unwrap().len(),
+        TOKENS_PER_CHUNK + 1
+    );
+}
+
+fn app(store: Arc<Store>) -> (Router, Metrics) {
+    let metrics = Metrics::new(store.clone(), Arc::new(ExporterStatus::new()));
+    let state = AppState {
+        store,
+        metrics: metrics.clone(),
+        ready: Arc::new(AtomicBool::new(true)),
+        reload: mpsc::channel(1).0,
+        telemetry_path: "/metrics".into(),
+    };
+    (router(state), metrics)
+}
+
+async fn get(app: &Router, path: &str) -> Response {
+    let req = axum::http::Request::get(path)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    app.clone().oneshot(req).await.unwrap()
+}
+
+#[tokio::test]
+async fn heavy_requests_past_the_bound_get_503_while_scrapes_go_on() {
+    let (app, metrics) = app(store_of(300));
+    // Answers in progress: their bodies are not read yet, so each holds its turn.
+    let mut held = Vec::new();
+    for i in 0..MAX_CONCURRENT_VIEWS {
+        let path = if i % 2 == 0 { "/api/v1/tokens" } else { "/" };
+        let r = get(&app, path).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        held.push(r);
+    }
+    for path in ["/api/v1/tokens", "/?state=valid"] {
+        let r = get(&app, path).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+    // Light endpoints are not bounded.
+    assert_eq!(
+        get(&app, "/api/v1/tokens/t00000").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(get(&app, "/-/healthy").await.status(), StatusCode::OK);
+    // A scrape has a bound of its own: the flood does not starve it.
+    let scrape = get(&app, "/metrics").await;
+    assert_eq!(scrape.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        scrape
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        "api_token_exporter_http_requests_refused_total{handler=\"api\"} 1",
+        "api_token_exporter_http_requests_refused_total{handler=\"page\"} 1",
+        "api_token_exporter_http_requests_refused_total{handler=\"metrics\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+    // A finished answer gives its turn back.
+    let done = held.pop().unwrap();
+    let _ = done.into_body().collect().await.unwrap();
+    assert_eq!(get(&app, "/api/v1/tokens").await.status(), StatusCode::OK);
+    // Scrapes past their own bound wait, then are refused and counted.
+    let mut scrapes = Vec::new();
+    for _ in 0..MAX_CONCURRENT_SCRAPES {
+        let r = get(&app, "/metrics").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        scrapes.push(r);
+    }
+    assert_eq!(
+        get(&app, "/metrics").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    drop(scrapes);
+    let text = crate::expose::metrics::render(&metrics);
+    assert!(
+        text.contains("api_token_exporter_http_requests_refused_total{handler=\"metrics\"} 1\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn escape_covers_markup() {
+    assert_eq!(
+        escape("<a href=\"x\">'&'</a>"),
+        "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+    );
+}

@@ -1,0 +1,120 @@
+use super::*;
+
+fn caps(max_scopes: usize, max_label_length: usize) -> AnswerCaps {
+    AnswerCaps {
+        max_scopes,
+        max_label_length,
+    }
+}
+
+/// Issue 16 finding 5: 110,000 scopes and a 100 KB subject are cut to the caps, with
+/// the anomalies on the token.
+#[test]
+fn caps_bound_scopes_and_label_lengths() {
+    let mut facts = TokenFacts {
+        subject: Some("s".repeat(100_000)),
+        scopes: (0..110_000).rev().map(|i| format!("scope{i:06}")).collect(),
+        ..TokenFacts::default()
+    };
+    let applied = apply_caps(&mut facts, AnswerCaps::DEFAULT);
+    assert_eq!(
+        applied,
+        CapsApplied {
+            scopes: true,
+            label_length: true
+        }
+    );
+    assert_eq!(facts.scopes.len(), 64);
+    assert_eq!(facts.scopes[0], "scope000000");
+    assert_eq!(facts.scopes[63], "scope000063");
+    let subject = facts.subject.as_deref().unwrap();
+    assert!(subject.len() <= 128, "{}", subject.len());
+    assert!(subject.ends_with(CUT_MARKER));
+    assert_eq!(
+        facts.anomalies,
+        [Anomaly::ScopesCapped, Anomaly::LabelTruncated]
+    );
+}
+
+#[test]
+fn caps_leave_ordinary_answers_alone() {
+    let mut facts = TokenFacts {
+        subject: Some("alice@example.com".into()),
+        scopes: vec!["read".into(), "write".into()],
+        ..TokenFacts::default()
+    };
+    let before = facts.clone();
+    assert_eq!(apply_caps(&mut facts, caps(2, 17)), CapsApplied::default());
+    assert_eq!(facts, before);
+}
+
+#[test]
+fn cuts_land_on_character_boundaries() {
+    for len in 16..40 {
+        let mut s = "\u{e9}\u{1f600}x".repeat(20);
+        assert!(truncate_label(&mut s, len));
+        assert!(s.len() <= len, "{len}: {}", s.len());
+        assert!(s.ends_with(CUT_MARKER));
+    }
+    // Scopes that read alike once cut are kept once.
+    let long = "a".repeat(200);
+    let mut facts = TokenFacts {
+        scopes: vec![format!("{long}1"), format!("{long}2")],
+        ..TokenFacts::default()
+    };
+    apply_caps(&mut facts, caps(64, 32));
+    assert_eq!(facts.scopes.len(), 1);
+}
+
+use serde_json::json;
+
+/// The kind each variant is listed under. Exhaustive on purpose: a new variant does not
+/// compile until it is given its `KINDS` name here.
+fn listed_as(config: &ProviderConfig) -> &'static str {
+    let i = match config {
+        ProviderConfig::Oauth2Introspection(_) => 0,
+        ProviderConfig::Jwt(_) => 1,
+        ProviderConfig::Github(_) => 2,
+        ProviderConfig::Gitlab(_) => 3,
+        ProviderConfig::Vault(_) => 4,
+        ProviderConfig::Slack(_) => 5,
+        ProviderConfig::Cloudflare(_) => 6,
+        ProviderConfig::Google(_) => 7,
+        ProviderConfig::Kubernetes(_) => 8,
+        ProviderConfig::Static(_) => 9,
+    };
+    KINDS[i]
+}
+
+#[test]
+fn kinds_are_exactly_the_kinds_serde_accepts() {
+    // serde lists every variant it accepts in the error for an unknown one.
+    let err = serde_json::from_value::<ProviderConfig>(json!({"kind": "no_such_kind"}))
+        .unwrap_err()
+        .to_string();
+    let list = err
+        .split("expected one of ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no variant list in {err:?}"));
+    let accepted: Vec<&str> = list
+        .split(", ")
+        .map(|k| k.trim_matches(|c: char| c == '`' || c.is_whitespace()))
+        .collect();
+    assert_eq!(accepted, KINDS, "from {err:?}");
+}
+
+#[test]
+fn every_kind_decodes_to_its_variant_and_names_itself() {
+    for &kind in KINDS {
+        // A document, not a `json!` map: the decoder reads `kind` first, as written.
+        let text = if kind == "vault" {
+            format!(r#"{{"kind": "{kind}", "address": "https://vault.example.com"}}"#)
+        } else {
+            format!(r#"{{"kind": "{kind}"}}"#)
+        };
+        let config: ProviderConfig = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("a minimal {kind} provider does not decode: {e}"));
+        assert_eq!(config.kind(), kind);
+        assert_eq!(listed_as(&config), kind);
+    }
+}

@@ -1,0 +1,183 @@
+//! The typed token spec: what the inventory says about one token, after validation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::Thresholds;
+use crate::secret::SecretSource;
+
+/// One token of the inventory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenSpec {
+    pub name: String,
+    pub provider: String,
+    pub secret: Option<SecretSource>,
+    pub labels: Labels,
+    pub thresholds: Thresholds,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub params: Params,
+    /// Hygiene policies for this token: `global.policies` with this token's overrides. Tokens
+    /// without overrides share one copy.
+    pub policies: Arc<Policies>,
+    /// The token's label text in `/metrics`, escaped on the first scrape and kept for the
+    /// spec's life (a reload makes new specs). Ignored when specs are compared.
+    pub metric_labels: Memo<TokenLabels>,
+}
+
+/// A token's inventory labels, sorted by name. A slice, not a `BTreeMap`: a map allocates a
+/// 544-byte node for the usual two labels, and there is one per token.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels(Box<[(String, String)]>);
+
+impl Labels {
+    pub fn get(&self, name: &str) -> Option<&String> {
+        let i = self
+            .0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()?;
+        Some(&self.0[i].1)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+impl From<BTreeMap<String, String>> for Labels {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        Labels(map.into_iter().collect())
+    }
+}
+
+impl std::ops::Index<&str> for Labels {
+    type Output = String;
+    fn index(&self, name: &str) -> &String {
+        self.get(name).expect("no such label")
+    }
+}
+
+/// A value computed once from the rest of a struct. It compares equal whatever it holds, so
+/// it never makes two otherwise equal specs differ.
+#[derive(Clone, Debug)]
+pub struct Memo<T>(std::sync::OnceLock<T>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(std::sync::OnceLock::new())
+    }
+}
+
+impl<T> Memo<T> {
+    pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(f)
+    }
+
+    /// The value, if computed already.
+    pub fn get(&self) -> Option<&T> {
+        self.0.get()
+    }
+}
+
+impl<T> PartialEq for Memo<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// Token hygiene policies. Each configured policy yields a finding for every token it applies
+/// to (see `policy.rs`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Policies {
+    /// Rotation discipline: the token must be younger than this.
+    pub max_age: Option<Duration>,
+    /// Least privilege: every scope the token holds must be in this list.
+    pub allowed_scopes: Option<Vec<String>>,
+    /// Scopes (or Vault policies) the token must not hold.
+    pub forbidden_scopes: Vec<String>,
+    /// Identity assertions: what the provider must report about the token.
+    pub expect: Expect,
+    /// A token that never expires violates.
+    pub require_expiry: bool,
+    /// A token unused for longer than this violates (where the provider reports last use).
+    pub max_unused: Option<Duration>,
+}
+
+/// Identity the provider must report, compared as exact strings.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    /// The account, team or organisation the provider reports (`extra.account`, or Slack's
+    /// `team_id`, or Cloudflare's account).
+    pub account: Option<String>,
+    pub issuer: Option<String>,
+    /// One audience the token must carry.
+    pub audience: Option<String>,
+}
+
+/// A token's [`TokenParams`], allocated only when one is set (most tokens have none, and the
+/// struct is 120 bytes). Reads as a `TokenParams` either way.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params(Option<Box<TokenParams>>);
+
+static NO_PARAMS: TokenParams = TokenParams {
+    token_type_hint: None,
+    audiences: None,
+    accessor: None,
+    expires_at: None,
+    issued_at: None,
+};
+
+impl std::ops::Deref for Params {
+    type Target = TokenParams;
+    fn deref(&self) -> &TokenParams {
+        self.0.as_deref().unwrap_or(&NO_PARAMS)
+    }
+}
+
+impl From<TokenParams> for Params {
+    fn from(p: TokenParams) -> Self {
+        Params((p != NO_PARAMS).then(|| Box::new(p)))
+    }
+}
+
+/// Per-token settings that only some provider kinds use. Each provider's `check_token`
+/// refuses the ones it does not understand, so a misplaced setting fails loudly.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct TokenParams {
+    /// RFC 7662 `token_type_hint` (`access_token` or `refresh_token`).
+    pub token_type_hint: Option<String>,
+    /// Audiences a JWT or a Kubernetes token must carry.
+    pub audiences: Option<Vec<String>>,
+    /// Vault token accessor: look the token up without its secret.
+    pub accessor: Option<String>,
+    /// Declared expiry for the `static` provider (RFC 3339 or `YYYY-MM-DD`).
+    pub expires_at: Option<String>,
+    /// Declared issue time for the `static` provider.
+    pub issued_at: Option<String>,
+}
+
+/// A token's label text, escaped once per spec ([`TokenSpec::metric_labels`]): the
+/// 17 series of a token carry `series`, and `api_token_info` adds `inventory`. Kept with the
+/// spec so a scrape neither escapes the same text again nor chases each token's scattered
+/// strings: the labels only change when the inventory does.
+#[derive(Clone, Debug)]
+pub struct TokenLabels {
+    /// `token="...",provider="..."`.
+    pub(crate) series: Box<str>,
+    /// `,key="value"` for each of the inventory's labels.
+    pub(crate) inventory: Box<str>,
+}
