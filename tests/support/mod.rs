@@ -1,8 +1,17 @@
-//! Shared test support: a recording HTTP server that answers as a provider's documentation
-//! says, and checks over what probes sent. Include with `mod support;` from a test file.
+//! The one support tree of the integration tests: a recording HTTP server that answers as a
+//! provider's documentation says (this file), the binary as a child process (`daemon`), the
+//! fixed clock (`clock`), the real peers (`prom`: Prometheus, Alertmanager, promtool, node;
+//! `oidc`: oidc-provider; `bao`: OpenBao) and the notification harness (`notify`).
+//! `tests/it/main.rs` includes it, and so does each binary that must run alone.
+// Not every binary that includes the tree uses every helper.
 #![allow(dead_code)]
 
+pub mod bao;
+pub mod clock;
 pub mod daemon;
+pub mod notify;
+pub mod oidc;
+pub mod prom;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
