@@ -84,7 +84,7 @@ fn shipped_alert_names_are_exactly_the_known_list() {
         missing.is_empty() && unknown.is_empty(),
         "{RULES_FILE} no longer ships {missing:?} and newly ships {unknown:?}. Alert names are a \
          contract (routes, silences and runbooks use them): if this is intended, update \
-         SHIPPED_ALERTS in tests/alerts.rs, alerts/runbook.md and docs/alerts-and-dashboards.md."
+         SHIPPED_ALERTS in tests/it/alerts.rs, alerts/runbook.md and docs/alerts-and-dashboards.md."
     );
     assert_eq!(
         shipped.len(),
@@ -481,8 +481,8 @@ fn promtool_unit_tests_catch_rules_that_break_the_promises() {
 /// The PrometheusRule manifest: the rules file, unchanged, under `spec:`.
 fn render_prometheus_rule(rules_text: &str) -> String {
     let mut out = String::from(
-        "# Generated from alerts/api-token-exporter.rules.yml by tests/alerts.rs: do not edit.\n\
-         # Regenerate with: UPDATE_GOLDEN=1 cargo test --test alerts\n\
+        "# Generated from alerts/api-token-exporter.rules.yml by tests/it/alerts.rs: do not edit.\n\
+         # Regenerate with: UPDATE_GOLDEN=1 cargo test --test it alerts::\n\
          # Prometheus Operator selects rules by label (its ruleSelector): add the labels yours\n\
          # expects under metadata.labels when you apply this (for example with kustomize).\n\
          apiVersion: monitoring.coreos.com/v1\n\
@@ -521,7 +521,7 @@ fn prometheus_rule_manifest_is_generated_from_the_rules_file() {
             .unwrap_or_else(|| have.lines().count().min(want.lines().count()));
         panic!(
             "{PROMETHEUS_RULE_FILE} does not match {RULES_FILE} (first difference at line {}). \
-             It is generated: run `UPDATE_GOLDEN=1 cargo test --test alerts` and commit both files.",
+             It is generated: run `UPDATE_GOLDEN=1 cargo test --test it alerts::` and commit both files.",
             line + 1
         );
     }

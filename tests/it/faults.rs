@@ -30,12 +30,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support;
+use crate::support::clock::NOW;
 use support::SecretFiles;
 use support::daemon::{Daemon, free_port, write};
 use support::peer_missing;
 
 /// The probes' clock. Every good answer says the token expires at [`EXP`].
-const NOW: i64 = 1_700_000_000;
 /// 2023-12-15T00:00:00Z: a midnight, so GitLab's date-only `expires_at` can say it too.
 const EXP: i64 = 1_702_598_400;
 /// Each token's `probe_timeout` in these tests; slow faults take well over it.

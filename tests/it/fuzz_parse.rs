@@ -7,11 +7,12 @@
 //!
 //! Each target runs `PROPTEST_CASES` cases (proptest's own variable; 256 by default, so
 //! `.ci/run` stays fast). A longer run:
-//! `PROPTEST_CASES=20000 cargo test --release --test fuzz_parse`.
+//! `PROPTEST_CASES=20000 cargo test --release --test it fuzz_parse::`.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict};
 use api_token_exporter::provider::{
@@ -22,12 +23,6 @@ use jiff::Timestamp;
 use proptest::prelude::*;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
-
-const NOW: i64 = 1_700_000_000;
-
-fn now() -> Timestamp {
-    Timestamp::from_second(NOW).unwrap()
-}
 
 // ---------------------------------------------------------------------------------------
 // Strategies

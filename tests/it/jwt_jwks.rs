@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use crate::support;
+use crate::support::clock::{NOW, now};
 use support::{Answer, MockServer, SecretFiles};
 
 /// Test key A (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`), published
@@ -48,13 +49,8 @@ fr3CXsRvsfrFVkZLCfnl9JZdcMoFsI5HN191QE8SUj7oaNWRmIpImtl6
 const KEY_B_X: &str = "IJzpTj9UzooPrh2_UiCCwWoLImgxD369wl7Eb7H6xVY";
 const KEY_B_Y: &str = "RksJ-eX0ll1wygWwjkc3X3VATxJSPuho1ZGYikia2Xo";
 
-const NOW: i64 = 1_700_000_000;
 const EXP: i64 = NOW + 3600;
 const ISSUER: &str = "https://issuer.example.test";
-
-fn now() -> Timestamp {
-    Timestamp::from_second(NOW).unwrap()
-}
 
 fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap()

@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use crate::support;
+use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict};
-use jiff::Timestamp;
 use serde_json::{Value, json};
 use support::{Answer, MockServer, SecretFiles, probe_once};
 
-const NOW: i64 = 1_700_000_000;
 const TOKEN: &str = "canaryCloudflareApiToken0123456789abcdefg";
 const ACCOUNT: &str = "023e105f4ecef8ad9ca31a8372d0c353";
 const USER_PATH: &str = "/client/v4/user/tokens/verify";
@@ -27,10 +26,6 @@ const NEVER_CALL: &[(&str, &str)] = &[
     ("PATCH", "/client/v4/accounts"),
     ("DELETE", "/client/v4/accounts"),
 ];
-
-fn now() -> Timestamp {
-    Timestamp::from_second(NOW).unwrap()
-}
 
 fn yaml(api_url: &str, account_id: Option<&str>, secret: &str) -> String {
     let account = account_id

@@ -12,7 +12,8 @@ use jiff::Timestamp;
 use serde_json::json;
 use support::{Answer, MockServer, Recorded, SecretFiles, probe_once};
 
-/// 2025-09-04 15:33:20 UTC.
+/// 2025-09-04 15:33:20 UTC, not `support::clock::NOW`: the recorded answers below carry 2025
+/// dates, and the assertions on time left are computed from this instant.
 const NOW: i64 = 1_757_000_000;
 const CLIENT_ID: &str = "Iv1.8a61f9b3a7aba766";
 const CLIENT_SECRET: &str = "app-client-secret-value";

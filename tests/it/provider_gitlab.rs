@@ -11,7 +11,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use support::{Answer, MockServer, Recorded, SecretFiles, probe_once};
 
-/// 2025-09-04 15:33:20 UTC.
+/// 2025-09-04 15:33:20 UTC, not `support::clock::NOW`: the recorded answers below carry 2025
+/// dates, and the assertions on time left are computed from this instant.
 const NOW: i64 = 1_757_000_000;
 
 fn now() -> Timestamp {

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use crate::support;
+use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict};
 use jiff::Timestamp;
 use serde_json::json;
 use support::{Answer, MockServer, SecretFiles, probe_once};
 
-const NOW: i64 = 1_700_000_000;
 const TOKEN: &str = "ya29.a0canaryGoogleAccessToken-0123456789";
 
 /// Revocation: a probe must never call it. The token grant endpoint (`/token`, where a
@@ -21,10 +21,6 @@ const NEVER_CALL: &[(&str, &str)] = &[
     ("GET", "/revoke"),
     ("POST", "/o/oauth2/revoke"),
 ];
-
-fn now() -> Timestamp {
-    Timestamp::from_second(NOW).unwrap()
-}
 
 fn yaml(tokeninfo_url: &str, secret: &str) -> String {
     format!(

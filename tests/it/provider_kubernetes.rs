@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::support;
+use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict};
 use base64::Engine;
@@ -14,7 +15,6 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use support::{Answer, MockServer, Recorded, SecretFiles, peer_missing, probe_once, probe_with};
 
-const NOW: i64 = 1_700_000_000;
 const OWN_TOKEN: &str = "canary-exporter-own-service-account-token";
 const REVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 
@@ -26,10 +26,6 @@ const NEVER_CALL: &[(&str, &str)] = &[
     ("DELETE", "/api"),
     ("DELETE", "/apis"),
 ];
-
-fn now() -> Timestamp {
-    Timestamp::from_second(NOW).unwrap()
-}
 
 fn b64(v: &Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())

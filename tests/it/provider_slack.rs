@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use crate::support;
+use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict};
 use jiff::Timestamp;
 use serde_json::json;
 use support::{Answer, MockServer, Recorded, SecretFiles, probe_once};
 
-const NOW: i64 = 1_700_000_000;
 const BOT_TOKEN: &str = "xoxb-1111111111-2222222222-canarySlackBotToken";
 const ROTATING_TOKEN: &str = "xoxe.xoxp-1-canaryRotatingSlackUserToken";
 
@@ -23,10 +23,6 @@ const NEVER_CALL: &[(&str, &str)] = &[
     ("POST", "/api/auth.revoke"),
     ("GET", "/api/auth.revoke"),
 ];
-
-fn now() -> Timestamp {
-    Timestamp::from_second(NOW).unwrap()
-}
 
 fn yaml(api_url: &str, secret: &str) -> String {
     format!(

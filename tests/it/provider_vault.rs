@@ -451,6 +451,8 @@ async fn real_namespace_is_sent_and_an_unknown_one_is_misconfigured() {
 // ---------------------------------------------------------------------------------------
 // A recording mock, for what a dev server cannot be made to answer.
 
+/// Not `support::clock::NOW`: the recorded answer below carries its own `expire_time`, and the
+/// time left the assertions expect is counted from this instant.
 const NOW: i64 = 1_795_377_783;
 
 fn now() -> Timestamp {

@@ -147,7 +147,10 @@ async fn the_global_limit_holds_without_a_task_per_waiting_token() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On tokio's paused clock: the pause is the scheduler's own timer, so the test's seconds pass
+/// as soon as every task waits, and no wall-clock second is spent or can be missed on a busy
+/// machine. The mock provider is in this runtime, on loopback.
+#[tokio::test(start_paused = true)]
 async fn a_rate_limiting_provider_is_paused_for_its_retry_after() {
     let server = MockServer::start(|_| {
         Answer::json(429, json!({"error": "slow down"})).header("retry-after", "3600")
