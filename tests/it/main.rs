@@ -24,6 +24,7 @@ mod e2e_alerting;
 mod faults;
 mod fuzz_parse;
 mod jwt_jwks;
+mod layout;
 mod notify_alertmanager;
 mod notify_canary;
 mod notify_cli;
