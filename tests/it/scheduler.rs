@@ -43,11 +43,9 @@ async fn wait(what: &str, limit: Duration, f: impl Fn() -> bool) {
 }
 
 /// A provider that answers every introspection `active` after `delay`, and the most requests
-/// it saw in flight at once. The handler runs synchronously per request; it counts a request
-/// in on arrival and out from a short-lived guard thread, which ends at four fifths of the
-/// delay: ending at the same moment raced the client, whose freed permit let the next
-/// request in before the decrement (a false "4 in flight"). Requests that truly overlap
-/// arrive within milliseconds.
+/// it saw in flight at once. A request counts in when it arrives and out just before its
+/// answer is written, so the client's freed permit can only let the next request in after
+/// the count went down: the peak is exact, whatever the load on the machine.
 async fn counting_server(delay: Duration) -> (MockServer, Arc<AtomicUsize>) {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -56,11 +54,11 @@ async fn counting_server(delay: Duration) -> (MockServer, Arc<AtomicUsize>) {
         let now = f.fetch_add(1, Ordering::SeqCst) + 1;
         p.fetch_max(now, Ordering::SeqCst);
         let f2 = f.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(delay * 4 / 5);
-            f2.fetch_sub(1, Ordering::SeqCst);
-        });
-        Answer::json(200, json!({"active": true, "exp": 4_000_000_000i64})).delayed(delay)
+        Answer::json(200, json!({"active": true, "exp": 4_000_000_000i64}))
+            .delayed(delay)
+            .on_send(move || {
+                f2.fetch_sub(1, Ordering::SeqCst);
+            })
     })
     .await;
     (server, peak)

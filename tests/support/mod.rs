@@ -54,6 +54,19 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// Wait this long before answering (for timeout tests).
     pub delay: Option<std::time::Duration>,
+    /// Called after the delay and before the answer is written, so whatever it records
+    /// happens before the client can see the answer.
+    pub on_send: Option<OnSend>,
+}
+
+/// A callback of [`Answer::on_send`].
+#[derive(Clone)]
+pub struct OnSend(Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for OnSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnSend")
+    }
 }
 
 impl Answer {
@@ -63,6 +76,7 @@ impl Answer {
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
             delay: None,
+            on_send: None,
         }
     }
     pub fn text(status: u16, content_type: &str, body: &str) -> Self {
@@ -71,6 +85,7 @@ impl Answer {
             headers: vec![("content-type".into(), content_type.into())],
             body: body.as_bytes().to_vec(),
             delay: None,
+            on_send: None,
         }
     }
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -79,6 +94,11 @@ impl Answer {
     }
     pub fn delayed(mut self, d: std::time::Duration) -> Self {
         self.delay = Some(d);
+        self
+    }
+    /// Runs `f` once the answer is due, just before it is written.
+    pub fn on_send(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_send = Some(OnSend(Arc::new(f)));
         self
     }
 }
@@ -116,6 +136,9 @@ impl MockServer {
                 log.lock().unwrap().push(rec);
                 if let Some(d) = answer.delay {
                     tokio::time::sleep(d).await;
+                }
+                if let Some(OnSend(f)) = &answer.on_send {
+                    f();
                 }
                 let mut resp =
                     Response::builder().status(StatusCode::from_u16(answer.status).unwrap());
