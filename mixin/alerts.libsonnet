@@ -3,11 +3,11 @@
 // To add an alert: add one object to the list of its group, with a `comment::` that explains the
 // alert and says why its `for:` is what it is (in a line with "for: <duration>."), a static
 // `summary` sentence and a templated `description`; then add promtool cases in alerts/tests,
-// a section in alerts/runbook.md and the name in tests/alerts.rs, and run
+// a section in alerts/runbook.md and the name in tests/it/alerts.rs, and run
 // `python3 mixin/render.py` to write alerts/api-token-exporter.rules.yml.
 //
 // `comment::` is hidden, so std.manifestYamlDoc leaves it out; render.py writes it as the YAML
-// comment above the alert, where tests/alerts.rs looks for the `for:` reason.
+// comment above the alert, where tests/it/alerts.rs looks for the `for:` reason.
 //
 // Annotations follow the monitoring-mixins guidelines: `summary` is a static sentence (it groups
 // well in Alertmanager and reads the same in every notification), `description` carries the

@@ -45,16 +45,16 @@ Generated from the mixin (mixin/alerts.libsonnet) by mixin/render.py: do not edi
 mixin and run `python3 mixin/render.py`; `python3 mixin/render.py --check` (in
 .ci/checks/mixin.sh) fails while this file differs from the rendering.
 alerts/kubernetes/prometheusrule.yaml is generated from this file (by render.py and by
-UPDATE_GOLDEN=1 cargo test --test alerts) and a test fails when the two differ.
+UPDATE_GOLDEN=1 cargo test --test it alerts::) and a test fails when the two differ.
 alerts/tests/*.test.yml hold the promtool unit tests; run them with
   promtool test rules alerts/tests/*.test.yml
 """
 
-# The header of the PrometheusRule twin; tests/alerts.rs (render_prometheus_rule) writes the same
+# The header of the PrometheusRule twin; tests/it/alerts.rs (render_prometheus_rule) writes the same
 # bytes and fails when the committed file differs, so the two generators must agree.
 PROMETHEUS_RULE_HEADER = """\
-# Generated from alerts/api-token-exporter.rules.yml by tests/alerts.rs: do not edit.
-# Regenerate with: UPDATE_GOLDEN=1 cargo test --test alerts
+# Generated from alerts/api-token-exporter.rules.yml by tests/it/alerts.rs: do not edit.
+# Regenerate with: UPDATE_GOLDEN=1 cargo test --test it alerts::
 # Prometheus Operator selects rules by label (its ruleSelector): add the labels yours
 # expects under metadata.labels when you apply this (for example with kustomize).
 apiVersion: monitoring.coreos.com/v1

@@ -1,6 +1,8 @@
 //! The allocator tuning of `src/expose/memory.rs`: a scrape's copy of the store goes back to the
 //! system when the scrape ends, instead of staying in the scraping thread's glibc arena.
-//! Its own test binary, so no other test allocates in this process while it measures.
+//! Its own test binary, so no other test allocates in this process while it measures, and so
+//! the allocator settings it applies (`memory::tune_allocator`, process-wide) reach no other
+//! test: the integration tests in `tests/it/` share one process.
 
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 

@@ -1,6 +1,8 @@
 //! `GET /api/v1/tokens` at scale holds a chunk of its answer, not the whole: the answer is
 //! written from the store a chunk at a time. Its own test binary, so no other test
-//! allocates in this process while it measures.
+//! allocates in this process while it measures, and so the allocator settings it applies
+//! (`memory::tune_allocator`, process-wide) reach no other test: the integration tests in
+//! `tests/it/` share one process.
 
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 

@@ -1,8 +1,17 @@
-//! Shared test support: a recording HTTP server that answers as a provider's documentation
-//! says, and checks over what probes sent. Include with `mod support;` from a test file.
+//! The one support tree of the integration tests: a recording HTTP server that answers as a
+//! provider's documentation says (this file), the binary as a child process (`daemon`), the
+//! fixed clock (`clock`), the real peers (`prom`: Prometheus, Alertmanager, promtool, node;
+//! `oidc`: oidc-provider; `bao`: OpenBao) and the notification harness (`notify`).
+//! `tests/it/main.rs` includes it, and so does each binary that must run alone.
+// Not every binary that includes the tree uses every helper.
 #![allow(dead_code)]
 
+pub mod bao;
+pub mod clock;
 pub mod daemon;
+pub mod notify;
+pub mod oidc;
+pub mod prom;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -45,6 +54,19 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// Wait this long before answering (for timeout tests).
     pub delay: Option<std::time::Duration>,
+    /// Called after the delay and before the answer is written, so whatever it records
+    /// happens before the client can see the answer.
+    pub on_send: Option<OnSend>,
+}
+
+/// A callback of [`Answer::on_send`].
+#[derive(Clone)]
+pub struct OnSend(Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for OnSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnSend")
+    }
 }
 
 impl Answer {
@@ -54,6 +76,7 @@ impl Answer {
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
             delay: None,
+            on_send: None,
         }
     }
     pub fn text(status: u16, content_type: &str, body: &str) -> Self {
@@ -62,6 +85,7 @@ impl Answer {
             headers: vec![("content-type".into(), content_type.into())],
             body: body.as_bytes().to_vec(),
             delay: None,
+            on_send: None,
         }
     }
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -70,6 +94,11 @@ impl Answer {
     }
     pub fn delayed(mut self, d: std::time::Duration) -> Self {
         self.delay = Some(d);
+        self
+    }
+    /// Runs `f` once the answer is due, just before it is written.
+    pub fn on_send(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_send = Some(OnSend(Arc::new(f)));
         self
     }
 }
@@ -107,6 +136,9 @@ impl MockServer {
                 log.lock().unwrap().push(rec);
                 if let Some(d) = answer.delay {
                     tokio::time::sleep(d).await;
+                }
+                if let Some(OnSend(f)) = &answer.on_send {
+                    f();
                 }
                 let mut resp =
                     Response::builder().status(StatusCode::from_u16(answer.status).unwrap());

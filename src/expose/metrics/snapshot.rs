@@ -40,7 +40,7 @@ impl Metrics {
     /// probe result never waits for a scrape's encoding.
     pub fn snapshot(&self) -> Exposition {
         // Both buffers are over `memory::BIG` from a few thousand tokens on, so each is a
-        // mapping of its own, given back when the scrape ends (src/memory.rs), and faulted in
+        // mapping of its own, given back when the scrape ends (src/expose/memory.rs), and faulted in
         // before the lock is taken: probe results wait for the copy, not for page faults. A
         // reload between the two locks only makes a buffer grow.
         let n = self.store.read().tokens.len();

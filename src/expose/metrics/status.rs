@@ -17,7 +17,7 @@ pub struct ExporterStatus {
     /// The web config's reloads and basic auth's refusals (`Web::stats`).
     pub web: Arc<crate::expose::web::WebStats>,
     /// Heavy requests (`/metrics`, `/`, `/api/v1/tokens`) answered 503 because too many
-    /// were in progress (src/server.rs).
+    /// were in progress (src/expose/server.rs).
     pub requests_refused: RequestsRefused,
 }
 

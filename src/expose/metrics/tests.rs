@@ -138,7 +138,7 @@ tokens:
 
 /// The exposition, byte for byte. `tests/testdata/metrics.golden` was first written by
 /// prometheus-client's encoder; the hand-written one must keep every byte of it (an
-/// OpenMetrics parser in Prometheus reads it in tests/prometheus.rs). Policy findings
+/// OpenMetrics parser in Prometheus reads it in tests/it/prometheus.rs). Policy findings
 /// depend on the clock, so the sample keeps them far from any boundary.
 #[test]
 fn exposition_matches_the_golden_file() {

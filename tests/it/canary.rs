@@ -1,0 +1,290 @@
+//! No token value reaches any output. Canary secrets go through every path: valid, invalid,
+//! provider errors that echo the token back, garbage tokens, exec sources that print the token
+//! to stderr; then every log line (trace level, logfmt and JSON), `/metrics`, `/`,
+//! `/api/v1/tokens`, `check` output and config errors are searched for them.
+
+use std::time::Duration;
+
+use crate::support;
+use base64::Engine;
+use serde_json::json;
+use support::daemon::{BIN, Daemon, write};
+use support::{Answer, MockServer};
+
+fn canary(tag: &str) -> String {
+    let bytes: [u8; 12] = rand::random();
+    format!(
+        "CANARY{tag}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(bytes)
+            .replace(['-', '_'], "x")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_value_reaches_any_output() {
+    let opaque_ok = canary("OK");
+    let opaque_echo = canary("ECHO");
+    let opaque_code = canary("CODE");
+    let opaque_sub = canary("SUB");
+    let garbage = canary("GARBAGE");
+    let exec_value = canary("EXEC");
+    let sig = canary("SIG");
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let jwt = format!(
+        "{}.{}.{sig}",
+        b64(json!({"alg": "ES256"})),
+        b64(json!({"sub": "svc", "exp": 4_000_000_000i64}))
+    );
+
+    let (ok, echo, code, sub) = (
+        opaque_ok.clone(),
+        opaque_echo.clone(),
+        opaque_code.clone(),
+        opaque_sub.clone(),
+    );
+    let server = MockServer::start(move |r| {
+        let body = r.body_text();
+        if body.contains(&ok) {
+            Answer::json(
+                200,
+                json!({"active": true, "exp": 4_000_000_000i64, "sub": "svc"}),
+            )
+        } else if body.contains(&echo) {
+            // A broken provider that echoes the token in an error page.
+            Answer::text(
+                500,
+                "text/html",
+                &format!("<h1>error for token {echo}</h1>"),
+            )
+        } else if body.contains(&sub) {
+            // A provider that reports the token itself as the identity.
+            Answer::json(
+                200,
+                json!({"active": true, "sub": sub.clone(), "scope": format!("read {sub}")}),
+            )
+        } else if body.contains(&code) {
+            Answer::json(
+                401,
+                json!({"error": code.clone(), "error_description": format!("bad token {code}")}),
+            )
+        } else {
+            Answer::text(
+                200,
+                "text/html",
+                &format!("<html>proxy login {body}</html>"),
+            )
+        }
+    })
+    .await;
+
+    let secrets = support::SecretFiles::new();
+    let client = secrets.put("client", "client-secret");
+    let yaml = format!(
+        "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: {url}/introspect\n    client_id: c\n    client_secret: {client}\n  local:\n    kind: jwt\n\
+         tokens:\n\
+         \x20 - name: ok\n    provider: idp\n    secret: {s_ok}\n\
+         \x20 - name: echo\n    provider: idp\n    secret: {s_echo}\n\
+         \x20 - name: code\n    provider: idp\n    secret: {s_code}\n\
+         \x20 - name: sub\n    provider: idp\n    secret: {s_sub}\n\
+         \x20 - name: garbage-jwt\n    provider: local\n    secret: {s_garbage}\n\
+         \x20 - name: jwt\n    provider: local\n    secret: {s_jwt}\n\
+         \x20 - name: exec\n    provider: idp\n    secret: {{exec: [sh, -c, \"echo {exec_value} >&2; printf %s {exec_value}\"]}}\n",
+        url = server.url(),
+        s_ok = secrets.put("ok", &opaque_ok),
+        s_echo = secrets.put("echo", &opaque_echo),
+        s_code = secrets.put("code", &opaque_code),
+        s_sub = secrets.put("sub", &opaque_sub),
+        s_garbage = secrets.put("garbage", &garbage),
+        s_jwt = secrets.put("jwt", &jwt),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "config.yml", &yaml);
+    let needles = [
+        &opaque_ok,
+        &opaque_echo,
+        &opaque_code,
+        &garbage,
+        &exec_value,
+        &sig,
+        &jwt,
+    ];
+
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for format in ["logfmt", "json"] {
+        let d = Daemon::start(&[
+            "--config.file",
+            config.to_str().unwrap(),
+            "--log.level",
+            "trace",
+            "--log.format",
+            format,
+        ]);
+        d.wait_for("/-/ready", Duration::from_secs(15));
+        for path in [
+            "/metrics",
+            "/",
+            "/api/v1/tokens",
+            "/api/v1/tokens/echo",
+            "/api/v1/tokens/sub",
+            "/api/v1/tokens/jwt",
+        ] {
+            outputs.push((format!("{format} GET {path}"), d.get(path).1));
+        }
+        // The run must have exercised the failure paths it claims to.
+        let api = &d.get("/api/v1/tokens").1;
+        assert!(
+            api.contains("\"subject\": \"<secret>\"") || api.contains("\"subject\":\"<secret>\""),
+            "{api}"
+        );
+        assert!(
+            api.contains("\"unreachable\"")
+                && api.contains("\"misconfigured\"")
+                && api.contains("\"invalid\""),
+            "{api}"
+        );
+        let logs = d.logs();
+        let _ = d.stop();
+        assert!(
+            logs.lines().count() > 20,
+            "trace logging produced too little to prove anything"
+        );
+        outputs.push((format!("{format} logs"), logs));
+    }
+    for args in [vec!["check"], vec!["check", "--output", "json"]] {
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .args([
+                "--config.file",
+                config.to_str().unwrap(),
+                "--log.level",
+                "trace",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        outputs.push((
+            format!("{args:?} stdout"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+        outputs.push((
+            format!("{args:?} stderr"),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    // Config errors: a token written inline, and one in a wrong-typed field.
+    let inline = write(
+        dir.path(),
+        "inline.yml",
+        &format!(
+            "providers:\n  local:\n    kind: jwt\ntokens:\n  - name: a\n    provider: local\n    secret: {opaque_ok}\n    probe_interval: {garbage}\n"
+        ),
+    );
+    let wrong_type = write(
+        dir.path(),
+        "typed.yml",
+        &format!("global:\n  max_concurrency: {opaque_echo}\n"),
+    );
+    for file in [&inline, &wrong_type] {
+        let out = std::process::Command::new(BIN)
+            .args(["--config.check", "--config.file", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        outputs.push((
+            format!("config.check {}", file.display()),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+
+    for (what, text) in &outputs {
+        assert!(!text.is_empty(), "{what} is empty");
+        for needle in needles {
+            assert!(
+                !text.contains(needle.as_str()),
+                "a token value leaked into {what}:\n{text}"
+            );
+        }
+    }
+}
+
+/// A token pasted as a key under `secret:` (`secret: {ghp_...: x}`) reaches none of the three
+/// places a config error is shown: `--config.check`, the error log line of a failed reload,
+/// and the unauthenticated `POST /-/reload` answer. Under a provider's own credential too.
+#[test]
+fn a_token_written_as_a_key_under_secret_is_never_echoed() {
+    let key = canary("KEY");
+    let client_key = canary("CLIENTKEY");
+    let dir = tempfile::tempdir().unwrap();
+    let jwt_file = write(dir.path(), "t", "x.y.z");
+    let good = format!(
+        "providers:\n  local:\n    kind: jwt\ntokens:\n  - name: a\n    provider: local\n    secret: {{file: {}}}\n",
+        jwt_file.display()
+    );
+    let config = write(dir.path(), "config.yml", &good);
+    let bad_configs = [
+        format!(
+            "providers:\n  local:\n    kind: jwt\ntokens:\n  - name: a\n    provider: local\n    secret: {{{key}: x}}\n"
+        ),
+        format!(
+            "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: http://127.0.0.1:9/\n    client_id: c\n    client_secret:\n      {client_key}: 1\ntokens: []\n"
+        ),
+    ];
+
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for (i, bad) in bad_configs.iter().enumerate() {
+        let file = write(dir.path(), &format!("bad{i}.yml"), bad);
+        let out = std::process::Command::new(BIN)
+            .args(["--config.check", "--config.file", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("secret: a secret source takes the keys"),
+            "{text}"
+        );
+        outputs.push((format!("config.check bad{i}"), text));
+    }
+
+    let d = Daemon::start(&["--config.file", config.to_str().unwrap()]);
+    for (i, bad) in bad_configs.iter().enumerate() {
+        std::fs::write(&config, bad).unwrap();
+        let (code, body) = d.post("/-/reload");
+        assert_eq!(code, 400, "{body}");
+        assert!(
+            body.contains("secret: a secret source takes the keys"),
+            "{body}"
+        );
+        outputs.push((format!("POST /-/reload bad{i}"), body));
+    }
+    let logs = d.logs();
+    assert!(
+        logs.lines()
+            .filter(|l| l.contains("config reload failed"))
+            .count()
+            == 2,
+        "{logs}"
+    );
+    outputs.push(("logs".into(), logs));
+    let _ = d.stop();
+
+    for (what, text) in &outputs {
+        for needle in [&key, &client_key] {
+            assert!(
+                !text.contains(needle.as_str()) && !text.contains("CANARY"),
+                "a token written as a key leaked into {what}:\n{text}"
+            );
+        }
+    }
+}
