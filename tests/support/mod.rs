@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod notify;
 pub mod oidc;
 pub mod prom;
+pub mod rss;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
