@@ -32,10 +32,6 @@ const JOB: &str = "api-token-exporter";
 /// that show it must return data.
 const DEMO_LACKS: &[(&str, &str)] = &[
     (
-        "api_token_answer_anomaly",
-        "no demo token's provider answers with an anomaly",
-    ),
-    (
         "api_token_notifications_total",
         "the demo configures no notifier",
     ),
