@@ -19,12 +19,12 @@ fn the_tokens_answer_is_never_held_whole() {
     api_token_exporter::memory::tune_allocator();
     let store = Arc::new(rss::store_of(10_000));
     // A first answer, so whatever the first one keeps for good is in `before`.
-    let mut warm = tokens_body(store.clone(), jiff::Timestamp::now(), None);
+    let mut warm = tokens_body(store.clone(), jiff::Timestamp::now());
     while warm.next_chunk().is_some() {}
     drop(warm);
 
     let before = rss::rss_anon_kib();
-    let mut body = tokens_body(store, jiff::Timestamp::now(), None);
+    let mut body = tokens_body(store, jiff::Timestamp::now());
     let (mut total, mut peak) = (0usize, before);
     while let Some(chunk) = body.next_chunk() {
         total += chunk.len();

@@ -185,11 +185,6 @@ pub fn all(inner: &Inner, now: Timestamp) -> Vec<TokenView> {
     views
 }
 
-/// Counts per state, in a fixed order, for badges.
-pub fn counts(views: &[TokenView]) -> Vec<(&'static str, usize)> {
-    count_states(views.iter().map(|v| v.state.as_str()))
-}
-
 /// Counts of state names (`Verdict::as_str` or [`UNKNOWN_STATE`]), every state listed, in the
 /// order of `Verdict::ALL` and then `unknown`.
 pub fn count_states<'a>(states: impl IntoIterator<Item = &'a str>) -> Vec<(&'static str, usize)> {

@@ -90,10 +90,7 @@ async fn metrics_handler(
     };
     // Streamed a chunk at a time from a snapshot (see metrics.rs); the permit goes with the
     // body, so the bound covers the writing, not only the snapshot.
-    let body = axum::body::Body::new(Permitted {
-        inner: state.metrics.snapshot(),
-        _permit: permit,
-    });
+    let body = permitted(state.metrics.snapshot(), permit);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
 
@@ -120,6 +117,18 @@ fn refuse(count: &AtomicU64) -> Response {
         "too many requests in progress; retry shortly\n",
     )
         .into_response()
+}
+
+/// `body` holding `permit` until it is written out or dropped: the bound on heavy requests
+/// covers the writing, not only the handler.
+fn permitted<B>(body: B, permit: OwnedSemaphorePermit) -> axum::body::Body
+where
+    B: http_body::Body<Data = Bytes, Error = Infallible> + Unpin + Send + 'static,
+{
+    axum::body::Body::new(Permitted {
+        inner: body,
+        _permit: permit,
+    })
 }
 
 /// A body that holds a concurrency permit until it is written out or dropped.
@@ -193,21 +202,17 @@ async fn tokens_api(
         Ok(p) => p,
         Err(refused) => return refused,
     };
-    let body = tokens_body(state.store.clone(), jiff::Timestamp::now(), Some(permit));
+    let body = tokens_body(state.store.clone(), jiff::Timestamp::now());
     (
         [(header::CONTENT_TYPE, "application/json")],
-        axum::body::Body::new(body),
+        permitted(body, permit),
     )
         .into_response()
 }
 
 /// The body of `GET /api/v1/tokens` at `now`: the same bytes serde_json wrote for the whole
 /// document at once.
-pub fn tokens_body(
-    store: Arc<Store>,
-    now: jiff::Timestamp,
-    permit: Option<OwnedSemaphorePermit>,
-) -> ViewStream {
+pub fn tokens_body(store: Arc<Store>, now: jiff::Timestamp) -> ViewStream {
     let (order, counts) = {
         let inner = store.read();
         let counts = view::count_states(inner.tokens.values().map(|s| view::state_name(s)));
@@ -229,7 +234,6 @@ pub fn tokens_body(
         tail: Some("]}".to_string()),
         rows_written: 0,
         row: Row::Json,
-        _permit: permit,
     }
 }
 
@@ -274,7 +278,6 @@ pub struct ViewStream {
     tail: Option<String>,
     rows_written: usize,
     row: Row,
-    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl ViewStream {
@@ -364,9 +367,15 @@ pub struct PageFilter {
 
 impl PageFilter {
     pub fn admits(&self, v: &TokenView) -> bool {
-        (self.state.is_empty() || v.state == self.state)
-            && (self.team.is_empty() || v.labels.get("team").is_some_and(|t| *t == self.team))
-            && (self.provider.is_empty() || v.provider == self.provider)
+        self.admits_parts(&v.state, v.labels.get("team"), &v.provider)
+    }
+
+    /// The one test behind [`PageFilter::admits`], on the parts of a token it reads, so a
+    /// token's state can be filtered without building its view.
+    fn admits_parts(&self, state: &str, team: Option<&String>, provider: &str) -> bool {
+        (self.state.is_empty() || state == self.state)
+            && (self.team.is_empty() || team.is_some_and(|t| *t == self.team))
+            && (self.provider.is_empty() || provider == self.provider)
     }
 
     fn query(&self, state: &str) -> String {
@@ -394,30 +403,29 @@ async fn status_page(
         filter,
         &state.telemetry_path,
         jiff::Timestamp::now(),
-        Some(permit),
     );
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        axum::body::Body::new(body),
+        permitted(body, permit),
     )
         .into_response()
 }
 
-/// The status page at `now`, streamed: the same bytes as [`render_page`].
+/// The status page at `now`, streamed a chunk of rows at a time.
 pub fn page_body(
     store: Arc<Store>,
     filter: PageFilter,
     telemetry_path: &str,
     now: jiff::Timestamp,
-    permit: Option<OwnedSemaphorePermit>,
 ) -> ViewStream {
     let (order, summary) = {
         let inner = store.read();
         let admits = |s: &crate::state::store::TokenState| {
-            (filter.state.is_empty() || view::state_name(s) == filter.state)
-                && (filter.team.is_empty()
-                    || s.spec.labels.get("team").is_some_and(|t| *t == filter.team))
-                && (filter.provider.is_empty() || s.spec.provider == filter.provider)
+            filter.admits_parts(
+                view::state_name(s),
+                s.spec.labels.get("team"),
+                &s.spec.provider,
+            )
         };
         let summary = PageSummary {
             total: inner.tokens.len(),
@@ -451,7 +459,6 @@ pub fn page_body(
         tail: Some(render_tail(summary.shown == 0)),
         rows_written: 0,
         row: Row::Html(filter),
-        _permit: permit,
     }
 }
 
@@ -486,34 +493,6 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
-}
-
-/// The status page: plain HTML, no JavaScript, refreshed every 30 seconds with its filters.
-/// The server streams the same bytes ([`page_body`]); this is the whole page at once.
-pub fn render_page(
-    all: &[TokenView],
-    filter: &PageFilter,
-    telemetry_path: &str,
-    now: jiff::Timestamp,
-) -> String {
-    let views: Vec<&TokenView> = all.iter().filter(|v| filter.admits(v)).collect();
-    let summary = PageSummary {
-        shown: views.len(),
-        total: all.len(),
-        counts: view::counts(all),
-        teams: all
-            .iter()
-            .filter_map(|v| v.labels.get("team").cloned())
-            .collect(),
-        providers: all.iter().map(|v| v.provider.clone()).collect(),
-    };
-    let mut html = String::with_capacity(4096 + views.len() * 640);
-    render_head(&mut html, &summary, filter, telemetry_path, now);
-    for v in &views {
-        render_row(&mut html, v);
-    }
-    html.push_str(&render_tail(views.is_empty()));
-    html
 }
 
 /// Everything before the first row: styles, counts, the filter form, the table's head.

@@ -83,11 +83,11 @@ fn the_streamed_api_answer_is_byte_for_byte_the_whole_document() {
         let views = view::all(&store.read(), now);
         let whole = serde_json::to_string(&TokensDoc {
             generated_at: now.to_string(),
-            counts: view::counts(&views).into_iter().collect(),
+            counts: counts(&views).into_iter().collect(),
             tokens: views,
         })
         .unwrap();
-        let (_, streamed) = collect(tokens_body(store, now, None));
+        let (_, streamed) = collect(tokens_body(store, now));
         assert_eq!(streamed, whole, "{n} tokens");
         let parsed: serde_json::Value = serde_json::from_str(&streamed).unwrap();
         assert_eq!(parsed["tokens"].as_array().unwrap().len(), n);
@@ -117,13 +117,7 @@ fn the_streamed_page_is_byte_for_byte_the_whole_page() {
     ];
     for filter in filters {
         let whole = render_page(&views, &filter, "/metrics", now);
-        let (_, streamed) = collect(page_body(
-            store.clone(),
-            filter.clone(),
-            "/metrics",
-            now,
-            None,
-        ));
+        let (_, streamed) = collect(page_body(store.clone(), filter.clone(), "/metrics", now));
         assert_eq!(streamed, whole, "{filter:?}");
     }
 }
@@ -153,7 +147,7 @@ async fn large_answers_arrive_in_many_bounded_frames() {
 fn a_token_removed_while_streaming_is_left_out_and_the_json_stays_valid() {
     let store = store_of(200);
     let now = jiff::Timestamp::now();
-    let mut body = tokens_body(store.clone(), now, None);
+    let mut body = tokens_body(store.clone(), now);
     let mut text = body.next_chunk().unwrap();
     text.push_str(&body.next_chunk().unwrap());
     // A reload that keeps only the first 10 tokens of the file.
@@ -263,4 +257,37 @@ fn escape_covers_markup() {
         escape("<a href=\"x\">'&'</a>"),
         "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
     );
+}
+
+/// Counts per state of whole views, in [`view::count_states`]' order.
+fn counts(views: &[TokenView]) -> Vec<(&'static str, usize)> {
+    view::count_states(views.iter().map(|v| v.state.as_str()))
+}
+
+/// The status page as it was written before it streamed, all at once: the oracle the
+/// streamed page ([`page_body`]) must equal byte for byte.
+fn render_page(
+    all: &[TokenView],
+    filter: &PageFilter,
+    telemetry_path: &str,
+    now: jiff::Timestamp,
+) -> String {
+    let views: Vec<&TokenView> = all.iter().filter(|v| filter.admits(v)).collect();
+    let summary = PageSummary {
+        shown: views.len(),
+        total: all.len(),
+        counts: counts(all),
+        teams: all
+            .iter()
+            .filter_map(|v| v.labels.get("team").cloned())
+            .collect(),
+        providers: all.iter().map(|v| v.provider.clone()).collect(),
+    };
+    let mut html = String::with_capacity(4096 + views.len() * 640);
+    render_head(&mut html, &summary, filter, telemetry_path, now);
+    for v in &views {
+        render_row(&mut html, v);
+    }
+    html.push_str(&render_tail(views.is_empty()));
+    html
 }
