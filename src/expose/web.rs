@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -87,9 +87,9 @@ pub struct Web {
     /// from taking every core away from the probes. The permit is held by the blocking
     /// task itself, so a client that hangs up mid-check does not free it early.
     bcrypt_gate: Arc<Semaphore>,
-    /// Checks admitted (running or waiting for the gate), bounded by
-    /// [`AUTH_CHECKS_ADMITTED`]; released when the check ends, not when the client leaves.
-    admitted: Arc<AtomicUsize>,
+    /// Places for checks admitted (running or waiting for the gate), [`AUTH_CHECKS_ADMITTED`]
+    /// of them; a place is given back when the check ends, not when the client leaves.
+    admitted: Arc<Semaphore>,
     stats: Arc<WebStats>,
 }
 
@@ -252,7 +252,7 @@ impl Web {
             current: RwLock::new(Arc::new(Settings::open())),
             seen: Mutex::new(Vec::new()),
             bcrypt_gate: Arc::new(Semaphore::new(1)),
-            admitted: Arc::default(),
+            admitted: Arc::new(Semaphore::new(AUTH_CHECKS_ADMITTED)),
             stats: Arc::default(),
         })
     }
@@ -269,7 +269,7 @@ impl Web {
             current: RwLock::new(Arc::new(settings)),
             seen: Mutex::new(seen),
             bcrypt_gate: Arc::new(Semaphore::new(1)),
-            admitted: Arc::default(),
+            admitted: Arc::new(Semaphore::new(AUTH_CHECKS_ADMITTED)),
             stats: Arc::default(),
         }))
     }
@@ -366,7 +366,7 @@ impl Web {
         }
         // Admission is decided before waiting: past the bound the answer is an immediate
         // 503, never a place at the end of a queue that grows with the flood.
-        let Some(admitted) = Admitted::take(&self.admitted) else {
+        let Ok(admitted) = self.admitted.clone().try_acquire_owned() else {
             return Auth::Refused(Refusal::Busy);
         };
         let Ok(permit) = self.bcrypt_gate.clone().acquire_owned().await else {
@@ -400,23 +400,6 @@ impl Web {
         }
         cache.insert(key);
         Auth::Granted
-    }
-}
-
-/// A place among the [`AUTH_CHECKS_ADMITTED`] checks admitted, given back when dropped.
-struct Admitted(Arc<AtomicUsize>);
-
-impl Admitted {
-    fn take(count: &Arc<AtomicUsize>) -> Option<Admitted> {
-        let before = count.fetch_add(1, Ordering::AcqRel);
-        let admitted = Admitted(count.clone());
-        (before < AUTH_CHECKS_ADMITTED).then_some(admitted)
-    }
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
