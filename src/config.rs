@@ -71,11 +71,7 @@ pub struct Global {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let shown = path.display().to_string();
-        let with_file = |mut e: ConfigError| {
-            e.file = Some(shown.clone());
-            e
-        };
+        let with_file = |e: ConfigError| e.in_file(path);
         let meta = std::fs::metadata(path)
             .map_err(|e| with_file(ConfigError::single("", format!("cannot read: {e}"), None)))?;
         if meta.len() > MAX_CONFIG_BYTES {

@@ -73,10 +73,7 @@ pub fn load_inventory_shard(
     shard: Shard,
 ) -> Result<Inventory, ConfigError> {
     let config = shard.apply(Config::load(path)?);
-    Inventory::build(config, ctx).map_err(|mut e| {
-        e.file = Some(path.display().to_string());
-        e
-    })
+    Inventory::build(config, ctx).map_err(|e| e.in_file(path))
 }
 
 /// Runs the daemon until `shutdown` completes: probes in the background, serves HTTP,
@@ -221,14 +218,7 @@ async fn reloader(
             }
             config::check_drop(&running, &inventory.config.tokens, max_drop)
                 .map(|()| inventory)
-                .map_err(|message| config::ConfigError {
-                    file: Some(path.display().to_string()),
-                    issues: vec![config::ConfigIssue {
-                        path: String::new(),
-                        message,
-                        line: None,
-                    }],
-                })
+                .map_err(|message| config::ConfigError::single("", message, None).in_file(&path))
         });
         let result = match loaded {
             Ok(inventory) => {

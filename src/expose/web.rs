@@ -323,7 +323,7 @@ impl Web {
         let result = Settings::load(path).and_then(|settings| {
             let current = self.current();
             if let Some((field, message)) = weakens(&current, &settings, self.tls) {
-                return Err(file_error(path, field, message, None));
+                return Err(ConfigError::single(field, message, None).in_file(path));
             }
             // Successful logins stay remembered: the key holds the hash, so only users
             // whose hash is unchanged keep theirs, and a reload (every POST /-/reload is

@@ -57,6 +57,12 @@ impl fmt::Display for ConfigError {
 }
 
 impl ConfigError {
+    /// The error as found in the file at `path`.
+    pub(crate) fn in_file(mut self, path: &std::path::Path) -> Self {
+        self.file = Some(path.display().to_string());
+        self
+    }
+
     pub(crate) fn single(path: &str, message: impl Into<String>, line: Option<u64>) -> Self {
         ConfigError {
             file: None,

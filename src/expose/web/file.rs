@@ -71,14 +71,12 @@ pub(super) enum TlsVersion {
 
 impl Settings {
     pub(super) fn load(path: &Path) -> Result<Settings, ConfigError> {
-        let text = read_limited(path)
-            .map_err(|e| file_error(path, "", format!("cannot read: {e}"), None))?;
-        let text =
-            String::from_utf8(text).map_err(|_| file_error(path, "", "not UTF-8 text", None))?;
-        let raw = decode(&text).map_err(|mut e| {
-            e.file = Some(path.display().to_string());
-            e
+        let text = read_limited(path).map_err(|e| {
+            ConfigError::single("", format!("cannot read: {e}"), None).in_file(path)
         })?;
+        let text = String::from_utf8(text)
+            .map_err(|_| ConfigError::single("", "not UTF-8 text", None).in_file(path))?;
+        let raw = decode(&text).map_err(|e| e.in_file(path))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         raw.validate(dir).map_err(|issues| ConfigError {
             file: Some(path.display().to_string()),
@@ -119,31 +117,8 @@ pub(super) fn decode(text: &str) -> Result<RawWebConfig, ConfigError> {
         } else {
             path
         };
-        ConfigError {
-            file: None,
-            issues: vec![ConfigIssue {
-                path,
-                message,
-                line: err.location().map(|l| l.line()),
-            }],
-        }
+        ConfigError::single(&path, message, err.location().map(|l| l.line()))
     })
-}
-
-pub(super) fn file_error(
-    path: &Path,
-    field: &str,
-    message: impl Into<String>,
-    line: Option<u64>,
-) -> ConfigError {
-    ConfigError {
-        file: Some(path.display().to_string()),
-        issues: vec![ConfigIssue {
-            path: field.to_string(),
-            message: message.into(),
-            line,
-        }],
-    }
 }
 
 /// Collects every problem of a file so one pass reports them all.
