@@ -237,6 +237,16 @@ pub struct TokenFacts {
 }
 
 impl TokenFacts {
+    /// Flags an expiry already past on an answer that accepted the token: the provider
+    /// contradicts itself, and `text` says which provider.
+    pub fn flag_past_expiry(&mut self, now: Timestamp, text: &str) {
+        if let Expiry::At(at) = self.expiry
+            && at <= now
+        {
+            self.flags.push(text.into());
+        }
+    }
+
     /// Records an anomaly of the answer, with its sentence for people.
     pub fn note(&mut self, anomaly: Anomaly, text: impl Into<String>) {
         let text = text.into();
@@ -354,6 +364,16 @@ pub enum ExpiryRead {
     Unusable(Anomaly),
 }
 
+impl ExpiryRead {
+    /// The instant read, whatever had to be tolerated to read it.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        match self {
+            ExpiryRead::At(at, _) => Some(*at),
+            _ => None,
+        }
+    }
+}
+
 /// The largest NumericDate read as seconds: the end of year 9999, the last instant a
 /// timestamp here can hold.
 const MAX_SECONDS: f64 = 253_402_300_799.0;
@@ -391,7 +411,7 @@ pub fn read_numeric_date(v: Option<&serde_json::Value>) -> ExpiryRead {
 
 /// Seconds since the epoch to an instant, under the rules of [`read_numeric_date`];
 /// `anomaly` is what reading the value already had to tolerate.
-pub fn read_epoch(secs: f64, anomaly: Option<Anomaly>) -> ExpiryRead {
+fn read_epoch(secs: f64, anomaly: Option<Anomaly>) -> ExpiryRead {
     if !secs.is_finite() || secs < 0.0 {
         return ExpiryRead::Unusable(Anomaly::ExpiryOutOfRange);
     }

@@ -327,13 +327,10 @@ fn facts(doc: &Value, now: Timestamp, owner: Owner) -> Result<(String, TokenFact
     facts.extra.insert("owner".into(), owner.as_str().into());
     facts.extra.insert("status".into(), state.to_string());
     if state == "active" {
-        if let Expiry::At(at) = facts.expiry
-            && at <= now
-        {
-            facts
-                .flags
-                .push("Cloudflare reports an expiry in the past for an active token".into());
-        }
+        facts.flag_past_expiry(
+            now,
+            "Cloudflare reports an expiry in the past for an active token",
+        );
         if facts.not_before.is_some_and(|nbf| nbf > now) {
             facts
                 .flags

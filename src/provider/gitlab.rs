@@ -187,7 +187,10 @@ pub fn parse_access_token(
             "GitLab reports the token as inactive: it has expired",
         )
     } else {
-        flag_past_expiry(&mut facts, now);
+        facts.flag_past_expiry(
+            now,
+            "GitLab reports an expiry in the past for a token it accepted",
+        );
         ProbeOutcome::new(Verdict::Valid, Reason::Ok, "GitLab confirmed the token")
     };
     outcome.with_facts(facts).with_rate_limit(rate)
@@ -259,18 +262,11 @@ pub fn parse_oauth(status: u16, headers: &HeaderMap, body: &[u8], now: Timestamp
         .pointer("/application/uid")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    flag_past_expiry(&mut facts, now);
+    facts.flag_past_expiry(
+        now,
+        "GitLab reports an expiry in the past for a token it accepted",
+    );
     ProbeOutcome::valid(facts).with_rate_limit(rate)
-}
-
-fn flag_past_expiry(facts: &mut TokenFacts, now: Timestamp) {
-    if let Expiry::At(at) = facts.expiry
-        && at <= now
-    {
-        facts
-            .flags
-            .push("GitLab reports an expiry in the past for a token it accepted".into());
-    }
 }
 
 /// Every status but 200, for both calls.

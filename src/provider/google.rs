@@ -15,9 +15,7 @@ use serde_json::Value;
 use super::http::{self, common_status};
 use super::oauth2::safe_code;
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
-use crate::model::{
-    Anomaly, Expiry, ExpiryRead, ProbeOutcome, Reason, TokenFacts, read_numeric_date,
-};
+use crate::model::{Anomaly, ExpiryRead, ProbeOutcome, Reason, TokenFacts, read_numeric_date};
 use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
@@ -208,13 +206,10 @@ fn facts(doc: &Value, now: Timestamp) -> Result<TokenFacts, String> {
         }
         _ => {}
     }
-    if let Expiry::At(at) = facts.expiry
-        && at <= now
-    {
-        facts
-            .flags
-            .push("Google reports an expiry in the past for a token it accepted".into());
-    }
+    facts.flag_past_expiry(
+        now,
+        "Google reports an expiry in the past for a token it accepted",
+    );
     Ok(facts)
 }
 

@@ -17,10 +17,10 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::http::{self, common_status};
-use super::oauth2::{PAST_EXPIRY, facts_from_claims, numeric_date};
+use super::oauth2::facts_from_claims;
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::model::parse_duration;
-use crate::model::{Expiry, ProbeOutcome, Reason, Verdict};
+use crate::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
@@ -371,19 +371,15 @@ pub fn evaluate(
     now: Timestamp,
     leeway: Duration,
 ) -> crate::model::ProbeOutcome {
-    let mut facts = facts_from_claims(claims, now);
-    // A passed exp is the Expired verdict here, not a flag; the anomaly flags stay.
-    facts.flags.retain(|f| f != PAST_EXPIRY);
+    let mut facts = facts_from_claims(claims);
     let exp = facts.expiry.timestamp();
     // Only an absent exp means "never": one that is there but unusable stays undisclosed,
     // with its anomaly.
     if claims.get("exp").is_none() {
         facts.expiry = Expiry::Never;
     }
-    if let Some(warn) = claims
-        .get("kubernetes.io")
-        .and_then(|k| k.get("warnafter"))
-        .and_then(numeric_date)
+    if let Some(warn) =
+        read_numeric_date(claims.get("kubernetes.io").and_then(|k| k.get("warnafter"))).timestamp()
     {
         if let Some(exp) = exp {
             facts.extra.insert("exp".into(), exp.to_string());

@@ -20,7 +20,7 @@ use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 #[cfg(test)]
 use crate::model::Verdict;
-use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, read_numeric_date};
+use crate::model::{ProbeOutcome, Reason, TokenFacts, read_numeric_date};
 use crate::schema::TokenSpec;
 use crate::secret::{Credential, Secret, SecretSource};
 
@@ -338,7 +338,8 @@ pub fn parse(status: u16, headers: &HeaderMap, body: &[u8], now: Timestamp) -> P
         )
         .with_rate_limit(rate);
     }
-    let facts = facts_from_claims(&doc, now);
+    let mut facts = facts_from_claims(&doc);
+    facts.flag_past_expiry(now, PAST_EXPIRY);
     ProbeOutcome::valid(facts).with_rate_limit(rate)
 }
 
@@ -461,9 +462,12 @@ pub(crate) fn safe_code(code: &str) -> String {
     }
 }
 
+/// The flag [`parse`] raises for an active token whose expiry has passed.
+pub const PAST_EXPIRY: &str = "the provider reports an expiry in the past for an active token";
+
 /// Facts from RFC 7662 / RFC 7519 claims (the two share names). Shared with the JWT provider.
-pub fn facts_from_claims<C: Claims + ?Sized>(doc: &C, now: Timestamp) -> TokenFacts {
-    let time = |name: &str| numeric_date(doc.claim(name)?);
+pub fn facts_from_claims<C: Claims + ?Sized>(doc: &C) -> TokenFacts {
+    let time = |name: &str| read_numeric_date(doc.claim(name)).timestamp();
     let text = |name: &str| doc.claim(name).and_then(Value::as_str).map(str::to_owned);
     let mut facts = TokenFacts {
         issued_at: time("iat"),
@@ -483,24 +487,7 @@ pub fn facts_from_claims<C: Claims + ?Sized>(doc: &C, now: Timestamp) -> TokenFa
     {
         facts.extra.insert("username".into(), user);
     }
-    if let Expiry::At(at) = facts.expiry
-        && at <= now
-    {
-        facts.flags.push(PAST_EXPIRY.into());
-    }
     facts
-}
-
-/// The flag [`facts_from_claims`] raises for an expiry already past.
-pub const PAST_EXPIRY: &str = "the provider reports an expiry in the past for an active token";
-
-/// NumericDate: seconds since the epoch, possibly fractional (RFC 7519 section 2).
-pub fn numeric_date(v: &Value) -> Option<Timestamp> {
-    let secs = v.as_f64()?;
-    if !secs.is_finite() {
-        return None;
-    }
-    Timestamp::from_millisecond((secs * 1000.0) as i64).ok()
 }
 
 fn string_or_array(v: Option<&Value>) -> Vec<String> {

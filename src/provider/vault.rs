@@ -566,13 +566,10 @@ fn facts(
     if let Some(ns) = text("namespace_path") {
         facts.extra.insert("namespace_path".into(), ns);
     }
-    if let Expiry::At(at) = facts.expiry
-        && at <= now
-    {
-        facts
-            .flags
-            .push("Vault reports an expiry in the past for a token it still accepts".into());
-    }
+    facts.flag_past_expiry(
+        now,
+        "Vault reports an expiry in the past for a token it still accepts",
+    );
     Ok(facts)
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::Expiry;
 use crate::model::Verdict;
 use reqwest::header::HeaderValue;
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::Anomaly;
+use crate::model::Expiry;
 use reqwest::header::HeaderValue;
 
 const NOW: i64 = 1_700_000_000;
