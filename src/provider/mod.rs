@@ -69,8 +69,8 @@ pub const NO_SECRET: &str = "the token has no secret";
 
 /// Every kind the registry accepts, as written in `kind:`, in [`ProviderConfig`]'s order.
 /// The fault suite, the fuzz targets and the docs test iterate this list, so it must be
-/// exactly the enum's kinds: the unit tests below fail when a variant is missing here or a
-/// name here is not a variant.
+/// exactly the enum's kinds: a variant missing here does not compile in the unit tests'
+/// exhaustive match, and a name here that no variant decodes from fails them.
 pub const KINDS: &[&str] = &[
     "oauth2_introspection",
     "jwt",
