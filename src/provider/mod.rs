@@ -246,13 +246,11 @@ pub async fn run_probe(provider: &dyn Provider, token: &TokenSpec, now: Timestam
     }
     // After the redaction: a secret cut in half by a cap would no longer be recognised.
     let applied = apply_caps(&mut outcome.facts, answer_caps());
-    for (i, hit) in [applied.scopes, applied.label_length]
-        .into_iter()
-        .enumerate()
-    {
-        if hit {
-            CAPS_APPLIED[i].fetch_add(1, Ordering::Relaxed);
-        }
+    if applied.scopes {
+        CAPS_APPLIED[0].fetch_add(1, Ordering::Relaxed);
+    }
+    if applied.label_length {
+        CAPS_APPLIED[1].fetch_add(1, Ordering::Relaxed);
     }
     ProbeRun {
         outcome,
@@ -355,10 +353,7 @@ pub const CAP_NAMES: [&str; 2] = ["scopes", "label_length"];
 /// Sets the caps [`run_probe`] applies from now on.
 pub fn set_answer_caps(caps: AnswerCaps) {
     MAX_SCOPES.store(caps.max_scopes, Ordering::Relaxed);
-    MAX_LABEL_LENGTH.store(
-        caps.max_label_length.max(AnswerCaps::MIN_LABEL_LENGTH),
-        Ordering::Relaxed,
-    );
+    MAX_LABEL_LENGTH.store(caps.max_label_length, Ordering::Relaxed);
 }
 
 /// The caps in force.
@@ -393,18 +388,15 @@ pub fn apply_caps(facts: &mut TokenFacts, caps: AnswerCaps) -> CapsApplied {
     {
         cut |= truncate_label(s, max);
     }
-    if cut {
-        // Two scopes may now read the same.
+    if cut || facts.scopes.len() > caps.max_scopes {
+        // Two cut scopes may now read the same; and providers hand scopes in any order, so
+        // they are sorted before the cap, and the kept ones do not change between probes.
         facts.scopes.sort();
         facts.scopes.dedup();
     }
-    let capped = facts.scopes.len() > caps.max_scopes;
+    let total = facts.scopes.len();
+    let capped = total > caps.max_scopes;
     if capped {
-        let total = facts.scopes.len();
-        // Providers hand scopes in any order: sorted first, so the kept ones do not change
-        // from one probe to the next.
-        facts.scopes.sort();
-        facts.scopes.dedup();
         facts.scopes.truncate(caps.max_scopes);
         facts.note(
             Anomaly::ScopesCapped,
