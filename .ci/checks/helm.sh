@@ -52,10 +52,12 @@ if [ "$missing" = 1 ]; then
   exit 1
 fi
 
-# The exporter itself checks the rendered configs: build it (a no-op when up to date; .ci/run's
-# cargo test reuses the build), so a stale binary never judges a new config format.
+# The exporter itself checks the rendered configs: build it, so a stale binary never judges a
+# new config format. Built as `cargo test` builds it (dev-dependencies turn on tokio's
+# test-util, and a plain `cargo build` would compile every crate on tokio a second time), so
+# .ci/run's test step reuses this build instead of repeating it.
 BIN="$ROOT/target/debug/api-token-exporter"
-cargo build --quiet --locked --bin api-token-exporter
+cargo test --quiet --locked --all-targets --no-run
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
