@@ -98,9 +98,10 @@ impl StateFile {
         match std::fs::read(&self.path).map(|b| serde_json::from_slice::<T>(&b)) {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                // serde_json's message names a line and column and the kind of error, never
-                // the text it read, so it carries no secret.
-                self.set_aside(keep_bad, format!("state file is not valid: {e}"));
+                // serde_json quotes a string it did not expect; the state holds no token, but
+                // what it read stays out of the log all the same, as in every config error.
+                let problem = crate::schema::scrub(&e.to_string());
+                self.set_aside(keep_bad, format!("state file is not valid: {problem}"));
                 T::default()
             }
             Err(e) => {
