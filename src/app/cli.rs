@@ -190,7 +190,6 @@ fn positive_duration(value: &str) -> Result<Duration, String> {
     }
 }
 
-/// `:10042` means every interface, as in Go's net package.
 /// A share between 0 and 1, as `0.5`.
 fn parse_share(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -201,6 +200,7 @@ fn parse_share(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `:10042` means every interface, as in Go's net package.
 pub fn listen_addr(value: &str) -> String {
     if value.starts_with(':') {
         format!("0.0.0.0{value}")

@@ -75,15 +75,13 @@ impl ConfigError {
     }
 }
 
-/// The decode limits. serde-saphyr's default node budget (250,000) refused any inventory
-/// over about 16,600 tokens. A token takes about 170 bytes and 15 nodes, so a file at
-/// MAX_CONFIG_BYTES holds some 400,000 tokens and 6 million nodes: the node and event budgets
-/// follow that cap with room to spare.
+/// The decode limits. The node and event budgets follow MAX_CONFIG_BYTES: a file of that
+/// size, all tokens, must decode.
 ///
 /// Aliases and merge keys are where a small file becomes a large document ("billion laughs"),
 /// so they get budgets an inventory never needs but that stop an expansion bomb after a few
 /// milliseconds: anchors are for sharing a provider block or a label set, not for building
-/// thousands of nodes. Web config files are small and should use the same limits.
+/// thousands of nodes. The web config decodes with the same limits.
 pub fn decode_options() -> serde_saphyr::options::Options {
     let mut options = serde_saphyr::options::Options::default();
     // Snippets quote the source, and the source may hold a token written by mistake.

@@ -178,15 +178,6 @@ impl SecretSource {
             SecretSource::Exec(exec) => format!("secret command {:?}", exec.argv[0]),
         }
     }
-
-    /// A description for logs and errors: the source, never the value.
-    pub fn describe(&self) -> String {
-        match self {
-            SecretSource::Env(name) => format!("env {name}"),
-            SecretSource::File(file) => format!("file {}", file.path.display()),
-            SecretSource::Exec(exec) => format!("exec {:?}", exec.argv[0]),
-        }
-    }
 }
 
 #[cfg(test)]
