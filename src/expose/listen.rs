@@ -13,8 +13,8 @@
 //! - *idle*: kept alive between requests; closed after `--web.idle-timeout`.
 //!
 //! At `--web.max-connections`, a new connection takes the place of the open one that is
-//! least likely to be worth keeping: the oldest idle one, else the oldest one that has sent
-//! nothing yet, else the oldest one still sending its request head. A connection not yet
+//! least likely to be worth keeping: the oldest idle one, else the one still sending its
+//! request head at the lowest rate (bytes per second). A connection not yet
 //! read from once is never taken (else a flood of new connections would close each other,
 //! and a scraper's with them, before any request is read). When no place can be taken the
 //! new one is refused. So a client that fills the pool with silent or slow connections
@@ -49,7 +49,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `api_token_exporter_http_connections_dropped_total`, a stable contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
-    /// Refused at once: every slot was serving a request.
+    /// Refused: for a short wait no open connection could give its place (all serving a
+    /// request, or not read from yet).
     Limit,
     /// An idle or slow connection closed to make room for a new one.
     Evicted,

@@ -286,8 +286,8 @@ fn scopes(headers: &HeaderMap) -> Vec<String> {
     out
 }
 
-/// Slack error codes are short snake_case words; anything else is not echoed, because a
-/// misbehaving proxy could put anything there.
+/// Only the codes Slack documents for `auth.test` are named; anything else is not echoed,
+/// because a misbehaving proxy could put anything there.
 fn safe_code(code: &str) -> String {
     if DOCUMENTED_CODES.contains(&code) {
         code.to_string()

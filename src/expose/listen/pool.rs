@@ -195,7 +195,7 @@ impl Pool {
     }
 
     /// A slot for a new connection: a free one, else the place of the oldest idle
-    /// connection, else that of the oldest one still sending its request head. `None` when
+    /// connection, else that of the one sending its request head at the lowest rate. `None` when
     /// no connection can give its place (all busy or not read from yet).
     pub(super) fn admit(&self) -> Option<Arc<Slot>> {
         let slot = Arc::new(Slot::new(self.next_id.fetch_add(1, Ordering::Relaxed)));

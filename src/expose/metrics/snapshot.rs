@@ -99,7 +99,7 @@ pub(super) struct Span {
 }
 
 /// What one token contributes to `/metrics`, copied out of the store: numbers, and spans of
-/// the snapshot's text for everything that is text. A row points at nothing else, so the 19
+/// the snapshot's text for everything that is text. A row points at nothing else, so the
 /// passes a scrape makes over the rows (one per family) read two contiguous buffers instead
 /// of every token's scattered specs, facts and strings once per family.
 #[derive(Debug)]
@@ -119,8 +119,8 @@ pub(super) struct Row {
     pub(super) state: u8,
     /// Which of `times` are set, a bit per [`Time`].
     pub(super) has: u8,
-    /// `Option<Timestamp>` is 24 bytes and a row has seven: a bit each instead took a
-    /// quarter off a row (240 bytes to 176).
+    /// The times themselves, valid where `has` says: a bit each instead of an `Option`
+    /// keeps a row small, and a scrape copies one row per token.
     pub(super) times: [Timestamp; Time::COUNT],
     /// Seconds; NaN when the token was never probed.
     pub(super) duration: f64,
