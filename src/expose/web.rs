@@ -55,7 +55,7 @@ const AUTH_CACHE_ENTRIES: usize = 1024;
 
 /// bcrypt checks admitted at once, the one running included. Past this a request is refused
 /// at once with 503, so a flood of wrong passwords cannot build a queue that a real login
-/// waits behind for seconds: an admitted check waits for at most this many others.
+/// waits behind for seconds: an admitted check waits for at most this many minus one.
 pub const AUTH_CHECKS_ADMITTED: usize = 8;
 
 /// A refusal for a full queue is logged at most this often, with the count since the last
