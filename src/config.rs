@@ -11,13 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_saphyr::{MessageFormatter, Spanned};
+use serde_saphyr::Spanned;
 
 use crate::model::Thresholds;
 pub use crate::model::duration::duration_opt;
 pub use crate::model::parse_duration;
 use crate::provider::ProviderConfig;
-pub(crate) use crate::schema::scrub;
 use crate::schema::tagged;
 pub use crate::schema::{
     ConfigError, ConfigIssue, Expect, Labels, MAX_ALIASES, MAX_CONFIG_BYTES, MAX_MERGE_KEYS,
@@ -98,72 +97,48 @@ impl Config {
 }
 /// Decodes YAML into the raw structs; a failure carries the field path and the line.
 fn decode(text: &str) -> Result<RawConfig, ConfigError> {
-    let mut path = String::new();
-    let mut last_key: Option<String> = None;
-    let mut run = |kinds: Option<tagged::Kinds>| {
-        tagged::with_kinds(kinds, || {
-            serde_saphyr::with_deserializer_from_str_with_options(text, decode_options(), |de| {
-                let mut track = serde_path_to_error::Track::new();
-                let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
-                let out = Option::<RawConfig>::deserialize(tracked);
-                if out.is_err() {
-                    let p = track.path();
-                    path = p.to_string();
-                    // The path ends with the key being read when a key is refused. A key
-                    // under a secret source may be a token: it is cut off the path.
-                    last_key = match p.iter().next_back() {
-                        Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
-                        _ => None,
-                    };
-                }
-                out
-            })
-        })
+    let run = |kinds: Option<tagged::Kinds>| {
+        tagged::with_kinds(kinds, || crate::schema::decode::<Option<RawConfig>>(text))
     };
     // Most files write `kind` first in every entry and decode in one pass; the first entry
     // that does not asks for the pass that reads every kind first (see `tagged`).
     let result = match run(None) {
-        Err(e) if e.to_string().contains(tagged::NEED_KINDS) => run(Some(tagged::kinds(text))),
+        Err(e) if e.message.contains(tagged::NEED_KINDS) => run(Some(tagged::kinds(text))),
         other => other,
     };
-    let raw = result.map_err(|err| {
-        let message = scrub(&serde_saphyr::UserMessageFormatter.format_message(&err));
-        if message.contains(crate::secret::UNKNOWN_SECRET_KEY_MESSAGE)
-            && let Some(key) = &last_key
+    let raw = result.map_err(|mut f| {
+        // A refused key under a secret source may be a token: it is cut off the path.
+        if f.message
+            .contains(crate::secret::UNKNOWN_SECRET_KEY_MESSAGE)
+            && let Some(key) = &f.last_key
         {
-            path = path
+            f.path = f
+                .path
                 .strip_suffix(&format!(".{key}"))
                 .map(str::to_string)
                 .unwrap_or_default();
         }
-        let message = if message.contains("budget breached")
-            || message.contains("replay limit")
-            || message.contains("too large or too complex")
+        if f.message.contains("budget breached")
+            || f.message.contains("replay limit")
+            || f.message.contains("too large or too complex")
         {
-            format!(
-                "{message}: anchors, aliases and merge keys may not expand the file by more than \
+            f.message = format!(
+                "{}: anchors, aliases and merge keys may not expand the file by more than \
                  {MAX_REPLAYED_EVENTS} events ({MAX_RECORDED_ANCHOR_EVENTS} inside anchors, \
-                 {MAX_ALIASES} aliases, {MAX_MERGE_KEYS} merge keys)"
-            )
-        } else {
-            message
-        };
-        // `Spanned` wraps values in a `value` field; it is not part of the user's file.
-        let path = path.replace(".value", "");
-        // A syntax error has no meaningful field path.
-        let path = if path == "." || path.contains('?') {
-            String::new()
-        } else {
-            path
-        };
-        let message = if path.starts_with("notifiers.") && path.ends_with(".kind") {
-            message.replace("unknown variant", "unknown notifier kind")
-        } else if path.ends_with(".kind") {
-            message.replace("unknown variant", "unknown provider kind")
-        } else {
-            message
-        };
-        ConfigError::single(&path, message, err.location().map(|l| l.line()))
+                 {MAX_ALIASES} aliases, {MAX_MERGE_KEYS} merge keys)",
+                f.message
+            );
+        }
+        if f.path.starts_with("notifiers.") && f.path.ends_with(".kind") {
+            f.message = f
+                .message
+                .replace("unknown variant", "unknown notifier kind");
+        } else if f.path.ends_with(".kind") {
+            f.message = f
+                .message
+                .replace("unknown variant", "unknown provider kind");
+        }
+        ConfigError::from(f)
     })?;
     // An empty document is what a truncated or half-written file looks like; taking it as
     // "no tokens" would silently drop the whole inventory at the next reload.

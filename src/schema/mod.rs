@@ -114,6 +114,68 @@ pub const MAX_RECORDED_ANCHOR_EVENTS: usize = 10_000;
 /// The most bytes of text that anchors may hold copies of, all together.
 pub const MAX_RECORDED_ANCHOR_BYTES: usize = 4 * 1024 * 1024;
 
+/// A decode that failed: where (the field path as the user wrote it, and the line), the last
+/// map key read there, and serde's message with every quoted value dropped.
+pub struct DecodeFailure {
+    pub path: String,
+    pub last_key: Option<String>,
+    pub message: String,
+    pub line: Option<u64>,
+}
+
+impl From<DecodeFailure> for ConfigError {
+    fn from(f: DecodeFailure) -> ConfigError {
+        ConfigError::single(&f.path, f.message, f.line)
+    }
+}
+
+/// Decodes YAML into `T` under [`decode_options`], tracking the field path: the one decode
+/// every file the exporter reads goes through (the inventory and the web config).
+pub fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DecodeFailure> {
+    use serde_saphyr::MessageFormatter;
+    let mut path = String::new();
+    let mut last_key = None;
+    serde_saphyr::with_deserializer_from_str_with_options(text, decode_options(), |de| {
+        let mut track = serde_path_to_error::Track::new();
+        let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
+        let out = T::deserialize(tracked);
+        if out.is_err() {
+            let p = track.path();
+            path = p.to_string();
+            last_key = match p.iter().next_back() {
+                Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+                _ => None,
+            };
+        }
+        out
+    })
+    .map_err(|err| DecodeFailure {
+        path: user_path(&path),
+        last_key,
+        message: scrub(&serde_saphyr::UserMessageFormatter.format_message(&err)),
+        line: err.location().map(|l| l.line()),
+    })
+}
+
+/// The tracked path as the user's file has it: `Spanned` wraps values in a `value` field,
+/// which is dropped as a whole segment only (a key such as `valuer` stays), and a syntax
+/// error, which has no field, gives no path.
+fn user_path(tracked: &str) -> String {
+    if tracked == "." || tracked.contains('?') {
+        return String::new();
+    }
+    let mut out = String::with_capacity(tracked.len());
+    let mut rest = tracked;
+    while let Some(i) = rest.find(".value") {
+        let after = &rest[i + ".value".len()..];
+        let whole = after.is_empty() || after.starts_with('.') || after.starts_with('[');
+        out.push_str(&rest[..if whole { i } else { i + ".value".len() }]);
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Serde quotes the offending value in "invalid type/value" messages. A config value in the
 /// wrong place may be a token, so the quoted part is dropped.
 pub(crate) fn scrub(message: &str) -> String {
@@ -132,3 +194,6 @@ pub(crate) fn scrub(message: &str) -> String {
     out.push_str(rest);
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use axum::http::{HeaderName, HeaderValue};
 use serde::Deserialize;
-use serde_saphyr::{MessageFormatter, Spanned};
+use serde_saphyr::Spanned;
 
 use crate::config::{ConfigError, ConfigIssue};
 
@@ -95,30 +95,9 @@ pub(super) fn decode(text: &str) -> Result<RawWebConfig, ConfigError> {
     {
         return Ok(RawWebConfig::default());
     }
-    let mut path = String::new();
-    // The inventory's options: no snippets (the source holds password hashes) and the same
+    // The inventory's decode: no snippets (the source holds password hashes) and the same
     // bounds on alias and merge-key expansion, so a small web config cannot blow up either.
-    let options = crate::config::decode_options();
-    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        let mut track = serde_path_to_error::Track::new();
-        let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
-        let out = RawWebConfig::deserialize(tracked);
-        if out.is_err() {
-            path = track.path().to_string();
-        }
-        out
-    });
-    result.map_err(|err| {
-        let message =
-            crate::config::scrub(&serde_saphyr::UserMessageFormatter.format_message(&err));
-        let path = path.replace(".value", "");
-        let path = if path == "." || path.contains('?') {
-            String::new()
-        } else {
-            path
-        };
-        ConfigError::single(&path, message, err.location().map(|l| l.line()))
-    })
+    crate::schema::decode(text).map_err(ConfigError::from)
 }
 
 /// Collects every problem of a file so one pass reports them all.
