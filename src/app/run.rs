@@ -72,7 +72,19 @@ pub fn load_inventory_shard(
     ctx: &BuildContext,
     shard: Shard,
 ) -> Result<Inventory, ConfigError> {
+    load_checked(path, ctx, shard, |_| Ok(()))
+}
+
+/// [`load_inventory_shard`] with `check` run on the shard's config before any provider is
+/// built for it, so a refused reload costs a parse, not a build.
+fn load_checked(
+    path: &std::path::Path,
+    ctx: &BuildContext,
+    shard: Shard,
+    check: impl FnOnce(&Config) -> Result<(), ConfigError>,
+) -> Result<Inventory, ConfigError> {
     let config = shard.apply(Config::load(path)?);
+    check(&config)?;
     Inventory::build(config, ctx).map_err(|e| e.in_file(path))
 }
 
@@ -212,12 +224,11 @@ async fn reloader(
 ) {
     while let Some(ReloadRequest { force, reply }) = requests.recv().await {
         web::reload(web.clone(), true).await;
-        let loaded = load_inventory_shard(&path, &ctx, shard).and_then(|inventory| {
+        let loaded = load_checked(&path, &ctx, shard, |config| {
             if force {
-                return Ok(inventory);
+                return Ok(());
             }
-            config::check_drop(&running, &inventory.config.tokens, max_drop)
-                .map(|()| inventory)
+            config::check_drop(&running, &config.tokens, max_drop)
                 .map_err(|message| config::ConfigError::single("", message, None).in_file(&path))
         });
         let result = match loaded {
