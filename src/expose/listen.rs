@@ -165,20 +165,16 @@ pub async fn serve(
             _done: done_rx.clone(),
             peer,
         };
-        if web.tls_enabled() {
-            // Each connection takes the settings current when it arrives: a rotated
-            // certificate applies to new connections at once.
-            let Some(config) = web.tls_config() else {
-                continue;
-            };
-            tokio::spawn(ctx.serve_tls(stream, TlsAcceptor::from(config)));
-        } else {
-            let stream = TrackedIo {
-                inner: stream,
-                slot: ctx.guard.slot.clone(),
-            };
-            tokio::spawn(ctx.serve_http(stream));
-        }
+        let stream = TrackedIo {
+            inner: stream,
+            slot: ctx.guard.slot.clone(),
+        };
+        // Each connection takes the settings current when it arrives: a rotated certificate
+        // applies to new connections at once.
+        match web.tls_config() {
+            Some(config) => tokio::spawn(ctx.serve_tls(stream, TlsAcceptor::from(config))),
+            None => tokio::spawn(ctx.serve_http(stream)),
+        };
     }
     drop(listener);
     let _ = stop_tx.send(true);

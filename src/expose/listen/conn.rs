@@ -34,12 +34,12 @@ pub(super) struct ConnCtx {
 }
 
 impl ConnCtx {
-    pub(super) async fn serve_tls(mut self, stream: tokio::net::TcpStream, acceptor: TlsAcceptor) {
+    pub(super) async fn serve_tls(
+        mut self,
+        stream: TrackedIo<tokio::net::TcpStream>,
+        acceptor: TlsAcceptor,
+    ) {
         let slot = self.guard.slot.clone();
-        let stream = TrackedIo {
-            inner: stream,
-            slot: slot.clone(),
-        };
         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
         let tls = tokio::select! {
             done = handshake => match done {
