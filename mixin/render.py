@@ -44,17 +44,16 @@ Prometheus alerting rules for api-token-exporter.
 Generated from the mixin (mixin/alerts.libsonnet) by mixin/render.py: do not edit. Change the
 mixin and run `python3 mixin/render.py`; `python3 mixin/render.py --check` (in
 .ci/checks/mixin.sh) fails while this file differs from the rendering.
-alerts/kubernetes/prometheusrule.yaml is generated from this file (by render.py and by
-UPDATE_GOLDEN=1 cargo test --test it alerts::) and a test fails when the two differ.
+alerts/kubernetes/prometheusrule.yaml is its PrometheusRule twin, written by render.py too.
 alerts/tests/*.test.yml hold the promtool unit tests; run them with
   promtool test rules alerts/tests/*.test.yml
 """
 
-# The header of the PrometheusRule twin; tests/it/alerts.rs (render_prometheus_rule) writes the same
-# bytes and fails when the committed file differs, so the two generators must agree.
+# The header of the PrometheusRule twin; tests/it/alerts.rs checks that its spec holds the rules
+# file's groups and that promtool accepts them.
 PROMETHEUS_RULE_HEADER = """\
-# Generated from alerts/api-token-exporter.rules.yml by tests/it/alerts.rs: do not edit.
-# Regenerate with: UPDATE_GOLDEN=1 cargo test --test it alerts::
+# Generated from the mixin by mixin/render.py, with alerts/api-token-exporter.rules.yml: do not
+# edit. Regenerate with: python3 mixin/render.py
 # Prometheus Operator selects rules by label (its ruleSelector): add the labels yours
 # expects under metadata.labels when you apply this (for example with kustomize).
 apiVersion: monitoring.coreos.com/v1

@@ -28,13 +28,14 @@ use crate::secret::SecretSource;
 pub mod notify;
 
 /// Labels the exporter sets itself on `api_token_info`; the inventory may not reuse them.
-pub const RESERVED_LABELS: [&str; 8] = [
+pub const RESERVED_LABELS: [&str; 9] = [
     "token",
     "provider",
     "kind",
     "fingerprint",
     "subject",
     "verified",
+    "expiry_model",
     "job",
     "instance",
 ];
@@ -209,11 +210,12 @@ struct RawGlobal {
 }
 
 /// Policies as written: every field optional so a token inherits what it does not set.
-/// `max_age` and `max_unused` also take `off` to switch an inherited policy off.
+/// The durations also take `off` to switch an inherited policy off.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPolicies {
     max_age: Option<Spanned<String>>,
+    age_only_max_age: Option<Spanned<String>>,
     allowed_scopes: Option<Vec<String>>,
     forbidden_scopes: Option<Vec<String>>,
     expect: Option<Expect>,
@@ -302,6 +304,11 @@ impl Issues {
         let mut p = base.clone();
         if let Some(d) = self.policy_duration(&format!("{path}.max_age"), &over.max_age) {
             p.max_age = d;
+        }
+        if let Some(d) =
+            self.policy_duration(&format!("{path}.age_only_max_age"), &over.age_only_max_age)
+        {
+            p.age_only_max_age = d;
         }
         if let Some(d) = self.policy_duration(&format!("{path}.max_unused"), &over.max_unused) {
             p.max_unused = d;

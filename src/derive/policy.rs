@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::config::Policies;
-use crate::model::{Expiry, TokenFacts};
+use crate::model::{Expiry, ExpiryModel, TokenFacts};
 use crate::state::store::TokenState;
 
 /// The result of one policy for one token.
@@ -106,16 +106,27 @@ fn check_each(
 ) {
     let days = |secs: i64| secs / 86_400;
 
-    if let Some(max) = p.max_age {
+    // A token that never expires is watched by its age even where no max_age is set.
+    let (max_age, by_default) = match (p.max_age, facts.expiry_model) {
+        (Some(max), _) => (Some(max), false),
+        (None, ExpiryModel::AgeOnly) => (p.age_only_max_age, true),
+        (None, _) => (None, false),
+    };
+    if let Some(max) = max_age {
         match origin {
             Some((from, what)) => {
                 let age = now.as_second() - from.as_second();
                 found("max_age", age > max.as_secs() as i64, &|| {
                     format!(
-                        "{} days old ({what} {}); at most {} days allowed",
+                        "{} days old ({what} {}); at most {} days allowed{}",
                         days(age),
                         from.strftime("%Y-%m-%d"),
-                        max.as_secs() / 86_400
+                        max.as_secs() / 86_400,
+                        if by_default {
+                            " for a token that never expires (age_only_max_age)"
+                        } else {
+                            ""
+                        }
                     )
                 });
             }

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::derive::policy::{self, Finding};
-use crate::model::{Anomaly, Expiry, Reason, Severity, human_relative};
+use crate::model::{Anomaly, Expiry, ExpiryModel, Reason, Severity, human_relative};
 use crate::state::store::{Inner, TokenState};
 
 /// The state shown for a token: a verdict, or `unknown` before the first probe.
@@ -31,6 +31,10 @@ pub struct TokenView {
     /// RFC 3339, when known.
     pub expires_at: Option<String>,
     pub never_expires: bool,
+    /// How the lifetime is counted: `fixed`, `sliding` (renewed by each use; the window in
+    /// `sliding_window_seconds`) or `age_only` (never expires; age policies apply).
+    pub expiry_model: &'static str,
+    pub sliding_window_seconds: Option<u64>,
     pub expires_in_seconds: Option<i64>,
     /// "in 6 days", "2 hours ago", "never", "unknown".
     pub expires_in: String,
@@ -89,6 +93,11 @@ impl TokenView {
             labels: s.spec.labels.to_map(),
             expires_at: expiry_at.map(|t| t.to_string()),
             never_expires: facts.expiry == Expiry::Never,
+            expiry_model: facts.expiry_model.as_str(),
+            sliding_window_seconds: match facts.expiry_model {
+                ExpiryModel::Sliding { window_seconds } => Some(window_seconds),
+                _ => None,
+            },
             expires_in_seconds: expiry_at.map(|t| t.as_second() - now.as_second()),
             expires_in: match facts.expiry {
                 Expiry::At(t) => human_relative(t, now),

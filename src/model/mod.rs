@@ -212,11 +212,42 @@ impl Expiry {
     }
 }
 
+/// How a token's lifetime is counted, beside [`Expiry`]: alert rules and age policies read
+/// it, because "no expiry" means something else for a key that never expires than for a
+/// token whose expiry moves with each use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "model")]
+pub enum ExpiryModel {
+    /// A fixed expiry (or, as the provider says, none): `expiry` is the whole story.
+    #[default]
+    Fixed,
+    /// The token stops working `window_seconds` after its last use, and each use renews it
+    /// (Okta API tokens, idle timeouts). `expiry` is the current deadline: last use plus the
+    /// window, or the provider's own figure when it gives one.
+    Sliding { window_seconds: u64 },
+    /// The token never expires and only its age matters (AWS access keys, legacy Kubernetes
+    /// token Secrets, far-future Entra secrets): `expiry` is `Never`, `issued_at` the creation
+    /// time when known, and the `age_only_max_age` policy applies.
+    AgeOnly,
+}
+
+impl ExpiryModel {
+    /// The label value (`api_token_info{expiry_model}`) and the JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpiryModel::Fixed => "fixed",
+            ExpiryModel::Sliding { .. } => "sliding",
+            ExpiryModel::AgeOnly => "age_only",
+        }
+    }
+}
+
 /// Facts a provider disclosed about a token. Every field is optional: providers disclose
 /// different things, and a missing fact is never invented.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TokenFacts {
     pub expiry: Expiry,
+    pub expiry_model: ExpiryModel,
     pub issued_at: Option<Timestamp>,
     pub not_before: Option<Timestamp>,
     pub last_used_at: Option<Timestamp>,

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::http::{self, common_status};
 use super::jwt;
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
-use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts};
+use crate::model::{Expiry, ExpiryModel, ProbeOutcome, Reason, TokenFacts};
 use crate::schema::TokenSpec;
 use crate::secret::{Credential, FileSource, Secret, SecretSource};
 
@@ -232,6 +232,11 @@ pub fn local_facts(claims: Option<&Value>, now: Timestamp) -> TokenFacts {
         .get("kubernetes.io/serviceaccount/namespace")
         .is_some()
     {
+        // A legacy token Secret's JWT never expires: only its age (and the API server's
+        // cleanup of unused ones) ends it.
+        if facts.expiry == Expiry::Never {
+            facts.expiry_model = ExpiryModel::AgeOnly;
+        }
         Some("legacy_service_account".into())
     } else {
         facts.token_type

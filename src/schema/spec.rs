@@ -98,10 +98,13 @@ impl<T> PartialEq for Memo<T> {
 
 /// Token hygiene policies. Each configured policy yields a finding for every token it applies
 /// to (see `policy.rs`).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Policies {
     /// Rotation discipline: the token must be younger than this.
     pub max_age: Option<Duration>,
+    /// `max_age` for tokens whose provider says they never expire (`ExpiryModel::AgeOnly`),
+    /// where `max_age` is not set: such a key is otherwise watched by nothing.
+    pub age_only_max_age: Option<Duration>,
     /// Least privilege: every scope the token holds must be in this list.
     pub allowed_scopes: Option<Vec<String>>,
     /// Scopes (or Vault policies) the token must not hold.
@@ -112,6 +115,25 @@ pub struct Policies {
     pub require_expiry: bool,
     /// A token unused for longer than this violates (where the provider reports last use).
     pub max_unused: Option<Duration>,
+}
+
+/// The default `age_only_max_age`: the age after which the common rotation guidance (AWS's,
+/// CIS's) calls a key that never expires overdue.
+pub const AGE_ONLY_MAX_AGE: Duration = Duration::from_secs(90 * 86_400);
+
+impl Default for Policies {
+    /// Nothing configured, but the age policy for tokens that never expire.
+    fn default() -> Self {
+        Policies {
+            max_age: None,
+            age_only_max_age: Some(AGE_ONLY_MAX_AGE),
+            allowed_scopes: None,
+            forbidden_scopes: Vec::new(),
+            expect: Expect::default(),
+            require_expiry: false,
+            max_unused: None,
+        }
+    }
 }
 
 /// Identity the provider must report, compared as exact strings.

@@ -378,7 +378,7 @@ pub fn apply(
         }
         state.fingerprint = fingerprint;
     }
-    let known_expiry = state.facts.expiry;
+    let (known_expiry, known_model) = (state.facts.expiry, state.facts.expiry_model);
     if outcome.verdict.is_conclusive() {
         // Moved, not copied: the facts of a conclusive answer live in `state.facts` only.
         let mut facts = std::mem::take(&mut outcome.facts);
@@ -393,7 +393,9 @@ pub fn apply(
             );
         }
         if facts.expiry == Expiry::Undisclosed && matches!(known_expiry, Expiry::At(_)) {
+            // The expiry kept is read the way it was when it was learnt.
             facts.expiry = known_expiry;
+            facts.expiry_model = known_model;
             // The old expiry is still the best guess when the new answer's expiry field was
             // unusable, but it must not pass for what the provider said now: the anomaly
             // stays on the token and the flag says which expiry is shown.
@@ -410,7 +412,9 @@ pub fn apply(
     } else if known_expiry == Expiry::Undisclosed && outcome.facts.expiry != Expiry::Undisclosed {
         // A failed probe may still have read the expiry locally (a JWT whose keys are
         // unreachable); take it when nothing better is known.
-        Arc::make_mut(&mut state.facts).expiry = outcome.facts.expiry;
+        let facts = Arc::make_mut(&mut state.facts);
+        facts.expiry = outcome.facts.expiry;
+        facts.expiry_model = outcome.facts.expiry_model;
     }
     state.last = Some(ProbeRecord::new(outcome, at, duration));
 }

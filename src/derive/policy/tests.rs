@@ -149,6 +149,7 @@ fn identity_assertions() {
 fn every_finding_names_a_documented_policy() {
     let p = Policies {
         max_age: Some(Duration::from_secs(DAY as u64)),
+        age_only_max_age: Some(Duration::from_secs(DAY as u64)),
         allowed_scopes: Some(vec![]),
         forbidden_scopes: vec!["x".into()],
         expect: Expect {
@@ -174,4 +175,51 @@ fn every_finding_names_a_documented_policy() {
 #[test]
 fn nothing_configured_nothing_found() {
     assert!(check(&Policies::default(), &TokenFacts::default(), None, at(0)).is_empty());
+}
+
+#[test]
+fn a_token_that_never_expires_is_held_to_the_age_only_default() {
+    let age_only = TokenFacts {
+        expiry: Expiry::Never,
+        expiry_model: ExpiryModel::AgeOnly,
+        ..TokenFacts::default()
+    };
+    let defaults = Policies::default();
+    let old = check(&defaults, &age_only, Some((at(0), "issued")), at(91));
+    assert!(find(&old, "max_age").violated, "{old:?}");
+    assert!(find(&old, "max_age").detail.contains("age_only_max_age"));
+    assert!(
+        !find(
+            &check(&defaults, &age_only, Some((at(0), "issued")), at(89)),
+            "max_age"
+        )
+        .violated
+    );
+
+    // The default applies to age-only tokens only: a fixed or sliding expiry is its own watch.
+    for model in [
+        ExpiryModel::Fixed,
+        ExpiryModel::Sliding {
+            window_seconds: 30 * DAY as u64,
+        },
+    ] {
+        let facts = TokenFacts {
+            expiry_model: model,
+            ..TokenFacts::default()
+        };
+        assert!(check(&defaults, &facts, Some((at(0), "issued")), at(400)).is_empty());
+    }
+
+    // An explicit max_age wins, and `off` (None) switches the default off.
+    let explicit = Policies {
+        max_age: Some(Duration::from_secs(200 * DAY as u64)),
+        ..Policies::default()
+    };
+    let f = check(&explicit, &age_only, Some((at(0), "issued")), at(150));
+    assert!(!find(&f, "max_age").violated && !find(&f, "max_age").detail.contains("age_only"));
+    let off = Policies {
+        age_only_max_age: None,
+        ..Policies::default()
+    };
+    assert!(check(&off, &age_only, Some((at(0), "issued")), at(400)).is_empty());
 }

@@ -50,7 +50,7 @@ macro_rules! one_per_line {
 pub(super) const TOKEN_FAMILIES: &[TokenFamily] = &[
     TokenFamily {
         name: "api_token_info",
-        help: "Token metadata, valued 1: kind, fingerprint, subject, verification, and the inventory's labels.",
+        help: "Token metadata, valued 1: kind, fingerprint, subject, verification, expiry model, and the inventory's labels.",
         write: |r, l, text, out| token_series(out, "api_token_info{", l, text.get(r.info)),
     },
     TokenFamily {

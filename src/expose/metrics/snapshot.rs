@@ -163,6 +163,7 @@ impl Row {
                 ("fingerprint", s.fingerprint.as_deref().unwrap_or("")),
                 ("subject", facts.subject.as_deref().unwrap_or("")),
                 ("verified", verified),
+                ("expiry_model", facts.expiry_model.as_str()),
             ] {
                 t.push(',');
                 label(t, k, v);

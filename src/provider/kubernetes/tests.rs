@@ -117,6 +117,7 @@ fn legacy_token_never_expires() {
     let o = p(200, &authenticated(&[]), Some(&claims));
     assert_eq!(o.verdict, Verdict::Valid);
     assert_eq!(o.facts.expiry, Expiry::Never);
+    assert_eq!(o.facts.expiry_model, ExpiryModel::AgeOnly);
     assert_eq!(
         o.facts.token_type.as_deref(),
         Some("legacy_service_account")

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::Thresholds;
+use crate::model::{ExpiryModel, Thresholds};
 
 fn state() -> TokenState {
     TokenState::new(
@@ -304,4 +304,28 @@ fn never_replaces_a_known_expiry() {
         Duration::ZERO,
     );
     assert_eq!(s.facts.expiry, Expiry::Never);
+}
+
+#[test]
+fn a_kept_expiry_keeps_the_model_it_was_learnt_with() {
+    let mut s = state();
+    let fp = || Some("sha256:aaaaaaaaaaaa".to_string());
+    let sliding = ExpiryModel::Sliding {
+        window_seconds: 2_592_000,
+    };
+    let outcome = ProbeOutcome::valid(TokenFacts {
+        expiry: Expiry::At(at(5000)),
+        expiry_model: sliding,
+        ..TokenFacts::default()
+    });
+    apply(&mut s, outcome, fp(), at(100), Duration::ZERO);
+    apply(
+        &mut s,
+        ProbeOutcome::invalid(Reason::Inactive, "inactive"),
+        fp(),
+        at(200),
+        Duration::ZERO,
+    );
+    assert_eq!(s.facts.expiry, Expiry::At(at(5000)));
+    assert_eq!(s.facts.expiry_model, sliding);
 }
