@@ -18,7 +18,9 @@ use reqwest::header::HeaderMap;
 use super::http::{self, common_status};
 use super::oauth2::safe_code;
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
-use crate::model::{Anomaly, Expiry, ExpiryRead, ProbeOutcome, Reason, TokenFacts, Verdict};
+use crate::model::{
+    Anomaly, Expiry, ExpiryModel, ExpiryRead, ProbeOutcome, Reason, TokenFacts, Verdict,
+};
 use crate::schema::TokenSpec;
 use crate::secret::Secret;
 use graph::{Application, ClientCredential, Credential};
@@ -617,7 +619,7 @@ fn year_of(text: Option<&str>) -> Option<u32> {
 
 /// Marks a credential without an expiry as one whose age is what matters.
 fn set_age_only(facts: &mut TokenFacts) {
-    let _ = facts;
+    facts.expiry_model = ExpiryModel::AgeOnly;
 }
 
 #[cfg(test)]

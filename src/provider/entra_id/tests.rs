@@ -346,11 +346,17 @@ fn credential_times_become_facts() {
         let mut facts = TokenFacts::default();
         credential_facts(&cred(K1, None, end), now(), &mut facts);
         assert_eq!(facts.expiry, Expiry::Never, "{end}");
+        assert_eq!(facts.expiry_model, ExpiryModel::AgeOnly, "{end}");
+        assert_eq!(
+            facts.issued_at,
+            Some("2023-06-01T10:00:00Z".parse().unwrap())
+        );
     }
     // 99 years ahead is still a date.
     let mut facts = TokenFacts::default();
     credential_facts(&cred(K1, None, "2122-11-14T00:00:00Z"), now(), &mut facts);
     assert!(matches!(facts.expiry, Expiry::At(_)));
+    assert_eq!(facts.expiry_model, ExpiryModel::Fixed);
 
     let mut facts = TokenFacts::default();
     credential_facts(&cred(K1, None, "2023-01-01T00:00:00Z"), now(), &mut facts);
