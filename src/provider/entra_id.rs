@@ -549,7 +549,15 @@ pub fn select<'c>(
                 })
             };
             let chosen = match key_id {
-                Some(_) => all.iter().find(same_id),
+                Some(id) => match all.iter().find(same_id) {
+                    // A listed certificate that is not this one: key_id names another.
+                    Some(c) if c.key.is_some() && !same_key(&c) => {
+                        return Err(format!(
+                            "the certificate with keyId {id} is not this certificate: key_id names another"
+                        ));
+                    }
+                    found => found,
+                },
                 None => all.iter().find(same_key),
             };
             chosen.ok_or_else(|| match key_id {

@@ -313,9 +313,11 @@ fn a_certificate_is_found_by_its_der() {
     let held = Held::Certificate { der: &der };
     assert_eq!(select(&a, &held, None).unwrap().key_id.as_deref(), Some(K2));
     assert_eq!(
-        select(&a, &held, Some(K1)).unwrap().key_id.as_deref(),
-        Some(K1)
+        select(&a, &held, Some(K2)).unwrap().key_id.as_deref(),
+        Some(K2)
     );
+    let err = select(&a, &held, Some(K1)).unwrap_err();
+    assert!(err.contains("names another"), "{err}");
     let other = b"not registered".to_vec();
     let err = select(&a, &Held::Certificate { der: &other }, None).unwrap_err();
     assert!(err.contains("none of the app's 2 certificates"), "{err}");
