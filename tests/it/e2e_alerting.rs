@@ -18,10 +18,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
+use support::daemon::free_port;
 use support::prom::{
     ALERTMANAGER_EXAMPLE, APT_HINT, DashboardQuery, Proc, RULES_FILE, SCRAPE_EXAMPLE, dashboards,
-    eventually, free_port, panel_queries, peer, read, substitute_variables, variable_queries,
-    yaml_file,
+    eventually, panel_queries, peer, read, substitute_variables, variable_queries, yaml_file,
 };
 
 const JOB: &str = "api-token-exporter";

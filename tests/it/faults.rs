@@ -49,16 +49,9 @@ fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap()
 }
 
-/// EC P-256 test key (the one `tests/jwt_jwks.rs` publishes as `k1`), so the `jwt` row has a
-/// token whose signature verifies against the JWKS the good server answers with.
-const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgnC0M9X21vmUPJMzw
-2gWu5hpll7nxtkuHEYbR/suaAn+hRANCAAR9L1TxevugFhi8Dd99Hv1v3zTPo+IN
-XaNfIIjhKD/AvFe15JGwGdpeSZ0YDovdtiM09/nHRn2zS6SGy2SJ2oly
------END PRIVATE KEY-----
-";
-const KEY_X: &str = "fS9U8Xr7oBYYvA3ffR79b980z6PiDV2jXyCI4Sg_wLw";
-const KEY_Y: &str = "V7XkkbAZ2l5JnRgOi922IzT3-cdGfbNLpIbLZInaiXI";
+// The `jwt` row signs with the key `jwt_jwks` publishes as `k1`, so its token verifies
+// against the JWKS the good server answers with.
+use crate::jwt_jwks::{KEY_A_PEM as KEY_PEM, KEY_A_X as KEY_X, KEY_A_Y as KEY_Y};
 
 /// A JWT with `claims`, signed with [`KEY_PEM`] under the key id `k1`.
 fn signed(claims: serde_json::Value) -> String {

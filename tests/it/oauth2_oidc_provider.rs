@@ -74,17 +74,6 @@ async fn probe(yaml: &str) -> ProbeOutcome {
     support::probe_once(yaml, "t", Timestamp::now()).await
 }
 
-/// The outcome, as every view could render it, never holds the token.
-fn assert_no_leak(outcome: &ProbeOutcome, token: &str) {
-    let debug = format!("{outcome:?}");
-    let json = serde_json::to_string(outcome).unwrap();
-    assert!(
-        !debug.contains(token),
-        "the outcome's Debug holds the token"
-    );
-    assert!(!json.contains(token), "the outcome's JSON holds the token");
-}
-
 fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap()
 }
@@ -134,7 +123,7 @@ async fn active_token_reports_the_servers_exp_scope_and_client() {
     assert_eq!(o.facts.subject, None);
     assert!(o.facts.audience.is_empty(), "{:?}", o.facts.audience);
     assert!(o.facts.flags.is_empty(), "{:?}", o.facts.flags);
-    assert_no_leak(&o, &token);
+    support::assert_outcome_hides(&o, &token);
 }
 
 #[tokio::test]
@@ -214,7 +203,7 @@ async fn expired_token_is_invalid_and_the_store_keeps_its_last_expiry() {
     );
     // RFC 7662: an inactive token gets `{"active":false}` and nothing else.
     assert_eq!(second.outcome.facts.expiry, Expiry::Undisclosed);
-    assert_no_leak(&second.outcome, &token);
+    support::assert_outcome_hides(&second.outcome, &token);
     store.record("t", second, second_at);
 
     let inner = store.read();
@@ -260,7 +249,7 @@ async fn revoked_token_is_invalid() {
         "{o:?}"
     );
     assert_eq!(o.facts.expiry, Expiry::Undisclosed);
-    assert_no_leak(&o, &token);
+    support::assert_outcome_hides(&o, &token);
 }
 
 #[tokio::test]
@@ -292,7 +281,7 @@ async fn wrong_client_secret_is_misconfigured_never_invalid() {
         );
         assert!(!o.detail.contains("not-the-secret"), "{}", o.detail);
         assert_eq!(o.facts.expiry, Expiry::Undisclosed);
-        assert_no_leak(&o, &token);
+        support::assert_outcome_hides(&o, &token);
     }
     // The token itself is fine: the failure was ours.
     assert_eq!(server.introspect(&token).await["active"], true);
@@ -439,7 +428,7 @@ async fn garbage_tokens_are_inactive_never_a_panic() {
             token.len()
         );
         assert_eq!(o.facts, Default::default());
-        assert_no_leak(&o, token);
+        support::assert_outcome_hides(&o, token);
     }
 
     // A JWT-shaped string is not garbage to this server: it answers 400
@@ -461,7 +450,7 @@ async fn garbage_tokens_are_inactive_never_a_panic() {
         "{o:?}"
     );
     assert!(o.detail.contains("unsupported_token_type"), "{}", o.detail);
-    assert_no_leak(&o, jwt_shaped);
+    support::assert_outcome_hides(&o, jwt_shaped);
 }
 
 #[tokio::test]
@@ -507,7 +496,7 @@ async fn stopped_server_is_unreachable_and_the_store_keeps_the_expiry() {
             "{:?}",
             r.outcome
         );
-        assert_no_leak(&r.outcome, &token);
+        support::assert_outcome_hides(&r.outcome, &token);
         store.record("t", r, second_at);
         let inner = store.read();
         let state = &inner.tokens["t"];
@@ -546,7 +535,7 @@ async fn the_token_travels_only_in_the_form_body() {
     let o = probe(&yaml).await;
     assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok), "{o:?}");
     assert_eq!(o.facts.expiry, Expiry::At(at(1_900_000_000)));
-    assert_no_leak(&o, token);
+    support::assert_outcome_hides(&o, token);
 
     mock.assert_safe(&[], token);
     let requests = mock.requests();

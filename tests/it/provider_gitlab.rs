@@ -174,14 +174,6 @@ fn config(files: &SecretFiles, provider: &str, tokens: &[(&str, &str)]) -> Strin
     out
 }
 
-fn assert_no_leak(outcome: &ProbeOutcome, token: &str) {
-    let shown = serde_json::to_string(outcome).unwrap();
-    assert!(
-        !shown.contains(token),
-        "the outcome carries the token: {shown}"
-    );
-}
-
 async fn probe_with_provider(server: &MockServer, provider: &str, value: &str) -> ProbeOutcome {
     let files = SecretFiles::new();
     let yaml = config(
@@ -190,7 +182,7 @@ async fn probe_with_provider(server: &MockServer, provider: &str, value: &str) -
         &[("t", value)],
     );
     let outcome = probe_once(&yaml, "t", now()).await;
-    assert_no_leak(&outcome, value);
+    support::assert_outcome_hides(&outcome, value);
     server.assert_safe(NEVER, value);
     outcome
 }

@@ -40,7 +40,7 @@ fn a_storage_path_that_is_a_file_fails_the_start_naming_the_flag() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Bounded: before the fix the daemon kept running and logged an error at every save.
+    // Bounded: a daemon that kept running here would log an error at every save, forever.
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

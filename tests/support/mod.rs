@@ -226,6 +226,17 @@ pub async fn probe_with(config: &Config, token: &str, now: jiff::Timestamp) -> P
     run_probe(provider.as_ref(), spec, now).await.outcome
 }
 
+/// Fails when `token` shows in the outcome's `Debug` or JSON: what a log line or the API
+/// would print of it.
+pub fn assert_outcome_hides(outcome: &ProbeOutcome, token: &str) {
+    assert!(
+        !format!("{outcome:?}").contains(token),
+        "the outcome's Debug holds the token"
+    );
+    let json = serde_json::to_string(outcome).expect("outcome as JSON");
+    assert!(!json.contains(token), "the outcome's JSON holds the token");
+}
+
 /// Header pairs as a sorted map, for assertions on what a probe sent.
 pub fn headers_of(r: &Recorded) -> BTreeMap<String, String> {
     r.headers

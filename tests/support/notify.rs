@@ -4,6 +4,8 @@
 //! `support::notify` in the support tree.
 
 use std::net::TcpStream;
+
+use super::daemon::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -138,14 +140,6 @@ pub fn have(program: &str, arg: &str, what: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     ok || !crate::support::peer_missing(what)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child, log: &Path) {

@@ -3,7 +3,6 @@
 //! stopping them again, and reading the shipped rule and dashboard files.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -228,15 +227,6 @@ pub fn substitute_variables(expr: &str) -> String {
         "expression still has a variable this harness does not substitute: {out}"
     );
     out
-}
-
-/// A free TCP port on 127.0.0.1. The port is released before it is returned, so a process
-/// started right after can bind it.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 /// A process started by a test. Dropping it kills the process and waits for it, so nothing
