@@ -151,12 +151,16 @@ fn yaml(base: &str, graph_on: bool, secret: &str, token_extra: &str) -> String {
 async fn probe(server: &MockServer, graph_on: bool, value: &str, extra: &str) -> ProbeOutcome {
     let files = SecretFiles::new();
     let secret = files.put("entra", value);
-    probe_once(
+    let o = probe_once(
         &yaml(&server.url(), graph_on, &secret, extra),
         "deploy",
         now(),
     )
-    .await
+    .await;
+    for credential in [value, ACCESS] {
+        support::assert_outcome_hides(&o, credential);
+    }
+    o
 }
 
 #[tokio::test]
@@ -653,4 +657,28 @@ async fn canary_no_secret_or_access_token_in_any_output() {
         }
     }
     assert_read_only(&s);
+}
+
+#[tokio::test]
+async fn graph_out_of_reach_keeps_the_verdict() {
+    let s = server(issued(), application(json!([]), json!([]))).await;
+    let files = SecretFiles::new();
+    let secret = files.put("entra", SECRET);
+    let down = format!("http://127.0.0.1:{}", support::daemon::free_port());
+    let text = yaml(&s.url(), true, &secret, "").replace(
+        &format!("graph_url: {}", s.url()),
+        &format!("graph_url: {down}"),
+    );
+    let o = probe_once(&text, "deploy", now()).await;
+    assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok), "{o:?}");
+    assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+    assert!(
+        o.facts
+            .flags
+            .iter()
+            .any(|f| f.contains("Graph could not be asked (connect)")),
+        "{:?}",
+        o.facts.flags
+    );
+    support::assert_outcome_hides(&o, ACCESS);
 }
