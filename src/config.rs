@@ -241,6 +241,7 @@ struct RawToken {
     accessor: Option<String>,
     expires_at: Option<String>,
     issued_at: Option<String>,
+    key_id: Option<String>,
     #[serde(default)]
     policies: RawPolicies,
 }
@@ -547,6 +548,7 @@ impl RawConfig {
                     accessor: raw.accessor,
                     expires_at: raw.expires_at,
                     issued_at: raw.issued_at,
+                    key_id: raw.key_id,
                 }
                 .into(),
                 policies: {

@@ -11,6 +11,7 @@
 //! measures the duration, so no provider repeats that logic.
 
 pub mod cloudflare;
+pub mod entra_id;
 pub mod github;
 pub mod gitlab;
 pub mod google;
@@ -82,6 +83,7 @@ pub const KINDS: &[&str] = &[
     "google",
     "kubernetes",
     "static",
+    "entra_id",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -133,6 +135,7 @@ pub enum ProviderConfig {
     Google(google::Config),
     Kubernetes(kubernetes::Config),
     Static(r#static::Config),
+    EntraId(entra_id::Config),
 }
 
 impl ProviderConfig {
@@ -149,6 +152,7 @@ impl ProviderConfig {
             ProviderConfig::Google(c) => c,
             ProviderConfig::Kubernetes(c) => c,
             ProviderConfig::Static(c) => c,
+            ProviderConfig::EntraId(c) => c,
         }
     }
 
@@ -204,6 +208,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "google" => ProviderConfig::Google(google::Config::deserialize(de)?),
             "kubernetes" => ProviderConfig::Kubernetes(kubernetes::Config::deserialize(de)?),
             "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
+            "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }
@@ -288,6 +293,7 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("accessor", p.accessor.is_some()),
         ("expires_at", p.expires_at.is_some()),
         ("issued_at", p.issued_at.is_some()),
+        ("key_id", p.key_id.is_some()),
     ];
     for (name, present) in set {
         if present && !allowed.contains(&name) {

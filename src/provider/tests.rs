@@ -80,6 +80,7 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Google(_) => 7,
         ProviderConfig::Kubernetes(_) => 8,
         ProviderConfig::Static(_) => 9,
+        ProviderConfig::EntraId(_) => 10,
     };
     KINDS[i]
 }
@@ -90,6 +91,10 @@ fn every_kind_decodes_to_its_variant_and_names_itself() {
         // A document, not a `json!` map: the decoder reads `kind` first, as written.
         let text = if kind == "vault" {
             format!(r#"{{"kind": "{kind}", "address": "https://vault.example.com"}}"#)
+        } else if kind == "entra_id" {
+            format!(
+                r#"{{"kind": "{kind}", "tenant_id": "contoso.onmicrosoft.com", "client_id": "00000000-0000-0000-0000-000000000001"}}"#
+            )
         } else {
             format!(r#"{{"kind": "{kind}"}}"#)
         };

@@ -161,6 +161,7 @@ static NO_PARAMS: TokenParams = TokenParams {
     accessor: None,
     expires_at: None,
     issued_at: None,
+    key_id: None,
 };
 
 impl std::ops::Deref for Params {
@@ -190,6 +191,9 @@ pub struct TokenParams {
     pub expires_at: Option<String>,
     /// Declared issue time for the `static` provider.
     pub issued_at: Option<String>,
+    /// Entra ID: the `keyId` of the app credential the secret is, when its first characters
+    /// do not tell it from the app's other secrets.
+    pub key_id: Option<String>,
 }
 
 /// A token's label text, escaped once per spec ([`TokenSpec::metric_labels`]): the

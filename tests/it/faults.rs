@@ -269,6 +269,29 @@ const KINDS: &[Kind] = &[
         good: || unreachable!("static makes no call"),
         overrides: &[],
     },
+    Kind {
+        kind: "entra_id",
+        // With Graph on, the healthy probe asks the token endpoint and then Graph; the fault
+        // server answers both with one body that is each answer at once (each reads only
+        // its own members), and a fault at the token endpoint means Graph is never asked.
+        provider: "tenant_id: contoso.onmicrosoft.com\nclient_id: 0c5e3d9a-4b1f-4a6e-9d2c-7f8e1a2b3c4d\nurl: {base}\ngraph_url: {base}\ngraph: true",
+        token: "",
+        path: Some("/contoso.onmicrosoft.com/oauth2/v2.0/token"),
+        secret: || "Xy7Q~faultEntraClientSecret.0123456789ab".into(),
+        good: || {
+            Canned::json(json!({
+                "token_type": "Bearer", "expires_in": 3599, "access_token": "eyJ0eXAi.minted.sig",
+                "id": "03ef14b0-ca33-4840-8f4f-d6e91916010e",
+                "appId": "0c5e3d9a-4b1f-4a6e-9d2c-7f8e1a2b3c4d", "displayName": "deployer",
+                "keyCredentials": [],
+                "passwordCredentials": [{
+                    "displayName": "ci", "hint": "Xy7", "keyId": "f1e2d3c4-b5a6-4789-8abc-def012345678",
+                    "startDateTime": "2023-11-01T00:00:00Z", "endDateTime": "2023-12-15T00:00:00Z"
+                }]
+            }))
+        },
+        overrides: &[],
+    },
 ];
 
 /// What a fault does.

@@ -16,7 +16,8 @@ use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use api_token_exporter::provider::{
-    self, cloudflare, github, gitlab, google, jwt, kubernetes, oauth2, slack, r#static, vault,
+    self, cloudflare, entra_id, github, gitlab, google, jwt, kubernetes, oauth2, slack, r#static,
+    vault,
 };
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
@@ -196,6 +197,16 @@ const KEYS: &[&str] = &[
     "groups",
     "extra",
     "audiences",
+    "access_token",
+    "error_codes",
+    "error_description",
+    "passwordCredentials",
+    "keyCredentials",
+    "startDateTime",
+    "endDateTime",
+    "hint",
+    "keyId",
+    "displayName",
 ];
 
 /// JSON scalars on the edges of what the parsers convert: huge, negative, fractional and
@@ -258,6 +269,9 @@ fn leaf() -> impl Strategy<Value = Value> {
             "\u{0}",
             "\u{202e}rtl",
             "ghp_0123456789abcdefghijklmnopqrstuvwxyz",
+            "AADSTS7000222: The provided client secret keys are expired.",
+            "AADSTS90002: Tenant not found.",
+            "2299-12-31T00:00:00Z",
         ])
         .prop_map(|s| json!(s)),
         "\\PC{0,24}".prop_map(Value::String),
@@ -904,6 +918,7 @@ const FUZZED: &[(&str, &str)] = &[
     ("google", "google::parse("),
     ("kubernetes", "kubernetes::parse("),
     ("static", "r#static::evaluate("),
+    ("entra_id", "entra_id::parse("),
 ];
 
 #[test]
@@ -1071,5 +1086,84 @@ proptest! {
             prop_assert_eq!(member(&body, "kind"), Some(json!("TokenReview")));
         }
         prop_assert!(o.verdict != Verdict::Forbidden && o.verdict != Verdict::Unverified);
+    }
+}
+
+fn good_entra_token() -> Value {
+    json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+           "access_token": "eyJ0eXAi.body.sig"})
+}
+
+fn good_entra_error() -> Value {
+    json!({"error": "invalid_client",
+           "error_description": "AADSTS7000222: The provided client secret keys are expired.\r\nTrace ID: t",
+           "error_codes": [7000222], "timestamp": "2023-11-14 22:13:20Z", "trace_id": "t",
+           "correlation_id": "c"})
+}
+
+fn good_entra_application() -> Value {
+    json!({"id": "obj", "appId": "app", "displayName": "deployer", "keyCredentials": [],
+           "passwordCredentials": [{"keyId": "k1", "hint": "abc", "displayName": "ci",
+               "startDateTime": "2023-11-01T00:00:00Z", "endDateTime": "2023-12-15T00:00:00Z"}]})
+}
+
+/// The AADSTS codes the `entra_id` provider calls a verdict on the credential.
+const ENTRA_INVALID_CODES: [u64; 5] = [7000222, 7000215, 700016, 7000112, 700027];
+
+proptest! {
+    /// Entra ID's token endpoint: `valid` only on 200 with a non-empty `access_token`;
+    /// `invalid` only on 400 or 401 for a documented AADSTS code; the answer's description
+    /// never reaches the detail; garbage is never conclusive.
+    #[test]
+    fn entra_id_token_parse(
+        status in status(),
+        headers in headers(),
+        body in prop_oneof![body(good_entra_token()), body(good_entra_error())],
+    ) {
+        let o = entra_id::parse(status, &headers, &body, now());
+        sane(&o);
+        if !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{status}: {o:?}");
+        }
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            let token = member(&body, "access_token");
+            prop_assert!(token.as_ref().and_then(Value::as_str).is_some_and(|t| !t.is_empty()), "{o:?}");
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert!(matches!(status, 400 | 401), "{status}: {o:?}");
+            prop_assert!(ENTRA_INVALID_CODES.iter().any(|c| o.detail.contains(&format!("AADSTS{c}"))), "{o:?}");
+        }
+        if let Some(Value::String(d)) = member(&body, "error_description")
+            && d.len() > 12
+        {
+            prop_assert!(!o.detail.contains(d.as_str()), "{o:?}");
+        }
+        prop_assert!(o.verdict != Verdict::Forbidden && o.verdict != Verdict::Unverified);
+    }
+
+    /// Graph's application answer: whatever it holds, it adds facts or a flag and never
+    /// panics; an expiry comes only from a 200 answer, and a missing one is explained.
+    #[test]
+    fn entra_id_graph_facts(
+        status in status(),
+        body in body(good_entra_application()),
+        prefix in prop_oneof![Just("abc".to_string()), "[a-z~]{0,3}"],
+        key_id in prop::option::of(prop_oneof![Just("k1".to_string()), "[a-z0-9-]{0,8}"]),
+    ) {
+        let mut facts = api_token_exporter::model::TokenFacts::default();
+        let held = entra_id::Held::Secret { prefix: &prefix };
+        entra_id::graph_facts(status, &body, now(), &held, key_id.as_deref(), &mut facts);
+        if status != 200 {
+            prop_assert_eq!(facts.expiry, Expiry::Undisclosed);
+            prop_assert_eq!(facts.flags.len(), 1);
+        }
+        // No expiry is always explained.
+        if facts.expiry == Expiry::Undisclosed {
+            prop_assert!(!facts.flags.is_empty(), "{facts:?}");
+        }
+        if facts.expiry == Expiry::Never {
+            prop_assert_eq!(facts.expiry_model, api_token_exporter::model::ExpiryModel::AgeOnly);
+        }
     }
 }
