@@ -11,6 +11,7 @@
 //! measures the duration, so no provider repeats that logic.
 
 pub mod cloudflare;
+pub mod generic;
 pub mod github;
 pub mod gitlab;
 pub mod google;
@@ -82,6 +83,7 @@ pub const KINDS: &[&str] = &[
     "google",
     "kubernetes",
     "static",
+    "http",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -133,6 +135,7 @@ pub enum ProviderConfig {
     Google(google::Config),
     Kubernetes(kubernetes::Config),
     Static(r#static::Config),
+    Http(generic::Config),
 }
 
 impl ProviderConfig {
@@ -149,6 +152,7 @@ impl ProviderConfig {
             ProviderConfig::Google(c) => c,
             ProviderConfig::Kubernetes(c) => c,
             ProviderConfig::Static(c) => c,
+            ProviderConfig::Http(c) => c,
         }
     }
 
@@ -204,6 +208,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "google" => ProviderConfig::Google(google::Config::deserialize(de)?),
             "kubernetes" => ProviderConfig::Kubernetes(kubernetes::Config::deserialize(de)?),
             "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
+            "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }

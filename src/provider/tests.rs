@@ -80,6 +80,7 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Google(_) => 7,
         ProviderConfig::Kubernetes(_) => 8,
         ProviderConfig::Static(_) => 9,
+        ProviderConfig::Http(_) => 10,
     };
     KINDS[i]
 }
@@ -90,6 +91,11 @@ fn every_kind_decodes_to_its_variant_and_names_itself() {
         // A document, not a `json!` map: the decoder reads `kind` first, as written.
         let text = if kind == "vault" {
             format!(r#"{{"kind": "{kind}", "address": "https://vault.example.com"}}"#)
+        } else if kind == "http" {
+            // The generic kind has no defaults to ask: an endpoint and one rule at least.
+            format!(
+                r#"{{"kind": "{kind}", "url": "https://api.example.com", "path": "/v1/me", "rules": [{{"status": 200, "verdict": "valid"}}]}}"#
+            )
         } else {
             format!(r#"{{"kind": "{kind}"}}"#)
         };
