@@ -1,6 +1,9 @@
 use serde_json::json;
 
+use std::time::Duration;
+
 use super::*;
+use crate::model::{Anomaly, Expiry, ExpiryRead};
 use crate::provider::ProviderConfig;
 use crate::provider::http::test_headers as headers;
 
