@@ -96,7 +96,10 @@ async fn probe(recipe: &'static Recipe, answer: Answer, token: &str) -> (ProbeOu
     let yaml = recipes_against(recipe, &server.url(), &secrets, token);
     let config = Config::parse(&yaml).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.providers[recipe.provider].kind(), "http");
-    assert_eq!(config.token(recipe.token).unwrap().provider, recipe.provider);
+    assert_eq!(
+        config.token(recipe.token).unwrap().provider,
+        recipe.provider
+    );
     let o = probe_with(&config, recipe.token, now()).await;
     let calls = calls(&server, recipe, token);
     assert_eq!(calls.len(), 1, "{o:?}");
@@ -356,4 +359,59 @@ async fn no_token_value_reaches_any_output() {
         }
     }
     assert!(server.requests().len() >= 3);
+}
+
+/// Each way of sending the token, as the server receives it.
+#[tokio::test]
+async fn the_token_goes_where_the_config_says() {
+    use base64::Engine;
+    const TOKEN: &str = "sk_test_0123456789abcdefghij";
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let cases: [(&str, &str, Option<String>); 4] = [
+        (
+            "{in: basic, username: api}",
+            "authorization",
+            Some(format!("Basic {}", b64(&format!("api:{TOKEN}")))),
+        ),
+        (
+            "{in: basic, password: \"\"}",
+            "authorization",
+            Some(format!("Basic {}", b64(&format!("{TOKEN}:")))),
+        ),
+        (
+            "{in: header, name: Authorization, prefix: \"Token \"}",
+            "authorization",
+            Some(format!("Token {TOKEN}")),
+        ),
+        (
+            "{in: header, name: X-Auth-Token}",
+            "x-auth-token",
+            Some(TOKEN.to_string()),
+        ),
+    ];
+    for (placement, header, want) in cases {
+        let server = MockServer::start(|r| {
+            if r.method.as_str() == "GET" && r.path() == "/v1/me" {
+                Answer::text(204, "text/plain", "")
+            } else {
+                Answer::text(404, "text/plain", "")
+            }
+        })
+        .await;
+        let secrets = SecretFiles::new();
+        let yaml = format!(
+            "global:\n  probe_timeout: 1s\nproviders:\n  p:\n    kind: http\n    url: {}\n    path: /v1/me\n    token: {placement}\n    rules: [{{status: 204, verdict: valid}}]\ntokens:\n  - name: t\n    provider: p\n    secret: {}\n",
+            server.url(),
+            secrets.put("t", TOKEN)
+        );
+        let o = support::probe_once(&yaml, "t", now()).await;
+        assert_eq!(o.verdict, Verdict::Valid, "{placement}: {o:?}");
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        let r = &requests[0];
+        assert_eq!((r.method.as_str(), r.path()), ("GET", "/v1/me"));
+        assert_eq!(r.header(header).map(str::to_string), want, "{placement}");
+        assert!(r.body.is_empty() && r.uri.query().is_none(), "{placement}");
+        server.assert_safe(&[], TOKEN);
+    }
 }

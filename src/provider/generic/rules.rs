@@ -220,9 +220,14 @@ impl Condition {
             return false;
         };
         if let Some(want) = &self.equals {
-            return want
-                .as_str()
-                .is_some_and(|w| value.eq_ignore_ascii_case(w.trim()));
+            // A header is text: `equals: 1` in YAML is the text "1".
+            let want = match want {
+                Value::String(s) => s.trim().to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return false,
+            };
+            return value.eq_ignore_ascii_case(&want);
         }
         if let Some(part) = &self.contains {
             return value.contains(part.as_str());
@@ -248,16 +253,12 @@ impl Condition {
                 "{at}: give exactly one of equals, exists or contains"
             ));
         }
-        if let Some(v) = &self.equals {
-            let ok = match self.pointer {
-                Some(_) => matches!(v, Value::Bool(_) | Value::Number(_) | Value::String(_)),
-                None => v.is_string(),
-            };
-            if !ok {
-                return Err(format!(
-                    "{at}.equals: compare with a string, number or boolean (a header with a string)"
-                ));
-            }
+        if let Some(v) = &self.equals
+            && !matches!(v, Value::Bool(_) | Value::Number(_) | Value::String(_))
+        {
+            return Err(format!(
+                "{at}.equals: compare with a string, number or boolean"
+            ));
         }
         if self.contains.as_deref().is_some_and(str::is_empty) {
             return Err(format!("{at}.contains: must not be empty"));

@@ -354,6 +354,13 @@ fn conditions() {
     assert!(cond(json!({"pointer": "/missing", "exists": false})));
     assert!(!cond(json!({"pointer": "/a/b", "equals": "1"})));
     assert!(cond(json!({"header": "X-State", "equals": "active"})));
+    let texts = headers(&[("x-count", "1"), ("x-flag", "TRUE")]);
+    for (name, want) in [("x-count", json!(1)), ("x-flag", json!(true))] {
+        let c: Condition = serde_json::from_value(json!({"header": name, "equals": want})).unwrap();
+        assert!(c.holds(&texts, None), "{name}");
+    }
+    let c: Condition = serde_json::from_value(json!({"header": "x-count", "equals": 2})).unwrap();
+    assert!(!c.holds(&texts, None));
     assert!(cond(json!({"header": "x-note", "contains": "revoked"})));
     assert!(cond(json!({"header": "x-absent", "exists": false})));
     assert!(!cond(json!({"header": "x-absent", "contains": "x"})));
