@@ -341,6 +341,23 @@ impl Rule {
                 ));
             }
         }
+        let refuses = matches!(self.verdict, RuleVerdict::Invalid | RuleVerdict::Forbidden);
+        let success = self.status.0.iter().any(|s| match s {
+            StatusMatch::Exact(code) => code / 100 == 2,
+            StatusMatch::Class(c) => *c == 2,
+        });
+        if refuses && success && self.when.is_empty() {
+            // Captive portals and proxies answer 200 with a page of their own: a success
+            // status alone must not call a token invalid.
+            return Err(format!(
+                "{at}: a 2xx alone never says a token is {}; add a condition on the body or a header (when:)",
+                if self.verdict == RuleVerdict::Invalid {
+                    "invalid"
+                } else {
+                    "forbidden"
+                }
+            ));
+        }
         for (i, c) in self.when.iter().enumerate() {
             c.validate(&format!("{at}.when[{i}]"))?;
         }

@@ -404,6 +404,14 @@ fn validation_refuses_what_could_call_a_failure_invalid_or_write() {
         ),
         ("rules: []", "list at least one rule"),
         (
+            "rules: [{status: 200, when: [{pointer: /ok, equals: true}], verdict: valid}, {status: 2xx, verdict: invalid}]",
+            "rules[1]: a 2xx alone never says a token is invalid",
+        ),
+        (
+            "rules: [{status: 204, verdict: valid}, {status: [200, 401], verdict: forbidden}]",
+            "rules[1]: a 2xx alone never says a token is forbidden",
+        ),
+        (
             "rules: [{status: 200, verdict: valid, reason: expired}]",
             "rules[0].reason: only an invalid rule",
         ),
