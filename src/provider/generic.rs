@@ -383,6 +383,10 @@ pub fn parse(
         .filter(|(_, r)| r.covers(status))
         .collect();
     if covering.is_empty() {
+        if status == 429 {
+            let detail = "the provider answered 429 Too Many Requests";
+            return rate_limited(config, headers, now, detail).with_rate_limit(rate);
+        }
         return common_status(status, headers, now);
     }
     let rules_read_body = covering.iter().any(|(_, r)| r.reads_body());
@@ -429,14 +433,28 @@ pub fn parse(
             ),
         )
         .with_facts(facts.unwrap_or_default()),
-        RuleVerdict::RateLimited => ProbeOutcome::rate_limited(
-            http::retry_after(headers, now)
-                .or_else(|| facts::reset_wait(config, headers, now))
-                .or_else(|| http::reset_wait(rate, now)),
-            format!("the answer (HTTP {status}) matched rules[{i}]: rate limited"),
+        RuleVerdict::RateLimited => rate_limited(
+            config,
+            headers,
+            now,
+            &format!("the answer (HTTP {status}) matched rules[{i}]: rate limited"),
         ),
     };
     outcome.with_rate_limit(rate)
+}
+
+/// A rate-limited outcome, waiting for `Retry-After`, else the configured reset header,
+/// else the usual reset headers.
+fn rate_limited(
+    config: &Config,
+    headers: &HeaderMap,
+    now: Timestamp,
+    detail: &str,
+) -> ProbeOutcome {
+    let wait = http::retry_after(headers, now)
+        .or_else(|| facts::reset_wait(config, headers, now))
+        .or_else(|| http::reset_wait(http::rate_limit(headers), now));
+    ProbeOutcome::rate_limited(wait, detail)
 }
 
 #[cfg(test)]

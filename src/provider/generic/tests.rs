@@ -247,6 +247,19 @@ fn rate_limited_waits_for_retry_after_then_the_reset_header() {
     assert_eq!(o.retry_after, Some(Duration::from_secs(99)));
     let o = p(&c, 429, &[], "");
     assert_eq!((o.verdict, o.retry_after), (Verdict::RateLimited, None));
+    // A 429 no rule names waits for the configured reset header too.
+    let mut c = c;
+    c.rules.retain(|r| r.verdict != RuleVerdict::RateLimited);
+    let o = p(
+        &c,
+        429,
+        &[("x-ratelimit-reset", &(NOW + 45).to_string())],
+        "",
+    );
+    assert_eq!(
+        (o.verdict, o.retry_after),
+        (Verdict::RateLimited, Some(Duration::from_secs(45)))
+    );
 }
 
 #[test]
