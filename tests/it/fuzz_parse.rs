@@ -1217,6 +1217,13 @@ proptest! {
         if o.verdict == Verdict::Invalid {
             prop_assert!(matches!(status, 200..=299 | 400..=499) && status != 429, "{status}: {o:?}");
         }
+        // A success status alone never says invalid or forbidden: a rule with a condition did.
+        if matches!(o.verdict, Verdict::Invalid | Verdict::Forbidden) && (200..300).contains(&status) {
+            prop_assert!(
+                config.rules.iter().any(|r| r.covers(status) && !r.when.is_empty()),
+                "{status}: {o:?}"
+            );
+        }
         if conclusive(&o) {
             prop_assert!(config.rules.iter().any(|r| r.covers(status)), "{status}: {o:?}");
         }
