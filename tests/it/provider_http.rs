@@ -358,7 +358,17 @@ async fn no_token_value_reaches_any_output() {
             assert!(!text.contains(canary), "{what} holds a token:\n{text}");
         }
     }
-    assert!(server.requests().len() >= 3);
+    let requests = server.requests();
+    assert!(requests.len() >= 3);
+    for r in &requests {
+        let call = (r.method.as_str(), r.path());
+        assert!(
+            call == (INTROSPECT.method, INTROSPECT.path) || call == (PING.method, PING.path),
+            "a call outside the two configured: {call:?}"
+        );
+    }
+    server.assert_safe(&[], valid);
+    server.assert_safe(&[], echoed);
 }
 
 /// Each way of sending the token, as the server receives it.
