@@ -135,6 +135,20 @@ fn every_recipe_is_in_the_docs_verbatim() {
     }
 }
 
+#[test]
+fn every_config_in_the_docs_loads() {
+    let blocks: Vec<&str> = DOC
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.starts_with("providers:"))
+        .collect();
+    assert_eq!(blocks.len(), 4, "the reference example and three recipes");
+    for block in blocks {
+        Config::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}
+
 #[tokio::test]
 async fn acme_recipe_expiry_and_scopes_from_headers() {
     const TOKEN: &str = "acme_pat_0123456789abcdefghij";
