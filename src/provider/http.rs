@@ -308,6 +308,24 @@ impl RequestBuilder {
         self
     }
 
+    /// A header that carries a token or credential under a name the config chooses (the
+    /// generic `http` kind): marked sensitive like [`CREDENTIAL_HEADERS`].
+    pub fn sensitive_header(mut self, name: &str, value: String) -> Self {
+        if let Ok(request) = &mut self.request {
+            match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                (Ok(name), Ok(mut value)) => {
+                    value.set_sensitive(true);
+                    request.headers_mut().insert(name, value);
+                }
+                (Err(_), _) => self.request = Err("invalid header name".into()),
+                (Ok(name), Err(_)) => {
+                    self.request = Err(format!("invalid value for the {name} header"));
+                }
+            }
+        }
+        self
+    }
+
     pub fn bearer_auth(self, token: &str) -> Self {
         self.header(reqwest::header::AUTHORIZATION, format!("Bearer {token}"))
     }

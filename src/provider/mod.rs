@@ -12,6 +12,7 @@
 
 pub mod cloudflare;
 pub mod entra_id;
+pub mod generic;
 pub mod github;
 pub mod gitlab;
 pub mod google;
@@ -84,6 +85,7 @@ pub const KINDS: &[&str] = &[
     "kubernetes",
     "static",
     "entra_id",
+    "http",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -136,6 +138,7 @@ pub enum ProviderConfig {
     Kubernetes(kubernetes::Config),
     Static(r#static::Config),
     EntraId(entra_id::Config),
+    Http(generic::Config),
 }
 
 impl ProviderConfig {
@@ -153,6 +156,7 @@ impl ProviderConfig {
             ProviderConfig::Kubernetes(c) => c,
             ProviderConfig::Static(c) => c,
             ProviderConfig::EntraId(c) => c,
+            ProviderConfig::Http(c) => c,
         }
     }
 
@@ -209,6 +213,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "kubernetes" => ProviderConfig::Kubernetes(kubernetes::Config::deserialize(de)?),
             "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
             "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
+            "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }

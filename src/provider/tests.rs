@@ -81,23 +81,26 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Kubernetes(_) => 8,
         ProviderConfig::Static(_) => 9,
         ProviderConfig::EntraId(_) => 10,
+        ProviderConfig::Http(_) => 11,
     };
     KINDS[i]
+}
+
+/// The least a kind's config needs, as a document (not a `json!` map: the decoder reads
+/// `kind` first, as written). Most kinds default every setting.
+fn minimal(kind: &str) -> String {
+    match kind {
+        "vault" => r#"{"kind": "vault", "address": "https://vault.example.com"}"#.into(),
+        "entra_id" => r#"{"kind": "entra_id", "tenant_id": "contoso.onmicrosoft.com", "client_id": "00000000-0000-0000-0000-000000000001"}"#.into(),
+        "http" => r#"{"kind": "http", "url": "https://api.example.com", "path": "/v1/me", "rules": [{"status": 200, "verdict": "valid"}]}"#.into(),
+        _ => format!(r#"{{"kind": "{kind}"}}"#),
+    }
 }
 
 #[test]
 fn every_kind_decodes_to_its_variant_and_names_itself() {
     for &kind in KINDS {
-        // A document, not a `json!` map: the decoder reads `kind` first, as written.
-        let text = if kind == "vault" {
-            format!(r#"{{"kind": "{kind}", "address": "https://vault.example.com"}}"#)
-        } else if kind == "entra_id" {
-            format!(
-                r#"{{"kind": "{kind}", "tenant_id": "contoso.onmicrosoft.com", "client_id": "00000000-0000-0000-0000-000000000001"}}"#
-            )
-        } else {
-            format!(r#"{{"kind": "{kind}"}}"#)
-        };
+        let text = minimal(kind);
         let config: ProviderConfig = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("a minimal {kind} provider does not decode: {e}"));
         assert_eq!(config.kind(), kind);

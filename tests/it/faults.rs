@@ -292,6 +292,21 @@ const KINDS: &[Kind] = &[
         },
         overrides: &[],
     },
+    Kind {
+        kind: "http",
+        // The documented introspection-style recipe: the token in a form field, rules on
+        // the JSON body's `active`, the expiry from `/exp`.
+        provider: "url: {base}\npath: /oauth2/introspect\nmethod: POST\ntoken: {in: form, name: token}\nrules:\n  - {status: 200, when: [{pointer: /active, equals: true}], verdict: valid}\n  - {status: 200, when: [{pointer: /active, equals: false}], verdict: invalid, reason: inactive}\n  - {status: 429, verdict: rate_limited}\nexpiry: {from: json_pointer, at: /exp, format: unix_seconds}\nscopes: {from: json_pointer, at: /scope}\nsubject: {from: json_pointer, at: /sub}",
+        token: "",
+        path: Some("/oauth2/introspect"),
+        secret: || "generic-http-token-0123456789abcdef".into(),
+        good: || {
+            Canned::json(json!({
+                "active": true, "exp": EXP, "sub": "svc-deploy", "scope": "read write"
+            }))
+        },
+        overrides: &[],
+    },
 ];
 
 /// What a fault does.

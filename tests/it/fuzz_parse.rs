@@ -16,8 +16,8 @@ use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use api_token_exporter::provider::{
-    self, cloudflare, entra_id, github, gitlab, google, jwt, kubernetes, oauth2, slack, r#static,
-    vault,
+    self, cloudflare, entra_id, generic, github, gitlab, google, jwt, kubernetes, oauth2, slack,
+    r#static, vault,
 };
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
@@ -919,6 +919,7 @@ const FUZZED: &[(&str, &str)] = &[
     ("kubernetes", "kubernetes::parse("),
     ("static", "r#static::evaluate("),
     ("entra_id", "entra_id::parse("),
+    ("http", "generic::parse("),
 ];
 
 #[test]
@@ -1164,6 +1165,184 @@ proptest! {
         }
         if facts.expiry == Expiry::Never {
             prop_assert_eq!(facts.expiry_model, api_token_exporter::model::ExpiryModel::AgeOnly);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The generic `http` kind: rule sets are input too
+// ---------------------------------------------------------------------------------------
+
+/// Statuses a rule may name, the refused ones (5xx, 3xx, 429 in a conclusive rule) among
+/// them, so the property also meets rule sets that validation must refuse.
+fn rule_status() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        8 => prop::sample::select(vec![
+            json!(200),
+            json!(201),
+            json!(204),
+            json!(400),
+            json!(401),
+            json!(403),
+            json!(404),
+            json!(429),
+            json!("2xx"),
+            json!("4xx"),
+        ]),
+        1 => prop::sample::select(vec![json!(500), json!(503), json!("5xx"), json!(302), json!("3xx")]),
+    ]
+}
+
+/// A condition on a body member or a header, any of the three tests.
+fn rule_condition() -> impl Strategy<Value = Value> {
+    let target = prop_oneof![
+        prop::sample::select(vec!["/active", "/exp", "/sub", "/data/state", "/error", ""])
+            .prop_map(|p| json!({"pointer": p})),
+        prop::sample::select(vec!["www-authenticate", "x-unrelated", "content-type"])
+            .prop_map(|h| json!({"header": h})),
+    ];
+    let test = prop_oneof![
+        prop::sample::select(vec![json!(true), json!(false), json!("active"), json!(1)])
+            .prop_map(|v| ("equals", v)),
+        any::<bool>().prop_map(|b| ("exists", json!(b))),
+        prop::sample::select(vec!["invalid", "act", "a"]).prop_map(|t| ("contains", json!(t))),
+    ];
+    (target, test).prop_map(|(mut c, (k, v))| {
+        c[k] = v;
+        c
+    })
+}
+
+fn rule() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::vec(rule_status(), 1..3),
+        prop::collection::vec(rule_condition(), 0..2),
+        prop::sample::select(vec!["valid", "invalid", "forbidden", "rate_limited"]),
+    )
+        .prop_map(
+            |(status, when, verdict)| json!({"status": status, "when": when, "verdict": verdict}),
+        )
+}
+
+/// A whole `http` provider: rules, and facts from the body or from headers.
+fn generic_config() -> impl Strategy<Value = generic::Config> {
+    let source = |ats: Vec<&'static str>| {
+        prop::option::of(prop_oneof![
+            prop::sample::select(vec!["/exp", "/sub", "/scope", "/data"])
+                .prop_map(|a| json!({"from": "json_pointer", "at": a})),
+            prop::sample::select(ats).prop_map(|a| json!({"from": "header", "at": a})),
+        ])
+    };
+    let format = prop::sample::select(vec!["rfc3339", "unix_seconds", "unix_millis", "date"]);
+    (
+        prop::collection::vec(rule(), 0..4),
+        // One `valid` rule somewhere, as validation requires one.
+        (any::<prop::sample::Index>(), rule()),
+        (source(vec!["x-ratelimit-reset", "x-unrelated"]), format),
+        source(vec!["x-oauth-scopes"]),
+        source(vec!["x-unrelated"]),
+    )
+        .prop_map(
+            |(mut rules, (at, mut valid), (expiry, format), scopes, subject)| {
+                valid["verdict"] = json!("valid");
+                rules.insert(at.index(rules.len() + 1), valid);
+                let mut c = json!({"url": "http://127.0.0.1:1", "path": "/t", "rules": rules});
+                if let Some(mut e) = expiry {
+                    e["format"] = json!(format);
+                    c["expiry"] = e;
+                }
+                if let Some(s) = scopes {
+                    c["scopes"] = s;
+                }
+                if let Some(s) = subject {
+                    c["subject"] = s;
+                }
+                serde_json::from_value(c).expect("the strategy writes well-typed configs")
+            },
+        )
+}
+
+fn good_generic() -> Value {
+    json!({"active": true, "exp": NOW + 3600, "sub": "svc", "scope": "a b",
+           "data": {"state": "active"}})
+}
+
+proptest! {
+    /// The generic kind: for every rule set validation accepts, a 5xx is `unreachable`, and
+    /// a body the rules for its status read but which is not JSON is never conclusive; in
+    /// particular neither is ever `invalid`. `invalid` needs a 2xx or 4xx other than 429.
+    #[test]
+    fn generic_parse(
+        config in generic_config(),
+        status in prop_oneof![
+            2 => status(),
+            1 => 500u16..600,
+            3 => prop::sample::select(vec![200u16, 201, 204, 400, 401, 403, 404, 429]),
+        ],
+        headers in headers(),
+        body in prop_oneof![
+            body(good_generic()),
+            prop::sample::select(vec![
+                good_generic(),
+                json!({"active": true}),
+                json!({"active": false}),
+                json!({"error": "invalid_token"}),
+                json!({}),
+            ])
+            .prop_map(|v| v.to_string().into_bytes()),
+        ],
+    ) {
+        let accepted = provider::ProviderConfig::Http(config.clone()).validate().is_ok();
+        let o = generic::parse(&config, status, &headers, &body, now());
+        sane(&o);
+        // Whatever validation says: the runtime defence holds for every rule set.
+        if (500..600).contains(&status) {
+            prop_assert_eq!((o.verdict, o.reason), (Verdict::Unreachable, Reason::Http5xx));
+        }
+        prop_assert!(o.verdict != Verdict::Unverified);
+        if !accepted {
+            return Ok(());
+        }
+        let reads_body = config.rules.iter().any(|r| r.covers(status) && r.reads_body());
+        if reads_body && !is_json(&body) {
+            prop_assert_eq!((o.verdict, o.reason), (Verdict::Unreachable, Reason::BadResponse));
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert!(matches!(status, 200..=299 | 400..=499) && status != 429, "{status}: {o:?}");
+        }
+        // A success status alone never says invalid or forbidden: a rule with a condition did.
+        if matches!(o.verdict, Verdict::Invalid | Verdict::Forbidden) && (200..300).contains(&status) {
+            prop_assert!(
+                config.rules.iter().any(|r| r.covers(status) && !r.when.is_empty()),
+                "{status}: {o:?}"
+            );
+        }
+        if conclusive(&o) {
+            prop_assert!(config.rules.iter().any(|r| r.covers(status)), "{status}: {o:?}");
+        }
+    }
+
+    /// Garbage answers (not JSON) where a rule for the status reads the body, or with a
+    /// 5xx: never conclusive, so never `invalid`. This holds for any rule set, accepted by
+    /// validation or not: it is the runtime defence alone.
+    #[test]
+    fn generic_parse_garbage_is_never_invalid(
+        config in generic_config(),
+        status in status(),
+        headers in headers(),
+        body in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..64),
+            Just(b"<html><body>Sign in</body></html>".to_vec()),
+            Just(Vec::new()),
+        ],
+    ) {
+        prop_assume!(!is_json(&body));
+        let reads_body = config.rules.iter().any(|r| r.covers(status) && r.reads_body());
+        let o = generic::parse(&config, status, &headers, &body, now());
+        sane(&o);
+        if reads_body || (500..600).contains(&status) {
+            prop_assert!(o.verdict != Verdict::Invalid, "{status}: {o:?}");
+            prop_assert!(!conclusive(&o), "{status}: {o:?}");
         }
     }
 }

@@ -41,6 +41,7 @@ mod provider_entra_id;
 mod provider_github;
 mod provider_gitlab;
 mod provider_google;
+mod provider_http;
 mod provider_kubernetes;
 mod provider_slack;
 mod provider_static;
