@@ -330,7 +330,7 @@ fn inventory(dir: &Path, n: usize, url: &str, secrets_exist: bool) -> PathBuf {
     let bearer = dir.join("bearer");
     std::fs::write(&bearer, BEARER).unwrap();
     let mut yaml = format!(
-        "global:\n  probe_interval: 1h\n  probe_timeout: 30s\nproviders:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: {url}\n    auth_method: bearer\n    bearer_token: {{file: {}}}\ntokens:\n",
+        "global:\n  probe_interval: 1h\n  probe_timeout: 30s\nproviders:\n  idp:\n    kind: oauth2_introspection\n    introspection_endpoint: {url}\n    auth_method: bearer\n    bearer_token: {{file: {}}}\ntokens:\n",
         bearer.display()
     );
     for i in 0..n {

@@ -92,6 +92,18 @@ impl Config {
         raw.validate()
     }
 
+    /// One warning per provider that still writes a setting under its old name (the old
+    /// name keeps its old meaning): logged at every load, printed by `--config.check`.
+    pub fn deprecations(&self) -> Vec<String> {
+        self.providers
+            .iter()
+            .filter_map(|(name, provider)| {
+                let renamed = provider.renamed_in_use();
+                (!renamed.is_empty()).then(|| crate::provider::Renamed::warning(name, &renamed))
+            })
+            .collect()
+    }
+
     pub fn token(&self, name: &str) -> Option<&TokenSpec> {
         self.tokens.iter().find(|t| t.name == name).map(|t| &**t)
     }

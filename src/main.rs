@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     if cli.config_check {
         let mut code = match Config::load(&cli.config_file) {
             Ok(c) => {
+                for warning in c.deprecations() {
+                    eprintln!("{}: warning: {warning}", cli.config_file.display());
+                }
                 println!(
                     "{}: OK ({} providers, {} tokens)",
                     cli.config_file.display(),

@@ -40,7 +40,7 @@ providers:
     kind: oauth2_introspection
     # A host name, not an address: resolving it proves the resolver works where the
     # exporter runs (for the image: a static glibc in a scratch container).
-    introspection_url: https://localhost:$port/introspect
+    introspection_endpoint: https://localhost:$port/introspect
     client_id: packaging-check
     client_secret: {file: $secrets/client-secret}
     auth_method: client_secret_basic

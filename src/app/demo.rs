@@ -259,10 +259,10 @@ pub async fn run(
         "# Demo inventory written by `api-token-exporter demo`. Every provider runs in-process.\n\
          global:\n  probe_interval: 1m\n  min_probe_interval: 10s\n  probe_timeout: 5s\n  policies: {{max_age: 180d, forbidden_scopes: [admin]}}\n\
          providers:\n\
-         \x20 demo-idp:\n    kind: oauth2_introspection\n    introspection_url: http://{idp_addr}/introspect\n    client_id: {CLIENT_ID}\n    client_secret: {{file: {client_secret_file}}}\n\
-         \x20 demo-jwt:\n    kind: jwt\n    jwks_url: http://{idp_addr}/jwks\n    algorithms: [ES256]\n\
+         \x20 demo-idp:\n    kind: oauth2_introspection\n    introspection_endpoint: http://{idp_addr}/introspect\n    client_id: {CLIENT_ID}\n    client_secret: {{file: {client_secret_file}}}\n\
+         \x20 demo-jwt:\n    kind: jwt\n    jwks_uri: http://{idp_addr}/jwks\n    algorithms: [ES256]\n\
          \x20 demo-jwt-unverified:\n    kind: jwt\n\
-         \x20 demo-down:\n    kind: oauth2_introspection\n    introspection_url: http://127.0.0.1:{down_port}/introspect\n    client_id: {CLIENT_ID}\n    client_secret: {{file: {client_secret_file}}}\n\
+         \x20 demo-down:\n    kind: oauth2_introspection\n    introspection_endpoint: http://127.0.0.1:{down_port}/introspect\n    client_id: {CLIENT_ID}\n    client_secret: {{file: {client_secret_file}}}\n\
          tokens:\n"
     );
     for t in &tokens {

@@ -85,6 +85,9 @@ fn load_checked(
 ) -> Result<Inventory, ConfigError> {
     let config = shard.apply(Config::load(path)?);
     check(&config)?;
+    for warning in config.deprecations() {
+        tracing::warn!(file = %path.display(), "{warning}");
+    }
     Inventory::build(config, ctx).map_err(|e| e.in_file(path))
 }
 

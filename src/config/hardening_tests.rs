@@ -136,7 +136,7 @@ fn alias_and_merge_key_bombs_are_refused_by_a_named_limit() {
 #[test]
 fn provider_fields_take_plain_scalars_as_strings() {
     let c = Config::parse(
-            "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: http://x/\n    client_id: 12345\n    client_secret: {env: Y}\n  v:\n    address: http://x\n    namespace: no\n    kind: vault\n  v2:\n    kind: vault\n    address: http://x\n    namespace: 1.0\n  v3:\n    kind: vault\n    address: http://x\n    namespace: on\n",
+            "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_endpoint: http://x/\n    client_id: 12345\n    client_secret: {env: Y}\n  v:\n    url: http://x\n    namespace: no\n    kind: vault\n  v2:\n    kind: vault\n    url: http://x\n    namespace: 1.0\n  v3:\n    kind: vault\n    url: http://x\n    namespace: on\n",
         )
         .unwrap();
     let debug = |name: &str| format!("{:?}", c.providers[name]);
@@ -196,12 +196,12 @@ fn notifier_fields_take_plain_scalars_as_strings_and_errors_name_the_field() {
 fn provider_field_errors_name_the_path_and_line() {
     let cases = [
         (
-            "providers:\n  v:\n    address: http://x\n    kind: vault\n    namespace: [a]\n",
+            "providers:\n  v:\n    url: http://x\n    kind: vault\n    namespace: [a]\n",
             "providers.v.namespace",
             5,
         ),
         (
-            "providers:\n  a:\n    kind: jwt\n  b:\n    kind: oauth2_introspection\n    introspection_url: http://x/\n    client_secret: {env: [x]}\n",
+            "providers:\n  a:\n    kind: jwt\n  b:\n    kind: oauth2_introspection\n    introspection_endpoint: http://x/\n    client_secret: {env: [x]}\n",
             "providers.b.client_secret.env",
             7,
         ),
@@ -210,10 +210,10 @@ fn provider_field_errors_name_the_path_and_line() {
             "providers.v.kind",
             3,
         ),
-        ("providers:\n  v:\n    address: x\n", "providers.v", 3),
+        ("providers:\n  v:\n    url: x\n", "providers.v", 3),
         (
-            "providers:\n  v:\n    kind: jwt\n    jwks_uri: x\n",
-            "providers.v.jwks_uri",
+            "providers:\n  v:\n    kind: jwt\n    jwks_endpoint: x\n",
+            "providers.v.jwks_endpoint",
             4,
         ),
     ];
@@ -245,7 +245,7 @@ fn nothing_under_secret_is_echoed() {
         ),
         (
             format!(
-                "providers:\n  k:\n    kind: oauth2_introspection\n    introspection_url: http://x/\n    client_id: c\n    client_secret:\n      {canary}: 1\n"
+                "providers:\n  k:\n    kind: oauth2_introspection\n    introspection_endpoint: http://x/\n    client_id: c\n    client_secret:\n      {canary}: 1\n"
             ),
             "providers.k.client_secret",
         ),

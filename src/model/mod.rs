@@ -481,6 +481,11 @@ pub struct ProbeOutcome {
     pub retry_after: Option<Duration>,
     #[serde(skip)]
     pub rate_limit: Option<RateLimit>,
+    /// The refusal was for a limit every token of the provider entry shares (the exporter's
+    /// address, the entry's own credential), whatever the kind usually counts its limit
+    /// against: the scheduler pauses the whole entry.
+    #[serde(skip)]
+    pub limit_shared_by_entry: bool,
 }
 
 impl ProbeOutcome {
@@ -502,6 +507,7 @@ impl ProbeOutcome {
             facts: TokenFacts::default(),
             retry_after: None,
             rate_limit: None,
+            limit_shared_by_entry: false,
         }
     }
 
@@ -528,6 +534,12 @@ impl ProbeOutcome {
 
     pub fn with_rate_limit(mut self, rate_limit: Option<RateLimit>) -> Self {
         self.rate_limit = rate_limit;
+        self
+    }
+
+    /// Marks a refusal as one for a limit the whole provider entry shares.
+    pub fn shared_by_entry(mut self) -> Self {
+        self.limit_shared_by_entry = true;
         self
     }
 

@@ -1,7 +1,8 @@
 //! The only place that spawns probe tasks. Owns timing: per-token intervals with jitter,
 //! global and per-provider concurrency limits, faster probing near expiry (with a floor),
-//! backoff for failing providers honouring `Retry-After`, and pausing a rate-limited
-//! provider. Scrapes never trigger probes.
+//! backoff for failing providers honouring `Retry-After`, and pausing the tokens that share
+//! a rate limit one of them hit (the provider entry, one identity, or one token, as the kind
+//! counts its limit). Scrapes never trigger probes.
 //!
 //! One task runs the loop below; each probe runs in its own task holding a global permit
 //! and, where limited, a provider permit. Results come back over a channel and the loop
@@ -19,8 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError, ConfigIssue, Global, TokenSpec};
-use crate::model::{Expiry, ProbeOutcome, Verdict};
-use crate::provider::{BuildContext, ProbeRun, Provider, run_probe};
+use crate::model::{Expiry, ProbeOutcome, TokenFacts, Verdict};
+use crate::provider::{BuildContext, LimitKey, ProbeRun, Provider, run_probe};
 use crate::state::store::Store;
 
 /// A validated config with its providers built: what the scheduler runs.
@@ -96,6 +97,19 @@ struct Entry {
     rerun: bool,
     /// Not answered yet since the exporter started: the first round waits for it.
     first: bool,
+    /// Whose rate limit the token spends, learned from the facts the store keeps for it
+    /// ([`Provider::rate_limit_key`]); before its first answer, what the kind gives for no
+    /// facts (the token alone for a kind that counts per identity).
+    limit: LimitKey,
+    /// Paused until then, when its limit is its own ([`LimitKey::Token`]).
+    paused_until: Option<Instant>,
+}
+
+/// A provider entry's pauses: the whole entry's, and each identity's within it.
+#[derive(Default)]
+struct Pauses {
+    entry: Option<Instant>,
+    identities: HashMap<String, Instant>,
 }
 
 struct Done {
@@ -153,7 +167,7 @@ async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut entries: HashMap<String, Entry> = HashMap::new();
     let mut queue: BinaryHeap<Due> = BinaryHeap::new();
-    let mut paused: HashMap<String, Instant> = HashMap::new();
+    let mut paused: HashMap<String, Pauses> = HashMap::new();
     let mut limits = Limits::of(&inventory.config);
     let mut generation: u64 = 0;
 
@@ -162,6 +176,7 @@ async fn run(
     for spec in &inventory.config.tokens {
         generation += 1;
         let provider = inventory.providers[&spec.provider].clone();
+        let limit = provider.rate_limit_key(&TokenFacts::default());
         entries.insert(
             spec.name.clone(),
             Entry {
@@ -172,6 +187,8 @@ async fn run(
                 in_flight: false,
                 rerun: false,
                 first: true,
+                limit,
+                paused_until: None,
             },
         );
         queue.push(Reverse((start, generation, spec.name.clone())));
@@ -206,7 +223,17 @@ async fn run(
                 let outcome = done.run.outcome.without_facts();
                 let duration = done.run.duration;
                 let recorded = store.record(&done.name, done.run, done.at);
-                log_change(&done.name, recorded.and_then(|r| r.previous), &outcome, duration);
+                log_change(
+                    &done.name,
+                    recorded.as_ref().and_then(|r| r.previous),
+                    &outcome,
+                    duration,
+                );
+                if let Some(r) = &recorded {
+                    // The identity the store now knows for the token (reset with a new
+                    // secret): what its next pause is keyed by.
+                    entry.limit = entry.provider.rate_limit_key(&r.facts);
+                }
                 if std::mem::take(&mut entry.first) {
                     first_left -= 1;
                     if first_left == 0 {
@@ -237,15 +264,19 @@ async fn run(
                     wall_now,
                 ));
                 if let Some(pause) = provider_pause(&outcome, wall_now) {
-                    let until = Instant::now() + pause;
-                    let current = paused.entry(entry.spec.provider.clone()).or_insert(until);
-                    if until > *current {
-                        *current = until;
-                    }
+                    let scope = pause_tokens(
+                        &mut paused,
+                        entry,
+                        outcome.limit_shared_by_entry,
+                        Instant::now(),
+                        pause,
+                    );
                     tracing::warn!(
                         provider = %entry.spec.provider,
+                        token = %done.name,
+                        paused = scope,
                         pause_seconds = pause.as_secs(),
-                        "provider is rate limiting: pausing its probes"
+                        "provider is rate limiting: pausing the probes that share the limit"
                     );
                 }
                 queue.push(Reverse((Instant::now() + delay, entry.generation, done.name)));
@@ -279,6 +310,16 @@ async fn run(
                                 old => {
                                     generation += 1;
                                     let in_flight = old.as_ref().is_some_and(|e| e.in_flight);
+                                    // A changed token keeps its pause, as its entry's pause
+                                    // is kept; its identity is learned again from its facts.
+                                    let facts = store
+                                        .read()
+                                        .tokens
+                                        .get(&spec.name)
+                                        .map(|t| t.facts.clone())
+                                        .unwrap_or_default();
+                                    let limit = provider.rate_limit_key(&facts);
+                                    let paused_until = old.as_ref().and_then(|e| e.paused_until);
                                     next.insert(spec.name.clone(), Entry {
                                         spec: spec.clone(),
                                         provider,
@@ -288,6 +329,8 @@ async fn run(
                                         rerun: in_flight,
                                         // A token the reload adds is not part of the first round.
                                         first: old.is_some_and(|e| e.first),
+                                        limit,
+                                        paused_until,
                                     });
                                     if !in_flight {
                                         queue.push(Reverse((now, generation, spec.name.clone())));
@@ -346,7 +389,7 @@ fn state_summary(store: &Store) -> String {
 fn spawn_due(
     queue: &mut BinaryHeap<Due>,
     entries: &mut HashMap<String, Entry>,
-    paused: &mut HashMap<String, Instant>,
+    paused: &mut HashMap<String, Pauses>,
     limits: &Limits,
     done: &mpsc::UnboundedSender<Done>,
 ) -> bool {
@@ -364,13 +407,10 @@ fn spawn_due(
         if entry.generation != generation_due || entry.in_flight {
             continue;
         }
-        if let Some(until) = paused.get(&entry.spec.provider).copied() {
-            if until > now {
-                let delay = jitter(Duration::from_millis(500));
-                queue.push(Reverse((until + delay, generation_due, name)));
-                continue;
-            }
-            paused.remove(&entry.spec.provider);
+        if let Some(until) = paused_until(paused, entry, now) {
+            let delay = jitter(Duration::from_millis(500));
+            queue.push(Reverse((until + delay, generation_due, name)));
+            continue;
         }
         entry.in_flight = true;
         let task = ProbeTask {
@@ -385,6 +425,79 @@ fn spawn_due(
         tokio::spawn(task.run());
     }
     false
+}
+
+/// Records a pause of `pause` from `now` for the tokens that share `entry`'s rate limit:
+/// the whole provider entry when the answer says so or the kind counts per entry, else the
+/// token's identity, else the token alone. A pause already longer is kept. Returns which.
+fn pause_tokens(
+    paused: &mut HashMap<String, Pauses>,
+    entry: &mut Entry,
+    shared_by_entry: bool,
+    now: Instant,
+    pause: Duration,
+) -> &'static str {
+    let until = now + pause;
+    let later = |slot: &mut Option<Instant>| *slot = Some(slot.map_or(until, |t| t.max(until)));
+    let key = if shared_by_entry {
+        &LimitKey::Entry
+    } else {
+        &entry.limit
+    };
+    match key {
+        LimitKey::Token => {
+            later(&mut entry.paused_until);
+            "token"
+        }
+        LimitKey::Entry => {
+            later(&mut paused.entry(entry.spec.provider.clone()).or_default().entry);
+            "provider"
+        }
+        LimitKey::Identity(id) => {
+            let pauses = paused.entry(entry.spec.provider.clone()).or_default();
+            // Identities whose pause is over go, so the map holds only running pauses.
+            pauses.identities.retain(|_, t| *t > now);
+            let slot = pauses.identities.entry(id.clone()).or_insert(until);
+            *slot = (*slot).max(until);
+            "identity"
+        }
+    }
+}
+
+/// When `entry` may be probed again, if one of the pauses that apply to it still runs: its
+/// provider entry's, its identity's, its own. Pauses found over are dropped.
+fn paused_until(
+    paused: &mut HashMap<String, Pauses>,
+    entry: &mut Entry,
+    now: Instant,
+) -> Option<Instant> {
+    let running = |slot: &mut Option<Instant>| match *slot {
+        Some(t) if t > now => Some(t),
+        _ => {
+            *slot = None;
+            None
+        }
+    };
+    let own = running(&mut entry.paused_until);
+    let Some(pauses) = paused.get_mut(&entry.spec.provider) else {
+        return own;
+    };
+    let whole = running(&mut pauses.entry);
+    let identity = match &entry.limit {
+        LimitKey::Identity(id) => match pauses.identities.get(id) {
+            Some(t) if *t > now => Some(*t),
+            Some(_) => {
+                pauses.identities.remove(id);
+                None
+            }
+            None => None,
+        },
+        _ => None,
+    };
+    if pauses.entry.is_none() && pauses.identities.is_empty() {
+        paused.remove(&entry.spec.provider);
+    }
+    [own, whole, identity].into_iter().flatten().max()
 }
 
 struct ProbeTask {

@@ -15,13 +15,19 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use super::http::{self, common_status};
-use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use super::{
+    BoxFuture, BuildContext, LimitKey, Provider, ProviderKind, Renamed, refuse_params,
+    renamed_setting, require_secret,
+};
 use crate::model::{Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
 use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
-/// Cloudflare's API v4 base URL.
-pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
+/// Cloudflare's API server. API v4 is under [`API_PATH`].
+pub const DEFAULT_URL: &str = "https://api.cloudflare.com";
+
+/// Where Cloudflare serves API v4, below the server's address.
+pub const API_PATH: &str = "/client/v4";
 
 /// Over 1,200 requests in 5 minutes Cloudflare blocks every call for the next 5 minutes.
 /// When a 429 says nothing about when to come back, that is the wait.
@@ -36,7 +42,10 @@ const BAD_HEADER_CODES: [i64; 2] = [6003, 6111];
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The API base URL; defaults to [`DEFAULT_API_URL`].
+    /// The server's address (a path prefix is kept); the kind appends `/client/v4/...`.
+    /// Defaults to [`DEFAULT_URL`].
+    pub url: Option<String>,
+    /// The old name, kept with its old meaning: the API base, `/client/v4` included.
     pub api_url: Option<String>,
     /// The account that owns the tokens, for account-owned API tokens.
     pub account_id: Option<String>,
@@ -44,8 +53,18 @@ pub struct Config {
 }
 
 impl Config {
-    fn api_url(&self) -> &str {
-        self.api_url.as_deref().unwrap_or(DEFAULT_API_URL)
+    /// The setting in use, by name, and the API v4 base it gives (`.../client/v4`).
+    fn api_base(&self) -> Result<(&'static str, String), String> {
+        Ok(
+            match renamed_setting(
+                ("url", self.url.as_ref()),
+                ("api_url", self.api_url.as_ref()),
+            )? {
+                Some(("api_url", old)) => ("api_url", old.clone()),
+                Some((name, url)) => (name, http::join(url, API_PATH)),
+                None => ("url", http::join(DEFAULT_URL, API_PATH)),
+            },
+        )
     }
 }
 
@@ -55,7 +74,8 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        http::check_base_url("api_url", self.api_url())?;
+        let (name, base) = self.api_base()?;
+        http::check_base_url(name, &base)?;
         if let Some(id) = &self.account_id {
             // The id becomes a path segment: only the characters Cloudflare ids are made of,
             // so a typo cannot turn into a different path.
@@ -79,7 +99,8 @@ impl ProviderKind for Config {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
-        let base = self.api_url().trim_end_matches('/');
+        let (_, base) = self.api_base()?;
+        let base = base.trim_end_matches('/');
         Ok(Arc::new(Cloudflare {
             user_endpoint: format!("{base}/user/tokens/verify"),
             account_endpoint: self
@@ -88,6 +109,17 @@ impl ProviderKind for Config {
                 .map(|id| format!("{base}/accounts/{id}/tokens/verify")),
             http: ctx.http.clone(),
         }))
+    }
+
+    fn renamed_in_use(&self) -> Vec<Renamed> {
+        self.api_url
+            .iter()
+            .map(|_| Renamed {
+                old: "api_url",
+                new: "url",
+                rewrite: Some("the server's address, without `/client/v4`"),
+            })
+            .collect()
     }
 }
 
@@ -156,6 +188,12 @@ impl Provider for Cloudflare {
                 .await;
             combine(account, user)
         })
+    }
+
+    /// Cloudflare's API limit is per user (user-owned tokens) or per account token, and the
+    /// verify answer names neither the user nor anything shared: each token pauses alone.
+    fn rate_limit_key(&self, _known: &TokenFacts) -> LimitKey {
+        LimitKey::Token
     }
 }
 

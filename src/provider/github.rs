@@ -19,13 +19,17 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::http::{self, common_status};
-use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use super::{
+    BoxFuture, BuildContext, LimitKey, Provider, ProviderKind, Renamed, refuse_params,
+    renamed_setting, require_secret,
+};
 use crate::model::{Anomaly, Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
 use crate::schema::TokenSpec;
 use crate::secret::{Credential, Secret, SecretSource};
 
-/// GitHub.com's REST API. GitHub Enterprise Server serves it at `https://HOST/api/v3`.
-pub const DEFAULT_API_URL: &str = "https://api.github.com";
+/// GitHub.com's REST API. GitHub Enterprise Server serves it at `https://HOST/api/v3`, a path
+/// prefix that is kept like any other.
+pub const DEFAULT_URL: &str = "https://api.github.com";
 
 /// The REST API version the parser was written against; GitHub answers in that version's
 /// shape for as long as it supports it.
@@ -37,7 +41,10 @@ const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The REST API root. Defaults to [`DEFAULT_API_URL`].
+    /// The REST API's address: `https://api.github.com`, or `https://HOST/api/v3` for GitHub
+    /// Enterprise Server (a path prefix, kept). Defaults to [`DEFAULT_URL`].
+    pub url: Option<String>,
+    /// The old name of `url`, kept with the same meaning.
     pub api_url: Option<String>,
     /// The client ID of the OAuth app or GitHub App whose tokens are checked (app mode).
     pub app_client_id: Option<String>,
@@ -47,8 +54,17 @@ pub struct Config {
 }
 
 impl Config {
-    fn api_url(&self) -> &str {
-        self.api_url.as_deref().unwrap_or(DEFAULT_API_URL)
+    /// The setting in use, by name, and the REST API's address.
+    fn api(&self) -> Result<(&'static str, &str), String> {
+        Ok(
+            match renamed_setting(
+                ("url", self.url.as_ref()),
+                ("api_url", self.api_url.as_ref()),
+            )? {
+                Some((name, url)) => (name, url.as_str()),
+                None => ("url", DEFAULT_URL),
+            },
+        )
     }
 }
 
@@ -58,7 +74,8 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        http::check_base_url("api_url", self.api_url())?;
+        let (name, url) = self.api()?;
+        http::check_base_url(name, url)?;
         match (&self.app_client_id, &self.app_client_secret) {
             (Some(id), Some(_)) => check_client_id(id)?,
             (None, None) => {}
@@ -82,7 +99,8 @@ impl ProviderKind for Config {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
-        http::check_base_url("api_url", self.api_url())?;
+        let (name, url) = self.api()?;
+        http::check_base_url(name, url)?;
         let app = match (&self.app_client_id, &self.app_client_secret) {
             (Some(id), Some(secret)) => Some(App {
                 client_id: id.clone(),
@@ -91,10 +109,21 @@ impl ProviderKind for Config {
             _ => None,
         };
         Ok(Arc::new(GitHub {
-            api: self.api_url().trim_end_matches('/').to_string(),
+            api: url.trim_end_matches('/').to_string(),
             app,
             http: ctx.http.clone(),
         }))
+    }
+
+    fn renamed_in_use(&self) -> Vec<Renamed> {
+        self.api_url
+            .iter()
+            .map(|_| Renamed {
+                old: "api_url",
+                new: "url",
+                rewrite: None,
+            })
+            .collect()
     }
 }
 
@@ -243,6 +272,25 @@ impl Provider for GitHub {
             outcome
         })
     }
+
+    /// GitHub counts every request made for a user against that user's limit, whichever
+    /// token made it (personal access tokens, OAuth and GitHub App user tokens), so tokens
+    /// pause together when their last answers named the same user. An installation token
+    /// spends its installation's limit, which its answer does not name: it pauses alone. In
+    /// app mode the check is authenticated by the app's credentials, which the whole entry
+    /// shares.
+    fn rate_limit_key(&self, known: &TokenFacts) -> LimitKey {
+        match known.token_type.as_deref() {
+            Some("installation") => return LimitKey::Token,
+            Some("personal_access_token" | "fine_grained_personal_access_token") => {}
+            _ if self.app.is_some() => return LimitKey::Entry,
+            _ => {}
+        }
+        match known.extra.get("user_id").or(known.subject.as_ref()) {
+            Some(user) => LimitKey::Identity(user.clone()),
+            None => LimitKey::Token,
+        }
+    }
 }
 
 /// Turns GitHub's answer to `endpoint` into an outcome. Pure.
@@ -324,7 +372,7 @@ fn refused(
             "GitHub refused the app's token check (HTTP 403)",
         );
     }
-    let facts = header_facts(endpoint, headers, now);
+    let facts = header_facts(endpoint, Answer::Refused, headers, now);
     if let Some(sso) = http::header(headers, "x-github-sso")
         && sso.starts_with("required")
     {
@@ -375,8 +423,23 @@ fn sso_org(value: &str) -> Option<String> {
     plain.then(|| org.to_string())
 }
 
-/// Facts carried by the response headers of any call authenticated by the token.
-fn header_facts(endpoint: Endpoint, headers: &HeaderMap, now: Timestamp) -> TokenFacts {
+/// Whether the call the headers came with was answered or refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Accepted,
+    Refused,
+}
+
+/// Facts carried by the response headers of any call authenticated by the token. A missing
+/// expiration header means "never" only on an accepted call: a refusal (SAML SSO, a missing
+/// permission) says nothing about expiry, so there its absence leaves the expiry undisclosed
+/// (and the store keeps the last one known).
+fn header_facts(
+    endpoint: Endpoint,
+    answer: Answer,
+    headers: &HeaderMap,
+    now: Timestamp,
+) -> TokenFacts {
     let mut facts = TokenFacts::default();
     match http::header(headers, "github-authentication-token-expiration") {
         Some(value) => match parse_expiration(value) {
@@ -396,8 +459,8 @@ fn header_facts(endpoint: Endpoint, headers: &HeaderMap, now: Timestamp) -> Toke
             ),
         },
         // Installation tokens always expire after an hour, so a missing header cannot mean
-        // "never" for them; for every other token it does.
-        None if endpoint == Endpoint::Installation => {}
+        // "never" for them; for every other token an accepted call without it does.
+        None if endpoint == Endpoint::Installation || answer == Answer::Refused => {}
         None => facts.expiry = Expiry::Never,
     }
     if let Some(scopes) = http::header(headers, "x-oauth-scopes") {
@@ -451,7 +514,7 @@ fn bearer_ok(endpoint: Endpoint, headers: &HeaderMap, body: &[u8], now: Timestam
         Ok(v) => v,
         Err(o) => return o,
     };
-    let mut facts = header_facts(endpoint, headers, now);
+    let mut facts = header_facts(endpoint, Answer::Accepted, headers, now);
     match endpoint {
         Endpoint::User => {
             let Some(login) = doc.get("login").and_then(Value::as_str) else {

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::http::{self, common_status};
-use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use super::{
+    BoxFuture, BuildContext, LimitKey, Provider, ProviderKind, refuse_params, require_secret,
+};
 use crate::model::{Anomaly, Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
 use crate::schema::TokenSpec;
 use crate::secret::Secret;
@@ -124,6 +126,16 @@ impl Provider for GitLab {
                 Err(outcome) => outcome,
             }
         })
+    }
+
+    /// GitLab's authenticated API limits are per user, so tokens pause together when their
+    /// last answers named the same user ID. The 403 GitLab gives an address after repeated
+    /// failed authentications is marked as the whole entry's by the parse.
+    fn rate_limit_key(&self, known: &TokenFacts) -> LimitKey {
+        match known.extra.get("user_id").or(known.subject.as_ref()) {
+            Some(user) => LimitKey::Identity(user.clone()),
+            None => LimitKey::Token,
+        }
     }
 }
 
@@ -320,6 +332,8 @@ fn refusal(status: u16, headers: &HeaderMap, body: &[u8], now: Timestamp) -> Pro
                     "GitLab answered 403 without insufficient_scope, as it does when it blocks \
                      an address after repeated failed authentications",
                 )
+                // The block is the exporter's address's: every token of the entry shares it.
+                .shared_by_entry()
             }
         }
         _ => return common_status(status, headers, now),

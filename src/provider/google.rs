@@ -14,27 +14,44 @@ use serde_json::Value;
 
 use super::http::{self, common_status};
 use super::oauth2::safe_code;
-use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use super::{
+    BoxFuture, BuildContext, Provider, ProviderKind, Renamed, refuse_params, renamed_setting,
+    require_secret,
+};
 use crate::model::{Anomaly, ExpiryRead, ProbeOutcome, Reason, TokenFacts, read_numeric_date};
 use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
-/// Google's token information endpoint.
-pub const DEFAULT_TOKENINFO_URL: &str = "https://oauth2.googleapis.com/tokeninfo";
+/// Google's OAuth 2.0 server. The token information endpoint is [`TOKENINFO_PATH`] on it.
+pub const DEFAULT_URL: &str = "https://oauth2.googleapis.com";
+
+/// Google's token information endpoint, below the server's address.
+pub const TOKENINFO_PATH: &str = "/tokeninfo";
 
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The tokeninfo endpoint; defaults to [`DEFAULT_TOKENINFO_URL`].
+    /// The server's address (a path prefix is kept); the kind appends `/tokeninfo`.
+    /// Defaults to [`DEFAULT_URL`].
+    pub url: Option<String>,
+    /// The old name, kept with its old meaning: the whole tokeninfo endpoint.
     pub tokeninfo_url: Option<String>,
     pub max_concurrency: Option<usize>,
 }
 
 impl Config {
-    fn tokeninfo_url(&self) -> &str {
-        self.tokeninfo_url
-            .as_deref()
-            .unwrap_or(DEFAULT_TOKENINFO_URL)
+    /// The setting in use, by name, and the tokeninfo endpoint it gives.
+    fn endpoint(&self) -> Result<(&'static str, String), String> {
+        Ok(
+            match renamed_setting(
+                ("url", self.url.as_ref()),
+                ("tokeninfo_url", self.tokeninfo_url.as_ref()),
+            )? {
+                Some(("tokeninfo_url", old)) => ("tokeninfo_url", old.clone()),
+                Some((name, url)) => (name, http::join(url, TOKENINFO_PATH)),
+                None => ("url", http::join(DEFAULT_URL, TOKENINFO_PATH)),
+            },
+        )
     }
 }
 
@@ -44,7 +61,8 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        http::check_base_url("tokeninfo_url", self.tokeninfo_url())?;
+        let (name, endpoint) = self.endpoint()?;
+        http::check_base_url(name, &endpoint)?;
         Ok(())
     }
 
@@ -59,9 +77,20 @@ impl ProviderKind for Config {
 
     fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
         Ok(Arc::new(Google {
-            endpoint: self.tokeninfo_url().to_string(),
+            endpoint: self.endpoint()?.1,
             http: ctx.http.clone(),
         }))
+    }
+
+    fn renamed_in_use(&self) -> Vec<Renamed> {
+        self.tokeninfo_url
+            .iter()
+            .map(|_| Renamed {
+                old: "tokeninfo_url",
+                new: "url",
+                rewrite: Some("the server's address, without `/tokeninfo`"),
+            })
+            .collect()
     }
 }
 

@@ -18,7 +18,10 @@ use tokio::sync::Mutex;
 
 use super::http::{self, common_status};
 use super::oauth2::facts_from_claims;
-use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use super::{
+    BoxFuture, BuildContext, Provider, ProviderKind, Renamed, refuse_params, renamed_setting,
+    require_secret,
+};
 use crate::model::parse_duration;
 use crate::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use crate::schema::TokenSpec;
@@ -37,7 +40,10 @@ const UNKNOWN_KID_REFETCH: Duration = Duration::from_secs(300);
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where the signing keys are. Without it (and without `issuer`) claims are unverified.
+    /// Where the signing keys are, named as RFC 8414 metadata names it. Without it (and
+    /// without `issuer`) claims are unverified.
+    pub jwks_uri: Option<String>,
+    /// The old name of `jwks_uri`, kept with the same meaning.
     pub jwks_url: Option<String>,
     /// Issuer whose discovery document names `jwks_uri`.
     pub issuer: Option<String>,
@@ -50,24 +56,36 @@ pub struct Config {
     pub max_concurrency: Option<usize>,
 }
 
+impl Config {
+    /// The JWKS address under either name (`validate` refuses both at once).
+    fn jwks(&self) -> Option<&String> {
+        self.jwks_uri.as_ref().or(self.jwks_url.as_ref())
+    }
+}
+
 impl ProviderKind for Config {
     fn kind(&self) -> &'static str {
         "jwt"
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.jwks_url.is_some() && self.issuer.is_some() {
-            return Err("give jwks_url or issuer, not both".into());
-        }
-        for (field, value) in [("jwks_url", &self.jwks_url), ("issuer", &self.issuer)] {
-            if let Some(v) = value {
-                http::check_base_url(field, v)?;
+        let jwks = renamed_setting(
+            ("jwks_uri", self.jwks_uri.as_ref()),
+            ("jwks_url", self.jwks_url.as_ref()),
+        )?;
+        if let Some((name, url)) = jwks {
+            if self.issuer.is_some() {
+                return Err(format!("give {name} or issuer, not both"));
             }
+            http::check_base_url(name, url)?;
+        }
+        if let Some(issuer) = &self.issuer {
+            http::check_base_url("issuer", issuer)?;
         }
         if let Some(algs) = &self.algorithms {
-            if self.jwks_url.is_none() && self.issuer.is_none() {
+            if jwks.is_none() && self.issuer.is_none() {
                 return Err(
-                    "algorithms needs jwks_url or issuer: without keys nothing is verified".into(),
+                    "algorithms needs jwks_uri or issuer: without keys nothing is verified".into(),
                 );
             }
             if algs.is_empty() {
@@ -118,7 +136,7 @@ impl ProviderKind for Config {
                 .map(|d| d.unwrap_or(default))
         };
         Ok(Arc::new(Jwt {
-            keys: match (&self.jwks_url, &self.issuer) {
+            keys: match (self.jwks(), &self.issuer) {
                 (Some(url), _) => KeySource::Jwks(url.clone()),
                 (None, Some(issuer)) => KeySource::Issuer(issuer.clone()),
                 (None, None) => KeySource::None,
@@ -129,6 +147,17 @@ impl ProviderKind for Config {
             http: ctx.http.clone(),
             cache: Mutex::new(KeyCache::default()),
         }))
+    }
+
+    fn renamed_in_use(&self) -> Vec<Renamed> {
+        self.jwks_url
+            .iter()
+            .map(|_| Renamed {
+                old: "jwks_url",
+                new: "jwks_uri",
+                rewrite: None,
+            })
+            .collect()
     }
 }
 

@@ -22,13 +22,16 @@ use serde_json::{Value, json};
 
 use super::http::{self, common_status};
 use super::jwt;
-use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use super::{
+    BoxFuture, BuildContext, Provider, ProviderKind, Renamed, refuse_params, renamed_setting,
+    require_secret,
+};
 use crate::model::{Expiry, ExpiryModel, ProbeOutcome, Reason, TokenFacts};
 use crate::schema::TokenSpec;
 use crate::secret::{Credential, FileSource, Secret, SecretSource};
 
 /// The API server as seen from inside a cluster.
-pub const DEFAULT_API_SERVER: &str = "https://kubernetes.default.svc";
+pub const DEFAULT_URL: &str = "https://kubernetes.default.svc";
 /// The exporter's own service-account token when it runs in a pod.
 pub const IN_CLUSTER_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 /// The cluster CA when the exporter runs in a pod.
@@ -43,7 +46,10 @@ const MAX_CA_BYTES: u64 = 1024 * 1024;
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The API server URL; defaults to [`DEFAULT_API_SERVER`].
+    /// The API server's address (a path prefix is kept); the kind appends
+    /// `/apis/authentication.k8s.io/v1/tokenreviews`. Defaults to [`DEFAULT_URL`].
+    pub url: Option<String>,
+    /// The old name of `url`, kept with the same meaning.
     pub api_server: Option<String>,
     /// The exporter's own bearer token for the review. Defaults to the in-cluster token file,
     /// but only with the in-cluster API server, so a pod's token is never sent elsewhere.
@@ -55,16 +61,18 @@ pub struct Config {
 }
 
 impl Config {
-    fn api_server(&self) -> &str {
-        self.api_server
+    /// The API server's address, under either name (`validate` refuses both at once).
+    fn server(&self) -> &str {
+        self.url
             .as_deref()
-            .unwrap_or(DEFAULT_API_SERVER)
+            .or(self.api_server.as_deref())
+            .unwrap_or(DEFAULT_URL)
             .trim_end_matches('/')
     }
 
     /// True when the API server is the in-cluster one, where the pod's token and CA apply.
     fn in_cluster(&self) -> bool {
-        self.api_server() == DEFAULT_API_SERVER
+        self.server() == DEFAULT_URL
     }
 
     fn own_token(&self) -> SecretSource {
@@ -92,10 +100,15 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        http::check_base_url("api_server", self.api_server())?;
+        let name = renamed_setting(
+            ("url", self.url.as_ref()),
+            ("api_server", self.api_server.as_ref()),
+        )?
+        .map_or("url", |(name, _)| name);
+        http::check_base_url(name, self.server())?;
         if !self.in_cluster() && self.token.is_none() {
             return Err(format!(
-                "token is required when api_server is not {DEFAULT_API_SERVER}: the in-cluster service-account token is only ever sent to the in-cluster API server"
+                "token is required when {name} is not {DEFAULT_URL}: the in-cluster service-account token is only ever sent to the in-cluster API server"
             ));
         }
         if let Some(path) = &self.ca_file {
@@ -130,10 +143,21 @@ impl ProviderKind for Config {
             None => ctx.http.clone(),
         };
         Ok(Arc::new(Kubernetes {
-            endpoint: format!("{}{TOKENREVIEWS_PATH}", self.api_server()),
+            endpoint: http::join(self.server(), TOKENREVIEWS_PATH),
             own_token: Credential::new(self.own_token()),
             http,
         }))
+    }
+
+    fn renamed_in_use(&self) -> Vec<Renamed> {
+        self.api_server
+            .iter()
+            .map(|_| Renamed {
+                old: "api_server",
+                new: "url",
+                rewrite: None,
+            })
+            .collect()
     }
 }
 

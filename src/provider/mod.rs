@@ -64,6 +64,31 @@ pub trait Provider: Send + Sync {
         let _ = (token, now);
         None
     }
+
+    /// What the provider counts its rate limit against, for a token whose last conclusive
+    /// answer gave `known` (empty before the first): the scheduler pauses together the tokens
+    /// that share the limit one of them hit, and only those. The default, [`LimitKey::Entry`],
+    /// is for kinds whose limit is the server's or the entry's own credential's (Vault,
+    /// Kubernetes, an identity provider): every token of the entry shares it. An answer can
+    /// still say its refusal was for the whole entry (`ProbeOutcome::limit_shared_by_entry`).
+    fn rate_limit_key(&self, known: &TokenFacts) -> LimitKey {
+        let _ = known;
+        LimitKey::Entry
+    }
+}
+
+/// Whose rate limit a token's probes spend (see [`Provider::rate_limit_key`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    /// Every token of the provider entry: one refusal pauses them all.
+    #[default]
+    Entry,
+    /// An identity the provider counts against (a user ID): tokens that answered as the same
+    /// identity pause together, others keep being probed.
+    Identity(String),
+    /// This token alone: the kind counts per identity but this token's is not known (no
+    /// answer yet, or the answers do not name it).
+    Token,
 }
 
 /// The detail of the outcome for a token without a secret, under a kind that needs one.
@@ -100,6 +125,55 @@ pub trait ProviderKind {
     fn max_concurrency(&self) -> Option<usize>;
     /// Builds the runtime provider.
     fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String>;
+    /// The old names of renamed settings this config uses. Each is still accepted with its
+    /// old meaning, so a running config does not change behaviour; the exporter warns.
+    fn renamed_in_use(&self) -> Vec<Renamed> {
+        Vec::new()
+    }
+}
+
+/// A setting's old name, still accepted with its old meaning, and the name that replaced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renamed {
+    pub old: &'static str,
+    pub new: &'static str,
+    /// How an old value is written under the new name, when it is not the same text.
+    pub rewrite: Option<&'static str>,
+}
+
+impl Renamed {
+    /// The warning for one provider that uses old names.
+    pub fn warning(provider: &str, renamed: &[Renamed]) -> String {
+        let each: Vec<String> = renamed
+            .iter()
+            .map(|r| match r.rewrite {
+                Some(how) => format!("`{}` is now `{}` ({how})", r.old, r.new),
+                None => format!("`{}` is now `{}`", r.old, r.new),
+            })
+            .collect();
+        format!(
+            "providers.{provider}: deprecated setting name: {}; the old name still works with \
+             its old meaning; rename it",
+            each.join(", ")
+        )
+    }
+}
+
+/// A setting given under its name or its old one: refuses both at once (which one would win
+/// is not obvious to whoever reads the file), and returns the name and value in use.
+pub fn renamed_setting<'a, T>(
+    new: (&'static str, Option<&'a T>),
+    old: (&'static str, Option<&'a T>),
+) -> Result<Option<(&'static str, &'a T)>, String> {
+    match (new.1, old.1) {
+        (Some(_), Some(_)) => Err(format!(
+            "{} and {} are the same setting ({} is its old name): give only {}",
+            new.0, old.0, old.0, new.0
+        )),
+        (Some(v), None) => Ok(Some((new.0, v))),
+        (None, Some(v)) => Ok(Some((old.0, v))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Shared resources for building providers.
@@ -181,6 +255,11 @@ impl ProviderConfig {
 
     pub fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
         self.kind_impl().build(ctx)
+    }
+
+    /// The old setting names this provider uses (see [`ProviderKind::renamed_in_use`]).
+    pub fn renamed_in_use(&self) -> Vec<Renamed> {
+        self.kind_impl().renamed_in_use()
     }
 }
 

@@ -17,7 +17,10 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use super::http::{self, common_status};
-use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use super::{
+    BoxFuture, BuildContext, Provider, ProviderKind, Renamed, refuse_params, renamed_setting,
+    require_secret,
+};
 #[cfg(test)]
 use crate::model::Verdict;
 use crate::model::{ProbeOutcome, Reason, TokenFacts, read_numeric_date};
@@ -37,7 +40,10 @@ pub enum AuthMethod {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The introspection endpoint; or give `issuer` to discover it.
+    /// The introspection endpoint, named as RFC 8414 metadata names it; or give `issuer` to
+    /// discover it.
+    pub introspection_endpoint: Option<String>,
+    /// The old name of `introspection_endpoint`, kept with the same meaning.
     pub introspection_url: Option<String>,
     /// Issuer URL for discovery (`/.well-known/openid-configuration`, then RFC 8414).
     pub issuer: Option<String>,
@@ -50,21 +56,37 @@ pub struct Config {
     pub max_concurrency: Option<usize>,
 }
 
+impl Config {
+    /// The introspection endpoint under either name (`validate` refuses both at once).
+    fn endpoint(&self) -> Option<&String> {
+        self.introspection_endpoint
+            .as_ref()
+            .or(self.introspection_url.as_ref())
+    }
+}
+
 impl ProviderKind for Config {
     fn kind(&self) -> &'static str {
         "oauth2_introspection"
     }
 
     fn validate(&self) -> Result<(), String> {
-        match (&self.introspection_url, &self.issuer) {
-            (Some(_), Some(_)) => {
-                return Err("give introspection_url or issuer, not both".into());
+        let endpoint = renamed_setting(
+            (
+                "introspection_endpoint",
+                self.introspection_endpoint.as_ref(),
+            ),
+            ("introspection_url", self.introspection_url.as_ref()),
+        )?;
+        match (endpoint, &self.issuer) {
+            (Some((name, _)), Some(_)) => {
+                return Err(format!("give {name} or issuer, not both"));
             }
             (None, None) => {
-                return Err("introspection_url or issuer is required".into());
+                return Err("introspection_endpoint or issuer is required".into());
             }
-            (Some(u), None) => {
-                http::check_base_url("introspection_url", u)?;
+            (Some((name, u)), None) => {
+                http::check_base_url(name, u)?;
             }
             (None, Some(u)) => {
                 http::check_base_url("issuer", u)?;
@@ -114,7 +136,7 @@ impl ProviderKind for Config {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
-        let endpoint = match &self.introspection_url {
+        let endpoint = match self.endpoint() {
             Some(u) => OnceCell::new_with(Some(http::IntoUri::into_uri(u.as_str())?)),
             None => OnceCell::new(),
         };
@@ -130,6 +152,17 @@ impl ProviderKind for Config {
             http: ctx.http.clone(),
             endpoint,
         }))
+    }
+
+    fn renamed_in_use(&self) -> Vec<Renamed> {
+        self.introspection_url
+            .iter()
+            .map(|_| Renamed {
+                old: "introspection_url",
+                new: "introspection_endpoint",
+                rewrite: None,
+            })
+            .collect()
     }
 }
 

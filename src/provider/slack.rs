@@ -16,13 +16,19 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use super::http::{self, common_status};
-use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
+use super::{
+    BoxFuture, BuildContext, LimitKey, Provider, ProviderKind, Renamed, refuse_params,
+    renamed_setting, require_secret,
+};
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
 use crate::schema::TokenSpec;
 use crate::secret::Secret;
 
-/// Slack's Web API base URL.
-pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+/// Slack's server. The Web API's methods are under [`API_PATH`].
+pub const DEFAULT_URL: &str = "https://slack.com";
+
+/// Where Slack serves its Web API methods, below the server's address.
+pub const API_PATH: &str = "/api";
 
 /// Access tokens of apps with token rotation enabled start with this prefix; they last 12 h.
 const ROTATING_PREFIX: &str = "xoxe.";
@@ -30,14 +36,27 @@ const ROTATING_PREFIX: &str = "xoxe.";
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The Web API base URL; defaults to [`DEFAULT_API_URL`].
+    /// The server's address (a path prefix is kept); the kind appends `/api/auth.test`.
+    /// Defaults to [`DEFAULT_URL`].
+    pub url: Option<String>,
+    /// The old name, kept with its old meaning: the Web API base, `/api` included.
     pub api_url: Option<String>,
     pub max_concurrency: Option<usize>,
 }
 
 impl Config {
-    fn api_url(&self) -> &str {
-        self.api_url.as_deref().unwrap_or(DEFAULT_API_URL)
+    /// The setting in use, by name, and the Web API base it gives (`.../api`).
+    fn api_base(&self) -> Result<(&'static str, String), String> {
+        Ok(
+            match renamed_setting(
+                ("url", self.url.as_ref()),
+                ("api_url", self.api_url.as_ref()),
+            )? {
+                Some(("api_url", old)) => ("api_url", old.clone()),
+                Some((name, url)) => (name, http::join(url, API_PATH)),
+                None => ("url", http::join(DEFAULT_URL, API_PATH)),
+            },
+        )
     }
 }
 
@@ -47,7 +66,8 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        http::check_base_url("api_url", self.api_url())?;
+        let (name, base) = self.api_base()?;
+        http::check_base_url(name, &base)?;
         Ok(())
     }
 
@@ -62,9 +82,20 @@ impl ProviderKind for Config {
 
     fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
         Ok(Arc::new(Slack {
-            endpoint: format!("{}/auth.test", self.api_url().trim_end_matches('/')),
+            endpoint: http::join(&self.api_base()?.1, "/auth.test"),
             http: ctx.http.clone(),
         }))
+    }
+
+    fn renamed_in_use(&self) -> Vec<Renamed> {
+        self.api_url
+            .iter()
+            .map(|_| Renamed {
+                old: "api_url",
+                new: "url",
+                rewrite: Some("the server's address, without `/api`"),
+            })
+            .collect()
     }
 }
 
@@ -95,6 +126,16 @@ impl Provider for Slack {
                 Err(outcome) => outcome,
             }
         })
+    }
+
+    /// Slack limits each method per app per workspace. A bot token's answer names its bot,
+    /// which is one app's in one workspace, so bot tokens of the same bot pause together;
+    /// an answer for a user token does not name the app, so such a token pauses alone.
+    fn rate_limit_key(&self, known: &TokenFacts) -> LimitKey {
+        match (known.extra.get("team_id"), known.extra.get("bot_id")) {
+            (Some(team), Some(bot)) => LimitKey::Identity(format!("{team}/{bot}")),
+            _ => LimitKey::Token,
+        }
     }
 }
 

@@ -90,7 +90,7 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
 /// `kind` first, as written). Most kinds default every setting.
 fn minimal(kind: &str) -> String {
     match kind {
-        "vault" => r#"{"kind": "vault", "address": "https://vault.example.com"}"#.into(),
+        "vault" => r#"{"kind": "vault", "url": "https://vault.example.com"}"#.into(),
         "entra_id" => r#"{"kind": "entra_id", "tenant_id": "contoso.onmicrosoft.com", "client_id": "00000000-0000-0000-0000-000000000001"}"#.into(),
         "http" => r#"{"kind": "http", "url": "https://api.example.com", "path": "/v1/me", "rules": [{"status": 200, "verdict": "valid"}]}"#.into(),
         _ => format!(r#"{{"kind": "{kind}"}}"#),

@@ -22,20 +22,24 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::http::{self, common_status};
-use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params};
+use super::{
+    BoxFuture, BuildContext, Provider, ProviderKind, Renamed, refuse_params, renamed_setting,
+};
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
 use crate::schema::TokenSpec;
 use crate::secret::{Credential, Secret, SecretSource};
 
 /// Vault's own default address, the one its CLI uses when `VAULT_ADDR` is unset.
-pub const DEFAULT_ADDRESS: &str = "https://127.0.0.1:8200";
+pub const DEFAULT_URL: &str = "https://127.0.0.1:8200";
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The server, e.g. `https://vault.example.com:8200` (a path prefix is kept).
-    #[serde(default = "default_address")]
-    pub address: String,
+    /// The server's address, e.g. `https://vault.example.com:8200` (a path prefix is kept);
+    /// the kind appends `/v1/auth/token/...`. Defaults to [`DEFAULT_URL`].
+    pub url: Option<String>,
+    /// The old name of `url`, kept with the same meaning.
+    pub address: Option<String>,
     /// Sent as `X-Vault-Namespace` on every request (Vault Enterprise, OpenBao namespaces).
     pub namespace: Option<String>,
     /// The exporter's own token. Needed for tokens configured by accessor, and for tokens
@@ -49,8 +53,19 @@ pub struct Config {
     pub max_concurrency: Option<usize>,
 }
 
-fn default_address() -> String {
-    DEFAULT_ADDRESS.to_string()
+impl Config {
+    /// The setting in use, by name, and the server's address.
+    fn server(&self) -> Result<(&'static str, &str), String> {
+        Ok(
+            match renamed_setting(
+                ("url", self.url.as_ref()),
+                ("address", self.address.as_ref()),
+            )? {
+                Some((name, url)) => (name, url.as_str()),
+                None => ("url", DEFAULT_URL),
+            },
+        )
+    }
 }
 
 impl ProviderKind for Config {
@@ -59,7 +74,8 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        http::check_base_url("address", &self.address)?;
+        let (name, url) = self.server()?;
+        http::check_base_url(name, url)?;
         if let Some(ns) = &self.namespace {
             if ns.trim_matches('/').trim().is_empty() {
                 return Err(
@@ -121,12 +137,23 @@ impl ProviderKind for Config {
             None => None,
         };
         Ok(Arc::new(Vault {
-            base: self.address.trim_end_matches('/').to_string(),
+            base: self.server()?.1.trim_end_matches('/').to_string(),
             namespace,
             own_token: self.token.clone().map(Credential::new),
             http: ctx.http.clone(),
             limited: Mutex::new(HashMap::new()),
         }))
+    }
+
+    fn renamed_in_use(&self) -> Vec<Renamed> {
+        self.address
+            .iter()
+            .map(|_| Renamed {
+                old: "address",
+                new: "url",
+                rewrite: None,
+            })
+            .collect()
     }
 }
 

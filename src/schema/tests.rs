@@ -12,8 +12,8 @@ fn scrub_drops_quoted_values() {
 #[test]
 fn paths_drop_spanned_value_segments_only() {
     assert_eq!(
-        user_path("providers.k.jwks_url.value"),
-        "providers.k.jwks_url"
+        user_path("providers.k.jwks_uri.value"),
+        "providers.k.jwks_uri"
     );
     assert_eq!(user_path("tokens[3].labels.value.x"), "tokens[3].labels.x");
     // A key that merely starts with `value` is the user's own.

@@ -321,6 +321,7 @@ impl Store {
         let recorded = Recorded {
             previous,
             expiry: state.facts.expiry,
+            facts: state.facts.clone(),
         };
         let ledger_changed = new_secret || ledger_before != (state.first_seen, state.rotated_at);
         if let Some(p) = providers.get_mut(&state.spec.provider) {
@@ -341,12 +342,15 @@ impl Store {
 }
 
 /// What [`Store::record`] reports back.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Recorded {
     /// The verdict before this probe (`None` before the first).
     pub previous: Option<Verdict>,
     /// The expiry now known, after the keeping rules.
     pub expiry: Expiry,
+    /// The facts now kept for the token (its last conclusive answer's, none after a new
+    /// secret): what the scheduler learns the token's rate-limit identity from.
+    pub facts: Arc<TokenFacts>,
 }
 
 /// The flag on a token whose shown expiry is the last readable one, the latest answer's
@@ -392,9 +396,11 @@ pub fn apply(
                 "the provider names another subject than in its previous answer for the same secret",
             );
         }
-        if facts.expiry == Expiry::Undisclosed && matches!(known_expiry, Expiry::At(_)) {
-            // The expiry kept is read the way it was when it was learnt.
+        // Any known expiry is kept, "never" as much as an instant: an answer that does not
+        // disclose one (a refusal, RFC 7662 `active:false`) says nothing new about it.
+        if facts.expiry == Expiry::Undisclosed && known_expiry != Expiry::Undisclosed {
             facts.expiry = known_expiry;
+            // The expiry kept is read the way it was when it was learnt.
             facts.expiry_model = known_model;
             // The old expiry is still the best guess when the new answer's expiry field was
             // unusable, but it must not pass for what the provider said now: the anomaly

@@ -83,7 +83,7 @@ async fn no_token_value_reaches_any_output() {
     let secrets = support::SecretFiles::new();
     let client = secrets.put("client", "client-secret");
     let yaml = format!(
-        "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: {url}/introspect\n    client_id: c\n    client_secret: {client}\n  local:\n    kind: jwt\n\
+        "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_endpoint: {url}/introspect\n    client_id: c\n    client_secret: {client}\n  local:\n    kind: jwt\n\
          tokens:\n\
          \x20 - name: ok\n    provider: idp\n    secret: {s_ok}\n\
          \x20 - name: echo\n    provider: idp\n    secret: {s_echo}\n\
@@ -233,7 +233,7 @@ fn a_token_written_as_a_key_under_secret_is_never_echoed() {
             "providers:\n  local:\n    kind: jwt\ntokens:\n  - name: a\n    provider: local\n    secret: {{{key}: x}}\n"
         ),
         format!(
-            "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: http://127.0.0.1:9/\n    client_id: c\n    client_secret:\n      {client_key}: 1\ntokens: []\n"
+            "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_endpoint: http://127.0.0.1:9/\n    client_id: c\n    client_secret:\n      {client_key}: 1\ntokens: []\n"
         ),
     ];
 

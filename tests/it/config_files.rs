@@ -28,7 +28,7 @@ const BAD: &[(&str, &str)] = &[
     ),
     (
         "unknown_provider_field.yml",
-        "providers.keys.jwks_uri: unknown field `jwks_uri`, expected one of jwks_url, issuer, algorithms, jwks_cache, leeway, max_concurrency (line 4)",
+        "providers.keys.jwks_endpoint: unknown field `jwks_endpoint`, expected one of jwks_uri, jwks_url, issuer, algorithms, jwks_cache, leeway, max_concurrency (line 4)",
     ),
     (
         "provider_field_type.yml",
@@ -92,7 +92,7 @@ const BAD: &[(&str, &str)] = &[
     ),
     (
         "introspection_without_endpoint.yml",
-        "providers.idp: introspection_url or issuer is required (line 3)",
+        "providers.idp: introspection_endpoint or issuer is required (line 3)",
     ),
     (
         "introspection_without_client_secret.yml",
@@ -259,4 +259,52 @@ fn config_check_exit_codes() {
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/config.yml: cannot read")
     );
+}
+
+/// A config that still writes settings under their old names loads as before, and says so:
+/// `--config.check` prints one warning per provider naming the old and the new name, and the
+/// daemon logs the same warning once per provider when it loads the file.
+#[test]
+fn old_setting_names_warn_in_config_check_and_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::daemon::write(
+        dir.path(),
+        "config.yml",
+        "providers:\n  gh:\n    kind: github\n    api_url: http://127.0.0.1:9\n  bao:\n    kind: vault\n    address: http://127.0.0.1:9\n  idp:\n    kind: jwt\n    jwks_uri: http://127.0.0.1:9/jwks\ntokens: []\n",
+    );
+    let wanted = [
+        "providers.bao: deprecated setting name: `address` is now `url`",
+        "providers.gh: deprecated setting name: `api_url` is now `url`",
+    ];
+    let bin = env!("CARGO_BIN_EXE_api-token-exporter");
+    let check = Command::new(bin)
+        .args(["--config.check", "--config.file"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("OK (3 providers, 0 tokens)"),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    for (line, want) in warnings.iter().zip(wanted) {
+        assert!(line.contains(want), "{line}");
+    }
+
+    let d = crate::support::daemon::Daemon::start(&["--config.file", config.to_str().unwrap()]);
+    d.wait_for("/-/ready", std::time::Duration::from_secs(10));
+    let logs = d.logs();
+    let logged: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("deprecated setting name"))
+        .collect();
+    assert_eq!(logged.len(), 2, "{logs}");
+    for want in wanted {
+        assert!(logged.iter().any(|l| l.contains(want)), "{logs}");
+    }
+    assert!(!logs.contains("providers.idp"), "{logs}");
 }

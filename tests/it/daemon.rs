@@ -341,7 +341,7 @@ async fn check_exit_codes() {
     .await;
     let secrets = support::SecretFiles::new();
     let provider = format!(
-        "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: {}/introspect\n    client_id: c\n    client_secret: {}\n",
+        "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_endpoint: {}/introspect\n    client_id: c\n    client_secret: {}\n",
         server.url(),
         secrets.put("client", "client-secret")
     );

@@ -107,7 +107,7 @@ struct Kind {
 const KINDS: &[Kind] = &[
     Kind {
         kind: "oauth2_introspection",
-        provider: "introspection_url: {base}/introspect\nclient_id: exporter\nclient_secret: {client_secret}",
+        provider: "introspection_endpoint: {base}/introspect\nclient_id: exporter\nclient_secret: {client_secret}",
         token: "",
         path: Some("/introspect"),
         secret: || "opaque-access-token-5f1d9c2a7b".into(),
@@ -121,7 +121,7 @@ const KINDS: &[Kind] = &[
     },
     Kind {
         kind: "jwt",
-        provider: "jwks_url: {base}/jwks\nalgorithms: [ES256]",
+        provider: "jwks_uri: {base}/jwks\nalgorithms: [ES256]",
         token: "",
         path: Some("/jwks"),
         secret: || signed(json!({"sub": "svc-ci", "iat": NOW - 600, "exp": EXP})),
@@ -135,7 +135,7 @@ const KINDS: &[Kind] = &[
     },
     Kind {
         kind: "github",
-        provider: "api_url: {base}",
+        provider: "url: {base}",
         token: "",
         path: Some("/user"),
         secret: || "ghp_0123456789abcdefghijklmnopqrstuvwxyz".into(),
@@ -166,7 +166,7 @@ const KINDS: &[Kind] = &[
     },
     Kind {
         kind: "vault",
-        provider: "address: {base}",
+        provider: "url: {base}",
         token: "",
         path: Some("/v1/auth/token/lookup-self"),
         secret: || "hvs.CAESIJ0123456789abcdefghijklmnop".into(),
@@ -182,9 +182,9 @@ const KINDS: &[Kind] = &[
     },
     Kind {
         kind: "slack",
-        provider: "api_url: {base}",
+        provider: "url: {base}",
         token: "",
-        path: Some("/auth.test"),
+        path: Some("/api/auth.test"),
         // A rotating token: only those come with `expires_in`, which gives the expiry the
         // healthy probe must see.
         secret: || "xoxe.xoxp-1-0123456789-0123456789-abcdefghijklmnop".into(),
@@ -199,9 +199,9 @@ const KINDS: &[Kind] = &[
     },
     Kind {
         kind: "cloudflare",
-        provider: "api_url: {base}",
+        provider: "url: {base}",
         token: "",
-        path: Some("/user/tokens/verify"),
+        path: Some("/client/v4/user/tokens/verify"),
         secret: || "cf0123456789abcdefghijklmnopqrstuvwxyzAB".into(),
         good: || {
             Canned::json(json!({
@@ -217,7 +217,7 @@ const KINDS: &[Kind] = &[
     },
     Kind {
         kind: "google",
-        provider: "tokeninfo_url: {base}/tokeninfo",
+        provider: "url: {base}",
         token: "",
         path: Some("/tokeninfo"),
         secret: || "ya29.a0AfB_byC0123456789abcdefghijklmnopqrstuv".into(),
@@ -236,7 +236,7 @@ const KINDS: &[Kind] = &[
         kind: "kubernetes",
         // The exporter's own token for the review is the `{client_secret}` file; with an
         // API server other than the in-cluster one it must be configured.
-        provider: "api_server: {base}\ntoken: {client_secret}",
+        provider: "url: {base}\ntoken: {client_secret}",
         token: "",
         path: Some("/apis/authentication.k8s.io/v1/tokenreviews"),
         // The expiry comes from the reviewed JWT's own `exp`; the API server only says
@@ -941,6 +941,113 @@ fn the_table_has_one_row_per_registry_kind() {
     );
 }
 
+/// Every endpoint setting renamed to the common `url` rule (or, for the OAuth kinds, to the
+/// RFC 8414 metadata names), as a config written before the rename gives it: the kind, and
+/// its row's provider settings under the old names, with the old values. A kind with no old
+/// name has no row here.
+const RENAMED: &[(&str, &str, &str, &str)] = &[
+    (
+        "oauth2_introspection",
+        "introspection_url: {base}/introspect\nclient_id: exporter\nclient_secret: {client_secret}",
+        "introspection_url",
+        "introspection_endpoint",
+    ),
+    (
+        "jwt",
+        "jwks_url: {base}/jwks\nalgorithms: [ES256]",
+        "jwks_url",
+        "jwks_uri",
+    ),
+    ("github", "api_url: {base}", "api_url", "url"),
+    ("vault", "address: {base}", "address", "url"),
+    // The old values held the API path: Slack's `/api`, Cloudflare's `/client/v4`, the whole
+    // tokeninfo endpoint.
+    ("slack", "api_url: {base}/api", "api_url", "url"),
+    ("cloudflare", "api_url: {base}/client/v4", "api_url", "url"),
+    (
+        "google",
+        "tokeninfo_url: {base}/tokeninfo",
+        "tokeninfo_url",
+        "url",
+    ),
+    (
+        "kubernetes",
+        "api_server: {base}\ntoken: {client_secret}",
+        "api_server",
+        "url",
+    ),
+];
+
+/// A config written with the old setting names keeps working as it did: the same call, the
+/// same healthy answer, and one warning for the provider naming the old and the new name.
+#[tokio::test]
+async fn the_old_setting_names_still_work_and_warn() {
+    for &(name, old, old_name, new_name) in RENAMED {
+        let row = KINDS.iter().find(|k| k.kind == name).unwrap();
+        let kind = Kind {
+            provider: old,
+            ..*row
+        };
+        let server = FaultServer::start((kind.good)()).await;
+        let files = SecretFiles::new();
+        let token_source = files.put("token", &(kind.secret)());
+        let config = config_for(&kind, &server.url(), &files, &token_source);
+        let run = probe(&config, at(NOW)).await;
+        assert_eq!(
+            (run.outcome.verdict, run.outcome.reason),
+            (Verdict::Valid, Reason::Ok),
+            "{name} with {old_name}: {}",
+            run.outcome.detail
+        );
+        let path = kind.path.unwrap();
+        assert!(
+            server
+                .seen()
+                .iter()
+                .any(|s| s.split(' ').nth(1) == Some(path)),
+            "{name} with {old_name} called {:?}, not {path}",
+            server.seen()
+        );
+        let warnings = config.deprecations();
+        assert_eq!(warnings.len(), 1, "{name}: {warnings:?}");
+        assert!(
+            warnings[0].starts_with("providers.p: ")
+                && warnings[0].contains(&format!("`{old_name}` is now `{new_name}`")),
+            "{name}: {}",
+            warnings[0]
+        );
+        // The same config under the new names warns about nothing.
+        let current = config_for(row, &server.url(), &files, &token_source);
+        assert_eq!(current.deprecations(), Vec::<String>::new(), "{name}");
+    }
+}
+
+/// Both names of one setting at once is an error naming both: which would win is not
+/// something a reader of the file can see.
+#[test]
+fn old_and_new_names_together_are_refused() {
+    for &(name, old, old_name, new_name) in RENAMED {
+        let row = KINDS.iter().find(|k| k.kind == name).unwrap();
+        let new_line = row.provider.lines().next().unwrap();
+        let yaml = format!(
+            "providers:\n  p:\n    kind: {name}\n{}\n    {new_line}\n",
+            old.lines()
+                .map(|l| format!("    {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .replace("{client_secret}", "{env: X}")
+        )
+        .replace("{base}", "http://127.0.0.1:9");
+        let err = Config::parse(&yaml).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "providers.p: {new_name} and {old_name} are the same setting"
+            )),
+            "{name}: {err}"
+        );
+    }
+}
+
 /// A token without a secret is answered without a call: `misconfigured` for every kind that
 /// needs a secret, with the same detail for all of them; Vault without an accessor says so;
 /// a static declaration needs none.
@@ -1032,7 +1139,7 @@ fn oauth2_config(dir: &std::path::Path, providers: &[(&str, &FaultServer)]) -> s
     );
     for (name, server) in providers {
         yaml.push_str(&format!(
-            "  {name}:\n    kind: oauth2_introspection\n    introspection_url: {}/introspect\n    client_id: exporter\n    client_secret: {{file: {}}}\n",
+            "  {name}:\n    kind: oauth2_introspection\n    introspection_endpoint: {}/introspect\n    client_id: exporter\n    client_secret: {{file: {}}}\n",
             server.url(),
             client.display()
         ));

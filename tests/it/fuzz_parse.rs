@@ -631,8 +631,8 @@ proptest! {
     ) {
         let text = match field {
             0 => format!("providers:\n  p:\n    kind: jwt\ntokens:\n  - name: t\n    provider: p\n    secret: {value}\n"),
-            1 => format!("providers:\n  p:\n    kind: oauth2_introspection\n    introspection_url: https://idp.example.com/i\n    client_id: x\n    client_secret: {value}\ntokens: []\n"),
-            _ => format!("providers:\n  p:\n    kind: vault\n    address: https://v.example.com\n    token: {value}\ntokens: []\n"),
+            1 => format!("providers:\n  p:\n    kind: oauth2_introspection\n    introspection_endpoint: https://idp.example.com/i\n    client_id: x\n    client_secret: {value}\ntokens: []\n"),
+            _ => format!("providers:\n  p:\n    kind: vault\n    url: https://v.example.com\n    token: {value}\ntokens: []\n"),
         };
         let err = Config::parse(&text).expect_err("an inline secret loads");
         let shown = err.to_string();
@@ -650,7 +650,7 @@ proptest! {
         let source = if beside { format!("{{env: A, {value}: x}}") } else { format!("{{{value}: x}}") };
         let text = match field {
             0 => format!("providers:\n  p:\n    kind: jwt\ntokens:\n  - name: t\n    provider: p\n    secret: {source}\n"),
-            1 => format!("providers:\n  p:\n    introspection_url: https://idp.example.com/i\n    client_id: x\n    client_secret: {source}\n    kind: oauth2_introspection\ntokens: []\n"),
+            1 => format!("providers:\n  p:\n    introspection_endpoint: https://idp.example.com/i\n    client_id: x\n    client_secret: {source}\n    kind: oauth2_introspection\ntokens: []\n"),
             _ => format!("tokens: []\nnotifiers:\n  n:\n    kind: slack_webhook\n    url: {source}\n"),
         };
         let err = Config::parse(&text).expect_err("a secret key loads");

@@ -130,8 +130,8 @@ fn yaml(files: &SecretFiles, provider: &[String], token: &str, token_extra: &[&s
     out
 }
 
-fn jwks_url(server: &MockServer) -> String {
-    format!("jwks_url: {}/jwks", server.url())
+fn jwks_uri(server: &MockServer) -> String {
+    format!("jwks_uri: {}/jwks", server.url())
 }
 
 /// A server that answers `GET /jwks` with `jwks` and 404 otherwise.
@@ -200,7 +200,7 @@ async fn verified_token_is_valid_with_its_claims_as_facts() {
     let files = SecretFiles::new();
     let o = probe(&yaml(
         &files,
-        &[jwks_url(&server), "algorithms: [ES256]".into()],
+        &[jwks_uri(&server), "algorithms: [ES256]".into()],
         &token,
         &[],
     ))
@@ -234,14 +234,14 @@ async fn the_key_is_chosen_by_kid_or_tried_in_turn_without_one() {
         ("key B without kid", es256(KEY_B_PEM, None, &claims())),
         ("key A without kid", es256(KEY_A_PEM, None, &claims())),
     ] {
-        let o = probe_token(&[jwks_url(&server)], &token).await;
+        let o = probe_token(&[jwks_uri(&server)], &token).await;
         assert_eq!(verdict(&o), (Verdict::Valid, Reason::Ok), "{name}: {o:?}");
         assert_eq!(o.facts.expiry, Expiry::At(at(EXP)), "{name}");
     }
     // Key B presented under key A's kid must not verify, though B is in the set.
     let files = SecretFiles::new();
     let token = es256(KEY_B_PEM, Some("k1"), &claims());
-    let o = probe(&yaml(&files, &[jwks_url(&server)], &token, &[])).await;
+    let o = probe(&yaml(&files, &[jwks_uri(&server)], &token, &[])).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),
@@ -278,7 +278,7 @@ async fn rsa_pss_and_eddsa_signatures_verify_and_a_changed_byte_does_not() {
     ] {
         let token = fixtures[name].as_str().unwrap();
         let files = SecretFiles::new();
-        let provider = [jwks_url(&server), format!("algorithms: [{alg}]")];
+        let provider = [jwks_uri(&server), format!("algorithms: [{alg}]")];
         let o = probe(&yaml(&files, &provider, token, &[])).await;
         assert_eq!(verdict(&o), (Verdict::Valid, Reason::Ok), "{name}: {o:?}");
         assert_eq!(o.facts.subject.as_deref(), Some("svc-deploy"), "{name}");
@@ -304,7 +304,7 @@ async fn rsa_pss_and_eddsa_signatures_verify_and_a_changed_byte_does_not() {
 async fn signature_by_another_key_is_bad_signature() {
     let server = jwks_server(jwks_a()).await;
     let token = es256(KEY_B_PEM, Some("k1"), &claims());
-    let o = probe_token(&[jwks_url(&server)], &token).await;
+    let o = probe_token(&[jwks_uri(&server)], &token).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),
@@ -327,7 +327,7 @@ async fn signature_by_another_key_is_bad_signature() {
         b64url(forged_claims.to_string().as_bytes()),
         parts[2]
     );
-    let o = probe_token(&[jwks_url(&server)], &tampered).await;
+    let o = probe_token(&[jwks_uri(&server)], &tampered).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),
@@ -338,7 +338,7 @@ async fn signature_by_another_key_is_bad_signature() {
     let mut expired = claims();
     expired["exp"] = json!(NOW - 60);
     let token = es256(KEY_B_PEM, Some("k1"), &expired);
-    let o = probe_token(&[jwks_url(&server)], &token).await;
+    let o = probe_token(&[jwks_uri(&server)], &token).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),
@@ -356,8 +356,8 @@ async fn alg_none_is_refused_when_keys_are_configured() {
     ] {
         let token = unsecured(&header, &claims());
         for provider in [
-            vec![jwks_url(&server)],
-            vec![jwks_url(&server), "algorithms: [ES256]".into()],
+            vec![jwks_uri(&server)],
+            vec![jwks_uri(&server), "algorithms: [ES256]".into()],
         ] {
             let o = probe_token(&provider, &token).await;
             assert_eq!(
@@ -385,8 +385,8 @@ async fn hs256_is_refused_even_keyed_with_the_public_key() {
         ),
     ] {
         for provider in [
-            vec![jwks_url(&server)],
-            vec![jwks_url(&server), "algorithms: [ES256]".into()],
+            vec![jwks_uri(&server)],
+            vec![jwks_uri(&server), "algorithms: [ES256]".into()],
         ] {
             let o = probe_token(&provider, &token).await;
             assert_eq!(
@@ -407,7 +407,7 @@ async fn algorithm_outside_the_pin_is_refused() {
     let files = SecretFiles::new();
     let o = probe(&yaml(
         &files,
-        &[jwks_url(&server), "algorithms: [ES384]".into()],
+        &[jwks_uri(&server), "algorithms: [ES384]".into()],
         &token,
         &[],
     ))
@@ -424,7 +424,7 @@ async fn algorithm_outside_the_pin_is_refused() {
 async fn unknown_kid_is_invalid() {
     let server = jwks_server(jwks_a()).await;
     let token = es256(KEY_A_PEM, Some("k9"), &claims());
-    let o = probe_token(&[jwks_url(&server)], &token).await;
+    let o = probe_token(&[jwks_uri(&server)], &token).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),
@@ -440,7 +440,7 @@ async fn expired_verified_token_is_invalid_with_its_expiry() {
     let mut expired = claims();
     expired["exp"] = json!(NOW - 60);
     let token = es256(KEY_A_PEM, Some("k1"), &expired);
-    let o = probe_token(&[jwks_url(&server)], &token).await;
+    let o = probe_token(&[jwks_uri(&server)], &token).await;
     assert_eq!(verdict(&o), (Verdict::Invalid, Reason::Expired), "{o:?}");
     assert_eq!(o.facts.expiry, Expiry::At(at(NOW - 60)));
     assert_eq!(o.facts.subject.as_deref(), Some("svc-deploy"));
@@ -499,7 +499,7 @@ async fn configured_audience_must_match() {
         let files = SecretFiles::new();
         let o = probe(&yaml(
             &files,
-            &[jwks_url(&server)],
+            &[jwks_uri(&server)],
             token,
             &[&format!("audiences: {audiences}")],
         ))
@@ -520,7 +520,7 @@ async fn configured_audience_rejects_a_token_without_aud() {
     let files = SecretFiles::new();
     let o = probe(&yaml(
         &files,
-        &[jwks_url(&server)],
+        &[jwks_uri(&server)],
         &token,
         &["audiences: [billing]"],
     ))
@@ -537,7 +537,7 @@ async fn configured_audience_rejects_a_token_without_aud() {
     let files = SecretFiles::new();
     let o = probe(&yaml(
         &files,
-        &[jwks_url(&server)],
+        &[jwks_uri(&server)],
         &forged,
         &["audiences: [billing]"],
     ))
@@ -577,7 +577,7 @@ async fn jwks_outage_is_unreachable_and_keeps_the_claims_expiry() {
     ];
     for (name, answer, reason) in cases {
         let server = MockServer::start(move |_| answer.clone()).await;
-        let o = probe_token(&[jwks_url(&server)], &token).await;
+        let o = probe_token(&[jwks_uri(&server)], &token).await;
         assert!(
             matches!(o.verdict, Verdict::Unreachable | Verdict::RateLimited),
             "{name}: {o:?}"
@@ -594,7 +594,7 @@ async fn jwks_outage_is_unreachable_and_keeps_the_claims_expiry() {
     let files = SecretFiles::new();
     let config = load(&yaml(
         &files,
-        &[format!("jwks_url: http://127.0.0.1:{port}/jwks")],
+        &[format!("jwks_uri: http://127.0.0.1:{port}/jwks")],
         &token,
         &[],
     ));
@@ -669,7 +669,7 @@ async fn keys_are_cached_and_unknown_kids_do_not_refetch_each_time() {
     let server = jwks_server(jwks_a()).await;
     let files = SecretFiles::new();
     let valid = es256(KEY_A_PEM, Some("k1"), &claims());
-    let config = load(&yaml(&files, &[jwks_url(&server)], &valid, &[]));
+    let config = load(&yaml(&files, &[jwks_uri(&server)], &valid, &[]));
     let provider = build(&config);
     let spec = config.token("t").unwrap();
     for _ in 0..10 {
@@ -714,7 +714,7 @@ async fn a_failed_refresh_keeps_serving_the_keys_already_fetched() {
     // A cache this short makes every probe a refresh.
     let config = load(&yaml(
         &files,
-        &[jwks_url(&server), "jwks_cache: 1ms".into()],
+        &[jwks_uri(&server), "jwks_cache: 1ms".into()],
         &token,
         &[],
     ));

@@ -120,7 +120,7 @@ async fn no_token_value_reaches_any_notification() {
     let yaml = format!(
         "global:\n  probe_interval: 1h\n\
          notifications:\n  group_wait: 0s\n  provider_failing_for: 0s\n  misconfigured_for: 0s\n\
-         providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: {idp}/introspect\n    client_id: c\n    client_secret: {{file: {client}}}\n  local:\n    kind: jwt\n\
+         providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_endpoint: {idp}/introspect\n    client_id: c\n    client_secret: {{file: {client}}}\n  local:\n    kind: jwt\n\
          tokens:\n\
          \x20 - {{name: expiring, provider: idp, secret: {{file: {s_expiring}}}, labels: {{owner: alice@example.com}}}}\n\
          \x20 - {{name: echo, provider: idp, secret: {{file: {s_echo}}}, labels: {{owner: bob@example.com}}}}\n\

@@ -35,7 +35,7 @@ fn config_yaml(
     token: &str,
 ) -> String {
     let endpoint = match endpoint {
-        Endpoint::Url(u) => format!("introspection_url: {u}"),
+        Endpoint::Url(u) => format!("introspection_endpoint: {u}"),
         Endpoint::Issuer(i) => format!("issuer: {i}"),
     };
     let client_secret = files.put("client-secret", client_secret);

@@ -171,7 +171,7 @@ async fn check_levels_and_selections() {
     .await;
     let secrets = SecretFiles::new();
     let mut yaml = format!(
-        "global:\n  policies: {{forbidden_scopes: [admin]}}\nproviders:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: {}/i\n    client_id: c\n    client_secret: {}\ntokens:\n",
+        "global:\n  policies: {{forbidden_scopes: [admin]}}\nproviders:\n  idp:\n    kind: oauth2_introspection\n    introspection_endpoint: {}/i\n    client_id: c\n    client_secret: {}\ntokens:\n",
         server.url(),
         secrets.put("client", "s")
     );
@@ -319,7 +319,7 @@ async fn scope_policy_catches_a_vault_token_with_the_root_policy() {
         .await;
     let secrets = SecretFiles::new();
     let yaml = format!(
-        "global:\n  policies: {{forbidden_scopes: [root], require_expiry: true}}\nproviders:\n  bao:\n    kind: vault\n    address: {}\n\
+        "global:\n  policies: {{forbidden_scopes: [root], require_expiry: true}}\nproviders:\n  bao:\n    kind: vault\n    url: {}\n\
          tokens:\n  - name: admin\n    provider: bao\n    secret: {}\n  - name: plain\n    provider: bao\n    secret: {}\n",
         bao.addr,
         secrets.put("admin", &admin),

@@ -27,24 +27,19 @@ const NEVER_CALL: &[(&str, &str)] = &[
     ("DELETE", "/client/v4/accounts"),
 ];
 
-fn yaml(api_url: &str, account_id: Option<&str>, secret: &str) -> String {
+fn yaml(url: &str, account_id: Option<&str>, secret: &str) -> String {
     let account = account_id
         .map(|id| format!("    account_id: \"{id}\"\n"))
         .unwrap_or_default();
     format!(
-        "global:\n  probe_timeout: 1s\nproviders:\n  cf:\n    kind: cloudflare\n    api_url: {api_url}\n{account}tokens:\n  - name: dns\n    provider: cf\n    secret: {secret}\n"
+        "global:\n  probe_timeout: 1s\nproviders:\n  cf:\n    kind: cloudflare\n    url: {url}\n{account}tokens:\n  - name: dns\n    provider: cf\n    secret: {secret}\n"
     )
 }
 
 async fn probe(server: &MockServer, account_id: Option<&str>) -> ProbeOutcome {
     let secrets = SecretFiles::new();
     let secret = secrets.put("cf", TOKEN);
-    probe_once(
-        &yaml(&format!("{}/client/v4", server.url()), account_id, &secret),
-        "dns",
-        now(),
-    )
-    .await
+    probe_once(&yaml(&server.url(), account_id, &secret), "dns", now()).await
 }
 
 /// The paths called, in order, after checking each call is a plain authenticated GET.
@@ -352,7 +347,7 @@ async fn connection_refused_is_unreachable() {
     let secrets = SecretFiles::new();
     let secret = secrets.put("cf", TOKEN);
     let o = probe_once(
-        &yaml(&format!("http://127.0.0.1:{port}/client/v4"), None, &secret),
+        &yaml(&format!("http://127.0.0.1:{port}"), None, &secret),
         "dns",
         now(),
     )

@@ -249,7 +249,7 @@ fn config(files: &SecretFiles, provider: &str, tokens: &[(&str, &str)]) -> Strin
 }
 
 fn api(server: &MockServer) -> String {
-    format!("    api_url: {}\n", server.url())
+    format!("    url: {}\n", server.url())
 }
 
 /// Probes one token value against the server in default mode.
@@ -468,7 +468,7 @@ async fn connection_refused_is_unreachable() {
     let files = SecretFiles::new();
     let yaml = config(
         &files,
-        &format!("    api_url: http://{addr}\n"),
+        &format!("    url: http://{addr}\n"),
         &[("t", "ghp_classic_expiring")],
     );
     let o = probe_once(&yaml, "t", now()).await;
@@ -485,7 +485,7 @@ async fn enterprise_server_api_prefix() {
     let files = SecretFiles::new();
     let yaml = config(
         &files,
-        &format!("    api_url: {}/api/v3/\n", server.url()),
+        &format!("    url: {}/api/v3/\n", server.url()),
         &[("t", "ghp_classic_expiring")],
     );
     let o = probe_once(&yaml, "t", now()).await;
@@ -635,8 +635,8 @@ fn wrong_configs_give_clear_errors() {
             "providers.gh: app_client_id needs app_client_secret",
         ),
         (
-            "    api_url: ftp://example.com\n",
-            "providers.gh: api_url: the URL must be http or https",
+            "    url: ftp://example.com\n",
+            "providers.gh: url: the URL must be http or https",
         ),
         ("    api_ur: https://x\n", "api_ur"),
     ];

@@ -22,21 +22,16 @@ const NEVER_CALL: &[(&str, &str)] = &[
     ("POST", "/o/oauth2/revoke"),
 ];
 
-fn yaml(tokeninfo_url: &str, secret: &str) -> String {
+fn yaml(url: &str, secret: &str) -> String {
     format!(
-        "global:\n  probe_timeout: 1s\nproviders:\n  google:\n    kind: google\n    tokeninfo_url: {tokeninfo_url}\ntokens:\n  - name: drive-sync\n    provider: google\n    secret: {secret}\n"
+        "global:\n  probe_timeout: 1s\nproviders:\n  google:\n    kind: google\n    url: {url}\ntokens:\n  - name: drive-sync\n    provider: google\n    secret: {secret}\n"
     )
 }
 
 async fn probe(server: &MockServer) -> ProbeOutcome {
     let secrets = SecretFiles::new();
     let secret = secrets.put("google", TOKEN);
-    probe_once(
-        &yaml(&format!("{}/tokeninfo", server.url()), &secret),
-        "drive-sync",
-        now(),
-    )
-    .await
+    probe_once(&yaml(&server.url(), &secret), "drive-sync", now()).await
 }
 
 /// One POST to /tokeninfo, the token only in the Authorization header.
@@ -256,7 +251,7 @@ async fn connection_refused_is_unreachable() {
     let secrets = SecretFiles::new();
     let secret = secrets.put("google", TOKEN);
     let o = probe_once(
-        &yaml(&format!("http://127.0.0.1:{port}/tokeninfo"), &secret),
+        &yaml(&format!("http://127.0.0.1:{port}"), &secret),
         "drive-sync",
         now(),
     )
@@ -279,7 +274,7 @@ fn minimal_config_loads() {
 #[test]
 fn wrong_configs_give_clear_errors() {
     let err = Config::parse(
-        "providers:\n  google:\n    kind: google\n    tokeninfo_url: \"https://oauth2.googleapis.com/tokeninfo?access_token=x\"\n",
+        "providers:\n  google:\n    kind: google\n    url: \"https://oauth2.googleapis.com?access_token=x\"\n",
     )
     .unwrap_err()
     .to_string();
@@ -287,8 +282,8 @@ fn wrong_configs_give_clear_errors() {
         err.contains("providers.google") && err.contains("must not have a query"),
         "{err}"
     );
-    let err = Config::parse("providers:\n  google:\n    kind: google\n    url: https://x\n")
+    let err = Config::parse("providers:\n  google:\n    kind: google\n    endpoint: https://x\n")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("unknown field `url`"), "{err}");
+    assert!(err.contains("unknown field `endpoint`"), "{err}");
 }

@@ -109,12 +109,12 @@ fn refused(error: &str) -> Answer {
     review(json!({"user": {}, "error": error}))
 }
 
-fn yaml(api_server: &str, own: &str, secret: &str, audiences: Option<&str>) -> String {
+fn yaml(url: &str, own: &str, secret: &str, audiences: Option<&str>) -> String {
     let audiences = audiences
         .map(|a| format!("    audiences: [{a}]\n"))
         .unwrap_or_default();
     format!(
-        "global:\n  probe_timeout: 1s\nproviders:\n  k8s:\n    kind: kubernetes\n    api_server: {api_server}\n    token: {own}\ntokens:\n  - name: deployer\n    provider: k8s\n    secret: {secret}\n{audiences}"
+        "global:\n  probe_timeout: 1s\nproviders:\n  k8s:\n    kind: kubernetes\n    url: {url}\n    token: {own}\ntokens:\n  - name: deployer\n    provider: k8s\n    secret: {secret}\n{audiences}"
     )
 }
 
@@ -633,7 +633,7 @@ fn minimal_in_cluster_config_loads() {
 fn wrong_configs_give_clear_errors() {
     // The pod's own token is never sent to an API server the user named without a token.
     let err = Config::parse(
-        "providers:\n  k8s:\n    kind: kubernetes\n    api_server: https://k8s.example.com:6443\n",
+        "providers:\n  k8s:\n    kind: kubernetes\n    url: https://k8s.example.com:6443\n",
     )
     .unwrap_err()
     .to_string();

@@ -24,9 +24,9 @@ const NEVER_CALL: &[(&str, &str)] = &[
     ("GET", "/api/auth.revoke"),
 ];
 
-fn yaml(api_url: &str, secret: &str) -> String {
+fn yaml(url: &str, secret: &str) -> String {
     format!(
-        "global:\n  probe_timeout: 1s\nproviders:\n  slack:\n    kind: slack\n    api_url: {api_url}\ntokens:\n  - name: bot\n    provider: slack\n    secret: {secret}\n"
+        "global:\n  probe_timeout: 1s\nproviders:\n  slack:\n    kind: slack\n    url: {url}\ntokens:\n  - name: bot\n    provider: slack\n    secret: {secret}\n"
     )
 }
 
@@ -34,12 +34,7 @@ fn yaml(api_url: &str, secret: &str) -> String {
 async fn probe(server: &MockServer, token: &str) -> ProbeOutcome {
     let secrets = SecretFiles::new();
     let secret = secrets.put("slack", token);
-    probe_once(
-        &yaml(&format!("{}/api", server.url()), &secret),
-        "bot",
-        now(),
-    )
-    .await
+    probe_once(&yaml(&server.url(), &secret), "bot", now()).await
 }
 
 /// Every request must be the documented auth.test call, the token only in the header.
@@ -256,7 +251,7 @@ async fn connection_refused_is_unreachable() {
     let secrets = SecretFiles::new();
     let secret = secrets.put("slack", BOT_TOKEN);
     let o = probe_once(
-        &yaml(&format!("http://127.0.0.1:{port}/api"), &secret),
+        &yaml(&format!("http://127.0.0.1:{port}"), &secret),
         "bot",
         now(),
     )
@@ -284,13 +279,10 @@ fn wrong_configs_give_clear_errors() {
             .unwrap_err()
             .to_string();
     assert!(err.contains("apiurl"), "{err}");
-    let err = Config::parse("providers:\n  slack:\n    kind: slack\n    api_url: slack.com\n")
+    let err = Config::parse("providers:\n  slack:\n    kind: slack\n    url: slack.com\n")
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("providers.slack") && err.contains("api_url"),
-        "{err}"
-    );
+    assert!(err.contains("providers.slack: url: invalid URL"), "{err}");
     let err = Config::parse(
         "providers:\n  slack:\n    kind: slack\ntokens:\n  - name: bot\n    provider: slack\n",
     )

@@ -68,7 +68,7 @@ impl Setup {
 fn vault_yaml(addr: &str, own: Option<&str>, extra_provider: &str, tokens: &str) -> String {
     let own = own.map(|s| format!("\n    token: {s}")).unwrap_or_default();
     format!(
-        "global:\n  probe_timeout: 5s\nproviders:\n  bao:\n    kind: vault\n    address: {addr}{own}{extra_provider}\ntokens:\n{tokens}"
+        "global:\n  probe_timeout: 5s\nproviders:\n  bao:\n    kind: vault\n    url: {addr}{own}{extra_provider}\ntokens:\n{tokens}"
     )
 }
 
@@ -496,7 +496,7 @@ fn mock_yaml(
     tokens: &str,
 ) -> String {
     format!(
-        "global:\n  probe_timeout: 2s\nproviders:\n  v:\n    kind: vault\n    address: {}/prefix\n    token: {}{extra_provider}\ntokens:\n{tokens}",
+        "global:\n  probe_timeout: 2s\nproviders:\n  v:\n    kind: vault\n    url: {}/prefix\n    token: {}{extra_provider}\ntokens:\n{tokens}",
         server.url(),
         files.put("own", OWN)
     )
@@ -824,12 +824,12 @@ fn load_err(yaml: &str) -> String {
 #[test]
 fn minimal_configs_load() {
     let c = Config::parse(
-        "providers:\n  vault:\n    kind: vault\n    address: https://vault.example.com:8200\ntokens:\n  - name: ci\n    provider: vault\n    secret: {env: CI_VAULT_TOKEN}\n",
+        "providers:\n  vault:\n    kind: vault\n    url: https://vault.example.com:8200\ntokens:\n  - name: ci\n    provider: vault\n    secret: {env: CI_VAULT_TOKEN}\n",
     )
     .unwrap();
     assert_eq!(c.providers["vault"].kind(), "vault");
     let c = Config::parse(
-        "providers:\n  vault:\n    kind: vault\n    address: https://vault.example.com:8200\n    namespace: team\n    token: {file: /run/secrets/exporter}\n    require_accessor: true\ntokens:\n  - name: ci\n    provider: vault\n    accessor: vu7Jv3yBWA7JLKmz5yjBrFtY\n",
+        "providers:\n  vault:\n    kind: vault\n    url: https://vault.example.com:8200\n    namespace: team\n    token: {file: /run/secrets/exporter}\n    require_accessor: true\ntokens:\n  - name: ci\n    provider: vault\n    accessor: vu7Jv3yBWA7JLKmz5yjBrFtY\n",
     )
     .unwrap();
     assert!(c.tokens[0].secret.is_none());
@@ -837,7 +837,7 @@ fn minimal_configs_load() {
 
 #[test]
 fn wrong_configs_say_what_is_wrong() {
-    let base = "providers:\n  v:\n    kind: vault\n    address: http://127.0.0.1:8200\n";
+    let base = "providers:\n  v:\n    kind: vault\n    url: http://127.0.0.1:8200\n";
     let err = load_err(&format!(
         "{base}tokens:\n  - name: t\n    provider: v\n    accessor: abc\n"
     ));
@@ -858,16 +858,13 @@ fn wrong_configs_say_what_is_wrong() {
         "{err}"
     );
     let err = load_err(
-        "providers:\n  v:\n    kind: vault\n    address: http://127.0.0.1:8200\n    token: {env: X}\n    require_accessor: true\ntokens:\n  - name: t\n    provider: v\n    secret: {env: Y}\n",
+        "providers:\n  v:\n    kind: vault\n    url: http://127.0.0.1:8200\n    token: {env: X}\n    require_accessor: true\ntokens:\n  - name: t\n    provider: v\n    secret: {env: Y}\n",
     );
     assert!(err.contains("accessor is required"), "{err}");
     let err = load_err("providers:\n  v:\n    kind: vault\n    adress: http://x\n");
     assert!(err.contains("adress"), "{err}");
-    let err = load_err("providers:\n  v:\n    kind: vault\n    address: not a url\n");
-    assert!(
-        err.contains("providers.v") && err.contains("address"),
-        "{err}"
-    );
+    let err = load_err("providers:\n  v:\n    kind: vault\n    url: not a url\n");
+    assert!(err.contains("providers.v: url: invalid URL"), "{err}");
     let err = load_err("providers:\n  v:\n    kind: vault\n    token: s.inline\n");
     assert!(
         err.contains("must not be written inline") && !err.contains("s.inline"),

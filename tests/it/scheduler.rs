@@ -22,7 +22,7 @@ fn inventory(
     global: &str,
 ) -> Inventory {
     let mut yaml = format!(
-        "global:\n{global}providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: {url}/introspect\n    client_id: c\n    client_secret: {}\n{extra_provider}tokens:\n",
+        "global:\n{global}providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_endpoint: {url}/introspect\n    client_id: c\n    client_secret: {}\n{extra_provider}tokens:\n",
         secrets.put("client", "client-secret")
     );
     for i in 0..tokens {
@@ -261,5 +261,122 @@ async fn a_reload_in_the_first_round_changes_what_readiness_waits_for() {
     assert!(
         added < 4,
         "readiness waited for the tokens the reload added"
+    );
+}
+
+/// GitHub as it rate limits: each token answers `GET /user` as its user the first time; after
+/// that `limited` is answered 403 with the primary limit used up for an hour, as GitHub
+/// answers once its user's 5,000 requests are spent, and every other token keeps answering
+/// 200 (so a token that is not probed was paused by the scheduler, not refused).
+async fn github_per_user(limited: &'static str) -> MockServer {
+    let seen = Arc::new(std::sync::Mutex::new(
+        std::collections::HashSet::<String>::new(),
+    ));
+    MockServer::start(move |r| {
+        assert_eq!(
+            (r.method.as_str(), r.path()),
+            ("GET", "/user"),
+            "unexpected call"
+        );
+        let token = r
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_string();
+        let (login, id) = match token.as_str() {
+            "ghp_alice_one" | "ghp_alice_two" => ("alice", 1),
+            "ghp_bob" => ("bob", 2),
+            other => panic!("unexpected token {other}"),
+        };
+        let first = seen.lock().unwrap().insert(token.clone());
+        if token == limited && !first {
+            let reset = jiff::Timestamp::now().as_second() + 3600;
+            return Answer::json(
+                403,
+                json!({"message": format!("API rate limit exceeded for user ID {id}.")}),
+            )
+            .header("x-ratelimit-limit", "5000")
+            .header("x-ratelimit-remaining", "0")
+            .header("x-ratelimit-reset", &reset.to_string());
+        }
+        Answer::json(200, json!({"login": login, "id": id, "type": "User"}))
+            .header("x-ratelimit-limit", "5000")
+            .header("x-ratelimit-remaining", "4000")
+    })
+    .await
+}
+
+fn github_inventory(url: &str, secrets: &SecretFiles, tokens: &[&str]) -> Inventory {
+    let mut yaml = format!(
+        "global:\n  probe_interval: 1s\n  min_probe_interval: 1s\nproviders:\n  gh:\n    kind: github\n    url: {url}\ntokens:\n"
+    );
+    for token in tokens {
+        yaml.push_str(&format!(
+            "  - name: {token}\n    provider: gh\n    secret: {}\n",
+            secrets.put(token, token)
+        ));
+    }
+    Inventory::build(Config::parse(&yaml).unwrap(), &BuildContext::new()).unwrap()
+}
+
+fn requests_of(server: &MockServer, token: &str) -> usize {
+    let bearer = format!("Bearer {token}");
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.header("authorization") == Some(bearer.as_str()))
+        .count()
+}
+
+/// GitHub counts its limit per user: one user's tokens running out must not stop the probes
+/// of another user's tokens on the same provider entry (issue 18). On tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_github_user_does_not_pause_another_users_tokens() {
+    let server = github_per_user("ghp_alice_one").await;
+    let secrets = SecretFiles::new();
+    let inv = github_inventory(&server.url(), &secrets, &["ghp_alice_one", "ghp_bob"]);
+    let store = Arc::new(Store::new());
+    let _handle = scheduler::spawn(store.clone(), inv);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // alice: answered once, refused once, then paused for the hour.
+    assert_eq!(requests_of(&server, "ghp_alice_one"), 2);
+    assert_eq!(
+        store.read().tokens["ghp_alice_one"].verdict(),
+        Some(api_token_exporter::model::Verdict::RateLimited)
+    );
+    // bob: probed every second all along (1 s interval, 10 % jitter).
+    let bob = requests_of(&server, "ghp_bob");
+    assert!(
+        bob >= 8,
+        "bob was probed {bob} times in 10 s while alice was limited"
+    );
+    assert_eq!(
+        store.read().tokens["ghp_bob"].verdict(),
+        Some(api_token_exporter::model::Verdict::Valid)
+    );
+}
+
+/// Two tokens of the same GitHub user share the user's limit: when one is refused for it,
+/// the other pauses too, although nothing refused it yet.
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_github_user_pauses_all_of_its_tokens() {
+    let server = github_per_user("ghp_alice_one").await;
+    let secrets = SecretFiles::new();
+    let inv = github_inventory(&server.url(), &secrets, &["ghp_alice_one", "ghp_alice_two"]);
+    let store = Arc::new(Store::new());
+    let _handle = scheduler::spawn(store.clone(), inv);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(requests_of(&server, "ghp_alice_one"), 2);
+    // The second token's second probe may go out before the first one's refusal is back.
+    let two = requests_of(&server, "ghp_alice_two");
+    assert!(
+        two <= 2,
+        "{two} probes of a token whose user is rate limited"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        requests_of(&server, "ghp_alice_two"),
+        two,
+        "the second token of a rate-limited user was probed during the pause"
     );
 }

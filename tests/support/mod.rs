@@ -268,7 +268,7 @@ pub fn peer_missing(what: &str) -> bool {
 /// labels.
 pub fn large_inventory(n: usize) -> String {
     let mut yaml = String::from(
-        "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_url: https://idp.example.com/introspect\n    client_id: exporter\n    client_secret: {env: IDP_SECRET}\ntokens:\n",
+        "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_endpoint: https://idp.example.com/introspect\n    client_id: exporter\n    client_secret: {env: IDP_SECRET}\ntokens:\n",
     );
     for i in 0..n {
         yaml.push_str(&format!(

@@ -25,7 +25,7 @@ fn sample() -> (Arc<Store>, Arc<ExporterStatus>) {
 global:
   policies: {max_age: 30d, forbidden_scopes: [admin]}
 providers:
-  idp: {kind: oauth2_introspection, introspection_url: "http://127.0.0.1:9/introspect", client_id: x, client_secret: {env: CS}}
+  idp: {kind: oauth2_introspection, introspection_endpoint: "http://127.0.0.1:9/introspect", client_id: x, client_secret: {env: CS}}
   declared: {kind: static}
 tokens:
   - name: ci-deploy

@@ -10,7 +10,7 @@ use tower::ServiceExt;
 /// rate limited, never probed; with teams, owners and characters JSON and HTML escape.
 fn store_of(n: usize) -> Arc<Store> {
     let mut yaml = String::from(
-        "providers:\n  idp: {kind: oauth2_introspection, introspection_url: \"http://127.0.0.1:9/i\", client_id: x, client_secret: {env: CS}}\n  other: {kind: static}\ntokens:\n",
+        "providers:\n  idp: {kind: oauth2_introspection, introspection_endpoint: \"http://127.0.0.1:9/i\", client_id: x, client_secret: {env: CS}}\n  other: {kind: static}\ntokens:\n",
     );
     if n == 0 {
         yaml.push_str("  []\n");
@@ -152,7 +152,7 @@ fn a_token_removed_while_streaming_is_left_out_and_the_json_stays_valid() {
     text.push_str(&body.next_chunk().unwrap());
     // A reload that keeps only the first 10 tokens of the file.
     let kept = Config::parse(
-            "providers:\n  idp: {kind: oauth2_introspection, introspection_url: \"http://127.0.0.1:9/i\", client_id: x, client_secret: {env: CS}}\ntokens:\n  - {name: t00000, provider: idp, secret: {env: S}}\n",
+            "providers:\n  idp: {kind: oauth2_introspection, introspection_endpoint: \"http://127.0.0.1:9/i\", client_id: x, client_secret: {env: CS}}\ntokens:\n  - {name: t00000, provider: idp, secret: {env: S}}\n",
         )
         .unwrap();
     store.reconcile(&kept);

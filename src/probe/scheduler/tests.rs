@@ -128,3 +128,101 @@ fn rate_limited_provider_is_paused() {
         None
     );
 }
+
+/// A provider that is never called: the pause rules only read an entry's key and provider.
+struct Idle;
+
+impl Provider for Idle {
+    fn probe<'a>(
+        &'a self,
+        _token: &'a TokenSpec,
+        _secret: &'a crate::secret::Secret,
+        _now: Timestamp,
+    ) -> crate::provider::BoxFuture<'a, ProbeOutcome> {
+        unreachable!("the pause rules never probe")
+    }
+}
+
+fn entry(name: &str, limit: LimitKey) -> Entry {
+    Entry {
+        spec: Arc::new(TokenSpec {
+            name: name.into(),
+            ..spec(60)
+        }),
+        provider: Arc::new(Idle),
+        generation: 1,
+        failures: 0,
+        in_flight: false,
+        rerun: false,
+        first: false,
+        limit,
+        paused_until: None,
+    }
+}
+
+#[test]
+fn a_pause_holds_the_tokens_that_share_the_limit() {
+    let now = Instant::now();
+    let hour = Duration::from_secs(3600);
+    let mut paused = HashMap::new();
+    let mut alice = entry("alice", LimitKey::Identity("1".into()));
+    let mut alice_too = entry("alice-too", LimitKey::Identity("1".into()));
+    let mut bob = entry("bob", LimitKey::Identity("2".into()));
+    let mut unknown = entry("unknown", LimitKey::Token);
+    assert_eq!(
+        pause_tokens(&mut paused, &mut alice, false, now, hour),
+        "identity"
+    );
+    assert_eq!(
+        paused_until(&mut paused, &mut alice_too, now),
+        Some(now + hour)
+    );
+    assert_eq!(paused_until(&mut paused, &mut bob, now), None);
+    assert_eq!(paused_until(&mut paused, &mut unknown, now), None);
+    // A token whose identity is not known pauses alone.
+    assert_eq!(
+        pause_tokens(&mut paused, &mut unknown, false, now, hour),
+        "token"
+    );
+    assert_eq!(
+        paused_until(&mut paused, &mut unknown, now),
+        Some(now + hour)
+    );
+    assert_eq!(paused_until(&mut paused, &mut bob, now), None);
+    // A refusal the answer marks as the whole entry's pauses everyone, whatever their key.
+    let minute = Duration::from_secs(60);
+    assert_eq!(
+        pause_tokens(&mut paused, &mut bob, true, now, minute),
+        "provider"
+    );
+    assert_eq!(paused_until(&mut paused, &mut bob, now), Some(now + minute));
+    // The longest pause that applies wins, and pauses that are over are dropped.
+    assert_eq!(
+        paused_until(&mut paused, &mut alice_too, now),
+        Some(now + hour)
+    );
+    let later = now + hour + Duration::from_secs(1);
+    for e in [&mut alice, &mut alice_too, &mut bob, &mut unknown] {
+        assert_eq!(paused_until(&mut paused, e, later), None);
+    }
+    assert!(paused.is_empty(), "pauses that are over were kept");
+}
+
+#[test]
+fn a_kind_counted_per_entry_pauses_the_entry() {
+    let now = Instant::now();
+    let mut paused = HashMap::new();
+    let mut a = entry("a", LimitKey::Entry);
+    let mut b = entry("b", LimitKey::Entry);
+    pause_tokens(&mut paused, &mut a, false, now, Duration::from_secs(30));
+    assert_eq!(
+        paused_until(&mut paused, &mut b, now),
+        Some(now + Duration::from_secs(30))
+    );
+    // A shorter pause does not shorten a running one.
+    pause_tokens(&mut paused, &mut b, false, now, Duration::from_secs(5));
+    assert_eq!(
+        paused_until(&mut paused, &mut a, now),
+        Some(now + Duration::from_secs(30))
+    );
+}

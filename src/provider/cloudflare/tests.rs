@@ -214,14 +214,72 @@ fn garbage_and_outages_are_unreachable() {
 #[test]
 fn config_checks() {
     let mut c = Config {
+        url: None,
         api_url: None,
         account_id: Some("023e105f4ecef8ad9ca31a8372d0c353".into()),
         max_concurrency: None,
     };
     assert!(c.validate().is_ok());
+    assert_eq!(
+        c.api_base().unwrap(),
+        ("url", "https://api.cloudflare.com/client/v4".into())
+    );
     c.account_id = Some("../zones".into());
     assert!(c.validate().unwrap_err().contains("account_id"));
     c.account_id = None;
-    c.api_url = Some("not a url".into());
-    assert!(c.validate().unwrap_err().contains("api_url"));
+    c.url = Some("not a url".into());
+    assert!(c.validate().unwrap_err().starts_with("url: "));
+}
+
+/// The old name keeps its old meaning (the API base, `/client/v4` included), is reported as
+/// renamed, and may not be given beside the new one.
+#[test]
+fn the_old_api_url_still_works() {
+    let mut c = Config {
+        url: None,
+        api_url: Some("http://127.0.0.1:8080/cf/client/v4/".into()),
+        account_id: None,
+        max_concurrency: None,
+    };
+    assert!(c.validate().is_ok());
+    assert_eq!(
+        c.api_base().unwrap(),
+        ("api_url", "http://127.0.0.1:8080/cf/client/v4/".into())
+    );
+    assert_eq!(c.renamed_in_use()[0].old, "api_url");
+    let new = Config {
+        url: Some("http://127.0.0.1:8080/cf".into()),
+        api_url: None,
+        ..c.clone()
+    };
+    assert_eq!(
+        new.api_base().unwrap().1,
+        "http://127.0.0.1:8080/cf/client/v4"
+    );
+    assert!(new.renamed_in_use().is_empty());
+    c.url = Some("http://127.0.0.1:8080/cf".into());
+    let err = c.validate().unwrap_err();
+    assert!(err.contains("url and api_url"), "{err}");
+}
+
+/// Cloudflare's limit is per user or per account token, and the verify answer names no
+/// user (issue 18): each token pauses alone, never the whole entry.
+#[test]
+fn rate_limit_key_is_the_token() {
+    let cloudflare = Config {
+        url: None,
+        api_url: None,
+        account_id: None,
+        max_concurrency: None,
+    }
+    .build(&BuildContext::new())
+    .unwrap();
+    let o = p(
+        200,
+        r#"{"success":true,"errors":[],"messages":[],"result":{"id":"ed17","status":"active"}}"#,
+    );
+    assert_eq!(
+        cloudflare.rate_limit_key(&o.facts),
+        crate::provider::LimitKey::Token
+    );
 }

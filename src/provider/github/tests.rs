@@ -186,6 +186,31 @@ fn sso_required_is_forbidden_with_its_own_reason() {
     assert!(o.facts.expiry.timestamp().is_some());
 }
 
+/// A refusal says nothing about expiry: without the expiration header it must not be read as
+/// "never expires" (issue 18), for SSO and for a missing permission alike.
+#[test]
+fn refusal_without_expiration_header_leaves_expiry_undisclosed() {
+    let sso = user(
+        403,
+        &[(
+            "x-github-sso",
+            "required; url=https://github.com/orgs/acme-corp/sso?authorization_request=AbC123",
+        )],
+        r#"{"message":"Resource protected by organization SAML enforcement. You must grant your Personal Access token access to this organization."}"#,
+    );
+    assert_eq!(sso.reason, Reason::SsoRequired);
+    assert_eq!(sso.facts.expiry, Expiry::Undisclosed);
+    let scope = user(
+        403,
+        &[("x-ratelimit-remaining", "4999")],
+        r#"{"message":"Must have admin rights to Repository."}"#,
+    );
+    assert_eq!(scope.reason, Reason::InsufficientScope);
+    assert_eq!(scope.facts.expiry, Expiry::Undisclosed);
+    // The same headers on an accepted call still mean "never".
+    assert_eq!(user(200, &[], USER).facts.expiry, Expiry::Never);
+}
+
 #[test]
 fn other_403_is_forbidden() {
     let o = user(
@@ -396,6 +421,7 @@ fn app_check_answers() {
 #[test]
 fn config_checks() {
     let base = Config {
+        url: None,
         api_url: None,
         app_client_id: None,
         app_client_secret: None,
@@ -403,12 +429,12 @@ fn config_checks() {
     };
     assert!(base.validate().is_ok());
     let ghes = Config {
-        api_url: Some("https://ghe.example.com/api/v3".into()),
+        url: Some("https://ghe.example.com/api/v3".into()),
         ..base.clone()
     };
     assert!(ghes.validate().is_ok());
     let creds = Config {
-        api_url: Some("https://user:pw@ghe.example.com/api/v3".into()),
+        url: Some("https://user:pw@ghe.example.com/api/v3".into()),
         ..base.clone()
     };
     assert!(creds.validate().unwrap_err().contains("credentials"));
@@ -423,4 +449,82 @@ fn config_checks() {
         ..base
     };
     assert!(bad_id.validate().unwrap_err().contains("app_client_id"));
+}
+
+/// The old `api_url` is `url` under its old name: same meaning, reported as renamed, and
+/// refused beside the new name.
+#[test]
+fn the_old_api_url_still_works() {
+    let mut c = Config {
+        url: None,
+        api_url: Some("https://ghe.example.com/api/v3".into()),
+        app_client_id: None,
+        app_client_secret: None,
+        max_concurrency: None,
+    };
+    assert!(c.validate().is_ok());
+    assert_eq!(
+        c.api().unwrap(),
+        ("api_url", "https://ghe.example.com/api/v3")
+    );
+    assert_eq!(c.renamed_in_use()[0].new, "url");
+    c.url = Some("https://ghe.example.com/api/v3".into());
+    assert!(c.validate().unwrap_err().contains("url and api_url"));
+}
+
+/// GitHub counts a user's requests together (issue 18): the key is the user of the token's
+/// last answer; an installation token pauses alone; app mode's check spends the app's own.
+#[test]
+fn rate_limit_key_is_the_user() {
+    let build = |app: bool| {
+        Config {
+            url: None,
+            api_url: None,
+            app_client_id: app.then(|| "Iv1.8a61f9b3a7aba766".to_string()),
+            app_client_secret: app.then(|| SecretSource::Env("GH_APP_SECRET".into())),
+            max_concurrency: None,
+        }
+        .build(&BuildContext::new())
+        .unwrap()
+    };
+    let facts = |token: &str, body: &str| -> TokenFacts {
+        let o = parse(
+            endpoint_for(token, false).unwrap(),
+            200,
+            &headers(&[]),
+            body.as_bytes(),
+            now(),
+        );
+        TokenFacts {
+            token_type: token_type(token).map(str::to_owned),
+            ..o.facts
+        }
+    };
+    let pat = facts("ghp_x", USER);
+    let installation = facts(
+        "ghs_x",
+        r#"{"total_count":1,"repositories":[{"owner":{"login":"acme"}}]}"#,
+    );
+    let oauth = facts("gho_x", USER);
+    let bearer = build(false);
+    assert_eq!(
+        bearer.rate_limit_key(&pat),
+        LimitKey::Identity("583231".into())
+    );
+    assert_eq!(
+        bearer.rate_limit_key(&oauth),
+        LimitKey::Identity("583231".into())
+    );
+    assert_eq!(bearer.rate_limit_key(&installation), LimitKey::Token);
+    // Before any answer only the token itself is known.
+    assert_eq!(
+        bearer.rate_limit_key(&TokenFacts::default()),
+        LimitKey::Token
+    );
+    let app = build(true);
+    assert_eq!(app.rate_limit_key(&oauth), LimitKey::Entry);
+    assert_eq!(
+        app.rate_limit_key(&pat),
+        LimitKey::Identity("583231".into())
+    );
 }

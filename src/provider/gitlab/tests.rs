@@ -108,10 +108,37 @@ fn forbidden_insufficient_scope_versus_blocked_address() {
         (o.verdict, o.reason),
         (Verdict::Forbidden, Reason::InsufficientScope)
     );
+    assert!(!o.limit_shared_by_entry);
     let o = pat(403, &json!({"message": "403 Forbidden"}));
     assert_eq!(o.verdict, Verdict::RateLimited);
+    // An address block stops every token of the entry, whoever its user.
+    assert!(o.limit_shared_by_entry);
     let o = parse_access_token(403, &HeaderMap::new(), b"Forbidden", now());
     assert_eq!(o.verdict, Verdict::RateLimited);
+    assert!(pat(429, &json!({"message": "Retry later"})).verdict == Verdict::RateLimited);
+    assert!(!pat(429, &json!({"message": "Retry later"})).limit_shared_by_entry);
+}
+
+/// GitLab's authenticated API limits are per user (issue 18): the key is the user ID of the
+/// token's last answer, and the token alone before one.
+#[test]
+fn rate_limit_key_is_the_user() {
+    let gitlab = Config {
+        url: None,
+        token_type: TokenType::AccessToken,
+        max_concurrency: None,
+    }
+    .build(&BuildContext::new())
+    .unwrap();
+    let o = pat(200, &token(true, false, Value::Null));
+    assert_eq!(
+        gitlab.rate_limit_key(&o.facts),
+        crate::provider::LimitKey::Identity("7".into())
+    );
+    assert_eq!(
+        gitlab.rate_limit_key(&TokenFacts::default()),
+        crate::provider::LimitKey::Token
+    );
 }
 
 #[test]

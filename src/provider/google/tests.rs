@@ -145,8 +145,42 @@ fn rate_limited() {
 #[test]
 fn config_refuses_a_query_string() {
     let c = Config {
-        tokeninfo_url: Some("https://oauth2.googleapis.com/tokeninfo?access_token=x".into()),
+        url: Some("https://oauth2.googleapis.com?access_token=x".into()),
+        tokeninfo_url: None,
         max_concurrency: None,
     };
     assert!(c.validate().unwrap_err().contains("must not have a query"));
+}
+
+/// `url` is the server, `/tokeninfo` appended; the old `tokeninfo_url` is the whole
+/// endpoint as before, is reported as renamed, and may not be given beside `url`.
+#[test]
+fn url_and_the_old_tokeninfo_url() {
+    let mut c = Config {
+        url: None,
+        tokeninfo_url: None,
+        max_concurrency: None,
+    };
+    assert_eq!(
+        c.endpoint().unwrap(),
+        ("url", "https://oauth2.googleapis.com/tokeninfo".into())
+    );
+    c.url = Some("http://127.0.0.1:8080/google/".into());
+    assert_eq!(
+        c.endpoint().unwrap().1,
+        "http://127.0.0.1:8080/google/tokeninfo"
+    );
+    assert!(c.renamed_in_use().is_empty());
+    c.tokeninfo_url = Some("http://127.0.0.1:8080/google/tokeninfo".into());
+    assert!(c.validate().unwrap_err().contains("url and tokeninfo_url"));
+    c.url = None;
+    assert!(c.validate().is_ok());
+    assert_eq!(
+        c.endpoint().unwrap(),
+        (
+            "tokeninfo_url",
+            "http://127.0.0.1:8080/google/tokeninfo".into()
+        )
+    );
+    assert_eq!(c.renamed_in_use()[0].old, "tokeninfo_url");
 }

@@ -94,6 +94,12 @@ pub fn check_base_url(field: &str, value: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// A configured server address and a path the kind appends: one slash between them, and
+/// the address's own path prefix (a reverse proxy's) kept.
+pub fn join(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
 /// A header as text, if present and visible ASCII. `name` is a `&str` or, on paths run at
 /// every probe, a `HeaderName` (a `&str` is parsed into one at each lookup).
 pub fn header(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {

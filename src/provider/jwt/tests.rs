@@ -127,7 +127,8 @@ fn kubernetes_warnafter_wins_over_extended_exp() {
 #[test]
 fn config_refuses_weak_or_unknown_algorithms() {
     let mut c = Config {
-        jwks_url: Some("http://127.0.0.1/jwks".into()),
+        jwks_uri: Some("http://127.0.0.1/jwks".into()),
+        jwks_url: None,
         issuer: None,
         algorithms: Some(vec!["HS256".into()]),
         jwks_cache: None,
@@ -139,4 +140,27 @@ fn config_refuses_weak_or_unknown_algorithms() {
     assert!(c.validate().is_err());
     c.algorithms = Some(vec!["ES256".into()]);
     assert!(c.validate().is_ok());
+}
+
+/// The old `jwks_url` is `jwks_uri` under its old name: same meaning, reported as renamed,
+/// and refused beside the new name.
+#[test]
+fn the_old_jwks_url_still_works() {
+    let mut c = Config {
+        jwks_uri: None,
+        jwks_url: Some("http://127.0.0.1/jwks".into()),
+        issuer: None,
+        algorithms: Some(vec!["ES256".into()]),
+        jwks_cache: None,
+        leeway: None,
+        max_concurrency: None,
+    };
+    assert!(c.validate().is_ok());
+    assert_eq!(c.jwks().map(String::as_str), Some("http://127.0.0.1/jwks"));
+    assert_eq!(c.renamed_in_use()[0].new, "jwks_uri");
+    c.jwks_uri = Some("http://127.0.0.1/jwks".into());
+    assert!(c.validate().unwrap_err().contains("jwks_uri and jwks_url"));
+    c.jwks_url = None;
+    assert!(c.validate().is_ok());
+    assert!(c.renamed_in_use().is_empty());
 }

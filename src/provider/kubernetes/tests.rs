@@ -281,15 +281,16 @@ fn review_request_shape() {
 #[test]
 fn config_guards_the_in_cluster_token() {
     let mut c = Config {
+        url: None,
         api_server: None,
         token: None,
         ca_file: None,
         max_concurrency: None,
     };
     assert!(c.validate().is_ok());
-    c.api_server = Some("https://kubernetes.default.svc/".into());
+    c.url = Some("https://kubernetes.default.svc/".into());
     assert!(c.validate().is_ok());
-    c.api_server = Some("https://k8s.example.com:6443".into());
+    c.url = Some("https://k8s.example.com:6443".into());
     assert!(c.validate().unwrap_err().contains("token is required"));
     c.token = Some(SecretSource::Env("K8S_TOKEN".into()));
     assert!(c.validate().is_ok());
@@ -318,4 +319,25 @@ fn ca_file_errors_name_the_file() {
     )
     .unwrap();
     assert!(client_with_ca(&broken).unwrap_err().contains("broken.crt"));
+}
+
+/// The old `api_server` is `url` under its old name: same meaning (the in-cluster guard
+/// included), reported as renamed, and refused beside the new name.
+#[test]
+fn the_old_api_server_still_works() {
+    let mut c = Config {
+        url: None,
+        api_server: Some("https://k8s.example.com:6443".into()),
+        token: None,
+        ca_file: None,
+        max_concurrency: None,
+    };
+    let err = c.validate().unwrap_err();
+    assert!(err.contains("when api_server is not"), "{err}");
+    c.token = Some(SecretSource::Env("K8S_TOKEN".into()));
+    assert!(c.validate().is_ok());
+    assert_eq!(c.server(), "https://k8s.example.com:6443");
+    assert_eq!(c.renamed_in_use()[0].old, "api_server");
+    c.url = Some("https://k8s.example.com:6443".into());
+    assert!(c.validate().unwrap_err().contains("url and api_server"));
 }

@@ -152,3 +152,49 @@ fn basic_auth_urlencodes() {
         .unwrap();
     assert_eq!(String::from_utf8(raw).unwrap(), "a+b:s%3Ae");
 }
+
+/// The old `introspection_url` is `introspection_endpoint` under its old name: same meaning,
+/// reported as renamed, and refused beside the new name or `issuer`.
+#[test]
+fn the_old_introspection_url_still_works() {
+    let config = |yaml: &str| -> Config { serde_saphyr::from_str(yaml).unwrap() };
+    let creds = "client_id: c\nclient_secret: {env: X}\n";
+    let old = config(&format!(
+        "introspection_url: http://idp/introspect\n{creds}"
+    ));
+    assert!(old.validate().is_ok());
+    assert_eq!(
+        old.endpoint().map(String::as_str),
+        Some("http://idp/introspect")
+    );
+    assert_eq!(old.renamed_in_use()[0].new, "introspection_endpoint");
+    let new = config(&format!(
+        "introspection_endpoint: http://idp/introspect\n{creds}"
+    ));
+    assert!(new.validate().is_ok());
+    assert!(new.renamed_in_use().is_empty());
+    let both = config(&format!(
+        "introspection_endpoint: http://idp/i\nintrospection_url: http://idp/i\n{creds}"
+    ));
+    let err = both.validate().unwrap_err();
+    assert!(
+        err.contains("introspection_endpoint and introspection_url"),
+        "{err}"
+    );
+    let with_issuer = config(&format!(
+        "introspection_url: http://idp/i\nissuer: http://idp\n{creds}"
+    ));
+    assert!(
+        with_issuer
+            .validate()
+            .unwrap_err()
+            .contains("introspection_url or issuer")
+    );
+    let neither = config(creds);
+    assert!(
+        neither
+            .validate()
+            .unwrap_err()
+            .contains("introspection_endpoint or issuer")
+    );
+}

@@ -182,16 +182,64 @@ fn garbage_and_outages_are_unreachable() {
 #[test]
 fn config_checks() {
     let mut c = Config {
+        url: None,
         api_url: None,
         max_concurrency: None,
     };
     assert!(c.validate().is_ok());
-    c.api_url = Some("ftp://slack.com/api".into());
+    assert_eq!(
+        c.api_base().unwrap(),
+        ("url", "https://slack.com/api".into())
+    );
+    c.url = Some("ftp://slack.com".into());
     assert!(c.validate().unwrap_err().contains("http or https"));
-    c.api_url = Some("https://u:p@slack.com/api".into());
+    c.url = Some("https://u:p@slack.com".into());
     assert!(c.validate().unwrap_err().contains("credentials"));
-    c.api_url = None;
+    c.url = None;
     c.max_concurrency = Some(0);
     // The registry checks max_concurrency for every kind.
     assert!(super::super::ProviderConfig::Slack(c).validate().is_err());
+}
+
+/// Slack limits per method per app per workspace (issue 18): bot tokens of the same bot
+/// pause together; a user token's answer does not name its app, so it pauses alone.
+#[test]
+fn rate_limit_key_is_the_bot() {
+    use crate::provider::LimitKey;
+    let slack = Config {
+        url: None,
+        api_url: None,
+        max_concurrency: None,
+    }
+    .build(&BuildContext::new())
+    .unwrap();
+    let bot = p(r#"{"ok":true,"user":"deploybot","team_id":"T1","user_id":"U1","bot_id":"B1"}"#);
+    assert_eq!(
+        slack.rate_limit_key(&bot.facts),
+        LimitKey::Identity("T1/B1".into())
+    );
+    let user = p(r#"{"ok":true,"user":"grace","team_id":"T1","user_id":"W1"}"#);
+    assert_eq!(slack.rate_limit_key(&user.facts), LimitKey::Token);
+}
+
+/// The old name keeps its old meaning (the Web API base, `/api` included), is reported as
+/// renamed, and may not be given beside the new one.
+#[test]
+fn the_old_api_url_still_works() {
+    let mut c = Config {
+        url: None,
+        api_url: Some("http://127.0.0.1:8080/slack/api".into()),
+        max_concurrency: None,
+    };
+    assert!(c.validate().is_ok());
+    assert_eq!(
+        c.api_base().unwrap(),
+        ("api_url", "http://127.0.0.1:8080/slack/api".into())
+    );
+    assert_eq!(c.renamed_in_use()[0].new, "url");
+    c.url = Some("http://127.0.0.1:8080/slack".into());
+    assert!(c.validate().unwrap_err().contains("url and api_url"));
+    c.api_url = None;
+    assert_eq!(c.api_base().unwrap().1, "http://127.0.0.1:8080/slack/api");
+    assert!(c.renamed_in_use().is_empty());
 }

@@ -326,23 +326,44 @@ fn config(yaml: &str) -> Config {
 
 #[test]
 fn config_validation() {
-    assert!(config("address: http://127.0.0.1:8200").validate().is_ok());
-    assert_eq!(config("{}").address, DEFAULT_ADDRESS);
-    let err = config("address: ftp://vault").validate().unwrap_err();
-    assert!(err.contains("http or https"), "{err}");
-    let err = config("address: http://u:p@vault").validate().unwrap_err();
+    assert!(config("url: http://127.0.0.1:8200").validate().is_ok());
+    assert_eq!(config("{}").server().unwrap(), ("url", DEFAULT_URL));
+    let err = config("url: ftp://vault").validate().unwrap_err();
+    assert!(
+        err.contains("url: ") && err.contains("http or https"),
+        "{err}"
+    );
+    let err = config("url: http://u:p@vault").validate().unwrap_err();
     assert!(err.contains("credentials"), "{err}");
-    let err = config("{address: 'http://vault', namespace: '/'}")
+    let err = config("{url: 'http://vault', namespace: '/'}")
         .validate()
         .unwrap_err();
     assert!(err.contains("namespace"), "{err}");
-    let err = config("{address: 'http://vault', require_accessor: true}")
+    let err = config("{url: 'http://vault', require_accessor: true}")
         .validate()
         .unwrap_err();
     assert!(err.contains("require_accessor needs token"), "{err}");
     assert!(
-        config("{address: 'http://vault', require_accessor: true, token: {env: X}}")
+        config("{url: 'http://vault', require_accessor: true, token: {env: X}}")
             .validate()
             .is_ok()
     );
+}
+
+/// The old `address` is `url` under its old name: same meaning, reported as renamed, and
+/// refused beside the new name.
+#[test]
+fn the_old_address_still_works() {
+    let old = config("address: http://127.0.0.1:8200/vault");
+    assert!(old.validate().is_ok());
+    assert_eq!(
+        old.server().unwrap(),
+        ("address", "http://127.0.0.1:8200/vault")
+    );
+    assert_eq!(old.renamed_in_use()[0].old, "address");
+    assert!(config("url: http://v").renamed_in_use().is_empty());
+    let err = config("{url: 'http://v', address: 'http://v'}")
+        .validate()
+        .unwrap_err();
+    assert!(err.contains("url and address"), "{err}");
 }

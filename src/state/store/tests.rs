@@ -329,3 +329,29 @@ fn a_kept_expiry_keeps_the_model_it_was_learnt_with() {
     assert_eq!(s.facts.expiry, Expiry::At(at(5000)));
     assert_eq!(s.facts.expiry_model, sliding);
 }
+
+/// A conclusive answer that discloses nothing (a GitHub SSO refusal, RFC 7662 `active:false`)
+/// keeps a known "never" as it keeps a known instant: "never" is a known expiry too.
+#[test]
+fn undisclosed_answer_keeps_a_known_never() {
+    let mut s = state();
+    apply(
+        &mut s,
+        ProbeOutcome::valid(TokenFacts {
+            expiry: Expiry::Never,
+            ..TokenFacts::default()
+        }),
+        None,
+        at(100),
+        Duration::ZERO,
+    );
+    apply(
+        &mut s,
+        ProbeOutcome::new(Verdict::Forbidden, Reason::SsoRequired, "refused"),
+        None,
+        at(200),
+        Duration::ZERO,
+    );
+    assert_eq!(s.facts.expiry, Expiry::Never);
+    assert_eq!(s.last.as_ref().unwrap().verdict, Verdict::Forbidden);
+}
