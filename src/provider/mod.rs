@@ -11,6 +11,7 @@
 //! measures the duration, so no provider repeats that logic.
 
 pub mod cloudflare;
+pub mod detect;
 pub mod entra_id;
 pub mod generic;
 pub mod github;
