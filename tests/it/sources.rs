@@ -162,3 +162,62 @@ fn a_directory_source_is_followed_and_a_failed_listing_keeps_the_inventory() {
     assert!(logs.contains("source listing failed"), "{logs}");
     d.stop();
 }
+
+#[test]
+fn check_lists_the_sources_and_checks_what_they_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("mount");
+    std::fs::create_dir(&mount).unwrap();
+    write(&mount, "fresh", &jwt("svc-fresh", now() + 30 * 86_400));
+    write(&mount, "stale", &jwt("svc-stale", now() - 86_400));
+    let yaml = |path: &std::path::Path| {
+        format!(
+            "providers:\n  local: {{kind: jwt}}\ntokens: []\n\
+             sources:\n  - {{name: mounted, kind: directory, path: {}}}\n",
+            path.display()
+        )
+    };
+    let config = write(dir.path(), "config.yml", &yaml(&mount));
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::daemon::BIN)
+            .arg("check")
+            .args(["--config.file", config.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let all = run(&[]);
+    let out = String::from_utf8_lossy(&all.stdout);
+    assert_eq!(all.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("mounted/fresh") && out.contains("mounted/stale"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("mounted/stale") && l.contains("FAIL: expired")),
+        "{out}"
+    );
+    // Listed tokens are selected like configured ones, by name or by `source`.
+    let fresh = run(&["--selector", "source=mounted", "--token", "mounted/fresh"]);
+    let out = String::from_utf8_lossy(&fresh.stdout);
+    assert!(
+        out.contains("mounted/fresh") && !out.contains("mounted/stale"),
+        "{out}"
+    );
+    assert!(out.contains("unverified"), "{out}");
+    let none = run(&["--selector", "source=elsewhere"]);
+    assert_eq!(none.status.code(), Some(2));
+    // A source that cannot list fails the check, and says so.
+    write(dir.path(), "config.yml", &yaml(&dir.path().join("absent")));
+    let failed = std::process::Command::new(support::daemon::BIN)
+        .arg("check")
+        .args(["--config.file", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("source mounted: listing failed (misconfigured)"),
+        "{err}"
+    );
+}
