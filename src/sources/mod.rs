@@ -193,6 +193,16 @@ pub fn compose(config: &Config, listings: &BTreeMap<String, Listing>) -> (Config
         };
         let source: Arc<str> = Arc::from(spec.name.as_str());
         let labels: crate::schema::Labels = spec.labels.clone().into();
+        // The owner the source reports becomes the `owner` label, which alerts and the
+        // page join in, unless the source sets one for every token.
+        let with_owner = |owner: &Option<String>| match owner {
+            Some(owner) if !spec.labels.contains_key("owner") => {
+                let mut map = spec.labels.clone();
+                map.insert("owner".into(), owner.clone());
+                map.into()
+            }
+            _ => labels.clone(),
+        };
         for d in &listing.tokens {
             let skip = |left: &mut Left, why| {
                 *left
@@ -215,7 +225,7 @@ pub fn compose(config: &Config, listings: &BTreeMap<String, Listing>) -> (Config
                 provider: d.provider.clone(),
                 source: Some(source.clone()),
                 secret: d.secret.clone(),
-                labels: labels.clone(),
+                labels: with_owner(&d.owner),
                 thresholds: spec.thresholds,
                 probe_interval: spec.probe_interval,
                 probe_timeout: spec.probe_timeout,

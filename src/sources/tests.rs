@@ -66,6 +66,17 @@ async fn a_directory_lists_one_token_per_file_with_its_detected_provider() {
     assert_eq!(ci.labels.get("team").map(String::as_str), Some("platform"));
     assert_eq!(ci.thresholds.warning_before.as_secs(), 30 * 86_400);
     assert!(matches!(&ci.secret, Some(SecretSource::File(f)) if f.path().ends_with("ci")));
+    assert_eq!(ci.labels.get("owner"), None);
+    // The owner a source reports is the `owner` label, next to the source's labels.
+    let named = composed.token("mounted/named").unwrap();
+    assert_eq!(
+        named.labels.get("owner").map(String::as_str),
+        Some("team-a")
+    );
+    assert_eq!(
+        named.labels.get("team").map(String::as_str),
+        Some("platform")
+    );
 }
 
 #[tokio::test]

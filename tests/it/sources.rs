@@ -221,3 +221,69 @@ fn check_lists_the_sources_and_checks_what_they_list() {
         "{err}"
     );
 }
+
+#[test]
+fn the_demo_shows_a_discovered_token_with_its_source() {
+    let d = Daemon::start(&["demo"]);
+    wait_until("the demo's source to list", Duration::from_secs(30), || {
+        token_names(&d)
+            .iter()
+            .any(|n| n.starts_with("demo-vault-tokens/token-nightly-backup-"))
+    });
+    wait_until(
+        "the discovered tokens' probes",
+        Duration::from_secs(30),
+        || {
+            lines(
+                &d,
+                "api_token_expiry_timestamp_seconds{token=\"demo-vault-tokens/",
+            )
+            .len()
+                == 2
+        },
+    );
+    let info = lines(
+        &d,
+        "api_token_info{token=\"demo-vault-tokens/token-nightly-backup-",
+    );
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert!(
+        info[0].contains("source=\"demo-vault-tokens\"") && info[0].contains("kind=\"vault\""),
+        "{info:?}"
+    );
+    assert_eq!(
+        lines(&d, "api_token_source_up{"),
+        ["api_token_source_up{source=\"demo-vault-tokens\",kind=\"vault\"} 1"]
+    );
+    let (_, api) = d.get("/api/v1/tokens");
+    let api: Value = serde_json::from_str(&api).unwrap();
+    let backup = api["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("demo-vault-tokens/token-nightly-backup-")
+        })
+        .unwrap();
+    assert_eq!(backup["source"], "demo-vault-tokens");
+    assert_eq!(backup["state"], "valid");
+    assert_eq!(
+        backup["severity"], "warning",
+        "5 days left: inside the warning window"
+    );
+    // Configured tokens are there too, without a source.
+    let billing = api["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "billing-api")
+        .unwrap();
+    assert!(billing.get("source").is_none());
+    let (_, page) = d.get("/");
+    assert!(page.contains("demo-vault-tokens/token-nightly-backup-"));
+    assert!(page.contains("source demo-vault-tokens"));
+    d.stop();
+}
