@@ -224,7 +224,8 @@ async fn tokens_api(
 /// A refused query: 400 naming the parameter, as JSON for the API and as text for the page.
 fn bad_query(e: &filter::QueryError, json: bool) -> Response {
     if json {
-        let body = serde_json::json!({"error": e.to_string(), "parameter": e.parameter});
+        let parameter = (!e.parameter.is_empty()).then_some(&e.parameter);
+        let body = serde_json::json!({"error": e.to_string(), "parameter": parameter});
         (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
     } else {
         (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()

@@ -46,7 +46,8 @@ pub struct ViewQuery {
 }
 
 /// A refused query: the parameter at fault and why, never the value given (it is echoed
-/// nowhere, whatever was pasted into it).
+/// nowhere, whatever was pasted into it). An unknown parameter is named only when its name
+/// looks like one ([`plausible_name`]); otherwise `parameter` is empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueryError {
     pub parameter: String,
@@ -55,8 +56,21 @@ pub struct QueryError {
 
 impl std::fmt::Display for QueryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "query parameter `{}`: {}", self.parameter, self.message)
+        if self.parameter.is_empty() {
+            write!(f, "query: {}", self.message)
+        } else {
+            write!(f, "query parameter `{}`: {}", self.parameter, self.message)
+        }
     }
+}
+
+/// Whether an unknown parameter's name may be repeated in the error: short, lowercase
+/// letters, digits and `_`, as a mistyped parameter is and a pasted token is not.
+fn plausible_name(key: &str) -> bool {
+    (1..=24).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn refuse(parameter: &str, message: impl Into<String>) -> QueryError {
@@ -139,10 +153,15 @@ pub fn parse(raw: &str) -> Result<ViewQuery, QueryError> {
             "team" => push(&mut query.teams, "team", value)?,
             "source" => push(&mut query.sources, "source", value)?,
             _ => {
-                return Err(refuse(
-                    &key,
-                    format!("unknown; the parameters are {}", PARAMETERS.join(", ")),
-                ));
+                let known = PARAMETERS.join(", ");
+                return Err(if plausible_name(&key) {
+                    refuse(&key, format!("unknown; the parameters are {known}"))
+                } else {
+                    refuse(
+                        "",
+                        format!("an unknown parameter; the parameters are {known}"),
+                    )
+                });
             }
         }
     }

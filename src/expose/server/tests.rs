@@ -415,6 +415,13 @@ async fn a_bad_query_is_a_400_naming_the_parameter() {
         assert_eq!(doc["parameter"], parameter, "{path}");
         assert!(doc["error"].as_str().unwrap().contains(parameter), "{doc}");
     }
+    // A name that is no parameter's is not sent back: it may be a pasted token.
+    let r = get(&app, "/api/v1/tokens?glpat-Canary0123456789").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let text = text_of(r).await;
+    assert!(!text.contains("Canary"), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["parameter"], serde_json::Value::Null);
     let r = get(&app, "/?limit=abc").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(text_of(r).await.starts_with("query parameter `limit`"));

@@ -39,6 +39,20 @@ fn unknown_parameters_and_states_are_refused_by_name_without_echoing_the_value()
     let e = refused("stat=invalid");
     assert_eq!(e.parameter, "stat");
     assert!(e.message.contains("limit, after, q, state"), "{e}");
+    for raw in [
+        "glpat-Canary0123456789abcdef=1",
+        "ghp_CANARY",
+        "a%20b",
+        "xoxb-canary",
+    ] {
+        let e = refused(raw);
+        assert_eq!(e.parameter, "", "{raw}");
+        assert!(!e.to_string().to_lowercase().contains("canary"), "{e}");
+        assert!(
+            e.to_string().starts_with("query: an unknown parameter"),
+            "{e}"
+        );
+    }
     let e = refused("state=revoked-canary");
     assert_eq!(e.parameter, "state");
     assert!(!e.to_string().contains("canary"), "{e}");
