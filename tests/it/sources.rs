@@ -107,6 +107,19 @@ fn a_directory_source_is_followed_and_a_failed_listing_keeps_the_inventory() {
     assert_eq!(alpha["provider"], "local");
     let (_, page) = d.get("/");
     assert!(page.contains("source mounted"), "the page names the source");
+    // The API's and the page's `source` filter keep the listed tokens only.
+    let (code, only) = d.get("/api/v1/tokens?source=mounted");
+    assert_eq!(code, 200, "{only}");
+    let only: Value = serde_json::from_str(&only).unwrap();
+    let listed: Vec<&str> = only["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["mounted/alpha", "mounted/beta"]);
+    let (_, filtered_page) = d.get("/?source=mounted");
+    assert!(filtered_page.contains("mounted/alpha") && !filtered_page.contains(">by-hand<"));
     assert_eq!(
         lines(&d, "api_token_source_up{"),
         ["api_token_source_up{source=\"mounted\",kind=\"directory\"} 1"]
