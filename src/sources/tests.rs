@@ -139,6 +139,8 @@ fn compose_names_discovered_tokens_after_their_source_and_skips_taken_names() {
         owner: None,
         state: None,
         identity: Identity::File(PathBuf::from(format!("/nowhere/{name}"))),
+        expires_at: None,
+        issued_at: None,
     };
     let listing = Listing {
         tokens: vec![d("a"), d("b")],

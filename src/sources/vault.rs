@@ -158,6 +158,8 @@ pub async fn list(
                 accessor: accessor.clone(),
             },
             accessor: Some(accessor),
+            expires_at: None,
+            issued_at: None,
             owner,
             state: Some("active".into()),
         });
