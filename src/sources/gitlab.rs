@@ -60,7 +60,8 @@ struct Entity {
 
 struct Ctx<'a> {
     base: String,
-    token: String,
+    /// Wiped when the listing ends.
+    token: zeroize::Zeroizing<String>,
     timeout: Duration,
     http: &'a http::Client,
 }
@@ -83,7 +84,7 @@ pub async fn list(
     })?;
     let c = Arc::new(Ctx {
         base: url.trim_end_matches('/').to_string(),
-        token: secret.expose().to_string(),
+        token: zeroize::Zeroizing::new(secret.expose().to_string()),
         timeout,
         http: &ctx.http,
     });
@@ -200,7 +201,7 @@ async fn pages<T: for<'de> Deserialize<'de>>(c: &Ctx<'_>, path: &str) -> Result<
         let request = c
             .http
             .get(url)
-            .sensitive_header("private-token", c.token.clone());
+            .sensitive_header("private-token", (*c.token).clone());
         let resp = match tokio::time::timeout(c.timeout, http::send(request)).await {
             Ok(Ok(r)) => r,
             Ok(Err(outcome)) => {
