@@ -10,6 +10,7 @@
 //! answers for a token without one under a kind that needs one, applies the timeout and
 //! measures the duration, so no provider repeats that logic.
 
+pub mod aws;
 pub mod cloudflare;
 pub mod entra_id;
 pub mod generic;
@@ -378,6 +379,8 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("expires_at", p.expires_at.is_some()),
         ("issued_at", p.issued_at.is_some()),
         ("key_id", p.key_id.is_some()),
+        ("access_key_id", p.access_key_id.is_some()),
+        ("session_token", p.session_token.is_some()),
     ];
     for (name, present) in set {
         if present && !allowed.contains(&name) {
