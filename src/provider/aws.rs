@@ -419,12 +419,15 @@ pub struct AwsError {
     pub signature_expired: bool,
 }
 
-/// Reads `<ErrorResponse><Error><Code>` (the Query protocol's error XML). `None` when the
-/// body is not that XML.
+/// Reads the Query protocol's error XML: `<ErrorResponse><Error><Code>`, as STS and IAM
+/// document it, or with the `<Errors>` list between (as AWS's SDKs also read it, and moto
+/// answers). `None` when the body is not that XML.
 pub fn error_of(body: &[u8]) -> Option<AwsError> {
     let doc = xml::parse(body).ok()?;
     let error = match doc.name.as_str() {
-        "ErrorResponse" => doc.child("Error")?,
+        "ErrorResponse" | "Response" => doc
+            .child("Error")
+            .or_else(|| doc.at(&["Errors", "Error"]))?,
         "Error" => &doc,
         _ => return None,
     };
@@ -491,7 +494,7 @@ fn clock_skew(code: &str) -> ProbeOutcome {
     ProbeOutcome::misconfigured(
         Reason::UnexpectedStatus,
         format!(
-            "AWS refused the request's time ({code}): the exporter's clock is more than 5 minutes off"
+            "AWS refused the request's time ({code}): the exporter's clock is too far from AWS's"
         ),
     )
 }

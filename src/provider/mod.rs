@@ -112,6 +112,7 @@ pub const KINDS: &[&str] = &[
     "static",
     "entra_id",
     "http",
+    "aws",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -214,6 +215,7 @@ pub enum ProviderConfig {
     Static(r#static::Config),
     EntraId(entra_id::Config),
     Http(generic::Config),
+    Aws(aws::Config),
 }
 
 impl ProviderConfig {
@@ -232,6 +234,7 @@ impl ProviderConfig {
             ProviderConfig::Static(c) => c,
             ProviderConfig::EntraId(c) => c,
             ProviderConfig::Http(c) => c,
+            ProviderConfig::Aws(c) => c,
         }
     }
 
@@ -294,6 +297,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
             "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
+            "aws" => ProviderConfig::Aws(aws::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }

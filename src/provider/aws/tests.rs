@@ -177,6 +177,17 @@ fn documented_errors_map_to_their_verdicts() {
     }
 }
 
+/// The error XML with the `<Errors>` list, as moto answers and the SDKs read it.
+#[test]
+fn the_errors_list_form_is_read_too() {
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code><Message>m</Message><Type>Sender</Type></Error></Errors></ErrorResponse>";
+    let o = parsed(403, body);
+    assert_eq!(
+        (o.verdict, o.reason),
+        (Verdict::Invalid, Reason::UnknownToken)
+    );
+}
+
 #[test]
 fn only_documented_codes_are_named() {
     let o = parsed(400, &error("AKIAIOSFODNN7EXAMPLE", "x"));
