@@ -528,3 +528,224 @@ fn config_errors_name_the_token() {
         "{err}"
     );
 }
+
+/// IAM through a local server: `ListAccessKeys` paged with `Marker` until the key is found,
+/// then `GetAccessKeyLastUsed`; the creation date feeds the default age policy of an
+/// age-only key, and the account the `expect.account` policy.
+#[tokio::test]
+async fn iam_pages_are_followed_and_the_age_policy_applies() {
+    use api_token_exporter::policy;
+    use api_token_exporter::provider::{BuildContext, run_probe};
+    use api_token_exporter::store::Store;
+
+    let server = MockServer::start(|r| {
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&r.body)
+            .into_owned()
+            .collect();
+        let param = |n: &str| form.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let xml = |body: String| Answer::text(200, "text/xml", &body);
+        match (param("Action").as_deref(), param("Marker").as_deref()) {
+            (Some("GetCallerIdentity"), _) => xml(
+                "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/ci</Arn><UserId>AIDA1</UserId><Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>".into(),
+            ),
+            (Some("ListAccessKeys"), None) => xml(
+                "<ListAccessKeysResponse><ListAccessKeysResult><AccessKeyMetadata><member><UserName>ci</UserName><AccessKeyId>AKIAOTHERKEY00000000</AccessKeyId><Status>Active</Status><CreateDate>2023-10-01T00:00:00Z</CreateDate></member></AccessKeyMetadata><IsTruncated>true</IsTruncated><Marker>next/page+1</Marker></ListAccessKeysResult></ListAccessKeysResponse>".into(),
+            ),
+            (Some("ListAccessKeys"), Some("next/page+1")) => xml(format!(
+                "<ListAccessKeysResponse><ListAccessKeysResult><AccessKeyMetadata><member><UserName>ci</UserName><AccessKeyId>{KEY_ID}</AccessKeyId><Status>Active</Status><CreateDate>2023-01-02T03:04:05Z</CreateDate></member></AccessKeyMetadata><IsTruncated>false</IsTruncated></ListAccessKeysResult></ListAccessKeysResponse>"
+            )),
+            (Some("GetAccessKeyLastUsed"), _) => xml(
+                "<GetAccessKeyLastUsedResponse><GetAccessKeyLastUsedResult><AccessKeyLastUsed><Region>eu-west-1</Region><LastUsedDate>2023-11-10T08:00:00Z</LastUsedDate><ServiceName>s3</ServiceName></AccessKeyLastUsed><UserName>ci</UserName></GetAccessKeyLastUsedResult></GetAccessKeyLastUsedResponse>".into(),
+            ),
+            _ => Answer::text(400, "text/xml", &xml_error("InvalidAction", "no")),
+        }
+    })
+    .await;
+    let files = SecretFiles::new();
+    let source = files.put("secret", SECRET);
+    let yaml = format!(
+        "providers:\n  aws:\n    kind: aws\n    url: {url}\n    iam_url: {url}/iam\ntokens:\n  - name: ours\n    provider: aws\n    access_key_id: {KEY_ID}\n    secret: {source}\n    policies: {{expect: {{account: \"123456789012\"}}}}\n  - name: theirs\n    provider: aws\n    access_key_id: {KEY_ID}\n    secret: {source}\n    policies: {{expect: {{account: \"210987654321\"}}}}\n",
+        url = server.url()
+    );
+    let config = Config::parse(&yaml).unwrap();
+    let store = Store::new();
+    store.reconcile(&config);
+    for name in ["ours", "theirs"] {
+        let spec = config.token(name).unwrap();
+        let provider = config.providers["aws"].build(&BuildContext::new()).unwrap();
+        store.record(name, run_probe(provider.as_ref(), spec, now()).await, now());
+    }
+    let inner = store.read();
+    let ours = &inner.tokens["ours"];
+    assert_eq!(ours.verdict(), Some(Verdict::Valid), "{:?}", ours.last);
+    assert_eq!(
+        ours.facts.issued_at,
+        Some("2023-01-02T03:04:05Z".parse().unwrap())
+    );
+    assert_eq!(
+        ours.facts.last_used_at,
+        Some("2023-11-10T08:00:00Z".parse().unwrap())
+    );
+    assert_eq!(ours.facts.extra["last_used_service"], "s3");
+    let findings = policy::evaluate(ours, now());
+    let find = |f: &[policy::Finding], name: &str| {
+        f.iter()
+            .find(|x| x.policy == name)
+            .unwrap_or_else(|| panic!("no {name}: {f:?}"))
+            .violated
+    };
+    // 316 days old, past the default 90 days of an age-only key.
+    assert!(find(&findings, "max_age"), "{findings:?}");
+    assert!(!find(&findings, "expect_account"), "{findings:?}");
+    let theirs = policy::evaluate(&inner.tokens["theirs"], now());
+    assert!(find(&theirs, "expect_account"), "{theirs:?}");
+
+    // Per token: STS, two IAM pages (the second with the marker), the last use.
+    let requests = server.requests();
+    let actions: Vec<(String, String, Option<String>)> = requests
+        .iter()
+        .map(|r| {
+            let form: Vec<(String, String)> =
+                url::form_urlencoded::parse(&r.body).into_owned().collect();
+            let get = |n: &str| form.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            (r.path().to_string(), get("Action").unwrap(), get("Marker"))
+        })
+        .collect();
+    let one = [
+        ("/", "GetCallerIdentity", None),
+        ("/iam/", "ListAccessKeys", None),
+        ("/iam/", "ListAccessKeys", Some("next/page+1")),
+        ("/iam/", "GetAccessKeyLastUsed", None),
+    ];
+    let wanted: Vec<(String, String, Option<String>)> = one
+        .iter()
+        .chain(one.iter())
+        .map(|(p, a, m)| (p.to_string(), a.to_string(), m.map(str::to_string)))
+        .collect();
+    assert_eq!(actions, wanted);
+    for r in &requests {
+        assert_eq!(r.method, "POST");
+        let auth = r.header("authorization").unwrap();
+        let service = if r.path() == "/" { "sts" } else { "iam" };
+        assert!(
+            auth.contains(&format!("/us-east-1/{service}/aws4_request")),
+            "{auth}"
+        );
+    }
+    server.assert_safe(&[], SECRET);
+}
+
+/// The daemon with moto: a key, a session and a key with a wrong secret are probed; no
+/// secret access key or session token reaches a log line, `/metrics`, the page or the API,
+/// and moto saw only the three read calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_any_output_of_the_daemon() {
+    use support::daemon::{Daemon, write};
+    // Setup: CreateUser, CreateAccessKey, PutUserPolicy, CreateRole, AssumeRole.
+    let Some(moto) = Moto::start(5).await else {
+        return;
+    };
+    let (key_id, secret) = moto.user_with_key("canary").await;
+    moto.allow_own_key_reads("canary").await;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}"#;
+    let (status, _) = moto
+        .iam(&[
+            ("Action", "CreateRole"),
+            ("RoleName", "r"),
+            ("AssumeRolePolicyDocument", trust),
+        ])
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = moto
+        .call(
+            "sts",
+            "2011-06-15",
+            &[
+                ("Action", "AssumeRole"),
+                ("RoleArn", "arn:aws:iam::123456789012:role/r"),
+                ("RoleSessionName", "s"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (session_id, session_secret, session_token) = (
+        between(&body, "AccessKeyId"),
+        between(&body, "SecretAccessKey"),
+        between(&body, "SessionToken"),
+    );
+    let wrong = "CANARYwrongAwsSecretAccessKey0123456789";
+    moto.reset_recording().await;
+
+    let files = SecretFiles::new();
+    let yaml = format!(
+        "providers:\n  aws:\n    kind: aws\n    url: {url}\n    iam_url: {url}\n\
+         tokens:\n  - name: key\n    provider: aws\n    access_key_id: {key_id}\n    secret: {s1}\n\
+         \x20 - name: session\n    provider: aws\n    access_key_id: {session_id}\n    secret: {s2}\n    session_token: {t2}\n\
+         \x20 - name: wrong\n    provider: aws\n    access_key_id: {key_id}\n    secret: {s3}\n",
+        url = moto.url,
+        s1 = files.put("s1", &secret),
+        s2 = files.put("s2", &session_secret),
+        t2 = files.put("t2", &session_token),
+        s3 = files.put("s3", wrong),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "config.yml", &yaml);
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ]);
+    d.wait_for("/-/ready", Duration::from_secs(15));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut api = String::new();
+    while std::time::Instant::now() < deadline {
+        api = d.get("/api/v1/tokens").1;
+        if api.matches("\"valid\"").count() >= 2 && api.contains("\"invalid\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        api.matches("\"valid\"").count() >= 2 && api.contains("\"invalid\""),
+        "{api}"
+    );
+    assert!(api.contains("age_only"), "{api}");
+    let outputs = [
+        ("metrics", d.get("/metrics").1),
+        ("page", d.get("/").1),
+        ("api", api),
+        ("api key", d.get("/api/v1/tokens/key").1),
+        ("api session", d.get("/api/v1/tokens/session").1),
+    ];
+    let logs = d.logs();
+    let _ = d.stop();
+    assert!(
+        logs.lines().count() > 5,
+        "too few log lines to prove anything"
+    );
+    for (what, text) in outputs
+        .iter()
+        .map(|(w, t)| (*w, t.as_str()))
+        .chain([("logs", logs.as_str())])
+    {
+        for canary in [
+            secret.as_str(),
+            session_secret.as_str(),
+            session_token.as_str(),
+            wrong,
+        ] {
+            assert!(!text.contains(canary), "{what} holds a secret:\n{text}");
+        }
+    }
+    let requests = moto.recorded().await;
+    assert!(requests.len() >= 4, "{requests:?}");
+    for r in &requests {
+        let action = r.param("Action").unwrap_or_default();
+        assert!(
+            ALLOWED_ACTIONS.contains(&action.as_str()),
+            "the exporter called {action}"
+        );
+        assert!(!r.url.contains(&session_token) && !r.body.contains(&session_token));
+    }
+}

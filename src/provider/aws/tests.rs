@@ -465,3 +465,20 @@ fn config_checks() {
     assert!(!is_access_key_id("AKIA"));
     assert!(!is_access_key_id("AKIAIOSFODNN7EXAMPLE/"));
 }
+
+/// STS and IAM count quotas per account: keys pause with the other keys of their account,
+/// and alone until an answer named it.
+#[test]
+fn rate_limits_are_keyed_by_account() {
+    let config: Config = serde_json::from_str("{}").unwrap();
+    let provider = config.build(&BuildContext::new()).unwrap();
+    assert_eq!(
+        provider.rate_limit_key(&TokenFacts::default()),
+        LimitKey::Token
+    );
+    let facts = parsed(200, IDENTITY).facts;
+    assert_eq!(
+        provider.rate_limit_key(&facts),
+        LimitKey::Identity("123456789012".into())
+    );
+}
