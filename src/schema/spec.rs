@@ -151,7 +151,7 @@ pub struct Expect {
 }
 
 /// A token's [`TokenParams`], allocated only when one is set (most tokens have none, and the
-/// struct is 120 bytes). Reads as a `TokenParams` either way.
+/// struct is several times a pointer's size). Reads as a `TokenParams` either way.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Params(Option<Box<TokenParams>>);
 
