@@ -565,7 +565,7 @@ fn render_row(html: &mut String, v: &TokenView) {
         html,
         "<tr class=\"{severity}\" data-token=\"{name}\" data-state=\"{state}\"><td><b>{name}</b><br><small>{fp}</small></td>\
          <td class=\"s-{state}\">{state}<br><small>{reason}</small></td>\
-         <td>{expires_in}<br><small>{expires_at}</small></td><td>{provider}<br><small>{kind}</small></td>\
+         <td>{expires_in}<br><small>{expires_at}</small></td><td>{provider}<br><small>{kind}{source}</small></td>\
          <td>{owner}</td><td>{scopes}</td><td>{policies}</td><td><small>{last_probe}<br>{detail}</small></td></tr>",
         name = escape(&v.name),
         fp = escape(v.fingerprint.as_deref().unwrap_or("")),
@@ -575,6 +575,11 @@ fn render_row(html: &mut String, v: &TokenView) {
         expires_at = escape(&v.expires_at.as_deref().map(short_time).unwrap_or_default()),
         provider = escape(&v.provider),
         kind = escape(&v.kind),
+        source = v
+            .source
+            .as_deref()
+            .map(|s| format!(" · source {}", escape(s)))
+            .unwrap_or_default(),
         scopes = escape(&v.scopes.join(" ")),
         last_probe = escape(
             &v.last_probe_at

@@ -198,15 +198,14 @@ impl<'a> Parts<'a> {
             provider: &v.provider,
             owner: v.labels.get("owner").map(String::as_str),
             team: v.labels.get("team").map(String::as_str),
-            source: None,
+            source: v.source.as_deref(),
         }
     }
 }
 
-/// The source a token was discovered by. Every token comes from the config so far, and a
-/// configured token has none.
-fn source_of(_spec: &TokenSpec) -> Option<&str> {
-    None
+/// The source a token was discovered by; a configured token has none.
+fn source_of(spec: &TokenSpec) -> Option<&str> {
+    spec.source.as_deref()
 }
 
 impl ViewQuery {
