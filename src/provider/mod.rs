@@ -10,6 +10,7 @@
 //! answers for a token without one under a kind that needs one, applies the timeout and
 //! measures the duration, so no provider repeats that logic.
 
+pub mod aws;
 pub mod cloudflare;
 pub mod detect;
 pub mod entra_id;
@@ -112,6 +113,7 @@ pub const KINDS: &[&str] = &[
     "static",
     "entra_id",
     "http",
+    "aws",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -214,6 +216,7 @@ pub enum ProviderConfig {
     Static(r#static::Config),
     EntraId(entra_id::Config),
     Http(generic::Config),
+    Aws(aws::Config),
 }
 
 impl ProviderConfig {
@@ -232,6 +235,7 @@ impl ProviderConfig {
             ProviderConfig::Static(c) => c,
             ProviderConfig::EntraId(c) => c,
             ProviderConfig::Http(c) => c,
+            ProviderConfig::Aws(c) => c,
         }
     }
 
@@ -294,6 +298,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
             "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
+            "aws" => ProviderConfig::Aws(aws::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }
@@ -379,6 +384,8 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("expires_at", p.expires_at.is_some()),
         ("issued_at", p.issued_at.is_some()),
         ("key_id", p.key_id.is_some()),
+        ("access_key_id", p.access_key_id.is_some()),
+        ("session_token", p.session_token.is_some()),
     ];
     for (name, present) in set {
         if present && !allowed.contains(&name) {

@@ -37,6 +37,7 @@ mod oauth2_oidc_provider;
 mod paging;
 mod policies;
 mod prometheus;
+mod provider_aws;
 mod provider_cloudflare;
 mod provider_entra_id;
 mod provider_github;
