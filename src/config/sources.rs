@@ -18,8 +18,11 @@ use crate::provider::ProviderConfig;
 use crate::schema::Policies;
 use crate::secret::SecretSource;
 
+mod github;
+pub use github::GithubSource;
+
 /// The source kinds `kind:` accepts.
-pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab"];
+pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab", "github"];
 
 /// GitLab's own server, where `url` is not set.
 pub const GITLAB_URL: &str = "https://gitlab.com";
@@ -74,6 +77,9 @@ pub enum SourceKind {
         walk: GitlabWalk,
         max_concurrency: usize,
     },
+    /// An organization's fine-grained personal access tokens (and, optionally, its SAML
+    /// credential authorizations) through a GitHub App (`src/sources/github.rs`).
+    Github(GithubSource),
 }
 
 /// Which of GitLab's lists a gitlab source reads.
@@ -93,6 +99,7 @@ impl SourceKind {
             SourceKind::Directory { .. } => "directory",
             SourceKind::Vault { .. } => "vault",
             SourceKind::Gitlab { .. } => "gitlab",
+            SourceKind::Github(_) => "github",
         }
     }
 }
@@ -160,6 +167,11 @@ pub(super) struct RawSource {
     #[serde(default)]
     projects: bool,
     max_concurrency: Option<Spanned<usize>>,
+    org: Option<Spanned<String>>,
+    app_id: Option<Spanned<String>>,
+    installation_id: Option<Spanned<u64>>,
+    #[serde(default)]
+    credential_authorizations: bool,
     refresh: Option<Spanned<String>>,
     #[serde(default)]
     include: Vec<String>,
@@ -245,9 +257,23 @@ pub(super) fn validate(
                 );
             }
         };
-        if raw.kind.value != "gitlab" {
+        if raw.kind.value != "github" {
             for (field, set) in [
-                ("url", raw.url.is_some()),
+                ("org", raw.org.is_some()),
+                ("app_id", raw.app_id.is_some()),
+                ("installation_id", raw.installation_id.is_some()),
+                ("credential_authorizations", raw.credential_authorizations),
+            ] {
+                not_for(issues, field, set);
+            }
+        }
+        if raw.kind.value != "gitlab" {
+            not_for(
+                issues,
+                "url",
+                raw.url.is_some() && raw.kind.value != "github",
+            );
+            for (field, set) in [
                 ("personal", raw.personal),
                 ("groups", raw.groups),
                 ("projects", raw.projects),
@@ -354,6 +380,20 @@ pub(super) fn validate(
                     }),
                     _ => None,
                 }
+            }
+            "github" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = if raw.provider.is_none() {
+                    issues.push(
+                        at("provider"),
+                        "a github source needs provider: a static entry, which holds the dates GitHub states",
+                        line,
+                    );
+                    None
+                } else {
+                    provider_of(issues, "static")
+                };
+                github::decode(&raw, provider, &at, issues)
             }
             other => {
                 issues.push(

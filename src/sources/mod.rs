@@ -12,6 +12,7 @@
 //! renews, revokes or creates anything.
 
 pub mod directory;
+pub mod github;
 pub mod gitlab;
 pub mod health;
 pub mod vault;
@@ -180,6 +181,7 @@ pub async fn list(
             )
             .await?
         }
+        SourceKind::Github(gh) => github::list(gh, spec.probe_timeout, ctx).await?,
     };
     let before = listing.tokens.len();
     listing.tokens.retain(|d| {
