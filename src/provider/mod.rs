@@ -19,6 +19,7 @@ pub mod google;
 pub mod http;
 pub mod jwt;
 pub mod kubernetes;
+pub mod npm;
 pub mod oauth2;
 pub mod slack;
 pub mod r#static;
@@ -111,6 +112,7 @@ pub const KINDS: &[&str] = &[
     "static",
     "entra_id",
     "http",
+    "npm",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -213,6 +215,7 @@ pub enum ProviderConfig {
     Static(r#static::Config),
     EntraId(entra_id::Config),
     Http(generic::Config),
+    Npm(npm::Config),
 }
 
 impl ProviderConfig {
@@ -231,6 +234,7 @@ impl ProviderConfig {
             ProviderConfig::Static(c) => c,
             ProviderConfig::EntraId(c) => c,
             ProviderConfig::Http(c) => c,
+            ProviderConfig::Npm(c) => c,
         }
     }
 
@@ -293,6 +297,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
             "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
+            "npm" => ProviderConfig::Npm(npm::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }

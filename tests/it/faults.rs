@@ -307,6 +307,28 @@ const KINDS: &[Kind] = &[
         },
         overrides: &[],
     },
+    Kind {
+        kind: "npm",
+        // The healthy probe asks whoami and then the token list; one body is both answers
+        // (each reads only its own members), and a fault at whoami means the list is never
+        // asked. The list entry fits the secret by npm's redacted form.
+        provider: "url: {base}",
+        token: "",
+        path: Some("/-/whoami"),
+        secret: || "npm_faultNpmGranular0123456789abcdefghij".into(),
+        good: || {
+            Canned::json(json!({
+                "username": "deploy-bot", "total": 1, "urls": {},
+                "objects": [{
+                    "name": "ci", "key": "6f2b1c1e-3b1a-4c55-9f0e-2d4b8a7c9e11",
+                    "token": "npm_faul...ghij", "expiry": "2023-12-15T00:00:00.000Z",
+                    "created": "2023-11-01T00:00:00.000Z", "cidr": [], "bypass_2fa": false,
+                    "revoked": null, "permissions": [{"name": "package", "action": "read"}]
+                }]
+            }))
+        },
+        overrides: &[],
+    },
 ];
 
 /// What a fault does.

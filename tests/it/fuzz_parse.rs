@@ -16,8 +16,8 @@ use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use api_token_exporter::provider::{
-    self, cloudflare, entra_id, generic, github, gitlab, google, jwt, kubernetes, oauth2, slack,
-    r#static, vault,
+    self, cloudflare, entra_id, generic, github, gitlab, google, jwt, kubernetes, npm, oauth2,
+    slack, r#static, vault,
 };
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
@@ -920,6 +920,7 @@ const FUZZED: &[(&str, &str)] = &[
     ("static", "r#static::evaluate("),
     ("entra_id", "entra_id::parse("),
     ("http", "generic::parse("),
+    ("npm", "npm::parse("),
 ];
 
 #[test]
@@ -1165,6 +1166,78 @@ proptest! {
         }
         if facts.expiry == Expiry::Never {
             prop_assert_eq!(facts.expiry_model, api_token_exporter::model::ExpiryModel::AgeOnly);
+        }
+    }
+}
+
+fn good_npm_list() -> Value {
+    json!({"objects": [{"name": "ci", "key": "6f2b1c1e-3b1a-4c55-9f0e-2d4b8a7c9e11",
+                        "token": "npm_aBcD...WxYz", "expiry": "2023-12-15T00:00:00.000Z",
+                        "created": "2023-11-01T00:00:00.000Z", "cidr": ["10.0.0.0/8"],
+                        "bypass_2fa": true, "revoked": null,
+                        "permissions": [{"name": "package", "action": "write"}]}],
+           "total": 1, "urls": {"next": "/-/npm/v1/tokens?page=1"}})
+}
+
+proptest! {
+    /// npm's whoami: `valid` only on 200 with a `username`; `invalid` only on a 401 whose
+    /// `WWW-Authenticate` names neither `ipaddress` nor `otp`; garbage is never conclusive.
+    #[test]
+    fn npm_whoami_parse(
+        status in status(),
+        headers in headers(),
+        body in body(json!({"username": "grace"})),
+    ) {
+        let o = npm::parse(status, &headers, &body, now());
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            prop_assert!(member(&body, "username").as_ref().and_then(Value::as_str).is_some(), "{o:?}");
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert_eq!(status, 401);
+            let challenge = headers
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            prop_assert!(!challenge.split(',').any(|c| matches!(c.trim(), "ipaddress" | "otp")), "{o:?}");
+        }
+        if status == 200 && !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{o:?}");
+        }
+        prop_assert!(o.verdict != Verdict::Unverified);
+    }
+
+    /// npm's token list: any page adds facts or a flag, never panics, and an expiry comes
+    /// only from a 200 page whose entry fits the token.
+    #[test]
+    fn npm_token_list(
+        status in status(),
+        body in body(good_npm_list()),
+        token in prop_oneof![Just("npm_aBcD0123456789abcdefghijklmnopqrWxYz".to_string()), "[a-zA-Z0-9_]{0,40}"],
+    ) {
+        let mut facts = api_token_exporter::model::TokenFacts::default();
+        match npm::list_page(status, &body) {
+            Ok(page) => {
+                prop_assert_eq!(status, 200);
+                let held = npm::Held::new(&token);
+                npm::list_facts(&page.objects, &held, &mut facts);
+                // No expiry is always explained.
+                if facts.expiry == Expiry::Undisclosed {
+                    prop_assert!(!facts.flags.is_empty(), "{facts:?}");
+                }
+                if let Some(next) = page.next {
+                    let first = "https://registry.npmjs.org/-/npm/v1/tokens";
+                    if let Some(url) = npm::next_page(first, first, &next) {
+                        prop_assert!(url.starts_with("https://registry.npmjs.org/"), "{url}");
+                    }
+                }
+            }
+            Err(flag) => {
+                prop_assert!(flag.contains("not disclosed"), "{flag}");
+                prop_assert!(!flag.contains(&token) || token.len() < 6, "{flag}");
+            }
         }
     }
 }

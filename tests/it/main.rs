@@ -43,6 +43,7 @@ mod provider_gitlab;
 mod provider_google;
 mod provider_http;
 mod provider_kubernetes;
+mod provider_npm;
 mod provider_slack;
 mod provider_static;
 mod provider_vault;
