@@ -11,6 +11,7 @@
 //! measures the duration, so no provider repeats that logic.
 
 pub mod cloudflare;
+pub mod docker_hub;
 pub mod entra_id;
 pub mod generic;
 pub mod github;
@@ -113,6 +114,7 @@ pub const KINDS: &[&str] = &[
     "entra_id",
     "http",
     "npm",
+    "docker_hub",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -216,6 +218,7 @@ pub enum ProviderConfig {
     EntraId(entra_id::Config),
     Http(generic::Config),
     Npm(npm::Config),
+    DockerHub(docker_hub::Config),
 }
 
 impl ProviderConfig {
@@ -235,6 +238,7 @@ impl ProviderConfig {
             ProviderConfig::EntraId(c) => c,
             ProviderConfig::Http(c) => c,
             ProviderConfig::Npm(c) => c,
+            ProviderConfig::DockerHub(c) => c,
         }
     }
 
@@ -298,6 +302,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
             "npm" => ProviderConfig::Npm(npm::Config::deserialize(de)?),
+            "docker_hub" => ProviderConfig::DockerHub(docker_hub::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }
@@ -383,6 +388,7 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("expires_at", p.expires_at.is_some()),
         ("issued_at", p.issued_at.is_some()),
         ("key_id", p.key_id.is_some()),
+        ("username", p.username.is_some()),
     ];
     for (name, present) in set {
         if present && !allowed.contains(&name) {

@@ -83,6 +83,7 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::EntraId(_) => 10,
         ProviderConfig::Http(_) => 11,
         ProviderConfig::Npm(_) => 12,
+        ProviderConfig::DockerHub(_) => 13,
     };
     KINDS[i]
 }

@@ -162,6 +162,7 @@ static NO_PARAMS: TokenParams = TokenParams {
     expires_at: None,
     issued_at: None,
     key_id: None,
+    username: None,
 };
 
 impl std::ops::Deref for Params {
@@ -194,6 +195,9 @@ pub struct TokenParams {
     /// Entra ID: the `keyId` of the app credential the secret is, when its first characters
     /// do not tell it from the app's other secrets.
     pub key_id: Option<String>,
+    /// Docker Hub: the account a token authenticates as (the user of a personal access
+    /// token, the organization of an organization access token).
+    pub username: Option<String>,
 }
 
 /// A token's label text, escaped once per spec ([`TokenSpec::metric_labels`]): the

@@ -329,6 +329,30 @@ const KINDS: &[Kind] = &[
         },
         overrides: &[],
     },
+    Kind {
+        kind: "docker_hub",
+        // The healthy probe exchanges the token at /v2/auth/token and then reads the token
+        // list with the bearer it got; one body is both answers, and the list holds this
+        // one token, so it is the probed one.
+        provider: "url: {base}",
+        token: "username: deploybot",
+        path: Some("/v2/auth/token"),
+        secret: || "dckr_pat_faultDockerHub0123456789abcdef".into(),
+        good: || {
+            Canned::json(json!({
+                "access_token": "eyJhbGciOiJSUzI1NiJ9.fault.sig",
+                "count": 1, "next": null, "previous": null, "active_count": 1,
+                "results": [{
+                    "uuid": "b30bbf97-506c-4ecd-aabc-842f3cb484fb", "client_id": "HUB",
+                    "created_at": "2023-11-01T00:00:00.000000Z", "last_used": null,
+                    "generated_by": "manual", "is_active": true, "token": "",
+                    "token_label": "ci", "scopes": ["repo:read"],
+                    "expires_at": "2023-12-15T00:00:00.000000Z"
+                }]
+            }))
+        },
+        overrides: &[],
+    },
 ];
 
 /// What a fault does.

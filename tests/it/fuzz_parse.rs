@@ -16,8 +16,8 @@ use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use api_token_exporter::provider::{
-    self, cloudflare, entra_id, generic, github, gitlab, google, jwt, kubernetes, npm, oauth2,
-    slack, r#static, vault,
+    self, cloudflare, docker_hub, entra_id, generic, github, gitlab, google, jwt, kubernetes, npm,
+    oauth2, slack, r#static, vault,
 };
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
@@ -921,6 +921,7 @@ const FUZZED: &[(&str, &str)] = &[
     ("entra_id", "entra_id::parse("),
     ("http", "generic::parse("),
     ("npm", "npm::parse("),
+    ("docker_hub", "docker_hub::parse("),
 ];
 
 #[test]
@@ -1238,6 +1239,68 @@ proptest! {
                 prop_assert!(flag.contains("not disclosed"), "{flag}");
                 prop_assert!(!flag.contains(&token) || token.len() < 6, "{flag}");
             }
+        }
+    }
+}
+
+fn good_docker_hub_record() -> Value {
+    json!({"uuid": "b30bbf97-506c-4ecd-aabc-842f3cb484fb", "client_id": "HUB",
+           "created_at": "2023-07-20T12:00:00.000000Z", "last_used": null, "generated_by": "manual",
+           "is_active": true, "token": "", "token_label": "ci", "scopes": ["repo:read"],
+           "expires_at": "2023-12-15T00:00:00.000000Z"})
+}
+
+proptest! {
+    /// Docker Hub's token exchange: `valid` only on 200 with a non-empty `access_token`;
+    /// `invalid` only on 401; garbage is never conclusive.
+    #[test]
+    fn docker_hub_parse(
+        status in status(),
+        headers in headers(),
+        body in body(json!({"access_token": "eyJhbGciOiJSUzI1NiJ9.e30.sig"})),
+    ) {
+        let o = docker_hub::parse(status, &headers, &body, now());
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            let token = member(&body, "access_token");
+            prop_assert!(token.as_ref().and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty()), "{o:?}");
+            prop_assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert_eq!(status, 401);
+        }
+        if status == 200 && !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{o:?}");
+        }
+        prop_assert!(o.verdict != Verdict::Forbidden && o.verdict != Verdict::Unverified);
+    }
+
+    /// Docker Hub's token record and list: any answer adds facts or a flag and never panics;
+    /// no expiry is always explained, unless the record says the token never expires.
+    #[test]
+    fn docker_hub_token_record(
+        status in status(),
+        record in body(good_docker_hub_record()),
+        page in body(json!({"count": 1, "next": null, "results": [good_docker_hub_record()]})),
+    ) {
+        let mut facts = api_token_exporter::model::TokenFacts::default();
+        match docker_hub::record(status, &record) {
+            Ok(entry) => {
+                prop_assert_eq!(status, 200);
+                docker_hub::details(&entry, &mut facts);
+            }
+            Err(flag) => prop_assert!(flag.contains("not disclosed") || flag.contains("next probe"), "{flag}"),
+        }
+        let mut listed = api_token_exporter::model::TokenFacts::default();
+        match docker_hub::list_page(status, &page) {
+            Ok((results, _next)) => {
+                docker_hub::only_entry(&results, &mut listed);
+                if listed.expiry == Expiry::Undisclosed {
+                    prop_assert!(!listed.flags.is_empty(), "{listed:?}");
+                }
+            }
+            Err(flag) => prop_assert!(!flag.is_empty()),
         }
     }
 }
