@@ -24,6 +24,7 @@ pub mod npm;
 pub mod oauth2;
 pub mod slack;
 pub mod r#static;
+pub mod terraform;
 pub mod vault;
 
 use std::future::Future;
@@ -115,6 +116,7 @@ pub const KINDS: &[&str] = &[
     "http",
     "npm",
     "docker_hub",
+    "terraform",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -219,6 +221,7 @@ pub enum ProviderConfig {
     Http(generic::Config),
     Npm(npm::Config),
     DockerHub(docker_hub::Config),
+    Terraform(terraform::Config),
 }
 
 impl ProviderConfig {
@@ -239,6 +242,7 @@ impl ProviderConfig {
             ProviderConfig::Http(c) => c,
             ProviderConfig::Npm(c) => c,
             ProviderConfig::DockerHub(c) => c,
+            ProviderConfig::Terraform(c) => c,
         }
     }
 
@@ -303,6 +307,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
             "npm" => ProviderConfig::Npm(npm::Config::deserialize(de)?),
             "docker_hub" => ProviderConfig::DockerHub(docker_hub::Config::deserialize(de)?),
+            "terraform" => ProviderConfig::Terraform(terraform::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }

@@ -84,6 +84,7 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Http(_) => 11,
         ProviderConfig::Npm(_) => 12,
         ProviderConfig::DockerHub(_) => 13,
+        ProviderConfig::Terraform(_) => 14,
     };
     KINDS[i]
 }

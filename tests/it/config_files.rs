@@ -24,7 +24,7 @@ const BAD: &[(&str, &str)] = &[
     ),
     (
         "unknown_kind.yml",
-        "providers.gh.kind: unknown provider kind `gihtub`, expected one of oauth2_introspection, jwt, github, gitlab, vault, slack, cloudflare, google, kubernetes, static, entra_id, http, npm, docker_hub (line 3)",
+        "providers.gh.kind: unknown provider kind `gihtub`, expected one of oauth2_introspection, jwt, github, gitlab, vault, slack, cloudflare, google, kubernetes, static, entra_id, http, npm, docker_hub, terraform (line 3)",
     ),
     (
         "unknown_provider_field.yml",

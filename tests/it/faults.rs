@@ -353,6 +353,30 @@ const KINDS: &[Kind] = &[
         },
         overrides: &[],
     },
+    Kind {
+        kind: "terraform",
+        // An organization token: the healthy probe asks the account details and then the
+        // organization's token record; one JSON:API body is both (the record reads only
+        // `expired-at` and the dates of `data.attributes`).
+        provider: "url: {base}",
+        token: "",
+        path: Some("/api/v2/account/details"),
+        secret: || "faultTerraformOrg.atlasv1.0123456789abcdefghijklmnop".into(),
+        good: || Canned {
+            headers: vec![("content-type".into(), "application/vnd.api+json".into())],
+            ..Canned::json(json!({"data": {
+                "id": "user-svc0123456789", "type": "users",
+                "attributes": {
+                    "username": "api-org-acme-0123456789", "is-service-account": true,
+                    "created-at": "2023-11-01T00:00:00.000Z", "last-used-at": null,
+                    "description": null, "token": null,
+                    "expired-at": "2023-12-15T00:00:00.000Z"
+                },
+                "relationships": {"authenticated-resource": {"data": {"id": "acme", "type": "organizations"}}}
+            }}))
+        },
+        overrides: &[],
+    },
 ];
 
 /// What a fault does.

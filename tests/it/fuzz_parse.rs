@@ -17,7 +17,7 @@ use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use api_token_exporter::provider::{
     self, cloudflare, docker_hub, entra_id, generic, github, gitlab, google, jwt, kubernetes, npm,
-    oauth2, slack, r#static, vault,
+    oauth2, slack, r#static, terraform, vault,
 };
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
@@ -922,6 +922,7 @@ const FUZZED: &[(&str, &str)] = &[
     ("http", "generic::parse("),
     ("npm", "npm::parse("),
     ("docker_hub", "docker_hub::parse("),
+    ("terraform", "terraform::parse("),
 ];
 
 #[test]
@@ -1301,6 +1302,74 @@ proptest! {
                 }
             }
             Err(flag) => prop_assert!(!flag.is_empty()),
+        }
+    }
+}
+
+fn good_terraform_details() -> Value {
+    json!({"data": {"id": "user-V3R563qtJNcExAkN", "type": "users",
+                    "attributes": {"username": "admin", "is-service-account": false},
+                    "relationships": {"authenticated-resource": {"data": {"id": "team-1", "type": "teams"}}}}})
+}
+
+fn good_terraform_token() -> Value {
+    json!({"data": {"id": "at-1", "type": "authentication-tokens",
+                    "attributes": {"created-at": "2023-11-01T00:00:00.000Z", "last-used-at": null,
+                                   "description": "ci", "token": null,
+                                   "expired-at": "2023-12-15T00:00:00.000Z"}},
+           "links": {"next": null}})
+}
+
+proptest! {
+    /// HCP Terraform's account details: `valid` only on 200 with a `data.id`; `invalid` only
+    /// on 401; garbage is never conclusive; a 429 never waits a day or more.
+    #[test]
+    fn terraform_parse(
+        status in status(),
+        headers in headers(),
+        body in body(good_terraform_details()),
+    ) {
+        let o = terraform::parse(status, &headers, &body, now());
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            prop_assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert_eq!(status, 401);
+        }
+        if status == 200 && !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{o:?}");
+        }
+        if let Some(wait) = o.retry_after
+            && headers.get("retry-after").is_none()
+        {
+            prop_assert!(wait <= Duration::from_secs(86_400), "{wait:?}");
+        }
+        prop_assert!(o.verdict != Verdict::Forbidden && o.verdict != Verdict::Unverified);
+    }
+
+    /// HCP Terraform's token records and lists: any answer adds facts or a flag and never
+    /// panics; no expiry is always explained.
+    #[test]
+    fn terraform_token_record(status in status(), body in body(good_terraform_token())) {
+        let mut facts = api_token_exporter::model::TokenFacts::default();
+        match terraform::token_record(status, &body) {
+            Ok(record) => {
+                prop_assert_eq!(status, 200);
+                terraform::record_facts(&record, &mut facts);
+                if facts.expiry == Expiry::Undisclosed {
+                    prop_assert!(!facts.flags.is_empty(), "{facts:?}");
+                }
+            }
+            Err(flag) => prop_assert!(!flag.is_empty()),
+        }
+        let mut listed = api_token_exporter::model::TokenFacts::default();
+        if let Ok((records, _next)) = terraform::token_list(status, &body) {
+            terraform::only_record(&records, &mut listed);
+            if listed.expiry == Expiry::Undisclosed {
+                prop_assert!(!listed.flags.is_empty(), "{listed:?}");
+            }
         }
     }
 }

@@ -47,6 +47,7 @@ mod provider_kubernetes;
 mod provider_npm;
 mod provider_slack;
 mod provider_static;
+mod provider_terraform;
 mod provider_vault;
 mod scale;
 mod scheduler;
