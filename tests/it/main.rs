@@ -34,6 +34,7 @@ mod notify_reload;
 mod notify_restart;
 mod notify_slack;
 mod oauth2_oidc_provider;
+mod paging;
 mod policies;
 mod prometheus;
 mod provider_cloudflare;
