@@ -302,11 +302,19 @@ pub fn answer(
     (outcome.with_rate_limit(rate), None)
 }
 
-/// The `access_token` of a 200 answer.
+/// The `access_token` of a 200 answer, borrowed from the body and copied once, into the
+/// [`Secret`]: no other copy outlives the body, which the caller zeroes.
 fn bearer(body: &[u8]) -> Result<Secret, &'static str> {
-    let doc: Value = serde_json::from_slice(body).map_err(|_| "the answer is not JSON")?;
-    match doc.get("access_token").and_then(Value::as_str) {
-        Some(t) if !t.trim().is_empty() => Ok(Secret::new(t.trim().to_string())),
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow, default)]
+        access_token: Option<std::borrow::Cow<'a, str>>,
+    }
+    let raw: Raw<'_> =
+        serde_json::from_slice(body).map_err(|_| "the answer is not the documented JSON object")?;
+    match raw.access_token {
+        // A `Cow::Owned` (a token with JSON escapes) moves into the secret.
+        Some(t) if !t.trim().is_empty() => Ok(Secret::new(t.into_owned())),
         _ => Err("no \"access_token\" string"),
     }
 }
