@@ -10,6 +10,7 @@
 //! answers for a token without one under a kind that needs one, applies the timeout and
 //! measures the duration, so no provider repeats that logic.
 
+pub mod aws;
 pub mod cloudflare;
 pub mod docker_hub;
 pub mod entra_id;
@@ -114,6 +115,7 @@ pub const KINDS: &[&str] = &[
     "static",
     "entra_id",
     "http",
+    "aws",
     "npm",
     "docker_hub",
     "terraform",
@@ -219,6 +221,7 @@ pub enum ProviderConfig {
     Static(r#static::Config),
     EntraId(entra_id::Config),
     Http(generic::Config),
+    Aws(aws::Config),
     Npm(npm::Config),
     DockerHub(docker_hub::Config),
     Terraform(terraform::Config),
@@ -240,6 +243,7 @@ impl ProviderConfig {
             ProviderConfig::Static(c) => c,
             ProviderConfig::EntraId(c) => c,
             ProviderConfig::Http(c) => c,
+            ProviderConfig::Aws(c) => c,
             ProviderConfig::Npm(c) => c,
             ProviderConfig::DockerHub(c) => c,
             ProviderConfig::Terraform(c) => c,
@@ -305,6 +309,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
             "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
+            "aws" => ProviderConfig::Aws(aws::Config::deserialize(de)?),
             "npm" => ProviderConfig::Npm(npm::Config::deserialize(de)?),
             "docker_hub" => ProviderConfig::DockerHub(docker_hub::Config::deserialize(de)?),
             "terraform" => ProviderConfig::Terraform(terraform::Config::deserialize(de)?),
@@ -393,6 +398,8 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("expires_at", p.expires_at.is_some()),
         ("issued_at", p.issued_at.is_some()),
         ("key_id", p.key_id.is_some()),
+        ("access_key_id", p.access_key_id.is_some()),
+        ("session_token", p.session_token.is_some()),
         ("username", p.username.is_some()),
     ];
     for (name, present) in set {

@@ -82,9 +82,10 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Static(_) => 9,
         ProviderConfig::EntraId(_) => 10,
         ProviderConfig::Http(_) => 11,
-        ProviderConfig::Npm(_) => 12,
-        ProviderConfig::DockerHub(_) => 13,
-        ProviderConfig::Terraform(_) => 14,
+        ProviderConfig::Aws(_) => 12,
+        ProviderConfig::Npm(_) => 13,
+        ProviderConfig::DockerHub(_) => 14,
+        ProviderConfig::Terraform(_) => 15,
     };
     KINDS[i]
 }

@@ -37,6 +37,7 @@ mod oauth2_oidc_provider;
 mod paging;
 mod policies;
 mod prometheus;
+mod provider_aws;
 mod provider_cloudflare;
 mod provider_docker_hub;
 mod provider_entra_id;
