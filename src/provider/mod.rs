@@ -12,6 +12,7 @@
 
 pub mod aws;
 pub mod cloudflare;
+pub mod detect;
 pub mod docker_hub;
 pub mod entra_id;
 pub mod generic;

@@ -54,6 +54,8 @@ mod provider_vault;
 mod scale;
 mod scheduler;
 mod sharding;
+mod source_vault;
+mod sources;
 mod state_files;
 mod status_page;
 mod support_selftest;
