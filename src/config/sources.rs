@@ -19,7 +19,13 @@ use crate::schema::Policies;
 use crate::secret::SecretSource;
 
 /// The source kinds `kind:` accepts.
-pub const SOURCE_KINDS: &[&str] = &["directory", "vault"];
+pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab"];
+
+/// GitLab's own server, where `url` is not set.
+pub const GITLAB_URL: &str = "https://gitlab.com";
+
+/// Lists a gitlab source walks at once when `max_concurrency` is not set.
+pub const GITLAB_CONCURRENCY: usize = 4;
 
 /// How often a source lists when `refresh` is not set.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
@@ -59,6 +65,26 @@ pub enum SourceKind {
         provider: String,
         credential: SecretSource,
     },
+    /// GitLab's token lists (`src/sources/gitlab.rs`): `provider` is the `static` entry that
+    /// holds the dates GitLab states for each token.
+    Gitlab {
+        url: String,
+        provider: String,
+        credential: SecretSource,
+        walk: GitlabWalk,
+        max_concurrency: usize,
+    },
+}
+
+/// Which of GitLab's lists a gitlab source reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GitlabWalk {
+    /// Every user's personal access tokens (an administrator's credential).
+    pub personal: bool,
+    /// The access tokens of every group the credential owns.
+    pub groups: bool,
+    /// The access tokens of every project the credential maintains.
+    pub projects: bool,
 }
 
 impl SourceKind {
@@ -66,6 +92,7 @@ impl SourceKind {
         match self {
             SourceKind::Directory { .. } => "directory",
             SourceKind::Vault { .. } => "vault",
+            SourceKind::Gitlab { .. } => "gitlab",
         }
     }
 }
@@ -125,6 +152,14 @@ pub(super) struct RawSource {
     provider: Option<Spanned<String>>,
     #[serde(default)]
     credential: Option<SecretSource>,
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    personal: bool,
+    #[serde(default)]
+    groups: bool,
+    #[serde(default)]
+    projects: bool,
+    max_concurrency: Option<Spanned<usize>>,
     refresh: Option<Spanned<String>>,
     #[serde(default)]
     include: Vec<String>,
@@ -210,6 +245,17 @@ pub(super) fn validate(
                 );
             }
         };
+        if raw.kind.value != "gitlab" {
+            for (field, set) in [
+                ("url", raw.url.is_some()),
+                ("personal", raw.personal),
+                ("groups", raw.groups),
+                ("projects", raw.projects),
+                ("max_concurrency", raw.max_concurrency.is_some()),
+            ] {
+                not_for(issues, field, set);
+            }
+        }
         let kind = match raw.kind.value.as_str() {
             "directory" => {
                 not_for(issues, "credential", raw.credential.is_some());
@@ -252,6 +298,59 @@ pub(super) fn validate(
                     (Some(provider), Some(credential)) => Some(SourceKind::Vault {
                         provider,
                         credential,
+                    }),
+                    _ => None,
+                }
+            }
+            "gitlab" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = if raw.provider.is_none() {
+                    issues.push(
+                        at("provider"),
+                        "a gitlab source needs provider: a static entry, which holds the dates GitLab states",
+                        line,
+                    );
+                    None
+                } else {
+                    provider_of(issues, "static")
+                };
+                if raw.credential.is_none() {
+                    issues.push(
+                        at("credential"),
+                        "a gitlab source needs credential: {env: NAME}, {file: PATH} or {exec: [...]}, a token with read_api",
+                        line,
+                    );
+                }
+                if !(raw.personal || raw.groups || raw.projects) {
+                    issues.push(
+                        at("kind"),
+                        "a gitlab source reads at least one of personal, groups, projects (set it to true)",
+                        line,
+                    );
+                }
+                let url = raw.url.as_ref().map_or(GITLAB_URL, |u| u.value.as_str());
+                if let Err(e) = crate::provider::http::check_base_url("url", url) {
+                    issues.push(at("url"), e, raw.url.as_ref().and_then(line_of).or(line));
+                }
+                let max_concurrency = match &raw.max_concurrency {
+                    Some(n) if n.value == 0 => {
+                        issues.push(at("max_concurrency"), "must be at least 1", line_of(n));
+                        1
+                    }
+                    Some(n) => n.value,
+                    None => GITLAB_CONCURRENCY,
+                };
+                match (provider, raw.credential.clone()) {
+                    (Some(provider), Some(credential)) => Some(SourceKind::Gitlab {
+                        url: url.trim_end_matches('/').to_string(),
+                        provider,
+                        credential,
+                        walk: GitlabWalk {
+                            personal: raw.personal,
+                            groups: raw.groups,
+                            projects: raw.projects,
+                        },
+                        max_concurrency,
                     }),
                     _ => None,
                 }

@@ -84,6 +84,8 @@ pub async fn list(
             name: c.name,
             provider: entry,
             identity: Identity::File(canonical(&c.path)),
+            expires_at: None,
+            issued_at: None,
             secret: Some(source),
             accessor: None,
             owner: c.annotations.get("owner").cloned(),

@@ -12,6 +12,7 @@
 //! renews, revokes or creates anything.
 
 pub mod directory;
+pub mod gitlab;
 pub mod health;
 pub mod vault;
 
@@ -40,6 +41,9 @@ pub struct Discovered {
     pub state: Option<String>,
     /// What makes it the same token as a configured one.
     pub identity: Identity,
+    /// Dates the listing states, for a token probed by a `static` entry (GitLab's lists).
+    pub expires_at: Option<String>,
+    pub issued_at: Option<String>,
 }
 
 /// The provider's own handle on a token, to tell a discovered token from a configured one.
@@ -49,6 +53,8 @@ pub enum Identity {
     File(PathBuf),
     /// A Vault token: the provider entry and the accessor.
     Accessor { provider: String, accessor: String },
+    /// A token only a listing knows (its server and id); never configured by hand.
+    Listed(String),
 }
 
 /// A complete listing, after the source's filters.
@@ -156,6 +162,24 @@ pub async fn list(
             };
             vault::list(vault, provider, credential, spec.probe_timeout, ctx).await?
         }
+        SourceKind::Gitlab {
+            url,
+            provider,
+            credential,
+            walk,
+            max_concurrency,
+        } => {
+            gitlab::list(
+                url,
+                walk,
+                provider,
+                credential,
+                *max_concurrency,
+                spec.probe_timeout,
+                ctx,
+            )
+            .await?
+        }
     };
     let before = listing.tokens.len();
     listing.tokens.retain(|d| {
@@ -231,6 +255,8 @@ pub fn compose(config: &Config, listings: &BTreeMap<String, Listing>) -> (Config
                 probe_timeout: spec.probe_timeout,
                 params: TokenParams {
                     accessor: d.accessor.clone(),
+                    expires_at: d.expires_at.clone(),
+                    issued_at: d.issued_at.clone(),
                     ..TokenParams::default()
                 }
                 .into(),

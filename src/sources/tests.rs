@@ -139,6 +139,8 @@ fn compose_names_discovered_tokens_after_their_source_and_skips_taken_names() {
         owner: None,
         state: None,
         identity: Identity::File(PathBuf::from(format!("/nowhere/{name}"))),
+        expires_at: None,
+        issued_at: None,
     };
     let listing = Listing {
         tokens: vec![d("a"), d("b")],
@@ -176,4 +178,28 @@ fn health_keeps_the_last_good_count_through_a_failure() {
     assert_eq!(s.not_entered()["vanished"], 2);
     h.configure([("t", "directory")]);
     assert!(!h.snapshot().contains_key("s"));
+}
+
+#[tokio::test]
+async fn a_kubernetes_secret_mount_lists_each_key_once_through_its_links() {
+    // What the kubelet writes: the keys in a timestamped directory, `..data` linking to it,
+    // and one link per key through `..data`, so an update swaps one link.
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("..2026_12_05_07_00_00.123");
+    std::fs::create_dir(&version).unwrap();
+    write(&version, "deploy", "glpat-0123456789abcdefghij");
+    write(&version, "deploy.annotations", "owner: team-k\n");
+    std::os::unix::fs::symlink("..2026_12_05_07_00_00.123", dir.path().join("..data")).unwrap();
+    for key in ["deploy", "deploy.annotations"] {
+        std::os::unix::fs::symlink(format!("..data/{key}"), dir.path().join(key)).unwrap();
+    }
+    let c = config(dir.path(), "  []\n");
+    let listing = list(&c.sources[0], &c, &BuildContext::new()).await.unwrap();
+    let got: Vec<(&str, &str, Option<&str>)> = listing
+        .tokens
+        .iter()
+        .map(|d| (d.name.as_str(), d.provider.as_str(), d.owner.as_deref()))
+        .collect();
+    assert_eq!(got, [("deploy", "gl", Some("team-k"))]);
+    assert!(listing.skipped.is_empty(), "{:?}", listing.skipped);
 }

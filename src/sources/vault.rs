@@ -68,9 +68,10 @@ pub async fn list(
             format!("the source's credential cannot be read: {e}"),
         )
     })?;
-    let token = secret.expose().to_string();
+    // Wiped when the listing ends; each request's header holds its own marked-sensitive copy.
+    let token = zeroize::Zeroizing::new(secret.expose().to_string());
     let request = |builder: http::RequestBuilder| {
-        let builder = builder.sensitive_header("x-vault-token", token.clone());
+        let builder = builder.sensitive_header("x-vault-token", (*token).clone());
         match &vault.namespace {
             Some(ns) => builder.header("x-vault-namespace", ns.clone()),
             None => builder,
@@ -158,6 +159,8 @@ pub async fn list(
                 accessor: accessor.clone(),
             },
             accessor: Some(accessor),
+            expires_at: None,
+            issued_at: None,
             owner,
             state: Some("active".into()),
         });

@@ -54,6 +54,7 @@ mod provider_vault;
 mod scale;
 mod scheduler;
 mod sharding;
+mod source_gitlab;
 mod source_vault;
 mod sources;
 mod state_files;
