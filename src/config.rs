@@ -254,6 +254,7 @@ struct RawToken {
     expires_at: Option<String>,
     issued_at: Option<String>,
     key_id: Option<String>,
+    email: Option<String>,
     #[serde(default)]
     policies: RawPolicies,
 }
@@ -561,6 +562,7 @@ impl RawConfig {
                     expires_at: raw.expires_at,
                     issued_at: raw.issued_at,
                     key_id: raw.key_id,
+                    email: raw.email,
                 }
                 .into(),
                 policies: {

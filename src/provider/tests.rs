@@ -82,6 +82,7 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Static(_) => 9,
         ProviderConfig::EntraId(_) => 10,
         ProviderConfig::Http(_) => 11,
+        ProviderConfig::Atlassian(_) => 12,
     };
     KINDS[i]
 }
@@ -93,6 +94,7 @@ fn minimal(kind: &str) -> String {
         "vault" => r#"{"kind": "vault", "url": "https://vault.example.com"}"#.into(),
         "entra_id" => r#"{"kind": "entra_id", "tenant_id": "contoso.onmicrosoft.com", "client_id": "00000000-0000-0000-0000-000000000001"}"#.into(),
         "http" => r#"{"kind": "http", "url": "https://api.example.com", "path": "/v1/me", "rules": [{"status": 200, "verdict": "valid"}]}"#.into(),
+        "atlassian" => r#"{"kind": "atlassian", "url": "https://acme.atlassian.net"}"#.into(),
         _ => format!(r#"{{"kind": "{kind}"}}"#),
     }
 }

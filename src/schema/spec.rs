@@ -162,6 +162,7 @@ static NO_PARAMS: TokenParams = TokenParams {
     expires_at: None,
     issued_at: None,
     key_id: None,
+    email: None,
 };
 
 impl std::ops::Deref for Params {
@@ -194,6 +195,9 @@ pub struct TokenParams {
     /// Entra ID: the `keyId` of the app credential the secret is, when its first characters
     /// do not tell it from the app's other secrets.
     pub key_id: Option<String>,
+    /// Atlassian: the email address of the account the API token belongs to (basic auth
+    /// sends the two together).
+    pub email: Option<String>,
 }
 
 /// A token's label text, escaped once per spec ([`TokenSpec::metric_labels`]): the

@@ -16,8 +16,8 @@ use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use api_token_exporter::provider::{
-    self, cloudflare, entra_id, generic, github, gitlab, google, jwt, kubernetes, oauth2, slack,
-    r#static, vault,
+    self, atlassian, cloudflare, entra_id, generic, github, gitlab, google, jwt, kubernetes,
+    oauth2, slack, r#static, vault,
 };
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
@@ -920,6 +920,7 @@ const FUZZED: &[(&str, &str)] = &[
     ("static", "r#static::evaluate("),
     ("entra_id", "entra_id::parse("),
     ("http", "generic::parse("),
+    ("atlassian", "atlassian::parse("),
 ];
 
 #[test]
@@ -1344,5 +1345,49 @@ proptest! {
             prop_assert!(o.verdict != Verdict::Invalid, "{status}: {o:?}");
             prop_assert!(!conclusive(&o), "{status}: {o:?}");
         }
+    }
+}
+
+fn good_atlassian_myself() -> Value {
+    json!({"accountId": "5b10a2844c20165700ede21g", "accountType": "atlassian", "active": true,
+           "displayName": "Mia Krystof", "emailAddress": "mia@example.com",
+           "timeZone": "Australia/Sydney"})
+}
+
+/// Whether the answer says it is an HTML page.
+fn html(headers: &HeaderMap) -> bool {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("text/html"))
+}
+
+proptest! {
+    /// Atlassian: `valid` only on 200 with a JSON object naming an account; `invalid` only on
+    /// a 401 that is not an HTML page; `forbidden` only on 403; the expiry is never stated.
+    #[test]
+    fn atlassian_parse(
+        status in status(),
+        headers in headers(),
+        body in body(good_atlassian_myself()),
+        email in prop_oneof![Just("mia@example.com".to_string()), "\\PC{0,30}"],
+    ) {
+        let o = atlassian::parse(status, &headers, &body, now(), &email);
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            prop_assert!(member(&body, "accountId").is_some_and(|v| v.is_string()), "{o:?}");
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert!(status == 401 && !html(&headers), "{status}: {o:?}");
+        }
+        if o.verdict == Verdict::Forbidden {
+            prop_assert_eq!(status, 403);
+        }
+        if (500..600).contains(&status) || (status == 200 && !is_json(&body)) {
+            prop_assert!(!conclusive(&o), "{status}: {o:?}");
+        }
+        prop_assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+        prop_assert!(o.verdict != Verdict::Unverified);
     }
 }

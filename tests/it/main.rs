@@ -36,6 +36,7 @@ mod notify_slack;
 mod oauth2_oidc_provider;
 mod policies;
 mod prometheus;
+mod provider_atlassian;
 mod provider_cloudflare;
 mod provider_entra_id;
 mod provider_github;
