@@ -17,6 +17,7 @@ pub mod generic;
 pub mod github;
 pub mod gitlab;
 pub mod google;
+pub mod grafana;
 pub mod http;
 pub mod jwt;
 pub mod kubernetes;
@@ -113,6 +114,7 @@ pub const KINDS: &[&str] = &[
     "entra_id",
     "http",
     "atlassian",
+    "grafana",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -216,6 +218,7 @@ pub enum ProviderConfig {
     EntraId(entra_id::Config),
     Http(generic::Config),
     Atlassian(atlassian::Config),
+    Grafana(grafana::Config),
 }
 
 impl ProviderConfig {
@@ -235,6 +238,7 @@ impl ProviderConfig {
             ProviderConfig::EntraId(c) => c,
             ProviderConfig::Http(c) => c,
             ProviderConfig::Atlassian(c) => c,
+            ProviderConfig::Grafana(c) => c,
         }
     }
 
@@ -298,6 +302,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
             "atlassian" => ProviderConfig::Atlassian(atlassian::Config::deserialize(de)?),
+            "grafana" => ProviderConfig::Grafana(grafana::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }

@@ -83,6 +83,7 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::EntraId(_) => 10,
         ProviderConfig::Http(_) => 11,
         ProviderConfig::Atlassian(_) => 12,
+        ProviderConfig::Grafana(_) => 13,
     };
     KINDS[i]
 }
@@ -95,6 +96,7 @@ fn minimal(kind: &str) -> String {
         "entra_id" => r#"{"kind": "entra_id", "tenant_id": "contoso.onmicrosoft.com", "client_id": "00000000-0000-0000-0000-000000000001"}"#.into(),
         "http" => r#"{"kind": "http", "url": "https://api.example.com", "path": "/v1/me", "rules": [{"status": 200, "verdict": "valid"}]}"#.into(),
         "atlassian" => r#"{"kind": "atlassian", "url": "https://acme.atlassian.net"}"#.into(),
+        "grafana" => r#"{"kind": "grafana", "url": "https://grafana.example.com"}"#.into(),
         _ => format!(r#"{{"kind": "{kind}"}}"#),
     }
 }

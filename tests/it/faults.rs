@@ -323,6 +323,22 @@ const KINDS: &[Kind] = &[
         },
         overrides: &[],
     },
+    Kind {
+        kind: "grafana",
+        provider: "url: {base}",
+        token: "",
+        path: Some("/api/user"),
+        secret: || "glsa_FaultGrafanaServiceAccountTok012_5b582697".into(),
+        // The service account's identity; its token list (the expiry) is in LATER_CALLS.
+        good: || {
+            Canned::json(json!({
+                "id": 0, "uid": "service-account:42", "login": "sa-1-deployer",
+                "email": "sa-1-deployer", "name": "deployer", "orgId": 1,
+                "isGrafanaAdmin": false
+            }))
+        },
+        overrides: &[],
+    },
 ];
 
 /// Kinds whose provider never discloses an expiry on the call it answers (Atlassian's REST
@@ -339,7 +355,17 @@ struct Later {
 }
 
 /// Every kind's later calls.
-const LATER_CALLS: &[Later] = &[];
+const LATER_CALLS: &[Later] = &[Later {
+    kind: "grafana",
+    path: "/api/serviceaccounts/42/tokens",
+    answer: || {
+        Canned::json(json!([{
+            "id": 2, "name": "ci", "role": "Viewer", "created": "2023-11-01T00:00:00Z",
+            "expiration": "2023-12-15T00:00:00Z", "secondsUntilExpiration": 0,
+            "hasExpired": false
+        }]))
+    },
+}];
 
 /// The expiry a kind's healthy probe reports.
 fn healthy_expiry(kind: &Kind) -> Expiry {

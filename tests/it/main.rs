@@ -42,6 +42,7 @@ mod provider_entra_id;
 mod provider_github;
 mod provider_gitlab;
 mod provider_google;
+mod provider_grafana;
 mod provider_http;
 mod provider_kubernetes;
 mod provider_slack;
