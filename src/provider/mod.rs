@@ -22,6 +22,7 @@ pub mod http;
 pub mod jwt;
 pub mod kubernetes;
 pub mod oauth2;
+pub mod okta;
 pub mod slack;
 pub mod r#static;
 pub mod vault;
@@ -115,6 +116,7 @@ pub const KINDS: &[&str] = &[
     "http",
     "atlassian",
     "grafana",
+    "okta",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -219,6 +221,7 @@ pub enum ProviderConfig {
     Http(generic::Config),
     Atlassian(atlassian::Config),
     Grafana(grafana::Config),
+    Okta(okta::Config),
 }
 
 impl ProviderConfig {
@@ -239,6 +242,7 @@ impl ProviderConfig {
             ProviderConfig::Http(c) => c,
             ProviderConfig::Atlassian(c) => c,
             ProviderConfig::Grafana(c) => c,
+            ProviderConfig::Okta(c) => c,
         }
     }
 
@@ -303,6 +307,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
             "atlassian" => ProviderConfig::Atlassian(atlassian::Config::deserialize(de)?),
             "grafana" => ProviderConfig::Grafana(grafana::Config::deserialize(de)?),
+            "okta" => ProviderConfig::Okta(okta::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }

@@ -84,6 +84,7 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Http(_) => 11,
         ProviderConfig::Atlassian(_) => 12,
         ProviderConfig::Grafana(_) => 13,
+        ProviderConfig::Okta(_) => 14,
     };
     KINDS[i]
 }
@@ -97,6 +98,7 @@ fn minimal(kind: &str) -> String {
         "http" => r#"{"kind": "http", "url": "https://api.example.com", "path": "/v1/me", "rules": [{"status": 200, "verdict": "valid"}]}"#.into(),
         "atlassian" => r#"{"kind": "atlassian", "url": "https://acme.atlassian.net"}"#.into(),
         "grafana" => r#"{"kind": "grafana", "url": "https://grafana.example.com"}"#.into(),
+        "okta" => r#"{"kind": "okta", "url": "https://acme.okta.com"}"#.into(),
         _ => format!(r#"{{"kind": "{kind}"}}"#),
     }
 }

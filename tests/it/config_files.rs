@@ -24,7 +24,7 @@ const BAD: &[(&str, &str)] = &[
     ),
     (
         "unknown_kind.yml",
-        "providers.gh.kind: unknown provider kind `gihtub`, expected one of oauth2_introspection, jwt, github, gitlab, vault, slack, cloudflare, google, kubernetes, static, entra_id, http, atlassian, grafana (line 3)",
+        "providers.gh.kind: unknown provider kind `gihtub`, expected one of oauth2_introspection, jwt, github, gitlab, vault, slack, cloudflare, google, kubernetes, static, entra_id, http, atlassian, grafana, okta (line 3)",
     ),
     (
         "unknown_provider_field.yml",

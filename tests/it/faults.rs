@@ -339,6 +339,22 @@ const KINDS: &[Kind] = &[
         },
         overrides: &[],
     },
+    Kind {
+        kind: "okta",
+        provider: "url: {base}",
+        token: "",
+        path: Some("/api/v1/users/me"),
+        secret: || "00FaultOktaApiToken-0123456789abcdefghijkLMNOP".into(),
+        // The user; the token's own `expiresAt` comes from the token list (LATER_CALLS),
+        // without which the expiry would be this probe plus 30 days.
+        good: || {
+            Canned::json(json!({
+                "id": "00ub0oNGTSWTBKOLGLNR", "status": "ACTIVE",
+                "profile": {"login": "isaac.brock@example.com", "email": "isaac.brock@example.com"}
+            }))
+        },
+        overrides: &[],
+    },
 ];
 
 /// Kinds whose provider never discloses an expiry on the call it answers (Atlassian's REST
@@ -355,17 +371,30 @@ struct Later {
 }
 
 /// Every kind's later calls.
-const LATER_CALLS: &[Later] = &[Later {
-    kind: "grafana",
-    path: "/api/serviceaccounts/42/tokens",
-    answer: || {
-        Canned::json(json!([{
-            "id": 2, "name": "ci", "role": "Viewer", "created": "2023-11-01T00:00:00Z",
-            "expiration": "2023-12-15T00:00:00Z", "secondsUntilExpiration": 0,
-            "hasExpired": false
-        }]))
+const LATER_CALLS: &[Later] = &[
+    Later {
+        kind: "okta",
+        path: "/api/v1/api-tokens?limit=200",
+        answer: || {
+            Canned::json(json!([{
+                "name": "ci", "userId": "00ub0oNGTSWTBKOLGLNR", "tokenWindow": "P30D",
+                "id": "00Tabcdefg1234567890", "clientName": "Okta API",
+                "expiresAt": "2023-12-15T00:00:00.000Z", "created": "2023-10-01T20:38:10.000Z"
+            }]))
+        },
     },
-}];
+    Later {
+        kind: "grafana",
+        path: "/api/serviceaccounts/42/tokens",
+        answer: || {
+            Canned::json(json!([{
+                "id": 2, "name": "ci", "role": "Viewer", "created": "2023-11-01T00:00:00Z",
+                "expiration": "2023-12-15T00:00:00Z", "secondsUntilExpiration": 0,
+                "hasExpired": false
+            }]))
+        },
+    },
+];
 
 /// The expiry a kind's healthy probe reports.
 fn healthy_expiry(kind: &Kind) -> Expiry {

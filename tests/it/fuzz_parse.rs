@@ -17,7 +17,7 @@ use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use api_token_exporter::provider::{
     self, atlassian, cloudflare, entra_id, generic, github, gitlab, google, grafana, jwt,
-    kubernetes, oauth2, slack, r#static, vault,
+    kubernetes, oauth2, okta, slack, r#static, vault,
 };
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
@@ -928,6 +928,7 @@ const FUZZED: &[(&str, &str)] = &[
     ("http", "generic::parse("),
     ("atlassian", "atlassian::parse("),
     ("grafana", "grafana::parse("),
+    ("okta", "okta::parse("),
 ];
 
 #[test]
@@ -1454,6 +1455,69 @@ proptest! {
         prop_assert_eq!(&facts.subject, &o.facts.subject);
         if list_status != 200 || !is_json(&list) {
             prop_assert_eq!(facts.expiry, Expiry::Undisclosed);
+        }
+    }
+}
+
+fn good_okta_me() -> Value {
+    json!({"id": "00ub0oNGTSWTBKOLGLNR", "status": "ACTIVE",
+           "profile": {"login": "isaac.brock@example.com", "email": "isaac.brock@example.com"}})
+}
+
+fn good_okta_token() -> Value {
+    json!({"name": "ci", "userId": "00ub0oNGTSWTBKOLGLNR", "tokenWindow": "P30D",
+           "id": "00Tabcdefg1234567890", "expiresAt": "2023-12-15T00:00:00.000Z",
+           "created": "2023-10-01T20:38:10.000Z"})
+}
+
+proptest! {
+    /// Okta: `valid` only on 200 with an `id`; `invalid` only on 401 with `E0000011`;
+    /// `forbidden` only on 403 with an Okta error code; a valid answer always has the sliding
+    /// model and an expiry; whatever the token list answers, the verdict stays and the
+    /// window stays positive.
+    #[test]
+    fn okta_parse(
+        status in status(),
+        headers in headers(),
+        body in body(good_okta_me()),
+        list_status in status(),
+        list in prop_oneof![
+            body(good_okta_token()),
+            prop::collection::vec(near(good_okta_token()), 0..4)
+                .prop_map(|l| Value::Array(l).to_string().into_bytes()),
+        ],
+        key_id in prop::option::of(prop_oneof![Just("ci".to_string()), "\\PC{0,8}"]),
+        window in "\\PC{0,12}",
+    ) {
+        let o = okta::parse(status, &headers, &body, now());
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            prop_assert!(member(&body, "id").is_some_and(|v| v.is_string()), "{o:?}");
+            let sliding = matches!(
+                o.facts.expiry_model,
+                api_token_exporter::model::ExpiryModel::Sliding { .. }
+            );
+            prop_assert!(sliding, "{:?}", o.facts.expiry_model);
+            prop_assert!(o.facts.expiry.timestamp().is_some());
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert_eq!(status, 401);
+            prop_assert_eq!(member(&body, "errorCode"), Some(json!("E0000011")));
+        }
+        if o.verdict == Verdict::Forbidden {
+            prop_assert_eq!(status, 403);
+        }
+        if (500..600).contains(&status) || !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{status}: {o:?}");
+        }
+        let mut facts = o.facts.clone();
+        if let Ok(found) = okta::parse_tokens(list_status, &list, "00ub0oNGTSWTBKOLGLNR", key_id.as_deref()) {
+            okta::apply_tokens(&found, key_id.is_some(), now(), &mut facts);
+        }
+        prop_assert_eq!(&facts.subject, &o.facts.subject);
+        if let Some(d) = okta::iso_duration(&window) {
+            prop_assert!(d.as_secs() > 0);
         }
     }
 }

@@ -45,6 +45,7 @@ mod provider_google;
 mod provider_grafana;
 mod provider_http;
 mod provider_kubernetes;
+mod provider_okta;
 mod provider_slack;
 mod provider_static;
 mod provider_vault;
