@@ -11,6 +11,7 @@
 //! measures the duration, so no provider repeats that logic.
 
 pub mod atlassian;
+pub mod aws;
 pub mod cloudflare;
 pub mod entra_id;
 pub mod generic;
@@ -114,6 +115,7 @@ pub const KINDS: &[&str] = &[
     "static",
     "entra_id",
     "http",
+    "aws",
     "atlassian",
     "grafana",
     "okta",
@@ -219,6 +221,7 @@ pub enum ProviderConfig {
     Static(r#static::Config),
     EntraId(entra_id::Config),
     Http(generic::Config),
+    Aws(aws::Config),
     Atlassian(atlassian::Config),
     Grafana(grafana::Config),
     Okta(okta::Config),
@@ -240,6 +243,7 @@ impl ProviderConfig {
             ProviderConfig::Static(c) => c,
             ProviderConfig::EntraId(c) => c,
             ProviderConfig::Http(c) => c,
+            ProviderConfig::Aws(c) => c,
             ProviderConfig::Atlassian(c) => c,
             ProviderConfig::Grafana(c) => c,
             ProviderConfig::Okta(c) => c,
@@ -305,6 +309,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
             "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
+            "aws" => ProviderConfig::Aws(aws::Config::deserialize(de)?),
             "atlassian" => ProviderConfig::Atlassian(atlassian::Config::deserialize(de)?),
             "grafana" => ProviderConfig::Grafana(grafana::Config::deserialize(de)?),
             "okta" => ProviderConfig::Okta(okta::Config::deserialize(de)?),
@@ -393,6 +398,8 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("expires_at", p.expires_at.is_some()),
         ("issued_at", p.issued_at.is_some()),
         ("key_id", p.key_id.is_some()),
+        ("access_key_id", p.access_key_id.is_some()),
+        ("session_token", p.session_token.is_some()),
         ("email", p.email.is_some()),
     ];
     for (name, present) in set {

@@ -82,9 +82,10 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Static(_) => 9,
         ProviderConfig::EntraId(_) => 10,
         ProviderConfig::Http(_) => 11,
-        ProviderConfig::Atlassian(_) => 12,
-        ProviderConfig::Grafana(_) => 13,
-        ProviderConfig::Okta(_) => 14,
+        ProviderConfig::Aws(_) => 12,
+        ProviderConfig::Atlassian(_) => 13,
+        ProviderConfig::Grafana(_) => 14,
+        ProviderConfig::Okta(_) => 15,
     };
     KINDS[i]
 }

@@ -308,6 +308,23 @@ const KINDS: &[Kind] = &[
         overrides: &[],
     },
     Kind {
+        kind: "aws",
+        // IAM off: the fault server answers every path alike, and one call per probe is
+        // what the table counts. A long-term key never expires (see `healthy_expiry`).
+        provider: "url: {base}\niam: false",
+        token: "access_key_id: AKIAIOSFODNN7EXAMPLE",
+        path: Some("/"),
+        secret: || "wJalrXUtnFEMI/K7MDENG+bPxRfiCYfaultAwsKey".into(),
+        good: || {
+            Canned {
+            status: 200,
+            headers: vec![("content-type".into(), "text/xml".into())],
+            body: br#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/deployer</Arn><UserId>AIDACKCEVSQ6C2EXAMPLE</UserId><Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#.to_vec(),
+        }
+        },
+        overrides: &[],
+    },
+    Kind {
         kind: "atlassian",
         provider: "url: {base}",
         token: "email: mia@example.com",
@@ -396,15 +413,6 @@ const LATER_CALLS: &[Later] = &[
     },
 ];
 
-/// The expiry a kind's healthy probe reports.
-fn healthy_expiry(kind: &Kind) -> Expiry {
-    if EXPIRY_UNDISCLOSED.contains(&kind.kind) {
-        Expiry::Undisclosed
-    } else {
-        Expiry::At(at(EXP))
-    }
-}
-
 /// What a fault does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -468,6 +476,19 @@ fn expected(fault: Fault) -> (Verdict, Reason) {
         }
         Storm429 | AbsurdRetryAfter => (Verdict::RateLimited, Reason::RateLimited),
         SecretGone => (Verdict::Misconfigured, Reason::SecretUnavailable),
+    }
+}
+
+/// The expiry a kind's healthy answer gives: [`EXP`], except for a kind whose tokens never
+/// expire (an AWS access key), whose "never" the store must keep just the same, and a kind
+/// whose provider never discloses one ([`EXPIRY_UNDISCLOSED`]).
+fn healthy_expiry(kind: &Kind) -> Expiry {
+    if EXPIRY_UNDISCLOSED.contains(&kind.kind) {
+        return Expiry::Undisclosed;
+    }
+    match kind.kind {
+        "aws" => Expiry::Never,
+        _ => Expiry::At(at(EXP)),
     }
 }
 
