@@ -13,6 +13,7 @@
 pub mod atlassian;
 pub mod aws;
 pub mod cloudflare;
+pub mod detect;
 pub mod entra_id;
 pub mod generic;
 pub mod github;

@@ -31,6 +31,7 @@ const SHIPPED_ALERTS: &[&str] = &[
     "ApiTokenExporterConfigReloadFailed",
     "ApiTokenExporterWebConfigReloadFailed",
     "ApiTokenNotificationsFailing",
+    "ApiTokenSourceFailing",
 ];
 
 /// Alerts about one token: they must name it, its provider and its owner.
