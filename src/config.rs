@@ -263,6 +263,7 @@ struct RawToken {
     key_id: Option<String>,
     access_key_id: Option<String>,
     session_token: Option<SecretSource>,
+    email: Option<String>,
     username: Option<String>,
     #[serde(default)]
     policies: RawPolicies,
@@ -583,6 +584,7 @@ impl RawConfig {
                     key_id: raw.key_id,
                     access_key_id: raw.access_key_id,
                     session_token: raw.session_token,
+                    email: raw.email,
                     username: raw.username,
                 }
                 .into(),
