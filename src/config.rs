@@ -26,6 +26,7 @@ pub use crate::schema::{
 use crate::secret::SecretSource;
 
 pub mod notify;
+pub mod rotate;
 
 /// Labels the exporter sets itself on `api_token_info`; the inventory may not reuse them.
 pub const RESERVED_LABELS: [&str; 9] = [
@@ -50,6 +51,8 @@ pub struct Config {
     pub tokens: Vec<Arc<TokenSpec>>,
     /// `notifications`, `notifiers` and `routes`: direct notifications (see [`notify`]).
     pub notify: notify::NotifyConfig,
+    /// The tokens that have a `rotate:` block, by name (see [`rotate`]); none by default.
+    pub rotations: BTreeMap<String, Arc<crate::schema::rotate::RotateSpec>>,
 }
 
 /// Defaults and limits that apply to every token.
@@ -256,6 +259,7 @@ struct RawToken {
     key_id: Option<String>,
     #[serde(default)]
     policies: RawPolicies,
+    rotate: Option<Spanned<crate::schema::rotate::RawRotate>>,
 }
 
 /// Collects issues while validating so that one pass reports them all.
@@ -449,6 +453,7 @@ impl RawConfig {
         }
 
         let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        let mut rotations = BTreeMap::new();
         let mut tokens = Vec::with_capacity(self.tokens.len());
         let shared_policies = Arc::new(global.policies.clone());
         for (i, raw) in self.tokens.into_iter().enumerate() {
@@ -578,6 +583,14 @@ impl RawConfig {
             {
                 issues.push(format!("tokens[{i}]"), e, line_of(&raw.name));
             }
+            if let Some(block) = raw.rotate {
+                let (rotation, found) =
+                    rotate::validate(&format!("tokens[{i}]"), &spec, provider, block);
+                issues.0.extend(found);
+                if let Some(r) = rotation {
+                    rotations.insert(spec.name.clone(), Arc::new(r));
+                }
+            }
             tokens.push(Arc::new(spec));
         }
 
@@ -591,6 +604,7 @@ impl RawConfig {
                 providers,
                 tokens,
                 notify,
+                rotations,
             })
         } else {
             Err(ConfigError {

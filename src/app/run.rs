@@ -19,6 +19,7 @@ use crate::notify;
 use crate::probe::scheduler;
 use crate::probe::scheduler::{Inventory, SchedulerHandle};
 use crate::provider::BuildContext;
+use crate::rotate;
 use crate::state::persist;
 use crate::state::store::Store;
 
@@ -130,6 +131,8 @@ pub async fn run(
         notify::RetryPolicy::default(),
     );
     let running_tokens = inventory.config.tokens.clone();
+    let rotation =
+        rotate::service::spawn(store.clone(), inventory.clone(), opts.storage_path.clone());
     let scheduler = scheduler::spawn(store.clone(), inventory);
     spawn_ledger_flusher(store.clone());
 
@@ -142,6 +145,7 @@ pub async fn run(
             web: web.clone(),
             max_drop: opts.reload_max_drop,
             running: running_tokens,
+            rotation,
         },
         scheduler.clone(),
         notifier,
@@ -205,6 +209,8 @@ struct Reloader {
     max_drop: f64,
     /// The tokens of the config running now, to tell how many a new one removes.
     running: Vec<Arc<config::TokenSpec>>,
+    /// The rotation task's inventory (see `rotate::service`).
+    rotation: tokio::sync::watch::Sender<scheduler::Inventory>,
 }
 
 /// Applies reload requests one at a time. A bad config keeps the running one, and so does
@@ -219,6 +225,7 @@ async fn reloader(
         web,
         max_drop,
         mut running,
+        rotation,
     }: Reloader,
     scheduler: SchedulerHandle,
     notifier: notify::NotifyHandle,
@@ -239,6 +246,7 @@ async fn reloader(
                 running = inventory.config.tokens.clone();
                 let tokens = inventory.config.tokens.len();
                 notifier.reload(&inventory.config.notify).await;
+                rotation.send_replace(inventory.clone());
                 scheduler.reload(inventory).await;
                 status.reload_succeeded();
                 tracing::info!(file = %path.display(), tokens, force, "config reloaded");

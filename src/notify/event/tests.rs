@@ -39,6 +39,7 @@ fn token(outcome: Option<ProbeOutcome>, expiry: Expiry, probed: i64) -> TokenSta
         last_verdict_at: None,
         first_seen: None,
         rotated_at: None,
+        rotation: None,
     }
 }
 
