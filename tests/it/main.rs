@@ -46,6 +46,7 @@ mod provider_kubernetes;
 mod provider_slack;
 mod provider_static;
 mod provider_vault;
+mod rotation_crash;
 mod rotation_oauth;
 mod rotation_vault;
 mod scale;
