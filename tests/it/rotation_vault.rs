@@ -129,6 +129,38 @@ async fn renew_self_extends_a_real_openbao_token_once() {
     // The facts from before the renewal are not acted on again.
     h.tick().await;
     assert_eq!(h.status("renewed").count(RotationResult::Success), 1);
+
+    // /metrics: series for the rotating token only, every result created.
+    let metrics = api_token_exporter::metrics::render(&api_token_exporter::metrics::Metrics::new(
+        h.store.clone(),
+        Arc::new(api_token_exporter::metrics::ExporterStatus::new()),
+    ));
+    for line in [
+        "api_token_rotations_total{token=\"renewed\",provider=\"bao\",result=\"success\"} 1\n",
+        "api_token_rotations_total{token=\"renewed\",provider=\"bao\",result=\"failure\"} 0\n",
+        "api_token_rotations_total{token=\"renewed\",provider=\"bao\",result=\"dry_run\"} 0\n",
+        "api_token_rotation_failing{token=\"renewed\",provider=\"bao\"} 0\n",
+        "api_token_rotation_last_success_timestamp_seconds{token=\"renewed\",provider=\"bao\"} ",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
+    assert!(!metrics.contains("api_token_rotations_total{token=\"watched\""));
+    assert!(!metrics.contains(&secret) && !metrics.contains(&watched));
+    // The JSON API's view: a rotation object for the rotating token only.
+    let view = |name: &str| {
+        let inner = h.store.read();
+        serde_json::to_value(api_token_exporter::view::TokenView::from_state(
+            &inner.tokens[name],
+            Timestamp::now(),
+        ))
+        .unwrap()
+    };
+    let renewed_view = view("renewed");
+    assert_eq!(renewed_view["rotation"]["rotator"], "vault_renew");
+    assert_eq!(renewed_view["rotation"]["step"], "idle");
+    assert!(renewed_view["rotation"]["last_success_at"].is_string());
+    assert!(view("watched").get("rotation").is_none());
+    assert!(!renewed_view.to_string().contains(&secret));
     // The saved record holds no value and is private.
     let text = std::fs::read_to_string(h.storage.path().join("rotation.json")).unwrap();
     assert!(!text.contains(&secret), "{text}");
