@@ -4,5 +4,6 @@ pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod logging;
+pub mod rotate;
 pub mod run;
 pub mod shard;

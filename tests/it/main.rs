@@ -47,6 +47,7 @@ mod provider_slack;
 mod provider_static;
 mod provider_vault;
 mod rotation_crash;
+mod rotation_demo;
 mod rotation_oauth;
 mod rotation_vault;
 mod scale;

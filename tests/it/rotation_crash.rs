@@ -205,8 +205,54 @@ async fn kill_during_the_refresh_call_is_never_repeated_with_the_old_value() {
     assert_eq!(saved(dir), file);
     assert_eq!(read(dir, "access"), access0);
     assert_eq!(read(dir, "refresh"), refresh0);
-    // The refresh token was not used again: it still works.
-    let (code, v) = oidc.refresh(&refresh0).await;
-    assert_eq!(code, 200, "{v}");
     assert!(logs(dir).contains("rotation interrupted"), "{}", logs(dir));
+
+    // The runbook: a dry run changes nothing, then `rotate --token` resumes it.
+    let rotate = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("config.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .args(["rotate", "--token", "app"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = rotate(&["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(read(dir, "access"), access0);
+    assert_eq!(saved(dir).tokens["app"].step.as_str(), "interrupted");
+    let out = rotate(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rotate: app: rotated (oauth2_refresh)"),
+        "{stdout}"
+    );
+    let access1 = read(dir, "access");
+    assert_ne!(access1, access0);
+    assert_eq!(oidc.introspect(&access1).await["active"], true);
+    assert_eq!(saved(dir).tokens["app"].step.as_str(), "idle");
+    for value in [&access0, &access1, &refresh0] {
+        assert!(!stdout.contains(value.as_str()) && !stderr.contains(value.as_str()));
+    }
+    // The new refresh token works (and the old one had not been used before).
+    let refresh1 = read(dir, "refresh");
+    let (code, v) = oidc.refresh(&refresh1).await;
+    assert_eq!(code, 200, "{v}");
+    // A token without rotate: is a config error.
+    let out = Command::new(BIN)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("config.yml").display()
+        ))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
+        .args(["rotate", "--token", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no rotate: block"));
 }

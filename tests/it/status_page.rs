@@ -76,7 +76,7 @@ fn the_status_page_in_a_real_browser() {
     let rows = table_rows(&dom);
     assert_eq!(
         rows.len(),
-        9,
+        10,
         "every demo token is a row: {rows:?}\n{}",
         String::from_utf8_lossy(&all.stderr)
     );
@@ -91,11 +91,12 @@ fn the_status_page_in_a_real_browser() {
     assert_eq!(state("legacy-sync"), "invalid");
     assert_eq!(state("reporting-job"), "unreachable");
     assert_eq!(state("partner-webhook"), "unverified");
+    assert_eq!(state("session-api"), "valid");
     // Most urgent first: the invalid tokens lead, healthy far-off ones come last.
     assert_eq!(rows[0].1, "invalid");
     assert_eq!(rows.last().unwrap().0, "metrics-reader", "{rows:?}");
     assert!(
-        dom.contains("invalid: 2") && dom.contains("valid: 5"),
+        dom.contains("invalid: 2") && dom.contains("valid: 6"),
         "badges with counts"
     );
     assert!(
