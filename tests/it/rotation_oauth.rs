@@ -156,3 +156,139 @@ async fn a_dry_run_calls_nothing_and_delivers_nothing() {
     let (code, v) = oidc.refresh(&refresh0).await;
     assert_eq!(code, 200, "{v}");
 }
+
+// ---------------------------------------------------------------------------------------
+// The real binary against a recording IdP answering as RFC 7662 and RFC 6749 §5.1/§6 say,
+// with canary values: exactly the calls a rotation needs, and no value anywhere.
+
+const OLD: &str = "canary-old-access-7f3a91";
+const NEW: &str = "canary-new-access-c04e52";
+const REFRESH_OLD: &str = "canary-old-refresh-1b8d07";
+const REFRESH_NEW: &str = "canary-new-refresh-e95f33";
+
+fn form_value(body: &str, key: &str) -> Option<String> {
+    url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn idp(r: &support::Recorded) -> support::Answer {
+    use serde_json::json;
+    use support::Answer;
+    let now = jiff::Timestamp::now().as_second();
+    let body = r.body_text();
+    match (r.method.as_str(), r.path()) {
+        ("POST", "/introspect") => match form_value(&body, "token").as_deref() {
+            Some(OLD) => Answer::json(
+                200,
+                json!({"active": true, "client_id": "app", "exp": now + 60, "iat": now - 10}),
+            ),
+            Some(NEW) => Answer::json(
+                200,
+                json!({"active": true, "client_id": "app", "exp": now + 3600, "iat": now}),
+            ),
+            _ => Answer::json(200, json!({"active": false})),
+        },
+        ("POST", "/token") => {
+            if form_value(&body, "grant_type").as_deref() == Some("refresh_token")
+                && form_value(&body, "refresh_token").as_deref() == Some(REFRESH_OLD)
+            {
+                Answer::json(
+                    200,
+                    json!({"access_token": NEW, "token_type": "Bearer", "expires_in": 3600,
+                           "refresh_token": REFRESH_NEW}),
+                )
+                .header("cache-control", "no-store")
+            } else {
+                Answer::json(400, json!({"error": "invalid_grant"}))
+            }
+        }
+        _ => Answer::json(404, json!({"error": "not_found"})),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_makes_exactly_the_calls_a_rotation_needs_and_shows_no_value() {
+    let server = support::MockServer::start(idp).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("access"), format!("{OLD}\n")).unwrap();
+    std::fs::write(dir.join("refresh"), format!("{REFRESH_OLD}\n")).unwrap();
+    std::fs::write(dir.join("secret"), "client-secret\n").unwrap();
+    let yaml = format!(
+        "providers:\n  idp:\n    kind: oauth2_introspection\n    introspection_endpoint: {url}/introspect\n    client_id: exporter\n    client_secret: {{file: {secret}}}\ntokens:\n  - name: app\n    provider: idp\n    secret: {{file: {access}}}\n    rotate:\n      before: 2m\n      rotator: {{kind: oauth2_refresh, token_endpoint: {url}/token, client_id: app, client_secret: {{file: {secret}}}, refresh_token_file: {refresh}}}\n      deliver: [{{file: {access}}}]\n",
+        url = server.url(),
+        secret = dir.join("secret").display(),
+        access = dir.join("access").display(),
+        refresh = dir.join("refresh").display(),
+    );
+    std::fs::write(dir.join("config.yml"), yaml).unwrap();
+    let daemon = support::daemon::Daemon::start(&[
+        &format!("--config.file={}", dir.join("config.yml").display()),
+        &format!("--storage.path={}", dir.join("data").display()),
+    ]);
+    let started = std::time::Instant::now();
+    let success =
+        "api_token_rotations_total{token=\"app\",provider=\"idp\",result=\"success\"} 1\n";
+    let metrics = loop {
+        let (_, body) = daemon.get("/metrics");
+        if body.contains(success) {
+            break body;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no rotation; log:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // A few more rounds: nothing more is called that writes.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(read(dir, "access"), NEW);
+    assert_eq!(read(dir, "refresh"), REFRESH_NEW);
+
+    let requests = server.requests();
+    let grants: Vec<_> = requests.iter().filter(|r| r.path() == "/token").collect();
+    assert_eq!(grants.len(), 1, "one refresh grant, never repeated");
+    let grant = grants[0].body_text();
+    assert_eq!(
+        form_value(&grant, "grant_type").as_deref(),
+        Some("refresh_token")
+    );
+    assert!(
+        grants[0]
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Basic ")),
+        "client_secret_basic"
+    );
+    for r in &requests {
+        assert!(
+            r.method == "POST" && matches!(r.path(), "/introspect" | "/token"),
+            "a call outside the allowed list: {} {}",
+            r.method,
+            r.path()
+        );
+    }
+    for value in [OLD, NEW, REFRESH_OLD, REFRESH_NEW] {
+        server.assert_safe(&[], value);
+    }
+    let (_, api) = daemon.get("/api/v1/tokens");
+    let (_, page) = daemon.get("/");
+    let log = daemon.logs();
+    let saved = std::fs::read_to_string(dir.join("data/rotation.json")).unwrap();
+    for value in [OLD, NEW, REFRESH_OLD, REFRESH_NEW] {
+        for (what, text) in [
+            ("metrics", &metrics),
+            ("api", &api),
+            ("page", &page),
+            ("log", &log),
+            ("finished state file", &saved),
+        ] {
+            assert!(!text.contains(value), "{value} in the {what}");
+        }
+    }
+    assert!(
+        log.contains("step=create") && log.contains("step=finish"),
+        "{log}"
+    );
+}
