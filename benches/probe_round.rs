@@ -12,11 +12,14 @@
 //!    driven through `/probe` as Prometheus would: its CPU per probe.
 //! 4. `/metrics` at 10,000 and 100,000 tokens: render latency (median, p99) and RSS.
 //! 5. `/metrics` under `wrk` while a 10,000-token round runs against a slower provider.
+//! 6. `/api/v1/tokens?limit=100`, the status page, a search and a second page at 50,000
+//!    tokens, against the whole `/api/v1/tokens`: latency (median, p99), CPU, body size.
 //!
 //! Every process is separate, so each one's CPU is read from its own `/proc/PID/stat`: the
 //! introspection server and the bare loop are this program re-run with `BENCH_ROLE` set.
-//! Sizes: `BENCH_TOKENS` (10000) and `BENCH_BIG_TOKENS` (100000). `BENCH_PHASES` picks
-//! phases (`round,bare,blackbox,wrk,big`; all by default) when iterating on one figure.
+//! Sizes: `BENCH_TOKENS` (10000), `BENCH_BIG_TOKENS` (100000) and `BENCH_VIEW_TOKENS`
+//! (50000). `BENCH_PHASES` picks phases (`round,bare,blackbox,wrk,big,views`; all by
+//! default) when iterating on one figure.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -472,12 +475,23 @@ async fn scrape(
     e: &Exporter,
     n: usize,
 ) -> (Vec<Duration>, usize, Duration) {
+    timed_gets(client, e, "/metrics", n).await
+}
+
+/// `n` sequential GETs of `path` over one keep-alive connection, each read to its last byte:
+/// sorted latencies, the body size, the exporter's CPU per request.
+async fn timed_gets(
+    client: &reqwest::Client,
+    e: &Exporter,
+    path: &str,
+    n: usize,
+) -> (Vec<Duration>, usize, Duration) {
     let mut latencies = Vec::with_capacity(n);
     let mut size = 0;
     let cpu0 = proc_cpu(e.pid());
     for _ in 0..n {
         let t0 = Instant::now();
-        let resp = client.get(e.url("/metrics")).send().await.unwrap();
+        let resp = client.get(e.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 200);
         let body = resp.bytes().await.unwrap();
         latencies.push(t0.elapsed());
@@ -1088,6 +1102,54 @@ async fn orchestrate() {
             "",
             None,
         );
+        drop(exporter);
+    }
+
+    // 6. The views at 50,000 tokens: a page of them, against the whole answer.
+    if phase("views") {
+        let v = env_usize("BENCH_VIEW_TOKENS", 50_000);
+        step(&format!("round of {v} and the views"));
+        let config = inventory(dir.path(), v, &server.url(), false);
+        let mut exporter = Exporter::start(&config, dir.path().join("views.log"));
+        wait_round(&client, &mut exporter).await;
+        let first: Value = client
+            .get(exporter.url("/api/v1/tokens?limit=100"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let next = first["next"].as_str().expect("a second page").to_string();
+        let second = format!(
+            "/api/v1/tokens?limit=100&after={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        );
+        for (path, what, n) in [
+            ("/api/v1/tokens?limit=100", "`/api/v1/tokens?limit=100`", 50),
+            (second.as_str(), "the same, second page (`after`)", 50),
+            ("/", "`/` (status page, 100 rows)", 50),
+            (
+                "/?q=token-0499&state=valid",
+                "`/?q=token-0499&state=valid`",
+                50,
+            ),
+            ("/api/v1/tokens", "`/api/v1/tokens` (every token)", 5),
+        ] {
+            let (lat, size, cpu) = timed_gets(&client, &exporter, path, n).await;
+            table.row(
+                &format!("{what} at {v}: median, p99; CPU; body"),
+                format!(
+                    "{}, {}; {}; {:.1} kB",
+                    ms(pct(&lat, 0.5)),
+                    ms(pct(&lat, 0.99)),
+                    ms(cpu),
+                    size as f64 / 1e3
+                ),
+                "",
+                None,
+            );
+        }
         drop(exporter);
     }
 
