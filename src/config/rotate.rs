@@ -16,7 +16,7 @@ use crate::schema::rotate::{
 use crate::secret::SecretSource;
 
 /// The rotator kinds, as `kind:` names them.
-pub const ROTATORS: [&str; 2] = ["vault_renew", "oauth2_refresh"];
+pub const ROTATORS: [&str; 3] = ["vault_renew", "oauth2_refresh", "gitlab_rotate"];
 
 /// How long an `exec` delivery hook may run when its entry gives no `timeout`.
 pub const DEFAULT_DELIVER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +26,7 @@ fn provider_kinds(rotator: &str) -> &'static [&'static str] {
     match rotator {
         "vault_renew" => &["vault"],
         "oauth2_refresh" => &["oauth2_introspection", "jwt"],
+        "gitlab_rotate" => &["gitlab"],
         _ => &[],
     }
 }
@@ -119,6 +120,16 @@ pub fn validate(
             None
         }
     };
+    if let (Some(Rotator::GitlabRotate { .. }), Some(ProviderConfig::Gitlab(g))) =
+        (&rotator, provider)
+        && g.token_type == crate::provider::gitlab::TokenType::Oauth
+    {
+        c.push(
+            "rotator.kind",
+            "gitlab_rotate rotates access tokens (glpat-...), not OAuth tokens (token_type: oauth)",
+            block_line,
+        );
+    }
     let mut deliver = Vec::new();
     for (i, d) in raw.deliver.into_iter().enumerate() {
         if let Some(d) = deliver_entry(&mut c, i, d) {
@@ -173,7 +184,8 @@ fn rotator(
         );
         return None;
     }
-    let fields: [(&str, bool); 7] = [
+    let fields: [(&str, bool); 8] = [
+        ("expires_in", r.expires_in.is_some()),
         ("increment", r.increment.is_some()),
         ("token_endpoint", r.token_endpoint.is_some()),
         ("issuer", r.issuer.is_some()),
@@ -184,6 +196,7 @@ fn rotator(
     ];
     let allowed: &[&str] = match kind {
         "vault_renew" => &["increment"],
+        "gitlab_rotate" => &["expires_in"],
         _ => &[
             "token_endpoint",
             "issuer",
@@ -232,6 +245,35 @@ fn rotator(
                 None => None,
             };
             Some(Rotator::VaultRenew { increment })
+        }
+        "gitlab_rotate" => {
+            if token.secret.is_none() {
+                c.push(
+                    "rotator",
+                    "gitlab_rotate rotates with the token itself (personal_access_tokens/self/rotate), so the token needs a secret",
+                    at_line,
+                );
+                return None;
+            }
+            let expires_in = match &r.expires_in {
+                Some(s) => match parse_duration(&s.value) {
+                    Ok(d) if d.as_secs() < 86_400 => {
+                        c.push(
+                            "rotator.expires_in",
+                            "must be at least 1d (GitLab sets expiry dates)",
+                            line(s),
+                        );
+                        return None;
+                    }
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        c.push("rotator.expires_in", e, line(s));
+                        return None;
+                    }
+                },
+                None => None,
+            };
+            Some(Rotator::GitlabRotate { expires_in })
         }
         _ => {
             let endpoint = match (&r.token_endpoint, &r.issuer) {

@@ -30,6 +30,9 @@ pub async fn create(
                 vault_renew(token, provider, *increment, facts, now).await
             }
             Rotator::Oauth2Refresh(o) => oauth2_refresh(o, now).await,
+            Rotator::GitlabRotate { expires_in } => {
+                gitlab_rotate(token, provider, *expires_in, now).await
+            }
         }
     };
     tokio::time::timeout(token.probe_timeout, work)
@@ -243,6 +246,79 @@ pub fn parse_refresh(answer: &Response, now: Timestamp) -> Result<Pending, Strin
     Ok(Pending {
         value: Some(access),
         refresh_token: parsed.refresh_token.filter(|r| !r.trim().is_empty()),
+        expires_at,
+    })
+}
+
+/// `POST {url}/api/v4/personal_access_tokens/self/rotate` with the token itself, sent as
+/// `PRIVATE-TOKEN`. GitLab revokes the old token at once; using it to rotate again would
+/// revoke the new one too (reuse detection), which is why this call is never repeated after
+/// a crash (see `Rotator::idempotent`).
+async fn gitlab_rotate(
+    token: &TokenSpec,
+    provider: &ProviderConfig,
+    expires_in: Option<std::time::Duration>,
+    now: Timestamp,
+) -> Result<Pending, String> {
+    let ProviderConfig::Gitlab(config) = provider else {
+        return Err("gitlab_rotate needs a gitlab provider".into());
+    };
+    let base = config
+        .url
+        .as_deref()
+        .unwrap_or(crate::provider::gitlab::DEFAULT_URL);
+    let secret = read_secret(token).await?;
+    let mut request = http::client()
+        .post(http::join(
+            base,
+            "/api/v4/personal_access_tokens/self/rotate",
+        ))
+        .header("private-token", secret.expose());
+    if let Some(d) = expires_in {
+        let date = now
+            .checked_add(SignedDuration::from_secs(d.as_secs() as i64))
+            .map_err(|_| "expires_in is out of range")?
+            .strftime("%Y-%m-%d")
+            .to_string();
+        request = request.json(&serde_json::json!({ "expires_at": date }));
+    }
+    let answer = http::send(request).await.map_err(unreachable)?;
+    parse_gitlab_rotate(&answer)
+}
+
+#[derive(Deserialize)]
+struct GitlabToken {
+    token: Option<String>,
+    expires_at: Option<String>,
+}
+
+/// Reads GitLab's rotate answer (the token's JSON with its new `token`). Pure.
+pub fn parse_gitlab_rotate(answer: &Response) -> Result<Pending, String> {
+    match answer.status {
+        200 => {}
+        400 => return Err("gitlab refused the rotation (400: the expiry is not allowed, e.g. past the instance's maximum lifetime)".into()),
+        401 => return Err("gitlab refused the rotation (401: the token is revoked, expired or unknown)".into()),
+        403 => return Err("gitlab refused the rotation (403: the token lacks the api or self_rotate scope)".into()),
+        404 => return Err("gitlab has no token rotation API here (404: GitLab 16.10 or later is needed)".into()),
+        429 => return Err("gitlab is rate limiting (429)".into()),
+        s => return Err(format!("gitlab answered the rotation with status {s}")),
+    }
+    let parsed: GitlabToken = serde_json::from_slice(&answer.body)
+        .map_err(|_| "gitlab's rotation answer is not the documented JSON".to_string())?;
+    let value = parsed
+        .token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or("gitlab's rotation answer has no token")?;
+    let expires_at = parsed.expires_at.and_then(|d| {
+        d.parse::<jiff::civil::Date>()
+            .ok()?
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    });
+    Ok(Pending {
+        value: Some(value),
+        refresh_token: None,
         expires_at,
     })
 }

@@ -46,6 +46,9 @@ pub struct RawRotator {
     pub refresh_token_file: Option<Spanned<String>>,
     /// `oauth2_refresh`: the `scope` parameter, when the grant should narrow it.
     pub scope: Option<String>,
+    /// `gitlab_rotate`: the new token's lifetime (its `expires_at` is today plus this);
+    /// GitLab's own default (a week) when absent.
+    pub expires_in: Option<Spanned<String>>,
 }
 
 /// One `deliver:` entry: `{file: PATH}` or `{exec: [COMMAND, ARG...], timeout: 10s}`.
@@ -86,6 +89,9 @@ pub enum Rotator {
     /// RFC 6749 §6 refresh-token grant: a new access token, and a new refresh token when the
     /// server rotates them.
     Oauth2Refresh(Box<Oauth2Refresh>),
+    /// GitLab `POST /api/v4/personal_access_tokens/self/rotate`: a new token, the old one
+    /// revoked at once (no overlap); rotating again with the old one revokes the new one.
+    GitlabRotate { expires_in: Option<Duration> },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +115,7 @@ impl Rotator {
         match self {
             Rotator::VaultRenew { .. } => "vault_renew",
             Rotator::Oauth2Refresh(_) => "oauth2_refresh",
+            Rotator::GitlabRotate { .. } => "gitlab_rotate",
         }
     }
 

@@ -50,6 +50,7 @@ mod provider_static;
 mod provider_vault;
 mod rotation_crash;
 mod rotation_demo;
+mod rotation_gitlab;
 mod rotation_oauth;
 mod rotation_vault;
 mod scale;

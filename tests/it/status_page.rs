@@ -142,7 +142,7 @@ fn the_status_page_in_a_real_browser() {
         [("deploy-bot".to_string(), "valid".to_string())]
     );
     assert!(
-        searched.contains("valid: 5"),
+        searched.contains("valid: 6"),
         "the badges count every token"
     );
     let mut paged = Vec::new();

@@ -7,6 +7,8 @@ const PROVIDERS: &str = "providers:
   bao: {kind: vault, url: http://127.0.0.1:8200}
   idp: {kind: oauth2_introspection, introspection_endpoint: http://127.0.0.1:9/i, client_id: rs, client_secret: {env: RS}}
   gh: {kind: github}
+  gl: {kind: gitlab}
+  gl-oauth: {kind: gitlab, token_type: oauth}
 ";
 
 fn parse(tokens: &str) -> Result<Config, String> {
@@ -51,7 +53,7 @@ fn a_rotator_the_provider_kind_cannot_do_names_the_token_and_line() {
     assert!(e.contains("tokens[0].rotate.rotator.kind"), "{e}");
     assert!(e.contains("token \"ci\""), "{e}");
     assert!(e.contains("provider kind github"), "{e}");
-    assert!(e.contains("line 10"), "{e}");
+    assert!(e.contains("line 12"), "{e}");
 }
 
 #[test]
@@ -82,7 +84,7 @@ fn timing_errors_are_located() {
         parse("  - name: a\n    provider: bao\n    secret: {env: A}\n    rotate: {befor: 1d}\n")
             .unwrap_err();
     assert!(
-        e.contains("tokens[0].rotate.befor") && e.contains("line 9"),
+        e.contains("tokens[0].rotate.befor") && e.contains("line 11"),
         "{e}"
     );
 }
@@ -154,4 +156,34 @@ fn a_refresh_grant_delivers_to_the_file_the_token_is_read_from() {
 fn errors_never_quote_a_secret_written_inline() {
     let e = parse(&REFRESH.replace("{env: APP_SECRET}", "s3cr3t-canary")).unwrap_err();
     assert!(!e.contains("s3cr3t-canary"), "{e}");
+}
+
+#[test]
+fn gitlab_rotate_takes_an_expiry_and_refuses_oauth_tokens() {
+    let c = parse(
+        "  - name: ci\n    provider: gl\n    secret: {file: /run/ci}\n    rotate:\n      rotator: {kind: gitlab_rotate, expires_in: 30d}\n      deliver: [{file: /run/ci}]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.rotations["ci"].rotator,
+        Rotator::GitlabRotate {
+            expires_in: Some(Duration::from_secs(30 * 86_400))
+        }
+    );
+    assert!(!c.rotations["ci"].rotator.idempotent());
+    let e = parse(
+        "  - name: ci\n    provider: gl-oauth\n    secret: {file: /run/ci}\n    rotate:\n      rotator: {kind: gitlab_rotate}\n      deliver: [{file: /run/ci}]\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("not OAuth tokens"), "{e}");
+    let e = parse(
+        "  - name: ci\n    provider: gl\n    secret: {file: /run/ci}\n    rotate:\n      rotator: {kind: gitlab_rotate, expires_in: 2h}\n      deliver: [{file: /run/ci}]\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("rotate.rotator.expires_in"), "{e}");
+    let e = parse(
+        "  - name: ci\n    provider: gl\n    secret: {file: /run/ci}\n    rotate:\n      rotator: {kind: gitlab_rotate}\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("issues a new value"), "{e}");
 }
