@@ -322,3 +322,6 @@ pub fn parse_gitlab_rotate(answer: &Response) -> Result<Pending, String> {
         expires_at,
     })
 }
+
+#[cfg(test)]
+mod tests;
