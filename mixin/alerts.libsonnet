@@ -449,6 +449,45 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
             runbook_url: runbook('ApiTokenNotificationsFailing'),
           },
         },
+        {
+          comment:: |||
+            An inventory source (sources: in the config) cannot list: its credential is refused, the
+            provider answers 5xx or 429, its directory is gone. The exporter keeps the source's last
+            good listing, so nothing is dropped and no token turns invalid, but tokens created or
+            revoked since are not followed. The value is the age of the last complete listing (0 when
+            the source never listed).
+            for: 30m. Sources refresh every few minutes and one failed listing costs nothing (the last
+            good one stays); half an hour of failures means the inventory has stopped following the
+            source.
+          |||,
+          alert: 'ApiTokenSourceFailing',
+          expr: |||
+            (
+                (time() - api_token_source_last_success_timestamp_seconds)
+                  and on (job, instance, source)
+                (api_token_source_up == 0)
+            )
+            or
+            (
+                (api_token_source_up == 0)
+                  unless on (job, instance, source)
+                api_token_source_last_success_timestamp_seconds
+            )
+          |||,
+          'for': '30m',
+          labels: { severity: 'warning' },
+          annotations: {
+            summary: 'An api-token-exporter inventory source cannot list its tokens.',
+            description: fold(|||
+              Source {{ $labels.source }} ({{ $labels.kind }}) of api-token-exporter at
+              {{ $labels.instance }} fails to list; {{ if gt $value 0.0 }}its last complete listing was
+              {{ $value | humanizeDuration }} ago{{ else }}it has never listed{{ end }}. Its last good
+              listing stays in the inventory, but new and removed tokens are not followed.
+              api_token_source_failures_total tells the reason; the exporter's log has the detail.
+            |||),
+            runbook_url: runbook('ApiTokenSourceFailing'),
+          },
+        },
       ],
     },
   ],

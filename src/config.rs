@@ -27,10 +27,12 @@ use crate::secret::SecretSource;
 
 pub mod notify;
 pub mod rotate;
+pub mod sources;
 
 /// Labels the exporter sets itself on `api_token_info`; the inventory may not reuse them.
-pub const RESERVED_LABELS: [&str; 9] = [
+pub const RESERVED_LABELS: [&str; 10] = [
     "token",
+    "source",
     "provider",
     "kind",
     "fingerprint",
@@ -51,6 +53,9 @@ pub struct Config {
     pub tokens: Vec<Arc<TokenSpec>>,
     /// `notifications`, `notifiers` and `routes`: direct notifications (see [`notify`]).
     pub notify: notify::NotifyConfig,
+    /// `sources`: where more tokens are listed (see [`sources`]); their tokens join `tokens`
+    /// at run time (`src/sources/`).
+    pub sources: Vec<Arc<sources::SourceSpec>>,
     /// The tokens that have a `rotate:` block, by name (see [`rotate`]); none by default.
     pub rotations: BTreeMap<String, Arc<crate::schema::rotate::RotateSpec>>,
 }
@@ -208,6 +213,8 @@ struct RawConfig {
     notifiers: BTreeMap<String, Spanned<notify::NotifierConfig>>,
     #[serde(default)]
     routes: Vec<notify::RawRoute>,
+    #[serde(default)]
+    sources: Vec<sources::RawSource>,
 }
 
 #[derive(Deserialize, Default)]
@@ -472,8 +479,17 @@ impl RawConfig {
                 );
                 seen.insert(name.clone(), first);
             }
-            let provider = providers.get(&raw.provider.value);
-            if provider.is_none() {
+            // `auto`: the entry of the kind the secret's prefix names (`provider::detect`).
+            let provider_name = if raw.provider.value == sources::AUTO {
+                sources::detect_configured(raw.secret.as_ref(), &providers).unwrap_or_else(|e| {
+                    issues.push(at("provider"), e, line_of(&raw.provider));
+                    String::new()
+                })
+            } else {
+                raw.provider.value.clone()
+            };
+            let provider = providers.get(&provider_name);
+            if provider.is_none() && !provider_name.is_empty() {
                 let known: Vec<&str> = providers.keys().map(String::as_str).collect();
                 issues.push(
                     at("provider"),
@@ -552,7 +568,8 @@ impl RawConfig {
             }
             let spec = TokenSpec {
                 name,
-                provider: raw.provider.value.clone(),
+                provider: provider_name,
+                source: None,
                 secret: raw.secret,
                 labels: labels.into(),
                 thresholds: Thresholds {
@@ -598,6 +615,8 @@ impl RawConfig {
             tokens.push(Arc::new(spec));
         }
 
+        let sources = sources::validate(self.sources, &global, &providers, &mut issues);
+
         let (notify, notify_issues) =
             notify::validate(self.notifications, self.notifiers, self.routes, &tokens);
         issues.0.extend(notify_issues);
@@ -608,6 +627,7 @@ impl RawConfig {
                 providers,
                 tokens,
                 notify,
+                sources,
                 rotations,
             })
         } else {

@@ -10,7 +10,7 @@
 //! the stages before it (`layout_tests.rs` enforces it; ARCHITECTURE.md explains each
 //! stage):
 //!
-//! [`model`] -> [`secret`] -> [`schema`] -> [`provider`] -> [`config`] -> [`state`] ->
+//! [`model`] -> [`secret`] -> [`schema`] -> [`provider`] -> [`config`] -> [`sources`] -> [`state`] ->
 //! [`derive`](mod@derive) -> [`probe`] -> [`rotate`] -> [`notify`] -> [`expose`] -> [`app`]
 //!
 //! Providers return outcomes, never errors; views never call providers; secrets live in
@@ -31,6 +31,7 @@ pub mod provider;
 pub mod rotate;
 pub mod schema;
 pub mod secret;
+pub mod sources;
 pub mod state;
 
 #[cfg(test)]

@@ -21,8 +21,13 @@ fn main() -> ExitCode {
                 for warning in c.deprecations() {
                     eprintln!("{}: warning: {warning}", cli.config_file.display());
                 }
+                // Listed tokens are not known until the daemon lists: the count is the sources'.
+                let sources = match c.sources.len() {
+                    0 => String::new(),
+                    n => format!(", {n} sources"),
+                };
                 println!(
-                    "{}: OK ({} providers, {} tokens)",
+                    "{}: OK ({} providers, {} tokens{sources})",
                     cli.config_file.display(),
                     c.providers.len(),
                     c.tokens.len()

@@ -25,6 +25,8 @@ use serde_json::{Value, json};
 
 use crate::app::run::{RunError, RunOptions};
 
+mod vault;
+
 const DEMO_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgmvtusfnTwOieXibu
 DBC788AkJtINmlzVcyEpgb8HWBKhRANCAAS0aEfavZPPj2trKO5d3fvoUEyYCFUk
@@ -249,11 +251,13 @@ pub async fn run(
             [session_refresh.clone()].into_iter().collect(),
         )),
     };
+    let (list_token, lookup_token) = (random("hvs.demo-list"), random("hvs.demo-lookup"));
     let app = Router::new()
         .route("/introspect", post(introspect))
         .route("/token", post(token_endpoint))
         .route("/jwks", get(jwks))
-        .with_state(idp.clone());
+        .with_state(idp.clone())
+        .merge(vault::router(&list_token, &lookup_token, now));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| RunError::Bind("127.0.0.1:0".into(), e))?;
@@ -276,6 +280,10 @@ pub async fn run(
         Ok(path.display().to_string())
     };
     let client_secret_file = write("client-secret", &idp.client_secret)?;
+    let (list_file, lookup_file) = (
+        write("vault-list-token", &list_token)?,
+        write("vault-lookup-token", &lookup_token)?,
+    );
     let mut yaml = format!(
         "# Demo inventory written by `api-token-exporter demo`. Every provider runs in-process.\n\
          global:\n  probe_interval: 1m\n  min_probe_interval: 10s\n  probe_timeout: 5s\n  policies: {{max_age: 180d, forbidden_scopes: [admin]}}\n\
@@ -284,6 +292,9 @@ pub async fn run(
          \x20 demo-jwt:\n    kind: jwt\n    jwks_uri: http://{idp_addr}/jwks\n    algorithms: [ES256]\n\
          \x20 demo-jwt-unverified:\n    kind: jwt\n\
          \x20 demo-down:\n    kind: oauth2_introspection\n    introspection_endpoint: http://127.0.0.1:{down_port}/introspect\n    client_id: {CLIENT_ID}\n    client_secret: {{file: {client_secret_file}}}\n\
+         \x20 demo-vault:\n    kind: vault\n    url: http://{idp_addr}\n    token: {{file: {lookup_file}}}\n\
+         sources:\n\
+         \x20 - name: demo-vault-tokens\n    kind: vault\n    provider: demo-vault\n    credential: {{file: {list_file}}}\n    refresh: 30s\n    labels: {{team: platform}}\n\
          tokens:\n"
     );
     for t in &tokens {

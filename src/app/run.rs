@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::app::cli;
+use crate::app::discover::{self, DiscoveryHandle};
 use crate::app::shard::Shard;
 use crate::config;
 use crate::config::{Config, ConfigError};
@@ -17,7 +18,7 @@ use crate::expose::web::Web;
 use crate::expose::{listen, metrics, server, web};
 use crate::notify;
 use crate::probe::scheduler;
-use crate::probe::scheduler::{Inventory, SchedulerHandle};
+use crate::probe::scheduler::Inventory;
 use crate::provider::BuildContext;
 use crate::rotate;
 use crate::state::persist;
@@ -133,7 +134,14 @@ pub async fn run(
     let running_tokens = inventory.config.tokens.clone();
     let rotation =
         rotate::service::spawn(store.clone(), inventory.clone(), opts.storage_path.clone());
-    let scheduler = scheduler::spawn(store.clone(), inventory);
+    let scheduler = scheduler::spawn(store.clone(), inventory.clone());
+    let discovery = discover::spawn(
+        scheduler.clone(),
+        inventory,
+        opts.shard,
+        ctx.clone(),
+        status.sources.clone(),
+    );
     spawn_ledger_flusher(store.clone());
 
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
@@ -147,7 +155,7 @@ pub async fn run(
             running: running_tokens,
             rotation,
         },
-        scheduler.clone(),
+        discovery,
         notifier,
         status.clone(),
         reload_rx,
@@ -227,7 +235,7 @@ async fn reloader(
         mut running,
         rotation,
     }: Reloader,
-    scheduler: SchedulerHandle,
+    discovery: DiscoveryHandle,
     notifier: notify::NotifyHandle,
     status: Arc<ExporterStatus>,
     mut requests: mpsc::Receiver<ReloadRequest>,
@@ -247,7 +255,8 @@ async fn reloader(
                 let tokens = inventory.config.tokens.len();
                 notifier.reload(&inventory.config.notify).await;
                 rotation.send_replace(inventory.clone());
-                scheduler.reload(inventory).await;
+                // Through discovery: the scheduler runs the new tokens plus the listed ones.
+                discovery.reload(inventory).await;
                 status.reload_succeeded();
                 tracing::info!(file = %path.display(), tokens, force, "config reloaded");
                 Ok(())

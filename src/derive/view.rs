@@ -20,6 +20,9 @@ pub struct TokenView {
     pub name: String,
     pub provider: String,
     pub kind: String,
+    /// The source that listed the token (`sources:`); absent for a configured token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// A verdict (`valid`, `invalid`, ...) or `unknown`.
     pub state: String,
     pub reason: Option<String>,
@@ -85,6 +88,7 @@ impl TokenView {
             name: s.spec.name.clone(),
             provider: s.spec.provider.clone(),
             kind: s.kind.to_string(),
+            source: s.spec.source.as_deref().map(str::to_string),
             state: s
                 .verdict()
                 .map(|v| v.as_str().to_string())

@@ -66,6 +66,7 @@ pub struct Exposition {
     reload_ok: bool,
     reload_at: i64,
     web: Arc<crate::expose::web::WebStats>,
+    sources: BTreeMap<String, crate::sources::health::SourceHealth>,
     refused: [(&'static str, u64); 3],
     /// Open connections, the bound, and closed or refused ones per reason.
     connections: (

@@ -12,6 +12,7 @@
 
 pub mod aws;
 pub mod cloudflare;
+pub mod detect;
 pub mod entra_id;
 pub mod generic;
 pub mod github;

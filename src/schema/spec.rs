@@ -14,6 +14,8 @@ use crate::secret::SecretSource;
 pub struct TokenSpec {
     pub name: String,
     pub provider: String,
+    /// The source that listed the token (`sources:`), `None` for a configured one.
+    pub source: Option<Arc<str>>,
     pub secret: Option<SecretSource>,
     pub labels: Labels,
     pub thresholds: Thresholds,

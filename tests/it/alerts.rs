@@ -32,6 +32,7 @@ const SHIPPED_ALERTS: &[&str] = &[
     "ApiTokenExporterConfigReloadFailed",
     "ApiTokenExporterWebConfigReloadFailed",
     "ApiTokenNotificationsFailing",
+    "ApiTokenSourceFailing",
 ];
 
 /// Alerts about one token: they must name it, its provider and its owner.

@@ -100,6 +100,8 @@ async fn the_demo_notifies_by_email_and_webhook() {
         })
         .collect();
     seen.sort();
+    // The demo's listed tokens notify too, when their first probe made the first batch.
+    seen.retain(|(token, _)| !token.starts_with("demo-vault-tokens/"));
     assert_eq!(
         seen,
         [

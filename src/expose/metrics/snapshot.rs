@@ -80,6 +80,7 @@ impl Metrics {
             reload_ok: self.status.last_reload_successful.load(Ordering::Relaxed),
             reload_at: self.status.last_reload_success.load(Ordering::Relaxed),
             web: self.status.web.clone(),
+            sources: self.status.sources.snapshot(),
             refused: self.status.requests_refused.snapshot(),
             connections: (
                 self.status.connections.open(),
@@ -320,6 +321,10 @@ impl TokenLabels {
         spec.metric_labels.get_or_init(|| {
             let series = labels(&[("token", &spec.name), ("provider", &spec.provider)]);
             let mut inventory = String::new();
+            if let Some(source) = &spec.source {
+                inventory.push(',');
+                label(&mut inventory, "source", source);
+            }
             for (k, v) in spec.labels.iter() {
                 inventory.push(',');
                 label(&mut inventory, k, v);

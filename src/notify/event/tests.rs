@@ -17,6 +17,7 @@ fn token(outcome: Option<ProbeOutcome>, expiry: Expiry, probed: i64) -> TokenSta
         spec: Arc::new(TokenSpec {
             name: "t".into(),
             provider: "p".into(),
+            source: None,
             secret: None,
             labels: Default::default(),
             thresholds: Thresholds {
