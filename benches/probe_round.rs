@@ -472,13 +472,32 @@ async fn scrape(
     e: &Exporter,
     n: usize,
 ) -> (Vec<Duration>, usize, Duration) {
+    scrape_as(client, e, n, None).await
+}
+
+/// [`scrape`] with an `Accept-Encoding` header: the size is of the body as sent (the
+/// benchmark's client does not decompress).
+async fn scrape_as(
+    client: &reqwest::Client,
+    e: &Exporter,
+    n: usize,
+    accept_encoding: Option<&str>,
+) -> (Vec<Duration>, usize, Duration) {
     let mut latencies = Vec::with_capacity(n);
     let mut size = 0;
     let cpu0 = proc_cpu(e.pid());
     for _ in 0..n {
         let t0 = Instant::now();
-        let resp = client.get(e.url("/metrics")).send().await.unwrap();
+        let mut req = client.get(e.url("/metrics"));
+        if let Some(a) = accept_encoding {
+            req = req.header("accept-encoding", a);
+        }
+        let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers().get("content-encoding").is_some(),
+            accept_encoding.is_some()
+        );
         let body = resp.bytes().await.unwrap();
         latencies.push(t0.elapsed());
         size = body.len();
@@ -860,6 +879,30 @@ async fn orchestrate() {
             format!("{}, {:.1} MB", ms(cpu_per_scrape), size as f64 / 1e6),
             "",
             None,
+        );
+        // As Prometheus scrapes: `Accept-Encoding: gzip`. Plain and gzip alternate in five
+        // rounds and each ratio is of the same round, so machine drift cancels.
+        let mut ratios = Vec::new();
+        let mut gz_size = 0;
+        for _ in 0..5 {
+            let (_, _, plain_cpu) = scrape(&client, &exporter, 40).await;
+            let (_, gz, gz_cpu) = scrape_as(&client, &exporter, 40, Some("gzip")).await;
+            gz_size = gz;
+            ratios.push(gz_cpu.as_secs_f64() / plain_cpu.as_secs_f64().max(1e-9));
+        }
+        ratios.sort_by(f64::total_cmp);
+        let ratio = ratios[ratios.len() / 2];
+        table.row(
+            &format!("/metrics at {n}, gzip: body size"),
+            format!("{:.2} MB", gz_size as f64 / 1e6),
+            "<= 1.2 MB",
+            Some(gz_size <= 1_200_000),
+        );
+        table.row(
+            &format!("/metrics at {n}, gzip: CPU against a plain scrape (median of 5)"),
+            format!("{ratio:.2}x"),
+            "<= 2x",
+            Some(ratio <= 2.0),
         );
         let rss = proc_kb(exporter.pid(), "VmRSS");
         table.row(

@@ -103,6 +103,12 @@ impl Exposition {
     }
 }
 
+impl crate::expose::compress::Chunks for Exposition {
+    fn write_chunk(&mut self, out: &mut String, limit: usize) -> bool {
+        Exposition::write_chunk(self, out, limit)
+    }
+}
+
 impl http_body::Body for Exposition {
     type Data = Bytes;
     type Error = Infallible;
