@@ -239,7 +239,14 @@ fn promtool_accepts_the_demo_metrics() {
     if !have("promtool") && support::peer_missing("promtool (apt-get install prometheus)") {
         return;
     }
-    let demo = Daemon::start(&["demo"]);
+    // Every collector on, the ones off by default too, so every family is linted.
+    let demo = Daemon::start(&[
+        "demo",
+        "--collector.issued",
+        "--collector.last_used",
+        "--collector.first_seen",
+        "--collector.rotated",
+    ]);
     demo.wait_for("/-/ready", Duration::from_secs(20));
     let (_, body) = demo.get("/metrics");
     // Every family of the contract is present in the demo.

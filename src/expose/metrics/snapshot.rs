@@ -20,6 +20,8 @@ pub struct Metrics {
     status: Arc<ExporterStatus>,
     /// The length of the last snapshot's text: how much of the next one to fault in first.
     text_len: Arc<AtomicUsize>,
+    /// The per-token families written (`--collector.<name>`).
+    collectors: Collectors,
 }
 
 impl Metrics {
@@ -28,7 +30,14 @@ impl Metrics {
             store,
             status,
             text_len: Arc::default(),
+            collectors: Collectors::defaults(),
         }
+    }
+
+    /// The same source writing only the per-token families of `collectors`.
+    pub fn with_collectors(mut self, collectors: Collectors) -> Self {
+        self.collectors = collectors;
+        self
     }
 
     /// The exporter's own status, for handlers that count what they refuse.
@@ -77,6 +86,7 @@ impl Metrics {
                 self.status.connections.max(),
                 self.status.connections.dropped(),
             ),
+            collectors: self.collectors,
             family: 0,
             row: 0,
         }
