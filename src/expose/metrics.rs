@@ -75,6 +75,8 @@ pub struct Exposition {
     ),
     /// The per-token families to write (`--collector.<name>`).
     collectors: Collectors,
+    /// The config's global thresholds (`api_token_default_*_threshold_seconds`).
+    default_thresholds: Option<crate::model::Thresholds>,
     /// Where the writing stands: an index into `TOKEN_FAMILIES` (then the exporter-level
     /// families, then done), and the next row of that family.
     family: usize,

@@ -47,6 +47,8 @@ const PER_PROVIDER: &[&str] = &[
 
 /// Metrics of the exporter itself, and the series Prometheus adds for each scrape.
 const PER_EXPORTER: &[&str] = &[
+    "api_token_default_warning_threshold_seconds",
+    "api_token_default_critical_threshold_seconds",
     "api_token_notifications_total",
     "api_token_notification_failures_total",
     "api_token_exporter_config_last_reload_successful",

@@ -142,14 +142,14 @@ pub(super) const TOKEN_FAMILIES: &[TokenFamily] = &[
     one_per_token!(
         Threshold,
         "api_token_warning_threshold_seconds",
-        "The token's warning window: alerts warn when less time than this is left.",
-        |r| Some(Value::Float(r.warning))
+        "The token's warning window, where it differs from the global one (api_token_default_warning_threshold_seconds): alerts warn when less time than this is left.",
+        |r| (!r.warning.is_nan()).then_some(Value::Float(r.warning))
     ),
     one_per_token!(
         Threshold,
         "api_token_critical_threshold_seconds",
-        "The token's critical window: alerts page when less time than this is left.",
-        |r| Some(Value::Float(r.critical))
+        "The token's critical window, where it differs from the global one (api_token_default_critical_threshold_seconds): alerts page when less time than this is left.",
+        |r| (!r.critical.is_nan()).then_some(Value::Float(r.critical))
     ),
 ];
 
@@ -157,6 +157,21 @@ impl Exposition {
     /// The per-provider, per-notifier and exporter families: a few series each.
     pub(super) fn write_exporter_families(&self, out: &mut String) {
         let (providers, notifiers) = (&self.providers, &self.notifiers);
+        let defaults = self.default_thresholds;
+        small_family(
+            out,
+            "api_token_default_warning_threshold_seconds",
+            "The global warning window, for every token without one of its own in api_token_warning_threshold_seconds.",
+            Kind::Gauge,
+            defaults.map(|d| (String::new(), Value::Float(d.warning_before.as_secs_f64()))),
+        );
+        small_family(
+            out,
+            "api_token_default_critical_threshold_seconds",
+            "The global critical window, for every token without one of its own in api_token_critical_threshold_seconds.",
+            Kind::Gauge,
+            defaults.map(|d| (String::new(), Value::Float(d.critical_before.as_secs_f64()))),
+        );
         keyed_family(
             out,
             "api_token_probes",

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use jiff::Timestamp;
 
 use crate::expose::memory;
-use crate::model::Verdict;
+use crate::model::{Thresholds, Verdict};
 use crate::schema::{TokenLabels, TokenSpec};
 use crate::state::store::{Store, TokenState};
 
@@ -61,15 +61,16 @@ impl Metrics {
         };
         let mut text =
             String::from_utf8(memory::faulted_vec(text_len)).expect("an empty buffer is UTF-8");
-        let providers = {
+        let (providers, defaults) = {
             let inner = self.store.read();
             let now = jiff::Timestamp::now();
+            let defaults = inner.default_thresholds;
             let states: Vec<&TokenState> = inner.tokens.values().map(|s| &**s).collect();
             for (i, s) in states.iter().enumerate() {
                 prefetch_ahead(&states, i);
-                rows.push(Row::of(s, now, &mut text));
+                rows.push(Row::of(s, now, defaults, &mut text));
             }
-            inner.providers.clone()
+            (inner.providers.clone(), defaults)
         };
         self.text_len.store(text.len(), Ordering::Relaxed);
         Exposition {
@@ -87,6 +88,7 @@ impl Metrics {
                 self.status.connections.dropped(),
             ),
             collectors: self.collectors,
+            default_thresholds: defaults,
             family: 0,
             row: 0,
         }
@@ -134,8 +136,19 @@ pub(super) struct Row {
     pub(super) times: [Timestamp; Time::COUNT],
     /// Seconds; NaN when the token was never probed.
     pub(super) duration: f64,
+    /// Seconds; NaN where equal to the config's global threshold, which
+    /// `api_token_default_*_threshold_seconds` carries once for every token.
     pub(super) warning: f64,
     pub(super) critical: f64,
+}
+
+/// A token's threshold in seconds, or NaN where it is the global default.
+fn own(threshold: std::time::Duration, default: Option<std::time::Duration>) -> f64 {
+    if Some(threshold) == default {
+        f64::NAN
+    } else {
+        threshold.as_secs_f64()
+    }
 }
 
 /// The timestamps a row carries, each an index into `Row::times`.
@@ -156,7 +169,12 @@ impl Time {
 
 impl Row {
     /// The token's row, its text appended to `text`.
-    pub(super) fn of(s: &TokenState, now: Timestamp, text: &mut String) -> Row {
+    pub(super) fn of(
+        s: &TokenState,
+        now: Timestamp,
+        defaults: Option<Thresholds>,
+        text: &mut String,
+    ) -> Row {
         let spec = &s.spec;
         let facts = &s.facts;
         let verdict = s.verdict();
@@ -220,8 +238,14 @@ impl Row {
                 .last
                 .as_ref()
                 .map_or(f64::NAN, |r| r.duration.as_secs_f64()),
-            warning: spec.thresholds.warning_before.as_secs_f64(),
-            critical: spec.thresholds.critical_before.as_secs_f64(),
+            warning: own(
+                spec.thresholds.warning_before,
+                defaults.map(|d| d.warning_before),
+            ),
+            critical: own(
+                spec.thresholds.critical_before,
+                defaults.map(|d| d.critical_before),
+            ),
         };
         for (which, t) in [
             (Time::Expiry, facts.expiry.timestamp()),
