@@ -77,6 +77,8 @@ pub struct Exposition {
     collectors: Collectors,
     /// The config's global thresholds (`api_token_default_*_threshold_seconds`).
     default_thresholds: Option<crate::model::Thresholds>,
+    /// Each provider's tokens' last probes, summed up.
+    probe_stats: BTreeMap<String, ProbeStats>,
     /// Where the writing stands: an index into `TOKEN_FAMILIES` (then the exporter-level
     /// families, then done), and the next row of that family.
     family: usize,

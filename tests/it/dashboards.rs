@@ -39,6 +39,9 @@ const PER_TOKEN: &[&str] = &[
 
 /// Metrics with a `provider` label but no `token`.
 const PER_PROVIDER: &[&str] = &[
+    "api_token_provider_oldest_probe_timestamp_seconds",
+    "api_token_provider_probe_duration_max_seconds",
+    "api_token_provider_probe_duration_mean_seconds",
     "api_token_probes_total",
     "api_token_probe_failures_total",
     "api_token_provider_rate_limit_remaining",
@@ -392,7 +395,8 @@ fn overview_shows_what_on_call_needs_at_a_glance() {
         "api_token_expiry_timestamp_seconds",
         "api_token_probes_total",
         "api_token_probe_failures_total",
-        "api_token_probe_duration_seconds",
+        "api_token_provider_probe_duration_max_seconds",
+        "api_token_provider_oldest_probe_timestamp_seconds",
         "api_token_provider_rate_limit_remaining",
         "api_token_notifications_total",
         "api_token_notification_failures_total",

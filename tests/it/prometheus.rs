@@ -246,6 +246,8 @@ fn promtool_accepts_the_demo_metrics() {
         "--collector.last_used",
         "--collector.first_seen",
         "--collector.rotated",
+        "--collector.last_probe",
+        "--collector.probe_duration",
     ]);
     demo.wait_for("/-/ready", Duration::from_secs(20));
     let (_, body) = demo.get("/metrics");
@@ -261,6 +263,9 @@ fn promtool_accepts_the_demo_metrics() {
         "api_token_probe_duration_seconds",
         "api_token_probes_total",
         "api_token_probe_failures_total",
+        "api_token_provider_oldest_probe_timestamp_seconds",
+        "api_token_provider_probe_duration_max_seconds",
+        "api_token_provider_probe_duration_mean_seconds",
         "api_token_warning_threshold_seconds",
         "api_token_critical_threshold_seconds",
         "api_token_exporter_config_last_reload_successful",

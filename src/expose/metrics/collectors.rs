@@ -79,7 +79,12 @@ impl Collector {
     pub fn default_enabled(self) -> bool {
         !matches!(
             self,
-            Collector::Issued | Collector::LastUsed | Collector::FirstSeen | Collector::Rotated
+            Collector::Issued
+                | Collector::LastUsed
+                | Collector::FirstSeen
+                | Collector::Rotated
+                | Collector::LastProbe
+                | Collector::ProbeDuration
         )
     }
 }

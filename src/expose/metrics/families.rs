@@ -192,6 +192,31 @@ impl Exposition {
                 })
             }),
         );
+        let stats = &self.probe_stats;
+        keyed_family(
+            out,
+            "api_token_provider_oldest_probe_timestamp_seconds",
+            "The earliest last probe among the provider's tokens (Unix seconds): how far behind its probes are.",
+            Kind::Gauge,
+            ("provider", stats),
+            |p| p.oldest.map(Value::Time),
+        );
+        keyed_family(
+            out,
+            "api_token_provider_probe_duration_max_seconds",
+            "The longest of the last probes of the provider's tokens.",
+            Kind::Gauge,
+            ("provider", stats),
+            |p| Some(Value::Float(p.max)),
+        );
+        keyed_family(
+            out,
+            "api_token_provider_probe_duration_mean_seconds",
+            "The mean duration of the last probes of the provider's tokens.",
+            Kind::Gauge,
+            ("provider", stats),
+            |p| Some(Value::Float(p.sum / p.count.max(1) as f64)),
+        );
         keyed_family(
             out,
             "api_token_provider_rate_limit_remaining",

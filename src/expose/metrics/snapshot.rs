@@ -1,6 +1,7 @@
 //! A scrape's snapshot: one row of numbers per token and one string of label text,
 //! copied out of the store under its lock so the writing happens outside it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -61,16 +62,18 @@ impl Metrics {
         };
         let mut text =
             String::from_utf8(memory::faulted_vec(text_len)).expect("an empty buffer is UTF-8");
-        let (providers, defaults) = {
+        let (providers, defaults, probe_stats) = {
             let inner = self.store.read();
             let now = jiff::Timestamp::now();
             let defaults = inner.default_thresholds;
             let states: Vec<&TokenState> = inner.tokens.values().map(|s| &**s).collect();
+            let mut stats = ProbeStatsBuilder::default();
             for (i, s) in states.iter().enumerate() {
                 prefetch_ahead(&states, i);
                 rows.push(Row::of(s, now, defaults, &mut text));
+                stats.add(s);
             }
-            (inner.providers.clone(), defaults)
+            (inner.providers.clone(), defaults, stats.finish())
         };
         self.text_len.store(text.len(), Ordering::Relaxed);
         Exposition {
@@ -89,9 +92,48 @@ impl Metrics {
             ),
             collectors: self.collectors,
             default_thresholds: defaults,
+            probe_stats,
             family: 0,
             row: 0,
         }
+    }
+}
+
+/// What a provider's tokens' last probes add up to: the per-provider families that stand
+/// in for the per-token probe timestamps and durations, which are off by default.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct ProbeStats {
+    /// The earliest last probe among the provider's probed tokens.
+    pub(super) oldest: Option<Timestamp>,
+    /// The longest and the summed durations of those probes, in seconds, and how many.
+    pub(super) max: f64,
+    pub(super) sum: f64,
+    pub(super) count: u64,
+}
+
+/// Gathers [`ProbeStats`] per provider while the snapshot is copied, keyed by the names the
+/// store holds: no text is copied per token.
+#[derive(Default)]
+struct ProbeStatsBuilder<'a> {
+    by_provider: BTreeMap<&'a str, ProbeStats>,
+}
+
+impl<'a> ProbeStatsBuilder<'a> {
+    fn add(&mut self, s: &'a TokenState) {
+        let Some(last) = &s.last else { return };
+        let d = last.duration.as_secs_f64();
+        let st = self.by_provider.entry(&s.spec.provider).or_default();
+        st.oldest = Some(st.oldest.map_or(last.at, |o| o.min(last.at)));
+        st.max = st.max.max(d);
+        st.sum += d;
+        st.count += 1;
+    }
+
+    fn finish(self) -> BTreeMap<String, ProbeStats> {
+        self.by_provider
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
     }
 }
 

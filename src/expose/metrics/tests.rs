@@ -333,6 +333,8 @@ fn the_defaults_leave_out_what_no_shipped_alert_or_panel_reads() {
         "api_token_last_used_timestamp_seconds",
         "api_token_first_seen_timestamp_seconds",
         "api_token_rotated_timestamp_seconds",
+        "api_token_last_probe_timestamp_seconds",
+        "api_token_probe_duration_seconds",
     ];
     assert_eq!(render(&metrics), without(&all, &off));
 }
