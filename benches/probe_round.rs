@@ -16,7 +16,12 @@
 //! Every process is separate, so each one's CPU is read from its own `/proc/PID/stat`: the
 //! introspection server and the bare loop are this program re-run with `BENCH_ROLE` set.
 //! Sizes: `BENCH_TOKENS` (10000) and `BENCH_BIG_TOKENS` (100000). `BENCH_PHASES` picks
-//! phases (`round,bare,blackbox,wrk,big`; all by default) when iterating on one figure.
+//! phases (`round,bare,render,blackbox,wrk,big,minimal,sizes,callgrind`; all by default) when
+//! iterating on one figure (the first round always runs).
+//!
+//! 6. Series per token with the smallest collector selection; 7. peak and settled RSS and
+//!    render at 1,000 / 10,000 / 100,000 tokens (`BENCH_SIZES`); 8. instructions per probe
+//!    under valgrind's callgrind, which a shared machine's noise does not move.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -358,6 +363,11 @@ struct Exporter {
 
 impl Exporter {
     fn start(config: &Path, log: PathBuf) -> Exporter {
+        Exporter::start_with(config, log, &[])
+    }
+
+    /// [`Exporter::start`] with more flags (a collector selection).
+    fn start_with(config: &Path, log: PathBuf, flags: &[&str]) -> Exporter {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -367,6 +377,7 @@ impl Exporter {
             .arg("--config.file")
             .arg(config)
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -505,6 +516,91 @@ async fn scrape_as(
     let cpu = proc_cpu(e.pid()) - cpu0;
     latencies.sort();
     (latencies, size, cpu / n as u32)
+}
+
+/// Per-token series in one plain scrape, per token: the samples that carry a `token` label.
+async fn series_per_token(client: &reqwest::Client, e: &Exporter, n: usize) -> f64 {
+    let text = client
+        .get(e.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("{token=\""))
+        .count();
+    series as f64 / n as f64
+}
+
+/// The smallest collector selection that drives the expiry and validity alerts
+/// (docs/metrics.md).
+const MINIMAL: &[&str] = &[
+    "--collector.disable-defaults",
+    "--collector.info",
+    "--collector.state",
+    "--collector.expiry",
+    "--collector.threshold",
+];
+
+/// Instructions the exporter runs for a round of `n` tokens under callgrind, from start to
+/// its exit on SIGTERM once ready; `None` without valgrind.
+fn callgrind_instructions(dir: &Path, config: &Path, n: usize) -> Option<u64> {
+    which("valgrind")?;
+    let out = dir.join(format!("callgrind-{n}.out"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let mut child = Command::new("valgrind")
+        .args(["--tool=callgrind", "--trace-children=no"])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(EXPORTER)
+        .arg("--config.file")
+        .arg(config)
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .arg("--storage.path")
+        .arg(dir.join(format!("callgrind-data-{n}")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let ready = || -> Option<bool> {
+        use std::io::Read;
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        c.write_all(b"GET /-/ready HTTP/1.0\r\n\r\n").ok()?;
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).ok()?;
+        Some(head.ends_with(b" 200"))
+    };
+    loop {
+        if ready() == Some(true) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&out).ok()?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary: ")
+                .or_else(|| l.strip_prefix("totals: "))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -880,6 +976,13 @@ async fn orchestrate() {
             "",
             None,
         );
+        let per_token = series_per_token(&client, &exporter, n).await;
+        table.row(
+            &format!("/metrics at {n}: series per token, default collectors"),
+            format!("{per_token:.2}"),
+            "<= 12",
+            Some(per_token <= 12.0),
+        );
         // As Prometheus scrapes: `Accept-Encoding: gzip`. Plain and gzip alternate in five
         // rounds and each ratio is of the same round, so machine drift cancels.
         let mut ratios = Vec::new();
@@ -1132,6 +1235,81 @@ async fn orchestrate() {
             None,
         );
         drop(exporter);
+    }
+
+    // 6. The smallest collector selection, at n.
+    if phase("minimal") {
+        step("minimal collector selection");
+        let config = inventory(dir.path(), n, &server.url(), false);
+        let mut e = Exporter::start_with(&config, dir.path().join("minimal.log"), MINIMAL);
+        let _ = wait_round(&client, &mut e).await;
+        let per_token = series_per_token(&client, &e, n).await;
+        table.row(
+            &format!("/metrics at {n}: series per token, {}", MINIMAL.join(" ")),
+            format!("{per_token:.2}"),
+            "<= 5",
+            Some(per_token <= 5.0),
+        );
+    }
+
+    // 7. Memory and render by inventory size (`BENCH_SIZES`, 1000,10000,100000): peak RSS
+    //    of the first round, RSS after 30 scrapes, median render, body size.
+    if phase("sizes") {
+        let sizes = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "1000,10000,100000".into());
+        for size in sizes
+            .split(',')
+            .filter_map(|v| v.trim().parse::<usize>().ok())
+        {
+            step(&format!("sizes: {size}"));
+            let config = inventory(dir.path(), size, &server.url(), false);
+            let mut e = Exporter::start(&config, dir.path().join(format!("size{size}.log")));
+            let _ = wait_round(&client, &mut e).await;
+            let round_peak = proc_kb(e.pid(), "VmHWM");
+            let (lat, body, _) = scrape(&client, &e, 30).await;
+            table.row(
+                &format!("{size} tokens: peak RSS of the first round; RSS after 30 scrapes; peak"),
+                format!(
+                    "{}; {}; {}",
+                    mb(round_peak),
+                    mb(proc_kb(e.pid(), "VmRSS")),
+                    mb(proc_kb(e.pid(), "VmHWM"))
+                ),
+                "",
+                None,
+            );
+            table.row(
+                &format!("{size} tokens: /metrics median render, body (plain)"),
+                format!("{}, {:.1} MB", ms(pct(&lat, 0.5)), body as f64 / 1e6),
+                "",
+                None,
+            );
+        }
+    }
+
+    // 8. Instructions per probe under callgrind: the difference of two rounds (200 and
+    //    1,200 tokens) over the 1,000 extra tokens, so start-up cancels out; repeatable where
+    //    CPU time is not.
+    if phase("callgrind") {
+        step("callgrind");
+        let small = inventory(dir.path(), 200, &server.url(), false);
+        let large = inventory(dir.path(), 1200, &server.url(), false);
+        match (
+            callgrind_instructions(dir.path(), &small, 200),
+            callgrind_instructions(dir.path(), &large, 1200),
+        ) {
+            (Some(a), Some(b)) => table.row(
+                "instructions per probe (callgrind, (I(1200) - I(200)) / 1000)",
+                format!("{}", b.saturating_sub(a) / 1000),
+                "",
+                None,
+            ),
+            _ => table.row(
+                "instructions per probe (callgrind)",
+                "valgrind not installed or the run failed".into(),
+                "apt-get install valgrind",
+                Some(false),
+            ),
+        }
     }
 
     drop(server);
