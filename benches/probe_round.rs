@@ -518,8 +518,10 @@ async fn scrape_as(
     (latencies, size, cpu / n as u32)
 }
 
-/// Per-token series in one plain scrape, per token: the samples that carry a `token` label.
-async fn series_per_token(client: &reqwest::Client, e: &Exporter, n: usize) -> f64 {
+/// Per-token series in one plain scrape, per token: the samples that carry a `token` label;
+/// and of those, the `api_token_scope_info` ones (one per scope the provider grants: the
+/// benchmark's server grants two).
+async fn series_per_token(client: &reqwest::Client, e: &Exporter, n: usize) -> (f64, f64) {
     let text = client
         .get(e.url("/metrics"))
         .send()
@@ -532,7 +534,11 @@ async fn series_per_token(client: &reqwest::Client, e: &Exporter, n: usize) -> f
         .lines()
         .filter(|l| !l.starts_with('#') && l.contains("{token=\""))
         .count();
-    series as f64 / n as f64
+    let scopes = text
+        .lines()
+        .filter(|l| l.starts_with("api_token_scope_info{"))
+        .count();
+    (series as f64 / n as f64, scopes as f64 / n as f64)
 }
 
 /// The smallest collector selection that drives the expiry and validity alerts
@@ -976,12 +982,14 @@ async fn orchestrate() {
             "",
             None,
         );
-        let per_token = series_per_token(&client, &exporter, n).await;
+        let (per_token, scopes) = series_per_token(&client, &exporter, n).await;
+        // The issue's measure is with one scope per token.
+        let one_scope = per_token - scopes + 1.0;
         table.row(
             &format!("/metrics at {n}: series per token, default collectors"),
-            format!("{per_token:.2}"),
-            "<= 12",
-            Some(per_token <= 12.0),
+            format!("{per_token:.2} ({scopes:.0} scopes); {one_scope:.2} with one scope"),
+            "<= 12 with one scope",
+            Some(one_scope <= 12.0),
         );
         // As Prometheus scrapes: `Accept-Encoding: gzip`. Plain and gzip alternate in five
         // rounds and each ratio is of the same round, so machine drift cancels.
@@ -1243,7 +1251,7 @@ async fn orchestrate() {
         let config = inventory(dir.path(), n, &server.url(), false);
         let mut e = Exporter::start_with(&config, dir.path().join("minimal.log"), MINIMAL);
         let _ = wait_round(&client, &mut e).await;
-        let per_token = series_per_token(&client, &e, n).await;
+        let (per_token, _) = series_per_token(&client, &e, n).await;
         table.row(
             &format!("/metrics at {n}: series per token, {}", MINIMAL.join(" ")),
             format!("{per_token:.2}"),
