@@ -12,15 +12,18 @@
 //!    driven through `/probe` as Prometheus would: its CPU per probe.
 //! 4. `/metrics` at 10,000 and 100,000 tokens: render latency (median, p99) and RSS.
 //! 5. `/metrics` under `wrk` while a 10,000-token round runs against a slower provider.
+//! 6. `/api/v1/tokens?limit=100`, the status page, a search and a second page at 50,000
+//!    tokens, against the whole `/api/v1/tokens`: latency (median, p99), CPU, body size.
 //!
 //! Every process is separate, so each one's CPU is read from its own `/proc/PID/stat`: the
 //! introspection server and the bare loop are this program re-run with `BENCH_ROLE` set.
-//! Sizes: `BENCH_TOKENS` (10000) and `BENCH_BIG_TOKENS` (100000). `BENCH_PHASES` picks
-//! phases (`round,bare,render,blackbox,wrk,big,minimal,sizes,callgrind`; all by default) when
+//! Sizes: `BENCH_TOKENS` (10000), `BENCH_BIG_TOKENS` (100000) and `BENCH_VIEW_TOKENS`
+//! (50000). `BENCH_PHASES` picks phases
+//! (`round,bare,render,blackbox,wrk,big,views,minimal,sizes,callgrind`; all by default) when
 //! iterating on one figure (the first round always runs).
 //!
-//! 6. Series per token with the smallest collector selection; 7. peak and settled RSS and
-//!    render at 1,000 / 10,000 / 100,000 tokens (`BENCH_SIZES`); 8. instructions per probe
+//! 7. Series per token with the smallest collector selection; 8. peak and settled RSS and
+//!    render at 1,000 / 10,000 / 100,000 tokens (`BENCH_SIZES`); 9. instructions per probe
 //!    under valgrind's callgrind, which a shared machine's noise does not move.
 
 use std::collections::HashMap;
@@ -494,12 +497,34 @@ async fn scrape_as(
     n: usize,
     accept_encoding: Option<&str>,
 ) -> (Vec<Duration>, usize, Duration) {
+    timed_gets_as(client, e, "/metrics", n, accept_encoding).await
+}
+
+/// `n` sequential GETs of `path` over one keep-alive connection, each read to its last byte:
+/// sorted latencies, the body size, the exporter's CPU per request.
+async fn timed_gets(
+    client: &reqwest::Client,
+    e: &Exporter,
+    path: &str,
+    n: usize,
+) -> (Vec<Duration>, usize, Duration) {
+    timed_gets_as(client, e, path, n, None).await
+}
+
+/// [`timed_gets`] with an `Accept-Encoding` header.
+async fn timed_gets_as(
+    client: &reqwest::Client,
+    e: &Exporter,
+    path: &str,
+    n: usize,
+    accept_encoding: Option<&str>,
+) -> (Vec<Duration>, usize, Duration) {
     let mut latencies = Vec::with_capacity(n);
     let mut size = 0;
     let cpu0 = proc_cpu(e.pid());
     for _ in 0..n {
         let t0 = Instant::now();
-        let mut req = client.get(e.url("/metrics"));
+        let mut req = client.get(e.url(path));
         if let Some(a) = accept_encoding {
             req = req.header("accept-encoding", a);
         }
@@ -1245,7 +1270,55 @@ async fn orchestrate() {
         drop(exporter);
     }
 
-    // 6. The smallest collector selection, at n.
+    // 6. The views at 50,000 tokens: a page of them, against the whole answer.
+    if phase("views") {
+        let v = env_usize("BENCH_VIEW_TOKENS", 50_000);
+        step(&format!("round of {v} and the views"));
+        let config = inventory(dir.path(), v, &server.url(), false);
+        let mut exporter = Exporter::start(&config, dir.path().join("views.log"));
+        wait_round(&client, &mut exporter).await;
+        let first: Value = client
+            .get(exporter.url("/api/v1/tokens?limit=100"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let next = first["next"].as_str().expect("a second page").to_string();
+        let second = format!(
+            "/api/v1/tokens?limit=100&after={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        );
+        for (path, what, n) in [
+            ("/api/v1/tokens?limit=100", "`/api/v1/tokens?limit=100`", 50),
+            (second.as_str(), "the same, second page (`after`)", 50),
+            ("/", "`/` (status page, 100 rows)", 50),
+            (
+                "/?q=token-0499&state=valid",
+                "`/?q=token-0499&state=valid`",
+                50,
+            ),
+            ("/api/v1/tokens", "`/api/v1/tokens` (every token)", 5),
+        ] {
+            let (lat, size, cpu) = timed_gets(&client, &exporter, path, n).await;
+            table.row(
+                &format!("{what} at {v}: median, p99; CPU; body"),
+                format!(
+                    "{}, {}; {}; {:.1} kB",
+                    ms(pct(&lat, 0.5)),
+                    ms(pct(&lat, 0.99)),
+                    ms(cpu),
+                    size as f64 / 1e3
+                ),
+                "",
+                None,
+            );
+        }
+        drop(exporter);
+    }
+
+    // 7. The smallest collector selection, at n.
     if phase("minimal") {
         step("minimal collector selection");
         let config = inventory(dir.path(), n, &server.url(), false);
@@ -1260,7 +1333,7 @@ async fn orchestrate() {
         );
     }
 
-    // 7. Memory and render by inventory size (`BENCH_SIZES`, 1000,10000,100000): peak RSS
+    // 8. Memory and render by inventory size (`BENCH_SIZES`, 1000,10000,100000): peak RSS
     //    of the first round, RSS after 30 scrapes, median render, body size.
     if phase("sizes") {
         let sizes = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "1000,10000,100000".into());
@@ -1294,7 +1367,7 @@ async fn orchestrate() {
         }
     }
 
-    // 8. Instructions per probe under callgrind: the difference of two rounds (200 and
+    // 9. Instructions per probe under callgrind: the difference of two rounds (200 and
     //    1,200 tokens) over the 1,000 extra tokens, so start-up cancels out; repeatable where
     //    CPU time is not.
     if phase("callgrind") {

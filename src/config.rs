@@ -254,6 +254,8 @@ struct RawToken {
     expires_at: Option<String>,
     issued_at: Option<String>,
     key_id: Option<String>,
+    access_key_id: Option<String>,
+    session_token: Option<SecretSource>,
     #[serde(default)]
     policies: RawPolicies,
 }
@@ -561,6 +563,8 @@ impl RawConfig {
                     expires_at: raw.expires_at,
                     issued_at: raw.issued_at,
                     key_id: raw.key_id,
+                    access_key_id: raw.access_key_id,
+                    session_token: raw.session_token,
                 }
                 .into(),
                 policies: {

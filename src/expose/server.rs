@@ -10,17 +10,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use crate::derive::view::{self, TokenView};
+use crate::derive::view::TokenView;
 use crate::expose::compress::{Coding, Gzipped};
 use crate::expose::metrics;
 use crate::state::store::Store;
+
+pub mod filter;
+mod page;
+
+use filter::ViewQuery;
+use page::PageSummary;
 
 /// A request to reload the config; the answer is the error text when it failed.
 pub struct ReloadRequest {
@@ -218,18 +224,23 @@ async fn reload(State(state): State<AppState>, uri: axum::http::Uri) -> Response
     }
 }
 
-/// `{"generated_at":...,"counts":{...},"tokens":[...]}`, streamed a chunk of tokens at a
-/// time, so the memory an answer takes is bounded by the chunk, not by the inventory, however
-/// many requests are in progress.
+/// `{"generated_at":...,"counts":{...},"total":...,"limit":...,"next":...,"tokens":[...]}`,
+/// streamed a chunk of tokens at a time, so the memory an answer takes is bounded by the
+/// chunk, not by the inventory, however many requests are in progress.
 async fn tokens_api(
     State(state): State<AppState>,
     Extension(limits): Extension<Limits>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    let query = match filter::parse(raw.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return bad_query(&e, true),
+    };
     let permit = match view_permit(&limits, &state, |r| &r.api) {
         Ok(p) => p,
         Err(refused) => return refused,
     };
-    let body = tokens_body(state.store.clone(), jiff::Timestamp::now());
+    let body = tokens_page(state.store.clone(), &query, jiff::Timestamp::now());
     (
         [(header::CONTENT_TYPE, "application/json")],
         permitted(body, permit),
@@ -237,60 +248,61 @@ async fn tokens_api(
         .into_response()
 }
 
-/// The body of `GET /api/v1/tokens` at `now`: the same bytes serde_json wrote for the whole
-/// document at once.
+/// A refused query: 400 naming the parameter, as JSON for the API and as text for the page.
+fn bad_query(e: &filter::QueryError, json: bool) -> Response {
+    if json {
+        let parameter = (!e.parameter.is_empty()).then_some(&e.parameter);
+        let body = serde_json::json!({"error": e.to_string(), "parameter": parameter});
+        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    } else {
+        (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+    }
+}
+
+/// The body of `GET /api/v1/tokens` at `now`, every token: the same bytes serde_json wrote
+/// for the whole document at once.
 pub fn tokens_body(store: Arc<Store>, now: jiff::Timestamp) -> ViewStream {
-    let (order, counts) = {
-        let inner = store.read();
-        let counts = view::count_states(inner.tokens.values().map(|s| view::state_name(s)));
-        (keyed(&inner, now, |_| true), counts)
-    };
-    let order = sorted(order);
-    let counts: std::collections::BTreeMap<&str, usize> = counts.into_iter().collect();
-    // Both are serialised from strings and numbers: they cannot fail.
+    tokens_page(store, &ViewQuery::default(), now)
+}
+
+/// The body of `GET /api/v1/tokens?<query>` at `now`. The store's lock is held for one pass
+/// that filters and keys the tokens ([`filter::scan`]); ordering and paging run after it, and
+/// only the page's names are copied.
+pub fn tokens_page(store: Arc<Store>, query: &ViewQuery, now: jiff::Timestamp) -> ViewStream {
+    let scan = filter::scan(&store.read(), query, now, false);
+    let selection = filter::select(scan.entries, query.after.as_ref(), query.limit);
+    let counts: std::collections::BTreeMap<&str, usize> = scan.counts.into_iter().collect();
+    // Serialised from strings and numbers: they cannot fail.
     let head = format!(
-        "{{\"generated_at\":{},\"counts\":{},\"tokens\":[",
+        "{{\"generated_at\":{},\"counts\":{},\"total\":{},\"limit\":{},\"next\":{},\"tokens\":[",
         serde_json::to_string(&now.to_string()).unwrap_or_default(),
-        serde_json::to_string(&counts).unwrap_or_default()
+        serde_json::to_string(&counts).unwrap_or_default(),
+        selection.matching,
+        serde_json::to_string(&query.limit).unwrap_or_default(),
+        serde_json::to_string(&selection.next.as_ref().map(|c| c.to_string())).unwrap_or_default(),
     );
     ViewStream {
         store,
         now,
-        order: order.into_iter(),
+        order: names(selection.page).into_iter(),
         head: Some(head),
         tail: Some("]}".to_string()),
         rows_written: 0,
-        row: Row::Json,
+        row: Row::Json(query.clone()),
     }
 }
 
-/// The tokens `keep` admits with their urgency ([`TokenView::urgency`]), taken under the
-/// lock from the states without building any view; [`sorted`] orders them after it.
-fn keyed(
-    inner: &crate::state::store::Inner,
-    now: jiff::Timestamp,
-    keep: impl Fn(&crate::state::store::TokenState) -> bool,
-) -> Vec<((u8, i64), String)> {
-    inner
-        .tokens
-        .iter()
-        .filter(|(_, s)| keep(s))
-        .map(|(name, s)| (view::urgency_of(s, now), name.clone()))
-        .collect()
+/// The page's names, in its order.
+fn names(page: Vec<filter::Entry<filter::SpecName>>) -> Vec<String> {
+    page.into_iter().map(|e| e.name.0.name.clone()).collect()
 }
 
-/// The names, most urgent first. Sorted outside the store's lock: probe results wait for
-/// the copy, not for the sort.
-fn sorted(mut keyed: Vec<((u8, i64), String)>) -> Vec<String> {
-    keyed.sort_unstable();
-    keyed.into_iter().map(|(_, name)| name).collect()
-}
-
-/// How a streamed answer writes one token.
+/// How a streamed answer writes one token, and the filters it re-checks: a token's state
+/// may have changed since the order was taken.
 #[derive(Clone)]
 enum Row {
-    Json,
-    Html(PageFilter),
+    Json(ViewQuery),
+    Html(ViewQuery),
 }
 
 /// A streamed view of the store: a head, then each token of `order` rendered from its
@@ -322,21 +334,19 @@ impl ViewStream {
                     continue;
                 };
                 let v = TokenView::from_state(s, self.now);
+                let (Row::Json(query) | Row::Html(query)) = &self.row;
+                if !query.admits(&filter::Parts::of_view(&v)) {
+                    continue;
+                }
                 match &self.row {
-                    Row::Json => {
+                    Row::Json(_) => {
                         if self.rows_written > 0 {
                             out.push(',');
                         }
                         // A view holds strings, numbers and maps with string keys only.
                         out.push_str(&serde_json::to_string(&v).unwrap_or_default());
                     }
-                    Row::Html(filter) => {
-                        // The state may have changed since the order was taken.
-                        if !filter.admits(&v) {
-                            continue;
-                        }
-                        render_row(&mut out, &v);
-                    }
+                    Row::Html(_) => render_row(&mut out, &v),
                 }
                 self.rows_written += 1;
             }
@@ -381,46 +391,15 @@ async fn token_api(State(state): State<AppState>, Path(name): Path<String>) -> R
     }
 }
 
-/// Filters of the status page, from its query string. Empty means "all".
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-pub struct PageFilter {
-    #[serde(default)]
-    pub state: String,
-    #[serde(default)]
-    pub team: String,
-    #[serde(default)]
-    pub provider: String,
-}
-
-impl PageFilter {
-    pub fn admits(&self, v: &TokenView) -> bool {
-        self.admits_parts(&v.state, v.labels.get("team"), &v.provider)
-    }
-
-    /// The one test behind [`PageFilter::admits`], on the parts of a token it reads, so a
-    /// token's state can be filtered without building its view.
-    fn admits_parts(&self, state: &str, team: Option<&String>, provider: &str) -> bool {
-        (self.state.is_empty() || state == self.state)
-            && (self.team.is_empty() || team.is_some_and(|t| *t == self.team))
-            && (self.provider.is_empty() || provider == self.provider)
-    }
-
-    fn query(&self, state: &str) -> String {
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        format!(
-            "?state={}&team={}&provider={}",
-            enc(state),
-            enc(&self.team),
-            enc(&self.provider)
-        )
-    }
-}
-
 async fn status_page(
     State(state): State<AppState>,
     Extension(limits): Extension<Limits>,
-    Query(filter): Query<PageFilter>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    let filter = match filter::parse(raw.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return bad_query(&e, false),
+    };
     let permit = match view_permit(&limits, &state, |r| &r.page) {
         Ok(p) => p,
         Err(refused) => return refused,
@@ -438,64 +417,41 @@ async fn status_page(
         .into_response()
 }
 
-/// The status page at `now`, streamed a chunk of rows at a time.
+/// The status page at `now`, streamed a chunk of rows at a time: one page of
+/// [`filter::PAGE_LIMIT`] rows unless the query sets `limit`.
 pub fn page_body(
     store: Arc<Store>,
-    filter: PageFilter,
+    filter: ViewQuery,
     telemetry_path: &str,
     now: jiff::Timestamp,
 ) -> ViewStream {
-    let (order, summary) = {
-        let inner = store.read();
-        let admits = |s: &crate::state::store::TokenState| {
-            filter.admits_parts(
-                view::state_name(s),
-                s.spec.labels.get("team"),
-                &s.spec.provider,
-            )
-        };
-        let summary = PageSummary {
-            total: inner.tokens.len(),
-            counts: view::count_states(inner.tokens.values().map(|s| view::state_name(s))),
-            teams: inner
-                .tokens
-                .values()
-                .filter_map(|s| s.spec.labels.get("team").cloned())
-                .collect(),
-            providers: inner
-                .tokens
-                .values()
-                .map(|s| s.spec.provider.clone())
-                .collect(),
-            shown: 0,
-        };
-        (keyed(&inner, now, admits), summary)
-    };
-    let order = sorted(order);
+    let scan = filter::scan(&store.read(), &filter, now, true);
+    let limit = filter.limit.unwrap_or(filter::PAGE_LIMIT);
+    let selection = filter::select(scan.entries, filter.after.as_ref(), Some(limit));
     let summary = PageSummary {
-        shown: order.len(),
-        ..summary
+        shown: selection.page.len(),
+        matching: selection.matching,
+        start: selection.start,
+        total: scan.total,
+        counts: scan.counts,
+        choices: scan.choices,
+        next: selection.next,
+        previous: selection.previous,
     };
     let mut head = String::with_capacity(8192);
     render_head(&mut head, &summary, &filter, telemetry_path, now);
+    let nav = page::nav(&summary, &filter);
+    head.push_str(&nav);
+    head.push_str(page::TABLE_HEAD);
     ViewStream {
         store,
         now,
-        order: order.into_iter(),
+        order: names(selection.page).into_iter(),
         head: Some(head),
-        tail: Some(render_tail(summary.shown == 0)),
+        tail: Some(render_tail(summary.shown == 0, &nav)),
         rows_written: 0,
         row: Row::Html(filter),
     }
-}
-
-/// What the top of the status page says about the whole store.
-struct PageSummary {
-    shown: usize,
-    total: usize,
-    counts: Vec<(&'static str, usize)>,
-    teams: std::collections::BTreeSet<String>,
-    providers: std::collections::BTreeSet<String>,
 }
 
 /// An RFC 3339 timestamp as people read it: to the second, in UTC.
@@ -526,11 +482,11 @@ pub fn escape(s: &str) -> String {
 fn render_head(
     html: &mut String,
     summary: &PageSummary,
-    filter: &PageFilter,
+    filter: &ViewQuery,
     telemetry_path: &str,
     now: jiff::Timestamp,
 ) {
-    let refresh = escape(&filter.query(&filter.state));
+    let refresh = escape(&format!("/{}", filter.href()));
     let _ = write!(
         html,
         concat!(
@@ -542,7 +498,8 @@ fn render_head(
             "table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #ddd;vertical-align:top}}",
             "th{{background:#f4f4f4}}",
             ".badge{{display:inline-block;padding:.25rem .7rem;margin:0 .4rem .4rem 0;border-radius:1rem;background:#eee;text-decoration:none;color:inherit}}",
-            ".badge.on{{outline:2px solid #333}}form{{margin:.6rem 0}}select,button{{font:inherit;margin-right:.4rem}}",
+            ".badge.on{{outline:2px solid #333}}form{{margin:.6rem 0}}input,select,button{{font:inherit;margin-right:.4rem}}",
+            ".pages{{margin:.6rem 0}}.pages a{{margin-right:.8rem}}",
             ".s-valid{{color:#0a7d2c}}.s-invalid,.s-misconfigured{{color:#b00020;font-weight:bold}}",
             ".s-unreachable,.s-rate_limited,.s-forbidden{{color:#a15c00;font-weight:bold}}.s-unverified,.s-unknown{{color:#555}}",
             ".sev-critical{{background:#fde2e4}}.sev-warning{{background:#fff4d6}}small{{color:#666}}.violation{{color:#b00020}}",
@@ -552,50 +509,14 @@ fn render_head(
     );
     let _ = write!(
         html,
-        "<p><small>{} of {} tokens shown, generated {} &middot; <a href=\"{}\">metrics</a> &middot; <a href=\"/api/v1/tokens\">JSON</a></small></p><nav>",
-        summary.shown,
-        summary.total,
+        "<p><small>{}, generated {} &middot; <a href=\"{}\">metrics</a> &middot; <a href=\"/api/v1/tokens{}\">JSON</a></small></p>",
+        page::shown(summary),
         escape(&short_time(&now.to_string())),
-        escape(telemetry_path)
+        escape(telemetry_path),
+        escape(&filter.href())
     );
-    for &(state, n) in &summary.counts {
-        let on = if filter.state == state { " on" } else { "" };
-        let _ = write!(
-            html,
-            "<a class=\"badge s-{state}{on}\" href=\"{}\">{state}: {n}</a>",
-            escape(&filter.query(if filter.state == state { "" } else { state }))
-        );
-    }
-    html.push_str("</nav>");
-
-    // The filter form: plain GET, so it works without JavaScript and its URL can be shared.
-    let options = |name: &str, values: Vec<String>, current: &str| {
-        let mut out =
-            format!("<label>{name} <select name=\"{name}\"><option value=\"\">all</option>");
-        for v in values {
-            let selected = if v == current { " selected" } else { "" };
-            out.push_str(&format!(
-                "<option value=\"{0}\"{selected}>{0}</option>",
-                escape(&v)
-            ));
-        }
-        out.push_str("</select></label>");
-        out
-    };
-    // Sorted sets: the lists were sorted and deduplicated vectors before, the same order.
-    let teams: Vec<String> = summary.teams.iter().cloned().collect();
-    let providers: Vec<String> = summary.providers.iter().cloned().collect();
-    let mut states: Vec<String> = summary.counts.iter().map(|(s, _)| s.to_string()).collect();
-    states.sort();
-    let _ = write!(
-        html,
-        "<form method=\"get\" action=\"/\">{}{}{}<button type=\"submit\">Filter</button> <a href=\"/\">clear</a></form>",
-        options("state", states, &filter.state),
-        options("team", teams, &filter.team),
-        options("provider", providers, &filter.provider)
-    );
-
-    html.push_str("<table><thead><tr><th>Token</th><th>State</th><th>Expires</th><th>Provider</th><th>Owner / team</th><th>Scopes</th><th>Policies</th><th>Last probe</th></tr></thead><tbody>");
+    page::badges(html, summary, filter);
+    page::form(html, summary, filter);
 }
 
 /// One token's row of the status page's table.
@@ -661,12 +582,14 @@ fn render_row(html: &mut String, v: &TokenView) {
 }
 
 /// The end of the page, with the row that says nothing matched when nothing did.
-fn render_tail(empty: bool) -> String {
+fn render_tail(empty: bool, nav: &str) -> String {
     let mut html = String::new();
     if empty {
         html.push_str("<tr><td colspan=\"8\">No token matches these filters.</td></tr>");
     }
-    html.push_str("</tbody></table></body></html>\n");
+    html.push_str("</tbody></table>");
+    html.push_str(nav);
+    html.push_str("</body></html>\n");
     html
 }
 

@@ -10,6 +10,7 @@
 //! answers for a token without one under a kind that needs one, applies the timeout and
 //! measures the duration, so no provider repeats that logic.
 
+pub mod aws;
 pub mod cloudflare;
 pub mod entra_id;
 pub mod generic;
@@ -111,6 +112,7 @@ pub const KINDS: &[&str] = &[
     "static",
     "entra_id",
     "http",
+    "aws",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -213,6 +215,7 @@ pub enum ProviderConfig {
     Static(r#static::Config),
     EntraId(entra_id::Config),
     Http(generic::Config),
+    Aws(aws::Config),
 }
 
 impl ProviderConfig {
@@ -231,6 +234,7 @@ impl ProviderConfig {
             ProviderConfig::Static(c) => c,
             ProviderConfig::EntraId(c) => c,
             ProviderConfig::Http(c) => c,
+            ProviderConfig::Aws(c) => c,
         }
     }
 
@@ -293,6 +297,7 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "static" => ProviderConfig::Static(r#static::Config::deserialize(de)?),
             "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
+            "aws" => ProviderConfig::Aws(aws::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }
@@ -378,6 +383,8 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("expires_at", p.expires_at.is_some()),
         ("issued_at", p.issued_at.is_some()),
         ("key_id", p.key_id.is_some()),
+        ("access_key_id", p.access_key_id.is_some()),
+        ("session_token", p.session_token.is_some()),
     ];
     for (name, present) in set {
         if present && !allowed.contains(&name) {

@@ -82,6 +82,7 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Static(_) => 9,
         ProviderConfig::EntraId(_) => 10,
         ProviderConfig::Http(_) => 11,
+        ProviderConfig::Aws(_) => 12,
     };
     KINDS[i]
 }

@@ -151,7 +151,7 @@ pub struct Expect {
 }
 
 /// A token's [`TokenParams`], allocated only when one is set (most tokens have none, and the
-/// struct is 120 bytes). Reads as a `TokenParams` either way.
+/// struct is several times a pointer's size). Reads as a `TokenParams` either way.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Params(Option<Box<TokenParams>>);
 
@@ -162,6 +162,8 @@ static NO_PARAMS: TokenParams = TokenParams {
     expires_at: None,
     issued_at: None,
     key_id: None,
+    access_key_id: None,
+    session_token: None,
 };
 
 impl std::ops::Deref for Params {
@@ -194,6 +196,10 @@ pub struct TokenParams {
     /// Entra ID: the `keyId` of the app credential the secret is, when its first characters
     /// do not tell it from the app's other secrets.
     pub key_id: Option<String>,
+    /// AWS: the access key ID of the key pair whose secret access key is the secret.
+    pub access_key_id: Option<String>,
+    /// AWS: where the session token of temporary credentials is read from (a secret too).
+    pub session_token: Option<SecretSource>,
 }
 
 /// A token's label text, escaped once per spec ([`TokenSpec::metric_labels`]): the

@@ -16,8 +16,8 @@ use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use api_token_exporter::provider::{
-    self, cloudflare, entra_id, generic, github, gitlab, google, jwt, kubernetes, oauth2, slack,
-    r#static, vault,
+    self, aws, cloudflare, entra_id, generic, github, gitlab, google, jwt, kubernetes, oauth2,
+    slack, r#static, vault,
 };
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
@@ -920,6 +920,7 @@ const FUZZED: &[(&str, &str)] = &[
     ("static", "r#static::evaluate("),
     ("entra_id", "entra_id::parse("),
     ("http", "generic::parse("),
+    ("aws", "aws::parse("),
 ];
 
 #[test]
@@ -1343,6 +1344,242 @@ proptest! {
         if reads_body || (500..600).contains(&status) {
             prop_assert!(o.verdict != Verdict::Invalid, "{status}: {o:?}");
             prop_assert!(!conclusive(&o), "{status}: {o:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The `aws` kind: XML answers, read by the kind's own reader
+// ---------------------------------------------------------------------------------------
+
+/// Element names of the STS and IAM answers, and one that none has.
+const AWS_NAMES: &[&str] = &[
+    "GetCallerIdentityResponse",
+    "GetCallerIdentityResult",
+    "Arn",
+    "Account",
+    "UserId",
+    "ErrorResponse",
+    "Errors",
+    "Error",
+    "Code",
+    "Message",
+    "Type",
+    "ListAccessKeysResponse",
+    "ListAccessKeysResult",
+    "AccessKeyMetadata",
+    "member",
+    "AccessKeyId",
+    "Status",
+    "CreateDate",
+    "IsTruncated",
+    "Marker",
+    "GetAccessKeyLastUsedResponse",
+    "GetAccessKeyLastUsedResult",
+    "AccessKeyLastUsed",
+    "LastUsedDate",
+    "ServiceName",
+    "Region",
+    "sts:Arn",
+    "Unrelated",
+];
+
+/// Texts the readers branch on, texts XML must escape, and arbitrary text.
+fn aws_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "InvalidClientTokenId",
+            "SignatureDoesNotMatch",
+            "ExpiredToken",
+            "Throttling",
+            "AccessDenied",
+            "RequestExpired",
+            "Signature expired: 20250101T000000Z is now earlier than 20250101T001000Z",
+            "arn:aws:iam::123456789012:user/Alice",
+            "arn:aws:iam::123456789012:root",
+            "123456789012",
+            "AKIAIOSFODNN7EXAMPLE",
+            "Active",
+            "Inactive",
+            "true",
+            "false",
+            "N/A",
+            "2012-05-08T23:34:01Z",
+            "2012-05-08T23:34:01.123456+00:00",
+            "yesterday",
+            "",
+            "a < b & c > \"d\" 'e'",
+        ])
+        .prop_map(str::to_string),
+        "\\PC{0,40}",
+    ]
+}
+
+/// An element tree of AWS names and texts.
+#[derive(Clone, Debug)]
+struct XmlNode {
+    name: &'static str,
+    text: String,
+    children: Vec<XmlNode>,
+}
+
+fn xml_tree() -> impl Strategy<Value = XmlNode> {
+    let leaf = (prop::sample::select(AWS_NAMES), aws_text()).prop_map(|(name, text)| XmlNode {
+        name,
+        text,
+        children: Vec::new(),
+    });
+    leaf.prop_recursive(5, 64, 6, |inner| {
+        (
+            prop::sample::select(AWS_NAMES),
+            prop::collection::vec(inner, 0..6),
+        )
+            .prop_map(|(name, children)| XmlNode {
+                name,
+                text: String::new(),
+                children,
+            })
+    })
+}
+
+/// Writes a tree as XML, escaping text as XML requires.
+fn write_xml(node: &XmlNode, out: &mut String) {
+    out.push('<');
+    out.push_str(node.name);
+    out.push('>');
+    for c in node.text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    for child in &node.children {
+        write_xml(child, out);
+    }
+    out.push_str("</");
+    out.push_str(node.name);
+    out.push('>');
+}
+
+/// AWS-shaped bodies: generated trees, the documented answers with one part cut or
+/// replaced, and garbage.
+fn aws_body() -> impl Strategy<Value = Vec<u8>> {
+    const IDENTITY: &str = "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/Alice</Arn><UserId>AIDA</UserId><Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>";
+    const ERROR: &str = "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message></Error></ErrorResponse>";
+    prop_oneof![
+        3 => xml_tree().prop_map(|t| {
+            let mut s = String::new();
+            write_xml(&t, &mut s);
+            s.into_bytes()
+        }),
+        2 => (prop::sample::select(vec![IDENTITY, ERROR]), any::<prop::sample::Index>())
+            .prop_map(|(doc, cut)| doc.as_bytes()[..cut.index(doc.len() + 1)].to_vec()),
+        2 => (prop::sample::select(vec![IDENTITY, ERROR]), any::<prop::sample::Index>(), prop::collection::vec(any::<u8>(), 1..8))
+            .prop_map(|(doc, at, junk)| {
+                let mut b = doc.as_bytes().to_vec();
+                let i = at.index(b.len());
+                b.splice(i..i, junk);
+                b
+            }),
+        1 => prop::collection::vec(any::<u8>(), 0..256),
+        1 => Just(b"<!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\">]><r>&a;&a;</r>".to_vec()),
+        1 => (1usize..200).prop_map(|n| "<a>".repeat(n).into_bytes()),
+    ]
+}
+
+/// The codes AWS documents as "this key does not work" (`SignatureDoesNotMatch` is the
+/// wrong secret for a known key ID; docs/providers/aws.md says why that is invalid).
+const AWS_INVALID_CODES: &[&str] = &[
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+];
+
+/// The text of the first `<Code>` element, when the body is AWS's error XML.
+fn aws_code(body: &[u8]) -> Option<String> {
+    let doc = aws::xml::parse(body).ok()?;
+    let error = match doc.name.as_str() {
+        "ErrorResponse" | "Response" => doc
+            .child("Error")
+            .or_else(|| doc.child("Errors").and_then(|e| e.child("Error")))?,
+        "Error" => &doc,
+        _ => return None,
+    };
+    error.text_at(&["Code"]).map(str::to_string)
+}
+
+proptest! {
+    /// STS: `valid` only on a 200 GetCallerIdentityResponse with an ARN and an account;
+    /// `invalid` only on a 4xx whose error code AWS documents as a key that does not work;
+    /// what the reader refuses is never conclusive; a message is never copied.
+    #[test]
+    fn aws_parse(status in status(), headers in headers(), body in aws_body()) {
+        let o = aws::parse(status, &headers, &body, now());
+        sane(&o);
+        let xml = aws::xml::parse(&body);
+        if xml.is_err() {
+            prop_assert!(!conclusive(&o), "{status}: {o:?}");
+        }
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            let doc = xml.as_ref().unwrap();
+            prop_assert_eq!(doc.name.as_str(), "GetCallerIdentityResponse");
+            prop_assert_eq!(o.facts.expiry, Expiry::Never);
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert!((400..500).contains(&status) && status != 429, "{status}: {o:?}");
+            let code = aws_code(&body);
+            prop_assert!(code.as_deref().is_some_and(|c| AWS_INVALID_CODES.contains(&c)), "{code:?}: {o:?}");
+        }
+        if (500..600).contains(&status) {
+            prop_assert_eq!(o.verdict, Verdict::Unreachable);
+        }
+        prop_assert!(!o.detail.contains("security token included"), "{o:?}");
+    }
+
+    /// The XML reader never panics, and reads back what a writer wrote: names and texts.
+    #[test]
+    fn aws_xml_reader_reads_what_was_written(tree in xml_tree(), junk in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = aws::xml::parse(&junk);
+        let mut text = String::new();
+        write_xml(&tree, &mut text);
+        let read = aws::xml::parse(text.as_bytes()).unwrap();
+        fn same(written: &XmlNode, read: &aws::xml::Element) -> bool {
+            let local = written.name.rsplit(':').next().unwrap();
+            local == read.name
+                && written.text.trim() == read.text.trim()
+                && written.children.len() == read.children.len()
+                && written.children.iter().zip(&read.children).all(|(w, r)| same(w, r))
+        }
+        prop_assert!(same(&tree, &read), "{text}");
+    }
+
+    /// IAM's answers never change more than facts and flags: a creation date and a last
+    /// use come only from a 200 answer, and anything left undisclosed is explained.
+    #[test]
+    fn aws_iam_readers(status in status(), body in aws_body(), key in prop_oneof![Just("AKIAIOSFODNN7EXAMPLE"), Just("AIDA")]) {
+        let mut facts = api_token_exporter::model::TokenFacts::default();
+        let next = aws::iam::access_keys_page(status, &body, key, &mut facts);
+        if status != 200 {
+            prop_assert_eq!(facts.issued_at, None);
+            prop_assert_eq!(next.as_deref(), None);
+        }
+        if facts.issued_at.is_none() && next.is_none() {
+            prop_assert!(!facts.flags.is_empty(), "{facts:?}");
+        }
+        let mut facts = api_token_exporter::model::TokenFacts::default();
+        aws::iam::last_used(status, &body, &mut facts);
+        if status != 200 {
+            prop_assert_eq!(facts.last_used_at, None);
+            prop_assert_eq!(facts.flags.len(), 1);
+        }
+        if facts.last_used_at.is_none() && !facts.extra.contains_key("last_used") {
+            prop_assert!(!facts.flags.is_empty(), "{facts:?}");
         }
     }
 }

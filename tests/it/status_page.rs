@@ -126,6 +126,43 @@ fn the_status_page_in_a_real_browser() {
         2
     );
 
+    // The search field and a state filter through the form's own URL (a GET form sends
+    // every field, empty ones too), then paging: three rows a page, by the page's links.
+    assert!(dom.contains("name=\"q\"") && dom.contains("name=\"owner\""));
+    let searched = run_chromium(
+        &bin,
+        profile.path(),
+        &["--dump-dom"],
+        &demo.url("/?q=BOT&state=valid&team=&provider=&owner="),
+    );
+    let searched = String::from_utf8_lossy(&searched.stdout).into_owned();
+    assert_eq!(
+        table_rows(&searched),
+        [("deploy-bot".to_string(), "valid".to_string())]
+    );
+    assert!(
+        searched.contains("valid: 5"),
+        "the badges count every token"
+    );
+    let mut paged = Vec::new();
+    let mut url = demo.url("/?limit=3");
+    for _ in 0..5 {
+        let out = run_chromium(&bin, profile.path(), &["--dump-dom"], &url);
+        let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        let rows = table_rows(&dom);
+        assert!(rows.len() <= 3, "{rows:?}");
+        paged.extend(rows);
+        // Chromium's DOM serialisation escapes `&` in attributes, as the page wrote it.
+        match dom.split("rel=\"next\" href=\"").nth(1) {
+            Some(rest) => url = demo.url(&rest.split('"').next().unwrap().replace("&amp;", "&")),
+            None => break,
+        }
+    }
+    assert_eq!(
+        paged, rows,
+        "three pages of three are the whole page, in order"
+    );
+
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::remove_file(&shot);
     let taken = run_chromium(

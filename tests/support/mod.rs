@@ -1,7 +1,8 @@
 //! The one support tree of the integration tests: a recording HTTP server that answers as a
 //! provider's documentation says (this file), the binary as a child process (`daemon`), the
 //! fixed clock (`clock`), the real peers (`prom`: Prometheus, Alertmanager, promtool, node;
-//! `oidc`: oidc-provider; `bao`: OpenBao) and the notification harness (`notify`).
+//! `oidc`: oidc-provider; `bao`: OpenBao; `moto`: moto's STS and IAM) and the notification
+//! harness (`notify`).
 //! `tests/it/main.rs` includes it, and so does each binary that must run alone.
 // Not every binary that includes the tree uses every helper.
 #![allow(dead_code)]
@@ -9,6 +10,7 @@
 pub mod bao;
 pub mod clock;
 pub mod daemon;
+pub mod moto;
 pub mod notify;
 pub mod oidc;
 pub mod prom;
