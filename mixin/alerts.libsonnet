@@ -300,6 +300,35 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
             runbook_url: '{{ with $labels.runbook }}{{ . }}{{ else }}%s{{ end }}' % runbook('ApiTokenAnswerAnomaly'),
           },
         },
+        {
+          comment:: |||
+            A token with a rotate: block could not be rotated or renewed: its last attempt failed
+            (retried with a backoff of up to an hour) or was interrupted by a crash during a
+            provider call that must not be repeated (it waits for an operator). The old value is
+            still in use, and the token keeps getting closer to its expiry.
+            for: 30m. A provider's short outage is retried within minutes; half an hour of failing
+            attempts means the retries are not going to fix it, while the rotation window (days
+            before expiry, in most configurations) still leaves time to act.
+          |||,
+          alert: 'ApiTokenRotationFailing',
+          expr: |||
+            (api_token_rotation_failing == 1)
+            * on (job, instance, token, provider) group_left (owner, team, runbook)
+              api_token_info
+          |||,
+          'for': '30m',
+          labels: { severity: 'warning' },
+          annotations: {
+            summary: 'The automatic rotation of an API token is failing.',
+            description: fold(|||
+              The rotation of token {{ $labels.token }} of provider {{ $labels.provider }} (owner:
+              {{ with $labels.owner }}{{ . }}{{ else }}none set{{ end }}{{ with $labels.team }}, team {{ . }}{{ end }})
+              has been failing for more than 30 minutes; the old value is still in use. The status
+              page and /api/v1/tokens show the step and the error.
+            |||),
+            runbook_url: '{{ with $labels.runbook }}{{ . }}{{ else }}%s{{ end }}' % runbook('ApiTokenRotationFailing'),
+          },
+        },
       ],
     },
     {
@@ -430,6 +459,45 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
               exporter's log.
             |||),
             runbook_url: runbook('ApiTokenNotificationsFailing'),
+          },
+        },
+        {
+          comment:: |||
+            An inventory source (sources: in the config) cannot list: its credential is refused, the
+            provider answers 5xx or 429, its directory is gone. The exporter keeps the source's last
+            good listing, so nothing is dropped and no token turns invalid, but tokens created or
+            revoked since are not followed. The value is the age of the last complete listing (0 when
+            the source never listed).
+            for: 30m. Sources refresh every few minutes and one failed listing costs nothing (the last
+            good one stays); half an hour of failures means the inventory has stopped following the
+            source.
+          |||,
+          alert: 'ApiTokenSourceFailing',
+          expr: |||
+            (
+                (time() - api_token_source_last_success_timestamp_seconds)
+                  and on (job, instance, source)
+                (api_token_source_up == 0)
+            )
+            or
+            (
+                (api_token_source_up == 0)
+                  unless on (job, instance, source)
+                api_token_source_last_success_timestamp_seconds
+            )
+          |||,
+          'for': '30m',
+          labels: { severity: 'warning' },
+          annotations: {
+            summary: 'An api-token-exporter inventory source cannot list its tokens.',
+            description: fold(|||
+              Source {{ $labels.source }} ({{ $labels.kind }}) of api-token-exporter at
+              {{ $labels.instance }} fails to list; {{ if gt $value 0.0 }}its last complete listing was
+              {{ $value | humanizeDuration }} ago{{ else }}it has never listed{{ end }}. Its last good
+              listing stays in the inventory, but new and removed tokens are not followed.
+              api_token_source_failures_total tells the reason; the exporter's log has the detail.
+            |||),
+            runbook_url: runbook('ApiTokenSourceFailing'),
           },
         },
       ],

@@ -26,10 +26,13 @@ pub use crate::schema::{
 use crate::secret::SecretSource;
 
 pub mod notify;
+pub mod rotate;
+pub mod sources;
 
 /// Labels the exporter sets itself on `api_token_info`; the inventory may not reuse them.
-pub const RESERVED_LABELS: [&str; 9] = [
+pub const RESERVED_LABELS: [&str; 10] = [
     "token",
+    "source",
     "provider",
     "kind",
     "fingerprint",
@@ -50,6 +53,11 @@ pub struct Config {
     pub tokens: Vec<Arc<TokenSpec>>,
     /// `notifications`, `notifiers` and `routes`: direct notifications (see [`notify`]).
     pub notify: notify::NotifyConfig,
+    /// `sources`: where more tokens are listed (see [`sources`]); their tokens join `tokens`
+    /// at run time (`src/sources/`).
+    pub sources: Vec<Arc<sources::SourceSpec>>,
+    /// The tokens that have a `rotate:` block, by name (see [`rotate`]); none by default.
+    pub rotations: BTreeMap<String, Arc<crate::schema::rotate::RotateSpec>>,
 }
 
 /// Defaults and limits that apply to every token.
@@ -205,6 +213,8 @@ struct RawConfig {
     notifiers: BTreeMap<String, Spanned<notify::NotifierConfig>>,
     #[serde(default)]
     routes: Vec<notify::RawRoute>,
+    #[serde(default)]
+    sources: Vec<sources::RawSource>,
 }
 
 #[derive(Deserialize, Default)]
@@ -256,8 +266,10 @@ struct RawToken {
     key_id: Option<String>,
     access_key_id: Option<String>,
     session_token: Option<SecretSource>,
+    email: Option<String>,
     #[serde(default)]
     policies: RawPolicies,
+    rotate: Option<Spanned<crate::schema::rotate::RawRotate>>,
 }
 
 /// Collects issues while validating so that one pass reports them all.
@@ -451,6 +463,7 @@ impl RawConfig {
         }
 
         let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        let mut rotations = BTreeMap::new();
         let mut tokens = Vec::with_capacity(self.tokens.len());
         let shared_policies = Arc::new(global.policies.clone());
         for (i, raw) in self.tokens.into_iter().enumerate() {
@@ -467,8 +480,17 @@ impl RawConfig {
                 );
                 seen.insert(name.clone(), first);
             }
-            let provider = providers.get(&raw.provider.value);
-            if provider.is_none() {
+            // `auto`: the entry of the kind the secret's prefix names (`provider::detect`).
+            let provider_name = if raw.provider.value == sources::AUTO {
+                sources::detect_configured(raw.secret.as_ref(), &providers).unwrap_or_else(|e| {
+                    issues.push(at("provider"), e, line_of(&raw.provider));
+                    String::new()
+                })
+            } else {
+                raw.provider.value.clone()
+            };
+            let provider = providers.get(&provider_name);
+            if provider.is_none() && !provider_name.is_empty() {
                 let known: Vec<&str> = providers.keys().map(String::as_str).collect();
                 issues.push(
                     at("provider"),
@@ -547,7 +569,8 @@ impl RawConfig {
             }
             let spec = TokenSpec {
                 name,
-                provider: raw.provider.value.clone(),
+                provider: provider_name,
+                source: None,
                 secret: raw.secret,
                 labels: labels.into(),
                 thresholds: Thresholds {
@@ -565,6 +588,7 @@ impl RawConfig {
                     key_id: raw.key_id,
                     access_key_id: raw.access_key_id,
                     session_token: raw.session_token,
+                    email: raw.email,
                 }
                 .into(),
                 policies: {
@@ -582,8 +606,18 @@ impl RawConfig {
             {
                 issues.push(format!("tokens[{i}]"), e, line_of(&raw.name));
             }
+            if let Some(block) = raw.rotate {
+                let (rotation, found) =
+                    rotate::validate(&format!("tokens[{i}]"), &spec, provider, block);
+                issues.0.extend(found);
+                if let Some(r) = rotation {
+                    rotations.insert(spec.name.clone(), Arc::new(r));
+                }
+            }
             tokens.push(Arc::new(spec));
         }
+
+        let sources = sources::validate(self.sources, &global, &providers, &mut issues);
 
         let (notify, notify_issues) =
             notify::validate(self.notifications, self.notifiers, self.routes, &tokens);
@@ -595,6 +629,8 @@ impl RawConfig {
                 providers,
                 tokens,
                 notify,
+                sources,
+                rotations,
             })
         } else {
             Err(ConfigError {

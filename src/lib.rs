@@ -10,8 +10,8 @@
 //! the stages before it (`layout_tests.rs` enforces it; ARCHITECTURE.md explains each
 //! stage):
 //!
-//! [`model`] -> [`secret`] -> [`schema`] -> [`provider`] -> [`config`] -> [`state`] ->
-//! [`derive`](mod@derive) -> [`probe`] -> [`notify`] -> [`expose`] -> [`app`]
+//! [`model`] -> [`secret`] -> [`schema`] -> [`provider`] -> [`config`] -> [`sources`] -> [`state`] ->
+//! [`derive`](mod@derive) -> [`probe`] -> [`rotate`] -> [`notify`] -> [`expose`] -> [`app`]
 //!
 //! Providers return outcomes, never errors; views never call providers; secrets live in
 //! [`secret::Secret`] and only providers expose them, onto the wire.
@@ -28,8 +28,10 @@ pub mod model;
 pub mod notify;
 pub mod probe;
 pub mod provider;
+pub mod rotate;
 pub mod schema;
 pub mod secret;
+pub mod sources;
 pub mod state;
 
 #[cfg(test)]

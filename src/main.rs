@@ -21,8 +21,13 @@ fn main() -> ExitCode {
                 for warning in c.deprecations() {
                     eprintln!("{}: warning: {warning}", cli.config_file.display());
                 }
+                // Listed tokens are not known until the daemon lists: the count is the sources'.
+                let sources = match c.sources.len() {
+                    0 => String::new(),
+                    n => format!(", {n} sources"),
+                };
                 println!(
-                    "{}: OK ({} providers, {} tokens)",
+                    "{}: OK ({} providers, {} tokens{sources})",
                     cli.config_file.display(),
                     c.providers.len(),
                     c.tokens.len()
@@ -95,6 +100,14 @@ fn main() -> ExitCode {
             selector,
             fail_on,
         }))),
+        Some(Command::Rotate { token, dry_run }) => ExitCode::from(runtime.block_on(
+            api_token_exporter::app::rotate::run(api_token_exporter::app::rotate::Options {
+                config_file: cli.config_file.clone(),
+                storage_path: cli.storage_path.clone(),
+                token,
+                dry_run,
+            }),
+        )),
         Some(Command::NotifyTest { receiver }) => {
             match runtime.block_on(notify::send_test(&cli.config_file, &receiver)) {
                 Ok(done) => {

@@ -79,6 +79,7 @@ pub fn matches(token: &TokenSpec, kind: &str, terms: &[Term]) -> bool {
             "provider" => Some(token.provider.as_str()),
             "kind" => Some(kind),
             "name" | "token" => Some(token.name.as_str()),
+            "source" => token.source.as_deref(),
             _ => None,
         };
         (actual == Some(t.value.as_str())) != t.negated
@@ -109,13 +110,14 @@ pub fn select(config: &mut Config, names: &[String], selector: Option<&str>) -> 
 
 /// Runs the check and prints its report to stdout; returns the exit code.
 pub async fn run(opts: Options) -> u8 {
-    let mut config = match Config::load(&opts.config_file) {
+    let config = match Config::load(&opts.config_file) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return EXIT_CONFIG;
         }
     };
+    let (mut config, sources_failed) = list_sources(config).await;
     if let Err(e) = select(&mut config, &opts.tokens, opts.selector.as_deref()) {
         eprintln!("{}: {e}", opts.config_file.display());
         return EXIT_CONFIG;
@@ -163,7 +165,37 @@ pub async fn run(opts: Options) -> u8 {
         }
         OutputFormat::Table => print!("{}", table(&views, opts.fail_on)),
     }
-    if failed == 0 { EXIT_OK } else { EXIT_FAILED }
+    if failed == 0 && sources_failed == 0 {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Lists every source once and adds what they list, as the daemon does. A failed listing is
+/// said on stderr and fails the check: its tokens could not be checked.
+async fn list_sources(config: Config) -> (Config, usize) {
+    let ctx = BuildContext::new();
+    let mut listings = std::collections::BTreeMap::new();
+    let mut failed = 0;
+    for spec in &config.sources {
+        match crate::sources::list(spec, &config, &ctx).await {
+            Ok(listing) => {
+                listings.insert(spec.name.clone(), listing);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!(
+                    "source {}: listing failed ({}): {}",
+                    spec.name,
+                    e.reason.as_str(),
+                    e.detail
+                );
+            }
+        }
+    }
+    let (config, _) = crate::sources::compose(&config, &listings);
+    (config, failed)
 }
 
 /// Why a token fails at `level`, or `None` when it passes.

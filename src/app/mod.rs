@@ -3,6 +3,8 @@
 pub mod check;
 pub mod cli;
 pub mod demo;
+pub mod discover;
 pub mod logging;
+pub mod rotate;
 pub mod run;
 pub mod shard;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::app::cli;
+use crate::app::discover::{self, DiscoveryHandle};
 use crate::app::shard::Shard;
 use crate::config;
 use crate::config::{Config, ConfigError};
@@ -17,8 +18,9 @@ use crate::expose::web::Web;
 use crate::expose::{listen, metrics, server, web};
 use crate::notify;
 use crate::probe::scheduler;
-use crate::probe::scheduler::{Inventory, SchedulerHandle};
+use crate::probe::scheduler::Inventory;
 use crate::provider::BuildContext;
+use crate::rotate;
 use crate::state::persist;
 use crate::state::store::Store;
 
@@ -132,7 +134,16 @@ pub async fn run(
         notify::RetryPolicy::default(),
     );
     let running_tokens = inventory.config.tokens.clone();
-    let scheduler = scheduler::spawn(store.clone(), inventory);
+    let rotation =
+        rotate::service::spawn(store.clone(), inventory.clone(), opts.storage_path.clone());
+    let scheduler = scheduler::spawn(store.clone(), inventory.clone());
+    let discovery = discover::spawn(
+        scheduler.clone(),
+        inventory,
+        opts.shard,
+        ctx.clone(),
+        status.sources.clone(),
+    );
     spawn_ledger_flusher(store.clone());
 
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
@@ -144,8 +155,9 @@ pub async fn run(
             web: web.clone(),
             max_drop: opts.reload_max_drop,
             running: running_tokens,
+            rotation,
         },
-        scheduler.clone(),
+        discovery,
         notifier,
         status.clone(),
         reload_rx,
@@ -208,6 +220,8 @@ struct Reloader {
     max_drop: f64,
     /// The tokens of the config running now, to tell how many a new one removes.
     running: Vec<Arc<config::TokenSpec>>,
+    /// The rotation task's inventory (see `rotate::service`).
+    rotation: tokio::sync::watch::Sender<scheduler::Inventory>,
 }
 
 /// Applies reload requests one at a time. A bad config keeps the running one, and so does
@@ -222,8 +236,9 @@ async fn reloader(
         web,
         max_drop,
         mut running,
+        rotation,
     }: Reloader,
-    scheduler: SchedulerHandle,
+    discovery: DiscoveryHandle,
     notifier: notify::NotifyHandle,
     status: Arc<ExporterStatus>,
     mut requests: mpsc::Receiver<ReloadRequest>,
@@ -242,7 +257,9 @@ async fn reloader(
                 running = inventory.config.tokens.clone();
                 let tokens = inventory.config.tokens.len();
                 notifier.reload(&inventory.config.notify).await;
-                scheduler.reload(inventory).await;
+                rotation.send_replace(inventory.clone());
+                // Through discovery: the scheduler runs the new tokens plus the listed ones.
+                discovery.reload(inventory).await;
                 status.reload_succeeded();
                 tracing::info!(file = %path.display(), tokens, force, "config reloaded");
                 Ok(())

@@ -20,6 +20,9 @@ pub struct TokenView {
     pub name: String,
     pub provider: String,
     pub kind: String,
+    /// The source that listed the token (`sources:`); absent for a configured token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// A verdict (`valid`, `invalid`, ...) or `unknown`.
     pub state: String,
     pub reason: Option<String>,
@@ -63,6 +66,9 @@ pub struct TokenView {
     pub age_seconds: Option<i64>,
     /// Every configured policy's result, violated or not.
     pub policies: Vec<Finding>,
+    /// The `rotate:` block's progress; absent for a token without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::model::rotation::RotationStatus>,
 }
 
 impl TokenView {
@@ -82,6 +88,7 @@ impl TokenView {
             name: s.spec.name.clone(),
             provider: s.spec.provider.clone(),
             kind: s.kind.to_string(),
+            source: s.spec.source.as_deref().map(str::to_string),
             state: s
                 .verdict()
                 .map(|v| v.as_str().to_string())
@@ -117,6 +124,7 @@ impl TokenView {
             last_probe_at: last.map(|r| r.at.to_string()),
             last_verdict_at: s.last_verdict_at.map(|t| t.to_string()),
             probe_duration_seconds: last.map(|r| r.duration.as_secs_f64()),
+            rotation: s.rotation.as_deref().cloned(),
             flags,
             anomalies: facts.anomalies.clone(),
             extra: facts.extra.clone(),

@@ -63,9 +63,12 @@ pub struct Exposition {
     rows: Vec<Row>,
     providers: BTreeMap<String, ProviderState>,
     notifiers: BTreeMap<String, NotifierStats>,
+    /// The rotating tokens (token, provider, status): few, so copied whole.
+    rotations: Vec<(String, String, Arc<crate::model::rotation::RotationStatus>)>,
     reload_ok: bool,
     reload_at: i64,
     web: Arc<crate::expose::web::WebStats>,
+    sources: BTreeMap<String, crate::sources::health::SourceHealth>,
     refused: [(&'static str, u64); 3],
     /// Open connections, the bound, and closed or refused ones per reason.
     connections: (

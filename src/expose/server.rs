@@ -269,9 +269,15 @@ pub fn tokens_body(store: Arc<Store>, now: jiff::Timestamp) -> ViewStream {
 /// that filters and keys the tokens ([`filter::scan`]); ordering and paging run after it, and
 /// only the page's names are copied.
 pub fn tokens_page(store: Arc<Store>, query: &ViewQuery, now: jiff::Timestamp) -> ViewStream {
-    let scan = filter::scan(&store.read(), query, now, false);
-    let selection = filter::select(scan.entries, query.after.as_ref(), query.limit);
-    let counts: std::collections::BTreeMap<&str, usize> = scan.counts.into_iter().collect();
+    // Chosen under the lock, as the entries borrow the store's names; a selection compares
+    // integers only, and just the page's names are copied.
+    let (selection, counts) = {
+        let inner = store.read();
+        let scan = filter::scan(&inner, query, now, false);
+        let selection = filter::select(scan.entries, query.after.as_ref(), query.limit);
+        (owned(selection), scan.counts)
+    };
+    let counts: std::collections::BTreeMap<&str, usize> = counts.into_iter().collect();
     // Serialised from strings and numbers: they cannot fail.
     let head = format!(
         "{{\"generated_at\":{},\"counts\":{},\"total\":{},\"limit\":{},\"next\":{},\"tokens\":[",
@@ -292,9 +298,29 @@ pub fn tokens_page(store: Arc<Store>, query: &ViewQuery, now: jiff::Timestamp) -
     }
 }
 
+/// The selection with its page's names copied, so the store's lock can go.
+fn owned(s: filter::Selection<&str>) -> filter::Selection<String> {
+    filter::Selection {
+        page: s
+            .page
+            .into_iter()
+            .map(|e| filter::Entry {
+                rank: e.rank,
+                expiry: e.expiry,
+                seq: e.seq,
+                name: e.name.to_string(),
+            })
+            .collect(),
+        matching: s.matching,
+        start: s.start,
+        next: s.next,
+        previous: s.previous,
+    }
+}
+
 /// The page's names, in its order.
-fn names(page: Vec<filter::Entry<filter::SpecName>>) -> Vec<String> {
-    page.into_iter().map(|e| e.name.0.name.clone()).collect()
+fn names(page: Vec<filter::Entry<String>>) -> Vec<String> {
+    page.into_iter().map(|e| e.name).collect()
 }
 
 /// How a streamed answer writes one token, and the filters it re-checks: a token's state
@@ -425,16 +451,25 @@ pub fn page_body(
     telemetry_path: &str,
     now: jiff::Timestamp,
 ) -> ViewStream {
-    let scan = filter::scan(&store.read(), &filter, now, true);
     let limit = filter.limit.unwrap_or(filter::PAGE_LIMIT);
-    let selection = filter::select(scan.entries, filter.after.as_ref(), Some(limit));
+    let (selection, total, counts, choices) = {
+        let inner = store.read();
+        let filter::Scan {
+            entries,
+            total,
+            counts,
+            choices,
+        } = filter::scan(&inner, &filter, now, true);
+        let selection = filter::select(entries, filter.after.as_ref(), Some(limit));
+        (owned(selection), total, counts, choices)
+    };
     let summary = PageSummary {
         shown: selection.page.len(),
         matching: selection.matching,
         start: selection.start,
-        total: scan.total,
-        counts: scan.counts,
-        choices: scan.choices,
+        total,
+        counts,
+        choices,
         next: selection.next,
         previous: selection.previous,
     };
@@ -519,6 +554,29 @@ fn render_head(
     page::form(html, summary, filter);
 }
 
+/// A rotating token's line under its expiry: the step, the last failure or the next
+/// planned rotation (fixed words and times only).
+fn rotation_cell(v: &TokenView) -> String {
+    let Some(r) = &v.rotation else {
+        return String::new();
+    };
+    let mut text = format!("rotation ({}): {}", r.rotator, r.step.as_str());
+    if r.dry_run {
+        text.push_str(", dry run");
+    }
+    if r.failing() {
+        text.push_str(", failing");
+        if let Some(e) = &r.last_error {
+            text.push_str(": ");
+            text.push_str(e);
+        }
+    } else if let Some(next) = r.next_at {
+        text.push_str(", next ");
+        text.push_str(&short_time(&next.to_string()));
+    }
+    format!("<br><small class=\"rotation\">{}</small>", escape(&text))
+}
+
 /// One token's row of the status page's table.
 fn render_row(html: &mut String, v: &TokenView) {
     let severity = match v.severity {
@@ -557,7 +615,7 @@ fn render_row(html: &mut String, v: &TokenView) {
         html,
         "<tr class=\"{severity}\" data-token=\"{name}\" data-state=\"{state}\"><td><b>{name}</b><br><small>{fp}</small></td>\
          <td class=\"s-{state}\">{state}<br><small>{reason}</small></td>\
-         <td>{expires_in}<br><small>{expires_at}</small></td><td>{provider}<br><small>{kind}</small></td>\
+         <td>{expires_in}<br><small>{expires_at}</small>{rotation}</td><td>{provider}<br><small>{kind}{source}</small></td>\
          <td>{owner}</td><td>{scopes}</td><td>{policies}</td><td><small>{last_probe}<br>{detail}</small></td></tr>",
         name = escape(&v.name),
         fp = escape(v.fingerprint.as_deref().unwrap_or("")),
@@ -567,6 +625,12 @@ fn render_row(html: &mut String, v: &TokenView) {
         expires_at = escape(&v.expires_at.as_deref().map(short_time).unwrap_or_default()),
         provider = escape(&v.provider),
         kind = escape(&v.kind),
+        rotation = rotation_cell(v),
+        source = v
+            .source
+            .as_deref()
+            .map(|s| format!(" · source {}", escape(s)))
+            .unwrap_or_default(),
         scopes = escape(&v.scopes.join(" ")),
         last_probe = escape(
             &v.last_probe_at

@@ -54,6 +54,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The server's address without a trailing `/` (a listing source calls the same server).
+    pub fn base_url(&self) -> Result<String, String> {
+        Ok(self.server()?.1.trim_end_matches('/').to_string())
+    }
+
     /// The setting in use, by name, and the server's address.
     fn server(&self) -> Result<(&'static str, &str), String> {
         Ok(

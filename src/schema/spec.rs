@@ -14,6 +14,8 @@ use crate::secret::SecretSource;
 pub struct TokenSpec {
     pub name: String,
     pub provider: String,
+    /// The source that listed the token (`sources:`), `None` for a configured one.
+    pub source: Option<Arc<str>>,
     pub secret: Option<SecretSource>,
     pub labels: Labels,
     pub thresholds: Thresholds,
@@ -164,6 +166,7 @@ static NO_PARAMS: TokenParams = TokenParams {
     key_id: None,
     access_key_id: None,
     session_token: None,
+    email: None,
 };
 
 impl std::ops::Deref for Params {
@@ -200,6 +203,9 @@ pub struct TokenParams {
     pub access_key_id: Option<String>,
     /// AWS: where the session token of temporary credentials is read from (a secret too).
     pub session_token: Option<SecretSource>,
+    /// Atlassian: the email address of the account the API token belongs to (basic auth
+    /// sends the two together).
+    pub email: Option<String>,
 }
 
 /// A token's label text, escaped once per spec ([`TokenSpec::metric_labels`]): the

@@ -26,11 +26,13 @@ const SHIPPED_ALERTS: &[&str] = &[
     "ApiTokenProviderMisconfigured",
     "ApiTokenPolicyViolation",
     "ApiTokenAnswerAnomaly",
+    "ApiTokenRotationFailing",
     "ApiTokenExporterDown",
     "ApiTokenExporterAbsent",
     "ApiTokenExporterConfigReloadFailed",
     "ApiTokenExporterWebConfigReloadFailed",
     "ApiTokenNotificationsFailing",
+    "ApiTokenSourceFailing",
 ];
 
 /// Alerts about one token: they must name it, its provider and its owner.
@@ -43,6 +45,7 @@ const TOKEN_ALERTS: &[&str] = &[
     "ApiTokenProviderMisconfigured",
     "ApiTokenPolicyViolation",
     "ApiTokenAnswerAnomaly",
+    "ApiTokenRotationFailing",
 ];
 
 /// Alerts that tell how much time is left (or how long ago the token expired).

@@ -288,3 +288,87 @@ fn a_token_written_as_a_key_under_secret_is_never_echoed() {
         }
     }
 }
+
+/// A source's listing credential is more privileged than any token it lists: it must reach
+/// no output either, even from a server that echoes it back in its errors, and neither may
+/// the tokens a directory source reads.
+#[test]
+fn listing_credentials_and_listed_secrets_reach_no_output() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let list_cred = canary("LIST");
+    let lookup_cred = canary("LOOKUP");
+    let server = rt.block_on(MockServer::start(move |r| {
+        // A broken proxy in front of Vault that echoes the request's token header.
+        let token = r.header("x-vault-token").unwrap_or("").to_string();
+        Answer::json(500, json!({ "errors": [format!("bad token {token}")] }))
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("mount");
+    std::fs::create_dir(&mount).unwrap();
+    let github_canary = format!("ghp_{}", canary("GH"));
+    let unknown_canary = canary("UNKNOWN");
+    write(&mount, "gh", &github_canary);
+    write(&mount, "mystery", &unknown_canary);
+    let list_file = write(dir.path(), "list", &list_cred);
+    let lookup_file = write(dir.path(), "lookup", &lookup_cred);
+    let config = write(
+        dir.path(),
+        "config.yml",
+        &format!(
+            "providers:\n  github: {{kind: github, url: {url}}}\n  bao: {{kind: vault, url: {url}, token: {{file: {}}}}}\n\
+             tokens: []\n\
+             sources:\n  - {{name: vt, kind: vault, provider: bao, credential: {{file: {}}}, refresh: 1s}}\n  - {{name: mounted, kind: directory, path: {}, refresh: 1s}}\n",
+            lookup_file.display(),
+            list_file.display(),
+            mount.display(),
+            url = server.url(),
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ]);
+    let start = std::time::Instant::now();
+    loop {
+        let body = d.get("/metrics").1;
+        if body.contains("reason=\"unreachable\"} ")
+            && body.contains("api_token_last_probe_timestamp_seconds{token=\"mounted/gh\"")
+        {
+            let failed = body
+                .lines()
+                .any(|l| l.starts_with("api_token_source_failures_total{source=\"vt\",kind=\"vault\",reason=\"unreachable\"}") && !l.ends_with(" 0"));
+            if failed {
+                break;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut outputs = vec![];
+    for path in ["/metrics", "/", "/api/v1/tokens"] {
+        outputs.push(d.get(path).1);
+    }
+    let logs = d.logs();
+    let _ = d.stop();
+    assert!(logs.contains("source listing failed"), "{logs}");
+    outputs.push(logs);
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--config.file", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
+    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    for out in &outputs {
+        for needle in [&list_cred, &lookup_cred, &github_canary, &unknown_canary] {
+            assert!(
+                !out.contains(needle.as_str()),
+                "a secret in an output: {out}"
+            );
+        }
+        assert!(!out.contains("CANARY"), "{out}");
+    }
+    // Nothing but reads, and no credential in a URL.
+    server.assert_safe(&[("PUT", "/"), ("PATCH", "/"), ("DELETE", "/")], &list_cred);
+}

@@ -65,6 +65,10 @@ const PER_EXPORTER: &[&str] = &[
     "api_token_exporter_http_connections",
     "api_token_exporter_http_connections_max",
     "api_token_exporter_http_connections_dropped_total",
+    "api_token_source_up",
+    "api_token_source_tokens",
+    "api_token_source_failures_total",
+    "api_token_source_last_success_timestamp_seconds",
     "up",
     "scrape_duration_seconds",
     "scrape_samples_scraped",
@@ -403,6 +407,8 @@ fn overview_shows_what_on_call_needs_at_a_glance() {
         "up",
         "api_token_exporter_config_last_reload_successful",
         "api_token_exporter_build_info",
+        "api_token_source_up",
+        "api_token_source_failures_total",
     ] {
         assert!(uses(&d, metric), "overview: no panel shows {metric}");
     }

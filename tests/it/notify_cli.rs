@@ -100,6 +100,8 @@ async fn the_demo_notifies_by_email_and_webhook() {
         })
         .collect();
     seen.sort();
+    // The demo's listed tokens notify too, when their first probe made the first batch.
+    seen.retain(|(token, _)| !token.starts_with("demo-vault-tokens/"));
     assert_eq!(
         seen,
         [
@@ -175,7 +177,7 @@ fn notification_config_errors_name_the_field_and_line() {
         error_of(&format!(
             "{NOTIFIERS}routes:\n  - {{receiver: chat, events: [expiring_soon]}}\n"
         )),
-        "routes[0].events[0]: unknown variant `expiring_soon`, expected one of expiring, expired, invalid, provider_failing, misconfigured, policy_violation (line 10)"
+        "routes[0].events[0]: unknown variant `expiring_soon`, expected one of expiring, expired, invalid, provider_failing, misconfigured, policy_violation, rotation_failing (line 10)"
     );
     let email = error_of(
         "notifiers:\n  m: {kind: email, host: h, from: not-an-address, to: [ops@example.com], password: {env: P}}\n",

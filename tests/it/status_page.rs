@@ -69,6 +69,21 @@ fn the_status_page_in_a_real_browser() {
     };
     let demo = Daemon::start(&["demo"]);
     demo.wait_for("/-/ready", Duration::from_secs(20));
+    // The two tokens the demo's vault source lists are rows too, once listed and probed.
+    let start = std::time::Instant::now();
+    while demo
+        .get("/metrics")
+        .1
+        .matches("api_token_last_probe_timestamp_seconds{token=\"demo-vault-tokens/")
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the demo's source"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let profile = tempfile::tempdir().unwrap();
 
     let all = run_chromium(&bin, profile.path(), &["--dump-dom"], &demo.url("/"));
@@ -76,7 +91,7 @@ fn the_status_page_in_a_real_browser() {
     let rows = table_rows(&dom);
     assert_eq!(
         rows.len(),
-        9,
+        12,
         "every demo token is a row: {rows:?}\n{}",
         String::from_utf8_lossy(&all.stderr)
     );
@@ -91,11 +106,12 @@ fn the_status_page_in_a_real_browser() {
     assert_eq!(state("legacy-sync"), "invalid");
     assert_eq!(state("reporting-job"), "unreachable");
     assert_eq!(state("partner-webhook"), "unverified");
+    assert_eq!(state("session-api"), "valid");
     // Most urgent first: the invalid tokens lead, healthy far-off ones come last.
     assert_eq!(rows[0].1, "invalid");
     assert_eq!(rows.last().unwrap().0, "metrics-reader", "{rows:?}");
     assert!(
-        dom.contains("invalid: 2") && dom.contains("valid: 5"),
+        dom.contains("invalid: 2") && dom.contains("valid: 8"),
         "badges with counts"
     );
     assert!(
@@ -114,7 +130,15 @@ fn the_status_page_in_a_real_browser() {
     let filtered_rows = table_rows(&String::from_utf8_lossy(&filtered.stdout));
     let mut names: Vec<&str> = filtered_rows.iter().map(|(n, _)| n.as_str()).collect();
     names.sort();
-    assert_eq!(names, ["ci-runner", "deploy-bot"]);
+    assert_eq!(
+        names,
+        [
+            "ci-runner",
+            "demo-vault-tokens/token-nightly-backup-0f522ab4",
+            "demo-vault-tokens/token-terraform-ci-727c2ee6",
+            "deploy-bot"
+        ]
+    );
     let invalid_only = run_chromium(
         &bin,
         profile.path(),
@@ -141,7 +165,7 @@ fn the_status_page_in_a_real_browser() {
         [("deploy-bot".to_string(), "valid".to_string())]
     );
     assert!(
-        searched.contains("valid: 5"),
+        searched.contains("valid: 8"),
         "the badges count every token"
     );
     let mut paged = Vec::new();
@@ -158,10 +182,7 @@ fn the_status_page_in_a_real_browser() {
             None => break,
         }
     }
-    assert_eq!(
-        paged, rows,
-        "three pages of three are the whole page, in order"
-    );
+    assert_eq!(paged, rows, "pages of three are the whole page, in order");
 
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::remove_file(&shot);

@@ -257,6 +257,7 @@ impl Exposition {
             ("notifier", notifiers),
             |n| n.last_success.map(Value::Time),
         );
+        self.write_source_families(out);
         small_family(
             out,
             "api_token_exporter_config_last_reload_successful",
@@ -350,6 +351,7 @@ impl Exposition {
                 .iter()
                 .map(|(reason, n)| (labels(&[("reason", reason)]), Value::Count(*n))),
         );
+        self.write_rotation_families(out);
         small_family(
             out,
             "api_token_exporter_build_info",
@@ -361,5 +363,140 @@ impl Exposition {
             )],
         );
         out.push_str("# EOF\n");
+    }
+}
+
+impl Exposition {
+    /// The inventory sources' health: a few series per source (src/sources/health.rs).
+    fn write_source_families(&self, out: &mut String) {
+        let sources = &self.sources;
+        // No sources configured, no families: an inventory without discovery scrapes as before.
+        if sources.is_empty() {
+            return;
+        }
+        let key = |name: &str, h: &crate::sources::health::SourceHealth| {
+            labels(&[("source", name), ("kind", h.kind)])
+        };
+        small_family(
+            out,
+            "api_token_source_up",
+            "Whether the source's last listing was complete (1) or failed (0; its last good listing stays in the inventory). Absent before its first listing.",
+            Kind::Gauge,
+            sources
+                .iter()
+                .filter(|(_, h)| h.listed)
+                .map(|(n, h)| (key(n, h), Value::Int(i64::from(h.up)))),
+        );
+        small_family(
+            out,
+            "api_token_source_tokens",
+            "Tokens of the source's last good listing that are inventory entries.",
+            Kind::Gauge,
+            sources
+                .iter()
+                .map(|(n, h)| (key(n, h), Value::Count(h.tokens()))),
+        );
+        small_family(
+            out,
+            "api_token_source_tokens_skipped",
+            "Tokens the source's last good listing named that are not inventory entries, per reason (filtered, configured, vanished, undetected, no_provider, ...).",
+            Kind::Gauge,
+            sources.iter().flat_map(|(n, h)| {
+                h.not_entered().into_iter().map(move |(why, c)| {
+                    (
+                        labels(&[("source", n), ("kind", h.kind), ("reason", why)]),
+                        Value::Count(c),
+                    )
+                })
+            }),
+        );
+        small_family(
+            out,
+            "api_token_source_last_success_timestamp_seconds",
+            "When the source's last complete listing ended (Unix seconds); absent before the first.",
+            Kind::Gauge,
+            sources
+                .iter()
+                .filter_map(|(n, h)| Some((key(n, h), Value::Int(h.last_success?)))),
+        );
+        small_family(
+            out,
+            "api_token_source_listing_duration_seconds",
+            "How long the source's last listing took, complete or not.",
+            Kind::Gauge,
+            sources
+                .iter()
+                .filter(|(_, h)| h.listed)
+                .map(|(n, h)| (key(n, h), Value::Float(h.last_duration.as_secs_f64()))),
+        );
+        small_family(
+            out,
+            "api_token_source_failures",
+            "Listings that failed, per source and reason (unauthorized, forbidden, rate_limited, unreachable, bad_response, misconfigured).",
+            Kind::Counter,
+            sources.iter().flat_map(|(n, h)| {
+                crate::sources::FailReason::ALL.into_iter().map(move |r| {
+                    (
+                        labels(&[("source", n), ("kind", h.kind), ("reason", r.as_str())]),
+                        Value::Count(h.failures.get(&r).copied().unwrap_or(0)),
+                    )
+                })
+            }),
+        );
+    }
+}
+
+impl Exposition {
+    /// The rotation families: series only for tokens with a `rotate:` block.
+    /// An inventory without one writes nothing, not even the headers.
+    fn write_rotation_families(&self, out: &mut String) {
+        use crate::model::rotation::RotationResult;
+        if self.rotations.is_empty() {
+            return;
+        }
+        let each = |f: fn(&crate::model::rotation::RotationStatus) -> Option<Value>| {
+            self.rotations
+                .iter()
+                .filter_map(move |(token, provider, r)| {
+                    Some((labels(&[("token", token), ("provider", provider)]), f(r)?))
+                })
+        };
+        small_family(
+            out,
+            "api_token_rotations",
+            "Rotation attempts since start, per token and result (success, failure, dry_run); only tokens with a rotate: block.",
+            Kind::Counter,
+            self.rotations.iter().flat_map(|(token, provider, r)| {
+                RotationResult::ALL.into_iter().map(move |result| {
+                    let l = labels(&[
+                        ("token", token),
+                        ("provider", provider),
+                        ("result", result.as_str()),
+                    ]);
+                    (l, Value::Count(r.count(result)))
+                })
+            }),
+        );
+        small_family(
+            out,
+            "api_token_rotation_failing",
+            "1 while the token's last rotation attempt failed or was interrupted (it is retried with backoff, or waits for an operator), else 0.",
+            Kind::Gauge,
+            each(|r| Some(Value::Int(i64::from(r.failing())))),
+        );
+        small_family(
+            out,
+            "api_token_rotation_last_success_timestamp_seconds",
+            "When the token was last rotated or renewed successfully (Unix seconds); kept across restarts under --storage.path.",
+            Kind::Gauge,
+            each(|r| r.last_success_at.map(Value::Time)),
+        );
+        small_family(
+            out,
+            "api_token_rotation_next_timestamp_seconds",
+            "When the token's next rotation is planned (Unix seconds); absent while its expiry is unknown or a rotation is in progress.",
+            Kind::Gauge,
+            each(|r| r.next_at.map(Value::Time)),
+        );
     }
 }

@@ -62,7 +62,7 @@ impl Metrics {
         };
         let mut text =
             String::from_utf8(memory::faulted_vec(text_len)).expect("an empty buffer is UTF-8");
-        let (providers, defaults, probe_stats) = {
+        let (providers, defaults, probe_stats, rotations) = {
             let inner = self.store.read();
             let now = jiff::Timestamp::now();
             let defaults = inner.default_thresholds;
@@ -73,7 +73,15 @@ impl Metrics {
                 rows.push(Row::of(s, now, defaults, &mut text));
                 stats.add(s);
             }
-            (inner.providers.clone(), defaults, stats.finish())
+            let rotations = inner
+                .tokens
+                .values()
+                .filter_map(|s| {
+                    let r = s.rotation.clone()?;
+                    Some((s.spec.name.clone(), s.spec.provider.clone(), r))
+                })
+                .collect();
+            (inner.providers.clone(), defaults, stats.finish(), rotations)
         };
         self.text_len.store(text.len(), Ordering::Relaxed);
         Exposition {
@@ -81,9 +89,11 @@ impl Metrics {
             rows,
             providers,
             notifiers: self.status.notifications.snapshot(),
+            rotations,
             reload_ok: self.status.last_reload_successful.load(Ordering::Relaxed),
             reload_at: self.status.last_reload_success.load(Ordering::Relaxed),
             web: self.status.web.clone(),
+            sources: self.status.sources.snapshot(),
             refused: self.status.requests_refused.snapshot(),
             connections: (
                 self.status.connections.open(),
@@ -387,6 +397,10 @@ impl TokenLabels {
         spec.metric_labels.get_or_init(|| {
             let series = labels(&[("token", &spec.name), ("provider", &spec.provider)]);
             let mut inventory = String::new();
+            if let Some(source) = &spec.source {
+                inventory.push(',');
+                label(&mut inventory, "source", source);
+            }
             for (k, v) in spec.labels.iter() {
                 inventory.push(',');
                 label(&mut inventory, k, v);

@@ -19,6 +19,8 @@ pub struct ExporterStatus {
     /// Heavy requests (`/metrics`, `/`, `/api/v1/tokens`) answered 503 because too many
     /// were in progress (src/expose/server.rs).
     pub requests_refused: RequestsRefused,
+    /// Each inventory source's listings (src/sources/health.rs).
+    pub sources: Arc<crate::sources::health::Health>,
 }
 
 /// Counts of heavy requests refused, per handler (`metrics`, `page`, `api`).
@@ -50,6 +52,7 @@ impl ExporterStatus {
             web: Arc::default(),
             requests_refused: RequestsRefused::default(),
             connections: Arc::default(),
+            sources: Arc::default(),
         }
     }
 

@@ -9,11 +9,10 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use crate::derive::view::{self, TokenView};
 use crate::schema::spec::TokenSpec;
-use crate::state::store::{Inner, TokenState};
+use crate::state::store::Inner;
 
 /// Rows of a status page when the query names no `limit`.
 pub const PAGE_LIMIT: usize = 100;
@@ -192,17 +191,6 @@ pub struct Parts<'a> {
 }
 
 impl<'a> Parts<'a> {
-    pub fn of_state(s: &'a TokenState) -> Self {
-        Parts {
-            name: &s.spec.name,
-            state: view::state_name(s),
-            provider: &s.spec.provider,
-            owner: s.spec.labels.get("owner").map(String::as_str),
-            team: s.spec.labels.get("team").map(String::as_str),
-            source: source_of(&s.spec),
-        }
-    }
-
     pub fn of_view(v: &'a TokenView) -> Self {
         Parts {
             name: &v.name,
@@ -210,15 +198,14 @@ impl<'a> Parts<'a> {
             provider: &v.provider,
             owner: v.labels.get("owner").map(String::as_str),
             team: v.labels.get("team").map(String::as_str),
-            source: None,
+            source: v.source.as_deref(),
         }
     }
 }
 
-/// The source a token was discovered by. Every token comes from the config so far, and a
-/// configured token has none.
-fn source_of(_spec: &TokenSpec) -> Option<&str> {
-    None
+/// The source a token was discovered by; a configured token has none.
+fn source_of(spec: &TokenSpec) -> Option<&str> {
+    spec.source.as_deref()
 }
 
 impl ViewQuery {
@@ -347,16 +334,22 @@ impl std::fmt::Display for Cursor {
 pub struct Entry<N> {
     pub rank: u8,
     pub expiry: i64,
+    /// The name's place among the names of one scan (the store's map is sorted by name):
+    /// ties are broken by name without reading it, which at 50,000 tokens would be a cache
+    /// miss per comparison.
+    pub seq: u32,
     pub name: N,
 }
 
 impl<N: AsRef<str>> Entry<N> {
     fn cmp_key(&self, rank: u8, expiry: i64, name: &str) -> Ordering {
-        (self.rank, self.expiry, self.name.as_ref()).cmp(&(rank, expiry, name))
+        (self.rank, self.expiry)
+            .cmp(&(rank, expiry))
+            .then_with(|| self.name.as_ref().cmp(name))
     }
 
     fn cmp(&self, other: &Self) -> Ordering {
-        self.cmp_key(other.rank, other.expiry, other.name.as_ref())
+        (self.rank, self.expiry, self.seq).cmp(&(other.rank, other.expiry, other.seq))
     }
 
     fn cursor(&self) -> Cursor {
@@ -369,17 +362,6 @@ impl<N: AsRef<str>> Entry<N> {
 
     fn after(&self, cursor: &Cursor) -> bool {
         self.cmp_key(cursor.rank, cursor.expiry, &cursor.name) == Ordering::Greater
-    }
-}
-
-/// A token's name through its spec: [`scan`] takes a reference count under the lock, not a
-/// copy of the name.
-#[derive(Clone, Debug)]
-pub struct SpecName(pub Arc<TokenSpec>);
-
-impl AsRef<str> for SpecName {
-    fn as_ref(&self) -> &str {
-        &self.0.name
     }
 }
 
@@ -405,8 +387,9 @@ pub struct Selection<N> {
     pub previous: Option<Back>,
 }
 
-/// The page of `entries` (every matching token, in any order) after `after`, at most `limit`
-/// long, most urgent first: linear in the entries, sorting only the page.
+/// The page of `entries` (every matching token, in any order, `seq` in name order) after
+/// `after`, at most `limit` long, most urgent first: linear in the entries, sorting only the
+/// page.
 pub fn select<N: AsRef<str>>(
     entries: Vec<Entry<N>>,
     after: Option<&Cursor>,
@@ -444,9 +427,9 @@ pub fn select<N: AsRef<str>>(
 }
 
 /// What one pass over the store under its read lock gives an answer.
-pub struct Scan {
-    /// The tokens the query admits, unordered.
-    pub entries: Vec<Entry<SpecName>>,
+pub struct Scan<'a> {
+    /// The tokens the query admits, unordered, named by the store's own keys.
+    pub entries: Vec<Entry<&'a str>>,
     /// Every token of the store.
     pub total: usize,
     /// Counts per state over the whole store, in [`view::count_states`]' order.
@@ -463,14 +446,32 @@ pub struct Choices {
 }
 
 /// One pass over the store (under its read lock): the admitted tokens with their sort keys,
-/// the counts, and, when `choices`, the values the page's filters offer. Copies no name:
-/// each entry holds its spec's reference count.
-pub fn scan(inner: &Inner, query: &ViewQuery, now: jiff::Timestamp, choices: bool) -> Scan {
+/// the counts, and, when `choices`, the values the page's filters offer. Copies no name and
+/// reads a token's labels only when a filter or the choices need them.
+pub fn scan<'a>(
+    inner: &'a Inner,
+    query: &ViewQuery,
+    now: jiff::Timestamp,
+    choices: bool,
+) -> Scan<'a> {
     let mut counts = view::count_states([]);
     let mut entries = Vec::new();
     let mut offered: [BTreeSet<&str>; 3] = Default::default();
-    for s in inner.tokens.values() {
-        let parts = Parts::of_state(s);
+    let owners = !query.owners.is_empty();
+    let teams = choices || !query.teams.is_empty();
+    for (seq, (name, s)) in inner.tokens.iter().enumerate() {
+        let label = |want: bool, key: &str| {
+            want.then(|| s.spec.labels.get(key).map(String::as_str))
+                .flatten()
+        };
+        let parts = Parts {
+            name,
+            state: view::state_name(s),
+            provider: &s.spec.provider,
+            owner: label(owners, "owner"),
+            team: label(teams, "team"),
+            source: source_of(&s.spec),
+        };
         if let Some(c) = counts.iter_mut().find(|(n, _)| *n == parts.state) {
             c.1 += 1;
         }
@@ -484,7 +485,9 @@ pub fn scan(inner: &Inner, query: &ViewQuery, now: jiff::Timestamp, choices: boo
             entries.push(Entry {
                 rank,
                 expiry: absolute(left, now),
-                name: SpecName(s.spec.clone()),
+                // A store of more than 4 billion tokens is not a case.
+                seq: seq as u32,
+                name: name.as_str(),
             });
         }
     }

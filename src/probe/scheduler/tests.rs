@@ -5,6 +5,7 @@ fn spec(interval: u64) -> TokenSpec {
     TokenSpec {
         name: "t".into(),
         provider: "p".into(),
+        source: None,
         secret: None,
         labels: Default::default(),
         thresholds: Thresholds {

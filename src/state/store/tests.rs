@@ -6,6 +6,7 @@ fn state() -> TokenState {
         Arc::new(TokenSpec {
             name: "t".into(),
             provider: "p".into(),
+            source: None,
             secret: None,
             labels: Default::default(),
             thresholds: Thresholds {

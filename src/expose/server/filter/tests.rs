@@ -199,7 +199,9 @@ fn entries(n: usize) -> Vec<Entry<String>> {
             } else {
                 1_000 + (i % 5) as i64
             },
-            name: format!("t{:04}", (i * 7919) % 10_007),
+            // `seq` in name order, as a scan of the store's sorted map gives it.
+            seq: ((i * 7919) % 10_007) as u32,
+            name: format!("t{:05}", (i * 7919) % 10_007),
         })
         .collect();
     out.reverse();

@@ -1,0 +1,633 @@
+//! `sources`: where the exporter finds tokens nobody listed (docs/sources.md). Raw structs
+//! and their validation, called by `config.rs`; the listing itself is `src/sources/`.
+//!
+//! A source's credential lists tokens, so it is more privileged than any one of them: it is
+//! a secret source like every other (`env`, `file`, `exec`), never written inline.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{Global, Issues, RESERVED_LABELS, RawPolicies, is_valid_label_name, line_of};
+use crate::model::Thresholds;
+use crate::provider::ProviderConfig;
+use crate::schema::Policies;
+use crate::secret::SecretSource;
+
+/// The source kinds `kind:` accepts.
+pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab"];
+
+/// GitLab's own server, where `url` is not set.
+pub const GITLAB_URL: &str = "https://gitlab.com";
+
+/// Lists a gitlab source walks at once when `max_concurrency` is not set.
+pub const GITLAB_CONCURRENCY: usize = 4;
+
+/// How often a source lists when `refresh` is not set.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
+
+/// The shortest `refresh`: a listing is many calls with a privileged credential.
+pub const MIN_REFRESH: Duration = Duration::from_secs(1);
+
+/// One validated source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceSpec {
+    pub name: String,
+    pub kind: SourceKind,
+    pub refresh: Duration,
+    pub filter: Filter,
+    /// Labels every token of this source gets on `api_token_info`.
+    pub labels: BTreeMap<String, String>,
+    pub thresholds: Thresholds,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    /// `global.policies` with this source's overrides.
+    pub policies: Arc<Policies>,
+}
+
+/// What a source lists, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceKind {
+    /// One token per regular file of `path` (a Vault Agent or CSI mount). `provider`: the
+    /// entry that probes them; `None` detects it from each token's prefix.
+    Directory {
+        path: PathBuf,
+        provider: Option<String>,
+    },
+    /// Vault / OpenBao token accessors: `LIST auth/token/accessors`, then `lookup-accessor`.
+    /// `provider` is the vault entry that probes the accessors found (its `url` and
+    /// `namespace` are the listing's too); `credential` the token that may list them.
+    Vault {
+        provider: String,
+        credential: SecretSource,
+    },
+    /// GitLab's token lists (`src/sources/gitlab.rs`): `provider` is the `static` entry that
+    /// holds the dates GitLab states for each token.
+    Gitlab {
+        url: String,
+        provider: String,
+        credential: SecretSource,
+        walk: GitlabWalk,
+        max_concurrency: usize,
+    },
+}
+
+/// Which of GitLab's lists a gitlab source reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GitlabWalk {
+    /// Every user's personal access tokens (an administrator's credential).
+    pub personal: bool,
+    /// The access tokens of every group the credential owns.
+    pub groups: bool,
+    /// The access tokens of every project the credential maintains.
+    pub projects: bool,
+}
+
+impl SourceKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SourceKind::Directory { .. } => "directory",
+            SourceKind::Vault { .. } => "vault",
+            SourceKind::Gitlab { .. } => "gitlab",
+        }
+    }
+}
+
+/// Which listed tokens become inventory entries. Each list, when not empty, must admit a
+/// token: `include` by one pattern, `exclude` by none, `owners` and `states` by one value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Filter {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub owners: Vec<String>,
+    pub states: Vec<String>,
+}
+
+impl Filter {
+    /// Whether a listed token (its name in the source, owner and state) is kept.
+    pub fn admits(&self, name: &str, owner: Option<&str>, state: Option<&str>) -> bool {
+        let listed = |list: &[String], v: Option<&str>| {
+            list.is_empty() || v.is_some_and(|v| list.iter().any(|x| x == v))
+        };
+        (self.include.is_empty() || self.include.iter().any(|p| glob(p, name)))
+            && !self.exclude.iter().any(|p| glob(p, name))
+            && listed(&self.owners, owner)
+            && listed(&self.states, state)
+    }
+}
+
+/// A name pattern: `*` any run of characters, `?` one character, everything else itself.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut back: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            back = Some((pi, ti));
+            pi += 1;
+        } else if let Some((bp, bt)) = back {
+            pi = bp + 1;
+            ti = bt + 1;
+            back = Some((bp, bt + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    path: Option<Spanned<String>>,
+    provider: Option<Spanned<String>>,
+    #[serde(default)]
+    credential: Option<SecretSource>,
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    personal: bool,
+    #[serde(default)]
+    groups: bool,
+    #[serde(default)]
+    projects: bool,
+    max_concurrency: Option<Spanned<usize>>,
+    refresh: Option<Spanned<String>>,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    owners: Vec<String>,
+    #[serde(default)]
+    states: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
+    warning_before: Option<Spanned<String>>,
+    critical_before: Option<Spanned<String>>,
+    probe_interval: Option<Spanned<String>>,
+    probe_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    policies: RawPolicies,
+}
+
+/// Validates every source; issues go to `issues` with `sources[i].field` paths.
+pub(super) fn validate(
+    raw: Vec<RawSource>,
+    global: &Global,
+    providers: &BTreeMap<String, ProviderConfig>,
+    issues: &mut Issues,
+) -> Vec<Arc<SourceSpec>> {
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, raw) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("sources[{i}].{field}");
+        let name = raw.name.value.clone();
+        let name_line = line_of(&raw.name);
+        if name.trim().is_empty()
+            || name.contains(['/', '"', '\\'])
+            || name.contains(char::is_control)
+        {
+            issues.push(
+                at("name"),
+                "a source name must not be empty nor hold /, quotes, backslashes or control characters (it is the prefix of its tokens' names)",
+                name_line,
+            );
+        }
+        if let Some(first) = seen.insert(name.clone(), raw.name.referenced.line()) {
+            issues.push(
+                at("name"),
+                format!("duplicate source name \"{name}\" (first defined on line {first})"),
+                name_line,
+            );
+        }
+        let provider_of = |issues: &mut Issues, want: &str| -> Option<String> {
+            let p = raw.provider.as_ref()?;
+            match providers.get(&p.value) {
+                Some(pc) if want.is_empty() || pc.kind() == want => Some(p.value.clone()),
+                Some(pc) => {
+                    issues.push(
+                        at("provider"),
+                        format!(
+                            "provider \"{}\" is of kind {}, not {want}",
+                            p.value,
+                            pc.kind()
+                        ),
+                        line_of(p),
+                    );
+                    None
+                }
+                None => {
+                    issues.push(
+                        at("provider"),
+                        format!("unknown provider \"{}\"", p.value),
+                        line_of(p),
+                    );
+                    None
+                }
+            }
+        };
+        let line = line_of(&raw.kind);
+        let not_for = |issues: &mut Issues, field: &str, set: bool| {
+            if set {
+                issues.push(
+                    at(field),
+                    format!("{field} does not apply to a {} source", raw.kind.value),
+                    line,
+                );
+            }
+        };
+        if raw.kind.value != "gitlab" {
+            for (field, set) in [
+                ("url", raw.url.is_some()),
+                ("personal", raw.personal),
+                ("groups", raw.groups),
+                ("projects", raw.projects),
+                ("max_concurrency", raw.max_concurrency.is_some()),
+            ] {
+                not_for(issues, field, set);
+            }
+        }
+        let kind = match raw.kind.value.as_str() {
+            "directory" => {
+                not_for(issues, "credential", raw.credential.is_some());
+                let provider = match &raw.provider {
+                    Some(p) if p.value == "auto" => None,
+                    Some(_) => provider_of(issues, ""),
+                    None => None,
+                };
+                match &raw.path {
+                    Some(p) if !p.value.trim().is_empty() => Some(SourceKind::Directory {
+                        path: PathBuf::from(&p.value),
+                        provider,
+                    }),
+                    _ => {
+                        issues.push(at("path"), "a directory source needs path", line);
+                        None
+                    }
+                }
+            }
+            "vault" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = if raw.provider.is_none() {
+                    issues.push(
+                        at("provider"),
+                        "a vault source needs provider: the vault entry that probes the accessors it finds",
+                        line,
+                    );
+                    None
+                } else {
+                    provider_of(issues, "vault")
+                };
+                if raw.credential.is_none() {
+                    issues.push(
+                        at("credential"),
+                        "a vault source needs credential: {env: NAME}, {file: PATH} or {exec: [...]}, a token allowed to list accessors",
+                        line,
+                    );
+                }
+                match (provider, raw.credential.clone()) {
+                    (Some(provider), Some(credential)) => Some(SourceKind::Vault {
+                        provider,
+                        credential,
+                    }),
+                    _ => None,
+                }
+            }
+            "gitlab" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = if raw.provider.is_none() {
+                    issues.push(
+                        at("provider"),
+                        "a gitlab source needs provider: a static entry, which holds the dates GitLab states",
+                        line,
+                    );
+                    None
+                } else {
+                    provider_of(issues, "static")
+                };
+                if raw.credential.is_none() {
+                    issues.push(
+                        at("credential"),
+                        "a gitlab source needs credential: {env: NAME}, {file: PATH} or {exec: [...]}, a token with read_api",
+                        line,
+                    );
+                }
+                if !(raw.personal || raw.groups || raw.projects) {
+                    issues.push(
+                        at("kind"),
+                        "a gitlab source reads at least one of personal, groups, projects (set it to true)",
+                        line,
+                    );
+                }
+                let url = raw.url.as_ref().map_or(GITLAB_URL, |u| u.value.as_str());
+                if let Err(e) = crate::provider::http::check_base_url("url", url) {
+                    issues.push(at("url"), e, raw.url.as_ref().and_then(line_of).or(line));
+                }
+                let max_concurrency = match &raw.max_concurrency {
+                    Some(n) if n.value == 0 => {
+                        issues.push(at("max_concurrency"), "must be at least 1", line_of(n));
+                        1
+                    }
+                    Some(n) => n.value,
+                    None => GITLAB_CONCURRENCY,
+                };
+                match (provider, raw.credential.clone()) {
+                    (Some(provider), Some(credential)) => Some(SourceKind::Gitlab {
+                        url: url.trim_end_matches('/').to_string(),
+                        provider,
+                        credential,
+                        walk: GitlabWalk {
+                            personal: raw.personal,
+                            groups: raw.groups,
+                            projects: raw.projects,
+                        },
+                        max_concurrency,
+                    }),
+                    _ => None,
+                }
+            }
+            other => {
+                issues.push(
+                    at("kind"),
+                    format!(
+                        "unknown source kind \"{other}\", expected one of {}",
+                        SOURCE_KINDS.join(", ")
+                    ),
+                    line,
+                );
+                None
+            }
+        };
+        let refresh = issues
+            .duration(&at("refresh"), &raw.refresh)
+            .unwrap_or(DEFAULT_REFRESH);
+        if refresh < MIN_REFRESH {
+            issues.push(
+                at("refresh"),
+                format!(
+                    "must be at least {}",
+                    humantime::format_duration(MIN_REFRESH)
+                ),
+                raw.refresh.as_ref().and_then(line_of),
+            );
+        }
+        let mut labels = BTreeMap::new();
+        for (key, value) in raw.labels {
+            if !is_valid_label_name(&key) || RESERVED_LABELS.contains(&key.as_str()) {
+                issues.push(
+                    format!("sources[{i}].labels.{key}"),
+                    format!("\"{key}\" is not a label name a source may set (a Prometheus label name, not one the exporter sets itself)"),
+                    line_of(&value),
+                );
+            }
+            labels.insert(key, value.value);
+        }
+        let warning_before = issues
+            .duration(&at("warning_before"), &raw.warning_before)
+            .unwrap_or(global.thresholds.warning_before);
+        let critical_before = issues
+            .duration(&at("critical_before"), &raw.critical_before)
+            .unwrap_or(global.thresholds.critical_before);
+        if critical_before >= warning_before {
+            issues.push(
+                at("critical_before"),
+                "must be shorter than warning_before",
+                raw.critical_before
+                    .as_ref()
+                    .or(raw.warning_before.as_ref())
+                    .and_then(line_of),
+            );
+        }
+        let probe_interval = issues
+            .duration(&at("probe_interval"), &raw.probe_interval)
+            .unwrap_or(global.probe_interval);
+        let probe_timeout = issues
+            .duration(&at("probe_timeout"), &raw.probe_timeout)
+            .unwrap_or(global.probe_timeout);
+        if probe_interval.is_zero() || probe_timeout.is_zero() {
+            issues.push(
+                at("probe_interval"),
+                "probe_interval and probe_timeout must be greater than zero",
+                name_line,
+            );
+        }
+        let policies = issues.policies(&at("policies"), &global.policies, &raw.policies);
+        if let Some(kind) = kind {
+            out.push(Arc::new(SourceSpec {
+                name,
+                kind,
+                refresh,
+                filter: Filter {
+                    include: raw.include,
+                    exclude: raw.exclude,
+                    owners: raw.owners,
+                    states: raw.states,
+                },
+                labels,
+                thresholds: Thresholds {
+                    warning_before,
+                    critical_before,
+                },
+                probe_interval,
+                probe_timeout,
+                policies: Arc::new(policies),
+            }));
+        }
+    }
+    out
+}
+
+/// The one provider entry of `kind`, for a token whose provider is detected: `Err` says why
+/// none is chosen (no entry of that kind, or several).
+pub fn entry_of_kind<'a>(
+    providers: &'a BTreeMap<String, ProviderConfig>,
+    kind: &str,
+) -> Result<&'a str, String> {
+    let mut of_kind = providers.iter().filter(|(_, pc)| pc.kind() == kind);
+    match (of_kind.next(), of_kind.next()) {
+        (Some((name, _)), None) => Ok(name),
+        (None, _) => Err(format!("no provider of kind {kind} is defined")),
+        (Some(_), Some(_)) => Err(format!(
+            "several providers are of kind {kind}: name one instead of auto"
+        )),
+    }
+}
+
+/// `provider: auto`: the provider is detected from the secret's prefix.
+pub const AUTO: &str = "auto";
+
+/// The most of a secret read to detect its provider: every documented token is far shorter.
+const DETECT_BYTES: u64 = 64 * 1024;
+
+/// The provider entry of a configured `provider: auto` token: its secret is read once, when
+/// the config is loaded, and its prefix looked up in `provider::detect`. An `exec` secret is
+/// not run at load time. The messages name the product, never the secret.
+pub fn detect_configured(
+    secret: Option<&SecretSource>,
+    providers: &BTreeMap<String, ProviderConfig>,
+) -> Result<String, String> {
+    use std::io::Read;
+    let mut value = match secret {
+        None => {
+            return Err("provider: auto needs the token's secret to detect its provider".into());
+        }
+        Some(SecretSource::Exec(_)) => {
+            return Err("provider: auto reads the secret when the config is loaded, which an exec source is not run for; name the provider".into());
+        }
+        Some(SecretSource::Env(name)) => std::env::var(name).map_err(|_| {
+            format!("provider: auto cannot read environment variable {name} to detect the provider")
+        })?,
+        Some(SecretSource::File(file)) => {
+            let mut text = String::new();
+            std::fs::File::open(file.path())
+                .and_then(|f| f.take(DETECT_BYTES).read_to_string(&mut text))
+                .map_err(|e| {
+                    format!(
+                        "provider: auto cannot read {} to detect the provider: {}",
+                        file.path().display(),
+                        e.kind()
+                    )
+                })?;
+            text
+        }
+    };
+    let found = crate::provider::detect::detect(value.trim());
+    zeroize::Zeroize::zeroize(&mut value);
+    let row = found
+        .ok_or("provider: auto: the secret's prefix names no known provider; name the provider")?;
+    let kind = row.kind.ok_or_else(|| {
+        format!(
+            "provider: auto: the secret is a {}, which no provider kind probes",
+            row.product
+        )
+    })?;
+    entry_of_kind(providers, kind)
+        .map(str::to_string)
+        .map_err(|e| format!("provider: auto: the secret is a {}, but {e}", row.product))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_stars_and_question_marks() {
+        for (p, t, want) in [
+            ("*", "", true),
+            ("ci-*", "ci-deploy", true),
+            ("ci-*", "cd-deploy", false),
+            ("*-test", "a-test", true),
+            ("*-test", "a-tests", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*a*b*", "xxaxxbxx", true),
+            ("*a*b", "xxaxxbx", false),
+            ("exact", "exact", true),
+        ] {
+            assert_eq!(glob(p, t), want, "{p} {t}");
+        }
+    }
+
+    #[test]
+    fn a_filter_needs_every_list_that_is_set() {
+        let f = Filter {
+            include: vec!["ci-*".into()],
+            exclude: vec!["*-old".into()],
+            owners: vec!["team-a".into()],
+            states: vec![],
+        };
+        assert!(f.admits("ci-deploy", Some("team-a"), None));
+        assert!(!f.admits("ci-deploy-old", Some("team-a"), None));
+        assert!(!f.admits("ci-deploy", Some("team-b"), None));
+        assert!(!f.admits("ci-deploy", None, None));
+        assert!(!f.admits("deploy", Some("team-a"), None));
+        assert!(Filter::default().admits("anything", None, None));
+    }
+
+    fn errors(yaml: &str) -> String {
+        crate::config::Config::parse(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn source_errors_name_the_field_and_line() {
+        let e = errors(
+            "providers:\n  gh: {kind: github}\nsources:\n  - name: a\n    kind: gitlab_groups\n",
+        );
+        assert!(
+            e.contains("sources[0].kind: unknown source kind \"gitlab_groups\""),
+            "{e}"
+        );
+        assert!(e.contains("line 5"), "{e}");
+        let e = errors("sources:\n  - {name: a, kind: directory}\n");
+        assert!(
+            e.contains("sources[0].path: a directory source needs path"),
+            "{e}"
+        );
+        let e = errors(
+            "providers:\n  gh: {kind: github}\nsources:\n  - {name: v, kind: vault, provider: gh, credential: {env: X}}\n",
+        );
+        assert!(
+            e.contains("sources[0].provider: provider \"gh\" is of kind github, not vault"),
+            "{e}"
+        );
+        let e = errors(
+            "sources:\n  - {name: d, kind: directory, path: /x, refresh: 10ms, labels: {token: x}}\n",
+        );
+        assert!(e.contains("sources[0].refresh: must be at least 1s"), "{e}");
+        assert!(e.contains("sources[0].labels.token"), "{e}");
+        let e = errors(
+            "sources:\n  - {name: d, kind: directory, path: /x}\n  - {name: d, kind: directory, path: /y}\n",
+        );
+        assert!(e.contains("duplicate source name \"d\""), "{e}");
+        let e = errors("sources:\n  - {name: d, kind: directory, path: /x, colour: red}\n");
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn a_credential_is_never_inline_and_never_quoted() {
+        let canary = "hvs.CANARYCANARYCANARY";
+        let e = errors(&format!(
+            "providers:\n  v: {{kind: vault, url: 'http://127.0.0.1:1', token: {{env: T}}}}\nsources:\n  - {{name: s, kind: vault, provider: v, credential: {canary}}}\n"
+        ));
+        assert!(e.contains("must not be written inline"), "{e}");
+        assert!(!e.contains(canary), "{e}");
+    }
+
+    #[test]
+    fn provider_auto_detects_a_configured_token_without_quoting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t");
+        let canary = "glpat-CANARYCANARYCANARY";
+        std::fs::write(&file, format!("{canary}\n")).unwrap();
+        let yaml = |providers: &str| {
+            format!(
+                "providers:\n{providers}tokens:\n  - {{name: t, provider: auto, secret: {{file: {}}}}}\n",
+                file.display()
+            )
+        };
+        let c = crate::config::Config::parse(&yaml("  gl: {kind: gitlab}\n  gh: {kind: github}\n"))
+            .unwrap();
+        assert_eq!(c.tokens[0].provider, "gl");
+        let e = errors(&yaml("  gh: {kind: github}\n"));
+        assert!(
+            e.contains("tokens[0].provider: provider: auto: the secret is a GitLab"),
+            "{e}"
+        );
+        assert!(e.contains("no provider of kind gitlab"), "{e}");
+        let e = errors(&yaml("  a: {kind: gitlab}\n  b: {kind: gitlab}\n"));
+        assert!(e.contains("several providers are of kind gitlab"), "{e}");
+        std::fs::write(&file, "CANARY-unknown\n").unwrap();
+        let e = errors(&yaml("  gl: {kind: gitlab}\n"));
+        assert!(e.contains("names no known provider"), "{e}");
+        assert!(!e.contains("CANARY"), "{e}");
+    }
+}
