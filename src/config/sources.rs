@@ -18,8 +18,11 @@ use crate::provider::ProviderConfig;
 use crate::schema::Policies;
 use crate::secret::SecretSource;
 
+mod entra;
+pub use entra::EntraSettings;
+
 /// The source kinds `kind:` accepts.
-pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab"];
+pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab", "entra_id"];
 
 /// GitLab's own server, where `url` is not set.
 pub const GITLAB_URL: &str = "https://gitlab.com";
@@ -74,6 +77,13 @@ pub enum SourceKind {
         walk: GitlabWalk,
         max_concurrency: usize,
     },
+    /// Entra ID app registrations' secrets and certificates, from Microsoft Graph
+    /// (`src/sources/entra_id.rs`): `provider` is the `static` entry that holds the dates.
+    EntraId {
+        settings: EntraSettings,
+        provider: String,
+        credential: SecretSource,
+    },
 }
 
 /// Which of GitLab's lists a gitlab source reads.
@@ -93,6 +103,7 @@ impl SourceKind {
             SourceKind::Directory { .. } => "directory",
             SourceKind::Vault { .. } => "vault",
             SourceKind::Gitlab { .. } => "gitlab",
+            SourceKind::EntraId { .. } => "entra_id",
         }
     }
 }
@@ -160,6 +171,13 @@ pub(super) struct RawSource {
     #[serde(default)]
     projects: bool,
     max_concurrency: Option<Spanned<usize>>,
+    tenant_id: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    graph_url: Option<Spanned<String>>,
+    #[serde(default)]
+    service_principals: bool,
+    #[serde(default)]
+    read_owners: bool,
     refresh: Option<Spanned<String>>,
     #[serde(default)]
     include: Vec<String>,
@@ -245,9 +263,22 @@ pub(super) fn validate(
                 );
             }
         };
+        if !["gitlab", "entra_id"].contains(&raw.kind.value.as_str()) {
+            not_for(issues, "url", raw.url.is_some());
+        }
+        if raw.kind.value != "entra_id" {
+            for (field, set) in [
+                ("tenant_id", raw.tenant_id.is_some()),
+                ("client_id", raw.client_id.is_some()),
+                ("graph_url", raw.graph_url.is_some()),
+                ("service_principals", raw.service_principals),
+                ("read_owners", raw.read_owners),
+            ] {
+                not_for(issues, field, set);
+            }
+        }
         if raw.kind.value != "gitlab" {
             for (field, set) in [
-                ("url", raw.url.is_some()),
                 ("personal", raw.personal),
                 ("groups", raw.groups),
                 ("projects", raw.projects),
@@ -354,6 +385,20 @@ pub(super) fn validate(
                     }),
                     _ => None,
                 }
+            }
+            "entra_id" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = if raw.provider.is_none() {
+                    issues.push(
+                        at("provider"),
+                        "an entra_id source needs provider: a static entry, which holds the dates Graph states",
+                        line,
+                    );
+                    None
+                } else {
+                    provider_of(issues, "static")
+                };
+                entra::decode(&raw, &at, provider, issues)
             }
             other => {
                 issues.push(

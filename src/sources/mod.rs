@@ -12,6 +12,7 @@
 //! renews, revokes or creates anything.
 
 pub mod directory;
+pub mod entra_id;
 pub mod gitlab;
 pub mod health;
 pub mod vault;
@@ -180,6 +181,11 @@ pub async fn list(
             )
             .await?
         }
+        SourceKind::EntraId {
+            settings,
+            provider,
+            credential,
+        } => entra_id::list(settings, provider, credential, spec.probe_timeout, ctx).await?,
     };
     let before = listing.tokens.len();
     listing.tokens.retain(|d| {

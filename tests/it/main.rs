@@ -51,6 +51,7 @@ mod provider_vault;
 mod scale;
 mod scheduler;
 mod sharding;
+mod source_entra_id;
 mod source_gitlab;
 mod source_vault;
 mod sources;
