@@ -288,6 +288,35 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
             runbook_url: '{{ with $labels.runbook }}{{ . }}{{ else }}%s{{ end }}' % runbook('ApiTokenAnswerAnomaly'),
           },
         },
+        {
+          comment:: |||
+            A token with a rotate: block could not be rotated or renewed: its last attempt failed
+            (retried with a backoff of up to an hour) or was interrupted by a crash during a
+            provider call that must not be repeated (it waits for an operator). The old value is
+            still in use, and the token keeps getting closer to its expiry.
+            for: 30m. A provider's short outage is retried within minutes; half an hour of failing
+            attempts means the retries are not going to fix it, while the rotation window (days
+            before expiry, in most configurations) still leaves time to act.
+          |||,
+          alert: 'ApiTokenRotationFailing',
+          expr: |||
+            (api_token_rotation_failing == 1)
+            * on (job, instance, token, provider) group_left (owner, team, runbook)
+              api_token_info
+          |||,
+          'for': '30m',
+          labels: { severity: 'warning' },
+          annotations: {
+            summary: 'The automatic rotation of an API token is failing.',
+            description: fold(|||
+              The rotation of token {{ $labels.token }} of provider {{ $labels.provider }} (owner:
+              {{ with $labels.owner }}{{ . }}{{ else }}none set{{ end }}{{ with $labels.team }}, team {{ . }}{{ end }})
+              has been failing for more than 30 minutes; the old value is still in use. The status
+              page and /api/v1/tokens show the step and the error.
+            |||),
+            runbook_url: '{{ with $labels.runbook }}{{ . }}{{ else }}%s{{ end }}' % runbook('ApiTokenRotationFailing'),
+          },
+        },
       ],
     },
     {

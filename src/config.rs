@@ -26,6 +26,7 @@ pub use crate::schema::{
 use crate::secret::SecretSource;
 
 pub mod notify;
+pub mod rotate;
 pub mod sources;
 
 /// Labels the exporter sets itself on `api_token_info`; the inventory may not reuse them.
@@ -55,6 +56,8 @@ pub struct Config {
     /// `sources`: where more tokens are listed (see [`sources`]); their tokens join `tokens`
     /// at run time (`src/sources/`).
     pub sources: Vec<Arc<sources::SourceSpec>>,
+    /// The tokens that have a `rotate:` block, by name (see [`rotate`]); none by default.
+    pub rotations: BTreeMap<String, Arc<crate::schema::rotate::RotateSpec>>,
 }
 
 /// Defaults and limits that apply to every token.
@@ -263,8 +266,10 @@ struct RawToken {
     key_id: Option<String>,
     access_key_id: Option<String>,
     session_token: Option<SecretSource>,
+    email: Option<String>,
     #[serde(default)]
     policies: RawPolicies,
+    rotate: Option<Spanned<crate::schema::rotate::RawRotate>>,
 }
 
 /// Collects issues while validating so that one pass reports them all.
@@ -458,6 +463,7 @@ impl RawConfig {
         }
 
         let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        let mut rotations = BTreeMap::new();
         let mut tokens = Vec::with_capacity(self.tokens.len());
         let shared_policies = Arc::new(global.policies.clone());
         for (i, raw) in self.tokens.into_iter().enumerate() {
@@ -582,6 +588,7 @@ impl RawConfig {
                     key_id: raw.key_id,
                     access_key_id: raw.access_key_id,
                     session_token: raw.session_token,
+                    email: raw.email,
                 }
                 .into(),
                 policies: {
@@ -599,6 +606,14 @@ impl RawConfig {
             {
                 issues.push(format!("tokens[{i}]"), e, line_of(&raw.name));
             }
+            if let Some(block) = raw.rotate {
+                let (rotation, found) =
+                    rotate::validate(&format!("tokens[{i}]"), &spec, provider, block);
+                issues.0.extend(found);
+                if let Some(r) = rotation {
+                    rotations.insert(spec.name.clone(), Arc::new(r));
+                }
+            }
             tokens.push(Arc::new(spec));
         }
 
@@ -615,6 +630,7 @@ impl RawConfig {
                 tokens,
                 notify,
                 sources,
+                rotations,
             })
         } else {
             Err(ConfigError {

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 /// The stages in pipeline order. A module may name `crate::<stage>` only for its own stage
 /// or one listed before it. There is no allow-list: an exception is a new cycle.
-const STAGES: [&str; 12] = [
+const STAGES: [&str; 13] = [
     "model", "secret", "schema", "provider", "config", "sources", "state", "derive", "probe",
-    "notify", "expose", "app",
+    "rotate", "notify", "expose", "app",
 ];
 
 /// Files outside every stage: the index and the binary name no `crate::` stage of their own.

@@ -11,7 +11,7 @@
 //! stage):
 //!
 //! [`model`] -> [`secret`] -> [`schema`] -> [`provider`] -> [`config`] -> [`sources`] -> [`state`] ->
-//! [`derive`](mod@derive) -> [`probe`] -> [`notify`] -> [`expose`] -> [`app`]
+//! [`derive`](mod@derive) -> [`probe`] -> [`rotate`] -> [`notify`] -> [`expose`] -> [`app`]
 //!
 //! Providers return outcomes, never errors; views never call providers; secrets live in
 //! [`secret::Secret`] and only providers expose them, onto the wire.
@@ -28,6 +28,7 @@ pub mod model;
 pub mod notify;
 pub mod probe;
 pub mod provider;
+pub mod rotate;
 pub mod schema;
 pub mod secret;
 pub mod sources;

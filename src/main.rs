@@ -99,6 +99,14 @@ fn main() -> ExitCode {
             selector,
             fail_on,
         }))),
+        Some(Command::Rotate { token, dry_run }) => ExitCode::from(runtime.block_on(
+            api_token_exporter::app::rotate::run(api_token_exporter::app::rotate::Options {
+                config_file: cli.config_file.clone(),
+                storage_path: cli.storage_path.clone(),
+                token,
+                dry_run,
+            }),
+        )),
         Some(Command::NotifyTest { receiver }) => {
             match runtime.block_on(notify::send_test(&cli.config_file, &receiver)) {
                 Ok(done) => {

@@ -127,6 +127,16 @@ pub enum Command {
         #[arg(long = "demo.webhook", value_name = "URL")]
         webhook: Option<String>,
     },
+    /// Rotate or renew one token now through its `rotate:` block (same state file and lock as
+    /// the daemon); exit 0 when done, 1 when it failed, 2 for a config error.
+    Rotate {
+        /// The token's name.
+        #[arg(long = "token", value_name = "NAME")]
+        token: String,
+        /// Log every step it would take; call and write nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+    },
     /// Send a sample notification about a made-up token named `notify-test` through one
     /// notifier of the config, and exit 0 when it was accepted, 1 with the error otherwise.
     NotifyTest {

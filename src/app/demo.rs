@@ -5,6 +5,11 @@
 //! directory, writes a config that points at them, and runs the daemon on that config, so
 //! every path is the production one. No account and no network beyond loopback are needed.
 //! The signing key below is a demo key, published here on purpose; it signs nothing else.
+//!
+//! One token, `session-api`, rotates itself: the IdP also serves an RFC 6749 refresh-token
+//! grant with refresh-token rotation, its access tokens live two minutes, and the token's
+//! `rotate:` block refreshes it 100 s before expiry, so a rotation is counted in `/metrics`
+//! about 20 s after start.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,12 +40,20 @@ const CLIENT_ID: &str = "demo-exporter";
 
 const DAY: i64 = 86_400;
 
-/// What the demo IdP answers for each opaque token.
+/// The client that holds the rotating token's refresh token.
+const APP_CLIENT_ID: &str = "demo-app";
+/// Lifetime of the rotating token's access tokens, and how long before expiry it rotates.
+const SESSION_TTL: i64 = 120;
+const SESSION_BEFORE: &str = "100s";
+
+/// What the demo IdP answers for each opaque token, and the refresh tokens it accepts.
 #[derive(Clone, Default)]
 struct Idp {
     client_secret: String,
-    answers: Arc<HashMap<String, Value>>,
+    answers: Arc<std::sync::Mutex<HashMap<String, Value>>>,
     calls: Arc<std::sync::atomic::AtomicU64>,
+    /// Refresh tokens not used yet; each is spent by its first use (rotation).
+    refresh_tokens: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// One demo token: name, provider, the secret and the labels it gets.
@@ -226,14 +239,22 @@ pub async fn run(
         *exp = json!(exp.as_i64().unwrap_or_default() * 1000);
     }
 
+    // The rotating token: a first access token and the refresh token that renews it.
+    let session = random("demo");
+    answers.insert(session.clone(), session_answer(now));
+    let session_refresh = random("refresh");
     let idp = Idp {
         client_secret: random("client"),
-        answers: Arc::new(answers),
+        answers: Arc::new(std::sync::Mutex::new(answers)),
         calls: Arc::default(),
+        refresh_tokens: Arc::new(std::sync::Mutex::new(
+            [session_refresh.clone()].into_iter().collect(),
+        )),
     };
     let (list_token, lookup_token) = (random("hvs.demo-list"), random("hvs.demo-lookup"));
     let app = Router::new()
         .route("/introspect", post(introspect))
+        .route("/token", post(token_endpoint))
         .route("/jwks", get(jwks))
         .with_state(idp.clone())
         .merge(vault::router(&list_token, &lookup_token, now));
@@ -283,14 +304,19 @@ pub async fn run(
             t.name, t.provider, t.team, t.owner, t.name, t.extra_yaml
         ));
     }
+    let session_file = write("session-api", &session)?;
+    let refresh_file = write("session-api.refresh", &session_refresh)?;
+    yaml.push_str(&format!(
+        "  - name: session-api\n    provider: demo-idp\n    secret: {{file: {session_file}}}\n    labels: {{team: web, owner: \"grace@example.com\", runbook: \"https://runbooks.example.com/tokens/session-api\"}}\n    warning_before: 30s\n    critical_before: 10s\n    rotate:\n      before: {SESSION_BEFORE}\n      rotator:\n        kind: oauth2_refresh\n        token_endpoint: http://{idp_addr}/token\n        client_id: {APP_CLIENT_ID}\n        client_secret: {{file: {client_secret_file}}}\n        refresh_token_file: {refresh_file}\n      deliver:\n        - file: {session_file}\n"
+    ));
     yaml.push_str(&notify.yaml(&opts.listen_address)?);
     let config_file = dir.path().join("demo.yml");
     std::fs::write(&config_file, yaml)
         .map_err(|e| RunError::Write(config_file.display().to_string(), e))?;
     tracing::info!(config = %config_file.display(), idp = %idp_addr, "demo inventory written");
     eprintln!(
-        "api-token-exporter demo: {} tokens on in-process providers; config at {}",
-        tokens.len(),
+        "api-token-exporter demo: {} tokens on in-process providers (session-api rotates itself); config at {}",
+        tokens.len() + 1,
         config_file.display()
     );
     let result = crate::app::run::run(
@@ -353,8 +379,69 @@ async fn introspect(
     }
     let answer = form
         .get("token")
-        .and_then(|t| idp.answers.get(t))
-        .cloned()
+        .and_then(|t| lock(&idp.answers).get(t).cloned())
         .unwrap_or_else(|| json!({"active": false}));
     (StatusCode::OK, rate, Json(answer))
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The introspection answer for one of the rotating token's access tokens.
+fn session_answer(now: i64) -> Value {
+    json!({"active": true, "client_id": APP_CLIENT_ID, "sub": "svc-session-api",
+           "scope": "session:read", "token_type": "Bearer", "iss": "demo-idp",
+           "iat": now, "exp": now + SESSION_TTL})
+}
+
+/// RFC 6749 section 6 with refresh-token rotation: a valid refresh token from `demo-app`
+/// (client_secret_basic) gets a new access token and a new refresh token, and is spent.
+async fn token_endpoint(
+    State(idp): State<Idp>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{APP_CLIENT_ID}:{}", idp.client_secret))
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        );
+    }
+    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "unsupported_grant_type"})),
+        );
+    }
+    let spent = form
+        .get("refresh_token")
+        .is_some_and(|r| lock(&idp.refresh_tokens).remove(r));
+    if !spent {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        );
+    }
+    let random = |prefix: &str| {
+        let bytes: [u8; 16] = rand::random();
+        format!(
+            "{prefix}_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        )
+    };
+    let (access, refresh) = (random("demo"), random("refresh"));
+    let now = jiff::Timestamp::now().as_second();
+    lock(&idp.answers).insert(access.clone(), session_answer(now));
+    lock(&idp.refresh_tokens).insert(refresh.clone());
+    (
+        StatusCode::OK,
+        Json(json!({"access_token": access, "token_type": "Bearer",
+                    "expires_in": SESSION_TTL, "refresh_token": refresh})),
+    )
 }

@@ -209,6 +209,11 @@ async fn list_forever(
     loop {
         let started = Instant::now();
         let result = sources::list(&spec, &config, &ctx).await;
+        // A provider that asked for a longer wait gets it: listing sooner would be refused again.
+        let wait = match &result {
+            Err(e) => e.retry_after.map_or(spec.refresh, |w| w.max(spec.refresh)),
+            Ok(_) => spec.refresh,
+        };
         let report = Command::Listed {
             source: spec.name.clone(),
             generation,
@@ -218,6 +223,6 @@ async fn list_forever(
         if reports.send(report).await.is_err() {
             return;
         }
-        tokio::time::sleep(spec.refresh).await;
+        tokio::time::sleep(wait).await;
     }
 }

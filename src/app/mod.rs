@@ -5,5 +5,6 @@ pub mod cli;
 pub mod demo;
 pub mod discover;
 pub mod logging;
+pub mod rotate;
 pub mod run;
 pub mod shard;

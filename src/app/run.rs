@@ -20,6 +20,7 @@ use crate::notify;
 use crate::probe::scheduler;
 use crate::probe::scheduler::Inventory;
 use crate::provider::BuildContext;
+use crate::rotate;
 use crate::state::persist;
 use crate::state::store::Store;
 
@@ -131,6 +132,8 @@ pub async fn run(
         notify::RetryPolicy::default(),
     );
     let running_tokens = inventory.config.tokens.clone();
+    let rotation =
+        rotate::service::spawn(store.clone(), inventory.clone(), opts.storage_path.clone());
     let scheduler = scheduler::spawn(store.clone(), inventory.clone());
     let discovery = discover::spawn(
         scheduler.clone(),
@@ -150,6 +153,7 @@ pub async fn run(
             web: web.clone(),
             max_drop: opts.reload_max_drop,
             running: running_tokens,
+            rotation,
         },
         discovery,
         notifier,
@@ -213,6 +217,8 @@ struct Reloader {
     max_drop: f64,
     /// The tokens of the config running now, to tell how many a new one removes.
     running: Vec<Arc<config::TokenSpec>>,
+    /// The rotation task's inventory (see `rotate::service`).
+    rotation: tokio::sync::watch::Sender<scheduler::Inventory>,
 }
 
 /// Applies reload requests one at a time. A bad config keeps the running one, and so does
@@ -227,6 +233,7 @@ async fn reloader(
         web,
         max_drop,
         mut running,
+        rotation,
     }: Reloader,
     discovery: DiscoveryHandle,
     notifier: notify::NotifyHandle,
@@ -247,6 +254,7 @@ async fn reloader(
                 running = inventory.config.tokens.clone();
                 let tokens = inventory.config.tokens.len();
                 notifier.reload(&inventory.config.notify).await;
+                rotation.send_replace(inventory.clone());
                 // Through discovery: the scheduler runs the new tokens plus the listed ones.
                 discovery.reload(inventory).await;
                 status.reload_succeeded();

@@ -66,6 +66,8 @@ impl Shard {
     pub fn apply(&self, mut config: Config) -> Config {
         if !self.is_all() {
             config.tokens.retain(|t| self.owns(&t.name));
+            // Two replicas must never rotate the same token.
+            config.rotations.retain(|name, _| self.owns(name));
         }
         config
     }

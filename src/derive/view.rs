@@ -66,6 +66,9 @@ pub struct TokenView {
     pub age_seconds: Option<i64>,
     /// Every configured policy's result, violated or not.
     pub policies: Vec<Finding>,
+    /// The `rotate:` block's progress; absent for a token without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::model::rotation::RotationStatus>,
 }
 
 impl TokenView {
@@ -121,6 +124,7 @@ impl TokenView {
             last_probe_at: last.map(|r| r.at.to_string()),
             last_verdict_at: s.last_verdict_at.map(|t| t.to_string()),
             probe_duration_seconds: last.map(|r| r.duration.as_secs_f64()),
+            rotation: s.rotation.as_deref().cloned(),
             flags,
             anomalies: facts.anomalies.clone(),
             extra: facts.extra.clone(),

@@ -61,6 +61,8 @@ pub struct Exposition {
     rows: Vec<Row>,
     providers: BTreeMap<String, ProviderState>,
     notifiers: BTreeMap<String, NotifierStats>,
+    /// The rotating tokens (token, provider, status): few, so copied whole.
+    rotations: Vec<(String, String, Arc<crate::model::rotation::RotationStatus>)>,
     reload_ok: bool,
     reload_at: i64,
     web: Arc<crate::expose::web::WebStats>,

@@ -527,6 +527,29 @@ fn render_head(
     page::form(html, summary, filter);
 }
 
+/// A rotating token's line under its expiry: the step, the last failure or the next
+/// planned rotation (fixed words and times only).
+fn rotation_cell(v: &TokenView) -> String {
+    let Some(r) = &v.rotation else {
+        return String::new();
+    };
+    let mut text = format!("rotation ({}): {}", r.rotator, r.step.as_str());
+    if r.dry_run {
+        text.push_str(", dry run");
+    }
+    if r.failing() {
+        text.push_str(", failing");
+        if let Some(e) = &r.last_error {
+            text.push_str(": ");
+            text.push_str(e);
+        }
+    } else if let Some(next) = r.next_at {
+        text.push_str(", next ");
+        text.push_str(&short_time(&next.to_string()));
+    }
+    format!("<br><small class=\"rotation\">{}</small>", escape(&text))
+}
+
 /// One token's row of the status page's table.
 fn render_row(html: &mut String, v: &TokenView) {
     let severity = match v.severity {
@@ -565,7 +588,7 @@ fn render_row(html: &mut String, v: &TokenView) {
         html,
         "<tr class=\"{severity}\" data-token=\"{name}\" data-state=\"{state}\"><td><b>{name}</b><br><small>{fp}</small></td>\
          <td class=\"s-{state}\">{state}<br><small>{reason}</small></td>\
-         <td>{expires_in}<br><small>{expires_at}</small></td><td>{provider}<br><small>{kind}{source}</small></td>\
+         <td>{expires_in}<br><small>{expires_at}</small>{rotation}</td><td>{provider}<br><small>{kind}{source}</small></td>\
          <td>{owner}</td><td>{scopes}</td><td>{policies}</td><td><small>{last_probe}<br>{detail}</small></td></tr>",
         name = escape(&v.name),
         fp = escape(v.fingerprint.as_deref().unwrap_or("")),
@@ -575,6 +598,7 @@ fn render_row(html: &mut String, v: &TokenView) {
         expires_at = escape(&v.expires_at.as_deref().map(short_time).unwrap_or_default()),
         provider = escape(&v.provider),
         kind = escape(&v.kind),
+        rotation = rotation_cell(v),
         source = v
             .source
             .as_deref()

@@ -19,16 +19,20 @@ pub enum EventKind {
     Misconfigured,
     /// A policy finding (too old, too broad...).
     PolicyViolation,
+    /// The token's `rotate:` block failed its last attempt (or was interrupted); its
+    /// resolution is the next successful rotation.
+    RotationFailing,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Expiring,
         EventKind::Expired,
         EventKind::Invalid,
         EventKind::ProviderFailing,
         EventKind::Misconfigured,
         EventKind::PolicyViolation,
+        EventKind::RotationFailing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +43,7 @@ impl EventKind {
             EventKind::ProviderFailing => "provider_failing",
             EventKind::Misconfigured => "misconfigured",
             EventKind::PolicyViolation => "policy_violation",
+            EventKind::RotationFailing => "rotation_failing",
         }
     }
 
@@ -59,6 +64,7 @@ impl EventKind {
             EventKind::ProviderFailing => "ApiTokenProviderFailing",
             EventKind::Misconfigured => "ApiTokenMisconfigured",
             EventKind::PolicyViolation => "ApiTokenPolicyViolation",
+            EventKind::RotationFailing => "ApiTokenRotationFailing",
         }
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 pub mod duration;
 pub mod event;
+pub mod rotation;
 
 pub use duration::parse_duration;
 

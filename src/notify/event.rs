@@ -229,6 +229,26 @@ pub fn derive(
             detail: f.detail.clone(),
         });
     }
+    if let Some(r) = &s.rotation
+        && r.failing()
+    {
+        // An interrupted rotation waits for a person; a failing one is retried.
+        let level = if r.step == crate::model::rotation::Step::Interrupted {
+            Level::Critical
+        } else {
+            Level::Warning
+        };
+        conditions.push(Condition {
+            kind: EventKind::RotationFailing,
+            policy: None,
+            level,
+            detail: format!(
+                "rotation ({}) failed: {}",
+                r.rotator,
+                r.last_error.as_deref().unwrap_or("unknown error")
+            ),
+        });
+    }
     Some(Derived { conditions, basis })
 }
 

@@ -69,6 +69,7 @@ pub fn title(item: &Item, now: Timestamp) -> String {
             EventKind::PolicyViolation => {
                 format!("policy {} violation", item.policy.as_deref().unwrap_or("?"))
             }
+            EventKind::RotationFailing => "rotation failure (rotated since)".to_string(),
             k => k.as_str().replace('_', " "),
         };
         let why = item.resolution.map(|r| r.describe()).unwrap_or("resolved");
@@ -102,6 +103,7 @@ pub fn title(item: &Item, now: Timestamp) -> String {
             "{t} violates policy {}",
             item.policy.as_deref().unwrap_or("?")
         ),
+        EventKind::RotationFailing => format!("{t}: its rotation is failing"),
     };
     match (item.change, item.previous_level) {
         (Change::Changed, Some(prev)) => format!("{base}: now {level}, was {}", prev.as_str()),

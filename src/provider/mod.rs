@@ -10,6 +10,7 @@
 //! answers for a token without one under a kind that needs one, applies the timeout and
 //! measures the duration, so no provider repeats that logic.
 
+pub mod atlassian;
 pub mod aws;
 pub mod cloudflare;
 pub mod detect;
@@ -18,10 +19,12 @@ pub mod generic;
 pub mod github;
 pub mod gitlab;
 pub mod google;
+pub mod grafana;
 pub mod http;
 pub mod jwt;
 pub mod kubernetes;
 pub mod oauth2;
+pub mod okta;
 pub mod slack;
 pub mod r#static;
 pub mod vault;
@@ -114,6 +117,9 @@ pub const KINDS: &[&str] = &[
     "entra_id",
     "http",
     "aws",
+    "atlassian",
+    "grafana",
+    "okta",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -217,6 +223,9 @@ pub enum ProviderConfig {
     EntraId(entra_id::Config),
     Http(generic::Config),
     Aws(aws::Config),
+    Atlassian(atlassian::Config),
+    Grafana(grafana::Config),
+    Okta(okta::Config),
 }
 
 impl ProviderConfig {
@@ -236,6 +245,9 @@ impl ProviderConfig {
             ProviderConfig::EntraId(c) => c,
             ProviderConfig::Http(c) => c,
             ProviderConfig::Aws(c) => c,
+            ProviderConfig::Atlassian(c) => c,
+            ProviderConfig::Grafana(c) => c,
+            ProviderConfig::Okta(c) => c,
         }
     }
 
@@ -299,6 +311,9 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "entra_id" => ProviderConfig::EntraId(entra_id::Config::deserialize(de)?),
             "http" => ProviderConfig::Http(generic::Config::deserialize(de)?),
             "aws" => ProviderConfig::Aws(aws::Config::deserialize(de)?),
+            "atlassian" => ProviderConfig::Atlassian(atlassian::Config::deserialize(de)?),
+            "grafana" => ProviderConfig::Grafana(grafana::Config::deserialize(de)?),
+            "okta" => ProviderConfig::Okta(okta::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }
@@ -386,6 +401,7 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("key_id", p.key_id.is_some()),
         ("access_key_id", p.access_key_id.is_some()),
         ("session_token", p.session_token.is_some()),
+        ("email", p.email.is_some()),
     ];
     for (name, present) in set {
         if present && !allowed.contains(&name) {

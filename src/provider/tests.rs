@@ -83,6 +83,9 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::EntraId(_) => 10,
         ProviderConfig::Http(_) => 11,
         ProviderConfig::Aws(_) => 12,
+        ProviderConfig::Atlassian(_) => 13,
+        ProviderConfig::Grafana(_) => 14,
+        ProviderConfig::Okta(_) => 15,
     };
     KINDS[i]
 }
@@ -94,6 +97,9 @@ fn minimal(kind: &str) -> String {
         "vault" => r#"{"kind": "vault", "url": "https://vault.example.com"}"#.into(),
         "entra_id" => r#"{"kind": "entra_id", "tenant_id": "contoso.onmicrosoft.com", "client_id": "00000000-0000-0000-0000-000000000001"}"#.into(),
         "http" => r#"{"kind": "http", "url": "https://api.example.com", "path": "/v1/me", "rules": [{"status": 200, "verdict": "valid"}]}"#.into(),
+        "atlassian" => r#"{"kind": "atlassian", "url": "https://acme.atlassian.net"}"#.into(),
+        "grafana" => r#"{"kind": "grafana", "url": "https://grafana.example.com"}"#.into(),
+        "okta" => r#"{"kind": "okta", "url": "https://acme.okta.com"}"#.into(),
         _ => format!(r#"{{"kind": "{kind}"}}"#),
     }
 }

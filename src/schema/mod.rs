@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+pub mod rotate;
 pub mod spec;
 pub mod tagged;
 

@@ -166,6 +166,7 @@ static NO_PARAMS: TokenParams = TokenParams {
     key_id: None,
     access_key_id: None,
     session_token: None,
+    email: None,
 };
 
 impl std::ops::Deref for Params {
@@ -202,6 +203,9 @@ pub struct TokenParams {
     pub access_key_id: Option<String>,
     /// AWS: where the session token of temporary credentials is read from (a secret too).
     pub session_token: Option<SecretSource>,
+    /// Atlassian: the email address of the account the API token belongs to (basic auth
+    /// sends the two together).
+    pub email: Option<String>,
 }
 
 /// A token's label text, escaped once per spec ([`TokenSpec::metric_labels`]): the

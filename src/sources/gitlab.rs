@@ -222,8 +222,9 @@ async fn pages<T: for<'de> Deserialize<'de>>(c: &Ctx<'_>, path: &str) -> Result<
                 }
                 _ => "",
             };
-            return Err(ListError::new(
-                reason,
+            return Err(ListError::of_answer(
+                resp.status,
+                &resp.headers,
                 format!("page {page} of a list: HTTP {}{hint}", resp.status),
             ));
         }

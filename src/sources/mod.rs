@@ -128,13 +128,31 @@ impl FailReason {
 pub struct ListError {
     pub reason: FailReason,
     pub detail: String,
+    /// How long the provider asked to wait (`Retry-After` on a 429 or a 503): the next
+    /// listing waits at least this long, whatever `refresh` says.
+    pub retry_after: Option<std::time::Duration>,
 }
+
+/// The longest `Retry-After` honoured: a provider's absurd wait must not stop a source for good.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl ListError {
     pub fn new(reason: FailReason, detail: impl Into<String>) -> Self {
         ListError {
             reason,
             detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The failure for an answer that is not the documented success, with its `Retry-After`.
+    pub fn of_answer(status: u16, headers: &http::HeaderMap, detail: String) -> Self {
+        let retry_after = crate::provider::http::retry_after(headers, jiff::Timestamp::now())
+            .map(|d| d.min(MAX_RETRY_AFTER));
+        ListError {
+            reason: FailReason::of_status(status),
+            detail,
+            retry_after,
         }
     }
 }

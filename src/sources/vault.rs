@@ -96,7 +96,7 @@ pub async fn list(
         }
         // Vault answers a LIST with nothing under it 404 and an empty `errors`.
         404 if empty_errors(&resp.body) => Vec::new(),
-        status => return Err(status_error("listing accessors", status)),
+        _ => return Err(status_error("listing accessors", &resp)),
     };
     let limit = vault
         .max_concurrency
@@ -129,7 +129,7 @@ pub async fn list(
                 listing.skip("vanished");
                 continue;
             }
-            status => return Err(status_error("looking up an accessor", status)),
+            _ => return Err(status_error("looking up an accessor", &resp)),
         }
         let data = serde_json::from_slice::<Lookup>(&resp.body)
             .map_err(|_| {
@@ -190,7 +190,8 @@ async fn send(
     }
 }
 
-fn status_error(what: &str, status: u16) -> ListError {
+fn status_error(what: &str, resp: &http::Response) -> ListError {
+    let status = resp.status;
     let reason = FailReason::of_status(status);
     let hint = match reason {
         FailReason::Unauthorized | FailReason::Forbidden => {
@@ -198,7 +199,11 @@ fn status_error(what: &str, status: u16) -> ListError {
         }
         _ => "",
     };
-    ListError::new(reason, format!("{what}: HTTP {status}{hint}"))
+    ListError::of_answer(
+        status,
+        &resp.headers,
+        format!("{what}: HTTP {status}{hint}"),
+    )
 }
 
 fn errors(body: &[u8]) -> Option<Vec<String>> {

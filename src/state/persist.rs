@@ -55,12 +55,24 @@ pub fn check_storage_dir(dir: &Path) -> Result<(), String> {
 #[derive(Clone, Debug)]
 pub struct StateFile {
     path: PathBuf,
+    /// Written with mode 0600 from the first byte: the file may hold a token value.
+    private: bool,
 }
 
 impl StateFile {
     pub fn new(dir: &Path, name: &str) -> Self {
         StateFile {
             path: dir.join(name),
+            private: false,
+        }
+    }
+
+    /// A state file only the exporter's user may read (mode 0600), for state that holds a
+    /// value (a rotation's newly issued token, kept until it is delivered and tested).
+    pub fn private(dir: &Path, name: &str) -> Self {
+        StateFile {
+            path: dir.join(name),
+            private: true,
         }
     }
 
@@ -227,7 +239,16 @@ impl StateFile {
             std::process::id()
         ));
         {
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            let mut open = std::fs::OpenOptions::new();
+            open.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            if self.private {
+                use std::os::unix::fs::OpenOptionsExt;
+                open.mode(0o600);
+                // The mode applies only to a new file: one left by a crash goes first.
+                let _ = std::fs::remove_file(&tmp);
+            }
+            let mut f = open.open(&tmp).map_err(err)?;
             f.write_all(bytes).map_err(err)?;
             f.sync_all().map_err(err)?;
         }

@@ -37,6 +37,8 @@ pub struct TokenState {
     pub first_seen: Option<Timestamp>,
     /// When a new fingerprint replaced an old one (survives restarts).
     pub rotated_at: Option<Timestamp>,
+    /// Its `rotate:` block's progress, set by the rotate stage; `None` without one.
+    pub rotation: Option<Arc<crate::model::rotation::RotationStatus>>,
 }
 
 /// What the ledger remembers per token. Read as owned strings; written borrowing the
@@ -80,6 +82,7 @@ impl TokenState {
             last_verdict_at: None,
             first_seen: None,
             rotated_at: None,
+            rotation: None,
         }
     }
 
@@ -297,6 +300,15 @@ impl Store {
         drop(inner);
         if shrunk {
             self.mark_ledger_dirty();
+        }
+    }
+
+    /// Sets what the rotate stage reports about `token` (ignored for a token not in the
+    /// store).
+    pub fn set_rotation(&self, token: &str, status: crate::model::rotation::RotationStatus) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = inner.tokens.get_mut(token) {
+            state.rotation = Some(Arc::new(status));
         }
     }
 

@@ -26,6 +26,7 @@ const SHIPPED_ALERTS: &[&str] = &[
     "ApiTokenProviderMisconfigured",
     "ApiTokenPolicyViolation",
     "ApiTokenAnswerAnomaly",
+    "ApiTokenRotationFailing",
     "ApiTokenExporterDown",
     "ApiTokenExporterAbsent",
     "ApiTokenExporterConfigReloadFailed",
@@ -44,6 +45,7 @@ const TOKEN_ALERTS: &[&str] = &[
     "ApiTokenProviderMisconfigured",
     "ApiTokenPolicyViolation",
     "ApiTokenAnswerAnomaly",
+    "ApiTokenRotationFailing",
 ];
 
 /// Alerts that tell how much time is left (or how long ago the token expired).

@@ -282,6 +282,7 @@ fn metrics_table_names_every_family() {
             "api_token_exporter_answer_caps_applied",
             "api_token_exporter_http_requests_refused",
             "api_token_exporter_http_connections_dropped",
+            "api_token_rotations",
             "api_token_source_failures",
         ];
         let shown = if counters.contains(&name.as_str()) {

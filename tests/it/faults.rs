@@ -324,6 +324,93 @@ const KINDS: &[Kind] = &[
         },
         overrides: &[],
     },
+    Kind {
+        kind: "atlassian",
+        provider: "url: {base}",
+        token: "email: mia@example.com",
+        path: Some("/rest/api/3/myself"),
+        secret: || "ATATT3xFfGF0canaryAtlassianApiToken0123456789=ABCDEF01".into(),
+        // Jira's `myself`; the REST API never states the token's expiry.
+        good: || {
+            Canned::json(json!({
+                "accountId": "5b10a2844c20165700ede21g", "accountType": "atlassian",
+                "active": true, "displayName": "Mia Krystof",
+                "emailAddress": "mia@example.com", "timeZone": "Australia/Sydney"
+            }))
+        },
+        overrides: &[],
+    },
+    Kind {
+        kind: "grafana",
+        provider: "url: {base}",
+        token: "",
+        path: Some("/api/user"),
+        secret: || "glsa_FaultGrafanaServiceAccountTok012_5b582697".into(),
+        // The service account's identity; its token list (the expiry) is in LATER_CALLS.
+        good: || {
+            Canned::json(json!({
+                "id": 0, "uid": "service-account:42", "login": "sa-1-deployer",
+                "email": "sa-1-deployer", "name": "deployer", "orgId": 1,
+                "isGrafanaAdmin": false
+            }))
+        },
+        overrides: &[],
+    },
+    Kind {
+        kind: "okta",
+        provider: "url: {base}",
+        token: "",
+        path: Some("/api/v1/users/me"),
+        secret: || "00FaultOktaApiToken-0123456789abcdefghijkLMNOP".into(),
+        // The user; the token's own `expiresAt` comes from the token list (LATER_CALLS),
+        // without which the expiry would be this probe plus 30 days.
+        good: || {
+            Canned::json(json!({
+                "id": "00ub0oNGTSWTBKOLGLNR", "status": "ACTIVE",
+                "profile": {"login": "isaac.brock@example.com", "email": "isaac.brock@example.com"}
+            }))
+        },
+        overrides: &[],
+    },
+];
+
+/// Kinds whose provider never discloses an expiry on the call it answers (Atlassian's REST
+/// API): their healthy probe leaves it undisclosed, and the faults must keep it so.
+const EXPIRY_UNDISCLOSED: &[&str] = &["atlassian"];
+
+/// An answer at another path than the row's `path`, for a kind that makes a second call
+/// after a healthy first one (the expiry from a token list). A fault breaks the first call,
+/// so the second is made only by the healthy probe.
+struct Later {
+    kind: &'static str,
+    path: &'static str,
+    answer: fn() -> Canned,
+}
+
+/// Every kind's later calls.
+const LATER_CALLS: &[Later] = &[
+    Later {
+        kind: "okta",
+        path: "/api/v1/api-tokens?limit=200",
+        answer: || {
+            Canned::json(json!([{
+                "name": "ci", "userId": "00ub0oNGTSWTBKOLGLNR", "tokenWindow": "P30D",
+                "id": "00Tabcdefg1234567890", "clientName": "Okta API",
+                "expiresAt": "2023-12-15T00:00:00.000Z", "created": "2023-10-01T20:38:10.000Z"
+            }]))
+        },
+    },
+    Later {
+        kind: "grafana",
+        path: "/api/serviceaccounts/42/tokens",
+        answer: || {
+            Canned::json(json!([{
+                "id": 2, "name": "ci", "role": "Viewer", "created": "2023-11-01T00:00:00Z",
+                "expiration": "2023-12-15T00:00:00Z", "secondsUntilExpiration": 0,
+                "hasExpired": false
+            }]))
+        },
+    },
 ];
 
 /// What a fault does.
@@ -393,8 +480,12 @@ fn expected(fault: Fault) -> (Verdict, Reason) {
 }
 
 /// The expiry a kind's healthy answer gives: [`EXP`], except for a kind whose tokens never
-/// expire (an AWS access key), whose "never" the store must keep just the same.
+/// expire (an AWS access key), whose "never" the store must keep just the same, and a kind
+/// whose provider never discloses one ([`EXPIRY_UNDISCLOSED`]).
 fn healthy_expiry(kind: &Kind) -> Expiry {
+    if EXPIRY_UNDISCLOSED.contains(&kind.kind) {
+        return Expiry::Undisclosed;
+    }
     match kind.kind {
         "aws" => Expiry::Never,
         _ => Expiry::At(at(EXP)),
@@ -419,6 +510,8 @@ enum Mode {
 struct ServerState {
     mode: Mutex<Mode>,
     good: Canned,
+    /// Answers at other paths ([`LATER_CALLS`]).
+    later: Mutex<Vec<(&'static str, Canned)>>,
     /// `METHOD PATH` of every request read.
     seen: Mutex<Vec<String>>,
     connections: AtomicUsize,
@@ -439,6 +532,7 @@ impl FaultServer {
         let state = Arc::new(ServerState {
             mode: Mutex::new(Mode::Good),
             good,
+            later: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
         });
@@ -448,6 +542,18 @@ impl FaultServer {
             state,
             task: Some(task),
         }
+    }
+
+    /// The server of a kind's row: its healthy answer, and those of its later calls.
+    async fn start_for(kind: &Kind) -> FaultServer {
+        let server = FaultServer::start((kind.good)()).await;
+        let later = LATER_CALLS
+            .iter()
+            .filter(|l| l.kind == kind.kind)
+            .map(|l| (l.path, (l.answer)()))
+            .collect();
+        *server.state.later.lock().unwrap() = later;
+        server
     }
 
     fn url(&self) -> String {
@@ -572,7 +678,14 @@ async fn serve(mut socket: TcpStream, state: Arc<ServerState>) {
     let path = parts.next().unwrap_or_default();
     state.seen.lock().unwrap().push(format!("{method} {path}"));
 
-    let good = &state.good;
+    let later = state
+        .later
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, answer)| answer.clone());
+    let good = later.as_ref().unwrap_or(&state.good);
     let mut good_bytes = head(good.status, &good.headers, Some(good.body.len()));
     good_bytes.extend_from_slice(&good.body);
     match mode {
@@ -718,7 +831,7 @@ async fn check(kind: &Kind, fault: Fault, repeat: usize) -> (Arc<Store>, Vec<Pro
     let secret = (kind.secret)();
     let files = SecretFiles::new();
     let mut server = match kind.path {
-        Some(_) => Some(FaultServer::start((kind.good)()).await),
+        Some(_) => Some(FaultServer::start_for(kind).await),
         None => None,
     };
     let base = server.as_ref().map(FaultServer::url).unwrap_or_default();
@@ -818,12 +931,11 @@ async fn check(kind: &Kind, fault: Fault, repeat: usize) -> (Arc<Store>, Vec<Pro
     ));
     let expiry_line =
         format!("api_token_expiry_timestamp_seconds{{token=\"t\",provider=\"p\"}} {EXP}.0");
-    if healthy_expiry(kind) == Expiry::At(at(EXP)) {
-        assert!(
-            text.lines().any(|l| l == expiry_line),
-            "{name}: /metrics lost the expiry:\n{text}"
-        );
-    }
+    assert_eq!(
+        text.lines().any(|l| l == expiry_line),
+        healthy_expiry(kind) == Expiry::At(at(EXP)),
+        "{name}: /metrics lost the expiry, or shows one never disclosed:\n{text}"
+    );
     let state_line = format!(
         "api_token_state{{token=\"t\",provider=\"p\",state=\"{}\"}} 1",
         verdict.as_str()

@@ -16,8 +16,8 @@ use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use api_token_exporter::provider::{
-    self, aws, cloudflare, entra_id, generic, github, gitlab, google, jwt, kubernetes, oauth2,
-    slack, r#static, vault,
+    self, atlassian, aws, cloudflare, entra_id, generic, github, gitlab, google, grafana, jwt,
+    kubernetes, oauth2, okta, slack, r#static, vault,
 };
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
@@ -207,6 +207,12 @@ const KEYS: &[&str] = &[
     "hint",
     "keyId",
     "displayName",
+    "accountId",
+    "emailAddress",
+    "expiration",
+    "hasExpired",
+    "isRevoked",
+    "lastUsedAt",
 ];
 
 /// JSON scalars on the edges of what the parsers convert: huge, negative, fractional and
@@ -921,6 +927,9 @@ const FUZZED: &[(&str, &str)] = &[
     ("entra_id", "entra_id::parse("),
     ("http", "generic::parse("),
     ("aws", "aws::parse("),
+    ("atlassian", "atlassian::parse("),
+    ("grafana", "grafana::parse("),
+    ("okta", "okta::parse("),
 ];
 
 #[test]
@@ -1580,6 +1589,172 @@ proptest! {
         }
         if facts.last_used_at.is_none() && !facts.extra.contains_key("last_used") {
             prop_assert!(!facts.flags.is_empty(), "{facts:?}");
+        }
+    }
+}
+
+fn good_atlassian_myself() -> Value {
+    json!({"accountId": "5b10a2844c20165700ede21g", "accountType": "atlassian", "active": true,
+           "displayName": "Mia Krystof", "emailAddress": "mia@example.com",
+           "timeZone": "Australia/Sydney"})
+}
+
+/// Whether the answer says it is an HTML page.
+fn html(headers: &HeaderMap) -> bool {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("text/html"))
+}
+
+proptest! {
+    /// Atlassian: `valid` only on 200 with a JSON object naming an account; `invalid` only on
+    /// a 401 that is not an HTML page; `forbidden` only on 403; the expiry is never stated.
+    #[test]
+    fn atlassian_parse(
+        status in status(),
+        headers in headers(),
+        body in body(good_atlassian_myself()),
+        email in prop_oneof![Just("mia@example.com".to_string()), "\\PC{0,30}"],
+    ) {
+        let o = atlassian::parse(status, &headers, &body, now(), &email);
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            prop_assert!(member(&body, "accountId").is_some_and(|v| v.is_string()), "{o:?}");
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert!(status == 401 && !html(&headers), "{status}: {o:?}");
+        }
+        if o.verdict == Verdict::Forbidden {
+            prop_assert_eq!(status, 403);
+        }
+        if (500..600).contains(&status) || (status == 200 && !is_json(&body)) {
+            prop_assert!(!conclusive(&o), "{status}: {o:?}");
+        }
+        prop_assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+        prop_assert!(o.verdict != Verdict::Unverified);
+    }
+}
+
+fn good_grafana_user() -> Value {
+    json!({"id": 0, "uid": "service-account:42", "login": "sa-1-deployer", "email": "sa-1-deployer",
+           "name": "deployer", "orgId": 1, "isGrafanaAdmin": false})
+}
+
+fn good_grafana_token() -> Value {
+    json!({"id": 2, "name": "ci", "created": "2023-11-01T00:00:00Z",
+           "expiration": "2023-12-15T00:00:00Z", "secondsUntilExpiration": 0,
+           "hasExpired": false, "lastUsedAt": "2023-11-14T20:00:00Z"})
+}
+
+/// Token lists: anything `body` makes, or a list of near-misses of a good token.
+fn grafana_tokens() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        body(good_grafana_token()),
+        prop::collection::vec(near(good_grafana_token()), 0..4)
+            .prop_map(|list| Value::Array(list).to_string().into_bytes()),
+    ]
+}
+
+proptest! {
+    /// Grafana's `/api/user`: `valid` only on 200 with a `login`; `invalid` only on a 401
+    /// that is not an HTML page; `forbidden` only on 403; 5xx and non-JSON 200s never
+    /// conclusive. The token list then only adds facts: whatever it answers, the verdict and
+    /// the subject stay, and the expiry is only set from a 200.
+    #[test]
+    fn grafana_parse(
+        status in status(),
+        headers in headers(),
+        body in body(good_grafana_user()),
+        list_status in status(),
+        list in grafana_tokens(),
+        key_id in prop::option::of(prop_oneof![Just("ci".to_string()), Just("2".to_string()), "\\PC{0,8}"]),
+    ) {
+        let o = grafana::parse(status, &headers, &body, now());
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            prop_assert!(member(&body, "login").is_some_and(|v| v.is_string()), "{o:?}");
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert!(status == 401 && !html(&headers), "{status}: {o:?}");
+        }
+        if o.verdict == Verdict::Forbidden {
+            prop_assert_eq!(status, 403);
+        }
+        if (500..600).contains(&status) || (status == 200 && !is_json(&body)) {
+            prop_assert!(!conclusive(&o), "{status}: {o:?}");
+        }
+        prop_assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+        let mut facts = o.facts.clone();
+        grafana::parse_tokens(list_status, &list, now(), key_id.as_deref(), &mut facts);
+        prop_assert_eq!(&facts.subject, &o.facts.subject);
+        if list_status != 200 || !is_json(&list) {
+            prop_assert_eq!(facts.expiry, Expiry::Undisclosed);
+        }
+    }
+}
+
+fn good_okta_me() -> Value {
+    json!({"id": "00ub0oNGTSWTBKOLGLNR", "status": "ACTIVE",
+           "profile": {"login": "isaac.brock@example.com", "email": "isaac.brock@example.com"}})
+}
+
+fn good_okta_token() -> Value {
+    json!({"name": "ci", "userId": "00ub0oNGTSWTBKOLGLNR", "tokenWindow": "P30D",
+           "id": "00Tabcdefg1234567890", "expiresAt": "2023-12-15T00:00:00.000Z",
+           "created": "2023-10-01T20:38:10.000Z"})
+}
+
+proptest! {
+    /// Okta: `valid` only on 200 with an `id`; `invalid` only on 401 with `E0000011`;
+    /// `forbidden` only on 403 with an Okta error code; a valid answer always has the sliding
+    /// model and an expiry; whatever the token list answers, the verdict stays and the
+    /// window stays positive.
+    #[test]
+    fn okta_parse(
+        status in status(),
+        headers in headers(),
+        body in body(good_okta_me()),
+        list_status in status(),
+        list in prop_oneof![
+            body(good_okta_token()),
+            prop::collection::vec(near(good_okta_token()), 0..4)
+                .prop_map(|l| Value::Array(l).to_string().into_bytes()),
+        ],
+        key_id in prop::option::of(prop_oneof![Just("ci".to_string()), "\\PC{0,8}"]),
+        window in "\\PC{0,12}",
+    ) {
+        let o = okta::parse(status, &headers, &body, now());
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            prop_assert!(member(&body, "id").is_some_and(|v| v.is_string()), "{o:?}");
+            let sliding = matches!(
+                o.facts.expiry_model,
+                api_token_exporter::model::ExpiryModel::Sliding { .. }
+            );
+            prop_assert!(sliding, "{:?}", o.facts.expiry_model);
+            prop_assert!(o.facts.expiry.timestamp().is_some());
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert_eq!(status, 401);
+            prop_assert_eq!(member(&body, "errorCode"), Some(json!("E0000011")));
+        }
+        if o.verdict == Verdict::Forbidden {
+            prop_assert_eq!(status, 403);
+        }
+        if (500..600).contains(&status) || !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{status}: {o:?}");
+        }
+        let mut facts = o.facts.clone();
+        if let Ok(found) = okta::parse_tokens(list_status, &list, "00ub0oNGTSWTBKOLGLNR", key_id.as_deref()) {
+            okta::apply_tokens(&found, key_id.is_some(), now(), &mut facts);
+        }
+        prop_assert_eq!(&facts.subject, &o.facts.subject);
+        if let Some(d) = okta::iso_duration(&window) {
+            prop_assert!(d.as_secs() > 0);
         }
     }
 }

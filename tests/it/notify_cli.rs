@@ -177,7 +177,7 @@ fn notification_config_errors_name_the_field_and_line() {
         error_of(&format!(
             "{NOTIFIERS}routes:\n  - {{receiver: chat, events: [expiring_soon]}}\n"
         )),
-        "routes[0].events[0]: unknown variant `expiring_soon`, expected one of expiring, expired, invalid, provider_failing, misconfigured, policy_violation (line 10)"
+        "routes[0].events[0]: unknown variant `expiring_soon`, expected one of expiring, expired, invalid, provider_failing, misconfigured, policy_violation, rotation_failing (line 10)"
     );
     let email = error_of(
         "notifiers:\n  m: {kind: email, host: h, from: not-an-address, to: [ops@example.com], password: {env: P}}\n",

@@ -280,6 +280,9 @@ async fn a_failure_on_any_page_or_list_fails_the_listing_and_an_empty_instance_l
         let e = list(&y).await.unwrap_err();
         assert_eq!(e.reason, want, "mode {mode}: {e:?}");
         assert!(!e.detail.contains("CANARY"), "{e:?}");
+        // The 429's Retry-After: the next listing waits for it.
+        let wanted = (mode == 4).then(|| Duration::from_secs(60));
+        assert_eq!(e.retry_after, wanted, "mode {mode}");
     }
     m.mode.store(5, Ordering::SeqCst);
     let empty = list(&y).await.unwrap();

@@ -287,6 +287,11 @@ async fn every_documented_failure_is_a_source_failure_and_a_vanished_token_is_sk
         mode.store(m, Ordering::SeqCst);
         let e = list(&y).await.unwrap_err();
         assert_eq!(e.reason, want, "mode {m}: {e:?}");
+        assert_eq!(
+            e.retry_after,
+            (m == 4).then(|| Duration::from_secs(30)),
+            "mode {m}: Retry-After"
+        );
         assert!(!e.detail.contains("CANARY"), "{e:?}");
     }
     mode.store(5, Ordering::SeqCst);

@@ -91,7 +91,7 @@ fn the_status_page_in_a_real_browser() {
     let rows = table_rows(&dom);
     assert_eq!(
         rows.len(),
-        11,
+        12,
         "every demo token is a row: {rows:?}\n{}",
         String::from_utf8_lossy(&all.stderr)
     );
@@ -106,11 +106,12 @@ fn the_status_page_in_a_real_browser() {
     assert_eq!(state("legacy-sync"), "invalid");
     assert_eq!(state("reporting-job"), "unreachable");
     assert_eq!(state("partner-webhook"), "unverified");
+    assert_eq!(state("session-api"), "valid");
     // Most urgent first: the invalid tokens lead, healthy far-off ones come last.
     assert_eq!(rows[0].1, "invalid");
     assert_eq!(rows.last().unwrap().0, "metrics-reader", "{rows:?}");
     assert!(
-        dom.contains("invalid: 2") && dom.contains("valid: 7"),
+        dom.contains("invalid: 2") && dom.contains("valid: 8"),
         "badges with counts"
     );
     assert!(
@@ -164,7 +165,7 @@ fn the_status_page_in_a_real_browser() {
         [("deploy-bot".to_string(), "valid".to_string())]
     );
     assert!(
-        searched.contains("valid: 7"),
+        searched.contains("valid: 8"),
         "the badges count every token"
     );
     let mut paged = Vec::new();

@@ -20,6 +20,11 @@ pub const OTHER: (&str, &str) = ("other", "other-secret");
 /// A client whose secret is only accepted when encoded as RFC 6749 section 2.3.1 says. The
 /// characters are all VSCHAR (RFC 6749 appendix A), which is all a client secret may hold.
 pub const SPECIAL: (&str, &str) = ("special", "s:e+c r%e/t&");
+/// A client that holds refresh tokens (grant `refresh_token`, rotation always on: a rotated
+/// refresh token used again revokes the whole grant).
+pub const ROTATING: (&str, &str) = ("rotating", "rotating-secret");
+/// Lifetime in seconds of [`ROTATING`]'s access tokens.
+pub const ROTATING_TTL: i64 = 60;
 /// Lifetime in seconds of tokens minted by [`SHORT_LIVED`]. Long enough that a probe right
 /// after minting still sees the token active on a loaded machine.
 pub const SHORT_TTL: i64 = 3;
@@ -78,6 +83,7 @@ impl OidcServer {
                 .env("PORT", port.to_string())
                 .env("TTL", TTL.to_string())
                 .env("SHORT_TTL", SHORT_TTL.to_string())
+                .env("ROTATING_TTL", ROTATING_TTL.to_string())
                 .env("EXIT_WITH_STDIN", "1")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
@@ -159,6 +165,35 @@ impl OidcServer {
         assert_eq!(body["token_type"], "Bearer");
         let token = body["access_token"].as_str().unwrap().to_string();
         (token, body["expires_in"].as_i64().unwrap())
+    }
+
+    /// A refresh token for [`ROTATING`], as a completed authorization-code flow leaves one
+    /// (the server's test-only route).
+    pub async fn refresh_token(&self) -> String {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/test/refresh-token", self.issuer()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "test route: {}", self.log());
+        let body: Value = resp.json().await.unwrap();
+        body["refresh_token"].as_str().unwrap().to_string()
+    }
+
+    /// The refresh-token grant as [`ROTATING`]: (status, answer).
+    pub async fn refresh(&self, refresh_token: &str) -> (u16, Value) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer()))
+            .basic_auth(ROTATING.0, Some(ROTATING.1))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// Revokes a token (RFC 7009) as the client that minted it.

@@ -292,6 +292,7 @@ impl Exposition {
                 .iter()
                 .map(|(reason, n)| (labels(&[("reason", reason)]), Value::Count(*n))),
         );
+        self.write_rotation_families(out);
         small_family(
             out,
             "api_token_exporter_build_info",
@@ -382,6 +383,61 @@ impl Exposition {
                     )
                 })
             }),
+        );
+    }
+}
+
+impl Exposition {
+    /// The rotation families: series only for tokens with a `rotate:` block.
+    /// An inventory without one writes nothing, not even the headers.
+    fn write_rotation_families(&self, out: &mut String) {
+        use crate::model::rotation::RotationResult;
+        if self.rotations.is_empty() {
+            return;
+        }
+        let each = |f: fn(&crate::model::rotation::RotationStatus) -> Option<Value>| {
+            self.rotations
+                .iter()
+                .filter_map(move |(token, provider, r)| {
+                    Some((labels(&[("token", token), ("provider", provider)]), f(r)?))
+                })
+        };
+        small_family(
+            out,
+            "api_token_rotations",
+            "Rotation attempts since start, per token and result (success, failure, dry_run); only tokens with a rotate: block.",
+            Kind::Counter,
+            self.rotations.iter().flat_map(|(token, provider, r)| {
+                RotationResult::ALL.into_iter().map(move |result| {
+                    let l = labels(&[
+                        ("token", token),
+                        ("provider", provider),
+                        ("result", result.as_str()),
+                    ]);
+                    (l, Value::Count(r.count(result)))
+                })
+            }),
+        );
+        small_family(
+            out,
+            "api_token_rotation_failing",
+            "1 while the token's last rotation attempt failed or was interrupted (it is retried with backoff, or waits for an operator), else 0.",
+            Kind::Gauge,
+            each(|r| Some(Value::Int(i64::from(r.failing())))),
+        );
+        small_family(
+            out,
+            "api_token_rotation_last_success_timestamp_seconds",
+            "When the token was last rotated or renewed successfully (Unix seconds); kept across restarts under --storage.path.",
+            Kind::Gauge,
+            each(|r| r.last_success_at.map(Value::Time)),
+        );
+        small_family(
+            out,
+            "api_token_rotation_next_timestamp_seconds",
+            "When the token's next rotation is planned (Unix seconds); absent while its expiry is unknown or a rotation is in progress.",
+            Kind::Gauge,
+            each(|r| r.next_at.map(Value::Time)),
         );
     }
 }

@@ -52,7 +52,7 @@ impl Metrics {
         };
         let mut text =
             String::from_utf8(memory::faulted_vec(text_len)).expect("an empty buffer is UTF-8");
-        let providers = {
+        let (providers, rotations) = {
             let inner = self.store.read();
             let now = jiff::Timestamp::now();
             let states: Vec<&TokenState> = inner.tokens.values().map(|s| &**s).collect();
@@ -60,7 +60,15 @@ impl Metrics {
                 prefetch_ahead(&states, i);
                 rows.push(Row::of(s, now, &mut text));
             }
-            inner.providers.clone()
+            let rotations = inner
+                .tokens
+                .values()
+                .filter_map(|s| {
+                    let r = s.rotation.clone()?;
+                    Some((s.spec.name.clone(), s.spec.provider.clone(), r))
+                })
+                .collect();
+            (inner.providers.clone(), rotations)
         };
         self.text_len.store(text.len(), Ordering::Relaxed);
         Exposition {
@@ -68,6 +76,7 @@ impl Metrics {
             rows,
             providers,
             notifiers: self.status.notifications.snapshot(),
+            rotations,
             reload_ok: self.status.last_reload_successful.load(Ordering::Relaxed),
             reload_at: self.status.last_reload_success.load(Ordering::Relaxed),
             web: self.status.web.clone(),

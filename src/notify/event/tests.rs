@@ -40,6 +40,7 @@ fn token(outcome: Option<ProbeOutcome>, expiry: Expiry, probed: i64) -> TokenSta
         last_verdict_at: None,
         first_seen: None,
         rotated_at: None,
+        rotation: None,
     }
 }
 
@@ -229,4 +230,50 @@ fn the_daemons_policy_source_feeds_policy_findings_in() {
     );
     assert_eq!(d.conditions[0].policy.as_deref(), Some("forbidden_scopes"));
     assert!(no_policies(&s, at(NOW)).is_empty());
+}
+
+#[test]
+fn a_failing_rotation_is_an_event_and_an_interrupted_one_is_critical() {
+    use crate::model::rotation::{RotationStatus, Step};
+    let m = TokenMemory::default();
+    let mut s = token(
+        Some(ProbeOutcome::valid(TokenFacts::default())),
+        Expiry::At(at(NOW + 30 * DAY)),
+        NOW,
+    );
+    let d = |s: &TokenState| derive(s, &m, &[], &settings(), at(NOW)).unwrap();
+    s.rotation = Some(Arc::new(RotationStatus {
+        rotator: "vault_renew",
+        ..RotationStatus::default()
+    }));
+    assert_eq!(kinds(&d(&s)), vec![]);
+    s.rotation = Some(Arc::new(RotationStatus {
+        rotator: "vault_renew",
+        failures: 2,
+        last_error: Some("vault refused the renewal (403)".into()),
+        ..RotationStatus::default()
+    }));
+    let derived = d(&s);
+    assert_eq!(
+        kinds(&derived),
+        vec![(EventKind::RotationFailing, Level::Warning)]
+    );
+    assert_eq!(
+        derived.conditions[0].detail,
+        "rotation (vault_renew) failed: vault refused the renewal (403)"
+    );
+    s.rotation = Some(Arc::new(RotationStatus {
+        rotator: "oauth2_refresh",
+        step: Step::Interrupted,
+        failures: 1,
+        ..RotationStatus::default()
+    }));
+    assert_eq!(
+        kinds(&d(&s)),
+        vec![(EventKind::RotationFailing, Level::Critical)]
+    );
+    assert_eq!(
+        EventKind::RotationFailing.alertname(),
+        "ApiTokenRotationFailing"
+    );
 }

@@ -116,6 +116,12 @@ pub fn read_issued(body: &mut Vec<u8>) -> Result<Issued, String> {
         #[serde(default)]
         expires_in: Option<Value>,
     }
+    // serde fills a struct from a JSON array too, by position: `["x"]` would read as an
+    // answer whose access_token is "x". Only an object is the token endpoint's answer.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        body.zeroize();
+        return Err("the token answer is not a JSON object".to_string());
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let read = match serde_path_to_error::deserialize::<_, Raw<'_>>(&mut de) {
         Ok(_) if de.end().is_err() => Err("the token answer has more after its JSON".to_string()),

@@ -625,3 +625,21 @@ fn a_certificate_signs_a_ps256_assertion_the_platform_can_check() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+/// serde fills a struct from an array by position: a 200 whose body is `[" "]` (found by
+/// `fuzz_parse::entra_id_token_parse`) or `["tok", "Bearer", 3599]` is not a token answer.
+#[test]
+fn an_array_is_not_a_token_answer() {
+    for body in [r#"[" "]"#, r#"["tok", "Bearer", 3599]"#, r#"  ["x"]"#] {
+        let o = p(200, body);
+        assert_eq!(
+            (o.verdict, o.reason),
+            (Verdict::Unreachable, Reason::BadResponse),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        p(200, r#" {"access_token": "x", "token_type": "Bearer"}"#).verdict,
+        Verdict::Valid
+    );
+}

@@ -98,3 +98,21 @@ fn backups_are_bounded_and_never_overwritten() {
         "{contents:?}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_private_file_is_never_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A temp file left by a crash, readable by all, must not lend its mode.
+    std::fs::write(
+        dir.path()
+            .join(format!(".rotation.json.tmp-{}", std::process::id())),
+        b"",
+    )
+    .unwrap();
+    let file = StateFile::private(dir.path(), "rotation.json");
+    file.save(&serde_json::json!({"a": 1})).unwrap();
+    let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

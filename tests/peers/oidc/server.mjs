@@ -6,6 +6,7 @@
 //   PORT       the 127.0.0.1 port to listen on (required; the test picks a free one)
 //   TTL        lifetime in seconds of tokens for the `exporter` and `other` clients (3600)
 //   SHORT_TTL  lifetime in seconds of tokens for the `short-lived` client (2)
+//   ROTATING_TTL  lifetime in seconds of access tokens for the `rotating` client (60)
 //   EXIT_WITH_STDIN=1  exit when stdin closes: a test process that dies, or never drops the
 //              server (a shared instance in a static), still takes the server with it
 //
@@ -14,6 +15,13 @@
 //   short-lived / short-lived-secret  mints tokens that expire after SHORT_TTL
 //   other / other-secret              a second client, for tokens the exporter did not mint
 //   special / "s:e+c r%e/t&"          a secret that only survives correct RFC 6749 encoding
+//   rotating / rotating-secret        authorization code and refresh_token grants, with refresh-token
+//                                     rotation always on: a rotated refresh token used
+//                                     again revokes the whole grant (RFC 9700 reuse detection)
+//
+// Test-only route: POST /test/refresh-token issues a refresh token for `rotating` (account
+// `user-1`, scope `openid offline_access`) as a completed authorization-code flow would,
+// since a browser flow has no place in a test.
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.PORT);
@@ -23,6 +31,7 @@ if (!Number.isInteger(port) || port <= 0) {
 }
 const ttl = Number(process.env.TTL ?? 3600);
 const shortTtl = Number(process.env.SHORT_TTL ?? 2);
+const rotatingTtl = Number(process.env.ROTATING_TTL ?? 60);
 
 const client = (id, secret = `${id}-secret`) => ({
   client_id: id,
@@ -39,10 +48,24 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
     client('short-lived'),
     client('other'),
     client('special', 's:e+c r%e/t&'),
+    {
+      client_id: 'rotating',
+      client_secret: 'rotating-secret',
+      grant_types: ['authorization_code', 'refresh_token'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+      response_types: ['code'],
+      scope: 'openid offline_access',
+    },
   ],
-  scopes: ['api:read'],
+  rotateRefreshToken: true,
+  // offline_access also enables the refresh_token grant.
+  scopes: ['api:read', 'openid', 'offline_access'],
   ttl: {
     ClientCredentials: (ctx, token, c) => (c.clientId === 'short-lived' ? shortTtl : ttl),
+    AccessToken: (ctx, token, c) => (c.clientId === 'rotating' ? rotatingTtl : ttl),
+    RefreshToken: 86400,
+    Grant: 86400,
+    IdToken: 3600,
   },
   features: {
     devInteractions: { enabled: false },
@@ -59,6 +82,25 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
       allowedPolicy: async (ctx, caller, token) => token.clientId === caller.clientId,
     },
   },
+});
+
+provider.use(async (ctx, next) => {
+  if (ctx.method !== 'POST' || ctx.path !== '/test/refresh-token') {
+    await next();
+    return;
+  }
+  const client = await provider.Client.find('rotating');
+  const grant = new provider.Grant({ accountId: 'user-1', clientId: 'rotating' });
+  grant.addOIDCScope('openid offline_access');
+  const grantId = await grant.save();
+  const token = new provider.RefreshToken({
+    accountId: 'user-1',
+    client,
+    grantId,
+    gty: 'authorization_code',
+    scope: 'openid offline_access',
+  });
+  ctx.body = { refresh_token: await token.save() };
 });
 
 provider.on('server_error', (ctx, err) => console.error('server_error', err));

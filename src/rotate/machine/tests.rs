@@ -1,0 +1,235 @@
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::*;
+use crate::model::{Expiry, TokenFacts};
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + s).unwrap()
+}
+
+fn facts(issued: Option<i64>, expires: i64) -> TokenFacts {
+    TokenFacts {
+        expiry: Expiry::At(t(expires)),
+        issued_at: issued.map(t),
+        ..TokenFacts::default()
+    }
+}
+
+#[test]
+fn before_plans_that_long_ahead_of_the_expiry() {
+    let f = facts(None, 1000);
+    assert_eq!(
+        planned_at(When::Before(Duration::from_secs(100)), &f, None),
+        Some(t(900))
+    );
+    let never = TokenFacts {
+        expiry: Expiry::Never,
+        ..TokenFacts::default()
+    };
+    assert_eq!(
+        planned_at(When::Before(Duration::from_secs(1)), &never, None),
+        None
+    );
+    assert_eq!(
+        planned_at(
+            When::Before(Duration::from_secs(1)),
+            &TokenFacts::default(),
+            None
+        ),
+        None
+    );
+}
+
+#[test]
+fn a_fraction_is_of_the_lifetime_from_issue_or_the_last_rotation() {
+    assert_eq!(
+        planned_at(When::Fraction(0.25), &facts(Some(0), 1000), None),
+        Some(t(750))
+    );
+    assert_eq!(
+        planned_at(When::Fraction(0.5), &facts(None, 1000), Some(t(600))),
+        Some(t(800))
+    );
+    assert_eq!(
+        planned_at(When::Fraction(0.5), &facts(None, 1000), None),
+        None
+    );
+}
+
+fn seen(f: &TokenFacts, answered: Option<i64>) -> Observed<'_> {
+    Observed {
+        facts: f,
+        answered_at: answered.map(t),
+        first_seen: None,
+    }
+}
+
+const WHEN: When = When::Before(Duration::from_secs(100));
+
+#[test]
+fn a_due_token_is_created_then_walks_the_four_steps() {
+    let f = facts(None, 1000);
+    let mut r = Record::default();
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), true, false, t(899)),
+        Action::Wait
+    );
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), true, false, t(900)),
+        Action::Create
+    );
+    r.begin(Some("sha256:old".into()), t(900));
+    r.issued(Pending {
+        value: Some("new".into()),
+        ..Pending::default()
+    });
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), false, false, t(901)),
+        Action::Deliver
+    );
+    r.delivered();
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), false, false, t(901)),
+        Action::Test
+    );
+    r.tested();
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), false, false, t(901)),
+        Action::Finish
+    );
+    r.finished(t(902));
+    assert_eq!(r.step, Step::Idle);
+    assert!(r.pending.is_none());
+    assert_eq!(r.last_success_at, Some(t(902)));
+}
+
+#[test]
+fn nothing_is_planned_again_until_the_provider_answered_after_the_rotation() {
+    let f = facts(None, 1000);
+    let mut r = Record::default();
+    r.finished(t(950));
+    // Old facts (answered before the rotation) still show the old expiry: no second rotation.
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(940)), true, false, t(960)),
+        Action::Wait
+    );
+    assert_eq!(r.next_at(WHEN, &seen(&f, Some(940))), None);
+    let renewed = facts(None, 5000);
+    assert_eq!(r.next_at(WHEN, &seen(&renewed, Some(951))), Some(t(4900)));
+}
+
+#[test]
+fn a_crash_during_a_non_idempotent_call_is_not_repeated_with_the_old_value() {
+    let f = facts(None, 1000);
+    let mut r = Record::default();
+    r.begin(None, t(900));
+    // A renewal may be asked again; a refresh grant may not.
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), true, false, t(901)),
+        Action::Create
+    );
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), false, false, t(901)),
+        Action::Interrupt
+    );
+    r.interrupted(t(901));
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), false, false, t(5000)),
+        Action::Wait
+    );
+    assert!(r.status("x", false, None, [0; 3]).failing());
+    // Only an operator resumes it.
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), false, true, t(5000)),
+        Action::Create
+    );
+}
+
+#[test]
+fn an_issued_value_survives_every_failure_after_it() {
+    let f = facts(None, 1000);
+    let mut r = Record::default();
+    r.begin(None, t(900));
+    r.issued(Pending {
+        value: Some("new".into()),
+        ..Pending::default()
+    });
+    r.failed("delivery failed", t(901));
+    assert_eq!(r.step, Step::Issued);
+    assert!(r.pending.is_some());
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), false, false, t(902)),
+        Action::Wait
+    );
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), false, false, t(931)),
+        Action::Deliver
+    );
+}
+
+#[test]
+fn a_failed_create_keeps_the_old_value_and_backs_off_exponentially() {
+    let f = facts(None, 1000);
+    let mut r = Record::default();
+    r.begin(None, t(900));
+    r.failed("refused", t(900));
+    assert_eq!(r.step, Step::Idle);
+    assert_eq!(r.retry_at, Some(t(930)));
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), true, false, t(929)),
+        Action::Wait
+    );
+    assert_eq!(
+        r.action(WHEN, &seen(&f, Some(0)), true, false, t(930)),
+        Action::Create
+    );
+    r.begin(None, t(930));
+    r.failed("refused", t(930));
+    assert_eq!(r.retry_at, Some(t(990)));
+    assert_eq!(backoff(1), Duration::from_secs(30));
+    assert_eq!(backoff(3), Duration::from_secs(120));
+    assert_eq!(backoff(40), MAX_BACKOFF);
+}
+
+#[test]
+fn the_rate_spaces_starts_over_all_tokens() {
+    let mut rate = Rate::new(Duration::from_secs(2));
+    assert!(rate.take(t(0)));
+    assert!(!rate.take(t(1)));
+    assert!(rate.take(t(2)));
+}
+
+#[test]
+fn pending_values_never_show_in_debug() {
+    let p = Pending {
+        value: Some("canary-new-value".into()),
+        refresh_token: Some("canary-refresh".into()),
+        expires_at: None,
+    };
+    let text = format!(
+        "{p:?} {:?}",
+        Record {
+            pending: Some(p.clone()),
+            ..Record::default()
+        }
+    );
+    assert!(!text.contains("canary"), "{text}");
+}
+
+#[test]
+fn the_file_round_trips() {
+    let mut file = RotationFile::default();
+    let mut r = Record::default();
+    r.begin(Some("sha256:abc".into()), t(1));
+    r.issued(Pending {
+        value: Some("v".into()),
+        refresh_token: None,
+        expires_at: Some(t(99)),
+    });
+    file.tokens.insert("a".into(), r);
+    let json = serde_json::to_string(&file).unwrap();
+    assert!(json.contains("\"issued\""), "{json}");
+    assert_eq!(serde_json::from_str::<RotationFile>(&json).unwrap(), file);
+}

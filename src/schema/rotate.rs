@@ -1,0 +1,155 @@
+//! A token's `rotate:` block: how it is written (the raw shape, decoded with spans so every
+//! error names its line) and what it means once validated (`config::rotate` validates).
+//! Off unless configured: a token without the block is never renewed, rotated or written.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::secret::SecretSource;
+
+/// `rotate:` as written under a token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRotate {
+    /// Rotate once the token has this long left (`7d`).
+    pub before: Option<Spanned<String>>,
+    /// Or once this share of its lifetime is left (`0.33`), as cert-manager renews.
+    pub before_fraction: Option<Spanned<f64>>,
+    /// How: the rotator and its settings. Vault tokens default to `vault_renew`.
+    pub rotator: Option<Spanned<RawRotator>>,
+    /// Where a new value goes.
+    #[serde(default)]
+    pub deliver: Vec<Spanned<RawDeliver>>,
+    /// Plan and log every step, call nothing that writes.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `rotator:` as written. One struct for every kind: `config::rotate` refuses the fields a
+/// kind does not take, naming them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRotator {
+    pub kind: Spanned<String>,
+    /// `vault_renew`: the extension asked for (`increment`); the server may grant less.
+    pub increment: Option<Spanned<String>>,
+    /// `oauth2_refresh`: the token endpoint, or the issuer to discover it from.
+    pub token_endpoint: Option<Spanned<String>>,
+    pub issuer: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret: Option<SecretSource>,
+    /// `oauth2_refresh`: the file holding the refresh token. Read before each refresh and
+    /// replaced (same directory, fsync, rename) by the new one the server returns.
+    pub refresh_token_file: Option<Spanned<String>>,
+    /// `oauth2_refresh`: the `scope` parameter, when the grant should narrow it.
+    pub scope: Option<String>,
+    /// `gitlab_rotate`: the new token's lifetime (its `expires_at` is today plus this);
+    /// GitLab's own default (a week) when absent.
+    pub expires_in: Option<Spanned<String>>,
+}
+
+/// One `deliver:` entry: `{file: PATH}` or `{exec: [COMMAND, ARG...], timeout: 10s}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeliver {
+    pub file: Option<String>,
+    pub exec: Option<Vec<String>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// A validated `rotate:` block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RotateSpec {
+    pub when: When,
+    pub rotator: Rotator,
+    pub deliver: Vec<Deliver>,
+    pub dry_run: bool,
+}
+
+/// When a rotation is due.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum When {
+    /// This long before the expiry.
+    Before(Duration),
+    /// When this share of the lifetime (issue to expiry) is left.
+    Fraction(f64),
+}
+
+/// The default: renew with a third of the lifetime left (cert-manager's two thirds).
+pub const DEFAULT_FRACTION: f64 = 1.0 / 3.0;
+
+/// How a token is renewed or rotated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rotator {
+    /// Vault / OpenBao `auth/token/renew-self`: the value stays, nothing is delivered.
+    VaultRenew { increment: Option<Duration> },
+    /// RFC 6749 §6 refresh-token grant: a new access token, and a new refresh token when the
+    /// server rotates them.
+    Oauth2Refresh(Box<Oauth2Refresh>),
+    /// GitLab `POST /api/v4/personal_access_tokens/self/rotate`: a new token, the old one
+    /// revoked at once (no overlap); rotating again with the old one revokes the new one.
+    GitlabRotate { expires_in: Option<Duration> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Oauth2Refresh {
+    pub endpoint: Endpoint,
+    pub client_id: String,
+    pub client_secret: Option<SecretSource>,
+    pub refresh_token_file: PathBuf,
+    pub scope: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Endpoint {
+    Token(String),
+    Issuer(String),
+}
+
+impl Rotator {
+    /// The name written in `kind:` and used as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rotator::VaultRenew { .. } => "vault_renew",
+            Rotator::Oauth2Refresh(_) => "oauth2_refresh",
+            Rotator::GitlabRotate { .. } => "gitlab_rotate",
+        }
+    }
+
+    /// Whether the value changes (and so must be delivered).
+    pub fn issues_new_value(&self) -> bool {
+        !matches!(self, Rotator::VaultRenew { .. })
+    }
+
+    /// Whether repeating the provider call after a crash is harmless. A refresh grant is
+    /// not: a second use of a rotated refresh token revokes the whole grant (RFC 9700).
+    pub fn idempotent(&self) -> bool {
+        matches!(self, Rotator::VaultRenew { .. })
+    }
+}
+
+/// Where a new value goes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Deliver {
+    /// Written to a temporary file in the same directory, fsynced, renamed over this path;
+    /// the old file's mode and owner are kept.
+    File(PathBuf),
+    /// Run without a shell, the new value on its standard input, within `timeout`.
+    Exec {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+impl Deliver {
+    /// How logs and the API name the target (a path or a program, never a value).
+    pub fn describe(&self) -> String {
+        match self {
+            Deliver::File(p) => format!("file {}", p.display()),
+            Deliver::Exec { argv, .. } => format!("exec {:?}", argv[0]),
+        }
+    }
+}
