@@ -457,7 +457,7 @@ fn entra_source_settings_are_checked_where_they_are_written() {
 }
 
 /// End to end: the daemon lists the tenant, exports the credentials with their `source`,
-/// and an expiring secret reaches the warning severity.
+/// an expiring secret reaches the warning severity, and a failed listing keeps them.
 #[test]
 fn the_daemon_exports_listed_credentials_and_warns_of_an_expiring_secret() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -514,6 +514,23 @@ fn the_daemon_exports_listed_credentials_and_warns_of_an_expiring_secret() {
         metrics.contains("api_token_source_up{source=\"entra\",kind=\"entra_id\"} 1"),
         "{metrics}"
     );
+    // A 503 on page 2 fails the listing: the source is down, its tokens stay.
+    m.mode.store(1, Ordering::SeqCst);
+    let start = std::time::Instant::now();
+    while !d
+        .get("/metrics")
+        .1
+        .contains("api_token_source_up{source=\"entra\",kind=\"entra_id\"} 0")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no failed listing"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, body) = d.get("/api/v1/tokens");
+    let kept: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(kept["tokens"].as_array().unwrap().len(), 5, "{kept}");
     let logs = d.logs();
     let _ = d.stop();
     for out in [&metrics, &logs, &api.to_string()] {
