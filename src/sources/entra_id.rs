@@ -311,7 +311,8 @@ fn pages_error(collection: &str, e: PagesError) -> ListError {
     }
 }
 
-/// A status other than the documented success; Graph throttles with 429 and `Retry-After`.
+/// A status other than the documented success. Graph throttles with 429 and `Retry-After`
+/// (and may send one with a 503): the next listing waits that long.
 fn status_error(
     what: &str,
     status: u16,
@@ -329,7 +330,7 @@ fn status_error(
         },
         _ => String::new(),
     };
-    ListError::new(reason, format!("{what}: HTTP {status}{tail}"))
+    ListError::of_answer(status, headers, format!("{what}: HTTP {status}{tail}"))
 }
 
 #[cfg(test)]

@@ -368,6 +368,12 @@ async fn a_failure_on_any_call_fails_the_listing_and_an_empty_tenant_lists_nothi
         assert_eq!(e.reason, want, "mode {mode}: {e:?}");
         assert!(e.detail.contains(says), "mode {mode}: {e:?}");
         assert!(!e.detail.contains("CANARY"), "{e:?}");
+        let wait = match mode {
+            1 => Some(Duration::from_secs(5)),
+            4 => Some(Duration::from_secs(10)),
+            _ => None,
+        };
+        assert_eq!(e.retry_after, wait, "mode {mode}: Graph's Retry-After");
     }
     // A next link elsewhere is refused before any call (a call there would be unreachable).
     m.mode.store(5, Ordering::SeqCst);
