@@ -267,6 +267,7 @@ struct RawToken {
     access_key_id: Option<String>,
     session_token: Option<SecretSource>,
     email: Option<String>,
+    username: Option<String>,
     #[serde(default)]
     policies: RawPolicies,
     rotate: Option<Spanned<crate::schema::rotate::RawRotate>>,
@@ -589,6 +590,7 @@ impl RawConfig {
                     access_key_id: raw.access_key_id,
                     session_token: raw.session_token,
                     email: raw.email,
+                    username: raw.username,
                 }
                 .into(),
                 policies: {

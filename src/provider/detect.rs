@@ -59,7 +59,9 @@ pub const PREFIXES: &[Prefix] = &[
     row("xoxe.", "Slack refresh token", None),
     row("hvs.", "Vault service token", Some("vault")),
     row("hvb.", "Vault batch token", Some("vault")),
-    row("npm_", "npm access token", None),
+    row("npm_", "npm access token", Some("npm")),
+    // `docker_hub` probes these only with the account's `username`, which a file or a
+    // Secret does not give: a discovered one would be a token that cannot be checked.
     row("dckr_pat_", "Docker Hub personal access token", None),
     row("dckr_oat_", "Docker Hub organization access token", None),
     row("pypi-", "PyPI API token", None),

@@ -14,6 +14,7 @@ pub mod atlassian;
 pub mod aws;
 pub mod cloudflare;
 pub mod detect;
+pub mod docker_hub;
 pub mod entra_id;
 pub mod generic;
 pub mod github;
@@ -23,10 +24,12 @@ pub mod grafana;
 pub mod http;
 pub mod jwt;
 pub mod kubernetes;
+pub mod npm;
 pub mod oauth2;
 pub mod okta;
 pub mod slack;
 pub mod r#static;
+pub mod terraform;
 pub mod vault;
 
 use std::future::Future;
@@ -120,6 +123,9 @@ pub const KINDS: &[&str] = &[
     "atlassian",
     "grafana",
     "okta",
+    "npm",
+    "docker_hub",
+    "terraform",
 ];
 
 /// What a provider kind's config offers the registry.
@@ -226,6 +232,9 @@ pub enum ProviderConfig {
     Atlassian(atlassian::Config),
     Grafana(grafana::Config),
     Okta(okta::Config),
+    Npm(npm::Config),
+    DockerHub(docker_hub::Config),
+    Terraform(terraform::Config),
 }
 
 impl ProviderConfig {
@@ -248,6 +257,9 @@ impl ProviderConfig {
             ProviderConfig::Atlassian(c) => c,
             ProviderConfig::Grafana(c) => c,
             ProviderConfig::Okta(c) => c,
+            ProviderConfig::Npm(c) => c,
+            ProviderConfig::DockerHub(c) => c,
+            ProviderConfig::Terraform(c) => c,
         }
     }
 
@@ -314,6 +326,9 @@ impl crate::schema::tagged::Tagged for ProviderConfig {
             "atlassian" => ProviderConfig::Atlassian(atlassian::Config::deserialize(de)?),
             "grafana" => ProviderConfig::Grafana(grafana::Config::deserialize(de)?),
             "okta" => ProviderConfig::Okta(okta::Config::deserialize(de)?),
+            "npm" => ProviderConfig::Npm(npm::Config::deserialize(de)?),
+            "docker_hub" => ProviderConfig::DockerHub(docker_hub::Config::deserialize(de)?),
+            "terraform" => ProviderConfig::Terraform(terraform::Config::deserialize(de)?),
             _ => return Err(serde::de::Error::unknown_variant(kind, KINDS)),
         })
     }
@@ -402,6 +417,7 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("access_key_id", p.access_key_id.is_some()),
         ("session_token", p.session_token.is_some()),
         ("email", p.email.is_some()),
+        ("username", p.username.is_some()),
     ];
     for (name, present) in set {
         if present && !allowed.contains(&name) {

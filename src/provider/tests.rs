@@ -86,6 +86,9 @@ fn listed_as(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Atlassian(_) => 13,
         ProviderConfig::Grafana(_) => 14,
         ProviderConfig::Okta(_) => 15,
+        ProviderConfig::Npm(_) => 16,
+        ProviderConfig::DockerHub(_) => 17,
+        ProviderConfig::Terraform(_) => 18,
     };
     KINDS[i]
 }

@@ -167,6 +167,7 @@ static NO_PARAMS: TokenParams = TokenParams {
     access_key_id: None,
     session_token: None,
     email: None,
+    username: None,
 };
 
 impl std::ops::Deref for Params {
@@ -206,6 +207,9 @@ pub struct TokenParams {
     /// Atlassian: the email address of the account the API token belongs to (basic auth
     /// sends the two together).
     pub email: Option<String>,
+    /// Docker Hub: the account a token authenticates as (the user of a personal access
+    /// token, the organization of an organization access token).
+    pub username: Option<String>,
 }
 
 /// A token's label text, escaped once per spec ([`TokenSpec::metric_labels`]): the

@@ -372,6 +372,76 @@ const KINDS: &[Kind] = &[
         },
         overrides: &[],
     },
+    Kind {
+        kind: "npm",
+        // The healthy probe asks whoami and then the token list; one body is both answers
+        // (each reads only its own members), and a fault at whoami means the list is never
+        // asked. The list entry fits the secret by npm's redacted form.
+        provider: "url: {base}",
+        token: "",
+        path: Some("/-/whoami"),
+        secret: || "npm_faultNpmGranular0123456789abcdefghij".into(),
+        good: || {
+            Canned::json(json!({
+                "username": "deploy-bot", "total": 1, "urls": {},
+                "objects": [{
+                    "name": "ci", "key": "6f2b1c1e-3b1a-4c55-9f0e-2d4b8a7c9e11",
+                    "token": "npm_faul...ghij", "expiry": "2023-12-15T00:00:00.000Z",
+                    "created": "2023-11-01T00:00:00.000Z", "cidr": [], "bypass_2fa": false,
+                    "revoked": null, "permissions": [{"name": "package", "action": "read"}]
+                }]
+            }))
+        },
+        overrides: &[],
+    },
+    Kind {
+        kind: "docker_hub",
+        // The healthy probe exchanges the token at /v2/auth/token and then reads the token
+        // list with the bearer it got; one body is both answers, and the list holds this
+        // one token, so it is the probed one.
+        provider: "url: {base}",
+        token: "username: deploybot",
+        path: Some("/v2/auth/token"),
+        secret: || "dckr_pat_faultDockerHub0123456789abcdef".into(),
+        good: || {
+            Canned::json(json!({
+                "access_token": "eyJhbGciOiJSUzI1NiJ9.fault.sig",
+                "count": 1, "next": null, "previous": null, "active_count": 1,
+                "results": [{
+                    "uuid": "b30bbf97-506c-4ecd-aabc-842f3cb484fb", "client_id": "HUB",
+                    "created_at": "2023-11-01T00:00:00.000000Z", "last_used": null,
+                    "generated_by": "manual", "is_active": true, "token": "",
+                    "token_label": "ci", "scopes": ["repo:read"],
+                    "expires_at": "2023-12-15T00:00:00.000000Z"
+                }]
+            }))
+        },
+        overrides: &[],
+    },
+    Kind {
+        kind: "terraform",
+        // An organization token: the healthy probe asks the account details and then the
+        // organization's token record; one JSON:API body is both (the record reads only
+        // `expired-at` and the dates of `data.attributes`).
+        provider: "url: {base}",
+        token: "",
+        path: Some("/api/v2/account/details"),
+        secret: || "faultTerraformOrg.atlasv1.0123456789abcdefghijklmnop".into(),
+        good: || Canned {
+            headers: vec![("content-type".into(), "application/vnd.api+json".into())],
+            ..Canned::json(json!({"data": {
+                "id": "user-svc0123456789", "type": "users",
+                "attributes": {
+                    "username": "api-org-acme-0123456789", "is-service-account": true,
+                    "created-at": "2023-11-01T00:00:00.000Z", "last-used-at": null,
+                    "description": null, "token": null,
+                    "expired-at": "2023-12-15T00:00:00.000Z"
+                },
+                "relationships": {"authenticated-resource": {"data": {"id": "acme", "type": "organizations"}}}
+            }}))
+        },
+        overrides: &[],
+    },
 ];
 
 /// Kinds whose provider never discloses an expiry on the call it answers (Atlassian's REST

@@ -16,8 +16,8 @@ use crate::support::clock::{NOW, now};
 use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict, read_numeric_date};
 use api_token_exporter::provider::{
-    self, atlassian, aws, cloudflare, entra_id, generic, github, gitlab, google, grafana, jwt,
-    kubernetes, oauth2, okta, slack, r#static, vault,
+    self, atlassian, aws, cloudflare, docker_hub, entra_id, generic, github, gitlab, google,
+    grafana, jwt, kubernetes, npm, oauth2, okta, slack, r#static, terraform, vault,
 };
 use api_token_exporter::scheduler::{MAX_PROVIDER_WAIT, next_delay, provider_pause};
 use jiff::Timestamp;
@@ -930,6 +930,9 @@ const FUZZED: &[(&str, &str)] = &[
     ("atlassian", "atlassian::parse("),
     ("grafana", "grafana::parse("),
     ("okta", "okta::parse("),
+    ("npm", "npm::parse("),
+    ("docker_hub", "docker_hub::parse("),
+    ("terraform", "terraform::parse("),
 ];
 
 #[test]
@@ -1175,6 +1178,208 @@ proptest! {
         }
         if facts.expiry == Expiry::Never {
             prop_assert_eq!(facts.expiry_model, api_token_exporter::model::ExpiryModel::AgeOnly);
+        }
+    }
+}
+
+fn good_npm_list() -> Value {
+    json!({"objects": [{"name": "ci", "key": "6f2b1c1e-3b1a-4c55-9f0e-2d4b8a7c9e11",
+                        "token": "npm_aBcD...WxYz", "expiry": "2023-12-15T00:00:00.000Z",
+                        "created": "2023-11-01T00:00:00.000Z", "cidr": ["10.0.0.0/8"],
+                        "bypass_2fa": true, "revoked": null,
+                        "permissions": [{"name": "package", "action": "write"}]}],
+           "total": 1, "urls": {"next": "/-/npm/v1/tokens?page=1"}})
+}
+
+proptest! {
+    /// npm's whoami: `valid` only on 200 with a `username`; `invalid` only on a 401 whose
+    /// `WWW-Authenticate` names neither `ipaddress` nor `otp`; garbage is never conclusive.
+    #[test]
+    fn npm_whoami_parse(
+        status in status(),
+        headers in headers(),
+        body in body(json!({"username": "grace"})),
+    ) {
+        let o = npm::parse(status, &headers, &body, now());
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            prop_assert!(member(&body, "username").as_ref().and_then(Value::as_str).is_some(), "{o:?}");
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert_eq!(status, 401);
+            let challenge = headers
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            prop_assert!(!challenge.split(',').any(|c| matches!(c.trim(), "ipaddress" | "otp")), "{o:?}");
+        }
+        if status == 200 && !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{o:?}");
+        }
+        prop_assert!(o.verdict != Verdict::Unverified);
+    }
+
+    /// npm's token list: any page adds facts or a flag, never panics, and an expiry comes
+    /// only from a 200 page whose entry fits the token.
+    #[test]
+    fn npm_token_list(
+        status in status(),
+        body in body(good_npm_list()),
+        token in prop_oneof![Just("npm_aBcD0123456789abcdefghijklmnopqrWxYz".to_string()), "[a-zA-Z0-9_]{0,40}"],
+    ) {
+        let mut facts = api_token_exporter::model::TokenFacts::default();
+        match npm::list_page(status, &body) {
+            Ok(page) => {
+                prop_assert_eq!(status, 200);
+                let held = npm::Held::new(&token);
+                npm::list_facts(&page.objects, &held, &mut facts);
+                // No expiry is always explained.
+                if facts.expiry == Expiry::Undisclosed {
+                    prop_assert!(!facts.flags.is_empty(), "{facts:?}");
+                }
+                if let Some(next) = page.next {
+                    let first = "https://registry.npmjs.org/-/npm/v1/tokens";
+                    if let Some(url) = npm::next_page(first, first, &next) {
+                        prop_assert!(url.starts_with("https://registry.npmjs.org/"), "{url}");
+                    }
+                }
+            }
+            Err(flag) => {
+                prop_assert!(flag.contains("not disclosed"), "{flag}");
+                prop_assert!(!flag.contains(&token) || token.len() < 6, "{flag}");
+            }
+        }
+    }
+}
+
+fn good_docker_hub_record() -> Value {
+    json!({"uuid": "b30bbf97-506c-4ecd-aabc-842f3cb484fb", "client_id": "HUB",
+           "created_at": "2023-07-20T12:00:00.000000Z", "last_used": null, "generated_by": "manual",
+           "is_active": true, "token": "", "token_label": "ci", "scopes": ["repo:read"],
+           "expires_at": "2023-12-15T00:00:00.000000Z"})
+}
+
+proptest! {
+    /// Docker Hub's token exchange: `valid` only on 200 with a non-empty `access_token`;
+    /// `invalid` only on 401; garbage is never conclusive.
+    #[test]
+    fn docker_hub_parse(
+        status in status(),
+        headers in headers(),
+        body in body(json!({"access_token": "eyJhbGciOiJSUzI1NiJ9.e30.sig"})),
+    ) {
+        let o = docker_hub::parse(status, &headers, &body, now());
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            let token = member(&body, "access_token");
+            prop_assert!(token.as_ref().and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty()), "{o:?}");
+            prop_assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert_eq!(status, 401);
+        }
+        if status == 200 && !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{o:?}");
+        }
+        prop_assert!(o.verdict != Verdict::Forbidden && o.verdict != Verdict::Unverified);
+    }
+
+    /// Docker Hub's token record and list: any answer adds facts or a flag and never panics;
+    /// no expiry is always explained, unless the record says the token never expires.
+    #[test]
+    fn docker_hub_token_record(
+        status in status(),
+        record in body(good_docker_hub_record()),
+        page in body(json!({"count": 1, "next": null, "results": [good_docker_hub_record()]})),
+    ) {
+        let mut facts = api_token_exporter::model::TokenFacts::default();
+        match docker_hub::record(status, &record) {
+            Ok(entry) => {
+                prop_assert_eq!(status, 200);
+                docker_hub::details(&entry, &mut facts);
+            }
+            Err(flag) => prop_assert!(flag.contains("not disclosed") || flag.contains("next probe"), "{flag}"),
+        }
+        let mut listed = api_token_exporter::model::TokenFacts::default();
+        match docker_hub::list_page(status, &page) {
+            Ok((results, _next)) => {
+                docker_hub::only_entry(&results, &mut listed);
+                if listed.expiry == Expiry::Undisclosed {
+                    prop_assert!(!listed.flags.is_empty(), "{listed:?}");
+                }
+            }
+            Err(flag) => prop_assert!(!flag.is_empty()),
+        }
+    }
+}
+
+fn good_terraform_details() -> Value {
+    json!({"data": {"id": "user-V3R563qtJNcExAkN", "type": "users",
+                    "attributes": {"username": "admin", "is-service-account": false},
+                    "relationships": {"authenticated-resource": {"data": {"id": "team-1", "type": "teams"}}}}})
+}
+
+fn good_terraform_token() -> Value {
+    json!({"data": {"id": "at-1", "type": "authentication-tokens",
+                    "attributes": {"created-at": "2023-11-01T00:00:00.000Z", "last-used-at": null,
+                                   "description": "ci", "token": null,
+                                   "expired-at": "2023-12-15T00:00:00.000Z"}},
+           "links": {"next": null}})
+}
+
+proptest! {
+    /// HCP Terraform's account details: `valid` only on 200 with a `data.id`; `invalid` only
+    /// on 401; garbage is never conclusive; a 429 never waits a day or more.
+    #[test]
+    fn terraform_parse(
+        status in status(),
+        headers in headers(),
+        body in body(good_terraform_details()),
+    ) {
+        let o = terraform::parse(status, &headers, &body, now());
+        sane(&o);
+        if o.verdict == Verdict::Valid {
+            prop_assert_eq!(status, 200);
+            prop_assert_eq!(o.facts.expiry, Expiry::Undisclosed);
+        }
+        if o.verdict == Verdict::Invalid {
+            prop_assert_eq!(status, 401);
+        }
+        if status == 200 && !is_json(&body) {
+            prop_assert!(!conclusive(&o), "{o:?}");
+        }
+        if let Some(wait) = o.retry_after
+            && headers.get("retry-after").is_none()
+        {
+            prop_assert!(wait <= Duration::from_secs(86_400), "{wait:?}");
+        }
+        prop_assert!(o.verdict != Verdict::Forbidden && o.verdict != Verdict::Unverified);
+    }
+
+    /// HCP Terraform's token records and lists: any answer adds facts or a flag and never
+    /// panics; no expiry is always explained.
+    #[test]
+    fn terraform_token_record(status in status(), body in body(good_terraform_token())) {
+        let mut facts = api_token_exporter::model::TokenFacts::default();
+        match terraform::token_record(status, &body) {
+            Ok(record) => {
+                prop_assert_eq!(status, 200);
+                terraform::record_facts(&record, &mut facts);
+                if facts.expiry == Expiry::Undisclosed {
+                    prop_assert!(!facts.flags.is_empty(), "{facts:?}");
+                }
+            }
+            Err(flag) => prop_assert!(!flag.is_empty()),
+        }
+        let mut listed = api_token_exporter::model::TokenFacts::default();
+        if let Ok((records, _next)) = terraform::token_list(status, &body) {
+            terraform::only_record(&records, &mut listed);
+            if listed.expiry == Expiry::Undisclosed {
+                prop_assert!(!listed.flags.is_empty(), "{listed:?}");
+            }
         }
     }
 }
