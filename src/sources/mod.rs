@@ -12,6 +12,7 @@
 //! renews, revokes or creates anything.
 
 pub mod directory;
+pub mod entra_id;
 pub mod github;
 pub mod gitlab;
 pub mod health;
@@ -200,6 +201,11 @@ pub async fn list(
             .await?
         }
         SourceKind::Github(gh) => github::list(gh, spec.probe_timeout, ctx).await?,
+        SourceKind::EntraId {
+            settings,
+            provider,
+            credential,
+        } => entra_id::list(settings, provider, credential, spec.probe_timeout, ctx).await?,
     };
     let before = listing.tokens.len();
     listing.tokens.retain(|d| {

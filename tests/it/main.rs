@@ -62,6 +62,7 @@ mod rotation_vault;
 mod scale;
 mod scheduler;
 mod sharding;
+mod source_entra_id;
 mod source_github;
 mod source_gitlab;
 mod source_vault;
