@@ -14,6 +14,7 @@
 pub mod directory;
 pub mod gitlab;
 pub mod health;
+pub mod kubernetes_secrets;
 pub mod vault;
 
 use std::collections::{BTreeMap, HashSet};
@@ -197,6 +198,9 @@ pub async fn list(
                 ctx,
             )
             .await?
+        }
+        SourceKind::KubernetesSecrets(settings) => {
+            kubernetes_secrets::list(settings, &config.providers, spec.probe_timeout, ctx).await?
         }
     };
     let before = listing.tokens.len();
