@@ -63,6 +63,7 @@ mod scale;
 mod scheduler;
 mod sharding;
 mod source_gitlab;
+mod source_kubernetes_secrets;
 mod source_vault;
 mod sources;
 mod state_files;
