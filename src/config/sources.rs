@@ -24,7 +24,14 @@ pub use entra::EntraSettings;
 pub use github::GithubSource;
 
 /// The source kinds `kind:` accepts.
-pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab", "github", "entra_id"];
+pub const SOURCE_KINDS: &[&str] = &[
+    "directory",
+    "vault",
+    "gitlab",
+    "github",
+    "entra_id",
+    "kubernetes_secrets",
+];
 
 /// GitLab's own server, where `url` is not set.
 pub const GITLAB_URL: &str = "https://gitlab.com";
@@ -89,6 +96,34 @@ pub enum SourceKind {
         provider: String,
         credential: SecretSource,
     },
+    /// Secrets chosen by a label selector (`src/sources/kubernetes_secrets.rs`).
+    KubernetesSecrets(KubernetesSecrets),
+}
+
+/// What a kubernetes_secrets source reads (`src/sources/kubernetes_secrets.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KubernetesSecrets {
+    pub url: String,
+    pub credential: Option<SecretSource>,
+    pub ca_file: Option<PathBuf>,
+    pub label_selector: String,
+    /// Empty: every namespace.
+    pub namespaces: Vec<String>,
+    /// The `static` entry for legacy service-account tokens; without it they are skipped.
+    pub provider: Option<String>,
+}
+
+impl KubernetesSecrets {
+    /// The same settings as a `kubernetes` provider entry, whose in-cluster defaults apply.
+    pub fn as_provider(&self) -> crate::provider::kubernetes::Config {
+        crate::provider::kubernetes::Config {
+            url: Some(self.url.clone()),
+            api_server: None,
+            token: self.credential.clone(),
+            ca_file: self.ca_file.clone(),
+            max_concurrency: None,
+        }
+    }
 }
 
 /// Which of GitLab's lists a gitlab source reads.
@@ -110,6 +145,7 @@ impl SourceKind {
             SourceKind::Gitlab { .. } => "gitlab",
             SourceKind::Github(_) => "github",
             SourceKind::EntraId { .. } => "entra_id",
+            SourceKind::KubernetesSecrets(_) => "kubernetes_secrets",
         }
     }
 }
@@ -189,6 +225,9 @@ pub(super) struct RawSource {
     service_principals: bool,
     #[serde(default)]
     read_owners: bool,
+    ca_file: Option<Spanned<String>>,
+    label_selector: Option<Spanned<String>>,
+    namespaces: Option<Vec<String>>,
     refresh: Option<Spanned<String>>,
     #[serde(default)]
     include: Vec<String>,
@@ -284,7 +323,18 @@ pub(super) fn validate(
                 not_for(issues, field, set);
             }
         }
-        if !["gitlab", "github", "entra_id"].contains(&raw.kind.value.as_str()) {
+        if raw.kind.value != "kubernetes_secrets" {
+            for (field, set) in [
+                ("ca_file", raw.ca_file.is_some()),
+                ("label_selector", raw.label_selector.is_some()),
+                ("namespaces", raw.namespaces.is_some()),
+            ] {
+                not_for(issues, field, set);
+            }
+        }
+        if !["gitlab", "github", "entra_id", "kubernetes_secrets"]
+            .contains(&raw.kind.value.as_str())
+        {
             not_for(issues, "url", raw.url.is_some());
         }
         if raw.kind.value != "entra_id" {
@@ -429,6 +479,72 @@ pub(super) fn validate(
                     entra::decode(&raw, &at, provider, issues)
                 }
             }
+            "kubernetes_secrets" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = raw
+                    .provider
+                    .is_some()
+                    .then(|| provider_of(issues, "static"))
+                    .flatten();
+                let selector = match &raw.label_selector {
+                    Some(s) if !s.value.trim().is_empty() => Some(s.value.trim().to_string()),
+                    other => {
+                        issues.push(
+                            at("label_selector"),
+                            "a kubernetes_secrets source needs label_selector (for example api-token-exporter.io/watch=true): listing every Secret is never what is meant",
+                            other.as_ref().and_then(line_of).or(line),
+                        );
+                        None
+                    }
+                };
+                let namespaces = raw.namespaces.clone().unwrap_or_default();
+                if raw.namespaces.is_some() && namespaces.is_empty() {
+                    issues.push(
+                        at("namespaces"),
+                        "an empty list reads no namespace; leave namespaces out to read every namespace",
+                        line,
+                    );
+                }
+                if let Some(bad) = namespaces.iter().find(|n| !is_dns_label(n)) {
+                    issues.push(
+                        at("namespaces"),
+                        format!("\"{bad}\" is not a namespace name (a DNS label: a-z, 0-9, -)"),
+                        line,
+                    );
+                }
+                let url = raw
+                    .url
+                    .as_ref()
+                    .map_or(crate::provider::kubernetes::DEFAULT_URL, |u| {
+                        u.value.as_str()
+                    });
+                let settings = KubernetesSecrets {
+                    url: url.trim_end_matches('/').to_string(),
+                    credential: raw.credential.clone(),
+                    ca_file: raw.ca_file.as_ref().map(|p| PathBuf::from(&p.value)),
+                    label_selector: selector.clone().unwrap_or_default(),
+                    namespaces,
+                    provider,
+                };
+                // The kubernetes provider kind's rules: the pod's token goes to the
+                // in-cluster API server only, and a CA file must hold a certificate.
+                if let Err(e) = crate::provider::ProviderKind::validate(&settings.as_provider()) {
+                    let line = if e.starts_with("ca_file") {
+                        raw.ca_file.as_ref().and_then(line_of)
+                    } else {
+                        raw.url.as_ref().and_then(line_of)
+                    };
+                    let field = if e.starts_with("ca_file") {
+                        "ca_file"
+                    } else {
+                        "url"
+                    };
+                    issues.push(at(field), e, line.or(line_of(&raw.kind)));
+                    None
+                } else {
+                    selector.map(|_| SourceKind::KubernetesSecrets(settings))
+                }
+            }
             other => {
                 issues.push(
                     at("kind"),
@@ -520,6 +636,17 @@ pub(super) fn validate(
     out
 }
 
+/// A Kubernetes namespace name: a DNS label (RFC 1123).
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 /// The one provider entry of `kind`, for a token whose provider is detected: `Err` says why
 /// none is chosen (no entry of that kind, or several).
 pub fn entry_of_kind<'a>(
@@ -553,6 +680,10 @@ pub fn detect_configured(
     let mut value = match secret {
         None => {
             return Err("provider: auto needs the token's secret to detect its provider".into());
+        }
+        // Only a source makes a memory secret, and a source detects its tokens itself.
+        Some(SecretSource::Memory(_)) => {
+            return Err("provider: auto cannot read a secret held in memory".into());
         }
         Some(SecretSource::Exec(_)) => {
             return Err("provider: auto reads the secret when the config is loaded, which an exec source is not run for; name the provider".into());

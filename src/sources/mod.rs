@@ -16,6 +16,7 @@ pub mod entra_id;
 pub mod github;
 pub mod gitlab;
 pub mod health;
+pub mod kubernetes_secrets;
 pub mod vault;
 
 use std::collections::{BTreeMap, HashSet};
@@ -206,6 +207,9 @@ pub async fn list(
             provider,
             credential,
         } => entra_id::list(settings, provider, credential, spec.probe_timeout, ctx).await?,
+        SourceKind::KubernetesSecrets(settings) => {
+            kubernetes_secrets::list(settings, &config.providers, spec.probe_timeout, ctx).await?
+        }
     };
     let before = listing.tokens.len();
     listing.tokens.retain(|d| {

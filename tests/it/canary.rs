@@ -574,3 +574,94 @@ fn an_entra_listing_secret_and_its_access_token_reach_no_output() {
     );
     assert!(server.requests().iter().any(|r| r.method == "GET"));
 }
+
+/// A kubernetes_secrets source reads token values out of Secret lists: neither its listing
+/// credential nor a listed value (also copied in kubectl's last-applied annotation) may reach
+/// any output, even from servers that echo what they were sent.
+#[test]
+fn kubernetes_secret_values_and_the_listing_credential_reach_no_output() {
+    use base64::Engine;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let list_cred = canary("K8SLIST");
+    let value = format!("ghp_{}", canary("K8SVALUE"));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&value);
+    let server = rt.block_on(MockServer::start(move |r| {
+        let auth = r.header("authorization").unwrap_or("").to_string();
+        if r.path() == "/api/v1/namespaces/a/secrets" {
+            return Answer::json(
+                200,
+                json!({"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+                       "items": [{"metadata": {"name": "s", "namespace": "a",
+                           "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
+                               format!("{{\"data\":{{\"token\":\"{encoded}\"}}}}")}},
+                         "type": "Opaque", "data": {"token": encoded}}]}),
+            );
+        }
+        // The GitHub probe, from a server that echoes the header back.
+        Answer::json(401, json!({"message": format!("Bad credentials {auth}")}))
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let list_file = write(dir.path(), "list", &list_cred);
+    let config = write(
+        dir.path(),
+        "config.yml",
+        &format!(
+            "providers:\n  github: {{kind: github, url: {url}}}\ntokens: []\n\
+             sources:\n  - {{name: k, kind: kubernetes_secrets, url: {url}, credential: {{file: {}}}, label_selector: watch=true, namespaces: [a], refresh: 1s}}\n",
+            list_file.display(),
+            url = server.url(),
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+        "--collector.last_probe",
+    ]);
+    let start = std::time::Instant::now();
+    loop {
+        let body = d.get("/metrics").1;
+        if body.contains("api_token_last_probe_timestamp_seconds{token=\"k/a/s/token\"") {
+            assert!(
+                body.lines().any(|l| l.starts_with("api_token_info{")
+                    && l.contains("token=\"k/a/s/token\"")
+                    && l.contains("source=\"k\"")),
+                "{body}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut outputs = vec![];
+    for path in ["/metrics", "/", "/api/v1/tokens"] {
+        outputs.push(d.get(path).1);
+    }
+    outputs.push(d.logs());
+    let _ = d.stop();
+    for out in &outputs {
+        assert!(
+            !out.contains(list_cred.as_str()),
+            "the listing credential: {out}"
+        );
+        assert!(!out.contains(value.as_str()), "a Secret's value: {out}");
+        assert!(!out.contains("CANARY"), "{out}");
+    }
+    // The value was probed (where it is allowed to go), and only reads were made.
+    assert!(
+        server.requests().iter().any(|r| r.path() == "/user"
+            && r.header("authorization")
+                .is_some_and(|a| a.contains(&value))),
+        "the listed token was probed with its value"
+    );
+    server.assert_safe(
+        &[
+            ("PUT", "/"),
+            ("PATCH", "/"),
+            ("POST", "/api"),
+            ("DELETE", "/"),
+        ],
+        &list_cred,
+    );
+}

@@ -65,6 +65,7 @@ mod sharding;
 mod source_entra_id;
 mod source_github;
 mod source_gitlab;
+mod source_kubernetes_secrets;
 mod source_vault;
 mod sources;
 mod state_files;

@@ -1,3 +1,5 @@
+//! Source config: filters, name patterns and located errors.
+
 use super::*;
 
 #[test]
@@ -71,6 +73,43 @@ fn source_errors_name_the_field_and_line() {
     assert!(e.contains("duplicate source name \"d\""), "{e}");
     let e = errors("sources:\n  - {name: d, kind: directory, path: /x, colour: red}\n");
     assert!(e.contains("colour"), "{e}");
+}
+
+#[test]
+fn kubernetes_secrets_settings_are_checked_where_written() {
+    let e = errors("sources:\n  - name: k\n    kind: kubernetes_secrets\n");
+    assert!(
+        e.contains("sources[0].label_selector: a kubernetes_secrets source needs label_selector"),
+        "{e}"
+    );
+    let e = errors(
+        "sources:\n  - name: k\n    kind: kubernetes_secrets\n    label_selector: a=b\n    url: https://k8s.example:6443\n",
+    );
+    assert!(e.contains("sources[0].url: token is required"), "{e}");
+    assert!(e.contains("line 5"), "{e}");
+    let e = errors(
+        "sources:\n  - name: k\n    kind: kubernetes_secrets\n    label_selector: a=b\n    namespaces: [Bad_NS]\n",
+    );
+    assert!(e.contains("\"Bad_NS\" is not a namespace name"), "{e}");
+    let e = errors(
+        "providers:\n  gh: {kind: github}\nsources:\n  - {name: k, kind: kubernetes_secrets, label_selector: a, provider: gh}\n",
+    );
+    assert!(e.contains("is of kind github, not static"), "{e}");
+    let e = errors("sources:\n  - {name: d, kind: directory, path: /x, label_selector: a}\n");
+    assert!(
+        e.contains("label_selector does not apply to a directory source"),
+        "{e}"
+    );
+    let c = crate::config::Config::parse(
+        "sources:\n  - {name: k, kind: kubernetes_secrets, label_selector: ' a=b ', namespaces: [ci, web]}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let SourceKind::KubernetesSecrets(s) = &c.sources[0].kind else {
+        panic!("{:?}", c.sources[0].kind)
+    };
+    assert_eq!(s.url, crate::provider::kubernetes::DEFAULT_URL);
+    assert_eq!(s.label_selector, "a=b");
+    assert_eq!(s.namespaces, ["ci", "web"]);
 }
 
 #[test]
