@@ -462,6 +462,8 @@ fn check_delivery(
         ),
         // A command reads wherever the hooks wrote: its author's contract.
         Some(SecretSource::Exec(_)) | None => {}
+        // A source's token: rotation is configured on written tokens only.
+        Some(SecretSource::Memory(_)) => {}
     }
 }
 
