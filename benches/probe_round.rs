@@ -571,7 +571,7 @@ async fn series_per_token(client: &reqwest::Client, e: &Exporter, n: usize) -> (
 const MINIMAL: &[&str] = &[
     "--collector.disable-defaults",
     "--collector.info",
-    "--collector.state",
+    "--collector.state_code",
     "--collector.expiry",
     "--collector.threshold",
 ];

@@ -54,9 +54,13 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
               and
                 (api_token_expiry_timestamp_seconds - time()) > 0
               and on (job, instance, token, provider)
-                (max_over_time(api_token_state{state=~"valid|unverified|forbidden"}[1h]) == 1)
+                (
+                    max_over_time(api_token_state{state=~"valid|unverified|forbidden"}[1h]) == 1
+                  or
+                    min_over_time(api_token_state_code[1h]) <= 2
+                )
               unless on (job, instance, token, provider)
-                (api_token_state{state="invalid"} == 1)
+                (api_token_state{state="invalid"} == 1 or api_token_state_code == 3)
             )
             * on (job, instance, token, provider) group_left (owner, team, runbook)
               api_token_info
@@ -93,9 +97,13 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
               and
                 (api_token_expiry_timestamp_seconds - time()) > 0
               and on (job, instance, token, provider)
-                (max_over_time(api_token_state{state=~"valid|unverified|forbidden"}[1h]) == 1)
+                (
+                    max_over_time(api_token_state{state=~"valid|unverified|forbidden"}[1h]) == 1
+                  or
+                    min_over_time(api_token_state_code[1h]) <= 2
+                )
               unless on (job, instance, token, provider)
-                (api_token_state{state="invalid"} == 1)
+                (api_token_state{state="invalid"} == 1 or api_token_state_code == 3)
             )
             * on (job, instance, token, provider) group_left (owner, team, runbook)
               api_token_info
@@ -128,7 +136,7 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
             (
                 (time() - api_token_expiry_timestamp_seconds) >= 0
               and on (job, instance, token, provider)
-                (api_token_state{state=~"valid|invalid|unverified|forbidden"} == 1)
+                (api_token_state{state=~"valid|invalid|unverified|forbidden"} == 1 or api_token_state_code <= 3)
             )
             * on (job, instance, token, provider) group_left (owner, team, runbook)
               api_token_info
@@ -162,7 +170,11 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
           alert: 'ApiTokenInvalid',
           expr: |||
             (
-                (api_token_state{state="invalid"} == 1)
+                (
+                    api_token_state{state="invalid"} == 1
+                  or
+                    label_replace((api_token_state_code == bool 3) == 1, "state", "invalid", "", "")
+                )
               unless on (job, instance, token, provider)
                 (api_token_expiry_timestamp_seconds <= time())
             )
@@ -193,7 +205,13 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
           |||,
           alert: 'ApiTokenProbeFailing',
           expr: |||
-            (api_token_state{state=~"unreachable|rate_limited"} == 1)
+            (
+                api_token_state{state=~"unreachable|rate_limited"} == 1
+              or
+                label_replace((api_token_state_code == bool 4) == 1, "state", "rate_limited", "", "")
+              or
+                label_replace((api_token_state_code == bool 5) == 1, "state", "unreachable", "", "")
+            )
             * on (job, instance, token, provider) group_left (owner, team, runbook)
               api_token_info
           |||,
@@ -514,6 +532,9 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
       - Owner, team and runbook come from api_token_info, the only series that carries the
         inventory's labels. Joining on (job, instance, token, provider) instead of (token, provider)
         alone keeps the join valid when two exporter replicas watch the same tokens.
+      - The expiry and validity alerts read the verdict from api_token_state (the state set) or
+        from api_token_state_code (one series per token, for a minimal collector selection),
+        whichever the exporter writes; the codes are compared as docs/metrics.md lists them.
       - Expiry and validity alerts fire only from conclusive answers of the provider. A provider that
         is down, rate limiting or misconfigured says nothing about the token, so those states raise
         ApiTokenProbeFailing or ApiTokenProviderMisconfigured and never ApiTokenExpired or

@@ -32,6 +32,10 @@ const JOB: &str = "api-token-exporter";
 /// that show it must return data.
 const DEMO_LACKS: &[(&str, &str)] = &[
     (
+        "api_token_state_code",
+        "off by default (--collector.state_code); the expiry and validity rules read it or api_token_state, and minimal_selection_drives_expiry_and_validity_alerts runs them on it",
+    ),
+    (
         "api_token_last_probe_timestamp_seconds",
         "off by default (--collector.last_probe); the panels read the per-provider oldest probe, and the detail dashboard shows it when on",
     ),
@@ -768,4 +772,160 @@ async fn shipped_rules_and_dashboards_work_against_the_demo() {
 
     prom_proc.assert_running();
     am.assert_running();
+}
+
+/// The smallest collector selection docs/metrics.md names (info, state_code, expiry,
+/// threshold) drives the expiry and validity alerts on a real Prometheus: the demo writes no
+/// `api_token_state` then, at most five series per token, and the same alerts fire (and the
+/// same outages stay silent) as with the default families.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minimal_selection_drives_expiry_and_validity_alerts() {
+    let Some(prometheus) = peer("prometheus", APT_HINT) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
+
+    let exporter_addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-token-exporter"));
+    cmd.args(["demo", "--web.listen-address", &exporter_addr]);
+    cmd.args([
+        "--collector.disable-defaults",
+        "--collector.info",
+        "--collector.state_code",
+        "--collector.expiry",
+        "--collector.threshold",
+    ]);
+    let mut exporter = Proc::spawn("api-token-exporter demo", cmd, dir);
+    wait_ready(
+        &client,
+        &mut exporter,
+        &format!("http://{exporter_addr}/-/ready"),
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // Prometheus with the shipped rules and no Alertmanager: the alerts are read from its API.
+    let rules = dir.join("api-token-exporter.rules.yml");
+    std::fs::write(&rules, rules_with_short_for()).expect("write rules");
+    let prom_addr = format!("127.0.0.1:{}", free_port());
+    let mut config = prometheus_config(&rules, &exporter_addr, "127.0.0.1:9");
+    config.as_object_mut().expect("config").remove("alerting");
+    let prom_config = dir.join("prometheus.yml");
+    std::fs::write(&prom_config, config.to_string()).expect("write prometheus config");
+    let mut cmd = Command::new(prometheus);
+    cmd.arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("prom-data").display()
+        ))
+        .arg(format!("--web.listen-address={prom_addr}"));
+    let mut prom_proc = Proc::spawn("prometheus", cmd, dir);
+    wait_ready(
+        &client,
+        &mut prom_proc,
+        &format!("http://{prom_addr}/-/ready"),
+        Duration::from_secs(15),
+    )
+    .await;
+    let prom = Prom {
+        base: format!("http://{prom_addr}"),
+        client: client.clone(),
+    };
+    let prom_ref = &prom;
+
+    let expected_firing: &[(&str, &str)] = &[
+        ("ApiTokenExpired", "legacy-sync"),
+        ("ApiTokenInvalid", "old-integration"),
+        ("ApiTokenExpiringSoon", "deploy-bot"),
+        ("ApiTokenExpiringSoon", "search-indexer"),
+        ("ApiTokenExpiringSoon", "ci-runner"),
+        ("ApiTokenExpiringCritical", "ci-runner"),
+        ("ApiTokenProbeFailing", "reporting-job"),
+    ];
+    eventually(
+        "the expiry and validity alerts to fire from the minimal selection",
+        Duration::from_secs(60),
+        move || async move {
+            let alerts = prom_ref.alerts().await?;
+            let missing: Vec<_> = expected_firing
+                .iter()
+                .filter(|(name, token)| {
+                    !alerts.iter().any(|a| {
+                        a["state"] == "firing"
+                            && label(a, "alertname") == *name
+                            && label(a, "token") == *token
+                    })
+                })
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not firing yet: {missing:?}"))
+            }
+        },
+    )
+    .await;
+
+    // The selection is what the docs say: no state set, the code instead, and at most five
+    // series for any token (the rotation families, written only for tokens with `rotate:`,
+    // are no collector's and not counted).
+    let served: BTreeSet<String> = prom
+        .query(&format!(
+            "count by (__name__) ({{job=\"{JOB}\", __name__=~\"api_token_.+\"}})"
+        ))
+        .await
+        .unwrap_or_else(|_| panic!("listing the served metrics failed"))
+        .iter()
+        .filter_map(|s| s["metric"]["__name__"].as_str().map(str::to_owned))
+        .collect();
+    assert!(served.contains("api_token_state_code"), "{served:?}");
+    assert!(!served.contains("api_token_state"), "{served:?}");
+    let per_token = prom
+        .query(&format!(
+            "max(count by (token, provider) ({{job=\"{JOB}\", token!=\"\", __name__=~\"api_token_.+\", __name__!~\"api_token_rotation.+\"}}))"
+        ))
+        .await
+        .unwrap_or_else(|_| panic!("counting series per token failed"));
+    let most: f64 = per_token[0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("a count");
+    assert!((3.0..=5.0).contains(&most), "series per token: {most}");
+
+    let all = prom.alerts().await.expect("alerts");
+    let forbidden: &[(&str, &str)] = &[
+        ("ApiTokenInvalid", "reporting-job"),
+        ("ApiTokenExpired", "reporting-job"),
+        ("ApiTokenInvalid", "legacy-sync"),
+        ("ApiTokenExpiringSoon", "billing-api"),
+        ("ApiTokenExpiringSoon", "metrics-reader"),
+        ("ApiTokenExpiringSoon", "partner-webhook"),
+        ("ApiTokenExpiringSoon", "old-integration"),
+        ("ApiTokenExpiringCritical", "deploy-bot"),
+        ("ApiTokenExpired", "old-integration"),
+    ];
+    for (name, token) in forbidden {
+        let found = all
+            .iter()
+            .find(|a| label(a, "alertname") == *name && label(a, "token") == *token);
+        assert!(
+            found.is_none(),
+            "{name} must not fire for {token}: {found:?}"
+        );
+    }
+    // One alert per cause: the code and the set are never both counted.
+    for (name, token) in expected_firing {
+        let n = all
+            .iter()
+            .filter(|a| label(a, "alertname") == *name && label(a, "token") == *token)
+            .count();
+        assert_eq!(n, 1, "{name} for {token}");
+    }
+    exporter.stop();
+    prom_proc.assert_running();
 }

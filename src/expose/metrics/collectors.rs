@@ -11,6 +11,7 @@
 pub enum Collector {
     Info,
     State,
+    StateCode,
     Expiry,
     Issued,
     LastUsed,
@@ -26,9 +27,10 @@ pub enum Collector {
 }
 
 impl Collector {
-    pub const ALL: [Collector; 14] = [
+    pub const ALL: [Collector; 15] = [
         Collector::Info,
         Collector::State,
+        Collector::StateCode,
         Collector::Expiry,
         Collector::Issued,
         Collector::LastUsed,
@@ -59,6 +61,7 @@ impl Collector {
         match self {
             Collector::Info => f!("info"),
             Collector::State => f!("state"),
+            Collector::StateCode => f!("state_code"),
             Collector::Expiry => f!("expiry"),
             Collector::Issued => f!("issued"),
             Collector::LastUsed => f!("last_used"),
@@ -85,6 +88,7 @@ impl Collector {
                 | Collector::Rotated
                 | Collector::LastProbe
                 | Collector::ProbeDuration
+                | Collector::StateCode
         )
     }
 }

@@ -73,6 +73,15 @@ pub(super) const TOKEN_FAMILIES: &[TokenFamily] = &[
             }
         },
     },
+    TokenFamily {
+        collector: Collector::StateCode,
+        name: "api_token_state_code",
+        help: "Current verdict of the token as one number: 0 valid, 1 unverified, 2 forbidden, 3 invalid, 4 rate_limited, 5 unreachable, 6 misconfigured, 7 unknown (not probed yet).",
+        write: |r, l, _, out| {
+            token_series(out, "api_token_state_code{", l, "} ");
+            out.push_str(STATE_CODES[usize::from(r.state)]);
+        },
+    },
     one_per_token!(
         Expiry,
         "api_token_expiry_timestamp_seconds",

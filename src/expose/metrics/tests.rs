@@ -247,6 +247,7 @@ const COLLECTED: &[(&str, &[&str])] = &[
     ("info", &["api_token_info"]),
     ("state", &["api_token_state"]),
     ("expiry", &["api_token_expiry_timestamp_seconds"]),
+    ("state_code", &["api_token_state_code"]),
     ("issued", &["api_token_issued_timestamp_seconds"]),
     ("last_used", &["api_token_last_used_timestamp_seconds"]),
     ("scope", &["api_token_scope_info"]),
@@ -335,6 +336,28 @@ fn the_defaults_leave_out_what_no_shipped_alert_or_panel_reads() {
         "api_token_rotated_timestamp_seconds",
         "api_token_last_probe_timestamp_seconds",
         "api_token_probe_duration_seconds",
+        "api_token_state_code",
     ];
     assert_eq!(render(&metrics), without(&all, &off));
+}
+
+/// The codes of `api_token_state_code` are the ones the shipped rules and docs/metrics.md
+/// compare against, whatever order the verdicts are listed in.
+#[test]
+fn state_codes_are_the_documented_ones() {
+    let documented = [
+        ("valid", "0"),
+        ("unverified", "1"),
+        ("forbidden", "2"),
+        ("invalid", "3"),
+        ("rate_limited", "4"),
+        ("unreachable", "5"),
+        ("misconfigured", "6"),
+        ("unknown", "7"),
+    ];
+    assert_eq!(STATE_CLOSES.len(), STATE_CODES.len());
+    for ((state, _), code) in STATE_CLOSES.iter().zip(STATE_CODES) {
+        let want = documented.iter().find(|(s, _)| s == state).unwrap().1;
+        assert_eq!(code.trim_end(), want, "{state}");
+    }
 }

@@ -201,3 +201,13 @@ pub(super) fn labels(pairs: &[(&str, &str)]) -> String {
     }
     l
 }
+
+/// The value line of `api_token_state_code` for each index of [`STATE_CLOSES`]. The codes
+/// are a contract the shipped rules compare against: the verdicts that say the token is
+/// alive come first (0 to 2), then invalid (3), so "alive at some point in the last hour" is
+/// `min_over_time(...) <= 2` and "a conclusive answer" is `<= 3`, without a subquery.
+pub(super) const STATE_CODES: [&str; 8] = {
+    // Indexed as STATE_CLOSES: Verdict::ALL (valid, invalid, forbidden, rate_limited,
+    // unreachable, misconfigured, unverified), then unknown.
+    ["0\n", "3\n", "2\n", "4\n", "5\n", "6\n", "1\n", "7\n"]
+};
