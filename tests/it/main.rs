@@ -59,6 +59,7 @@ mod rotation_demo;
 mod rotation_gitlab;
 mod rotation_oauth;
 mod rotation_vault;
+mod rotation_vault_kv;
 mod scale;
 mod scheduler;
 mod sharding;
