@@ -339,11 +339,16 @@ fn deliver_entry(c: &mut Check, i: usize, raw: Spanned<RawDeliver>) -> Option<De
     let at_line = line(&raw);
     let field = format!("deliver[{i}]");
     let d = raw.value;
-    let given = [d.file.is_some(), d.exec.is_some(), d.vault_kv.is_some()];
+    let given = [
+        d.file.is_some(),
+        d.exec.is_some(),
+        d.vault_kv.is_some(),
+        d.kubernetes_secret.is_some(),
+    ];
     if given.iter().filter(|g| **g).count() != 1 {
         c.push(
             &field,
-            "each delivery is one of {file: PATH}, {exec: [COMMAND, ARG...]} or {vault_kv: {...}}",
+            "each delivery is one of {file: PATH}, {exec: [COMMAND, ARG...]}, {vault_kv: {...}} or {kubernetes_secret: {...}}",
             at_line,
         );
         return None;
@@ -360,6 +365,12 @@ fn deliver_entry(c: &mut Check, i: usize, raw: Spanned<RawDeliver>) -> Option<De
         let kv_line = line(&kv);
         return super::rotate_targets::vault_kv(kv.value)
             .map_err(|e| c.push(&format!("{field}.vault_kv"), e, kv_line))
+            .ok();
+    }
+    if let Some(k) = d.kubernetes_secret {
+        let k_line = line(&k);
+        return super::rotate_targets::kubernetes_secret(k.value)
+            .map_err(|e| c.push(&format!("{field}.kubernetes_secret"), e, k_line))
             .ok();
     }
     match (d.file, d.exec) {

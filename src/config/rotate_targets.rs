@@ -3,7 +3,7 @@
 //! refuses is refused here with the same words. Pure.
 
 use crate::provider::ProviderKind;
-use crate::schema::rotate::{Deliver, RawVaultKv, VaultKv};
+use crate::schema::rotate::{Deliver, KubernetesSecret, RawKubernetesSecret, RawVaultKv, VaultKv};
 
 /// The KV v2 mount when the entry names none (the dev server's and the docs' default).
 pub const DEFAULT_KV_MOUNT: &str = "secret";
@@ -40,6 +40,69 @@ pub fn vault_kv(raw: RawVaultKv) -> Result<Deliver, String> {
         key,
         token,
     })))
+}
+
+pub fn kubernetes_secret(raw: RawKubernetesSecret) -> Result<Deliver, String> {
+    let server = crate::provider::kubernetes::Config {
+        url: raw.url,
+        api_server: None,
+        token: raw.token,
+        ca_file: raw.ca_file,
+        max_concurrency: None,
+    };
+    server.validate()?;
+    let namespace = dns_name("namespace", raw.namespace)?;
+    let name = dns_name("name", raw.name)?;
+    let key = raw
+        .key
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= 253
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+        .ok_or("key is required: the Secret's data key (letters, digits, -, _ and .)")?;
+    let mut restart = Vec::new();
+    for w in raw.restart {
+        let resource = match w.kind.as_str() {
+            "Deployment" => "deployments",
+            "StatefulSet" => "statefulsets",
+            "DaemonSet" => "daemonsets",
+            other => {
+                return Err(format!(
+                    "restart: kind {other:?} is not Deployment, StatefulSet or DaemonSet"
+                ));
+            }
+        };
+        restart.push((resource, dns_name("restart name", Some(w.name))?));
+    }
+    Ok(Deliver::KubernetesSecret(Box::new(KubernetesSecret {
+        url: server.server().to_string(),
+        token: server.own_token(),
+        ca_file: server.ca_file(),
+        namespace,
+        name,
+        key,
+        restart,
+    })))
+}
+
+/// A namespace or object name: a DNS subdomain (lower-case letters, digits, `-` and `.`).
+fn dns_name(field: &str, value: Option<String>) -> Result<String, String> {
+    let v = value.ok_or_else(|| format!("{field} is required"))?;
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+        && !v.starts_with(['-', '.'])
+        && !v.ends_with(['-', '.']);
+    if ok {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{field}: {v:?} is not a Kubernetes name (lower-case letters, digits, - and .)"
+        ))
+    }
 }
 
 /// A mount or secret path, without its outer `/`: segments that are neither empty nor `.`

@@ -62,7 +62,7 @@ pub struct Config {
 
 impl Config {
     /// The API server's address, under either name (`validate` refuses both at once).
-    fn server(&self) -> &str {
+    pub fn server(&self) -> &str {
         self.url
             .as_deref()
             .or(self.api_server.as_deref())
@@ -75,7 +75,7 @@ impl Config {
         self.server() == DEFAULT_URL
     }
 
-    fn own_token(&self) -> SecretSource {
+    pub fn own_token(&self) -> SecretSource {
         self.token
             .clone()
             .unwrap_or_else(|| SecretSource::File(FileSource::new(IN_CLUSTER_TOKEN)))
@@ -83,7 +83,7 @@ impl Config {
 
     /// The CA file to trust: the configured one, or the in-cluster one when it exists and the
     /// API server is the in-cluster one.
-    fn ca_file(&self) -> Option<PathBuf> {
+    pub fn ca_file(&self) -> Option<PathBuf> {
         match &self.ca_file {
             Some(path) => Some(path.clone()),
             None if self.in_cluster() && Path::new(IN_CLUSTER_CA).exists() => {

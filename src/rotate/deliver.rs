@@ -1,5 +1,6 @@
 //! Delivery of a new value: a file replaced atomically, a hook given the value on its
-//! standard input, or one key of a Vault KV v2 secret ([`vault_kv`]). Errors name the target
+//! standard input, one key of a Vault KV v2 secret ([`vault_kv`]) or of a Kubernetes Secret
+//! ([`kubernetes_secret`]). Errors name the target
 //! (a path, a program, a secret's path), never the value.
 
 use std::io::Write;
@@ -11,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::schema::rotate::Deliver;
 
+pub mod kubernetes_secret;
 pub mod vault_kv;
 
 /// Puts `value` where `target` says. `token` is passed to hooks as
@@ -31,6 +33,7 @@ pub async fn deliver(target: &Deliver, token: &str, value: &str) -> Result<(), S
         }
         Deliver::Exec { argv, timeout } => run_hook(argv, *timeout, token, value).await,
         Deliver::VaultKv(kv) => vault_kv::deliver(kv, value).await,
+        Deliver::KubernetesSecret(k) => kubernetes_secret::deliver(k, value).await,
     }
 }
 

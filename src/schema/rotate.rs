@@ -60,6 +60,32 @@ pub struct RawDeliver {
     pub exec: Option<Vec<String>>,
     pub timeout: Option<Spanned<String>>,
     pub vault_kv: Option<Spanned<RawVaultKv>>,
+    pub kubernetes_secret: Option<Spanned<RawKubernetesSecret>>,
+}
+
+/// `kubernetes_secret:` as written: one key of a Secret, and the workloads to restart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubernetesSecret {
+    /// The API server and credentials, as the `kubernetes` kind names them (in-cluster
+    /// defaults).
+    pub url: Option<String>,
+    pub token: Option<SecretSource>,
+    pub ca_file: Option<PathBuf>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub key: Option<String>,
+    /// Workloads whose pods read the Secret as env vars or subPath mounts, which never see
+    /// an update: `[{kind: Deployment, name: web}]`.
+    #[serde(default)]
+    pub restart: Vec<RawWorkload>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    pub kind: String,
+    pub name: String,
 }
 
 /// `vault_kv:` as written: one key of a KV v2 secret.
@@ -162,6 +188,22 @@ pub enum Deliver {
     /// One key of a Vault / OpenBao KV v2 secret, written with check-and-set on the version
     /// read just before; the secret's other keys are kept.
     VaultKv(Box<VaultKv>),
+    /// One key of a Kubernetes Secret, patched with the `resourceVersion` read as its
+    /// precondition; then a restart annotation on each named workload.
+    KubernetesSecret(Box<KubernetesSecret>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KubernetesSecret {
+    /// Without a trailing `/`.
+    pub url: String,
+    pub token: SecretSource,
+    pub ca_file: Option<PathBuf>,
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
+    /// (resource, name): `deployments`, `statefulsets` or `daemonsets` of `apps/v1`.
+    pub restart: Vec<(&'static str, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -182,6 +224,10 @@ impl Deliver {
         match self {
             Deliver::File(p) => format!("file {}", p.display()),
             Deliver::Exec { argv, .. } => format!("exec {:?}", argv[0]),
+            Deliver::KubernetesSecret(k) => format!(
+                "kubernetes_secret {}/{} key {:?}",
+                k.namespace, k.name, k.key
+            ),
             Deliver::VaultKv(kv) => format!(
                 "vault_kv {}/v1/{}/data/{} key {:?}",
                 kv.url, kv.mount, kv.path, kv.key

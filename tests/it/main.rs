@@ -57,6 +57,7 @@ mod provider_vault;
 mod rotation_crash;
 mod rotation_demo;
 mod rotation_gitlab;
+mod rotation_kubernetes_secret;
 mod rotation_oauth;
 mod rotation_vault;
 mod rotation_vault_kv;

@@ -244,3 +244,48 @@ fn a_file_secret_that_no_target_writes_says_how_monitoring_can_follow_the_kv() {
     assert!(e.contains("/run/ci, which no deliver entry writes"), "{e}");
     assert!(e.contains("bao, kv, get"), "{e}");
 }
+
+#[test]
+fn a_kubernetes_secret_target_is_checked_like_the_kubernetes_kind() {
+    let c = parse(&format!(
+        "{GL_ROTATE}        - kubernetes_secret: {{url: 'https://k8s.example:6443', token: {{env: KT}}, namespace: apps, name: ci-token, key: token, restart: [{{kind: StatefulSet, name: db}}]}}\n"
+    ))
+    .unwrap();
+    let Deliver::KubernetesSecret(k) = &c.rotations["ci"].deliver[0] else {
+        panic!("{:?}", c.rotations["ci"].deliver);
+    };
+    assert_eq!(k.restart, vec![("statefulsets", "db".to_string())]);
+    for (entry, says) in [
+        (
+            "{url: 'https://k8s.example', namespace: a, name: b, key: c}",
+            "token is required",
+        ),
+        (
+            "{token: {env: KT}, url: 'https://k', name: b, key: c}",
+            "namespace is required",
+        ),
+        (
+            "{token: {env: KT}, url: 'https://k', namespace: A, name: b, key: c}",
+            "not a Kubernetes name",
+        ),
+        (
+            "{token: {env: KT}, url: 'https://k', namespace: a, name: b, key: 'c d'}",
+            "key is required",
+        ),
+        (
+            "{token: {env: KT}, url: 'https://k', namespace: a, name: b, key: c, restart: [{kind: Job, name: j}]}",
+            "Job",
+        ),
+    ] {
+        let e = parse(&format!(
+            "{GL_ROTATE}        - kubernetes_secret: {entry}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("tokens[0].rotate.deliver[0].kubernetes_secret"),
+            "{e}"
+        );
+        assert!(e.contains(says), "{entry}: {e}");
+        assert!(e.contains("line 14"), "{e}");
+    }
+}
