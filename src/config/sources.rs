@@ -18,8 +18,20 @@ use crate::provider::ProviderConfig;
 use crate::schema::Policies;
 use crate::secret::SecretSource;
 
+mod entra;
+mod github;
+pub use entra::EntraSettings;
+pub use github::GithubSource;
+
 /// The source kinds `kind:` accepts.
-pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab"];
+pub const SOURCE_KINDS: &[&str] = &[
+    "directory",
+    "vault",
+    "gitlab",
+    "github",
+    "entra_id",
+    "kubernetes_secrets",
+];
 
 /// GitLab's own server, where `url` is not set.
 pub const GITLAB_URL: &str = "https://gitlab.com";
@@ -74,6 +86,44 @@ pub enum SourceKind {
         walk: GitlabWalk,
         max_concurrency: usize,
     },
+    /// An organization's fine-grained personal access tokens (and, optionally, its SAML
+    /// credential authorizations) through a GitHub App (`src/sources/github.rs`).
+    Github(GithubSource),
+    /// Entra ID app registrations' secrets and certificates, from Microsoft Graph
+    /// (`src/sources/entra_id.rs`): `provider` is the `static` entry that holds the dates.
+    EntraId {
+        settings: EntraSettings,
+        provider: String,
+        credential: SecretSource,
+    },
+    /// Secrets chosen by a label selector (`src/sources/kubernetes_secrets.rs`).
+    KubernetesSecrets(KubernetesSecrets),
+}
+
+/// What a kubernetes_secrets source reads (`src/sources/kubernetes_secrets.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KubernetesSecrets {
+    pub url: String,
+    pub credential: Option<SecretSource>,
+    pub ca_file: Option<PathBuf>,
+    pub label_selector: String,
+    /// Empty: every namespace.
+    pub namespaces: Vec<String>,
+    /// The `static` entry for legacy service-account tokens; without it they are skipped.
+    pub provider: Option<String>,
+}
+
+impl KubernetesSecrets {
+    /// The same settings as a `kubernetes` provider entry, whose in-cluster defaults apply.
+    pub fn as_provider(&self) -> crate::provider::kubernetes::Config {
+        crate::provider::kubernetes::Config {
+            url: Some(self.url.clone()),
+            api_server: None,
+            token: self.credential.clone(),
+            ca_file: self.ca_file.clone(),
+            max_concurrency: None,
+        }
+    }
 }
 
 /// Which of GitLab's lists a gitlab source reads.
@@ -93,6 +143,9 @@ impl SourceKind {
             SourceKind::Directory { .. } => "directory",
             SourceKind::Vault { .. } => "vault",
             SourceKind::Gitlab { .. } => "gitlab",
+            SourceKind::Github(_) => "github",
+            SourceKind::EntraId { .. } => "entra_id",
+            SourceKind::KubernetesSecrets(_) => "kubernetes_secrets",
         }
     }
 }
@@ -160,6 +213,21 @@ pub(super) struct RawSource {
     #[serde(default)]
     projects: bool,
     max_concurrency: Option<Spanned<usize>>,
+    org: Option<Spanned<String>>,
+    app_id: Option<Spanned<String>>,
+    installation_id: Option<Spanned<u64>>,
+    #[serde(default)]
+    credential_authorizations: bool,
+    tenant_id: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    graph_url: Option<Spanned<String>>,
+    #[serde(default)]
+    service_principals: bool,
+    #[serde(default)]
+    read_owners: bool,
+    ca_file: Option<Spanned<String>>,
+    label_selector: Option<Spanned<String>>,
+    namespaces: Option<Vec<String>>,
     refresh: Option<Spanned<String>>,
     #[serde(default)]
     include: Vec<String>,
@@ -245,9 +313,43 @@ pub(super) fn validate(
                 );
             }
         };
+        if raw.kind.value != "github" {
+            for (field, set) in [
+                ("org", raw.org.is_some()),
+                ("app_id", raw.app_id.is_some()),
+                ("installation_id", raw.installation_id.is_some()),
+                ("credential_authorizations", raw.credential_authorizations),
+            ] {
+                not_for(issues, field, set);
+            }
+        }
+        if raw.kind.value != "kubernetes_secrets" {
+            for (field, set) in [
+                ("ca_file", raw.ca_file.is_some()),
+                ("label_selector", raw.label_selector.is_some()),
+                ("namespaces", raw.namespaces.is_some()),
+            ] {
+                not_for(issues, field, set);
+            }
+        }
+        if !["gitlab", "github", "entra_id", "kubernetes_secrets"]
+            .contains(&raw.kind.value.as_str())
+        {
+            not_for(issues, "url", raw.url.is_some());
+        }
+        if raw.kind.value != "entra_id" {
+            for (field, set) in [
+                ("tenant_id", raw.tenant_id.is_some()),
+                ("client_id", raw.client_id.is_some()),
+                ("graph_url", raw.graph_url.is_some()),
+                ("service_principals", raw.service_principals),
+                ("read_owners", raw.read_owners),
+            ] {
+                not_for(issues, field, set);
+            }
+        }
         if raw.kind.value != "gitlab" {
             for (field, set) in [
-                ("url", raw.url.is_some()),
                 ("personal", raw.personal),
                 ("groups", raw.groups),
                 ("projects", raw.projects),
@@ -355,6 +457,94 @@ pub(super) fn validate(
                     _ => None,
                 }
             }
+            kind @ ("github" | "entra_id") => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = if raw.provider.is_none() {
+                    issues.push(
+                        at("provider"),
+                        if kind == "github" {
+                            "a github source needs provider: a static entry, which holds the dates GitHub states"
+                        } else {
+                            "an entra_id source needs provider: a static entry, which holds the dates Graph states"
+                        },
+                        line,
+                    );
+                    None
+                } else {
+                    provider_of(issues, "static")
+                };
+                if kind == "github" {
+                    github::decode(&raw, provider, &at, issues)
+                } else {
+                    entra::decode(&raw, &at, provider, issues)
+                }
+            }
+            "kubernetes_secrets" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = raw
+                    .provider
+                    .is_some()
+                    .then(|| provider_of(issues, "static"))
+                    .flatten();
+                let selector = match &raw.label_selector {
+                    Some(s) if !s.value.trim().is_empty() => Some(s.value.trim().to_string()),
+                    other => {
+                        issues.push(
+                            at("label_selector"),
+                            "a kubernetes_secrets source needs label_selector (for example api-token-exporter.io/watch=true): listing every Secret is never what is meant",
+                            other.as_ref().and_then(line_of).or(line),
+                        );
+                        None
+                    }
+                };
+                let namespaces = raw.namespaces.clone().unwrap_or_default();
+                if raw.namespaces.is_some() && namespaces.is_empty() {
+                    issues.push(
+                        at("namespaces"),
+                        "an empty list reads no namespace; leave namespaces out to read every namespace",
+                        line,
+                    );
+                }
+                if let Some(bad) = namespaces.iter().find(|n| !is_dns_label(n)) {
+                    issues.push(
+                        at("namespaces"),
+                        format!("\"{bad}\" is not a namespace name (a DNS label: a-z, 0-9, -)"),
+                        line,
+                    );
+                }
+                let url = raw
+                    .url
+                    .as_ref()
+                    .map_or(crate::provider::kubernetes::DEFAULT_URL, |u| {
+                        u.value.as_str()
+                    });
+                let settings = KubernetesSecrets {
+                    url: url.trim_end_matches('/').to_string(),
+                    credential: raw.credential.clone(),
+                    ca_file: raw.ca_file.as_ref().map(|p| PathBuf::from(&p.value)),
+                    label_selector: selector.clone().unwrap_or_default(),
+                    namespaces,
+                    provider,
+                };
+                // The kubernetes provider kind's rules: the pod's token goes to the
+                // in-cluster API server only, and a CA file must hold a certificate.
+                if let Err(e) = crate::provider::ProviderKind::validate(&settings.as_provider()) {
+                    let line = if e.starts_with("ca_file") {
+                        raw.ca_file.as_ref().and_then(line_of)
+                    } else {
+                        raw.url.as_ref().and_then(line_of)
+                    };
+                    let field = if e.starts_with("ca_file") {
+                        "ca_file"
+                    } else {
+                        "url"
+                    };
+                    issues.push(at(field), e, line.or(line_of(&raw.kind)));
+                    None
+                } else {
+                    selector.map(|_| SourceKind::KubernetesSecrets(settings))
+                }
+            }
             other => {
                 issues.push(
                     at("kind"),
@@ -446,6 +636,17 @@ pub(super) fn validate(
     out
 }
 
+/// A Kubernetes namespace name: a DNS label (RFC 1123).
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 /// The one provider entry of `kind`, for a token whose provider is detected: `Err` says why
 /// none is chosen (no entry of that kind, or several).
 pub fn entry_of_kind<'a>(
@@ -479,6 +680,10 @@ pub fn detect_configured(
     let mut value = match secret {
         None => {
             return Err("provider: auto needs the token's secret to detect its provider".into());
+        }
+        // Only a source makes a memory secret, and a source detects its tokens itself.
+        Some(SecretSource::Memory(_)) => {
+            return Err("provider: auto cannot read a secret held in memory".into());
         }
         Some(SecretSource::Exec(_)) => {
             return Err("provider: auto reads the secret when the config is loaded, which an exec source is not run for; name the provider".into());
@@ -516,118 +721,4 @@ pub fn detect_configured(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob_matches_stars_and_question_marks() {
-        for (p, t, want) in [
-            ("*", "", true),
-            ("ci-*", "ci-deploy", true),
-            ("ci-*", "cd-deploy", false),
-            ("*-test", "a-test", true),
-            ("*-test", "a-tests", false),
-            ("a?c", "abc", true),
-            ("a?c", "ac", false),
-            ("*a*b*", "xxaxxbxx", true),
-            ("*a*b", "xxaxxbx", false),
-            ("exact", "exact", true),
-        ] {
-            assert_eq!(glob(p, t), want, "{p} {t}");
-        }
-    }
-
-    #[test]
-    fn a_filter_needs_every_list_that_is_set() {
-        let f = Filter {
-            include: vec!["ci-*".into()],
-            exclude: vec!["*-old".into()],
-            owners: vec!["team-a".into()],
-            states: vec![],
-        };
-        assert!(f.admits("ci-deploy", Some("team-a"), None));
-        assert!(!f.admits("ci-deploy-old", Some("team-a"), None));
-        assert!(!f.admits("ci-deploy", Some("team-b"), None));
-        assert!(!f.admits("ci-deploy", None, None));
-        assert!(!f.admits("deploy", Some("team-a"), None));
-        assert!(Filter::default().admits("anything", None, None));
-    }
-
-    fn errors(yaml: &str) -> String {
-        crate::config::Config::parse(yaml).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn source_errors_name_the_field_and_line() {
-        let e = errors(
-            "providers:\n  gh: {kind: github}\nsources:\n  - name: a\n    kind: gitlab_groups\n",
-        );
-        assert!(
-            e.contains("sources[0].kind: unknown source kind \"gitlab_groups\""),
-            "{e}"
-        );
-        assert!(e.contains("line 5"), "{e}");
-        let e = errors("sources:\n  - {name: a, kind: directory}\n");
-        assert!(
-            e.contains("sources[0].path: a directory source needs path"),
-            "{e}"
-        );
-        let e = errors(
-            "providers:\n  gh: {kind: github}\nsources:\n  - {name: v, kind: vault, provider: gh, credential: {env: X}}\n",
-        );
-        assert!(
-            e.contains("sources[0].provider: provider \"gh\" is of kind github, not vault"),
-            "{e}"
-        );
-        let e = errors(
-            "sources:\n  - {name: d, kind: directory, path: /x, refresh: 10ms, labels: {token: x}}\n",
-        );
-        assert!(e.contains("sources[0].refresh: must be at least 1s"), "{e}");
-        assert!(e.contains("sources[0].labels.token"), "{e}");
-        let e = errors(
-            "sources:\n  - {name: d, kind: directory, path: /x}\n  - {name: d, kind: directory, path: /y}\n",
-        );
-        assert!(e.contains("duplicate source name \"d\""), "{e}");
-        let e = errors("sources:\n  - {name: d, kind: directory, path: /x, colour: red}\n");
-        assert!(e.contains("colour"), "{e}");
-    }
-
-    #[test]
-    fn a_credential_is_never_inline_and_never_quoted() {
-        let canary = "hvs.CANARYCANARYCANARY";
-        let e = errors(&format!(
-            "providers:\n  v: {{kind: vault, url: 'http://127.0.0.1:1', token: {{env: T}}}}\nsources:\n  - {{name: s, kind: vault, provider: v, credential: {canary}}}\n"
-        ));
-        assert!(e.contains("must not be written inline"), "{e}");
-        assert!(!e.contains(canary), "{e}");
-    }
-
-    #[test]
-    fn provider_auto_detects_a_configured_token_without_quoting_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("t");
-        let canary = "glpat-CANARYCANARYCANARY";
-        std::fs::write(&file, format!("{canary}\n")).unwrap();
-        let yaml = |providers: &str| {
-            format!(
-                "providers:\n{providers}tokens:\n  - {{name: t, provider: auto, secret: {{file: {}}}}}\n",
-                file.display()
-            )
-        };
-        let c = crate::config::Config::parse(&yaml("  gl: {kind: gitlab}\n  gh: {kind: github}\n"))
-            .unwrap();
-        assert_eq!(c.tokens[0].provider, "gl");
-        let e = errors(&yaml("  gh: {kind: github}\n"));
-        assert!(
-            e.contains("tokens[0].provider: provider: auto: the secret is a GitLab"),
-            "{e}"
-        );
-        assert!(e.contains("no provider of kind gitlab"), "{e}");
-        let e = errors(&yaml("  a: {kind: gitlab}\n  b: {kind: gitlab}\n"));
-        assert!(e.contains("several providers are of kind gitlab"), "{e}");
-        std::fs::write(&file, "CANARY-unknown\n").unwrap();
-        let e = errors(&yaml("  gl: {kind: gitlab}\n"));
-        assert!(e.contains("names no known provider"), "{e}");
-        assert!(!e.contains("CANARY"), "{e}");
-    }
-}
+mod tests;

@@ -71,7 +71,7 @@ impl Config {
     }
 
     /// True when the API server is the in-cluster one, where the pod's token and CA apply.
-    fn in_cluster(&self) -> bool {
+    pub fn in_cluster(&self) -> bool {
         self.server() == DEFAULT_URL
     }
 

@@ -17,6 +17,8 @@ mod exec;
 pub use exec::*;
 mod decode;
 pub use decode::*;
+mod memory;
+pub use memory::*;
 
 /// The most a secret file or an `exec` command may yield. Tokens are short; anything larger
 /// is a mistake (a wrong path, a binary), and reading it whole would cost memory.
@@ -82,6 +84,8 @@ pub enum SecretSource {
     File(FileSource),
     /// A command run without a shell; its standard output is the secret.
     Exec(ExecSource),
+    /// A value a source read and holds (never written in a config): see [`MemorySource`].
+    Memory(MemorySource),
 }
 
 /// How long a [`Credential`] read is reused.
@@ -153,6 +157,7 @@ impl SecretSource {
                 .into_encoded_bytes(),
             SecretSource::File(file) => file.read().await?,
             SecretSource::Exec(exec) => run_exec(exec).await?,
+            SecretSource::Memory(memory) => memory.bytes(),
         };
         let text = String::from_utf8(raw).map_err(|e| {
             // The bytes are the secret: wipe them before they are dropped.
@@ -176,6 +181,7 @@ impl SecretSource {
             SecretSource::Env(name) => format!("environment variable {name}"),
             SecretSource::File(file) => format!("secret file {}", file.path.display()),
             SecretSource::Exec(exec) => format!("secret command {:?}", exec.argv[0]),
+            SecretSource::Memory(_) => "a secret held in memory".to_string(),
         }
     }
 }

@@ -12,8 +12,11 @@
 //! renews, revokes or creates anything.
 
 pub mod directory;
+pub mod entra_id;
+pub mod github;
 pub mod gitlab;
 pub mod health;
+pub mod kubernetes_secrets;
 pub mod vault;
 
 use std::collections::{BTreeMap, HashSet};
@@ -197,6 +200,15 @@ pub async fn list(
                 ctx,
             )
             .await?
+        }
+        SourceKind::Github(gh) => github::list(gh, spec.probe_timeout, ctx).await?,
+        SourceKind::EntraId {
+            settings,
+            provider,
+            credential,
+        } => entra_id::list(settings, provider, credential, spec.probe_timeout, ctx).await?,
+        SourceKind::KubernetesSecrets(settings) => {
+            kubernetes_secrets::list(settings, &config.providers, spec.probe_timeout, ctx).await?
         }
     };
     let before = listing.tokens.len();
