@@ -27,6 +27,7 @@ use crate::secret::SecretSource;
 
 pub mod notify;
 pub mod rotate;
+pub mod rotate_targets;
 pub mod sources;
 
 /// Labels the exporter sets itself on `api_token_info`; the inventory may not reuse them.

@@ -339,24 +339,43 @@ fn deliver_entry(c: &mut Check, i: usize, raw: Spanned<RawDeliver>) -> Option<De
     let at_line = line(&raw);
     let field = format!("deliver[{i}]");
     let d = raw.value;
+    let given = [
+        d.file.is_some(),
+        d.exec.is_some(),
+        d.vault_kv.is_some(),
+        d.kubernetes_secret.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        c.push(
+            &field,
+            "each delivery is one of {file: PATH}, {exec: [COMMAND, ARG...]}, {vault_kv: {...}} or {kubernetes_secret: {...}}",
+            at_line,
+        );
+        return None;
+    }
+    if d.timeout.is_some() && d.exec.is_none() {
+        c.push(
+            &format!("{field}.timeout"),
+            "timeout applies only to exec",
+            at_line,
+        );
+        return None;
+    }
+    if let Some(kv) = d.vault_kv {
+        let kv_line = line(&kv);
+        return super::rotate_targets::vault_kv(kv.value)
+            .map_err(|e| c.push(&format!("{field}.vault_kv"), e, kv_line))
+            .ok();
+    }
+    if let Some(k) = d.kubernetes_secret {
+        let k_line = line(&k);
+        return super::rotate_targets::kubernetes_secret(k.value)
+            .map_err(|e| c.push(&format!("{field}.kubernetes_secret"), e, k_line))
+            .ok();
+    }
     match (d.file, d.exec) {
-        (Some(_), Some(_)) | (None, None) => {
-            c.push(
-                &field,
-                "each delivery is either {file: PATH} or {exec: [COMMAND, ARG...]}",
-                at_line,
-            );
-            None
-        }
+        (Some(_), Some(_)) | (None, None) => None,
         (Some(path), None) => {
-            if d.timeout.is_some() {
-                c.push(
-                    &format!("{field}.timeout"),
-                    "timeout applies only to exec",
-                    at_line,
-                );
-                return None;
-            }
             if path.trim().is_empty() {
                 c.push(&format!("{field}.file"), "the path is empty", at_line);
                 return None;
@@ -448,7 +467,7 @@ fn check_delivery(
                 c.push(
                     "deliver",
                     format!(
-                        "the token's secret is read from {}, which no deliver entry writes: monitoring would keep reading the old value",
+                        "the token's secret is read from {}, which no deliver entry writes: monitoring would keep reading the old value (deliver to that file too, or read the secret where it is delivered, e.g. exec: [bao, kv, get, -field=KEY, MOUNT/PATH])",
                         f.path().display()
                     ),
                     block_line,
@@ -457,10 +476,12 @@ fn check_delivery(
         }
         Some(SecretSource::Env(_)) => c.push(
             "deliver",
-            "a secret read from an environment variable cannot follow a rotation; read it from the delivered file",
+            "a secret read from an environment variable cannot follow a rotation; read it from the delivered file (or with exec from the delivered Vault KV secret)",
             block_line,
         ),
-        // A command reads wherever the hooks wrote: its author's contract.
+        // A command reads wherever the value was delivered (a hook's file, a Vault KV
+        // secret, a Kubernetes Secret): its author's contract, proved by the test step,
+        // which fails unless the source reads the delivered value.
         Some(SecretSource::Exec(_)) | None => {}
         // A source's token: rotation is configured on written tokens only.
         Some(SecretSource::Memory(_)) => {}

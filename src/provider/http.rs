@@ -221,6 +221,10 @@ impl Client {
         self.request(::http::Method::POST, url)
     }
 
+    pub fn patch(&self, url: impl IntoUri) -> RequestBuilder {
+        self.request(::http::Method::PATCH, url)
+    }
+
     fn request(&self, method: ::http::Method, url: impl IntoUri) -> RequestBuilder {
         let mut headers = HeaderMap::with_capacity(6);
         headers.insert(reqwest::header::USER_AGENT, USER_AGENT);

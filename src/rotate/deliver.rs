@@ -1,5 +1,7 @@
-//! Delivery of a new value: a file replaced atomically, or a hook given the value on its
-//! standard input. Errors name the target (a path, a program), never the value.
+//! Delivery of a new value: a file replaced atomically, a hook given the value on its
+//! standard input, one key of a Vault KV v2 secret ([`vault_kv`]) or of a Kubernetes Secret
+//! ([`kubernetes_secret`]). Errors name the target
+//! (a path, a program, a secret's path), never the value.
 
 use std::io::Write;
 use std::path::Path;
@@ -9,6 +11,9 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::schema::rotate::Deliver;
+
+pub mod kubernetes_secret;
+pub mod vault_kv;
 
 /// Puts `value` where `target` says. `token` is passed to hooks as
 /// `API_TOKEN_EXPORTER_TOKEN`, so one hook can serve several tokens.
@@ -27,6 +32,8 @@ pub async fn deliver(target: &Deliver, token: &str, value: &str) -> Result<(), S
             done.map_err(|_| "the file delivery task failed".to_string())?
         }
         Deliver::Exec { argv, timeout } => run_hook(argv, *timeout, token, value).await,
+        Deliver::VaultKv(kv) => vault_kv::deliver(kv, value).await,
+        Deliver::KubernetesSecret(k) => kubernetes_secret::deliver(k, value).await,
     }
 }
 

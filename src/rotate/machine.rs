@@ -195,12 +195,16 @@ impl Record {
         self.pending = Some(pending);
     }
 
+    /// A step that succeeds ends the wait a failure of it set: the next step follows at
+    /// once (a forced run that delivered does not stop before the test).
     pub fn delivered(&mut self) {
         self.step = Step::Delivered;
+        self.retry_at = None;
     }
 
     pub fn tested(&mut self) {
         self.step = Step::Tested;
+        self.retry_at = None;
     }
 
     /// The old value retired: the rotation is over, the issued value no longer kept.

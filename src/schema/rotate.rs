@@ -51,13 +51,56 @@ pub struct RawRotator {
     pub expires_in: Option<Spanned<String>>,
 }
 
-/// One `deliver:` entry: `{file: PATH}` or `{exec: [COMMAND, ARG...], timeout: 10s}`.
+/// One `deliver:` entry: `{file: PATH}`, `{exec: [COMMAND, ARG...], timeout: 10s}`,
+/// `{vault_kv: {...}}` or `{kubernetes_secret: {...}}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeliver {
     pub file: Option<String>,
     pub exec: Option<Vec<String>>,
     pub timeout: Option<Spanned<String>>,
+    pub vault_kv: Option<Spanned<RawVaultKv>>,
+    pub kubernetes_secret: Option<Spanned<RawKubernetesSecret>>,
+}
+
+/// `kubernetes_secret:` as written: one key of a Secret, and the workloads to restart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubernetesSecret {
+    /// The API server and credentials, as the `kubernetes` kind names them (in-cluster
+    /// defaults).
+    pub url: Option<String>,
+    pub token: Option<SecretSource>,
+    pub ca_file: Option<PathBuf>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub key: Option<String>,
+    /// Workloads whose pods read the Secret as env vars or subPath mounts, which never see
+    /// an update: `[{kind: Deployment, name: web}]`.
+    #[serde(default)]
+    pub restart: Vec<RawWorkload>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    pub kind: String,
+    pub name: String,
+}
+
+/// `vault_kv:` as written: one key of a KV v2 secret.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVaultKv {
+    /// The server, as the `vault` kind names it; Vault's default when absent.
+    pub url: Option<String>,
+    pub namespace: Option<String>,
+    /// The KV v2 engine's mount (`secret` when absent).
+    pub mount: Option<String>,
+    pub path: Option<String>,
+    pub key: Option<String>,
+    /// The exporter's token for the write: `read`, `create`, `update` on `{mount}/data/{path}`.
+    pub token: Option<SecretSource>,
 }
 
 /// A validated `rotate:` block.
@@ -142,6 +185,37 @@ pub enum Deliver {
         argv: Vec<String>,
         timeout: Duration,
     },
+    /// One key of a Vault / OpenBao KV v2 secret, written with check-and-set on the version
+    /// read just before; the secret's other keys are kept.
+    VaultKv(Box<VaultKv>),
+    /// One key of a Kubernetes Secret, patched with the `resourceVersion` read as its
+    /// precondition; then a restart annotation on each named workload.
+    KubernetesSecret(Box<KubernetesSecret>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KubernetesSecret {
+    /// Without a trailing `/`.
+    pub url: String,
+    pub token: SecretSource,
+    pub ca_file: Option<PathBuf>,
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
+    /// (resource, name): `deployments`, `statefulsets` or `daemonsets` of `apps/v1`.
+    pub restart: Vec<(&'static str, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VaultKv {
+    /// Without a trailing `/`; a path prefix is kept.
+    pub url: String,
+    pub namespace: Option<String>,
+    /// Without leading or trailing `/`.
+    pub mount: String,
+    pub path: String,
+    pub key: String,
+    pub token: SecretSource,
 }
 
 impl Deliver {
@@ -150,6 +224,14 @@ impl Deliver {
         match self {
             Deliver::File(p) => format!("file {}", p.display()),
             Deliver::Exec { argv, .. } => format!("exec {:?}", argv[0]),
+            Deliver::KubernetesSecret(k) => format!(
+                "kubernetes_secret {}/{} key {:?}",
+                k.namespace, k.name, k.key
+            ),
+            Deliver::VaultKv(kv) => format!(
+                "vault_kv {}/v1/{}/data/{} key {:?}",
+                kv.url, kv.mount, kv.path, kv.key
+            ),
         }
     }
 }

@@ -13,16 +13,16 @@ use crate::rotation_vault::Harness;
 use crate::support::{self, Answer, MockServer};
 use api_token_exporter::model::rotation::{RotationResult, Step};
 
-const FIRST: &str = "glpat-canaryFirstToken0001";
+pub const FIRST: &str = "glpat-canaryFirstToken0001";
 const WATCHED: &str = "glpat-canaryWatchedOnly0002";
 
 #[derive(Default)]
-struct Gitlab {
-    active: Vec<String>,
-    revoked: Vec<String>,
-    rotations: u32,
-    reuse_detected: bool,
-    asked_expiry: Option<String>,
+pub struct Gitlab {
+    pub active: Vec<String>,
+    pub revoked: Vec<String>,
+    pub rotations: u32,
+    pub reuse_detected: bool,
+    pub asked_expiry: Option<String>,
 }
 
 fn date_in(days: i64) -> String {
@@ -33,7 +33,7 @@ fn date_in(days: i64) -> String {
         .to_string()
 }
 
-fn server(state: Arc<Mutex<Gitlab>>) -> impl Fn(&support::Recorded) -> Answer + Send + Sync {
+pub fn server(state: Arc<Mutex<Gitlab>>) -> impl Fn(&support::Recorded) -> Answer + Send + Sync {
     move |r| {
         let mut g = state.lock().unwrap();
         let token = r.header("private-token").unwrap_or_default().to_string();

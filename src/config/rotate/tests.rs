@@ -187,3 +187,105 @@ fn gitlab_rotate_takes_an_expiry_and_refuses_oauth_tokens() {
     .unwrap_err();
     assert!(e.contains("issues a new value"), "{e}");
 }
+
+const GL_ROTATE: &str = "  - name: ci\n    provider: gl\n    secret: {exec: [bao, kv, get, -field=token, secret/app/ci]}\n    rotate:\n      rotator: {kind: gitlab_rotate}\n      deliver:\n";
+
+#[test]
+fn a_vault_kv_target_reuses_the_vault_kinds_url_and_namespace_checks() {
+    let c = parse(&format!(
+        "{GL_ROTATE}        - vault_kv: {{url: 'https://vault.example:8200/', namespace: team, path: /app/ci/, key: token, token: {{env: VT}}}}\n"
+    ))
+    .unwrap();
+    let Deliver::VaultKv(kv) = &c.rotations["ci"].deliver[0] else {
+        panic!("{:?}", c.rotations["ci"].deliver);
+    };
+    assert_eq!(kv.url, "https://vault.example:8200");
+    assert_eq!(
+        (kv.mount.as_str(), kv.path.as_str(), kv.key.as_str()),
+        ("secret", "app/ci", "token")
+    );
+    assert_eq!(kv.namespace.as_deref(), Some("team"));
+    for (entry, says) in [
+        ("{path: app/ci, key: token}", "token is required"),
+        ("{key: token, token: {env: VT}}", "path is required"),
+        ("{path: app/ci, token: {env: VT}}", "key is required"),
+        ("{path: '../x', key: k, token: {env: VT}}", "path: must be"),
+        (
+            "{mount: 'a b', path: p, key: k, token: {env: VT}}",
+            "mount: must be",
+        ),
+        (
+            "{url: 'http://u:p@vault', path: p, key: k, token: {env: VT}}",
+            "credentials in the URL",
+        ),
+        (
+            "{namespace: '/', path: p, key: k, token: {env: VT}}",
+            "namespace",
+        ),
+    ] {
+        let e = parse(&format!("{GL_ROTATE}        - vault_kv: {entry}\n")).unwrap_err();
+        assert!(e.contains("tokens[0].rotate.deliver[0].vault_kv"), "{e}");
+        assert!(e.contains(says), "{entry}: {e}");
+        assert!(e.contains("line 14"), "{e}");
+    }
+    let e = parse(&format!(
+        "{GL_ROTATE}        - {{file: /x, vault_kv: {{path: p, key: k, token: {{env: VT}}}}}}\n"
+    ))
+    .unwrap_err();
+    assert!(e.contains("each delivery is one of"), "{e}");
+}
+
+#[test]
+fn a_file_secret_that_no_target_writes_says_how_monitoring_can_follow_the_kv() {
+    let e = parse(
+        "  - name: ci\n    provider: gl\n    secret: {file: /run/ci}\n    rotate:\n      rotator: {kind: gitlab_rotate}\n      deliver: [{vault_kv: {path: app/ci, key: token, token: {env: VT}}}]\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("/run/ci, which no deliver entry writes"), "{e}");
+    assert!(e.contains("bao, kv, get"), "{e}");
+}
+
+#[test]
+fn a_kubernetes_secret_target_is_checked_like_the_kubernetes_kind() {
+    let c = parse(&format!(
+        "{GL_ROTATE}        - kubernetes_secret: {{url: 'https://k8s.example:6443', token: {{env: KT}}, namespace: apps, name: ci-token, key: token, restart: [{{kind: StatefulSet, name: db}}]}}\n"
+    ))
+    .unwrap();
+    let Deliver::KubernetesSecret(k) = &c.rotations["ci"].deliver[0] else {
+        panic!("{:?}", c.rotations["ci"].deliver);
+    };
+    assert_eq!(k.restart, vec![("statefulsets", "db".to_string())]);
+    for (entry, says) in [
+        (
+            "{url: 'https://k8s.example', namespace: a, name: b, key: c}",
+            "token is required",
+        ),
+        (
+            "{token: {env: KT}, url: 'https://k', name: b, key: c}",
+            "namespace is required",
+        ),
+        (
+            "{token: {env: KT}, url: 'https://k', namespace: A, name: b, key: c}",
+            "not a Kubernetes name",
+        ),
+        (
+            "{token: {env: KT}, url: 'https://k', namespace: a, name: b, key: 'c d'}",
+            "key is required",
+        ),
+        (
+            "{token: {env: KT}, url: 'https://k', namespace: a, name: b, key: c, restart: [{kind: Job, name: j}]}",
+            "Job",
+        ),
+    ] {
+        let e = parse(&format!(
+            "{GL_ROTATE}        - kubernetes_secret: {entry}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("tokens[0].rotate.deliver[0].kubernetes_secret"),
+            "{e}"
+        );
+        assert!(e.contains(says), "{entry}: {e}");
+        assert!(e.contains("line 14"), "{e}");
+    }
+}
