@@ -15,7 +15,7 @@ use api_token_exporter::rotate::{CRASH_AFTER_ENV, STATE_FILE};
 use support::daemon::{BIN, free_port};
 use support::oidc::{self, OidcServer};
 
-fn start(dir: &Path, crash_after: Option<&str>) -> Child {
+pub(crate) fn start(dir: &Path, crash_after: Option<&str>) -> Child {
     let mut cmd = Command::new(BIN);
     cmd.arg(format!(
         "--config.file={}",
@@ -39,17 +39,21 @@ fn start(dir: &Path, crash_after: Option<&str>) -> Child {
     cmd.spawn().unwrap()
 }
 
-fn saved(dir: &Path) -> RotationFile {
+pub(crate) fn saved(dir: &Path) -> RotationFile {
     let bytes = std::fs::read(dir.join("data").join(STATE_FILE)).unwrap_or_default();
     serde_json::from_slice(&bytes).unwrap_or_default()
 }
 
-fn logs(dir: &Path) -> String {
+pub(crate) fn logs(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
 }
 
 /// Waits until `done` holds for the saved state, or fails with the daemon's log.
-fn wait_saved(dir: &Path, what: &str, done: impl Fn(&RotationFile) -> bool) -> RotationFile {
+pub(crate) fn wait_saved(
+    dir: &Path,
+    what: &str,
+    done: impl Fn(&RotationFile) -> bool,
+) -> RotationFile {
     let started = Instant::now();
     loop {
         let file = saved(dir);
@@ -65,7 +69,7 @@ fn wait_saved(dir: &Path, what: &str, done: impl Fn(&RotationFile) -> bool) -> R
     }
 }
 
-fn wait_exit(child: &mut Child, dir: &Path) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, dir: &Path) -> std::process::ExitStatus {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -80,7 +84,7 @@ fn wait_exit(child: &mut Child, dir: &Path) -> std::process::ExitStatus {
     }
 }
 
-fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
