@@ -12,6 +12,8 @@
 //! renews, revokes or creates anything.
 
 pub mod directory;
+pub mod entra_id;
+pub mod github;
 pub mod gitlab;
 pub mod health;
 pub mod vault;
@@ -198,6 +200,12 @@ pub async fn list(
             )
             .await?
         }
+        SourceKind::Github(gh) => github::list(gh, spec.probe_timeout, ctx).await?,
+        SourceKind::EntraId {
+            settings,
+            provider,
+            credential,
+        } => entra_id::list(settings, provider, credential, spec.probe_timeout, ctx).await?,
     };
     let before = listing.tokens.len();
     listing.tokens.retain(|d| {

@@ -63,6 +63,8 @@ mod rotation_vault;
 mod scale;
 mod scheduler;
 mod sharding;
+mod source_entra_id;
+mod source_github;
 mod source_gitlab;
 mod source_vault;
 mod sources;
