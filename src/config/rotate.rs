@@ -16,7 +16,15 @@ use crate::schema::rotate::{
 use crate::secret::SecretSource;
 
 /// The rotator kinds, as `kind:` names them.
-pub const ROTATORS: [&str; 3] = ["vault_renew", "oauth2_refresh", "gitlab_rotate"];
+pub const ROTATORS: [&str; 4] = [
+    "vault_renew",
+    "oauth2_refresh",
+    "gitlab_rotate",
+    "aws_rotate",
+];
+
+/// How long `aws_rotate` keeps the old key (inactive) before deleting it, by default.
+pub const DEFAULT_RETIRE_AFTER: Duration = Duration::from_secs(86_400);
 
 /// How long an `exec` delivery hook may run when its entry gives no `timeout`.
 pub const DEFAULT_DELIVER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,6 +35,7 @@ fn provider_kinds(rotator: &str) -> &'static [&'static str] {
         "vault_renew" => &["vault"],
         "oauth2_refresh" => &["oauth2_introspection", "jwt"],
         "gitlab_rotate" => &["gitlab"],
+        "aws_rotate" => &["aws"],
         _ => &[],
     }
 }
@@ -72,6 +81,29 @@ pub fn validate(
         issues: Vec::new(),
     };
     let when = match (&raw.before, &raw.before_fraction) {
+        _ if raw.max_age.is_some() => {
+            let m = raw.max_age.as_ref().expect("checked");
+            if raw.before.is_some() || raw.before_fraction.is_some() {
+                c.push(
+                    "max_age",
+                    "give one of before, before_fraction and max_age",
+                    line(m),
+                );
+                None
+            } else {
+                match parse_duration(&m.value) {
+                    Ok(d) if d.is_zero() => {
+                        c.push("max_age", "must be greater than zero", line(m));
+                        None
+                    }
+                    Ok(d) => Some(When::MaxAge(d)),
+                    Err(e) => {
+                        c.push("max_age", e, line(m));
+                        None
+                    }
+                }
+            }
+        }
         (Some(_), Some(f)) => {
             c.push(
                 "before_fraction",
@@ -130,6 +162,15 @@ pub fn validate(
             block_line,
         );
     }
+    if let (Some(Rotator::AwsRotate { .. }), Some(w)) = (&rotator, &when)
+        && !matches!(w, When::MaxAge(_))
+    {
+        c.push(
+            "max_age",
+            "an AWS access key never expires: say when to rotate it by its age (max_age: 90d)",
+            block_line,
+        );
+    }
     let mut deliver = Vec::new();
     for (i, d) in raw.deliver.into_iter().enumerate() {
         if let Some(d) = deliver_entry(&mut c, i, d) {
@@ -184,7 +225,8 @@ fn rotator(
         );
         return None;
     }
-    let fields: [(&str, bool); 8] = [
+    let fields: [(&str, bool); 9] = [
+        ("retire_after", r.retire_after.is_some()),
         ("expires_in", r.expires_in.is_some()),
         ("increment", r.increment.is_some()),
         ("token_endpoint", r.token_endpoint.is_some()),
@@ -197,6 +239,7 @@ fn rotator(
     let allowed: &[&str] = match kind {
         "vault_renew" => &["increment"],
         "gitlab_rotate" => &["expires_in"],
+        "aws_rotate" => &["retire_after"],
         _ => &[
             "token_endpoint",
             "issuer",
@@ -274,6 +317,35 @@ fn rotator(
                 None => None,
             };
             Some(Rotator::GitlabRotate { expires_in })
+        }
+        "aws_rotate" => {
+            if token.params.access_key_id_file.is_none() {
+                c.push(
+                    "rotator",
+                    "aws_rotate writes the new key's ID where the token reads it: give the token access_key_id_file (a file holding the ID) instead of access_key_id",
+                    at_line,
+                );
+                return None;
+            }
+            if token.params.session_token.is_some() {
+                c.push(
+                    "rotator",
+                    "aws_rotate rotates long-term access keys; temporary credentials (session_token) are not rotated",
+                    at_line,
+                );
+                return None;
+            }
+            let retire_after = match &r.retire_after {
+                Some(s) => match parse_duration(&s.value) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        c.push("rotator.retire_after", e, line(s));
+                        return None;
+                    }
+                },
+                None => DEFAULT_RETIRE_AFTER,
+            };
+            Some(Rotator::AwsRotate { retire_after })
         }
         _ => {
             let endpoint = match (&r.token_endpoint, &r.issuer) {
@@ -455,6 +527,18 @@ fn check_delivery(
         c.push(
             "deliver",
             "the refresh token file is written by the rotator itself; deliver the access token elsewhere",
+            block_line,
+        );
+    }
+    if let (Rotator::AwsRotate { .. }, Some(id_file)) =
+        (rotator, token.params.access_key_id_file.as_deref())
+        && deliver
+            .iter()
+            .any(|d| matches!(d, Deliver::File(p) if p.as_path() == std::path::Path::new(id_file)))
+    {
+        c.push(
+            "deliver",
+            "access_key_id_file gets the new key's ID from the rotator itself; deliver the secret elsewhere",
             block_line,
         );
     }

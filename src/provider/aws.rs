@@ -60,6 +60,11 @@ impl Config {
         }
     }
 
+    /// The IAM endpoint requests are signed for (the probe's reads, `aws_rotate`'s writes).
+    pub fn iam_endpoint(&self) -> Result<Endpoint, String> {
+        Endpoint::new(&self.iam_url(), iam::endpoint(self.region()).1, "iam")
+    }
+
     fn iam_url(&self) -> String {
         self.iam_url
             .clone()
@@ -119,17 +124,31 @@ impl ProviderKind for Config {
                     .into(),
             );
         }
-        refuse_params(token, self.kind(), &["access_key_id", "session_token"])?;
-        match token.params.access_key_id.as_deref() {
-            None => Err(
-                "access_key_id is required for an aws provider (the key's ID, AKIA...; the secret is its secret access key)"
+        refuse_params(
+            token,
+            self.kind(),
+            &["access_key_id", "access_key_id_file", "session_token"],
+        )?;
+        match (
+            token.params.access_key_id.as_deref(),
+            token.params.access_key_id_file.as_deref(),
+        ) {
+            (Some(_), Some(_)) => Err(
+                "give access_key_id or access_key_id_file, not both".into(),
+            ),
+            (None, Some(path)) if path.trim().is_empty() => {
+                Err("access_key_id_file is empty: give the path of the file holding the key's ID".into())
+            }
+            (None, Some(_)) => Ok(()),
+            (None, None) => Err(
+                "access_key_id (or access_key_id_file) is required for an aws provider (the key's ID, AKIA...; the secret is its secret access key)"
                     .into(),
             ),
-            Some(id) if !is_access_key_id(id) => Err(
+            (Some(id), None) if !is_access_key_id(id) => Err(
                 "access_key_id must be an access key ID: 16 to 128 letters and digits (AKIA...)"
                     .into(),
             ),
-            Some(_) => Ok(()),
+            (Some(_), None) => Ok(()),
         }
     }
 
@@ -141,11 +160,7 @@ impl ProviderKind for Config {
         let sts = Endpoint::new(&self.sts_url(), self.region(), "sts")?;
         let iam = match self.iam {
             Some(false) => None,
-            _ => Some(Endpoint::new(
-                &self.iam_url(),
-                iam::endpoint(self.region()).1,
-                "iam",
-            )?),
+            _ => Some(self.iam_endpoint()?),
         };
         Ok(Arc::new(Aws {
             sts,
@@ -261,12 +276,11 @@ impl Provider for Aws {
         now: Timestamp,
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
-            let Some(access_key_id) = token.params.access_key_id.as_deref() else {
-                return ProbeOutcome::misconfigured(
-                    Reason::SecretUnavailable,
-                    "the token has no access_key_id",
-                );
+            let access_key_id = match access_key_id(token).await {
+                Ok(id) => id,
+                Err(e) => return ProbeOutcome::misconfigured(Reason::SecretUnavailable, e),
             };
+            let access_key_id = access_key_id.as_str();
             let session = match &token.params.session_token {
                 Some(source) => match source.read().await {
                     Ok(s) => Some(s),
@@ -319,6 +333,29 @@ impl Provider for Aws {
             None => LimitKey::Token,
         }
     }
+}
+
+/// The token's access key ID: as configured, or read from `access_key_id_file` (trimmed),
+/// which a rotation rewrites; the file is read at each probe so a new key is followed.
+pub async fn access_key_id(token: &TokenSpec) -> Result<String, String> {
+    if let Some(id) = &token.params.access_key_id {
+        return Ok(id.clone());
+    }
+    let Some(path) = token.params.access_key_id_file.clone() else {
+        return Err("the token has no access_key_id".into());
+    };
+    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(&path))
+        .await
+        .map_err(|_| "the access_key_id_file cannot be read".to_string())?;
+    let text = read.map_err(|e| format!("the access_key_id_file cannot be read: {}", e.kind()))?;
+    let id = text.trim();
+    if !is_access_key_id(id) {
+        return Err(
+            "the access_key_id_file does not hold an access key ID (16 to 128 letters and digits, AKIA...)"
+                .into(),
+        );
+    }
+    Ok(id.to_string())
 }
 
 /// Turns a `GetCallerIdentity` answer for a long-term access key into an outcome. Pure.

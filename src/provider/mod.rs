@@ -415,6 +415,7 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("issued_at", p.issued_at.is_some()),
         ("key_id", p.key_id.is_some()),
         ("access_key_id", p.access_key_id.is_some()),
+        ("access_key_id_file", p.access_key_id_file.is_some()),
         ("session_token", p.session_token.is_some()),
         ("email", p.email.is_some()),
         ("username", p.username.is_some()),

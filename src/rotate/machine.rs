@@ -47,6 +47,16 @@ pub struct Record {
     pub last_failure_at: Option<Timestamp>,
     /// Fixed words: never a provider's text, never a value.
     pub last_error: Option<String>,
+    /// An old credential still to delete at the provider (`aws_rotate`'s grace), kept
+    /// after the rotation finished.
+    pub retire: Option<Retire>,
+}
+
+/// An old credential to delete once `at` has passed. Its ID only: never a secret.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Retire {
+    pub key_id: String,
+    pub at: Option<Timestamp>,
 }
 
 /// The new value(s) a provider issued. The state file holding them is mode 0600; `Debug`
@@ -59,6 +69,12 @@ pub struct Pending {
     pub refresh_token: Option<String>,
     /// The expiry the provider gave with it.
     pub expires_at: Option<Timestamp>,
+    /// The provider's ID of the new credential (an AWS access key ID): not a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// The ID of the credential it replaces, retired at finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_key_id: Option<String>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -70,6 +86,8 @@ impl std::fmt::Debug for Pending {
                 &self.refresh_token.as_ref().map(|_| "<secret>"),
             )
             .field("expires_at", &self.expires_at)
+            .field("key_id", &self.key_id)
+            .field("old_key_id", &self.old_key_id)
             .finish()
     }
 }
@@ -89,6 +107,8 @@ pub enum Action {
     Finish,
     /// Record that a non-idempotent call was interrupted (see [`Step::Interrupted`]).
     Interrupt,
+    /// Delete the old credential of a finished rotation ([`Record::retire`]).
+    Retire,
 }
 
 /// The first wait after a failure; doubled per consecutive failure up to [`MAX_BACKOFF`].
@@ -105,6 +125,12 @@ pub fn backoff(failures: u32) -> Duration {
 /// of its lifetime when the provider does not give one (the last rotation, or first sight).
 /// `None` when the expiry is unknown or never.
 pub fn planned_at(when: When, facts: &TokenFacts, since: Option<Timestamp>) -> Option<Timestamp> {
+    if let When::MaxAge(age) = when {
+        let start = facts.issued_at.or(since)?;
+        return start
+            .checked_add(jiff::SignedDuration::try_from(age).ok()?)
+            .ok();
+    }
     let Expiry::At(expires) = facts.expiry else {
         return None;
     };
@@ -112,6 +138,7 @@ pub fn planned_at(when: When, facts: &TokenFacts, since: Option<Timestamp>) -> O
         When::Before(d) => expires
             .checked_sub(jiff::SignedDuration::try_from(d).ok()?)
             .ok(),
+        When::MaxAge(_) => None,
         When::Fraction(f) => {
             let start = facts.issued_at.or(since)?;
             let life = expires.as_millisecond() - start.as_millisecond();
@@ -165,11 +192,17 @@ impl Record {
     ) -> Action {
         let backing_off = !forced && self.retry_at.is_some_and(|r| r > now);
         match self.step {
-            Step::Idle if forced => Action::Create,
-            Step::Idle => match self.next_at(when, seen) {
-                Some(at) if at <= now => Action::Create,
-                _ => Action::Wait,
-            },
+            Step::Idle => {
+                let due = forced || self.next_at(when, seen).is_some_and(|at| at <= now);
+                match &self.retire {
+                    // The old credential goes first: the next one may not fit beside it
+                    // (IAM allows two keys per user).
+                    Some(_) if backing_off => Action::Wait,
+                    Some(r) if due || r.at.is_none_or(|at| at <= now) => Action::Retire,
+                    _ if due => Action::Create,
+                    _ => Action::Wait,
+                }
+            }
             Step::Creating if idempotent => Action::Create,
             Step::Creating => Action::Interrupt,
             Step::Interrupted if forced => Action::Create,

@@ -218,7 +218,14 @@ impl Rotations {
                 Action::Deliver => {
                     tracing::info!(token = %name, step = "deliver", "rotation step");
                     let pending = record.pending.clone().unwrap_or_default();
-                    match deliver_all(&spec, name, &pending).await {
+                    match deliver_all(
+                        &spec,
+                        name,
+                        token.params.access_key_id_file.as_deref(),
+                        &pending,
+                    )
+                    .await
+                    {
                         Ok(()) => {
                             record.delivered();
                             self.save(&mut file, name, &record)?;
@@ -233,7 +240,15 @@ impl Rotations {
                 }
                 Action::Test => {
                     tracing::info!(token = %name, step = "test", "rotation step");
-                    let run = run_probe(provider.as_ref(), &token, now).await;
+                    let mut run = run_probe(provider.as_ref(), &token, now).await;
+                    for wait in spec.rotator.settle_waits() {
+                        if run.outcome.verdict != Verdict::Invalid {
+                            break;
+                        }
+                        tracing::info!(token = %name, step = "test", wait_seconds = wait.as_secs(), "the provider does not accept the new value yet; testing again");
+                        tokio::time::sleep(*wait).await;
+                        run = run_probe(provider.as_ref(), &token, Timestamp::now()).await;
+                    }
                     let verdict = run.outcome.verdict;
                     let reason = run.outcome.reason;
                     let read = run.fingerprint.clone();
@@ -269,13 +284,76 @@ impl Rotations {
                 Action::Finish => {
                     // Retiring the old value: a renewal kept it, a refresh grant's server
                     // has already invalidated the old refresh token, and the old access
-                    // token ends at its own expiry (the overlap the protocol allows).
+                    // token ends at its own expiry (the overlap the protocol allows). An
+                    // AWS key is made inactive now and deleted after the grace.
+                    let retire = match (&spec.rotator, record.pending.as_ref()) {
+                        (Rotator::AwsRotate { retire_after }, Some(p)) => match &p.old_key_id {
+                            Some(old) => {
+                                if let Err(e) =
+                                    rotators::aws::deactivate(&token, provider_config, old, now)
+                                        .await
+                                {
+                                    result = Some(self.fail(
+                                        &mut file,
+                                        name,
+                                        &mut record,
+                                        "finish",
+                                        &e,
+                                    )?);
+                                    break;
+                                }
+                                let grace = jiff::SignedDuration::try_from(*retire_after)
+                                    .unwrap_or_default();
+                                Some(machine::Retire {
+                                    key_id: old.clone(),
+                                    at: now.checked_add(grace).ok(),
+                                })
+                            }
+                            None => None,
+                        },
+                        _ => None,
+                    };
                     record.finished(now);
+                    if retire.is_some() {
+                        record.retire = retire;
+                    }
                     self.save(&mut file, name, &record)?;
                     crash_after("finished");
                     tracing::info!(token = %name, rotator = kind, step = "finish", "rotation succeeded");
                     result = Some(RotationResult::Success);
+                    if record
+                        .retire
+                        .as_ref()
+                        .is_some_and(|r| r.at.is_none_or(|at| at <= now))
+                    {
+                        continue;
+                    }
                     break;
+                }
+                Action::Retire => {
+                    let Some(retire) = record.retire.clone() else {
+                        break;
+                    };
+                    tracing::info!(token = %name, rotator = kind, step = "retire", "rotation step");
+                    let done = match &spec.rotator {
+                        Rotator::AwsRotate { .. } => {
+                            rotators::aws::delete(&token, provider_config, &retire.key_id, now)
+                                .await
+                        }
+                        _ => Ok(()),
+                    };
+                    match done {
+                        Ok(()) => {
+                            record.retire = None;
+                            self.save(&mut file, name, &record)?;
+                            tracing::info!(token = %name, rotator = kind, step = "retire", "old credential deleted");
+                        }
+                        Err(e) => {
+                            let failed = self.fail(&mut file, name, &mut record, "retire", &e)?;
+                            result = Some(result.unwrap_or(failed));
+                            break;
+                        }
+                    }
                 }
                 Action::Interrupt => {
                     record.interrupted(now);
@@ -338,9 +416,18 @@ fn observed(state: &crate::state::store::TokenState) -> Observed<'_> {
 
 /// The rotator's own file first (a refresh token), then every target. Each write is whole
 /// and repeatable, so a crash midway is repaired by delivering again.
-async fn deliver_all(spec: &RotateSpec, name: &str, pending: &Pending) -> Result<(), String> {
+async fn deliver_all(
+    spec: &RotateSpec,
+    name: &str,
+    key_id_file: Option<&str>,
+    pending: &Pending,
+) -> Result<(), String> {
     if let (Rotator::Oauth2Refresh(o), Some(refresh)) = (&spec.rotator, &pending.refresh_token) {
         deliver::deliver(&Deliver::File(o.refresh_token_file.clone()), name, refresh).await?;
+    }
+    // The new key's ID goes where the token reads it; its secret to every target below.
+    if let (Some(path), Some(id)) = (key_id_file, &pending.key_id) {
+        deliver::deliver(&Deliver::File(path.into()), name, id).await?;
     }
     let Some(value) = &pending.value else {
         return Ok(());

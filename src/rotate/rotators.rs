@@ -15,6 +15,8 @@ use crate::secret::{FileSource, Secret, SecretSource};
 
 use super::machine::Pending;
 
+pub mod aws;
+
 /// Asks the provider for a renewal or a new value. `facts`: what the store knows, to tell
 /// a renewal that extended nothing.
 pub async fn create(
@@ -33,6 +35,7 @@ pub async fn create(
             Rotator::GitlabRotate { expires_in } => {
                 gitlab_rotate(token, provider, *expires_in, now).await
             }
+            Rotator::AwsRotate { .. } => aws::create(token, provider, now).await,
         }
     };
     tokio::time::timeout(token.probe_timeout, work)
@@ -125,6 +128,7 @@ pub fn parse_vault_renew(
         value: None,
         refresh_token: None,
         expires_at: Some(expires),
+        ..Pending::default()
     })
 }
 
@@ -247,6 +251,7 @@ pub fn parse_refresh(answer: &Response, now: Timestamp) -> Result<Pending, Strin
         value: Some(access),
         refresh_token: parsed.refresh_token.filter(|r| !r.trim().is_empty()),
         expires_at,
+        ..Pending::default()
     })
 }
 
@@ -320,6 +325,7 @@ pub fn parse_gitlab_rotate(answer: &Response) -> Result<Pending, String> {
         value: Some(value),
         refresh_token: None,
         expires_at,
+        ..Pending::default()
     })
 }
 

@@ -18,6 +18,9 @@ pub struct RawRotate {
     pub before: Option<Spanned<String>>,
     /// Or once this share of its lifetime is left (`0.33`), as cert-manager renews.
     pub before_fraction: Option<Spanned<f64>>,
+    /// Or once the value is this old (`90d`): for values that never expire (AWS access
+    /// keys), counted from the provider's creation time.
+    pub max_age: Option<Spanned<String>>,
     /// How: the rotator and its settings. Vault tokens default to `vault_renew`.
     pub rotator: Option<Spanned<RawRotator>>,
     /// Where a new value goes.
@@ -49,6 +52,8 @@ pub struct RawRotator {
     /// `gitlab_rotate`: the new token's lifetime (its `expires_at` is today plus this);
     /// GitLab's own default (a week) when absent.
     pub expires_in: Option<Spanned<String>>,
+    /// `aws_rotate`: how long the old key stays (inactive) before it is deleted.
+    pub retire_after: Option<Spanned<String>>,
 }
 
 /// One `deliver:` entry: `{file: PATH}`, `{exec: [COMMAND, ARG...], timeout: 10s}`,
@@ -119,6 +124,9 @@ pub enum When {
     Before(Duration),
     /// When this share of the lifetime (issue to expiry) is left.
     Fraction(f64),
+    /// Once the value is this old (from its issue time, else the last rotation, else first
+    /// sight): for values without an expiry.
+    MaxAge(Duration),
 }
 
 /// The default: renew with a third of the lifetime left (cert-manager's two thirds).
@@ -135,6 +143,10 @@ pub enum Rotator {
     /// GitLab `POST /api/v4/personal_access_tokens/self/rotate`: a new token, the old one
     /// revoked at once (no overlap); rotating again with the old one revokes the new one.
     GitlabRotate { expires_in: Option<Duration> },
+    /// AWS IAM `CreateAccessKey` for the key's own user, then `UpdateAccessKey
+    /// Status=Inactive` on the old key at finish and `DeleteAccessKey` once `retire_after`
+    /// has passed. The key ID goes to the token's `access_key_id_file`.
+    AwsRotate { retire_after: Duration },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -159,6 +171,24 @@ impl Rotator {
             Rotator::VaultRenew { .. } => "vault_renew",
             Rotator::Oauth2Refresh(_) => "oauth2_refresh",
             Rotator::GitlabRotate { .. } => "gitlab_rotate",
+            Rotator::AwsRotate { .. } => "aws_rotate",
+        }
+    }
+
+    /// The waits between attempts of the test step, for providers whose new credential
+    /// takes a moment to be accepted everywhere (IAM is eventually consistent): the test
+    /// is repeated after each while the provider calls the new value invalid.
+    pub fn settle_waits(&self) -> &'static [Duration] {
+        const SETTLE: [Duration; 5] = [
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(4),
+            Duration::from_secs(8),
+            Duration::from_secs(15),
+        ];
+        match self {
+            Rotator::AwsRotate { .. } => &SETTLE,
+            _ => &[],
         }
     }
 

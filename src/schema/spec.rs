@@ -165,6 +165,7 @@ static NO_PARAMS: TokenParams = TokenParams {
     issued_at: None,
     key_id: None,
     access_key_id: None,
+    access_key_id_file: None,
     session_token: None,
     email: None,
     username: None,
@@ -202,6 +203,9 @@ pub struct TokenParams {
     pub key_id: Option<String>,
     /// AWS: the access key ID of the key pair whose secret access key is the secret.
     pub access_key_id: Option<String>,
+    /// AWS: a file holding the access key ID instead, read at each probe, so a rotation
+    /// (`aws_rotate`, which rewrites it) is followed without a reload.
+    pub access_key_id_file: Option<String>,
     /// AWS: where the session token of temporary credentials is read from (a secret too).
     pub session_token: Option<SecretSource>,
     /// Atlassian: the email address of the account the API token belongs to (basic auth

@@ -16,7 +16,7 @@ fn bad(name: &str) -> PathBuf {
 const BAD: &[(&str, &str)] = &[
     (
         "unknown_field.yml",
-        "tokens[0].lables: unknown field `lables`, expected one of name, provider, secret, labels, warning_before, critical_before, probe_interval, probe_timeout, token_type_hint, audiences, accessor, expires_at, issued_at, key_id, access_key_id, session_token, email, username, policies, rotate (line 13)",
+        "tokens[0].lables: unknown field `lables`, expected one of name, provider, secret, labels, warning_before, critical_before, probe_interval, probe_timeout, token_type_hint, audiences, accessor, expires_at, issued_at, key_id, access_key_id, access_key_id_file, session_token, email, username, policies, rotate (line 13)",
     ),
     (
         "unknown_global_field.yml",

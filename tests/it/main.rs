@@ -54,6 +54,7 @@ mod provider_slack;
 mod provider_static;
 mod provider_terraform;
 mod provider_vault;
+mod rotation_aws;
 mod rotation_crash;
 mod rotation_demo;
 mod rotation_gitlab;

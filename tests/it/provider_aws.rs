@@ -490,7 +490,10 @@ async fn the_signature_covers_a_path_prefix_and_a_port() {
 #[test]
 fn config_errors_name_the_token() {
     for (token, wanted) in [
-        ("    secret: {env: X}\n", "access_key_id is required"),
+        (
+            "    secret: {env: X}\n",
+            "access_key_id (or access_key_id_file) is required",
+        ),
         (
             "    secret: {env: X}\n    access_key_id: AKIA/../x\n",
             "access_key_id must be an access key ID",

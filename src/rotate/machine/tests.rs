@@ -207,6 +207,7 @@ fn pending_values_never_show_in_debug() {
         value: Some("canary-new-value".into()),
         refresh_token: Some("canary-refresh".into()),
         expires_at: None,
+        ..Pending::default()
     };
     let text = format!(
         "{p:?} {:?}",
@@ -227,9 +228,61 @@ fn the_file_round_trips() {
         value: Some("v".into()),
         refresh_token: None,
         expires_at: Some(t(99)),
+        key_id: Some("AKIA0000000000000001".into()),
+        old_key_id: Some("AKIA0000000000000000".into()),
     });
     file.tokens.insert("a".into(), r);
     let json = serde_json::to_string(&file).unwrap();
     assert!(json.contains("\"issued\""), "{json}");
     assert_eq!(serde_json::from_str::<RotationFile>(&json).unwrap(), file);
+}
+
+#[test]
+fn max_age_plans_from_the_issue_time_even_without_an_expiry() {
+    let mut f = facts(Some(100), 0);
+    f.expiry = Expiry::Never;
+    assert_eq!(
+        planned_at(When::MaxAge(Duration::from_secs(50)), &f, None),
+        Some(t(150))
+    );
+    f.issued_at = None;
+    assert_eq!(
+        planned_at(When::MaxAge(Duration::from_secs(50)), &f, Some(t(10))),
+        Some(t(60))
+    );
+    assert_eq!(
+        planned_at(When::MaxAge(Duration::from_secs(50)), &f, None),
+        None
+    );
+}
+
+#[test]
+fn an_old_credential_is_retired_when_due_and_before_the_next_rotation() {
+    let f = facts(Some(0), 1000);
+    let seen = Observed {
+        facts: &f,
+        answered_at: Some(t(5)),
+        first_seen: None,
+    };
+    let when = When::Before(Duration::from_secs(100));
+    let r = Record {
+        retire: Some(Retire {
+            key_id: "AKIA0000000000000000".into(),
+            at: Some(t(500)),
+        }),
+        ..Record::default()
+    };
+    assert_eq!(r.action(when, &seen, false, false, t(10)), Action::Wait);
+    assert_eq!(r.action(when, &seen, false, false, t(500)), Action::Retire);
+    // A rotation due first retires the old key: the new one may not fit beside it.
+    assert_eq!(r.action(when, &seen, false, false, t(950)), Action::Retire);
+    assert_eq!(r.action(when, &seen, false, true, t(10)), Action::Retire);
+    let backing_off = Record {
+        retry_at: Some(t(600)),
+        ..r.clone()
+    };
+    assert_eq!(
+        backing_off.action(when, &seen, false, false, t(550)),
+        Action::Wait
+    );
 }
