@@ -18,8 +18,11 @@ use crate::provider::ProviderConfig;
 use crate::schema::Policies;
 use crate::secret::SecretSource;
 
+mod simple;
+pub use simple::CloudflareSource;
+
 /// The source kinds `kind:` accepts.
-pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab"];
+pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab", "cloudflare"];
 
 /// GitLab's own server, where `url` is not set.
 pub const GITLAB_URL: &str = "https://gitlab.com";
@@ -74,6 +77,8 @@ pub enum SourceKind {
         walk: GitlabWalk,
         max_concurrency: usize,
     },
+    /// Cloudflare's user and account token lists (`src/sources/cloudflare.rs`).
+    Cloudflare(CloudflareSource),
 }
 
 /// Which of GitLab's lists a gitlab source reads.
@@ -93,6 +98,7 @@ impl SourceKind {
             SourceKind::Directory { .. } => "directory",
             SourceKind::Vault { .. } => "vault",
             SourceKind::Gitlab { .. } => "gitlab",
+            SourceKind::Cloudflare(_) => "cloudflare",
         }
     }
 }
@@ -160,6 +166,9 @@ pub(super) struct RawSource {
     #[serde(default)]
     projects: bool,
     max_concurrency: Option<Spanned<usize>>,
+    #[serde(default)]
+    user: bool,
+    account_id: Option<Spanned<String>>,
     refresh: Option<Spanned<String>>,
     #[serde(default)]
     include: Vec<String>,
@@ -245,9 +254,15 @@ pub(super) fn validate(
                 );
             }
         };
+        if !["gitlab", "cloudflare"].contains(&raw.kind.value.as_str()) {
+            not_for(issues, "url", raw.url.is_some());
+        }
+        if raw.kind.value != "cloudflare" {
+            not_for(issues, "user", raw.user);
+            not_for(issues, "account_id", raw.account_id.is_some());
+        }
         if raw.kind.value != "gitlab" {
             for (field, set) in [
-                ("url", raw.url.is_some()),
                 ("personal", raw.personal),
                 ("groups", raw.groups),
                 ("projects", raw.projects),
@@ -354,6 +369,20 @@ pub(super) fn validate(
                     }),
                     _ => None,
                 }
+            }
+            "cloudflare" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = if raw.provider.is_none() {
+                    issues.push(
+                        at("provider"),
+                        "a cloudflare source needs provider: a static entry, which holds the dates Cloudflare states",
+                        line,
+                    );
+                    None
+                } else {
+                    provider_of(issues, "static")
+                };
+                simple::cloudflare(&raw, provider, &at, issues)
             }
             other => {
                 issues.push(

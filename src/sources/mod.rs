@@ -11,9 +11,11 @@
 //! Sources make read calls only, with their own credential, sent in a header; no call here
 //! renews, revokes or creates anything.
 
+pub mod cloudflare;
 pub mod directory;
 pub mod gitlab;
 pub mod health;
+pub mod page;
 pub mod vault;
 
 use std::collections::{BTreeMap, HashSet};
@@ -198,6 +200,7 @@ pub async fn list(
             )
             .await?
         }
+        SourceKind::Cloudflare(cf) => cloudflare::list(cf, spec.probe_timeout, ctx).await?,
     };
     let before = listing.tokens.len();
     listing.tokens.retain(|d| {

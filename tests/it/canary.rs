@@ -372,3 +372,81 @@ fn listing_credentials_and_listed_secrets_reach_no_output() {
     // Nothing but reads, and no credential in a URL.
     server.assert_safe(&[("PUT", "/"), ("PATCH", "/"), ("DELETE", "/")], &list_cred);
 }
+
+/// The listing credentials of the sources that read one list with a bearer or SSWS
+/// credential (cloudflare) reach no output, from a server that echoes the credential
+/// header back in its error envelope.
+#[test]
+fn simple_source_listing_credentials_reach_no_output() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(MockServer::start(|r| {
+        let echoed = r.header("authorization").unwrap_or("").to_string();
+        Answer::json(
+            403,
+            json!({"success": false, "errors": [{"code": 9109, "message": format!("denied {echoed}")}],
+                   "messages": [], "result": null}),
+        )
+        .header("x-echo", &echoed)
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let cf = canary("CF");
+    let cf_file = write(dir.path(), "cf", &cf);
+    let config = write(
+        dir.path(),
+        "config.yml",
+        &format!(
+            "providers:\n  listed: {{kind: static}}\ntokens: []\n\
+             sources:\n  - {{name: cf, kind: cloudflare, url: '{url}', provider: listed, credential: {{file: {}}}, user: true, refresh: 1s}}\n",
+            cf_file.display(),
+            url = server.url(),
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ]);
+    let start = std::time::Instant::now();
+    let failed = |body: &str, source: &str| {
+        body.lines().any(|l| {
+            l.starts_with(&format!(
+                "api_token_source_failures_total{{source=\"{source}\""
+            )) && l.contains("reason=\"forbidden\"")
+                && !l.ends_with(" 0")
+        })
+    };
+    loop {
+        let body = d.get("/metrics").1;
+        if ["cf"].iter().all(|s| failed(&body, s)) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut outputs = vec![];
+    for path in ["/metrics", "/", "/api/v1/tokens"] {
+        outputs.push(d.get(path).1);
+    }
+    let logs = d.logs();
+    let _ = d.stop();
+    assert!(logs.contains("source listing failed"), "{logs}");
+    outputs.push(logs);
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--config.file", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
+    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    for out in &outputs {
+        assert!(
+            !out.contains(&cf),
+            "a listing credential in an output: {out}"
+        );
+        assert!(!out.contains("CANARY"), "{out}");
+    }
+    server.assert_safe(
+        &[("POST", "/"), ("PUT", "/"), ("PATCH", "/"), ("DELETE", "/")],
+        &cf,
+    );
+}

@@ -62,6 +62,7 @@ mod rotation_vault;
 mod scale;
 mod scheduler;
 mod sharding;
+mod source_cloudflare;
 mod source_gitlab;
 mod source_vault;
 mod sources;
