@@ -19,10 +19,10 @@ use crate::schema::Policies;
 use crate::secret::SecretSource;
 
 mod simple;
-pub use simple::CloudflareSource;
+pub use simple::{CloudflareSource, OktaSource};
 
 /// The source kinds `kind:` accepts.
-pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab", "cloudflare"];
+pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab", "cloudflare", "okta"];
 
 /// GitLab's own server, where `url` is not set.
 pub const GITLAB_URL: &str = "https://gitlab.com";
@@ -79,6 +79,8 @@ pub enum SourceKind {
     },
     /// Cloudflare's user and account token lists (`src/sources/cloudflare.rs`).
     Cloudflare(CloudflareSource),
+    /// An Okta org's API tokens (`src/sources/okta.rs`).
+    Okta(OktaSource),
 }
 
 /// Which of GitLab's lists a gitlab source reads.
@@ -99,6 +101,7 @@ impl SourceKind {
             SourceKind::Vault { .. } => "vault",
             SourceKind::Gitlab { .. } => "gitlab",
             SourceKind::Cloudflare(_) => "cloudflare",
+            SourceKind::Okta(_) => "okta",
         }
     }
 }
@@ -254,7 +257,7 @@ pub(super) fn validate(
                 );
             }
         };
-        if !["gitlab", "cloudflare"].contains(&raw.kind.value.as_str()) {
+        if !["gitlab", "cloudflare", "okta"].contains(&raw.kind.value.as_str()) {
             not_for(issues, "url", raw.url.is_some());
         }
         if raw.kind.value != "cloudflare" {
@@ -271,6 +274,21 @@ pub(super) fn validate(
                 not_for(issues, field, set);
             }
         }
+        // The kinds that list dates only: `provider` is the static entry that holds them.
+        let static_entry = |issues: &mut Issues, who: &str| {
+            if raw.provider.is_none() {
+                issues.push(
+                    at("provider"),
+                    format!(
+                        "{} needs provider: a static entry, which holds the dates {who} states",
+                        simple::a_source(&raw.kind.value)
+                    ),
+                    line,
+                );
+                return None;
+            }
+            provider_of(issues, "static")
+        };
         let kind = match raw.kind.value.as_str() {
             "directory" => {
                 not_for(issues, "credential", raw.credential.is_some());
@@ -372,17 +390,13 @@ pub(super) fn validate(
             }
             "cloudflare" => {
                 not_for(issues, "path", raw.path.is_some());
-                let provider = if raw.provider.is_none() {
-                    issues.push(
-                        at("provider"),
-                        "a cloudflare source needs provider: a static entry, which holds the dates Cloudflare states",
-                        line,
-                    );
-                    None
-                } else {
-                    provider_of(issues, "static")
-                };
+                let provider = static_entry(issues, "Cloudflare");
                 simple::cloudflare(&raw, provider, &at, issues)
+            }
+            "okta" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = static_entry(issues, "Okta");
+                simple::okta(&raw, provider, &at, issues)
             }
             other => {
                 issues.push(

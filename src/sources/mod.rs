@@ -15,6 +15,7 @@ pub mod cloudflare;
 pub mod directory;
 pub mod gitlab;
 pub mod health;
+pub mod okta;
 pub mod page;
 pub mod vault;
 
@@ -201,6 +202,7 @@ pub async fn list(
             .await?
         }
         SourceKind::Cloudflare(cf) => cloudflare::list(cf, spec.probe_timeout, ctx).await?,
+        SourceKind::Okta(okta) => okta::list(okta, spec.probe_timeout, ctx).await?,
     };
     let before = listing.tokens.len();
     listing.tokens.retain(|d| {

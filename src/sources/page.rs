@@ -34,11 +34,18 @@ pub async fn send(
         FailReason::Unauthorized | FailReason::Forbidden => hint,
         _ => "",
     };
-    Err(ListError::of_answer(
+    let mut error = ListError::of_answer(
         resp.status,
         &resp.headers,
         format!("{what}: HTTP {}{hint}", resp.status),
-    ))
+    );
+    // A 429 without Retry-After (Okta's): the rate-limit window's reset is the wait.
+    if reason == FailReason::RateLimited && error.retry_after.is_none() {
+        error.retry_after =
+            http::reset_wait(http::rate_limit(&resp.headers), jiff::Timestamp::now())
+                .map(|d| d.min(super::MAX_RETRY_AFTER));
+    }
+    Err(error)
 }
 
 /// A list's date, checked as the `static` entry will read it: an answer whose dates are not

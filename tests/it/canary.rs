@@ -374,13 +374,21 @@ fn listing_credentials_and_listed_secrets_reach_no_output() {
 }
 
 /// The listing credentials of the sources that read one list with a bearer or SSWS
-/// credential (cloudflare) reach no output, from a server that echoes the credential
+/// credential (cloudflare, okta) reach no output, from a server that echoes the credential
 /// header back in its error envelope.
 #[test]
 fn simple_source_listing_credentials_reach_no_output() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(MockServer::start(|r| {
         let echoed = r.header("authorization").unwrap_or("").to_string();
+        if r.path().starts_with("/api/v1/") {
+            return Answer::json(
+                403,
+                json!({"errorCode": "E0000006", "errorSummary": format!("denied {echoed}"),
+                       "errorLink": "E0000006", "errorId": echoed.clone(), "errorCauses": []}),
+            )
+            .header("x-echo", &echoed);
+        }
         Answer::json(
             403,
             json!({"success": false, "errors": [{"code": 9109, "message": format!("denied {echoed}")}],
@@ -391,13 +399,16 @@ fn simple_source_listing_credentials_reach_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let cf = canary("CF");
     let cf_file = write(dir.path(), "cf", &cf);
+    let okta = canary("OKTA");
+    let okta_file = write(dir.path(), "okta", &okta);
     let config = write(
         dir.path(),
         "config.yml",
         &format!(
             "providers:\n  listed: {{kind: static}}\ntokens: []\n\
-             sources:\n  - {{name: cf, kind: cloudflare, url: '{url}', provider: listed, credential: {{file: {}}}, user: true, refresh: 1s}}\n",
+             sources:\n  - {{name: cf, kind: cloudflare, url: '{url}', provider: listed, credential: {{file: {}}}, user: true, refresh: 1s}}\n  - {{name: okta, kind: okta, url: '{url}', provider: listed, credential: {{file: {}}}, refresh: 1s}}\n",
             cf_file.display(),
+            okta_file.display(),
             url = server.url(),
         ),
     );
@@ -418,7 +429,7 @@ fn simple_source_listing_credentials_reach_no_output() {
     };
     loop {
         let body = d.get("/metrics").1;
-        if ["cf"].iter().all(|s| failed(&body, s)) {
+        if ["cf", "okta"].iter().all(|s| failed(&body, s)) {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");

@@ -64,6 +64,7 @@ mod scheduler;
 mod sharding;
 mod source_cloudflare;
 mod source_gitlab;
+mod source_okta;
 mod source_vault;
 mod sources;
 mod state_files;

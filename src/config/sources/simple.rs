@@ -21,6 +21,12 @@ pub struct CloudflareSource {
     pub account_id: Option<String>,
 }
 
+/// "a cloudflare source", "an okta source": the kind as the messages name it.
+pub(super) fn a_source(kind: &str) -> String {
+    let an = kind.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {kind} source", if an { "an" } else { "a" })
+}
+
 /// The `url` of a source, checked like a provider kind's (`default` where it is not set),
 /// without a trailing `/`.
 fn url_of(
@@ -51,8 +57,8 @@ fn credential_of(
         issues.push(
             at("credential"),
             format!(
-                "a {} source needs credential: {{env: NAME}}, {{file: PATH}} or {{exec: [...]}}, {what}",
-                raw.kind.value
+                "{} needs credential: {{env: NAME}}, {{file: PATH}} or {{exec: [...]}}, {what}",
+                a_source(&raw.kind.value)
             ),
             line_of(&raw.kind),
         );
@@ -107,5 +113,55 @@ pub(super) fn cloudflare(
         credential: credential?,
         user: raw.user,
         account_id,
+    }))
+}
+
+/// A validated okta source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OktaSource {
+    /// The org's address (`https://<org>.okta.com`), without a trailing `/`.
+    pub url: String,
+    /// The `static` entry that holds the dates Okta states for each token.
+    pub provider: String,
+    /// An API token (sent as `SSWS`) whose administrator role may read API tokens.
+    pub credential: SecretSource,
+}
+
+/// Checks an okta source's own settings: `url` is required (an org has no default).
+pub(super) fn okta(
+    raw: &RawSource,
+    provider: Option<String>,
+    at: &dyn Fn(&str) -> String,
+    issues: &mut Issues,
+) -> Option<super::SourceKind> {
+    let url = match &raw.url {
+        None => {
+            issues.push(
+                at("url"),
+                "an okta source needs url: the org's address (https://<org>.okta.com)",
+                line_of(&raw.kind),
+            );
+            None
+        }
+        Some(u) if u.value.contains("/api/v1") => {
+            issues.push(
+                at("url"),
+                "give the org's address without /api/v1; the source appends it",
+                line_of(u),
+            );
+            None
+        }
+        Some(_) => Some(url_of(raw, "", at, issues)),
+    };
+    let credential = credential_of(
+        raw,
+        "an API token whose administrator role may read API tokens",
+        at,
+        issues,
+    );
+    Some(super::SourceKind::Okta(OktaSource {
+        url: url?,
+        provider: provider?,
+        credential: credential?,
     }))
 }
