@@ -18,8 +18,13 @@
 //! Every process is separate, so each one's CPU is read from its own `/proc/PID/stat`: the
 //! introspection server and the bare loop are this program re-run with `BENCH_ROLE` set.
 //! Sizes: `BENCH_TOKENS` (10000), `BENCH_BIG_TOKENS` (100000) and `BENCH_VIEW_TOKENS`
-//! (50000). `BENCH_PHASES` picks phases (`round,bare,blackbox,wrk,big,views`; all by
-//! default) when iterating on one figure.
+//! (50000). `BENCH_PHASES` picks phases
+//! (`round,bare,render,blackbox,wrk,big,views,minimal,sizes,callgrind`; all by default) when
+//! iterating on one figure (the first round always runs).
+//!
+//! 7. Series per token with the smallest collector selection; 8. peak and settled RSS and
+//!    render at 1,000 / 10,000 / 100,000 tokens (`BENCH_SIZES`); 9. instructions per probe
+//!    under valgrind's callgrind, which a shared machine's noise does not move.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -361,6 +366,11 @@ struct Exporter {
 
 impl Exporter {
     fn start(config: &Path, log: PathBuf) -> Exporter {
+        Exporter::start_with(config, log, &[])
+    }
+
+    /// [`Exporter::start`] with more flags (a collector selection).
+    fn start_with(config: &Path, log: PathBuf, flags: &[&str]) -> Exporter {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -370,6 +380,7 @@ impl Exporter {
             .arg("--config.file")
             .arg(config)
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -475,7 +486,18 @@ async fn scrape(
     e: &Exporter,
     n: usize,
 ) -> (Vec<Duration>, usize, Duration) {
-    timed_gets(client, e, "/metrics", n).await
+    scrape_as(client, e, n, None).await
+}
+
+/// [`scrape`] with an `Accept-Encoding` header: the size is of the body as sent (the
+/// benchmark's client does not decompress).
+async fn scrape_as(
+    client: &reqwest::Client,
+    e: &Exporter,
+    n: usize,
+    accept_encoding: Option<&str>,
+) -> (Vec<Duration>, usize, Duration) {
+    timed_gets_as(client, e, "/metrics", n, accept_encoding).await
 }
 
 /// `n` sequential GETs of `path` over one keep-alive connection, each read to its last byte:
@@ -486,13 +508,32 @@ async fn timed_gets(
     path: &str,
     n: usize,
 ) -> (Vec<Duration>, usize, Duration) {
+    timed_gets_as(client, e, path, n, None).await
+}
+
+/// [`timed_gets`] with an `Accept-Encoding` header.
+async fn timed_gets_as(
+    client: &reqwest::Client,
+    e: &Exporter,
+    path: &str,
+    n: usize,
+    accept_encoding: Option<&str>,
+) -> (Vec<Duration>, usize, Duration) {
     let mut latencies = Vec::with_capacity(n);
     let mut size = 0;
     let cpu0 = proc_cpu(e.pid());
     for _ in 0..n {
         let t0 = Instant::now();
-        let resp = client.get(e.url(path)).send().await.unwrap();
+        let mut req = client.get(e.url(path));
+        if let Some(a) = accept_encoding {
+            req = req.header("accept-encoding", a);
+        }
+        let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers().get("content-encoding").is_some(),
+            accept_encoding.is_some()
+        );
         let body = resp.bytes().await.unwrap();
         latencies.push(t0.elapsed());
         size = body.len();
@@ -500,6 +541,97 @@ async fn timed_gets(
     let cpu = proc_cpu(e.pid()) - cpu0;
     latencies.sort();
     (latencies, size, cpu / n as u32)
+}
+
+/// Per-token series in one plain scrape, per token: the samples that carry a `token` label;
+/// and of those, the `api_token_scope_info` ones (one per scope the provider grants: the
+/// benchmark's server grants two).
+async fn series_per_token(client: &reqwest::Client, e: &Exporter, n: usize) -> (f64, f64) {
+    let text = client
+        .get(e.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("{token=\""))
+        .count();
+    let scopes = text
+        .lines()
+        .filter(|l| l.starts_with("api_token_scope_info{"))
+        .count();
+    (series as f64 / n as f64, scopes as f64 / n as f64)
+}
+
+/// The smallest collector selection that drives the expiry and validity alerts
+/// (docs/metrics.md).
+const MINIMAL: &[&str] = &[
+    "--collector.disable-defaults",
+    "--collector.info",
+    "--collector.state",
+    "--collector.expiry",
+    "--collector.threshold",
+];
+
+/// Instructions the exporter runs for a round of `n` tokens under callgrind, from start to
+/// its exit on SIGTERM once ready; `None` without valgrind.
+fn callgrind_instructions(dir: &Path, config: &Path, n: usize) -> Option<u64> {
+    which("valgrind")?;
+    let out = dir.join(format!("callgrind-{n}.out"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let mut child = Command::new("valgrind")
+        .args(["--tool=callgrind", "--trace-children=no"])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(EXPORTER)
+        .arg("--config.file")
+        .arg(config)
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .arg("--storage.path")
+        .arg(dir.join(format!("callgrind-data-{n}")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let ready = || -> Option<bool> {
+        use std::io::Read;
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        c.write_all(b"GET /-/ready HTTP/1.0\r\n\r\n").ok()?;
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).ok()?;
+        Some(head.ends_with(b" 200"))
+    };
+    loop {
+        if ready() == Some(true) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&out).ok()?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary: ")
+                .or_else(|| l.strip_prefix("totals: "))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -875,6 +1007,39 @@ async fn orchestrate() {
             "",
             None,
         );
+        let (per_token, scopes) = series_per_token(&client, &exporter, n).await;
+        // The issue's measure is with one scope per token.
+        let one_scope = per_token - scopes + 1.0;
+        table.row(
+            &format!("/metrics at {n}: series per token, default collectors"),
+            format!("{per_token:.2} ({scopes:.0} scopes); {one_scope:.2} with one scope"),
+            "<= 12 with one scope",
+            Some(one_scope <= 12.0),
+        );
+        // As Prometheus scrapes: `Accept-Encoding: gzip`. Plain and gzip alternate in five
+        // rounds and each ratio is of the same round, so machine drift cancels.
+        let mut ratios = Vec::new();
+        let mut gz_size = 0;
+        for _ in 0..5 {
+            let (_, _, plain_cpu) = scrape(&client, &exporter, 40).await;
+            let (_, gz, gz_cpu) = scrape_as(&client, &exporter, 40, Some("gzip")).await;
+            gz_size = gz;
+            ratios.push(gz_cpu.as_secs_f64() / plain_cpu.as_secs_f64().max(1e-9));
+        }
+        ratios.sort_by(f64::total_cmp);
+        let ratio = ratios[ratios.len() / 2];
+        table.row(
+            &format!("/metrics at {n}, gzip: body size"),
+            format!("{:.2} MB", gz_size as f64 / 1e6),
+            "<= 1.2 MB",
+            Some(gz_size <= 1_200_000),
+        );
+        table.row(
+            &format!("/metrics at {n}, gzip: CPU against a plain scrape (median of 5)"),
+            format!("{ratio:.2}x"),
+            "<= 2x",
+            Some(ratio <= 2.0),
+        );
         let rss = proc_kb(exporter.pid(), "VmRSS");
         table.row(
             &format!("/metrics at {n}: RSS after 200 scrapes"),
@@ -1151,6 +1316,81 @@ async fn orchestrate() {
             );
         }
         drop(exporter);
+    }
+
+    // 7. The smallest collector selection, at n.
+    if phase("minimal") {
+        step("minimal collector selection");
+        let config = inventory(dir.path(), n, &server.url(), false);
+        let mut e = Exporter::start_with(&config, dir.path().join("minimal.log"), MINIMAL);
+        let _ = wait_round(&client, &mut e).await;
+        let (per_token, _) = series_per_token(&client, &e, n).await;
+        table.row(
+            &format!("/metrics at {n}: series per token, {}", MINIMAL.join(" ")),
+            format!("{per_token:.2}"),
+            "<= 5",
+            Some(per_token <= 5.0),
+        );
+    }
+
+    // 8. Memory and render by inventory size (`BENCH_SIZES`, 1000,10000,100000): peak RSS
+    //    of the first round, RSS after 30 scrapes, median render, body size.
+    if phase("sizes") {
+        let sizes = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "1000,10000,100000".into());
+        for size in sizes
+            .split(',')
+            .filter_map(|v| v.trim().parse::<usize>().ok())
+        {
+            step(&format!("sizes: {size}"));
+            let config = inventory(dir.path(), size, &server.url(), false);
+            let mut e = Exporter::start(&config, dir.path().join(format!("size{size}.log")));
+            let _ = wait_round(&client, &mut e).await;
+            let round_peak = proc_kb(e.pid(), "VmHWM");
+            let (lat, body, _) = scrape(&client, &e, 30).await;
+            table.row(
+                &format!("{size} tokens: peak RSS of the first round; RSS after 30 scrapes; peak"),
+                format!(
+                    "{}; {}; {}",
+                    mb(round_peak),
+                    mb(proc_kb(e.pid(), "VmRSS")),
+                    mb(proc_kb(e.pid(), "VmHWM"))
+                ),
+                "",
+                None,
+            );
+            table.row(
+                &format!("{size} tokens: /metrics median render, body (plain)"),
+                format!("{}, {:.1} MB", ms(pct(&lat, 0.5)), body as f64 / 1e6),
+                "",
+                None,
+            );
+        }
+    }
+
+    // 9. Instructions per probe under callgrind: the difference of two rounds (200 and
+    //    1,200 tokens) over the 1,000 extra tokens, so start-up cancels out; repeatable where
+    //    CPU time is not.
+    if phase("callgrind") {
+        step("callgrind");
+        let small = inventory(dir.path(), 200, &server.url(), false);
+        let large = inventory(dir.path(), 1200, &server.url(), false);
+        match (
+            callgrind_instructions(dir.path(), &small, 200),
+            callgrind_instructions(dir.path(), &large, 1200),
+        ) {
+            (Some(a), Some(b)) => table.row(
+                "instructions per probe (callgrind, (I(1200) - I(200)) / 1000)",
+                format!("{}", b.saturating_sub(a) / 1000),
+                "",
+                None,
+            ),
+            _ => table.row(
+                "instructions per probe (callgrind)",
+                "valgrind not installed or the run failed".into(),
+                "apt-get install valgrind",
+                Some(false),
+            ),
+        }
     }
 
     drop(server);

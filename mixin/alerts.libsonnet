@@ -44,7 +44,13 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
           alert: 'ApiTokenExpiringSoon',
           expr: |||
             (
-                (api_token_expiry_timestamp_seconds - time()) <= api_token_warning_threshold_seconds
+                (api_token_expiry_timestamp_seconds - time())
+              <= on (job, instance, token, provider)
+                (
+                    api_token_warning_threshold_seconds
+                  or on (job, instance, token, provider)
+                    (0 * api_token_expiry_timestamp_seconds + on (job, instance) group_left () api_token_default_warning_threshold_seconds)
+                )
               and
                 (api_token_expiry_timestamp_seconds - time()) > 0
               and on (job, instance, token, provider)
@@ -77,7 +83,13 @@ local fold(text) = std.join(' ', std.split(std.rstripChars(text, '\n'), '\n'));
           alert: 'ApiTokenExpiringCritical',
           expr: |||
             (
-                (api_token_expiry_timestamp_seconds - time()) <= api_token_critical_threshold_seconds
+                (api_token_expiry_timestamp_seconds - time())
+              <= on (job, instance, token, provider)
+                (
+                    api_token_critical_threshold_seconds
+                  or on (job, instance, token, provider)
+                    (0 * api_token_expiry_timestamp_seconds + on (job, instance) group_left () api_token_default_critical_threshold_seconds)
+                )
               and
                 (api_token_expiry_timestamp_seconds - time()) > 0
               and on (job, instance, token, provider)

@@ -84,6 +84,7 @@ fn main() -> ExitCode {
             idle_timeout: cli.idle_timeout,
         },
         reload_max_drop: cli.reload_max_drop,
+        collectors: cli.collectors.0,
     };
     match cli.command {
         Some(Command::Check {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app::shard::Shard;
+use crate::expose::metrics::{Collector, Collectors};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,8 +94,86 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(16..))]
     pub max_label_length: u64,
 
+    /// `--collector.<name>`, `--no-collector.<name>`, `--collector.disable-defaults`.
+    #[command(flatten)]
+    pub collectors: CollectorFlags,
+
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// The per-token families `/metrics` writes, switched as node_exporter switches its
+/// collectors: `--collector.disable-defaults` starts from none, then each
+/// `--collector.<name>` turns one on and `--no-collector.<name>` off (of the two, the one
+/// given last counts). The flags are made from [`Collector::ALL`], so a new collector gets
+/// its pair without a line here.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CollectorFlags(pub Collectors);
+
+const DISABLE_DEFAULTS: &str = "collector.disable-defaults";
+
+impl clap::Args for CollectorFlags {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        cmd = cmd.arg(
+            clap::Arg::new(DISABLE_DEFAULTS)
+                .long(DISABLE_DEFAULTS)
+                .action(clap::ArgAction::SetTrue)
+                .global(true)
+                .help("Start from no collector: only those named by --collector.<name> are on."),
+        );
+        for c in Collector::ALL {
+            let (name, on, off) = c.flags();
+            let default = if c.default_enabled() { "on" } else { "off" };
+            cmd = cmd
+                .arg(
+                    clap::Arg::new(on)
+                        .long(on)
+                        .action(clap::ArgAction::SetTrue)
+                        .overrides_with(off)
+                        .global(true)
+                        .help(format!(
+                            "Write the `{name}` per-token families (docs/metrics.md); {default} by default."
+                        )),
+                )
+                .arg(
+                    clap::Arg::new(off)
+                        .long(off)
+                        .action(clap::ArgAction::SetTrue)
+                        .overrides_with(on)
+                        .global(true)
+                        .help(format!("Do not write the `{name}` per-token families.")),
+                );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for CollectorFlags {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut set = if m.get_flag(DISABLE_DEFAULTS) {
+            Collectors::none()
+        } else {
+            Collectors::defaults()
+        };
+        for c in Collector::ALL {
+            let (_, on, off) = c.flags();
+            if m.get_flag(on) {
+                set.set(c, true);
+            } else if m.get_flag(off) {
+                set.set(c, false);
+            }
+        }
+        Ok(CollectorFlags(set))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -165,7 +165,8 @@ pub async fn run(
             team: "search",
             owner: "carol@example.com",
             secret: opaque("search-indexer", true, 25, "search:write"),
-            extra_yaml: "    warning_before: 30d\n",
+            // Windows of its own, so the per-token window families have a series in the demo.
+            extra_yaml: "    warning_before: 30d\n    critical_before: 7d\n",
         },
         DemoToken {
             name: "ci-runner",

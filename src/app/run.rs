@@ -41,6 +41,8 @@ pub struct RunOptions {
     /// `--config.reload-max-drop`: the largest share of the running tokens an unforced
     /// reload may remove.
     pub reload_max_drop: f64,
+    /// The per-token families `/metrics` writes (`--collector.<name>`).
+    pub collectors: metrics::Collectors,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +169,7 @@ pub async fn run(
     let connections = status.connections.clone();
     let state = AppState {
         store: store.clone(),
-        metrics: metrics::Metrics::new(store, status),
+        metrics: metrics::Metrics::new(store, status).with_collectors(opts.collectors),
         ready: scheduler.ready.clone(),
         reload: reload_tx,
         telemetry_path: opts.telemetry_path.clone(),
@@ -180,6 +182,7 @@ pub async fn run(
     tracing::info!(
         address = %bound,
         telemetry_path = %opts.telemetry_path,
+        collectors = %opts.collectors.names().join(","),
         tls = web.tls_enabled(),
         basic_auth = web.basic_auth_enabled(),
         "listening"

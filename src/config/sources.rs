@@ -21,8 +21,21 @@ use crate::secret::SecretSource;
 mod simple;
 pub use simple::{CloudflareSource, OktaSource};
 
+mod entra;
+mod github;
+pub use entra::EntraSettings;
+pub use github::GithubSource;
+
 /// The source kinds `kind:` accepts.
-pub const SOURCE_KINDS: &[&str] = &["directory", "vault", "gitlab", "cloudflare", "okta"];
+pub const SOURCE_KINDS: &[&str] = &[
+    "directory",
+    "vault",
+    "gitlab",
+    "github",
+    "entra_id",
+    "cloudflare",
+    "okta",
+];
 
 /// GitLab's own server, where `url` is not set.
 pub const GITLAB_URL: &str = "https://gitlab.com";
@@ -81,6 +94,16 @@ pub enum SourceKind {
     Cloudflare(CloudflareSource),
     /// An Okta org's API tokens (`src/sources/okta.rs`).
     Okta(OktaSource),
+    /// An organization's fine-grained personal access tokens (and, optionally, its SAML
+    /// credential authorizations) through a GitHub App (`src/sources/github.rs`).
+    Github(GithubSource),
+    /// Entra ID app registrations' secrets and certificates, from Microsoft Graph
+    /// (`src/sources/entra_id.rs`): `provider` is the `static` entry that holds the dates.
+    EntraId {
+        settings: EntraSettings,
+        provider: String,
+        credential: SecretSource,
+    },
 }
 
 /// Which of GitLab's lists a gitlab source reads.
@@ -102,6 +125,8 @@ impl SourceKind {
             SourceKind::Gitlab { .. } => "gitlab",
             SourceKind::Cloudflare(_) => "cloudflare",
             SourceKind::Okta(_) => "okta",
+            SourceKind::Github(_) => "github",
+            SourceKind::EntraId { .. } => "entra_id",
         }
     }
 }
@@ -172,6 +197,18 @@ pub(super) struct RawSource {
     #[serde(default)]
     user: bool,
     account_id: Option<Spanned<String>>,
+    org: Option<Spanned<String>>,
+    app_id: Option<Spanned<String>>,
+    installation_id: Option<Spanned<u64>>,
+    #[serde(default)]
+    credential_authorizations: bool,
+    tenant_id: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    graph_url: Option<Spanned<String>>,
+    #[serde(default)]
+    service_principals: bool,
+    #[serde(default)]
+    read_owners: bool,
     refresh: Option<Spanned<String>>,
     #[serde(default)]
     include: Vec<String>,
@@ -257,12 +294,35 @@ pub(super) fn validate(
                 );
             }
         };
-        if !["gitlab", "cloudflare", "okta"].contains(&raw.kind.value.as_str()) {
-            not_for(issues, "url", raw.url.is_some());
-        }
         if raw.kind.value != "cloudflare" {
             not_for(issues, "user", raw.user);
             not_for(issues, "account_id", raw.account_id.is_some());
+        }
+        if raw.kind.value != "github" {
+            for (field, set) in [
+                ("org", raw.org.is_some()),
+                ("app_id", raw.app_id.is_some()),
+                ("installation_id", raw.installation_id.is_some()),
+                ("credential_authorizations", raw.credential_authorizations),
+            ] {
+                not_for(issues, field, set);
+            }
+        }
+        if !["gitlab", "github", "entra_id", "cloudflare", "okta"]
+            .contains(&raw.kind.value.as_str())
+        {
+            not_for(issues, "url", raw.url.is_some());
+        }
+        if raw.kind.value != "entra_id" {
+            for (field, set) in [
+                ("tenant_id", raw.tenant_id.is_some()),
+                ("client_id", raw.client_id.is_some()),
+                ("graph_url", raw.graph_url.is_some()),
+                ("service_principals", raw.service_principals),
+                ("read_owners", raw.read_owners),
+            ] {
+                not_for(issues, field, set);
+            }
         }
         if raw.kind.value != "gitlab" {
             for (field, set) in [
@@ -397,6 +457,28 @@ pub(super) fn validate(
                 not_for(issues, "path", raw.path.is_some());
                 let provider = static_entry(issues, "Okta");
                 simple::okta(&raw, provider, &at, issues)
+            }
+            kind @ ("github" | "entra_id") => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = if raw.provider.is_none() {
+                    issues.push(
+                        at("provider"),
+                        if kind == "github" {
+                            "a github source needs provider: a static entry, which holds the dates GitHub states"
+                        } else {
+                            "an entra_id source needs provider: a static entry, which holds the dates Graph states"
+                        },
+                        line,
+                    );
+                    None
+                } else {
+                    provider_of(issues, "static")
+                };
+                if kind == "github" {
+                    github::decode(&raw, provider, &at, issues)
+                } else {
+                    entra::decode(&raw, &at, provider, issues)
+                }
             }
             other => {
                 issues.push(
@@ -559,118 +641,4 @@ pub fn detect_configured(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob_matches_stars_and_question_marks() {
-        for (p, t, want) in [
-            ("*", "", true),
-            ("ci-*", "ci-deploy", true),
-            ("ci-*", "cd-deploy", false),
-            ("*-test", "a-test", true),
-            ("*-test", "a-tests", false),
-            ("a?c", "abc", true),
-            ("a?c", "ac", false),
-            ("*a*b*", "xxaxxbxx", true),
-            ("*a*b", "xxaxxbx", false),
-            ("exact", "exact", true),
-        ] {
-            assert_eq!(glob(p, t), want, "{p} {t}");
-        }
-    }
-
-    #[test]
-    fn a_filter_needs_every_list_that_is_set() {
-        let f = Filter {
-            include: vec!["ci-*".into()],
-            exclude: vec!["*-old".into()],
-            owners: vec!["team-a".into()],
-            states: vec![],
-        };
-        assert!(f.admits("ci-deploy", Some("team-a"), None));
-        assert!(!f.admits("ci-deploy-old", Some("team-a"), None));
-        assert!(!f.admits("ci-deploy", Some("team-b"), None));
-        assert!(!f.admits("ci-deploy", None, None));
-        assert!(!f.admits("deploy", Some("team-a"), None));
-        assert!(Filter::default().admits("anything", None, None));
-    }
-
-    fn errors(yaml: &str) -> String {
-        crate::config::Config::parse(yaml).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn source_errors_name_the_field_and_line() {
-        let e = errors(
-            "providers:\n  gh: {kind: github}\nsources:\n  - name: a\n    kind: gitlab_groups\n",
-        );
-        assert!(
-            e.contains("sources[0].kind: unknown source kind \"gitlab_groups\""),
-            "{e}"
-        );
-        assert!(e.contains("line 5"), "{e}");
-        let e = errors("sources:\n  - {name: a, kind: directory}\n");
-        assert!(
-            e.contains("sources[0].path: a directory source needs path"),
-            "{e}"
-        );
-        let e = errors(
-            "providers:\n  gh: {kind: github}\nsources:\n  - {name: v, kind: vault, provider: gh, credential: {env: X}}\n",
-        );
-        assert!(
-            e.contains("sources[0].provider: provider \"gh\" is of kind github, not vault"),
-            "{e}"
-        );
-        let e = errors(
-            "sources:\n  - {name: d, kind: directory, path: /x, refresh: 10ms, labels: {token: x}}\n",
-        );
-        assert!(e.contains("sources[0].refresh: must be at least 1s"), "{e}");
-        assert!(e.contains("sources[0].labels.token"), "{e}");
-        let e = errors(
-            "sources:\n  - {name: d, kind: directory, path: /x}\n  - {name: d, kind: directory, path: /y}\n",
-        );
-        assert!(e.contains("duplicate source name \"d\""), "{e}");
-        let e = errors("sources:\n  - {name: d, kind: directory, path: /x, colour: red}\n");
-        assert!(e.contains("colour"), "{e}");
-    }
-
-    #[test]
-    fn a_credential_is_never_inline_and_never_quoted() {
-        let canary = "hvs.CANARYCANARYCANARY";
-        let e = errors(&format!(
-            "providers:\n  v: {{kind: vault, url: 'http://127.0.0.1:1', token: {{env: T}}}}\nsources:\n  - {{name: s, kind: vault, provider: v, credential: {canary}}}\n"
-        ));
-        assert!(e.contains("must not be written inline"), "{e}");
-        assert!(!e.contains(canary), "{e}");
-    }
-
-    #[test]
-    fn provider_auto_detects_a_configured_token_without_quoting_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("t");
-        let canary = "glpat-CANARYCANARYCANARY";
-        std::fs::write(&file, format!("{canary}\n")).unwrap();
-        let yaml = |providers: &str| {
-            format!(
-                "providers:\n{providers}tokens:\n  - {{name: t, provider: auto, secret: {{file: {}}}}}\n",
-                file.display()
-            )
-        };
-        let c = crate::config::Config::parse(&yaml("  gl: {kind: gitlab}\n  gh: {kind: github}\n"))
-            .unwrap();
-        assert_eq!(c.tokens[0].provider, "gl");
-        let e = errors(&yaml("  gh: {kind: github}\n"));
-        assert!(
-            e.contains("tokens[0].provider: provider: auto: the secret is a GitLab"),
-            "{e}"
-        );
-        assert!(e.contains("no provider of kind gitlab"), "{e}");
-        let e = errors(&yaml("  a: {kind: gitlab}\n  b: {kind: gitlab}\n"));
-        assert!(e.contains("several providers are of kind gitlab"), "{e}");
-        std::fs::write(&file, "CANARY-unknown\n").unwrap();
-        let e = errors(&yaml("  gl: {kind: gitlab}\n"));
-        assert!(e.contains("names no known provider"), "{e}");
-        assert!(!e.contains("CANARY"), "{e}");
-    }
-}
+mod tests;

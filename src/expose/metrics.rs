@@ -32,6 +32,8 @@ mod status;
 pub use status::*;
 mod snapshot;
 pub use snapshot::*;
+mod collectors;
+pub use collectors::*;
 mod families;
 use families::*;
 mod text;
@@ -74,6 +76,12 @@ pub struct Exposition {
         u64,
         [(&'static str, u64); crate::expose::listen::DropReason::ALL.len()],
     ),
+    /// The per-token families to write (`--collector.<name>`).
+    collectors: Collectors,
+    /// The config's global thresholds (`api_token_default_*_threshold_seconds`).
+    default_thresholds: Option<crate::model::Thresholds>,
+    /// Each provider's tokens' last probes, summed up.
+    probe_stats: BTreeMap<String, ProbeStats>,
     /// Where the writing stands: an index into `TOKEN_FAMILIES` (then the exporter-level
     /// families, then done), and the next row of that family.
     family: usize,
@@ -85,6 +93,10 @@ impl Exposition {
     /// or more. Returns whether anything is left to write.
     pub fn write_chunk(&mut self, out: &mut String, limit: usize) -> bool {
         while let Some(f) = TOKEN_FAMILIES.get(self.family) {
+            if !self.collectors.has(f.collector) {
+                self.family += 1;
+                continue;
+            }
             if self.row == 0 {
                 header(out, f.name, f.help, Kind::Gauge);
             }
@@ -103,6 +115,12 @@ impl Exposition {
             self.family += 1;
         }
         false
+    }
+}
+
+impl crate::expose::compress::Chunks for Exposition {
+    fn write_chunk(&mut self, out: &mut String, limit: usize) -> bool {
+        Exposition::write_chunk(self, out, limit)
     }
 }
 

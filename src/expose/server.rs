@@ -18,6 +18,7 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::derive::view::TokenView;
+use crate::expose::compress::{Coding, Gzipped};
 use crate::expose::metrics;
 use crate::state::store::Store;
 
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
 async fn metrics_handler(
     State(state): State<AppState>,
     Extension(limits): Extension<Limits>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let permit = match tokio::time::timeout(SCRAPE_QUEUE_WAIT, limits.scrapes.acquire_owned()).await
     {
@@ -96,8 +98,33 @@ async fn metrics_handler(
     };
     // Streamed a chunk at a time from a snapshot (see metrics.rs); the permit goes with the
     // body, so the bound covers the writing, not only the snapshot.
-    let body = permitted(state.metrics.snapshot(), permit);
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+    // Compressed as it is written when the scraper accepts gzip (src/expose/compress.rs).
+    let coding = Coding::negotiate(
+        headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let snapshot = state.metrics.snapshot();
+    let vary = (header::VARY, "Accept-Encoding");
+    match coding.header() {
+        Some(encoding) => {
+            let body = permitted(Gzipped::new(snapshot), permit);
+            (
+                [
+                    (header::CONTENT_TYPE, metrics::CONTENT_TYPE),
+                    (header::CONTENT_ENCODING, encoding),
+                    vary,
+                ],
+                body,
+            )
+                .into_response()
+        }
+        None => {
+            let body = permitted(snapshot, permit);
+            ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE), vary], body).into_response()
+        }
+    }
 }
 
 /// A turn for a view (`/` or `/api/v1/tokens`), or the 503 that refuses it.

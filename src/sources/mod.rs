@@ -13,6 +13,8 @@
 
 pub mod cloudflare;
 pub mod directory;
+pub mod entra_id;
+pub mod github;
 pub mod gitlab;
 pub mod health;
 pub mod okta;
@@ -203,6 +205,12 @@ pub async fn list(
         }
         SourceKind::Cloudflare(cf) => cloudflare::list(cf, spec.probe_timeout, ctx).await?,
         SourceKind::Okta(okta) => okta::list(okta, spec.probe_timeout, ctx).await?,
+        SourceKind::Github(gh) => github::list(gh, spec.probe_timeout, ctx).await?,
+        SourceKind::EntraId {
+            settings,
+            provider,
+            credential,
+        } => entra_id::list(settings, provider, credential, spec.probe_timeout, ctx).await?,
     };
     let before = listing.tokens.len();
     listing.tokens.retain(|d| {

@@ -156,6 +156,9 @@ pub struct Inner {
     /// so inline values cost twice their size (ARCHITECTURE.md, memory).
     pub tokens: BTreeMap<String, Box<TokenState>>,
     pub providers: BTreeMap<String, ProviderState>,
+    /// The config's global thresholds, once a config is loaded: `/metrics` writes a token's
+    /// own only where they differ from these.
+    pub default_thresholds: Option<crate::model::Thresholds>,
     /// The ledger read from `tokens.json`, until the first [`Store::reconcile`] hands each
     /// entry to the token it names. From then on the ledger is the tokens' own fields
     /// ([`LedgerView`]).
@@ -297,6 +300,7 @@ impl Store {
         let shrunk = !loaded.is_empty() || inner.tokens.values().any(|s| s.seen().is_some());
         inner.tokens = tokens;
         inner.providers = providers;
+        inner.default_thresholds = Some(config.global.thresholds);
         drop(inner);
         if shrunk {
             self.mark_ledger_dirty();

@@ -197,9 +197,17 @@ fn expiry_bands_compare_with_the_per_token_windows_not_fixed_numbers() {
         ),
     ] {
         let expr = text(&alert(name), &["expr"]);
+        // The token's own window where it has one, else the global one: the exporter writes
+        // a token's window only where it differs from the global.
+        let default = window.replace("api_token_", "api_token_default_");
+        let compared = expr
+            .split_once("<= on (job, instance, token, provider)")
+            .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>().join(" "));
         assert!(
-            expr.contains(&format!("<= {window}")),
-            "{name}: must compare time left with {window}: {expr}"
+            compared.as_deref().is_some_and(|rest| rest.starts_with(&format!(
+                "( {window} or on (job, instance, token, provider) (0 * api_token_expiry_timestamp_seconds + on (job, instance) group_left () {default})"
+            ))),
+            "{name}: must compare time left with {window}, falling back to {default}: {expr}"
         );
     }
     for name in TIME_ALERTS {
@@ -403,14 +411,26 @@ fn promtool_unit_tests_catch_rules_that_break_the_promises() {
         (
             "per-token warning windows are honoured",
             "ApiTokenExpiringSoon",
-            "<= api_token_warning_threshold_seconds",
-            "<= 1209600",
+            "api_token_warning_threshold_seconds",
+            "api_token_no_own_warning_threshold_seconds",
         ),
         (
             "per-token critical windows are honoured",
             "ApiTokenExpiringCritical",
-            "<= api_token_critical_threshold_seconds",
-            "<= 259200",
+            "api_token_critical_threshold_seconds",
+            "api_token_no_own_critical_threshold_seconds",
+        ),
+        (
+            "tokens on the global warning window still warn",
+            "ApiTokenExpiringSoon",
+            "api_token_default_warning_threshold_seconds",
+            "api_token_no_default_warning_threshold_seconds",
+        ),
+        (
+            "tokens on the global critical window still page",
+            "ApiTokenExpiringCritical",
+            "api_token_default_critical_threshold_seconds",
+            "api_token_no_default_critical_threshold_seconds",
         ),
         (
             "a provider outage never fires ApiTokenExpired",

@@ -329,6 +329,8 @@ fn listing_credentials_and_listed_secrets_reach_no_output() {
         config.to_str().unwrap(),
         "--log.level",
         "trace",
+        // The wait below reads when a listed token was probed, a family off by default.
+        "--collector.last_probe",
     ]);
     let start = std::time::Instant::now();
     loop {
@@ -371,6 +373,206 @@ fn listing_credentials_and_listed_secrets_reach_no_output() {
     }
     // Nothing but reads, and no credential in a URL.
     server.assert_safe(&[("PUT", "/"), ("PATCH", "/"), ("DELETE", "/")], &list_cred);
+}
+
+/// A github source holds two credentials: the app's private key and the installation token
+/// it obtains with it. Neither may reach an output, even from a server that echoes the
+/// request's `Authorization` header back in its errors.
+#[test]
+fn a_github_apps_key_and_installation_token_reach_no_output() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let pem = key.serialize_pem();
+    // A line of the key's base64 body: what a leak of the key would show.
+    let key_line = pem.lines().nth(3).unwrap().to_string();
+    let installation = format!("ghs_{}", canary("INSTALL"));
+    let minted = installation.clone();
+    let server = rt.block_on(MockServer::start(move |r| {
+        if r.method == "POST" && r.path() == "/app/installations/7/access_tokens" {
+            return Answer::json(
+                201,
+                json!({"token": minted, "expires_at": "2099-01-01T00:00:00Z"}),
+            );
+        }
+        // A broken proxy that echoes the request's credential.
+        let auth = r.header("authorization").unwrap_or("").to_string();
+        Answer::json(403, json!({ "message": format!("refused {auth}") }))
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = write(dir.path(), "app.pem", &pem);
+    let config = write(
+        dir.path(),
+        "config.yml",
+        &format!(
+            "providers:\n  listed: {{kind: static}}\ntokens: []\n\
+             sources:\n  - {{name: gh, kind: github, url: {}, provider: listed, org: acme, app_id: Iv23liX, installation_id: 7, credential: {{file: {}}}, refresh: 1s}}\n",
+            server.url(),
+            key_file.display()
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ]);
+    let start = std::time::Instant::now();
+    loop {
+        let body = d.get("/metrics").1;
+        let failed = body.lines().any(|l| {
+            l.starts_with(
+                "api_token_source_failures_total{source=\"gh\",kind=\"github\",reason=\"forbidden\"}",
+            ) && !l.ends_with(" 0")
+        });
+        if failed {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut outputs = vec![];
+    for path in ["/metrics", "/", "/api/v1/tokens"] {
+        outputs.push(d.get(path).1);
+    }
+    let logs = d.logs();
+    let _ = d.stop();
+    assert!(logs.contains("source listing failed"), "{logs}");
+    outputs.push(logs);
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--config.file", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
+    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    for out in &outputs {
+        assert!(
+            !out.contains(&installation),
+            "the installation token shown: {out}"
+        );
+        assert!(!out.contains(&key_line), "the app's key shown: {out}");
+        assert!(!out.contains("PRIVATE KEY"), "{out}");
+        assert!(!out.contains("CANARY") && !out.contains("Bearer"), "{out}");
+    }
+    // The token request and reads only; no credential in a URL.
+    for r in server.requests() {
+        assert!(
+            (r.method == "POST" && r.path() == "/app/installations/7/access_tokens")
+                || (r.method == "GET" && r.path() == "/orgs/acme/personal-access-tokens"),
+            "{} {}",
+            r.method,
+            r.path()
+        );
+        assert!(!r.uri.to_string().contains("CANARY"));
+    }
+}
+
+/// An `entra_id` source's client secret and the access token it is issued reach no output,
+/// even from a token endpoint that echoes the secret in its error and a Graph that echoes the
+/// bearer token in its: one source is refused, the other issued a token Graph then refuses.
+#[test]
+fn an_entra_listing_secret_and_its_access_token_reach_no_output() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let refused_secret = canary("ENTRAREFUSED");
+    let issued_secret = canary("ENTRAISSUED");
+    let access = canary("ENTRAACCESS");
+    let a = access.clone();
+    let server = rt.block_on(MockServer::start(move |r| {
+        if r.method == "POST" {
+            let form: std::collections::BTreeMap<String, String> =
+                url::form_urlencoded::parse(&r.body).into_owned().collect();
+            let secret = form.get("client_secret").cloned().unwrap_or_default();
+            if r.path().starts_with("/refused.example.com/") {
+                return Answer::json(
+                    401,
+                    json!({"error": "invalid_client",
+                           "error_description": format!("AADSTS7000215: Invalid client secret provided: {secret}"),
+                           "error_codes": [7000215]}),
+                );
+            }
+            return Answer::json(
+                200,
+                json!({"token_type": "Bearer", "expires_in": 3599, "access_token": a}),
+            );
+        }
+        let bearer = r.header("authorization").unwrap_or("").to_string();
+        Answer::json(
+            503,
+            json!({"error": {"code": "serviceNotAvailable", "message": format!("upstream said {bearer}")}}),
+        )
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let refused_file = write(dir.path(), "refused", &refused_secret);
+    let issued_file = write(dir.path(), "issued", &issued_secret);
+    let source = |name: &str, tenant: &str, file: &std::path::Path| {
+        format!(
+            "  - {{name: {name}, kind: entra_id, url: {url}, graph_url: {url}, tenant_id: {tenant}, client_id: 0c5e3d9a-4b1f-4a6e-9d2c-7f8e1a2b3c4d, provider: dates, credential: {{file: {}}}, refresh: 1s}}\n",
+            file.display(),
+            url = server.url(),
+        )
+    };
+    let config = write(
+        dir.path(),
+        "config.yml",
+        &format!(
+            "providers:\n  dates: {{kind: static}}\ntokens: []\nsources:\n{}{}",
+            source("refused", "refused.example.com", &refused_file),
+            source("issued", "issued.example.com", &issued_file),
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ]);
+    let start = std::time::Instant::now();
+    loop {
+        let body = d.get("/metrics").1;
+        let failed = |source: &str, reason: &str| {
+            body.lines().any(|l| {
+                l.starts_with(&format!(
+                    "api_token_source_failures_total{{source=\"{source}\",kind=\"entra_id\",reason=\"{reason}\"}}"
+                )) && !l.ends_with(" 0")
+            })
+        };
+        if failed("refused", "unauthorized") && failed("issued", "unreachable") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no listing yet: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut outputs = vec![];
+    for path in ["/metrics", "/", "/api/v1/tokens"] {
+        outputs.push(d.get(path).1);
+    }
+    let logs = d.logs();
+    let _ = d.stop();
+    assert!(logs.contains("source listing failed"), "{logs}");
+    outputs.push(logs);
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--config.file", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
+    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    for out in &outputs {
+        assert!(!out.contains("CANARY"), "a credential in an output: {out}");
+    }
+    // The secrets went in the token requests' bodies, the access token in a header only.
+    for secret in [&refused_secret, &issued_secret, &access] {
+        server.assert_safe(&[("PUT", "/"), ("PATCH", "/"), ("DELETE", "/")], secret);
+    }
+    assert!(
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .all(|r| r.header("authorization") == Some(format!("Bearer {access}").as_str()))
+    );
+    assert!(server.requests().iter().any(|r| r.method == "GET"));
 }
 
 /// The listing credentials of the sources that read one list with a bearer or SSWS
@@ -450,14 +652,18 @@ fn simple_source_listing_credentials_reach_no_output() {
     outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
     outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
     for out in &outputs {
-        assert!(
-            !out.contains(&cf),
-            "a listing credential in an output: {out}"
-        );
+        for needle in [&cf, &okta] {
+            assert!(
+                !out.contains(needle.as_str()),
+                "a listing credential in an output: {out}"
+            );
+        }
         assert!(!out.contains("CANARY"), "{out}");
     }
-    server.assert_safe(
-        &[("POST", "/"), ("PUT", "/"), ("PATCH", "/"), ("DELETE", "/")],
-        &cf,
-    );
+    for needle in [&cf, &okta] {
+        server.assert_safe(
+            &[("POST", "/"), ("PUT", "/"), ("PATCH", "/"), ("DELETE", "/")],
+            needle,
+        );
+    }
 }

@@ -39,6 +39,9 @@ const PER_TOKEN: &[&str] = &[
 
 /// Metrics with a `provider` label but no `token`.
 const PER_PROVIDER: &[&str] = &[
+    "api_token_provider_oldest_probe_timestamp_seconds",
+    "api_token_provider_probe_duration_max_seconds",
+    "api_token_provider_probe_duration_mean_seconds",
     "api_token_probes_total",
     "api_token_probe_failures_total",
     "api_token_provider_rate_limit_remaining",
@@ -47,6 +50,8 @@ const PER_PROVIDER: &[&str] = &[
 
 /// Metrics of the exporter itself, and the series Prometheus adds for each scrape.
 const PER_EXPORTER: &[&str] = &[
+    "api_token_default_warning_threshold_seconds",
+    "api_token_default_critical_threshold_seconds",
     "api_token_notifications_total",
     "api_token_notification_failures_total",
     "api_token_exporter_config_last_reload_successful",
@@ -394,7 +399,8 @@ fn overview_shows_what_on_call_needs_at_a_glance() {
         "api_token_expiry_timestamp_seconds",
         "api_token_probes_total",
         "api_token_probe_failures_total",
-        "api_token_probe_duration_seconds",
+        "api_token_provider_probe_duration_max_seconds",
+        "api_token_provider_oldest_probe_timestamp_seconds",
         "api_token_provider_rate_limit_remaining",
         "api_token_notifications_total",
         "api_token_notification_failures_total",

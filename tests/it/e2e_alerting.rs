@@ -32,6 +32,18 @@ const JOB: &str = "api-token-exporter";
 /// that show it must return data.
 const DEMO_LACKS: &[(&str, &str)] = &[
     (
+        "api_token_last_probe_timestamp_seconds",
+        "off by default (--collector.last_probe); the panels read the per-provider oldest probe, and the detail dashboard shows it when on",
+    ),
+    (
+        "api_token_probe_duration_seconds",
+        "off by default (--collector.probe_duration); the panels read the per-provider max and mean, and the detail dashboard shows it when on",
+    ),
+    (
+        "api_token_issued_timestamp_seconds",
+        "off by default (--collector.issued); the detail dashboard's events panel shows it when on",
+    ),
+    (
         "api_token_notifications_total",
         "the demo configures no notifier",
     ),

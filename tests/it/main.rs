@@ -63,6 +63,8 @@ mod scale;
 mod scheduler;
 mod sharding;
 mod source_cloudflare;
+mod source_entra_id;
+mod source_github;
 mod source_gitlab;
 mod source_okta;
 mod source_vault;

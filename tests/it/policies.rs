@@ -57,6 +57,8 @@ fn rotation_is_detected_survives_restart_and_restarts_the_age() {
         config.to_str().unwrap(),
         "--storage.path",
         storage.to_str().unwrap(),
+        // Off by default: the rotation series is what this test reads.
+        "--collector.rotated",
     ];
 
     let d = Daemon::start(&args);

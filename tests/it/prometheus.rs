@@ -88,6 +88,58 @@ impl Prometheus {
     }
 }
 
+/// A TCP relay between Prometheus and the exporter that keeps the first bytes of each
+/// direction of every connection, so a test can read the headers Prometheus really sent and
+/// got back.
+struct Relay {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<(String, String)>>,
+}
+
+impl Relay {
+    fn start(upstream: u16) -> Relay {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new((String::new(), String::new())));
+        let keep = seen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                for (mut from, mut to, request) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        true,
+                    ),
+                    (server, client, false),
+                ] {
+                    let keep = keep.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            let mut seen = keep.lock().unwrap();
+                            let side = if request { &mut seen.0 } else { &mut seen.1 };
+                            if side.len() < 64 * 1024 {
+                                side.push_str(&String::from_utf8_lossy(&buf[..n]));
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay { port, seen }
+    }
+}
+
 fn unsigned_jwt(exp: i64) -> String {
     let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     format!(
@@ -115,7 +167,9 @@ fn prometheus_scrapes_the_expected_expiry() {
     );
     let exporter = Daemon::start(&["--config.file", config.to_str().unwrap()]);
     exporter.wait_for("/-/ready", Duration::from_secs(10));
-    let prom = Prometheus::start(&format!("127.0.0.1:{}", exporter.port));
+    // Through a relay that records the exchange: Prometheus asks for gzip and gets it.
+    let relay = Relay::start(exporter.port);
+    let prom = Prometheus::start(&format!("127.0.0.1:{}", relay.port));
     let result = prom.query_until_data(
         "api_token_expiry_timestamp_seconds{token=\"deploy-bot\"}",
         Duration::from_secs(30),
@@ -135,6 +189,18 @@ fn prometheus_scrapes_the_expected_expiry() {
         Duration::from_secs(10),
     );
     assert_eq!(up.len(), 1);
+    let (request, response) = relay.seen.lock().unwrap().clone();
+    let request = request.to_ascii_lowercase();
+    assert!(
+        request.contains("get /metrics ") && request.contains("accept-encoding: gzip"),
+        "{request}"
+    );
+    let response = response.to_ascii_lowercase();
+    assert!(
+        response.contains("content-encoding: gzip") && response.contains("vary: accept-encoding"),
+        "{}",
+        &response[..response.len().min(600)]
+    );
 }
 
 /// promtool 2.42 lints OpenMetrics as the classic format: counters' HELP/TYPE must name the
@@ -173,7 +239,16 @@ fn promtool_accepts_the_demo_metrics() {
     if !have("promtool") && support::peer_missing("promtool (apt-get install prometheus)") {
         return;
     }
-    let demo = Daemon::start(&["demo"]);
+    // Every collector on, the ones off by default too, so every family is linted.
+    let demo = Daemon::start(&[
+        "demo",
+        "--collector.issued",
+        "--collector.last_used",
+        "--collector.first_seen",
+        "--collector.rotated",
+        "--collector.last_probe",
+        "--collector.probe_duration",
+    ]);
     demo.wait_for("/-/ready", Duration::from_secs(20));
     let (_, body) = demo.get("/metrics");
     // Every family of the contract is present in the demo.
@@ -188,6 +263,9 @@ fn promtool_accepts_the_demo_metrics() {
         "api_token_probe_duration_seconds",
         "api_token_probes_total",
         "api_token_probe_failures_total",
+        "api_token_provider_oldest_probe_timestamp_seconds",
+        "api_token_provider_probe_duration_max_seconds",
+        "api_token_provider_probe_duration_mean_seconds",
         "api_token_warning_threshold_seconds",
         "api_token_critical_threshold_seconds",
         "api_token_exporter_config_last_reload_successful",

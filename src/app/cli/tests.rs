@@ -119,3 +119,44 @@ fn demo_and_notify_test_flags() {
         Some(Command::NotifyTest { ref receiver }) if receiver == "team-slack"
     ));
 }
+
+fn collectors(args: &[&str]) -> Collectors {
+    let mut argv = vec!["x"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        .collectors
+        .0
+}
+
+#[test]
+fn each_collector_flag_switches_its_collector() {
+    assert_eq!(collectors(&[]), Collectors::defaults());
+    for c in Collector::ALL {
+        let (name, on, off) = c.flags();
+        let (on, off) = (format!("--{on}"), format!("--{off}"));
+        assert_eq!(on, format!("--collector.{name}"));
+        // On and off from the defaults, whatever the default is.
+        let mut want = Collectors::defaults();
+        want.set(c, true);
+        assert_eq!(collectors(&[&on]), want, "{on}");
+        want.set(c, false);
+        assert_eq!(collectors(&[&off]), want, "{off}");
+        // The last of the pair counts.
+        assert!(collectors(&[&off, &on]).has(c), "{off} {on}");
+        assert!(!collectors(&[&on, &off]).has(c), "{on} {off}");
+        // From none: only the named one.
+        assert_eq!(
+            collectors(&["--collector.disable-defaults", &on]),
+            Collectors::of([c]),
+            "{on}"
+        );
+        // Flags are global: they go after a subcommand too (the demo).
+        assert!(collectors(&["demo", &on]).has(c), "demo {on}");
+    }
+    assert_eq!(
+        collectors(&["--collector.disable-defaults"]),
+        Collectors::none()
+    );
+    assert!(Cli::try_parse_from(["x", "--collector.nope"]).is_err());
+}

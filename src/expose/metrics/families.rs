@@ -7,6 +7,8 @@ use super::*;
 
 /// A per-token family: its name, help, and what one token writes into it.
 pub(super) struct TokenFamily {
+    /// The collector that switches it (`--collector.<name>`).
+    pub(super) collector: Collector,
     pub(super) name: &'static str,
     pub(super) help: &'static str,
     /// Writes the token's series; the `&str` is its `token="...",provider="..."`, the
@@ -16,8 +18,9 @@ pub(super) struct TokenFamily {
 
 /// A family with at most one sample per token, absent where the token has no value.
 macro_rules! one_per_token {
-    ($name:literal, $help:literal, |$r:ident| $value:expr) => {
+    ($collector:ident, $name:literal, $help:literal, |$r:ident| $value:expr) => {
         TokenFamily {
+            collector: Collector::$collector,
             name: $name,
             help: $help,
             write: |$r, l, _, out| {
@@ -33,8 +36,9 @@ macro_rules! one_per_token {
 /// A family with a series per line of a row's span (scopes, policies): each line is the
 /// rest of a series after the token's labels.
 macro_rules! one_per_line {
-    ($name:literal, $help:literal, $span:ident) => {
+    ($collector:ident, $name:literal, $help:literal, $span:ident) => {
         TokenFamily {
+            collector: Collector::$collector,
             name: $name,
             help: $help,
             write: |r, l, text, out| {
@@ -49,11 +53,13 @@ macro_rules! one_per_line {
 /// The per-token families, in the order they are written.
 pub(super) const TOKEN_FAMILIES: &[TokenFamily] = &[
     TokenFamily {
+        collector: Collector::Info,
         name: "api_token_info",
         help: "Token metadata, valued 1: kind, fingerprint, subject, verification, expiry model, and the inventory's labels.",
         write: |r, l, text, out| token_series(out, "api_token_info{", l, text.get(r.info)),
     },
     TokenFamily {
+        collector: Collector::State,
         name: "api_token_state",
         help: "Current verdict of the token: 1 for the current state, 0 for the others (unknown = not probed yet).",
         write: |r, l, _, out| {
@@ -68,69 +74,82 @@ pub(super) const TOKEN_FAMILIES: &[TokenFamily] = &[
         },
     },
     one_per_token!(
+        Expiry,
         "api_token_expiry_timestamp_seconds",
         "When the token expires (Unix seconds). Absent when it never expires or the provider does not say; the last known value is kept while the provider cannot answer.",
         |r| r.time(Time::Expiry)
     ),
     one_per_token!(
+        Issued,
         "api_token_issued_timestamp_seconds",
         "When the token was issued (Unix seconds), where the provider says.",
         |r| r.time(Time::Issued)
     ),
     one_per_token!(
+        LastUsed,
         "api_token_last_used_timestamp_seconds",
         "When the token was last used (Unix seconds), where the provider says.",
         |r| r.time(Time::LastUsed)
     ),
     one_per_line!(
+        Scope,
         "api_token_scope_info",
         "One series per scope (or policy) the token holds, valued 1.",
         scopes
     ),
     one_per_line!(
+        Anomaly,
         "api_token_answer_anomaly",
         "1 for each anomaly of the token's last conclusive answer (an unreadable expiry, scopes capped...); no series for a token whose answer had none.",
         anomalies
     ),
     one_per_token!(
+        FirstSeen,
         "api_token_first_seen_timestamp_seconds",
         "When the token's current fingerprint was first seen (Unix seconds); kept across restarts under --storage.path.",
         |r| r.time(Time::FirstSeen)
     ),
     one_per_token!(
+        Rotated,
         "api_token_rotated_timestamp_seconds",
         "When a new secret (a new fingerprint) last replaced the old one (Unix seconds).",
         |r| r.time(Time::Rotated)
     ),
     one_per_line!(
+        Policy,
         "api_token_policy_violation",
         "1 when the token violates the policy, 0 when it complies; present for every policy configured for the token.",
         policies
     ),
     one_per_token!(
+        LastProbe,
         "api_token_last_probe_timestamp_seconds",
         "When the token was last probed (Unix seconds), whatever the outcome.",
         |r| r.time(Time::LastProbe)
     ),
     one_per_token!(
+        LastVerdict,
         "api_token_last_verdict_timestamp_seconds",
         "When the provider last gave a conclusive answer about the token (Unix seconds).",
         |r| r.time(Time::LastVerdict)
     ),
     one_per_token!(
+        ProbeDuration,
         "api_token_probe_duration_seconds",
         "How long the last probe of the token took.",
         |r| (!r.duration.is_nan()).then_some(Value::Float(r.duration))
     ),
     one_per_token!(
+        Threshold,
         "api_token_warning_threshold_seconds",
-        "The token's warning window: alerts warn when less time than this is left.",
-        |r| Some(Value::Float(r.warning))
+        "The token's warning window, where it differs from the global one (api_token_default_warning_threshold_seconds): alerts warn when less time than this is left.",
+        |r| (!r.warning.is_nan()).then_some(Value::Float(r.warning))
     ),
     one_per_token!(
+        Threshold,
         "api_token_critical_threshold_seconds",
-        "The token's critical window: alerts page when less time than this is left.",
-        |r| Some(Value::Float(r.critical))
+        "The token's critical window, where it differs from the global one (api_token_default_critical_threshold_seconds): alerts page when less time than this is left.",
+        |r| (!r.critical.is_nan()).then_some(Value::Float(r.critical))
     ),
 ];
 
@@ -138,6 +157,21 @@ impl Exposition {
     /// The per-provider, per-notifier and exporter families: a few series each.
     pub(super) fn write_exporter_families(&self, out: &mut String) {
         let (providers, notifiers) = (&self.providers, &self.notifiers);
+        let defaults = self.default_thresholds;
+        small_family(
+            out,
+            "api_token_default_warning_threshold_seconds",
+            "The global warning window, for every token without one of its own in api_token_warning_threshold_seconds.",
+            Kind::Gauge,
+            defaults.map(|d| (String::new(), Value::Float(d.warning_before.as_secs_f64()))),
+        );
+        small_family(
+            out,
+            "api_token_default_critical_threshold_seconds",
+            "The global critical window, for every token without one of its own in api_token_critical_threshold_seconds.",
+            Kind::Gauge,
+            defaults.map(|d| (String::new(), Value::Float(d.critical_before.as_secs_f64()))),
+        );
         keyed_family(
             out,
             "api_token_probes",
@@ -157,6 +191,31 @@ impl Exposition {
                     (l, Value::Count(*n))
                 })
             }),
+        );
+        let stats = &self.probe_stats;
+        keyed_family(
+            out,
+            "api_token_provider_oldest_probe_timestamp_seconds",
+            "The earliest last probe among the provider's tokens (Unix seconds): how far behind its probes are.",
+            Kind::Gauge,
+            ("provider", stats),
+            |p| p.oldest.map(Value::Time),
+        );
+        keyed_family(
+            out,
+            "api_token_provider_probe_duration_max_seconds",
+            "The longest of the last probes of the provider's tokens.",
+            Kind::Gauge,
+            ("provider", stats),
+            |p| Some(Value::Float(p.max)),
+        );
+        keyed_family(
+            out,
+            "api_token_provider_probe_duration_mean_seconds",
+            "The mean duration of the last probes of the provider's tokens.",
+            Kind::Gauge,
+            ("provider", stats),
+            |p| Some(Value::Float(p.sum / p.count.max(1) as f64)),
         );
         keyed_family(
             out,

@@ -1,13 +1,14 @@
 //! A scrape's snapshot: one row of numbers per token and one string of label text,
 //! copied out of the store under its lock so the writing happens outside it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jiff::Timestamp;
 
 use crate::expose::memory;
-use crate::model::Verdict;
+use crate::model::{Thresholds, Verdict};
 use crate::schema::{TokenLabels, TokenSpec};
 use crate::state::store::{Store, TokenState};
 
@@ -20,6 +21,8 @@ pub struct Metrics {
     status: Arc<ExporterStatus>,
     /// The length of the last snapshot's text: how much of the next one to fault in first.
     text_len: Arc<AtomicUsize>,
+    /// The per-token families written (`--collector.<name>`).
+    collectors: Collectors,
 }
 
 impl Metrics {
@@ -28,7 +31,14 @@ impl Metrics {
             store,
             status,
             text_len: Arc::default(),
+            collectors: Collectors::defaults(),
         }
+    }
+
+    /// The same source writing only the per-token families of `collectors`.
+    pub fn with_collectors(mut self, collectors: Collectors) -> Self {
+        self.collectors = collectors;
+        self
     }
 
     /// The exporter's own status, for handlers that count what they refuse.
@@ -52,13 +62,16 @@ impl Metrics {
         };
         let mut text =
             String::from_utf8(memory::faulted_vec(text_len)).expect("an empty buffer is UTF-8");
-        let (providers, rotations) = {
+        let (providers, defaults, probe_stats, rotations) = {
             let inner = self.store.read();
             let now = jiff::Timestamp::now();
+            let defaults = inner.default_thresholds;
             let states: Vec<&TokenState> = inner.tokens.values().map(|s| &**s).collect();
+            let mut stats = ProbeStatsBuilder::default();
             for (i, s) in states.iter().enumerate() {
                 prefetch_ahead(&states, i);
-                rows.push(Row::of(s, now, &mut text));
+                rows.push(Row::of(s, now, defaults, &mut text));
+                stats.add(s);
             }
             let rotations = inner
                 .tokens
@@ -68,7 +81,7 @@ impl Metrics {
                     Some((s.spec.name.clone(), s.spec.provider.clone(), r))
                 })
                 .collect();
-            (inner.providers.clone(), rotations)
+            (inner.providers.clone(), defaults, stats.finish(), rotations)
         };
         self.text_len.store(text.len(), Ordering::Relaxed);
         Exposition {
@@ -87,9 +100,50 @@ impl Metrics {
                 self.status.connections.max(),
                 self.status.connections.dropped(),
             ),
+            collectors: self.collectors,
+            default_thresholds: defaults,
+            probe_stats,
             family: 0,
             row: 0,
         }
+    }
+}
+
+/// What a provider's tokens' last probes add up to: the per-provider families that stand
+/// in for the per-token probe timestamps and durations, which are off by default.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct ProbeStats {
+    /// The earliest last probe among the provider's probed tokens.
+    pub(super) oldest: Option<Timestamp>,
+    /// The longest and the summed durations of those probes, in seconds, and how many.
+    pub(super) max: f64,
+    pub(super) sum: f64,
+    pub(super) count: u64,
+}
+
+/// Gathers [`ProbeStats`] per provider while the snapshot is copied, keyed by the names the
+/// store holds: no text is copied per token.
+#[derive(Default)]
+struct ProbeStatsBuilder<'a> {
+    by_provider: BTreeMap<&'a str, ProbeStats>,
+}
+
+impl<'a> ProbeStatsBuilder<'a> {
+    fn add(&mut self, s: &'a TokenState) {
+        let Some(last) = &s.last else { return };
+        let d = last.duration.as_secs_f64();
+        let st = self.by_provider.entry(&s.spec.provider).or_default();
+        st.oldest = Some(st.oldest.map_or(last.at, |o| o.min(last.at)));
+        st.max = st.max.max(d);
+        st.sum += d;
+        st.count += 1;
+    }
+
+    fn finish(self) -> BTreeMap<String, ProbeStats> {
+        self.by_provider
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
     }
 }
 
@@ -134,8 +188,19 @@ pub(super) struct Row {
     pub(super) times: [Timestamp; Time::COUNT],
     /// Seconds; NaN when the token was never probed.
     pub(super) duration: f64,
+    /// Seconds; NaN where equal to the config's global threshold, which
+    /// `api_token_default_*_threshold_seconds` carries once for every token.
     pub(super) warning: f64,
     pub(super) critical: f64,
+}
+
+/// A token's threshold in seconds, or NaN where it is the global default.
+fn own(threshold: std::time::Duration, default: Option<std::time::Duration>) -> f64 {
+    if Some(threshold) == default {
+        f64::NAN
+    } else {
+        threshold.as_secs_f64()
+    }
 }
 
 /// The timestamps a row carries, each an index into `Row::times`.
@@ -156,7 +221,12 @@ impl Time {
 
 impl Row {
     /// The token's row, its text appended to `text`.
-    pub(super) fn of(s: &TokenState, now: Timestamp, text: &mut String) -> Row {
+    pub(super) fn of(
+        s: &TokenState,
+        now: Timestamp,
+        defaults: Option<Thresholds>,
+        text: &mut String,
+    ) -> Row {
         let spec = &s.spec;
         let facts = &s.facts;
         let verdict = s.verdict();
@@ -220,8 +290,14 @@ impl Row {
                 .last
                 .as_ref()
                 .map_or(f64::NAN, |r| r.duration.as_secs_f64()),
-            warning: spec.thresholds.warning_before.as_secs_f64(),
-            critical: spec.thresholds.critical_before.as_secs_f64(),
+            warning: own(
+                spec.thresholds.warning_before,
+                defaults.map(|d| d.warning_before),
+            ),
+            critical: own(
+                spec.thresholds.critical_before,
+                defaults.map(|d| d.critical_before),
+            ),
         };
         for (which, t) in [
             (Time::Expiry, facts.expiry.timestamp()),

@@ -143,7 +143,8 @@ tokens:
 #[test]
 fn exposition_matches_the_golden_file() {
     let (store, status) = sample();
-    let text = render(&Metrics::new(store, status));
+    // Every collector on: the golden file holds every family.
+    let text = render(&Metrics::new(store, status).with_collectors(Collectors::all()));
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata/metrics.golden");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(path, &text).unwrap();
@@ -239,4 +240,101 @@ fn timestamps_are_written_as_dtoa_writes_them() {
         let theirs = format!("{}\n", dtoa::Buffer::new().format(epoch_seconds(t)));
         assert_eq!(ours, theirs, "{ms} ms");
     }
+}
+
+/// Each collector and the per-token families it switches, as docs/metrics.md lists them.
+const COLLECTED: &[(&str, &[&str])] = &[
+    ("info", &["api_token_info"]),
+    ("state", &["api_token_state"]),
+    ("expiry", &["api_token_expiry_timestamp_seconds"]),
+    ("issued", &["api_token_issued_timestamp_seconds"]),
+    ("last_used", &["api_token_last_used_timestamp_seconds"]),
+    ("scope", &["api_token_scope_info"]),
+    ("anomaly", &["api_token_answer_anomaly"]),
+    ("first_seen", &["api_token_first_seen_timestamp_seconds"]),
+    ("rotated", &["api_token_rotated_timestamp_seconds"]),
+    ("policy", &["api_token_policy_violation"]),
+    ("last_probe", &["api_token_last_probe_timestamp_seconds"]),
+    (
+        "last_verdict",
+        &["api_token_last_verdict_timestamp_seconds"],
+    ),
+    ("probe_duration", &["api_token_probe_duration_seconds"]),
+    (
+        "threshold",
+        &[
+            "api_token_warning_threshold_seconds",
+            "api_token_critical_threshold_seconds",
+        ],
+    ),
+];
+
+/// The names of the families a text declares.
+fn families_in(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect()
+}
+
+/// The text without the families named.
+fn without(text: &str, families: &[&str]) -> String {
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let name = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        let name = name.split(['{', ' ']).next().unwrap_or("");
+        if !families.contains(&name) {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+#[test]
+fn each_collector_writes_exactly_its_families() {
+    let (store, status) = sample();
+    let metrics = Metrics::new(store, status);
+    let all = render(&metrics.clone().with_collectors(Collectors::all()));
+    assert_eq!(Collector::ALL.len(), COLLECTED.len());
+    for c in Collector::ALL {
+        let (_, families) = COLLECTED
+            .iter()
+            .find(|(name, _)| *name == c.name())
+            .unwrap_or_else(|| panic!("{} is not in COLLECTED", c.name()));
+        for f in *families {
+            assert!(families_in(&all).contains(f), "the sample lacks {f}");
+        }
+        // Off: exactly its families are gone, nothing else changes.
+        let mut set = Collectors::all();
+        set.set(c, false);
+        let text = render(&metrics.clone().with_collectors(set));
+        assert_eq!(text, without(&all, families), "without {}", c.name());
+        // Alone: its families and the exporter's own, no other per-token family.
+        let text = render(&metrics.clone().with_collectors(Collectors::of([c])));
+        let others: Vec<&str> = COLLECTED
+            .iter()
+            .filter(|(name, _)| *name != c.name())
+            .flat_map(|(_, f)| f.iter().copied())
+            .collect();
+        assert_eq!(text, without(&all, &others), "only {}", c.name());
+    }
+}
+
+#[test]
+fn the_defaults_leave_out_what_no_shipped_alert_or_panel_reads() {
+    let (store, status) = sample();
+    let metrics = Metrics::new(store, status);
+    let all = render(&metrics.clone().with_collectors(Collectors::all()));
+    let off = [
+        "api_token_issued_timestamp_seconds",
+        "api_token_last_used_timestamp_seconds",
+        "api_token_first_seen_timestamp_seconds",
+        "api_token_rotated_timestamp_seconds",
+        "api_token_last_probe_timestamp_seconds",
+        "api_token_probe_duration_seconds",
+    ];
+    assert_eq!(render(&metrics), without(&all, &off));
 }

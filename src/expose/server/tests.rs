@@ -258,6 +258,72 @@ async fn heavy_requests_past_the_bound_get_503_while_scrapes_go_on() {
     );
 }
 
+async fn scrape(app: &Router, accept_encoding: Option<&str>) -> (axum::http::HeaderMap, Vec<u8>) {
+    let mut req = axum::http::Request::get("/metrics");
+    if let Some(a) = accept_encoding {
+        req = req.header(header::ACCEPT_ENCODING, a);
+    }
+    let r = app
+        .clone()
+        .oneshot(req.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let headers = r.headers().clone();
+    let body = r.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (headers, body)
+}
+
+/// The text of a scrape with the time-dependent series left out, for comparing two scrapes.
+fn steady(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.contains("timestamp_seconds") && !l.contains("http_connections"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn metrics_are_gzipped_only_for_a_scraper_that_asks() {
+    let (app, metrics) = app(store_of(3000));
+    let whole = crate::expose::metrics::render(&metrics);
+
+    // Not asked (no header, or only codings the exporter does not write): identity.
+    for accept in [
+        None,
+        Some("identity"),
+        Some("br, deflate"),
+        Some("gzip;q=0"),
+    ] {
+        let (headers, body) = scrape(&app, accept).await;
+        assert!(
+            headers.get(header::CONTENT_ENCODING).is_none(),
+            "{accept:?}: {headers:?}"
+        );
+        assert_eq!(headers[header::VARY], "Accept-Encoding");
+        assert_eq!(headers[header::CONTENT_TYPE], metrics::CONTENT_TYPE);
+        let text = String::from_utf8(body).expect("identity is the text itself");
+        assert_eq!(steady(&text), steady(&whole), "{accept:?}");
+    }
+
+    // Asked as Prometheus asks, and as curl --compressed does: gzip, the same text.
+    for accept in ["gzip", "deflate, gzip, br, zstd"] {
+        let (headers, body) = scrape(&app, Some(accept)).await;
+        assert_eq!(headers[header::CONTENT_ENCODING], "gzip", "{accept}");
+        assert_eq!(headers[header::VARY], "Accept-Encoding");
+        assert_eq!(headers[header::CONTENT_TYPE], metrics::CONTENT_TYPE);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
+            .expect("a valid gzip stream");
+        assert_eq!(steady(&text), steady(&whole), "{accept}");
+        assert!(
+            body.len() * 5 < text.len(),
+            "{} of {}",
+            body.len(),
+            text.len()
+        );
+    }
+}
+
 #[test]
 fn escape_covers_markup() {
     assert_eq!(

@@ -239,37 +239,83 @@ pub fn same_origin(first: &str, next: &str) -> bool {
     }
 }
 
+/// Why [`collect_pages`] stopped: a status other than 200 (with its headers, for
+/// `Retry-After`), no answer, or an answer that is not what Graph documents.
+#[derive(Debug)]
+pub enum PagesError {
+    Status(u16, reqwest::header::HeaderMap),
+    Unanswered(Box<ProbeOutcome>),
+    Bad(String),
+}
+
 /// Every object of a Graph collection, following `@odata.nextLink` (opaque: used as given)
-/// up to [`MAX_PAGES`] pages. A page that is not the documented JSON, a status other than
-/// 200, or a next link to another origin ends the listing with an outcome.
+/// up to [`MAX_PAGES`] pages, each call bounded by `per_call`. A page that is not the
+/// documented JSON, a status other than 200, or a next link to another origin ends the
+/// reading: a caller never gets part of a collection.
+pub async fn collect_pages(
+    client: &http::Client,
+    first: &str,
+    access_token: &Secret,
+    per_call: std::time::Duration,
+) -> Result<Vec<Value>, PagesError> {
+    let mut out = Vec::new();
+    let mut url = first.to_string();
+    for _ in 0..MAX_PAGES {
+        let mut resp = match tokio::time::timeout(per_call, get(client, &url, access_token)).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(outcome)) => return Err(PagesError::Unanswered(Box::new(outcome))),
+            Err(_) => {
+                return Err(PagesError::Unanswered(Box::new(ProbeOutcome::unreachable(
+                    crate::model::Reason::Timeout,
+                    format!(
+                        "Graph gave no answer within {}",
+                        humantime::format_duration(per_call)
+                    ),
+                ))));
+            }
+        };
+        if resp.status != 200 {
+            return Err(PagesError::Status(resp.status, resp.headers));
+        }
+        let page = parse_page(&resp.body).map_err(PagesError::Bad);
+        // A page may hold credentials' `hint`s: its bytes go as soon as it is read.
+        resp.body.zeroize();
+        let page = page?;
+        out.extend(page.value);
+        match page.next_link {
+            None => return Ok(out),
+            Some(next) if same_origin(first, &next) => url = next,
+            Some(_) => {
+                return Err(PagesError::Bad(
+                    "\"@odata.nextLink\" points to another server; the listing stops there".into(),
+                ));
+            }
+        }
+    }
+    Err(PagesError::Bad(format!(
+        "more than {MAX_PAGES} pages of \"@odata.nextLink\""
+    )))
+}
+
+/// [`collect_pages`] with its failure as a probe outcome.
 pub async fn get_pages(
     client: &http::Client,
     first: &str,
     access_token: &Secret,
     now: Timestamp,
 ) -> Result<Vec<Value>, ProbeOutcome> {
-    let mut out = Vec::new();
-    let mut url = first.to_string();
-    for _ in 0..MAX_PAGES {
-        let resp = get(client, &url, access_token).await?;
-        if resp.status != 200 {
-            return Err(http::common_status(resp.status, &resp.headers, now));
-        }
-        let page = parse_page(&resp.body).map_err(|e| ProbeOutcome::bad_response(&e))?;
-        out.extend(page.value);
-        match page.next_link {
-            None => return Ok(out),
-            Some(next) if same_origin(first, &next) => url = next,
-            Some(_) => {
-                return Err(ProbeOutcome::bad_response(
-                    "\"@odata.nextLink\" points to another server; the listing stops there",
-                ));
-            }
-        }
-    }
-    Err(ProbeOutcome::bad_response(&format!(
-        "more than {MAX_PAGES} pages of \"@odata.nextLink\""
-    )))
+    collect_pages(
+        client,
+        first,
+        access_token,
+        std::time::Duration::from_secs(300),
+    )
+    .await
+    .map_err(|e| match e {
+        PagesError::Status(status, headers) => http::common_status(status, &headers, now),
+        PagesError::Unanswered(outcome) => *outcome,
+        PagesError::Bad(what) => ProbeOutcome::bad_response(&what),
+    })
 }
 
 /// An `application` object, as far as credentials go.
