@@ -18,6 +18,9 @@ use crate::provider::ProviderConfig;
 use crate::schema::Policies;
 use crate::secret::SecretSource;
 
+mod simple;
+pub use simple::{CloudflareSource, OktaSource};
+
 mod entra;
 mod github;
 mod kubernetes;
@@ -33,6 +36,8 @@ pub const SOURCE_KINDS: &[&str] = &[
     "github",
     "entra_id",
     "kubernetes_secrets",
+    "cloudflare",
+    "okta",
 ];
 
 /// GitLab's own server, where `url` is not set.
@@ -88,6 +93,10 @@ pub enum SourceKind {
         walk: GitlabWalk,
         max_concurrency: usize,
     },
+    /// Cloudflare's user and account token lists (`src/sources/cloudflare.rs`).
+    Cloudflare(CloudflareSource),
+    /// An Okta org's API tokens (`src/sources/okta.rs`).
+    Okta(OktaSource),
     /// An organization's fine-grained personal access tokens (and, optionally, its SAML
     /// credential authorizations) through a GitHub App (`src/sources/github.rs`).
     Github(GithubSource),
@@ -119,6 +128,8 @@ impl SourceKind {
             SourceKind::Directory { .. } => "directory",
             SourceKind::Vault { .. } => "vault",
             SourceKind::Gitlab { .. } => "gitlab",
+            SourceKind::Cloudflare(_) => "cloudflare",
+            SourceKind::Okta(_) => "okta",
             SourceKind::Github(_) => "github",
             SourceKind::EntraId { .. } => "entra_id",
             SourceKind::KubernetesSecrets(_) => "kubernetes_secrets",
@@ -189,6 +200,9 @@ pub(super) struct RawSource {
     #[serde(default)]
     projects: bool,
     max_concurrency: Option<Spanned<usize>>,
+    #[serde(default)]
+    user: bool,
+    account_id: Option<Spanned<String>>,
     org: Option<Spanned<String>>,
     app_id: Option<Spanned<String>>,
     installation_id: Option<Spanned<u64>>,
@@ -289,6 +303,10 @@ pub(super) fn validate(
                 );
             }
         };
+        if raw.kind.value != "cloudflare" {
+            not_for(issues, "user", raw.user);
+            not_for(issues, "account_id", raw.account_id.is_some());
+        }
         if raw.kind.value != "github" {
             for (field, set) in [
                 ("org", raw.org.is_some()),
@@ -308,8 +326,15 @@ pub(super) fn validate(
                 not_for(issues, field, set);
             }
         }
-        if !["gitlab", "github", "entra_id", "kubernetes_secrets"]
-            .contains(&raw.kind.value.as_str())
+        if ![
+            "gitlab",
+            "github",
+            "entra_id",
+            "kubernetes_secrets",
+            "cloudflare",
+            "okta",
+        ]
+        .contains(&raw.kind.value.as_str())
         {
             not_for(issues, "url", raw.url.is_some());
         }
@@ -334,6 +359,21 @@ pub(super) fn validate(
                 not_for(issues, field, set);
             }
         }
+        // The kinds that list dates only: `provider` is the static entry that holds them.
+        let static_entry = |issues: &mut Issues, who: &str| {
+            if raw.provider.is_none() {
+                issues.push(
+                    at("provider"),
+                    format!(
+                        "{} needs provider: a static entry, which holds the dates {who} states",
+                        simple::a_source(&raw.kind.value)
+                    ),
+                    line,
+                );
+                return None;
+            }
+            provider_of(issues, "static")
+        };
         let kind = match raw.kind.value.as_str() {
             "directory" => {
                 not_for(issues, "credential", raw.credential.is_some());
@@ -432,6 +472,16 @@ pub(super) fn validate(
                     }),
                     _ => None,
                 }
+            }
+            "cloudflare" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = static_entry(issues, "Cloudflare");
+                simple::cloudflare(&raw, provider, &at, issues)
+            }
+            "okta" => {
+                not_for(issues, "path", raw.path.is_some());
+                let provider = static_entry(issues, "Okta");
+                simple::okta(&raw, provider, &at, issues)
             }
             kind @ ("github" | "entra_id") => {
                 not_for(issues, "path", raw.path.is_some());

@@ -11,12 +11,15 @@
 //! Sources make read calls only, with their own credential, sent in a header; no call here
 //! renews, revokes or creates anything.
 
+pub mod cloudflare;
 pub mod directory;
 pub mod entra_id;
 pub mod github;
 pub mod gitlab;
 pub mod health;
 pub mod kubernetes_secrets;
+pub mod okta;
+pub mod page;
 pub mod vault;
 
 use std::collections::{BTreeMap, HashSet};
@@ -201,6 +204,8 @@ pub async fn list(
             )
             .await?
         }
+        SourceKind::Cloudflare(cf) => cloudflare::list(cf, spec.probe_timeout, ctx).await?,
+        SourceKind::Okta(okta) => okta::list(okta, spec.probe_timeout, ctx).await?,
         SourceKind::Github(gh) => github::list(gh, spec.probe_timeout, ctx).await?,
         SourceKind::EntraId {
             settings,

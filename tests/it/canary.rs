@@ -665,3 +665,96 @@ fn kubernetes_secret_values_and_the_listing_credential_reach_no_output() {
         &list_cred,
     );
 }
+
+/// The listing credentials of the sources that read one list with a bearer or SSWS
+/// credential (cloudflare, okta) reach no output, from a server that echoes the credential
+/// header back in its error envelope.
+#[test]
+fn simple_source_listing_credentials_reach_no_output() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(MockServer::start(|r| {
+        let echoed = r.header("authorization").unwrap_or("").to_string();
+        if r.path().starts_with("/api/v1/") {
+            return Answer::json(
+                403,
+                json!({"errorCode": "E0000006", "errorSummary": format!("denied {echoed}"),
+                       "errorLink": "E0000006", "errorId": echoed.clone(), "errorCauses": []}),
+            )
+            .header("x-echo", &echoed);
+        }
+        Answer::json(
+            403,
+            json!({"success": false, "errors": [{"code": 9109, "message": format!("denied {echoed}")}],
+                   "messages": [], "result": null}),
+        )
+        .header("x-echo", &echoed)
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let cf = canary("CF");
+    let cf_file = write(dir.path(), "cf", &cf);
+    let okta = canary("OKTA");
+    let okta_file = write(dir.path(), "okta", &okta);
+    let config = write(
+        dir.path(),
+        "config.yml",
+        &format!(
+            "providers:\n  listed: {{kind: static}}\ntokens: []\n\
+             sources:\n  - {{name: cf, kind: cloudflare, url: '{url}', provider: listed, credential: {{file: {}}}, user: true, refresh: 1s}}\n  - {{name: okta, kind: okta, url: '{url}', provider: listed, credential: {{file: {}}}, refresh: 1s}}\n",
+            cf_file.display(),
+            okta_file.display(),
+            url = server.url(),
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ]);
+    let start = std::time::Instant::now();
+    let failed = |body: &str, source: &str| {
+        body.lines().any(|l| {
+            l.starts_with(&format!(
+                "api_token_source_failures_total{{source=\"{source}\""
+            )) && l.contains("reason=\"forbidden\"")
+                && !l.ends_with(" 0")
+        })
+    };
+    loop {
+        let body = d.get("/metrics").1;
+        if ["cf", "okta"].iter().all(|s| failed(&body, s)) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut outputs = vec![];
+    for path in ["/metrics", "/", "/api/v1/tokens"] {
+        outputs.push(d.get(path).1);
+    }
+    let logs = d.logs();
+    let _ = d.stop();
+    assert!(logs.contains("source listing failed"), "{logs}");
+    outputs.push(logs);
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--config.file", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
+    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    for out in &outputs {
+        for needle in [&cf, &okta] {
+            assert!(
+                !out.contains(needle.as_str()),
+                "a listing credential in an output: {out}"
+            );
+        }
+        assert!(!out.contains("CANARY"), "{out}");
+    }
+    for needle in [&cf, &okta] {
+        server.assert_safe(
+            &[("POST", "/"), ("PUT", "/"), ("PATCH", "/"), ("DELETE", "/")],
+            needle,
+        );
+    }
+}
