@@ -425,6 +425,9 @@ async fn deliver_all(
     if let (Rotator::Oauth2Refresh(o), Some(refresh)) = (&spec.rotator, &pending.refresh_token) {
         deliver::deliver(&Deliver::File(o.refresh_token_file.clone()), name, refresh).await?;
     }
+    if let (Rotator::SlackRefresh(s), Some(refresh)) = (&spec.rotator, &pending.refresh_token) {
+        deliver::deliver(&Deliver::File(s.refresh_token_file.clone()), name, refresh).await?;
+    }
     // The new key's ID goes where the token reads it; its secret to every target below.
     if let (Some(path), Some(id)) = (key_id_file, &pending.key_id) {
         deliver::deliver(&Deliver::File(path.into()), name, id).await?;

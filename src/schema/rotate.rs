@@ -54,6 +54,9 @@ pub struct RawRotator {
     pub expires_in: Option<Spanned<String>>,
     /// `aws_rotate`: how long the old key stays (inactive) before it is deleted.
     pub retire_after: Option<Spanned<String>>,
+    /// `cloudflare_roll`: the credential that makes the roll call (it needs "API Tokens
+    /// Write"); the token itself when absent.
+    pub credential: Option<SecretSource>,
 }
 
 /// One `deliver:` entry: `{file: PATH}`, `{exec: [COMMAND, ARG...], timeout: 10s}`,
@@ -147,6 +150,20 @@ pub enum Rotator {
     /// Status=Inactive` on the old key at finish and `DeleteAccessKey` once `retire_after`
     /// has passed. The key ID goes to the token's `access_key_id_file`.
     AwsRotate { retire_after: Duration },
+    /// Cloudflare `PUT .../tokens/{id}/value`: a new value with the same id, permissions and
+    /// expiry; the old value stops working at once (no overlap). `credential` makes the
+    /// call when set, else the token itself.
+    CloudflareRoll { credential: Option<SecretSource> },
+    /// Slack `oauth.v2.access` with `grant_type=refresh_token`: a new 12-hour access token
+    /// and a new refresh token (the one used is spent).
+    SlackRefresh(Box<SlackRefresh>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlackRefresh {
+    pub client_id: String,
+    pub client_secret: SecretSource,
+    pub refresh_token_file: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -172,6 +189,8 @@ impl Rotator {
             Rotator::Oauth2Refresh(_) => "oauth2_refresh",
             Rotator::GitlabRotate { .. } => "gitlab_rotate",
             Rotator::AwsRotate { .. } => "aws_rotate",
+            Rotator::CloudflareRoll { .. } => "cloudflare_roll",
+            Rotator::SlackRefresh(_) => "slack_refresh",
         }
     }
 
