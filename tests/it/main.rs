@@ -55,6 +55,7 @@ mod provider_static;
 mod provider_terraform;
 mod provider_vault;
 mod rotation_aws;
+mod rotation_cloudflare;
 mod rotation_crash;
 mod rotation_demo;
 mod rotation_gitlab;
