@@ -16,11 +16,13 @@ use crate::schema::rotate::{
 use crate::secret::SecretSource;
 
 /// The rotator kinds, as `kind:` names them.
-pub const ROTATORS: [&str; 4] = [
+pub const ROTATORS: [&str; 6] = [
     "vault_renew",
     "oauth2_refresh",
     "gitlab_rotate",
     "aws_rotate",
+    "github_app",
+    "entra_id_password",
 ];
 
 /// How long `aws_rotate` keeps the old key (inactive) before deleting it, by default.
@@ -36,6 +38,8 @@ fn provider_kinds(rotator: &str) -> &'static [&'static str] {
         "oauth2_refresh" => &["oauth2_introspection", "jwt"],
         "gitlab_rotate" => &["gitlab"],
         "aws_rotate" => &["aws"],
+        "github_app" => &["github"],
+        "entra_id_password" => &["entra_id"],
         _ => &[],
     }
 }
@@ -225,7 +229,13 @@ fn rotator(
         );
         return None;
     }
-    let fields: [(&str, bool); 9] = [
+    let fields: [(&str, bool); 15] = [
+        ("app_id", r.app_id.is_some()),
+        ("installation_id", r.installation_id.is_some()),
+        ("private_key", r.private_key.is_some()),
+        ("repositories", r.repositories.is_some()),
+        ("permissions", r.permissions.is_some()),
+        ("display_name", r.display_name.is_some()),
         ("retire_after", r.retire_after.is_some()),
         ("expires_in", r.expires_in.is_some()),
         ("increment", r.increment.is_some()),
@@ -240,6 +250,14 @@ fn rotator(
         "vault_renew" => &["increment"],
         "gitlab_rotate" => &["expires_in"],
         "aws_rotate" => &["retire_after"],
+        "github_app" => &[
+            "app_id",
+            "installation_id",
+            "private_key",
+            "repositories",
+            "permissions",
+        ],
+        "entra_id_password" => &["expires_in", "display_name", "client_id", "client_secret"],
         _ => &[
             "token_endpoint",
             "issuer",
@@ -347,6 +365,12 @@ fn rotator(
             };
             Some(Rotator::AwsRotate { retire_after })
         }
+        "github_app" => super::rotate_identity::github_app(r, at_line)
+            .map_err(|(field, e, l)| c.push(field, e, l))
+            .ok(),
+        "entra_id_password" => super::rotate_identity::entra_id_password(token, r, at_line)
+            .map_err(|(field, e, l)| c.push(field, e, l))
+            .ok(),
         _ => {
             let endpoint = match (&r.token_endpoint, &r.issuer) {
                 (Some(_), Some(i)) => {
