@@ -57,6 +57,7 @@ mod provider_vault;
 mod rotation_aws;
 mod rotation_crash;
 mod rotation_demo;
+mod rotation_entra_id;
 mod rotation_gitlab;
 mod rotation_kubernetes_secret;
 mod rotation_oauth;
