@@ -58,6 +58,7 @@ mod rotation_aws;
 mod rotation_crash;
 mod rotation_demo;
 mod rotation_entra_id;
+mod rotation_github_app;
 mod rotation_gitlab;
 mod rotation_kubernetes_secret;
 mod rotation_oauth;
