@@ -15,6 +15,7 @@ mod support;
 
 mod alerts;
 mod canary;
+mod canary_identity_rotators;
 mod config_files;
 mod connections;
 mod daemon;

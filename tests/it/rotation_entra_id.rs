@@ -21,31 +21,31 @@ use api_token_exporter::model::rotation::{RotationResult, Step};
 use api_token_exporter::model::{Expiry, Verdict};
 use api_token_exporter::rotate::Ask;
 
-const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-const CLIENT: &str = "0c5e3d9a-4b1f-4a6e-9d2c-7f8e1a2b3c4d";
+pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub const CLIENT: &str = "0c5e3d9a-4b1f-4a6e-9d2c-7f8e1a2b3c4d";
 const OLD_KEY: &str = "f1e2d3c4-b5a6-4789-8abc-def012345678";
-const OLD_SECRET: &str = "Ab1Q~canaryOldEntraSecret.0123456789abcd";
+pub const OLD_SECRET: &str = "Ab1Q~canaryOldEntraSecret.0123456789abcd";
 
 pub struct Password {
-    key_id: String,
-    secret: String,
+    pub key_id: String,
+    pub secret: String,
     display_name: String,
     end: String,
 }
 
 #[derive(Default)]
 pub struct Entra {
-    passwords: Vec<Password>,
+    pub passwords: Vec<Password>,
     /// Secrets added but not yet accepted by the token endpoint, with how many more token
     /// requests refuse them.
     fresh: HashMap<String, u32>,
     /// How many refusals a newly added secret gets.
     propagation: u32,
     /// Access tokens issued, with the secret each was issued for.
-    access: HashMap<String, String>,
+    pub access: HashMap<String, String>,
     adds: Vec<Value>,
     removes: Vec<String>,
-    deny_writes: bool,
+    pub deny_writes: bool,
     /// Each call, in order: (method, last path segment, the secret its bearer came from).
     calls: Vec<(String, String, Option<String>)>,
 }
@@ -213,7 +213,7 @@ fn assert_allowed(mock: &MockServer, values: &[&str]) {
     }
 }
 
-fn entra(propagation: u32) -> Arc<Mutex<Entra>> {
+pub fn entra(propagation: u32) -> Arc<Mutex<Entra>> {
     Arc::new(Mutex::new(Entra {
         passwords: vec![Password {
             key_id: OLD_KEY.into(),

@@ -20,13 +20,13 @@ use crate::support::{Answer, MockServer, Recorded};
 use api_token_exporter::model::rotation::{RotationResult, Step};
 use api_token_exporter::model::{Expiry, Verdict};
 
-const INSTALLATION: u64 = 4242;
-const CLIENT_ID: &str = "Iv23liAPPCLIENT";
+pub const INSTALLATION: u64 = 4242;
+pub const CLIENT_ID: &str = "Iv23liAPPCLIENT";
 /// The installation's repositories and permissions: a token can be narrowed within them.
 const REPOSITORIES: [&str; 2] = ["api", "web"];
 
 pub struct Github {
-    public_pem: String,
+    pub public_pem: String,
     /// Tokens minted, with their expiry; all stay valid (GitHub lets them run out).
     pub minted: Vec<(String, Timestamp)>,
     pub asked: Vec<Value>,
@@ -139,14 +139,14 @@ fn assert_allowed(mock: &MockServer, values: &[&str]) {
     }
 }
 
-struct Setup {
-    mock: MockServer,
-    state: Arc<Mutex<Github>>,
-    dir: tempfile::TempDir,
-    key_pem: String,
+pub struct Setup {
+    pub mock: MockServer,
+    pub state: Arc<Mutex<Github>>,
+    pub dir: tempfile::TempDir,
+    pub key_pem: String,
 }
 
-async fn setup() -> Setup {
+pub async fn setup() -> Setup {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
     let state = Arc::new(Mutex::new(Github {
         public_pem: key.public_key_pem(),
@@ -174,7 +174,7 @@ fn config(url: &str, dir: &std::path::Path, installation: u64, narrowing: &str) 
 }
 
 /// A line of the private key's base64 body: what a leak of the key would show.
-fn key_line(pem: &str) -> String {
+pub fn key_line(pem: &str) -> String {
     pem.lines().nth(3).unwrap().to_string()
 }
 
