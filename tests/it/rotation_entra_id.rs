@@ -507,3 +507,39 @@ async fn kill_after_issued_finishes_with_the_saved_secret_and_one_add_password()
     assert!(!after.contains(&issued) && !after.contains(OLD_SECRET));
     assert!(log.contains("token=app"), "{log}");
 }
+
+#[tokio::test]
+async fn two_secrets_with_the_same_hint_add_nothing() {
+    let (mock, state, dir, mut h) = setup(0).await;
+    state.lock().unwrap().passwords.push(Password {
+        key_id: "a1b2c3d4-e5f6-4789-8abc-def012345678".into(),
+        secret: "Ab1Q~canaryAnotherSecretSameHint.0123456".into(),
+        display_name: "second".into(),
+        end: (Timestamp::now() + SignedDuration::from_hours(240)).to_string(),
+    });
+    // The probe cannot tell the expiry either (same hint), so an operator asks.
+    h.probe("app").await;
+    let inventory = &h.inventory;
+    let result = h
+        .rotations
+        .run(
+            inventory,
+            &h.store,
+            "app",
+            Ask {
+                forced: true,
+                dry_run: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(result, Some(RotationResult::Failure));
+    let status = h.status("app");
+    let error = status.last_error.clone().unwrap();
+    assert!(error.contains("2 of the app's client secrets"), "{error}");
+    let e = state.lock().unwrap();
+    assert!(e.adds.is_empty() && e.removes.is_empty());
+    drop(e);
+    assert_eq!(read(dir.path()), OLD_SECRET);
+    assert_allowed(&mock, &[OLD_SECRET]);
+}

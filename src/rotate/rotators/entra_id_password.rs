@@ -16,7 +16,7 @@ use zeroize::Zeroize;
 
 use crate::provider::ProviderConfig;
 use crate::provider::entra_id::graph::{self, ClientCredential};
-use crate::provider::entra_id::{Config, Held, assertion, is_guid, select};
+use crate::provider::entra_id::{Config, assertion, is_guid};
 use crate::provider::http::{self, Response};
 use crate::schema::TokenSpec;
 use crate::schema::rotate::EntraIdPassword;
@@ -176,13 +176,7 @@ pub async fn create(
     }
     let bearer = graph_token(c, rotator, token).await?;
     let app = application(c, &bearer).await?;
-    let prefix: String = current.expose().chars().take(3).collect();
-    let old = select(&app, &Held::Secret { prefix: &prefix }, None)
-        .map_err(|why| format!("the secret to replace is not found: {why}"))?
-        .key_id
-        .clone()
-        .filter(|k| is_guid(k))
-        .ok_or("Graph lists the secret without a keyId")?;
+    let old = old_key_id(&app, current.expose())?;
     let end = now
         .checked_add(SignedDuration::try_from(rotator.expires_in).unwrap_or_default())
         .map_err(|_| "expires_in is out of range")?;
@@ -204,6 +198,30 @@ pub async fn create(
     }
     pending.old_key_id = Some(old);
     Ok(pending)
+}
+
+/// The `keyId` of the app's client secret that begins as `secret` does (Graph's 3-character
+/// `hint`). Pure. Two such secrets cannot be told apart, so nothing is added then.
+pub fn old_key_id(app: &graph::Application, secret: &str) -> Result<String, String> {
+    let prefix: String = secret.chars().take(3).collect();
+    let all = &app.password_credentials;
+    let matching: Vec<&graph::Credential> = all
+        .iter()
+        .filter(|c| c.hint.as_deref() == Some(prefix.as_str()))
+        .collect();
+    match matching.as_slice() {
+        [one] => one.key_id.clone().filter(|k| is_guid(k)).ok_or_else(|| {
+            "Graph lists the token's secret without a keyId; nothing was added".into()
+        }),
+        [] => Err(format!(
+            "none of the app's {} client secrets begins as the token's does (Graph's hint): it is not a secret of this app; nothing was added",
+            all.len()
+        )),
+        many => Err(format!(
+            "{} of the app's client secrets begin as the token's does (Graph's hint), so the one to remove cannot be told: remove the unused one by hand; nothing was added",
+            many.len()
+        )),
+    }
 }
 
 #[derive(Deserialize)]

@@ -71,3 +71,33 @@ fn the_action_urls_use_the_app_id_alternate_key() {
         format!("https://graph.microsoft.com/v1.0/applications(appId='{KEY}')/addPassword")
     );
 }
+
+#[test]
+fn the_old_secret_is_found_by_its_hint_and_only_when_one_matches() {
+    let app = |hints: &[(&str, &str)]| {
+        let creds: Vec<serde_json::Value> = hints
+            .iter()
+            .map(|(h, k)| serde_json::json!({"hint": h, "keyId": k, "endDateTime": "2027-01-01T00:00:00Z"}))
+            .collect();
+        graph::application_from(serde_json::json!({"id": "x", "passwordCredentials": creds}))
+            .unwrap()
+    };
+    let other = "a1b2c3d4-e5f6-4789-8abc-def012345678";
+    assert_eq!(
+        old_key_id(&app(&[("Ab1", KEY), ("Zz9", other)]), "Ab1Q~canary").unwrap(),
+        KEY
+    );
+    let e = old_key_id(&app(&[("Zz9", other)]), "Ab1Q~canary").unwrap_err();
+    assert!(e.contains("none of the app's 1"), "{e}");
+    let e = old_key_id(&app(&[("Ab1", KEY), ("Ab1", other)]), "Ab1Q~canary").unwrap_err();
+    assert!(
+        e.contains("2 of the app's") && e.contains("nothing was added"),
+        "{e}"
+    );
+    for e in [
+        old_key_id(&app(&[("Ab1", "canary")]), "Ab1Q~canary").unwrap_err(),
+        e,
+    ] {
+        assert!(!e.contains("canary") && !e.contains("Ab1"), "{e}");
+    }
+}
