@@ -354,3 +354,28 @@ async fn kill_after_issued_delivers_the_saved_token() {
     assert!(!log.contains(&key_line(&s.key_pem)), "the key in the log");
     assert_allowed(&s.mock, &[&issued]);
 }
+
+/// A crash before GitHub's answer was saved mints again: the lost token expires unused
+/// within the hour, so nothing stops at `interrupted`.
+#[tokio::test]
+async fn a_crash_during_the_mint_mints_again() {
+    let s = setup().await;
+    let mut h = Harness::new(&config(&s.mock.url(), s.dir.path(), INSTALLATION, ""));
+    std::fs::write(
+        h.storage.path().join("rotation.json"),
+        r#"{"tokens":{"ci":{"step":"creating","started_at":"2026-01-01T00:00:00Z"}}}"#,
+    )
+    .unwrap();
+    h.tick().await;
+    let record = h.saved().tokens["ci"].clone();
+    assert_eq!(record.step, Step::Idle, "{record:?}");
+    assert!(record.last_success_at.is_some());
+    let minted = s.state.lock().unwrap().minted.clone();
+    assert_eq!(minted.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(s.dir.path().join("token"))
+            .unwrap()
+            .trim(),
+        minted[0].0
+    );
+}
