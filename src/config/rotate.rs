@@ -16,13 +16,15 @@ use crate::schema::rotate::{
 use crate::secret::SecretSource;
 
 /// The rotator kinds, as `kind:` names them.
-pub const ROTATORS: [&str; 6] = [
+pub const ROTATORS: [&str; 8] = [
     "vault_renew",
     "oauth2_refresh",
     "gitlab_rotate",
     "aws_rotate",
     "cloudflare_roll",
     "slack_refresh",
+    "github_app",
+    "entra_id_password",
 ];
 
 /// How long `aws_rotate` keeps the old key (inactive) before deleting it, by default.
@@ -40,6 +42,8 @@ fn provider_kinds(rotator: &str) -> &'static [&'static str] {
         "aws_rotate" => &["aws"],
         "cloudflare_roll" => &["cloudflare"],
         "slack_refresh" => &["slack"],
+        "github_app" => &["github"],
+        "entra_id_password" => &["entra_id"],
         _ => &[],
     }
 }
@@ -232,8 +236,14 @@ fn rotator(
         );
         return None;
     }
-    let fields: [(&str, bool); 10] = [
+    let fields: [(&str, bool); 16] = [
         ("credential", r.credential.is_some()),
+        ("app_id", r.app_id.is_some()),
+        ("installation_id", r.installation_id.is_some()),
+        ("private_key", r.private_key.is_some()),
+        ("repositories", r.repositories.is_some()),
+        ("permissions", r.permissions.is_some()),
+        ("display_name", r.display_name.is_some()),
         ("retire_after", r.retire_after.is_some()),
         ("expires_in", r.expires_in.is_some()),
         ("increment", r.increment.is_some()),
@@ -250,6 +260,14 @@ fn rotator(
         "aws_rotate" => &["retire_after"],
         "cloudflare_roll" => &["credential"],
         "slack_refresh" => &["client_id", "client_secret", "refresh_token_file"],
+        "github_app" => &[
+            "app_id",
+            "installation_id",
+            "private_key",
+            "repositories",
+            "permissions",
+        ],
+        "entra_id_password" => &["expires_in", "display_name", "client_id", "client_secret"],
         _ => &[
             "token_endpoint",
             "issuer",
@@ -359,6 +377,12 @@ fn rotator(
         }
         "cloudflare_roll" => saas::cloudflare_roll(c, token, at_line, r),
         "slack_refresh" => saas::slack_refresh(c, token, at_line, r),
+        "github_app" => super::rotate_identity::github_app(r, at_line)
+            .map_err(|(field, e, l)| c.push(field, e, l))
+            .ok(),
+        "entra_id_password" => super::rotate_identity::entra_id_password(token, r, at_line)
+            .map_err(|(field, e, l)| c.push(field, e, l))
+            .ok(),
         _ => {
             let endpoint = match (&r.token_endpoint, &r.issuer) {
                 (Some(_), Some(i)) => {

@@ -93,7 +93,8 @@ impl Rotations {
                 let Some(state) = inner.tokens.get(name) else {
                     continue;
                 };
-                let seen = observed(state);
+                let facts = planning_facts(&spec.rotator, &state.facts);
+                let seen = observed(state, &facts);
                 record.action(
                     spec.when,
                     &seen,
@@ -159,8 +160,9 @@ impl Rotations {
                 state.fingerprint.clone(),
             )
         };
+        let plan = planning_facts(&spec.rotator, &facts);
         let seen = Observed {
-            facts: &facts,
+            facts: &plan,
             answered_at,
             first_seen,
         };
@@ -249,6 +251,14 @@ impl Rotations {
                         tokio::time::sleep(*wait).await;
                         run = run_probe(provider.as_ref(), &token, Timestamp::now()).await;
                     }
+                    // The issuer's stated expiry stands in when the probe discloses none
+                    // (GitHub does not for installation tokens): a `before` trigger needs it.
+                    if run.outcome.facts.expiry == crate::model::Expiry::Undisclosed
+                        && let Some(at) = record.pending.as_ref().and_then(|p| p.expires_at)
+                        && record.pending.as_ref().is_some_and(|p| p.value.is_some())
+                    {
+                        run.outcome.facts.expiry = crate::model::Expiry::At(at);
+                    }
                     let verdict = run.outcome.verdict;
                     let reason = run.outcome.reason;
                     let read = run.fingerprint.clone();
@@ -311,6 +321,29 @@ impl Rotations {
                             }
                             None => None,
                         },
+                        // The old secret goes now: the new one is delivered and works.
+                        (Rotator::EntraIdPassword(e), Some(p)) => {
+                            if let Some(old) = &p.old_key_id
+                                && let Err(err) = rotators::entra_id_password::remove(
+                                    e,
+                                    &token,
+                                    provider_config,
+                                    old,
+                                    p.key_id.as_deref(),
+                                )
+                                .await
+                            {
+                                result = Some(self.fail(
+                                    &mut file,
+                                    name,
+                                    &mut record,
+                                    "finish",
+                                    &err,
+                                )?);
+                                break;
+                            }
+                            None
+                        }
                         _ => None,
                     };
                     record.finished(now);
@@ -393,10 +426,10 @@ impl Rotations {
     fn publish(&self, store: &Store, name: &str, spec: &RotateSpec, record: &Record) {
         let next_at = {
             let inner = store.read();
-            inner
-                .tokens
-                .get(name)
-                .and_then(|s| record.next_at(spec.when, &observed(s)))
+            inner.tokens.get(name).and_then(|s| {
+                let facts = planning_facts(&spec.rotator, &s.facts);
+                record.next_at(spec.when, &observed(s, &facts))
+            })
         };
         let counts = self.counts.get(name).copied().unwrap_or_default();
         store.set_rotation(
@@ -406,12 +439,31 @@ impl Rotations {
     }
 }
 
-fn observed(state: &crate::state::store::TokenState) -> Observed<'_> {
+fn observed<'a>(
+    state: &crate::state::store::TokenState,
+    facts: &'a crate::model::TokenFacts,
+) -> Observed<'a> {
     Observed {
-        facts: &state.facts,
+        facts,
         answered_at: state.last_verdict_at,
         first_seen: state.first_seen,
     }
+}
+
+/// The facts a rotation is planned from: the store's, except that a value the rotator
+/// mints cheaply ([`Rotator::replaces_unknown`]) whose expiry is not known (a first start,
+/// or a restart: the expiry the issuer stated is not kept across one) counts as expiring
+/// now, so the daemon mints one instead of never planning.
+fn planning_facts<'a>(
+    rotator: &Rotator,
+    facts: &'a crate::model::TokenFacts,
+) -> std::borrow::Cow<'a, crate::model::TokenFacts> {
+    if rotator.replaces_unknown() && facts.expiry == crate::model::Expiry::Undisclosed {
+        let mut f = facts.clone();
+        f.expiry = crate::model::Expiry::At(Timestamp::now());
+        return std::borrow::Cow::Owned(f);
+    }
+    std::borrow::Cow::Borrowed(facts)
 }
 
 /// The rotator's own file first (a refresh token), then every target. Each write is whole

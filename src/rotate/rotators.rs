@@ -17,6 +17,8 @@ use super::machine::Pending;
 
 pub mod aws;
 pub mod cloudflare_roll;
+pub mod entra_id_password;
+pub mod github_app;
 pub mod slack_refresh;
 
 /// Asks the provider for a renewal or a new value. `facts`: what the store knows, to tell
@@ -42,6 +44,8 @@ pub async fn create(
                 cloudflare_roll::roll(credential.as_ref(), token, provider, facts).await
             }
             Rotator::SlackRefresh(s) => slack_refresh::refresh(s, provider, now).await,
+            Rotator::GithubApp(app) => github_app::create(app, provider, now).await,
+            Rotator::EntraIdPassword(e) => entra_id_password::create(e, token, provider, now).await,
         }
     };
     tokio::time::timeout(token.probe_timeout, work)

@@ -57,6 +57,18 @@ pub struct RawRotator {
     /// `cloudflare_roll`: the credential that makes the roll call (it needs "API Tokens
     /// Write"); the token itself when absent.
     pub credential: Option<SecretSource>,
+    /// `github_app`: the app's client ID (`Iv23...`) or numeric app ID (the JWT's `iss`).
+    pub app_id: Option<Spanned<String>>,
+    /// `github_app`: the installation whose token is minted.
+    pub installation_id: Option<Spanned<u64>>,
+    /// `github_app`: the app's private key (PEM), which signs the app JWT.
+    pub private_key: Option<SecretSource>,
+    /// `github_app`: narrow the token to these repositories (names, without the owner).
+    pub repositories: Option<Vec<String>>,
+    /// `github_app`: narrow the token to these permissions (`contents: read`).
+    pub permissions: Option<std::collections::BTreeMap<String, String>>,
+    /// `entra_id_password`: the new secret's `displayName`.
+    pub display_name: Option<Spanned<String>>,
 }
 
 /// One `deliver:` entry: `{file: PATH}`, `{exec: [COMMAND, ARG...], timeout: 10s}`,
@@ -157,6 +169,13 @@ pub enum Rotator {
     /// Slack `oauth.v2.access` with `grant_type=refresh_token`: a new 12-hour access token
     /// and a new refresh token (the one used is spent).
     SlackRefresh(Box<SlackRefresh>),
+    /// GitHub App installation token minted with the app JWT (`POST
+    /// /app/installations/{id}/access_tokens`): a new one-hour `ghs_` token; the old one
+    /// just expires (nothing to retire).
+    GithubApp(Box<GithubApp>),
+    /// Entra ID `addPassword` on the app registration, then `removePassword` of the old
+    /// secret at finish (secrets overlap until then).
+    EntraIdPassword(Box<EntraIdPassword>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -164,6 +183,25 @@ pub struct SlackRefresh {
     pub client_id: String,
     pub client_secret: SecretSource,
     pub refresh_token_file: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GithubApp {
+    pub app_id: String,
+    pub installation_id: u64,
+    pub private_key: SecretSource,
+    pub repositories: Vec<String>,
+    pub permissions: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntraIdPassword {
+    pub display_name: String,
+    /// The new secret's `endDateTime` is the rotation's time plus this.
+    pub expires_in: Duration,
+    /// Another app (its client id and secret) that makes the Graph calls; `None`: the app
+    /// itself, with its current secret.
+    pub manager: Option<(String, SecretSource)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -191,12 +229,15 @@ impl Rotator {
             Rotator::AwsRotate { .. } => "aws_rotate",
             Rotator::CloudflareRoll { .. } => "cloudflare_roll",
             Rotator::SlackRefresh(_) => "slack_refresh",
+            Rotator::GithubApp(_) => "github_app",
+            Rotator::EntraIdPassword(_) => "entra_id_password",
         }
     }
 
     /// The waits between attempts of the test step, for providers whose new credential
     /// takes a moment to be accepted everywhere (IAM is eventually consistent): the test
-    /// is repeated after each while the provider calls the new value invalid.
+    /// is repeated after each while the provider calls the new value invalid (IAM; Entra ID,
+    /// where a new secret may be refused for a while after `addPassword`).
     pub fn settle_waits(&self) -> &'static [Duration] {
         const SETTLE: [Duration; 5] = [
             Duration::from_secs(1),
@@ -206,9 +247,15 @@ impl Rotator {
             Duration::from_secs(15),
         ];
         match self {
-            Rotator::AwsRotate { .. } => &SETTLE,
+            Rotator::AwsRotate { .. } | Rotator::EntraIdPassword(_) => &SETTLE,
             _ => &[],
         }
+    }
+
+    /// Whether a value whose expiry is unknown is replaced at once: a GitHub installation
+    /// token is minted for free, and GitHub's answers about it never state its expiry.
+    pub fn replaces_unknown(&self) -> bool {
+        matches!(self, Rotator::GithubApp(_))
     }
 
     /// Whether the value changes (and so must be delivered).
@@ -217,9 +264,11 @@ impl Rotator {
     }
 
     /// Whether repeating the provider call after a crash is harmless. A refresh grant is
-    /// not: a second use of a rotated refresh token revokes the whole grant (RFC 9700).
+    /// not: a second use of a rotated refresh token revokes the whole grant (RFC 9700). A
+    /// GitHub installation token minted again is harmless: a token whose answer was lost
+    /// expires within the hour and grants nothing more than the next one.
     pub fn idempotent(&self) -> bool {
-        matches!(self, Rotator::VaultRenew { .. })
+        matches!(self, Rotator::VaultRenew { .. } | Rotator::GithubApp(_))
     }
 }
 

@@ -15,6 +15,7 @@ mod support;
 
 mod alerts;
 mod canary;
+mod canary_identity_rotators;
 mod config_files;
 mod connections;
 mod daemon;
@@ -58,6 +59,8 @@ mod rotation_aws;
 mod rotation_cloudflare;
 mod rotation_crash;
 mod rotation_demo;
+mod rotation_entra_id;
+mod rotation_github_app;
 mod rotation_gitlab;
 mod rotation_kubernetes_secret;
 mod rotation_oauth;
