@@ -46,6 +46,8 @@ struct Token {
     expires_at: Option<String>,
     #[serde(default)]
     user_id: Option<u64>,
+    #[serde(default)]
+    last_used_at: Option<String>,
 }
 
 /// A group or a project, as its list gives it.
@@ -149,6 +151,8 @@ pub async fn list(
             identity: Identity::Listed(format!("gitlab:{}:{}", c.base, t.id)),
             expires_at: t.expires_at,
             issued_at: t.created_at,
+            last_used_at: super::page::date(t.last_used_at, "a token's last_used_at")?,
+            sliding_window_seconds: None,
         });
     }
     listing.tokens.sort_by(|a, b| a.name.cmp(&b.name));
