@@ -21,9 +21,11 @@ use crate::secret::SecretSource;
 mod simple;
 pub use simple::{CloudflareSource, OktaSource};
 
+mod docker_hub;
 mod entra;
 mod github;
 mod kubernetes;
+pub use docker_hub::DockerHubSource;
 pub use entra::EntraSettings;
 pub use github::GithubSource;
 pub use kubernetes::KubernetesSecrets;
@@ -38,6 +40,7 @@ pub const SOURCE_KINDS: &[&str] = &[
     "kubernetes_secrets",
     "cloudflare",
     "okta",
+    "docker_hub",
 ];
 
 /// GitLab's own server, where `url` is not set.
@@ -109,6 +112,8 @@ pub enum SourceKind {
     },
     /// Secrets chosen by a label selector (`src/sources/kubernetes_secrets.rs`).
     KubernetesSecrets(KubernetesSecrets),
+    /// Docker Hub's personal and organization access tokens (`src/sources/docker_hub.rs`).
+    DockerHub(DockerHubSource),
 }
 
 /// Which of GitLab's lists a gitlab source reads.
@@ -133,6 +138,7 @@ impl SourceKind {
             SourceKind::Github(_) => "github",
             SourceKind::EntraId { .. } => "entra_id",
             SourceKind::KubernetesSecrets(_) => "kubernetes_secrets",
+            SourceKind::DockerHub(_) => "docker_hub",
         }
     }
 }
@@ -204,6 +210,7 @@ pub(super) struct RawSource {
     user: bool,
     account_id: Option<Spanned<String>>,
     org: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
     app_id: Option<Spanned<String>>,
     installation_id: Option<Spanned<u64>>,
     #[serde(default)]
@@ -307,9 +314,11 @@ pub(super) fn validate(
             not_for(issues, "user", raw.user);
             not_for(issues, "account_id", raw.account_id.is_some());
         }
+        for (field, set) in docker_hub::set_elsewhere(&raw) {
+            not_for(issues, field, set);
+        }
         if raw.kind.value != "github" {
             for (field, set) in [
-                ("org", raw.org.is_some()),
                 ("app_id", raw.app_id.is_some()),
                 ("installation_id", raw.installation_id.is_some()),
                 ("credential_authorizations", raw.credential_authorizations),
@@ -333,6 +342,7 @@ pub(super) fn validate(
             "kubernetes_secrets",
             "cloudflare",
             "okta",
+            "docker_hub",
         ]
         .contains(&raw.kind.value.as_str())
         {
@@ -351,7 +361,6 @@ pub(super) fn validate(
         }
         if raw.kind.value != "gitlab" {
             for (field, set) in [
-                ("personal", raw.personal),
                 ("groups", raw.groups),
                 ("projects", raw.projects),
                 ("max_concurrency", raw.max_concurrency.is_some()),
@@ -482,6 +491,9 @@ pub(super) fn validate(
                 not_for(issues, "path", raw.path.is_some());
                 let provider = static_entry(issues, "Okta");
                 simple::okta(&raw, provider, &at, issues)
+            }
+            "docker_hub" => {
+                docker_hub::decode(&raw, static_entry(issues, "Docker Hub"), &at, issues)
             }
             kind @ ("github" | "entra_id") => {
                 not_for(issues, "path", raw.path.is_some());

@@ -13,6 +13,7 @@
 
 pub mod cloudflare;
 pub mod directory;
+pub mod docker_hub;
 pub mod entra_id;
 pub mod github;
 pub mod gitlab;
@@ -211,6 +212,7 @@ pub async fn list(
         }
         SourceKind::Cloudflare(cf) => cloudflare::list(cf, spec.probe_timeout, ctx).await?,
         SourceKind::Okta(okta) => okta::list(okta, spec.probe_timeout, ctx).await?,
+        SourceKind::DockerHub(hub) => docker_hub::list(hub, spec.probe_timeout, ctx).await?,
         SourceKind::Github(gh) => github::list(gh, spec.probe_timeout, ctx).await?,
         SourceKind::EntraId {
             settings,
