@@ -24,10 +24,12 @@ pub use simple::{CloudflareSource, OktaSource};
 mod docker_hub;
 mod entra;
 mod github;
+mod gitlab;
 mod kubernetes;
 pub use docker_hub::DockerHubSource;
 pub use entra::EntraSettings;
 pub use github::GithubSource;
+pub use gitlab::GitlabWalk;
 pub use kubernetes::KubernetesSecrets;
 
 /// The source kinds `kind:` accepts.
@@ -116,17 +118,6 @@ pub enum SourceKind {
     DockerHub(DockerHubSource),
 }
 
-/// Which of GitLab's lists a gitlab source reads.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct GitlabWalk {
-    /// Every user's personal access tokens (an administrator's credential).
-    pub personal: bool,
-    /// The access tokens of every group the credential owns.
-    pub groups: bool,
-    /// The access tokens of every project the credential maintains.
-    pub projects: bool,
-}
-
 impl SourceKind {
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -206,6 +197,10 @@ pub(super) struct RawSource {
     #[serde(default)]
     projects: bool,
     max_concurrency: Option<Spanned<usize>>,
+    #[serde(default)]
+    deploy_tokens: bool,
+    #[serde(default)]
+    instance_deploy_tokens: bool,
     #[serde(default)]
     user: bool,
     account_id: Option<Spanned<String>>,
@@ -364,6 +359,8 @@ pub(super) fn validate(
                 ("groups", raw.groups),
                 ("projects", raw.projects),
                 ("max_concurrency", raw.max_concurrency.is_some()),
+                ("deploy_tokens", raw.deploy_tokens),
+                ("instance_deploy_tokens", raw.instance_deploy_tokens),
             ] {
                 not_for(issues, field, set);
             }
@@ -431,56 +428,8 @@ pub(super) fn validate(
             }
             "gitlab" => {
                 not_for(issues, "path", raw.path.is_some());
-                let provider = if raw.provider.is_none() {
-                    issues.push(
-                        at("provider"),
-                        "a gitlab source needs provider: a static entry, which holds the dates GitLab states",
-                        line,
-                    );
-                    None
-                } else {
-                    provider_of(issues, "static")
-                };
-                if raw.credential.is_none() {
-                    issues.push(
-                        at("credential"),
-                        "a gitlab source needs credential: {env: NAME}, {file: PATH} or {exec: [...]}, a token with read_api",
-                        line,
-                    );
-                }
-                if !(raw.personal || raw.groups || raw.projects) {
-                    issues.push(
-                        at("kind"),
-                        "a gitlab source reads at least one of personal, groups, projects (set it to true)",
-                        line,
-                    );
-                }
-                let url = raw.url.as_ref().map_or(GITLAB_URL, |u| u.value.as_str());
-                if let Err(e) = crate::provider::http::check_base_url("url", url) {
-                    issues.push(at("url"), e, raw.url.as_ref().and_then(line_of).or(line));
-                }
-                let max_concurrency = match &raw.max_concurrency {
-                    Some(n) if n.value == 0 => {
-                        issues.push(at("max_concurrency"), "must be at least 1", line_of(n));
-                        1
-                    }
-                    Some(n) => n.value,
-                    None => GITLAB_CONCURRENCY,
-                };
-                match (provider, raw.credential.clone()) {
-                    (Some(provider), Some(credential)) => Some(SourceKind::Gitlab {
-                        url: url.trim_end_matches('/').to_string(),
-                        provider,
-                        credential,
-                        walk: GitlabWalk {
-                            personal: raw.personal,
-                            groups: raw.groups,
-                            projects: raw.projects,
-                        },
-                        max_concurrency,
-                    }),
-                    _ => None,
-                }
+                let provider = static_entry(issues, "GitLab");
+                gitlab::decode(&raw, provider, &at, issues)
             }
             "cloudflare" => {
                 not_for(issues, "path", raw.path.is_some());
