@@ -327,7 +327,11 @@ async fn several_pages_and_the_walks_enter_every_active_token_under_the_concurre
     );
     // GitLab's last_used_at is the listed token's last use; null is none.
     assert_eq!(
-        run.outcome.facts.last_used_at.map(|t| t.to_string()).as_deref(),
+        run.outcome
+            .facts
+            .last_used_at
+            .map(|t| t.to_string())
+            .as_deref(),
         Some("2025-10-01T12:00:00Z")
     );
     let laptop = composed.token("gl/user-11/laptop-2").unwrap();
