@@ -376,6 +376,8 @@ fn the_daemon_shows_listed_tokens_keeps_them_through_failures_and_drops_what_is_
         used.len() == 1 && used[0].ends_with(" 1762763400.0"),
         "{used:?}"
     );
+    let page = d.get("/?q=p-0").1;
+    assert!(page.contains("last used 2025-11-10 08:30:00 UTC"), "{page}");
     // The sign-in refused: the source is down, the tokens stay, none turns invalid.
     mode.store(2, Ordering::SeqCst);
     wait("an unauthorized listing", &|| {
