@@ -123,10 +123,11 @@ struct DockerHub {
 }
 
 /// The exchange's body: built from borrowed text, so the token is not copied into a map.
+/// The docker_hub source signs in with it too.
 #[derive(serde::Serialize)]
-struct Exchange<'a> {
-    identifier: &'a str,
-    secret: &'a str,
+pub struct Exchange<'a> {
+    pub identifier: &'a str,
+    pub secret: &'a str,
 }
 
 impl DockerHub {

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::{Discovered, FailReason, Identity, ListError, Listing, page};
 use crate::config::sources::DockerHubSource;
 use crate::provider::BuildContext;
-use crate::provider::docker_hub::{AUTH_PATH, parse_page};
+use crate::provider::docker_hub::{AUTH_PATH, Exchange, parse_page};
 use crate::provider::http;
 
 /// The most pages read of one list (100 tokens each).
@@ -103,13 +103,6 @@ impl From<Organization> for Entry {
     }
 }
 
-/// The exchange's body.
-#[derive(serde::Serialize)]
-struct Exchange<'a> {
-    identifier: &'a str,
-    secret: &'a str,
-}
-
 /// Lists the account's and the organization's tokens, as `spec` asks.
 pub async fn list(
     spec: &DockerHubSource,
@@ -185,7 +178,8 @@ fn enter(
 }
 
 /// The bearer token for the listing: Docker's documented exchange of the account's Docker
-/// ID and its password or personal access token. Held as a `Secret` (zeroed on drop).
+/// ID and its password or personal access token. Returned as the `Authorization` value,
+/// wiped when the listing drops it; the answer's bytes are wiped at once.
 async fn sign_in(
     spec: &DockerHubSource,
     timeout: Duration,
