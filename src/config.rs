@@ -595,6 +595,8 @@ impl RawConfig {
                     session_token: raw.session_token,
                     email: raw.email,
                     username: raw.username,
+                    last_used_at: None,
+                    sliding_window_seconds: None,
                 }
                 .into(),
                 policies: {

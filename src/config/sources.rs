@@ -21,11 +21,15 @@ use crate::secret::SecretSource;
 mod simple;
 pub use simple::{CloudflareSource, OktaSource};
 
+mod docker_hub;
 mod entra;
 mod github;
+mod gitlab;
 mod kubernetes;
+pub use docker_hub::DockerHubSource;
 pub use entra::EntraSettings;
 pub use github::GithubSource;
+pub use gitlab::GitlabWalk;
 pub use kubernetes::KubernetesSecrets;
 
 /// The source kinds `kind:` accepts.
@@ -38,6 +42,7 @@ pub const SOURCE_KINDS: &[&str] = &[
     "kubernetes_secrets",
     "cloudflare",
     "okta",
+    "docker_hub",
 ];
 
 /// GitLab's own server, where `url` is not set.
@@ -109,17 +114,8 @@ pub enum SourceKind {
     },
     /// Secrets chosen by a label selector (`src/sources/kubernetes_secrets.rs`).
     KubernetesSecrets(KubernetesSecrets),
-}
-
-/// Which of GitLab's lists a gitlab source reads.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct GitlabWalk {
-    /// Every user's personal access tokens (an administrator's credential).
-    pub personal: bool,
-    /// The access tokens of every group the credential owns.
-    pub groups: bool,
-    /// The access tokens of every project the credential maintains.
-    pub projects: bool,
+    /// Docker Hub's personal and organization access tokens (`src/sources/docker_hub.rs`).
+    DockerHub(DockerHubSource),
 }
 
 impl SourceKind {
@@ -133,6 +129,7 @@ impl SourceKind {
             SourceKind::Github(_) => "github",
             SourceKind::EntraId { .. } => "entra_id",
             SourceKind::KubernetesSecrets(_) => "kubernetes_secrets",
+            SourceKind::DockerHub(_) => "docker_hub",
         }
     }
 }
@@ -201,9 +198,14 @@ pub(super) struct RawSource {
     projects: bool,
     max_concurrency: Option<Spanned<usize>>,
     #[serde(default)]
+    deploy_tokens: bool,
+    #[serde(default)]
+    instance_deploy_tokens: bool,
+    #[serde(default)]
     user: bool,
     account_id: Option<Spanned<String>>,
     org: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
     app_id: Option<Spanned<String>>,
     installation_id: Option<Spanned<u64>>,
     #[serde(default)]
@@ -307,9 +309,11 @@ pub(super) fn validate(
             not_for(issues, "user", raw.user);
             not_for(issues, "account_id", raw.account_id.is_some());
         }
+        for (field, set) in docker_hub::set_elsewhere(&raw) {
+            not_for(issues, field, set);
+        }
         if raw.kind.value != "github" {
             for (field, set) in [
-                ("org", raw.org.is_some()),
                 ("app_id", raw.app_id.is_some()),
                 ("installation_id", raw.installation_id.is_some()),
                 ("credential_authorizations", raw.credential_authorizations),
@@ -333,6 +337,7 @@ pub(super) fn validate(
             "kubernetes_secrets",
             "cloudflare",
             "okta",
+            "docker_hub",
         ]
         .contains(&raw.kind.value.as_str())
         {
@@ -351,10 +356,11 @@ pub(super) fn validate(
         }
         if raw.kind.value != "gitlab" {
             for (field, set) in [
-                ("personal", raw.personal),
                 ("groups", raw.groups),
                 ("projects", raw.projects),
                 ("max_concurrency", raw.max_concurrency.is_some()),
+                ("deploy_tokens", raw.deploy_tokens),
+                ("instance_deploy_tokens", raw.instance_deploy_tokens),
             ] {
                 not_for(issues, field, set);
             }
@@ -422,56 +428,8 @@ pub(super) fn validate(
             }
             "gitlab" => {
                 not_for(issues, "path", raw.path.is_some());
-                let provider = if raw.provider.is_none() {
-                    issues.push(
-                        at("provider"),
-                        "a gitlab source needs provider: a static entry, which holds the dates GitLab states",
-                        line,
-                    );
-                    None
-                } else {
-                    provider_of(issues, "static")
-                };
-                if raw.credential.is_none() {
-                    issues.push(
-                        at("credential"),
-                        "a gitlab source needs credential: {env: NAME}, {file: PATH} or {exec: [...]}, a token with read_api",
-                        line,
-                    );
-                }
-                if !(raw.personal || raw.groups || raw.projects) {
-                    issues.push(
-                        at("kind"),
-                        "a gitlab source reads at least one of personal, groups, projects (set it to true)",
-                        line,
-                    );
-                }
-                let url = raw.url.as_ref().map_or(GITLAB_URL, |u| u.value.as_str());
-                if let Err(e) = crate::provider::http::check_base_url("url", url) {
-                    issues.push(at("url"), e, raw.url.as_ref().and_then(line_of).or(line));
-                }
-                let max_concurrency = match &raw.max_concurrency {
-                    Some(n) if n.value == 0 => {
-                        issues.push(at("max_concurrency"), "must be at least 1", line_of(n));
-                        1
-                    }
-                    Some(n) => n.value,
-                    None => GITLAB_CONCURRENCY,
-                };
-                match (provider, raw.credential.clone()) {
-                    (Some(provider), Some(credential)) => Some(SourceKind::Gitlab {
-                        url: url.trim_end_matches('/').to_string(),
-                        provider,
-                        credential,
-                        walk: GitlabWalk {
-                            personal: raw.personal,
-                            groups: raw.groups,
-                            projects: raw.projects,
-                        },
-                        max_concurrency,
-                    }),
-                    _ => None,
-                }
+                let provider = static_entry(issues, "GitLab");
+                gitlab::decode(&raw, provider, &at, issues)
             }
             "cloudflare" => {
                 not_for(issues, "path", raw.path.is_some());
@@ -482,6 +440,9 @@ pub(super) fn validate(
                 not_for(issues, "path", raw.path.is_some());
                 let provider = static_entry(issues, "Okta");
                 simple::okta(&raw, provider, &at, issues)
+            }
+            "docker_hub" => {
+                docker_hub::decode(&raw, static_entry(issues, "Docker Hub"), &at, issues)
             }
             kind @ ("github" | "entra_id") => {
                 not_for(issues, "path", raw.path.is_some());

@@ -13,6 +13,7 @@
 
 pub mod cloudflare;
 pub mod directory;
+pub mod docker_hub;
 pub mod entra_id;
 pub mod github;
 pub mod gitlab;
@@ -50,6 +51,11 @@ pub struct Discovered {
     /// Dates the listing states, for a token probed by a `static` entry (GitLab's lists).
     pub expires_at: Option<String>,
     pub issued_at: Option<String>,
+    /// The last use the listing states (RFC 3339), for the same `static` entry; it reaches
+    /// `api_token_last_used_timestamp_seconds`, the API and the `max_unused` policy.
+    pub last_used_at: Option<String>,
+    /// An expiry that moves with each use (Okta's `tokenWindow`), in seconds.
+    pub sliding_window_seconds: Option<u64>,
 }
 
 /// The provider's own handle on a token, to tell a discovered token from a configured one.
@@ -206,6 +212,7 @@ pub async fn list(
         }
         SourceKind::Cloudflare(cf) => cloudflare::list(cf, spec.probe_timeout, ctx).await?,
         SourceKind::Okta(okta) => okta::list(okta, spec.probe_timeout, ctx).await?,
+        SourceKind::DockerHub(hub) => docker_hub::list(hub, spec.probe_timeout, ctx).await?,
         SourceKind::Github(gh) => github::list(gh, spec.probe_timeout, ctx).await?,
         SourceKind::EntraId {
             settings,
@@ -292,6 +299,8 @@ pub fn compose(config: &Config, listings: &BTreeMap<String, Listing>) -> (Config
                     accessor: d.accessor.clone(),
                     expires_at: d.expires_at.clone(),
                     issued_at: d.issued_at.clone(),
+                    last_used_at: d.last_used_at.clone(),
+                    sliding_window_seconds: d.sliding_window_seconds,
                     ..TokenParams::default()
                 }
                 .into(),

@@ -758,3 +758,103 @@ fn simple_source_listing_credentials_reach_no_output() {
         );
     }
 }
+
+/// A docker_hub source's credential (sent in the sign-in body) and the bearer it is issued
+/// reach no output, from a server that echoes both back: one source's sign-in is refused
+/// with the posted body echoed, the other is issued a bearer its token list then refuses,
+/// echoing the bearer.
+#[test]
+fn docker_hub_source_credential_and_bearer_reach_no_output() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bearer = canary("HUBBEARER");
+    let issued = bearer.clone();
+    let server = rt.block_on(MockServer::start(move |r| {
+        if r.path() == "/v2/auth/token" {
+            let posted = r.body_text();
+            if posted.contains("\"refused\"") {
+                return Answer::json(401, json!({"detail": posted, "message": posted}))
+                    .header("x-echo", &posted.replace(['\n', '\r'], " "));
+            }
+            return Answer::json(200, json!({"access_token": issued}));
+        }
+        let echoed = r.header("authorization").unwrap_or("").to_string();
+        Answer::json(
+            403,
+            json!({"detail": format!("denied {echoed}"), "message": echoed}),
+        )
+        .header("x-echo", &echoed)
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let refused = canary("HUBREFUSED");
+    let refused_file = write(dir.path(), "refused", &refused);
+    let allowed = canary("HUBALLOWED");
+    let allowed_file = write(dir.path(), "allowed", &allowed);
+    let config = write(
+        dir.path(),
+        "config.yml",
+        &format!(
+            "providers:\n  listed: {{kind: static}}\ntokens: []\n\
+             sources:\n  - {{name: refused, kind: docker_hub, url: '{url}', provider: listed, username: refused, credential: {{file: {}}}, personal: true, refresh: 1s}}\n  - {{name: issued, kind: docker_hub, url: '{url}', provider: listed, username: issued, credential: {{file: {}}}, org: acme, refresh: 1s}}\n",
+            refused_file.display(),
+            allowed_file.display(),
+            url = server.url(),
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ]);
+    let start = std::time::Instant::now();
+    let failed = |body: &str, source: &str, reason: &str| {
+        body.lines().any(|l| {
+            l.starts_with(&format!(
+                "api_token_source_failures_total{{source=\"{source}\""
+            )) && l.contains(&format!("reason=\"{reason}\""))
+                && !l.ends_with(" 0")
+        })
+    };
+    loop {
+        let body = d.get("/metrics").1;
+        if failed(&body, "refused", "unauthorized") && failed(&body, "issued", "forbidden") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut outputs = vec![];
+    for path in ["/metrics", "/", "/api/v1/tokens"] {
+        outputs.push(d.get(path).1);
+    }
+    let logs = d.logs();
+    let _ = d.stop();
+    assert!(logs.contains("source listing failed"), "{logs}");
+    outputs.push(logs);
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--config.file", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
+    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    for out in &outputs {
+        for needle in [&refused, &allowed, &bearer] {
+            assert!(
+                !out.contains(needle.as_str()),
+                "a listing credential or bearer in an output: {out}"
+            );
+        }
+        assert!(!out.contains("CANARY"), "{out}");
+    }
+    for needle in [&refused, &allowed, &bearer] {
+        server.assert_safe(&[("PUT", "/"), ("PATCH", "/"), ("DELETE", "/")], needle);
+    }
+    for r in server.requests() {
+        assert!(
+            r.method == "GET" || r.path() == "/v2/auth/token",
+            "a write besides the sign-in: {} {}",
+            r.method,
+            r.path()
+        );
+    }
+}

@@ -71,6 +71,7 @@ mod scale;
 mod scheduler;
 mod sharding;
 mod source_cloudflare;
+mod source_docker_hub;
 mod source_entra_id;
 mod source_github;
 mod source_gitlab;
