@@ -24,6 +24,7 @@ pub use simple::{CloudflareSource, OktaSource};
 mod entra;
 mod github;
 mod kubernetes;
+pub mod rotate;
 pub use entra::EntraSettings;
 pub use github::GithubSource;
 pub use kubernetes::KubernetesSecrets;
@@ -66,6 +67,8 @@ pub struct SourceSpec {
     pub probe_timeout: Duration,
     /// `global.policies` with this source's overrides.
     pub policies: Arc<Policies>,
+    /// `rotate:`, for the sources that hold their tokens' values (`sources::rotate`).
+    pub rotate: Option<rotate::SourceRotate>,
 }
 
 /// What a source lists, and how.
@@ -235,6 +238,7 @@ pub(super) struct RawSource {
     probe_timeout: Option<Spanned<String>>,
     #[serde(default)]
     policies: RawPolicies,
+    rotate: Option<Spanned<rotate::RawSourceRotate>>,
 }
 
 /// Validates every source; issues go to `issues` with `sources[i].field` paths.
@@ -580,6 +584,9 @@ pub(super) fn validate(
             );
         }
         let policies = issues.policies(&at("policies"), &global.policies, &raw.policies);
+        let rotate = raw.rotate.clone().and_then(|r| {
+            rotate::decode(&format!("sources[{i}]"), &name, &raw.kind.value, r, issues)
+        });
         if let Some(kind) = kind {
             out.push(Arc::new(SourceSpec {
                 name,
@@ -599,6 +606,7 @@ pub(super) fn validate(
                 probe_interval,
                 probe_timeout,
                 policies: Arc::new(policies),
+                rotate,
             }));
         }
     }
