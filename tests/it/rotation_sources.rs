@@ -144,7 +144,7 @@ fn directory_yaml(
     plain: &std::path::Path,
 ) -> String {
     format!(
-        "providers:\n  gl:\n    kind: gitlab\n    url: {url}\nsources:\n  - name: {name}\n    kind: directory\n    path: {r}\n    rotate:\n      before: 3d\n      rotator: {{kind: gitlab_rotate, expires_in: 30d}}\n  - name: plain\n    kind: directory\n    path: {p}\n",
+        "providers:\n  gl:\n    kind: gitlab\n    url: {url}\n  gh:\n    kind: github\n    url: http://127.0.0.1:1\nsources:\n  - name: {name}\n    kind: directory\n    path: {r}\n    rotate:\n      before: 3d\n      rotator: {{kind: gitlab_rotate, expires_in: 30d}}\n  - name: plain\n    kind: directory\n    path: {p}\n",
         r = rotating.display(),
         p = plain.display(),
     )
@@ -176,10 +176,37 @@ async fn a_directory_source_rotates_a_gitlab_token_back_into_its_file() {
     std::fs::write(&deploy, format!("{FIRST}\n")).unwrap();
     std::fs::set_permissions(&deploy, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     std::fs::write(plain.path().join("watched"), format!("{WATCHED}\n")).unwrap();
+    // A GitHub token in the same directory: gitlab_rotate does not suit it.
+    std::fs::write(
+        rotating.path().join("gh"),
+        "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB\n",
+    )
+    .unwrap();
     let yaml = directory_yaml(&mock.url(), "ci", rotating.path(), plain.path());
     let base = parse(&yaml);
     let mut h = Harness::new(&yaml);
-    discover(&mut h, &base).await;
+    let notes = discover(&mut h, &base).await;
+    assert_eq!(notes["ci"].len(), 1, "{notes:?}");
+    assert_eq!(
+        (notes["ci"][0].token.as_str(), notes["ci"][0].reason),
+        ("ci/gh", "rotator_unfit")
+    );
+    assert!(h.inventory.config.token("ci/gh").is_some(), "still watched");
+    assert!(!h.inventory.config.rotations.contains_key("ci/gh"));
+    let status = api_token_exporter::metrics::ExporterStatus::new();
+    status
+        .sources
+        .configure([("ci", "directory"), ("plain", "directory")]);
+    status.sources.not_rotated(&notes);
+    let shown = api_token_exporter::metrics::render(&api_token_exporter::metrics::Metrics::new(
+        h.store.clone(),
+        Arc::new(status),
+    ));
+    assert!(
+        shown.contains("api_token_source_tokens_not_rotated{source=\"ci\",kind=\"directory\",reason=\"rotator_unfit\"} 1\n"),
+        "{shown}"
+    );
+    assert!(!shown.contains("api_token_source_tokens_not_rotated{source=\"plain\""));
     for _ in 0..3 {
         h.probe("ci/deploy").await;
         h.probe("plain/watched").await;
@@ -199,7 +226,7 @@ async fn a_directory_source_rotates_a_gitlab_token_back_into_its_file() {
     assert_eq!(mode & 0o777, 0o640);
     assert_eq!(
         std::fs::read_dir(rotating.path()).unwrap().count(),
-        1,
+        2,
         "no temporary file left beside it"
     );
     only_allowed_calls(&mock);

@@ -249,3 +249,69 @@ fn a_source_without_rotate_gives_its_tokens_no_rotation() {
     let (composed, _, notes) = compose_noted(&c, &BTreeMap::from([("d".into(), listing)]));
     assert!(composed.rotations.is_empty() && composed.rotation_keys.is_empty() && notes.is_empty());
 }
+
+#[test]
+fn in_cluster_defaults_carry_over_to_the_delivery() {
+    let c = Config::parse(&format!(
+        "{PROVIDERS}sources:\n  - name: k\n    kind: kubernetes_secrets\n    label_selector: a=b\n    rotate:\n      rotator: {{kind: gitlab_rotate}}\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let listing = Listing {
+        tokens: vec![Discovered {
+            name: "ci/t/token".into(),
+            provider: "gl".into(),
+            secret: Some(crate::secret::SecretSource::Memory(
+                crate::secret::MemorySource::new(zeroize::Zeroizing::new(b"glpat-x".to_vec())),
+            )),
+            accessor: None,
+            owner: None,
+            state: None,
+            identity: Identity::Listed("kubernetes:in-cluster:ci/t/token".into()),
+            expires_at: None,
+            issued_at: None,
+        }],
+        skipped: BTreeMap::new(),
+    };
+    let (composed, _, notes) = compose_noted(&c, &BTreeMap::from([("k".into(), listing)]));
+    assert!(notes.is_empty(), "{notes:?}");
+    let [Deliver::KubernetesSecret(k)] = &composed.rotations["k/ci/t/token"].deliver[..] else {
+        panic!()
+    };
+    let source = match &c.sources[0].kind {
+        crate::config::sources::SourceKind::KubernetesSecrets(s) => s.as_provider(),
+        _ => unreachable!(),
+    };
+    // The same server, token and CA as the source's listing.
+    assert_eq!(k.url, source.server());
+    assert_eq!(k.token, source.own_token());
+    assert_eq!(k.ca_file, source.ca_file());
+}
+
+#[test]
+fn the_notes_reach_the_sources_health_and_metrics() {
+    let health = crate::sources::health::Health::default();
+    health.configure([("d", "directory"), ("other", "directory")]);
+    let note = |token: &str, reason| crate::sources::rotate::NotRotated {
+        token: token.into(),
+        reason,
+        detail: String::new(),
+    };
+    let notes = BTreeMap::from([(
+        "d".to_string(),
+        vec![
+            note("d/a", "rotator_unfit"),
+            note("d/b", "rotator_unfit"),
+            note("d/c", "no_value"),
+        ],
+    )]);
+    health.not_rotated(&notes);
+    let snap = health.snapshot();
+    assert_eq!(
+        snap["d"].not_rotated,
+        BTreeMap::from([("no_value", 1), ("rotator_unfit", 2)])
+    );
+    assert!(snap["other"].not_rotated.is_empty());
+    // The next compose replaces them.
+    health.not_rotated(&BTreeMap::new());
+    assert!(health.snapshot()["d"].not_rotated.is_empty());
+}
