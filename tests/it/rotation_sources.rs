@@ -662,3 +662,28 @@ mod daemon {
         }
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_source_plans_its_tokens_rotation_and_calls_nothing() {
+    let (mock, state) = gitlab(true).await;
+    let rotating = tempfile::tempdir().unwrap();
+    let plain = tempfile::tempdir().unwrap();
+    let deploy = rotating.path().join("deploy");
+    std::fs::write(&deploy, format!("{FIRST}\n")).unwrap();
+    let yaml = directory_yaml(&mock.url(), "ci", rotating.path(), plain.path()).replace(
+        "      before: 3d\n",
+        "      before: 3d\n      dry_run: true\n",
+    );
+    let base = parse(&yaml);
+    let mut h = Harness::new(&yaml);
+    discover(&mut h, &base).await;
+    assert!(h.inventory.config.rotations["ci/deploy"].dry_run);
+    h.probe("ci/deploy").await;
+    h.tick().await;
+    let status = h.status("ci/deploy");
+    assert_eq!(status.count(RotationResult::DryRun), 1, "{status:?}");
+    assert_eq!(status.count(RotationResult::Success), 0);
+    assert_eq!(state.lock().unwrap().rotations, 0);
+    assert!(mock.requests().iter().all(|r| r.method == "GET"));
+    assert_eq!(std::fs::read_to_string(&deploy).unwrap().trim(), FIRST);
+}
