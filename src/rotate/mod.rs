@@ -69,6 +69,8 @@ pub struct Rotations {
     counts: HashMap<String, [u64; 3]>,
     /// When a dry run last reported each token, so it reports once per provider answer.
     dry_runs: HashMap<String, Timestamp>,
+    /// The inventory's `rotation_keys`: a discovered token's record is kept by identity.
+    keys: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl Rotations {
@@ -79,14 +81,19 @@ impl Rotations {
             rate: Rate::new(machine::MIN_START_GAP),
             counts: HashMap::new(),
             dry_runs: HashMap::new(),
+            keys: Arc::default(),
         }
     }
 
     /// Every rotating token once: publishes its status, and runs what is due.
     pub async fn tick(&mut self, inventory: &Inventory, store: &Store) {
+        self.follow(inventory);
         let saved: RotationFile = self.file.load_read_only();
         for name in inventory.config.rotations.keys() {
-            let record = saved.tokens.get(name).cloned().unwrap_or_default();
+            let record = saved
+                .record(name, self.identity(name))
+                .cloned()
+                .unwrap_or_default();
             let spec = &inventory.config.rotations[name];
             let idle = {
                 let inner = store.read();
@@ -122,6 +129,7 @@ impl Rotations {
         name: &str,
         ask: Ask,
     ) -> Result<Option<RotationResult>, String> {
+        self.follow(inventory);
         let config = &inventory.config;
         let spec = config
             .rotations
@@ -146,7 +154,10 @@ impl Rotations {
         };
         // Read again under the lock: another process may have moved it on.
         let mut file: RotationFile = self.file.load();
-        let mut record = file.tokens.get(name).cloned().unwrap_or_default();
+        let mut record = file
+            .record(name, self.identity(name))
+            .cloned()
+            .unwrap_or_default();
         let (facts, answered_at, first_seen, fingerprint) = {
             let inner = store.read();
             let state = inner
@@ -242,6 +253,13 @@ impl Rotations {
                 }
                 Action::Test => {
                     tracing::info!(token = %name, step = "test", "rotation step");
+                    let token = match as_delivered(&spec, &token).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            result = Some(self.fail(&mut file, name, &mut record, "test", &e)?);
+                            break;
+                        }
+                    };
                     let mut run = run_probe(provider.as_ref(), &token, now).await;
                     for wait in spec.rotator.settle_waits() {
                         if run.outcome.verdict != Verdict::Invalid {
@@ -419,8 +437,20 @@ impl Rotations {
     }
 
     fn save(&self, file: &mut RotationFile, name: &str, record: &Record) -> Result<(), String> {
-        file.tokens.insert(name.to_string(), record.clone());
+        file.put(name, self.identity(name), record.clone());
         self.file.save(file).map_err(|e| e.to_string())
+    }
+
+    /// Takes the inventory's record keys (a discovered token's identity), when they changed.
+    fn follow(&mut self, inventory: &Inventory) {
+        if *self.keys != inventory.config.rotation_keys {
+            self.keys = Arc::new(inventory.config.rotation_keys.clone());
+        }
+    }
+
+    /// Where a discovered token's record is kept; `None` for a configured token (by name).
+    fn identity(&self, name: &str) -> Option<&str> {
+        self.keys.get(name).map(String::as_str)
     }
 
     fn publish(&self, store: &Store, name: &str, spec: &RotateSpec, record: &Record) {
@@ -492,6 +522,29 @@ async fn deliver_all(
         tracing::info!(token = %name, target = %target.describe(), "delivered");
     }
     Ok(())
+}
+
+/// The token as the test step probes it. A token a `kubernetes_secrets` source discovered
+/// holds the value it was listed with until its source lists again, so its key is read back
+/// from the Secret it was delivered to: the test proves what the source will read. Any
+/// other token reads its own secret source.
+async fn as_delivered<'a>(
+    spec: &RotateSpec,
+    token: &'a crate::schema::TokenSpec,
+) -> Result<std::borrow::Cow<'a, crate::schema::TokenSpec>, String> {
+    let target = spec.deliver.iter().find_map(|d| match d {
+        Deliver::KubernetesSecret(k) => Some(k),
+        _ => None,
+    });
+    let (Some(crate::secret::SecretSource::Memory(_)), Some(k)) = (&token.secret, target) else {
+        return Ok(std::borrow::Cow::Borrowed(token));
+    };
+    let bytes = deliver::kubernetes_secret::read_key(k).await?;
+    let mut read = token.clone();
+    read.secret = Some(crate::secret::SecretSource::Memory(
+        crate::secret::MemorySource::new(bytes),
+    ));
+    Ok(std::borrow::Cow::Owned(read))
 }
 
 /// Shared so the daemon's task and the subcommand use one engine type.

@@ -10,8 +10,9 @@ use serde_saphyr::Spanned;
 
 use crate::secret::SecretSource;
 
-/// `rotate:` as written under a token.
-#[derive(Debug, Deserialize)]
+/// `rotate:` as written under a token. Cloned for each token a source discovers
+/// (`sources::rotate`), which validates it again against that token.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRotate {
     /// Rotate once the token has this long left (`7d`).
@@ -33,7 +34,7 @@ pub struct RawRotate {
 
 /// `rotator:` as written. One struct for every kind: `config::rotate` refuses the fields a
 /// kind does not take, naming them.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRotator {
     pub kind: Spanned<String>,
@@ -73,7 +74,7 @@ pub struct RawRotator {
 
 /// One `deliver:` entry: `{file: PATH}`, `{exec: [COMMAND, ARG...], timeout: 10s}`,
 /// `{vault_kv: {...}}` or `{kubernetes_secret: {...}}`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeliver {
     pub file: Option<String>,
@@ -84,7 +85,7 @@ pub struct RawDeliver {
 }
 
 /// `kubernetes_secret:` as written: one key of a Secret, and the workloads to restart.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKubernetesSecret {
     /// The API server and credentials, as the `kubernetes` kind names them (in-cluster
@@ -101,7 +102,7 @@ pub struct RawKubernetesSecret {
     pub restart: Vec<RawWorkload>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkload {
     pub kind: String,
@@ -109,7 +110,7 @@ pub struct RawWorkload {
 }
 
 /// `vault_kv:` as written: one key of a KV v2 secret.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVaultKv {
     /// The server, as the `vault` kind names it; Vault's default when absent.

@@ -21,6 +21,7 @@ pub mod health;
 pub mod kubernetes_secrets;
 pub mod okta;
 pub mod page;
+pub mod rotate;
 pub mod vault;
 
 use std::collections::{BTreeMap, HashSet};
@@ -244,8 +245,20 @@ pub type Left = BTreeMap<String, BTreeMap<&'static str, u64>>;
 /// configured too (same [`Identity`]) is left out, so it appears once, as configured. Pure
 /// but for canonicalizing configured secret file paths.
 pub fn compose(config: &Config, listings: &BTreeMap<String, Listing>) -> (Config, Left) {
+    let (out, left, _) = compose_noted(config, listings);
+    (out, left)
+}
+
+/// [`compose`], and the rotations of discovered tokens: a token of a source with `rotate:`
+/// gets its [`rotate::for_token`] rotation in `rotations` (and its record's key in
+/// `rotation_keys`), or a note saying why it is watched but not rotated.
+pub fn compose_noted(
+    config: &Config,
+    listings: &BTreeMap<String, Listing>,
+) -> (Config, Left, rotate::Notes) {
     let mut out = config.clone();
     let mut left = Left::new();
+    let mut notes = rotate::Notes::new();
     let configured: HashSet<Identity> = config
         .tokens
         .iter()
@@ -286,7 +299,7 @@ pub fn compose(config: &Config, listings: &BTreeMap<String, Listing>) -> (Config
                 skip(&mut left, "name_taken");
                 continue;
             }
-            out.tokens.push(Arc::new(TokenSpec {
+            let token = TokenSpec {
                 name,
                 provider: d.provider.clone(),
                 source: Some(source.clone()),
@@ -306,10 +319,21 @@ pub fn compose(config: &Config, listings: &BTreeMap<String, Listing>) -> (Config
                 .into(),
                 policies: spec.policies.clone(),
                 metric_labels: Memo::default(),
-            }));
+            };
+            if let Some(r) = &spec.rotate {
+                let provider = config.providers.get(&token.provider);
+                match rotate::for_token(spec, r, d, &token, provider) {
+                    Ok((rotation, key)) => {
+                        out.rotations.insert(token.name.clone(), Arc::new(rotation));
+                        out.rotation_keys.insert(token.name.clone(), key);
+                    }
+                    Err(note) => notes.entry(spec.name.clone()).or_default().push(note),
+                }
+            }
+            out.tokens.push(Arc::new(token));
         }
     }
-    (out, left)
+    (out, left, notes)
 }
 
 /// A configured token's [`Identity`], where it has one.

@@ -65,6 +65,7 @@ mod rotation_gitlab;
 mod rotation_kubernetes_secret;
 mod rotation_oauth;
 mod rotation_slack;
+mod rotation_sources;
 mod rotation_vault;
 mod rotation_vault_kv;
 mod scale;
