@@ -27,7 +27,6 @@ use crate::secret::SecretSource;
 
 pub mod notify;
 pub mod rotate;
-pub mod rotate_identity;
 pub mod rotate_targets;
 pub mod sources;
 

@@ -377,10 +377,10 @@ fn rotator(
         }
         "cloudflare_roll" => saas::cloudflare_roll(c, token, at_line, r),
         "slack_refresh" => saas::slack_refresh(c, token, at_line, r),
-        "github_app" => super::rotate_identity::github_app(r, at_line)
+        "github_app" => identity::github_app(r, at_line)
             .map_err(|(field, e, l)| c.push(field, e, l))
             .ok(),
-        "entra_id_password" => super::rotate_identity::entra_id_password(token, r, at_line)
+        "entra_id_password" => identity::entra_id_password(token, r, at_line)
             .map_err(|(field, e, l)| c.push(field, e, l))
             .ok(),
         _ => {
@@ -609,6 +609,7 @@ fn check_delivery(
     }
 }
 
+mod identity;
 mod saas;
 
 #[cfg(test)]
