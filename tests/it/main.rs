@@ -22,6 +22,7 @@ mod daemon;
 mod dashboards;
 mod docs;
 mod e2e_alerting;
+mod e2e_sources;
 mod faults;
 mod fuzz_parse;
 mod jwt_jwks;

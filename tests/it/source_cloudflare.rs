@@ -21,7 +21,7 @@ use api_token_exporter::sources::{self, FailReason, ListError, Listing};
 use support::daemon::{Daemon, write};
 use support::{Answer, MockServer, SecretFiles};
 
-const CREDENTIAL: &str = "cf-LISTCANARYCANARYCANARY";
+pub(crate) const CREDENTIAL: &str = "cf-LISTCANARYCANARYCANARY";
 const ACCOUNT: &str = "023e105f4ecef8ad9ca31a8372d0c353";
 
 fn token(id: usize, name: &str, status: &str, expires: Option<&str>) -> Value {
@@ -79,7 +79,7 @@ fn failure(status: u16, code: u32, message: &str) -> Answer {
 /// account has two active ones. Modes: 0 healthy, 1 a 500 on page 2 of the user's list,
 /// 2 a 401, 3 a 403, 4 a 429, 5 nothing listed, 6 garbage on the account's list, 7 the
 /// user's token `u-0` gone (a complete listing without it).
-async fn mock(mode: Arc<AtomicU8>, user_expiry: String) -> MockServer {
+pub(crate) async fn mock(mode: Arc<AtomicU8>, user_expiry: String) -> MockServer {
     MockServer::start(move |r| {
         let mode = mode.load(Ordering::SeqCst);
         if r.header("authorization") != Some(&format!("Bearer {CREDENTIAL}")) {
@@ -152,7 +152,7 @@ async fn list(yaml: &str) -> Result<Listing, ListError> {
     sources::list(&config.sources[0], &config, &BuildContext::new()).await
 }
 
-fn assert_only_documented_reads(server: &MockServer) {
+pub(crate) fn assert_only_documented_reads(server: &MockServer) {
     let account = format!("/client/v4/accounts/{ACCOUNT}/tokens");
     for r in server.requests() {
         let p = r.path();

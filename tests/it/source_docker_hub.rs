@@ -23,7 +23,7 @@ use api_token_exporter::sources::{self, FailReason, ListError, Listing};
 use support::daemon::{Daemon, write};
 use support::{Answer, MockServer, SecretFiles};
 
-const CREDENTIAL: &str = "dckr_pat_LISTCANARYCANARYCANARY";
+pub(crate) const CREDENTIAL: &str = "dckr_pat_LISTCANARYCANARYCANARY";
 const BEARER: &str = "eyJhbGciOiJSUzI1NiJ9.BEARERCANARY.sig";
 const ORG: &str = "acme";
 
@@ -87,7 +87,7 @@ fn error(status: u16, detail: &str) -> Answer {
 /// page 2 of the personal list, 2 the sign-in refused (401), 3 a 403 on the organization's
 /// list, 4 a 429, 5 nothing listed, 6 garbage on the organization's list, 7 `p-0` gone, 8 a
 /// next link to another server.
-async fn mock(mode: Arc<AtomicU8>, pat_expiry: String) -> MockServer {
+pub(crate) async fn mock(mode: Arc<AtomicU8>, pat_expiry: String) -> MockServer {
     MockServer::start(move |r| {
         let mode = mode.load(Ordering::SeqCst);
         if r.path() == "/v2/auth/token" {
@@ -162,7 +162,7 @@ async fn list(yaml: &str) -> Result<Listing, ListError> {
     sources::list(&config.sources[0], &config, &BuildContext::new()).await
 }
 
-fn assert_only_documented_calls(server: &MockServer) {
+pub(crate) fn assert_only_documented_calls(server: &MockServer) {
     let org = format!("/v2/orgs/{ORG}/access-tokens");
     for r in server.requests() {
         let p = r.path();
