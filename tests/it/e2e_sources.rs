@@ -17,7 +17,7 @@ use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};
 
 use crate::support;
-use crate::{source_cloudflare, source_docker_hub};
+use crate::{source_cloudflare, source_docker_hub, source_entra_id};
 use api_token_exporter::config::sources::SOURCE_KINDS;
 use support::daemon::{Daemon, free_port, write};
 use support::prom::{APT_HINT, Proc, RULES_FILE, SCRAPE_EXAMPLE, peer, read, yaml_file};
@@ -30,7 +30,6 @@ const NOT_YET_COVERED: &[&str] = &[
     "vault",
     "gitlab",
     "github",
-    "entra_id",
     "kubernetes_secrets",
     "okta",
 ];
@@ -87,10 +86,12 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
         Arc::new(AtomicU8::new(0)),
         soon.clone(),
     ));
+    let entra = rt.block_on(source_entra_id::mock());
     let hook = rt.block_on(MockServer::start(|_| Answer::text(200, "text/plain", "")));
     let dir = tempfile::tempdir().unwrap();
     let cf_cred = write(dir.path(), "cf", source_cloudflare::CREDENTIAL);
     let hub_cred = write(dir.path(), "hub", source_docker_hub::CREDENTIAL);
+    let entra_cred = write(dir.path(), "entra", source_entra_id::SECRET);
 
     // (kind, source name, source entry, the listed token's name under the source)
     let table: Vec<(&str, &str, String, String)> = vec![
@@ -113,6 +114,19 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
                 hub_cred.display()
             ),
             format!("hub/deploybot/p-0-b30bbf97-506c-4ecd-aabc-{:012}", 0),
+        ),
+        (
+            "entra_id",
+            "entra",
+            // The mock's secret `billing/ci` expires in 10 days: inside a 30-day window.
+            format!(
+                "{{name: entra, kind: entra_id, url: '{url}', graph_url: '{url}', tenant_id: {}, client_id: {}, provider: listed, credential: {{file: {}}}, refresh: 1s, warning_before: 30d, critical_before: 3d, include: ['billing/ci-*']}}",
+                source_entra_id::TENANT,
+                source_entra_id::CLIENT,
+                entra_cred.display(),
+                url = entra.server.url(),
+            ),
+            "entra/billing/ci-00000001".to_string(),
         ),
     ];
     let mut kinds: Vec<&str> = table
@@ -139,7 +153,15 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
             hook.url()
         ),
     );
-    let d = Daemon::start(&["--config.file", config.to_str().unwrap()]);
+    // Its own state: the default `data/` is shared with the other daemons of this binary,
+    // whose notification state would otherwise leak in.
+    let storage = dir.path().join("data");
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--storage.path",
+        storage.to_str().unwrap(),
+    ]);
 
     // Listed -> /metrics with the source label.
     wait(
@@ -280,4 +302,5 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
     }
     source_cloudflare::assert_only_documented_reads(&cf);
     source_docker_hub::assert_only_documented_calls(&hub);
+    source_entra_id::assert_only_documented_calls(&entra.server);
 }

@@ -23,10 +23,10 @@ use api_token_exporter::sources::{self, FailReason, ListError, Listing};
 use support::daemon::{Daemon, write};
 use support::{Answer, MockServer, Recorded, SecretFiles};
 
-const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-const CLIENT: &str = "0c5e3d9a-4b1f-4a6e-9d2c-7f8e1a2b3c4d";
+pub(crate) const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub(crate) const CLIENT: &str = "0c5e3d9a-4b1f-4a6e-9d2c-7f8e1a2b3c4d";
 /// The listing app's client secret.
-const SECRET: &str = "Ab1Q~LISTCANARYentraListingSecret.0123456";
+pub(crate) const SECRET: &str = "Ab1Q~LISTCANARYentraListingSecret.0123456";
 /// The access token the token endpoint mints for it.
 const ACCESS: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.ACCESSCANARYminted.c2ln";
 
@@ -94,15 +94,15 @@ fn owners(app: &str) -> Value {
             "displayName": "Owner", "userPrincipalName": format!("owner-of-{app}@contoso.com")}])
 }
 
-struct Mock {
-    server: MockServer,
+pub(crate) struct Mock {
+    pub(crate) server: MockServer,
     mode: Arc<AtomicU8>,
 }
 
 /// Modes: 0 healthy, 1 a 503 on page 2, 2 a Graph 401, 3 a 403, 4 a 429, 5 an empty tenant,
 /// 6 garbage on page 2, 7 the token endpoint refuses the secret, 8 a next link elsewhere.
 /// Applications come 2 a page whatever `$top` asks, as Graph may.
-async fn mock() -> Mock {
+pub(crate) async fn mock() -> Mock {
     let mode = Arc::new(AtomicU8::new(0));
     let m = mode.clone();
     let server = MockServer::start(move |r| {
@@ -222,7 +222,7 @@ async fn list(yaml: &str) -> Result<Listing, ListError> {
 }
 
 /// Only the token request and reads of the two collections; no credential in a URL.
-fn assert_only_documented_calls(server: &MockServer) {
+pub(crate) fn assert_only_documented_calls(server: &MockServer) {
     for r in server.requests() {
         let p = r.path();
         let allowed = (r.method == "POST" && p == token_path())
