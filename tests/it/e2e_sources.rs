@@ -17,7 +17,7 @@ use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};
 
 use crate::support;
-use crate::{source_cloudflare, source_docker_hub, source_entra_id};
+use crate::{source_cloudflare, source_docker_hub, source_entra_id, source_gitlab, source_okta};
 use api_token_exporter::config::sources::SOURCE_KINDS;
 use support::daemon::{Daemon, free_port, write};
 use support::prom::{APT_HINT, Proc, RULES_FILE, SCRAPE_EXAMPLE, peer, read, yaml_file};
@@ -25,14 +25,7 @@ use support::{Answer, MockServer};
 
 /// Kinds this test does not drive yet. A kind is either in the table of `the_daemon_...` or
 /// here, so a new kind in `SOURCE_KINDS` fails the test until it is placed.
-const NOT_YET_COVERED: &[&str] = &[
-    "directory",
-    "vault",
-    "gitlab",
-    "github",
-    "kubernetes_secrets",
-    "okta",
-];
+const NOT_YET_COVERED: &[&str] = &["directory", "vault", "github", "kubernetes_secrets"];
 
 /// The shipped rules with every `for:` shortened to 2 s (the real durations are promtool's
 /// business, see `alerts.rs`); two seconds still takes each alert through pending to firing.
@@ -87,11 +80,15 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
         soon.clone(),
     ));
     let entra = rt.block_on(source_entra_id::mock());
+    let gitlab = rt.block_on(source_gitlab::mock());
+    let okta = rt.block_on(source_okta::mock(Arc::new(AtomicU8::new(0))));
     let hook = rt.block_on(MockServer::start(|_| Answer::text(200, "text/plain", "")));
     let dir = tempfile::tempdir().unwrap();
     let cf_cred = write(dir.path(), "cf", source_cloudflare::CREDENTIAL);
     let hub_cred = write(dir.path(), "hub", source_docker_hub::CREDENTIAL);
     let entra_cred = write(dir.path(), "entra", source_entra_id::SECRET);
+    let gitlab_cred = write(dir.path(), "gitlab", source_gitlab::CREDENTIAL);
+    let okta_cred = write(dir.path(), "okta", source_okta::CREDENTIAL);
 
     // (kind, source name, source entry, the listed token's name under the source)
     let table: Vec<(&str, &str, String, String)> = vec![
@@ -127,6 +124,28 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
                 url = entra.server.url(),
             ),
             "entra/billing/ci-00000001".to_string(),
+        ),
+        (
+            "gitlab",
+            "gl",
+            // The GitLab and Okta mocks date their tokens in 2099 (shared with their own tests):
+            // a warning window of 30000 days puts that expiry inside it.
+            format!(
+                "{{name: gl, kind: gitlab, url: '{}', provider: listed, credential: {{file: {}}}, personal: true, refresh: 1s, warning_before: 30000d, include: ['user-10/ci-1']}}",
+                gitlab.server.url(),
+                gitlab_cred.display()
+            ),
+            "gl/user-10/ci-1".to_string(),
+        ),
+        (
+            "okta",
+            "okta",
+            format!(
+                "{{name: okta, kind: okta, url: '{}', provider: listed, credential: {{file: {}}}, refresh: 1s, warning_before: 30000d, include: ['t0-*']}}",
+                okta.url(),
+                okta_cred.display()
+            ),
+            format!("okta/t0-00T{:017}", 0),
         ),
     ];
     let mut kinds: Vec<&str> = table
@@ -303,4 +322,6 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
     source_cloudflare::assert_only_documented_reads(&cf);
     source_docker_hub::assert_only_documented_calls(&hub);
     source_entra_id::assert_only_documented_calls(&entra.server);
+    source_gitlab::assert_only_documented_reads(&gitlab.server);
+    source_okta::assert_only_documented_reads(&okta);
 }

@@ -20,7 +20,7 @@ use api_token_exporter::provider::{BuildContext, run_probe};
 use api_token_exporter::sources::{self, FailReason, ListError, Listing};
 use support::{Answer, MockServer, SecretFiles};
 
-const CREDENTIAL: &str = "glpat-LISTCANARYCANARY";
+pub(crate) const CREDENTIAL: &str = "glpat-LISTCANARYCANARY";
 
 fn token(id: u64, name: &str, active: bool, expires: &str, user: u64) -> Value {
     // Token 1 was used; the others never were (null).
@@ -104,8 +104,8 @@ fn query(r: &support::Recorded, key: &str) -> Option<String> {
     })
 }
 
-struct Mock {
-    server: MockServer,
+pub(crate) struct Mock {
+    pub(crate) server: MockServer,
     mode: Arc<AtomicU8>,
     max_in_flight: Arc<AtomicUsize>,
 }
@@ -115,7 +115,7 @@ struct Mock {
 /// lower limit may. Modes: 0 healthy, 1 a 500 on page 2 of the personal list, 2 a 401,
 /// 3 a 403, 4 a 429, 5 an empty instance, 6 garbage on a group's list, 7 a 403 on the
 /// instance's deploy tokens (not an administrator), 8 a 500 on a project's deploy tokens.
-async fn mock() -> Mock {
+pub(crate) async fn mock() -> Mock {
     let mode = Arc::new(AtomicU8::new(0));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let max_in_flight = Arc::new(AtomicUsize::new(0));
@@ -234,7 +234,7 @@ async fn list(yaml: &str) -> Result<Listing, ListError> {
     sources::list(&config.sources[0], &config, &BuildContext::new()).await
 }
 
-fn assert_only_documented_reads(server: &MockServer) {
+pub(crate) fn assert_only_documented_reads(server: &MockServer) {
     for r in server.requests() {
         let p = r.path();
         let allowed = p == "/api/v4/personal_access_tokens"

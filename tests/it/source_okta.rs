@@ -19,7 +19,7 @@ use api_token_exporter::provider::{BuildContext, run_probe};
 use api_token_exporter::sources::{self, FailReason, ListError, Listing};
 use support::{Answer, MockServer, SecretFiles};
 
-const CREDENTIAL: &str = "00LISTCANARYCANARYCANARY";
+pub(crate) const CREDENTIAL: &str = "00LISTCANARYCANARYCANARY";
 
 fn token(i: usize) -> Value {
     json!({"name": format!("t{i}"), "userId": format!("00u{:017}", i % 3),
@@ -51,7 +51,7 @@ fn query(r: &support::Recorded, key: &str) -> Option<String> {
 /// 450 tokens, 200 a page, the cursor `after` the last id of the page. Modes: 0 healthy,
 /// 1 a 500 on page 2, 2 a 401, 3 a 403, 4 a 429, 5 no tokens, 6 garbage on page 2, 7 a next
 /// link to another origin.
-async fn mock(mode: Arc<AtomicU8>) -> MockServer {
+pub(crate) async fn mock(mode: Arc<AtomicU8>) -> MockServer {
     MockServer::start(move |r| {
         let mode = mode.load(Ordering::SeqCst);
         if r.header("authorization") != Some(&format!("SSWS {CREDENTIAL}")) {
@@ -133,7 +133,7 @@ async fn list(yaml: &str) -> Result<Listing, ListError> {
     sources::list(&config.sources[0], &config, &BuildContext::new()).await
 }
 
-fn assert_only_documented_reads(server: &MockServer) {
+pub(crate) fn assert_only_documented_reads(server: &MockServer) {
     for r in server.requests() {
         assert!(
             r.method == "GET" && r.path() == "/api/v1/api-tokens",
