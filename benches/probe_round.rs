@@ -19,12 +19,13 @@
 //! introspection server and the bare loop are this program re-run with `BENCH_ROLE` set.
 //! Sizes: `BENCH_TOKENS` (10000), `BENCH_BIG_TOKENS` (100000) and `BENCH_VIEW_TOKENS`
 //! (50000). `BENCH_PHASES` picks phases
-//! (`round,bare,render,blackbox,wrk,big,views,minimal,sizes,callgrind`; all by default) when
+//! (`round,bare,render,blackbox,wrk,big,views,minimal,sizes,callgrind,memory`; all by default) when
 //! iterating on one figure (the first round always runs).
 //!
 //! 7. Series per token with the smallest collector selection; 8. peak and settled RSS and
 //!    render at 1,000 / 10,000 / 100,000 tokens (`BENCH_SIZES`); 9. instructions per probe
-//!    under valgrind's callgrind, which a shared machine's noise does not move.
+//!    under valgrind's callgrind, which a shared machine's noise does not move; 10. bytes
+//!    per token by part (`memory`), counted by this program's allocator.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -35,6 +36,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
+
+#[path = "probe_round/memory.rs"]
+mod memory;
+
+/// Counts live bytes in the `memory` phase only (`memory.rs`).
+#[global_allocator]
+static ALLOC: memory::Counting = memory::Counting;
 
 const EXPORTER: &str = env!("CARGO_BIN_EXE_api-token-exporter");
 /// Probes in flight: the exporter's default `max_concurrency`, used by every contender.
@@ -888,6 +896,30 @@ fn proc_meminfo(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The phases that start what they measure themselves: 10. bytes per token by part, counted
+/// in-process (`memory.rs`), at each `BENCH_SIZES`.
+async fn standalone(dir: &Path, phase: &dyn Fn(&str) -> bool, table: &mut Table) {
+    if phase("memory") {
+        for size in sizes() {
+            step(&format!("memory: {size}"));
+            // No probe is sent: the answers are parsed from memory.
+            let config = inventory(dir, size, "http://127.0.0.1:9/introspect", false);
+            for (what, value) in memory::measure(&config, size).rows() {
+                table.row(&what, value, "", None);
+            }
+        }
+    }
+}
+
+/// `BENCH_SIZES` (1000,10000,100000).
+fn sizes() -> Vec<usize> {
+    std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000,100000".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse::<usize>().ok())
+        .collect()
+}
+
 /// Progress on stderr, so a long run shows where it is.
 fn step(what: &str) {
     eprintln!("[probe_round] {what}");
@@ -903,6 +935,16 @@ async fn orchestrate() {
     let mut table = Table(Vec::new());
     let phases = std::env::var("BENCH_PHASES").unwrap_or_default();
     let phase = |name: &str| phases.is_empty() || phases.split(',').any(|p| p == name);
+
+    // The phases that need no exporter of their own run alone when they are all that is
+    // asked for, without the first round.
+    let alone = ["memory", "discovery"];
+    if !phases.is_empty() && phases.split(',').all(|p| alone.contains(&p)) {
+        standalone(dir.path(), &phase, &mut table).await;
+        println!();
+        table.print();
+        return;
+    }
 
     // 1. One round of n tokens against a fast server.
     step(&format!("round of {n}"));
@@ -1394,6 +1436,7 @@ async fn orchestrate() {
     }
 
     drop(server);
+    standalone(dir.path(), &phase, &mut table).await;
 
     println!();
     table.print();

@@ -246,6 +246,10 @@ struct RawPolicies {
     max_unused: Option<Spanned<String>>,
 }
 
+/// A token as written. Every one is held at once while the file is decoded (a `Vec` that
+/// doubles as it grows), so what most tokens leave out is boxed: inline, the rotation block,
+/// the policies and the spanned overrides made each entry over 2 KB, the largest part of a
+/// large inventory's peak at start.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawToken {
@@ -253,12 +257,12 @@ struct RawToken {
     provider: Spanned<String>,
     #[serde(default)]
     secret: Option<SecretSource>,
-    #[serde(default)]
-    labels: BTreeMap<String, Spanned<String>>,
-    warning_before: Option<Spanned<String>>,
-    critical_before: Option<Spanned<String>>,
-    probe_interval: Option<Spanned<String>>,
-    probe_timeout: Option<Spanned<String>>,
+    #[serde(default, deserialize_with = "label_list")]
+    labels: Vec<(String, Spanned<String>)>,
+    warning_before: Option<Box<Spanned<String>>>,
+    critical_before: Option<Box<Spanned<String>>>,
+    probe_interval: Option<Box<Spanned<String>>>,
+    probe_timeout: Option<Box<Spanned<String>>>,
     token_type_hint: Option<String>,
     audiences: Option<Vec<String>>,
     accessor: Option<String>,
@@ -267,12 +271,46 @@ struct RawToken {
     key_id: Option<String>,
     access_key_id: Option<String>,
     access_key_id_file: Option<String>,
-    session_token: Option<SecretSource>,
+    session_token: Option<Box<SecretSource>>,
     email: Option<String>,
     username: Option<String>,
     #[serde(default)]
-    policies: RawPolicies,
-    rotate: Option<Spanned<crate::schema::rotate::RawRotate>>,
+    policies: Option<Box<RawPolicies>>,
+    rotate: Option<Box<Spanned<crate::schema::rotate::RawRotate>>>,
+}
+
+/// A token's `labels:` map as a list sorted by name, a later duplicate replacing an earlier
+/// one as a map's would: a `BTreeMap` allocates a node of eleven entries for the usual two.
+fn label_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, Spanned<String>)>, D::Error> {
+    struct List;
+    impl<'de> serde::de::Visitor<'de> for List {
+        type Value = Vec<(String, Spanned<String>)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut list: Self::Value = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+            while let Some(entry) = map.next_entry::<String, Spanned<String>>()? {
+                list.push(entry);
+            }
+            // Stable: equal names keep the file's order, and the last of them stays.
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut kept: Self::Value = Vec::with_capacity(list.len());
+            for entry in list {
+                match kept.last_mut() {
+                    Some(last) if last.0 == entry.0 => *last = entry,
+                    _ => kept.push(entry),
+                }
+            }
+            Ok(kept)
+        }
+    }
+    d.deserialize_map(List)
 }
 
 /// Collects issues while validating so that one pass reports them all.
@@ -289,7 +327,11 @@ impl Issues {
     }
 
     fn duration(&mut self, path: &str, raw: &Option<Spanned<String>>) -> Option<Duration> {
-        let raw = raw.as_ref()?;
+        self.duration_of(path, raw.as_ref())
+    }
+
+    fn duration_of(&mut self, path: &str, raw: Option<&Spanned<String>>) -> Option<Duration> {
+        let raw = raw?;
         match parse_duration(&raw.value) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -509,7 +551,7 @@ impl RawConfig {
                     line_of(&raw.provider),
                 );
             }
-            let mut labels = BTreeMap::new();
+            let mut labels = Vec::with_capacity(raw.labels.len());
             for (key, value) in raw.labels {
                 if !is_valid_label_name(&key) {
                     issues.push(
@@ -526,21 +568,21 @@ impl RawConfig {
                         line_of(&value),
                     );
                 }
-                labels.insert(key, value.value);
+                labels.push((key, value.value));
             }
             let warning_before = issues
-                .duration(&at("warning_before"), &raw.warning_before)
+                .duration_of(&at("warning_before"), raw.warning_before.as_deref())
                 .unwrap_or(global.thresholds.warning_before);
             let critical_before = issues
-                .duration(&at("critical_before"), &raw.critical_before)
+                .duration_of(&at("critical_before"), raw.critical_before.as_deref())
                 .unwrap_or(global.thresholds.critical_before);
             if critical_before >= warning_before
                 && (raw.warning_before.is_some() || raw.critical_before.is_some())
             {
                 let line = raw
                     .critical_before
-                    .as_ref()
-                    .or(raw.warning_before.as_ref())
+                    .as_deref()
+                    .or(raw.warning_before.as_deref())
                     .map(|s| s.referenced.line());
                 issues.push(
                     at("critical_before"),
@@ -553,10 +595,10 @@ impl RawConfig {
                 );
             }
             let probe_interval = issues
-                .duration(&at("probe_interval"), &raw.probe_interval)
+                .duration_of(&at("probe_interval"), raw.probe_interval.as_deref())
                 .unwrap_or(global.probe_interval);
             let probe_timeout = issues
-                .duration(&at("probe_timeout"), &raw.probe_timeout)
+                .duration_of(&at("probe_timeout"), raw.probe_timeout.as_deref())
                 .unwrap_or(global.probe_timeout);
             for (field, d, raw_d) in [
                 ("probe_interval", probe_interval, &raw.probe_interval),
@@ -575,7 +617,7 @@ impl RawConfig {
                 provider: provider_name,
                 source: None,
                 secret: raw.secret,
-                labels: labels.into(),
+                labels: Labels::sorted(labels),
                 thresholds: Thresholds {
                     warning_before,
                     critical_before,
@@ -591,13 +633,14 @@ impl RawConfig {
                     key_id: raw.key_id,
                     access_key_id: raw.access_key_id,
                     access_key_id_file: raw.access_key_id_file,
-                    session_token: raw.session_token,
+                    session_token: raw.session_token.map(|s| *s),
                     email: raw.email,
                     username: raw.username,
                 }
                 .into(),
                 policies: {
-                    let p = issues.policies(&at("policies"), &global.policies, &raw.policies);
+                    let over = raw.policies.unwrap_or_default();
+                    let p = issues.policies(&at("policies"), &global.policies, &over);
                     if p == *shared_policies {
                         shared_policies.clone()
                     } else {
@@ -613,7 +656,7 @@ impl RawConfig {
             }
             if let Some(block) = raw.rotate {
                 let (rotation, found) =
-                    rotate::validate(&format!("tokens[{i}]"), &spec, provider, block);
+                    rotate::validate(&format!("tokens[{i}]"), &spec, provider, *block);
                 issues.0.extend(found);
                 if let Some(r) = rotation {
                     rotations.insert(spec.name.clone(), Arc::new(r));

@@ -36,6 +36,12 @@ pub struct TokenSpec {
 pub struct Labels(Box<[(String, String)]>);
 
 impl Labels {
+    /// Labels from a list already sorted by name, without duplicates.
+    pub fn sorted(list: Vec<(String, String)>) -> Self {
+        debug_assert!(list.windows(2).all(|w| w[0].0 < w[1].0));
+        Labels(list.into_boxed_slice())
+    }
+
     pub fn get(&self, name: &str) -> Option<&String> {
         let i = self
             .0
