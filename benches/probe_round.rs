@@ -19,13 +19,14 @@
 //! introspection server and the bare loop are this program re-run with `BENCH_ROLE` set.
 //! Sizes: `BENCH_TOKENS` (10000), `BENCH_BIG_TOKENS` (100000) and `BENCH_VIEW_TOKENS`
 //! (50000). `BENCH_PHASES` picks phases
-//! (`round,bare,render,blackbox,wrk,big,views,minimal,sizes,callgrind,memory`; all by default) when
+//! (`round,bare,render,blackbox,wrk,big,views,minimal,sizes,callgrind,memory,discovery`; all by default) when
 //! iterating on one figure (the first round always runs).
 //!
 //! 7. Series per token with the smallest collector selection; 8. peak and settled RSS and
 //!    render at 1,000 / 10,000 / 100,000 tokens (`BENCH_SIZES`); 9. instructions per probe
 //!    under valgrind's callgrind, which a shared machine's noise does not move; 10. bytes
-//!    per token by part (`memory`), counted by this program's allocator.
+//!    per token by part (`memory`), counted by this program's allocator; 11. a `gitlab`
+//!    source listing 50,000 and 100,000 tokens from an in-process instance (`discovery`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -37,6 +38,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
+#[path = "probe_round/discovery.rs"]
+mod discovery;
 #[path = "probe_round/memory.rs"]
 mod memory;
 
@@ -54,6 +57,7 @@ fn main() {
     match std::env::var("BENCH_ROLE").as_deref() {
         Ok("server") => return server_main(),
         Ok("bare") => return bare_main(),
+        Ok("gitlab") => return discovery::gitlab_main(),
         _ => {}
     }
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it.
@@ -896,9 +900,18 @@ fn proc_meminfo(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The phases that start what they measure themselves: 10. bytes per token by part, counted
-/// in-process (`memory.rs`), at each `BENCH_SIZES`.
-async fn standalone(dir: &Path, phase: &dyn Fn(&str) -> bool, table: &mut Table) {
+/// The phases that start what they measure themselves: 10. a GitLab source listing 50,000
+/// and 100,000 tokens (`discovery.rs`); 11. bytes per token by part, counted in-process
+/// (`memory.rs`), at each `BENCH_SIZES`.
+async fn standalone(
+    dir: &Path,
+    client: &reqwest::Client,
+    phase: &dyn Fn(&str) -> bool,
+    table: &mut Table,
+) {
+    if phase("discovery") {
+        discovery::run(dir, client, table).await;
+    }
     if phase("memory") {
         for size in sizes() {
             step(&format!("memory: {size}"));
@@ -940,7 +953,7 @@ async fn orchestrate() {
     // asked for, without the first round.
     let alone = ["memory", "discovery"];
     if !phases.is_empty() && phases.split(',').all(|p| alone.contains(&p)) {
-        standalone(dir.path(), &phase, &mut table).await;
+        standalone(dir.path(), &client, &phase, &mut table).await;
         println!();
         table.print();
         return;
@@ -1436,7 +1449,7 @@ async fn orchestrate() {
     }
 
     drop(server);
-    standalone(dir.path(), &phase, &mut table).await;
+    standalone(dir.path(), &client, &phase, &mut table).await;
 
     println!();
     table.print();
