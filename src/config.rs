@@ -511,6 +511,7 @@ impl RawConfig {
         let mut rotations = BTreeMap::new();
         let mut tokens = Vec::with_capacity(self.tokens.len());
         let shared_policies = Arc::new(global.policies.clone());
+        let mut label_sets = crate::schema::LabelSets::default();
         for (i, raw) in self.tokens.into_iter().enumerate() {
             let at = |field: &str| format!("tokens[{i}].{field}");
             let name = raw.name.value.clone();
@@ -617,7 +618,7 @@ impl RawConfig {
                 provider: provider_name,
                 source: None,
                 secret: raw.secret,
-                labels: Labels::sorted(labels),
+                labels: label_sets.get(labels),
                 thresholds: Thresholds {
                     warning_before,
                     critical_before,

@@ -25,9 +25,13 @@ pub struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// Live allocations: each costs the allocator's own header and rounding on top of its bytes
+/// (glibc: 8 bytes and a 16-byte multiple, 32 bytes at least).
+static BLOCKS: AtomicUsize = AtomicUsize::new(0);
 
 fn add(n: usize) {
     if COUNTING.load(Ordering::Relaxed) {
+        BLOCKS.fetch_add(1, Ordering::Relaxed);
         let live = LIVE.fetch_add(n, Ordering::Relaxed) + n;
         PEAK.fetch_max(live, Ordering::Relaxed);
     }
@@ -35,7 +39,16 @@ fn add(n: usize) {
 
 fn sub(n: usize) {
     if COUNTING.load(Ordering::Relaxed) {
+        BLOCKS.fetch_sub(1, Ordering::Relaxed);
         LIVE.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+fn resize(old: usize, new: usize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        let live = LIVE.fetch_add(new, Ordering::Relaxed) + new;
+        LIVE.fetch_sub(old, Ordering::Relaxed);
+        PEAK.fetch_max(live - old, Ordering::Relaxed);
     }
 }
 
@@ -60,8 +73,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        sub(layout.size());
-        add(new_size);
+        resize(layout.size(), new_size);
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -89,6 +101,8 @@ pub struct Breakdown {
     pub facts: usize,
     /// The label text `/metrics` escapes once per token and keeps.
     pub labels: usize,
+    /// The allocations the four parts above hold.
+    pub blocks: usize,
     /// A scrape's snapshot, held while its body is written.
     pub snapshot: usize,
     /// The highest a whole scrape went above what it started from.
@@ -115,6 +129,7 @@ pub fn measure(config: &Path, n: usize) -> Breakdown {
     let headers = http::HeaderMap::new();
     COUNTING.store(true, Ordering::Relaxed);
     let base = live();
+    let blocks0 = BLOCKS.load(Ordering::Relaxed);
     peak_since_reset();
 
     let cfg = Config::load(config).expect("the benchmark's config loads");
@@ -145,6 +160,7 @@ pub fn measure(config: &Path, n: usize) -> Breakdown {
     let before = live();
     drop(metrics.snapshot());
     let labels = live() - before;
+    let blocks = BLOCKS.load(Ordering::Relaxed) - blocks0;
 
     let before = live();
     peak_since_reset();
@@ -172,6 +188,7 @@ pub fn measure(config: &Path, n: usize) -> Breakdown {
         store: store_bytes,
         facts,
         labels,
+        blocks,
         snapshot,
         scrape_peak,
         body,
@@ -212,6 +229,10 @@ impl Breakdown {
             (
                 format!("{n} tokens, bytes per token: held in all (the four above)"),
                 self.per(held),
+            ),
+            (
+                format!("{n} tokens: allocations held per token"),
+                format!("{:.1}", self.blocks as f64 / n as f64),
             ),
             (
                 format!("{n} tokens, bytes per token: a scrape's snapshot"),

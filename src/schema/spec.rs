@@ -31,15 +31,16 @@ pub struct TokenSpec {
 }
 
 /// A token's inventory labels, sorted by name. A slice, not a `BTreeMap`: a map allocates a
-/// 544-byte node for the usual two labels, and there is one per token.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Labels(Box<[(String, String)]>);
+/// 544-byte node for the usual two labels, and there is one per token. Shared: tokens with
+/// the same labels (a team, an owner, a source's) hold one copy ([`LabelSets`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Labels(Arc<[(String, String)]>);
 
 impl Labels {
     /// Labels from a list already sorted by name, without duplicates.
     pub fn sorted(list: Vec<(String, String)>) -> Self {
         debug_assert!(list.windows(2).all(|w| w[0].0 < w[1].0));
-        Labels(list.into_boxed_slice())
+        Labels(list.into())
     }
 
     pub fn get(&self, name: &str) -> Option<&String> {
@@ -66,6 +67,29 @@ impl Labels {
 impl From<BTreeMap<String, String>> for Labels {
     fn from(map: BTreeMap<String, String>) -> Self {
         Labels(map.into_iter().collect())
+    }
+}
+
+impl std::borrow::Borrow<[(String, String)]> for Labels {
+    fn borrow(&self) -> &[(String, String)] {
+        &self.0
+    }
+}
+
+/// The distinct label sets of an inventory: each token's [`Labels`] is the one copy of its
+/// set, so an inventory of many tokens and few teams and owners holds few sets.
+#[derive(Default)]
+pub struct LabelSets(std::collections::HashSet<Labels>);
+
+impl LabelSets {
+    /// The shared copy of `list` (sorted by name, without duplicates).
+    pub fn get(&mut self, list: Vec<(String, String)>) -> Labels {
+        if let Some(l) = self.0.get(list.as_slice()) {
+            return l.clone();
+        }
+        let l = Labels::sorted(list);
+        self.0.insert(l.clone());
+        l
     }
 }
 
