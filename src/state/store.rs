@@ -436,6 +436,11 @@ pub fn apply(
                 facts.flags.push(KEPT_EXPIRY.into());
             }
         }
+        // Kept until the next conclusive answer, one per token: a list grown while an
+        // answer was parsed holds up to twice its length.
+        facts.scopes.shrink_to_fit();
+        facts.audience.shrink_to_fit();
+        facts.flags.shrink_to_fit();
         state.facts = Arc::new(facts);
         state.last_verdict_at = Some(at);
     } else if known_expiry == Expiry::Undisclosed && outcome.facts.expiry != Expiry::Undisclosed {
