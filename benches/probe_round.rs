@@ -1401,7 +1401,7 @@ async fn orchestrate() {
             let mut e = Exporter::start(&config, dir.path().join(format!("size{size}.log")));
             let _ = wait_round(&client, &mut e).await;
             let round_peak = proc_kb(e.pid(), "VmHWM");
-            let (lat, body, _) = scrape(&client, &e, 30).await;
+            let (lat, body, cpu) = scrape(&client, &e, 30).await;
             table.row(
                 &format!("{size} tokens: peak RSS of the first round; RSS after 30 scrapes; peak"),
                 format!(
@@ -1414,8 +1414,14 @@ async fn orchestrate() {
                 None,
             );
             table.row(
-                &format!("{size} tokens: /metrics median render, body (plain)"),
-                format!("{}, {:.1} MB", ms(pct(&lat, 0.5)), body as f64 / 1e6),
+                &format!("{size} tokens: /metrics median render, p99; exporter CPU a scrape; body (plain)"),
+                format!(
+                    "{}, {}; {}; {:.1} MB",
+                    ms(pct(&lat, 0.5)),
+                    ms(pct(&lat, 0.99)),
+                    ms(cpu),
+                    body as f64 / 1e6
+                ),
                 "",
                 None,
             );
