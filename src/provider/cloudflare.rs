@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::http::{self, common_status};
 use super::{
     BoxFuture, BuildContext, LimitKey, Provider, ProviderKind, Renamed, refuse_params,
-    renamed_setting, require_secret,
+    require_secret, url_or_old_endpoint,
 };
 use crate::model::{Expiry, ProbeOutcome, RateLimit, Reason, TokenFacts, Verdict};
 use crate::schema::TokenSpec;
@@ -55,15 +55,11 @@ pub struct Config {
 impl Config {
     /// The setting in use, by name, and the API v4 base it gives (`.../client/v4`).
     fn api_base(&self) -> Result<(&'static str, String), String> {
-        Ok(
-            match renamed_setting(
-                ("url", self.url.as_ref()),
-                ("api_url", self.api_url.as_ref()),
-            )? {
-                Some(("api_url", old)) => ("api_url", old.clone()),
-                Some((name, url)) => (name, http::join(url, API_PATH)),
-                None => ("url", http::join(DEFAULT_URL, API_PATH)),
-            },
+        url_or_old_endpoint(
+            self.url.as_ref(),
+            ("api_url", self.api_url.as_ref()),
+            DEFAULT_URL,
+            API_PATH,
         )
     }
 }

@@ -15,8 +15,8 @@ use serde_json::Value;
 use super::http::{self, common_status};
 use super::oauth2::safe_code;
 use super::{
-    BoxFuture, BuildContext, Provider, ProviderKind, Renamed, refuse_params, renamed_setting,
-    require_secret,
+    BoxFuture, BuildContext, Provider, ProviderKind, Renamed, refuse_params, require_secret,
+    url_or_old_endpoint,
 };
 use crate::model::{Anomaly, ExpiryRead, ProbeOutcome, Reason, TokenFacts, read_numeric_date};
 use crate::schema::TokenSpec;
@@ -42,15 +42,11 @@ pub struct Config {
 impl Config {
     /// The setting in use, by name, and the tokeninfo endpoint it gives.
     fn endpoint(&self) -> Result<(&'static str, String), String> {
-        Ok(
-            match renamed_setting(
-                ("url", self.url.as_ref()),
-                ("tokeninfo_url", self.tokeninfo_url.as_ref()),
-            )? {
-                Some(("tokeninfo_url", old)) => ("tokeninfo_url", old.clone()),
-                Some((name, url)) => (name, http::join(url, TOKENINFO_PATH)),
-                None => ("url", http::join(DEFAULT_URL, TOKENINFO_PATH)),
-            },
+        url_or_old_endpoint(
+            self.url.as_ref(),
+            ("tokeninfo_url", self.tokeninfo_url.as_ref()),
+            DEFAULT_URL,
+            TOKENINFO_PATH,
         )
     }
 }

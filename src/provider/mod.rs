@@ -191,6 +191,22 @@ pub fn renamed_setting<'a, T>(
     }
 }
 
+/// The endpoint of a kind whose old setting named the whole endpoint and whose `url` names
+/// the server: `url` gets `path` appended, the old name is taken as it is, neither gives
+/// `default` + `path`. Returns the setting's name too, for the error that names it.
+pub fn url_or_old_endpoint(
+    url: Option<&String>,
+    old: (&'static str, Option<&String>),
+    default: &str,
+    path: &str,
+) -> Result<(&'static str, String), String> {
+    Ok(match renamed_setting(("url", url), old)? {
+        Some((name, value)) if name == old.0 => (name, value.clone()),
+        Some((name, value)) => (name, http::join(value, path)),
+        None => ("url", http::join(default, path)),
+    })
+}
+
 /// Shared resources for building providers.
 #[derive(Clone)]
 pub struct BuildContext {

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::http::{self, common_status};
 use super::{
     BoxFuture, BuildContext, LimitKey, Provider, ProviderKind, Renamed, refuse_params,
-    renamed_setting, require_secret,
+    require_secret, url_or_old_endpoint,
 };
 use crate::model::{Expiry, ProbeOutcome, Reason, TokenFacts, Verdict};
 use crate::schema::TokenSpec;
@@ -47,15 +47,11 @@ pub struct Config {
 impl Config {
     /// The setting in use, by name, and the Web API base it gives (`.../api`).
     fn api_base(&self) -> Result<(&'static str, String), String> {
-        Ok(
-            match renamed_setting(
-                ("url", self.url.as_ref()),
-                ("api_url", self.api_url.as_ref()),
-            )? {
-                Some(("api_url", old)) => ("api_url", old.clone()),
-                Some((name, url)) => (name, http::join(url, API_PATH)),
-                None => ("url", http::join(DEFAULT_URL, API_PATH)),
-            },
+        url_or_old_endpoint(
+            self.url.as_ref(),
+            ("api_url", self.api_url.as_ref()),
+            DEFAULT_URL,
+            API_PATH,
         )
     }
 }

@@ -117,3 +117,28 @@ fn every_kind_decodes_to_its_variant_and_names_itself() {
         assert_eq!(listed_as(&config), kind);
     }
 }
+
+#[test]
+fn an_old_endpoint_setting_is_taken_whole_and_url_gets_the_path() {
+    let server = "http://127.0.0.1:9/prefix".to_string();
+    let whole = "http://127.0.0.1:9/elsewhere/api".to_string();
+    assert_eq!(
+        url_or_old_endpoint(Some(&server), ("api_url", None), "https://d", "/api").unwrap(),
+        ("url", "http://127.0.0.1:9/prefix/api".to_string())
+    );
+    assert_eq!(
+        url_or_old_endpoint(None, ("api_url", Some(&whole)), "https://d", "/api").unwrap(),
+        ("api_url", whole.clone())
+    );
+    assert_eq!(
+        url_or_old_endpoint(None, ("api_url", None), "https://d", "/api").unwrap(),
+        ("url", "https://d/api".to_string())
+    );
+    let both = url_or_old_endpoint(
+        Some(&server),
+        ("api_url", Some(&whole)),
+        "https://d",
+        "/api",
+    );
+    assert!(both.unwrap_err().contains("give only url"));
+}
