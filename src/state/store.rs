@@ -441,6 +441,7 @@ pub fn apply(
         facts.scopes.shrink_to_fit();
         facts.audience.shrink_to_fit();
         facts.flags.shrink_to_fit();
+        facts.extra.shrink_to_fit();
         state.facts = Arc::new(facts);
         state.last_verdict_at = Some(at);
     } else if known_expiry == Expiry::Undisclosed && outcome.facts.expiry != Expiry::Undisclosed {
