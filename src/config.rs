@@ -59,6 +59,11 @@ pub struct Config {
     pub sources: Vec<Arc<sources::SourceSpec>>,
     /// The tokens that have a `rotate:` block, by name (see [`rotate`]); none by default.
     pub rotations: BTreeMap<String, Arc<crate::schema::rotate::RotateSpec>>,
+    /// For a discovered token that rotates (`sources::compose`), the key of its record in
+    /// `rotation.json`: its identity (a file's path, a Secret's key), not its name, so a
+    /// rotation interrupted while the token was out of the listing resumes when it returns.
+    /// Configured tokens are keyed by name and are not here.
+    pub rotation_keys: BTreeMap<String, String>,
 }
 
 /// Defaults and limits that apply to every token.
@@ -637,6 +642,8 @@ impl RawConfig {
                     session_token: raw.session_token.map(|s| *s),
                     email: raw.email,
                     username: raw.username,
+                    last_used_at: None,
+                    sliding_window_seconds: None,
                 }
                 .into(),
                 policies: {
@@ -680,6 +687,7 @@ impl RawConfig {
                 notify,
                 sources,
                 rotations,
+                rotation_keys: BTreeMap::new(),
             })
         } else {
             Err(ConfigError {

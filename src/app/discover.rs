@@ -63,6 +63,7 @@ pub fn spawn(
     shard: Shard,
     ctx: BuildContext,
     health: Arc<Health>,
+    rotation: tokio::sync::watch::Sender<Inventory>,
 ) -> DiscoveryHandle {
     let (tx, rx) = mpsc::channel(64);
     let handle = DiscoveryHandle {
@@ -74,6 +75,8 @@ pub fn spawn(
         shard,
         ctx,
         health,
+        rotation,
+        notes: sources::rotate::Notes::new(),
         listings: BTreeMap::new(),
         tasks: BTreeMap::new(),
         generation: 0,
@@ -91,6 +94,11 @@ struct Discovery {
     shard: Shard,
     ctx: BuildContext,
     health: Arc<Health>,
+    /// The rotation task's inventory: configured tokens plus the listed ones, whose
+    /// rotations come from their source's `rotate:` (`sources::rotate`).
+    rotation: tokio::sync::watch::Sender<Inventory>,
+    /// The last compose's listed tokens that are not rotated, to log each change once.
+    notes: sources::rotate::Notes,
     /// Each source's last good listing.
     listings: BTreeMap<String, Listing>,
     /// Each source's listing task and its generation (a report from an older one is dropped).
@@ -185,18 +193,40 @@ impl Discovery {
     }
 
     /// Hands the scheduler the configured tokens plus every source's last good listing.
-    async fn apply(&self) {
-        let (mut config, left) = sources::compose(&self.base.config, &self.listings);
+    async fn apply(&mut self) {
+        let (mut config, left, notes) = sources::compose_noted(&self.base.config, &self.listings);
         config
             .tokens
             .retain(|t| t.source.is_none() || self.shard.owns(&t.name));
+        let kept: std::collections::HashSet<&str> =
+            config.tokens.iter().map(|t| t.name.as_str()).collect();
+        config
+            .rotations
+            .retain(|name, _| kept.contains(name.as_str()));
+        config
+            .rotation_keys
+            .retain(|name, _| kept.contains(name.as_str()));
+        drop(kept);
         self.health.composed(&left);
-        self.scheduler
-            .reload(Inventory {
-                config: Arc::new(config),
-                providers: self.base.providers.clone(),
-            })
-            .await;
+        self.health.not_rotated(&notes);
+        for note in notes.values().flatten() {
+            let known = self.notes.values().flatten().any(|n| n == note);
+            if !known {
+                tracing::warn!(
+                    token = %note.token,
+                    reason = note.reason,
+                    detail = %note.detail,
+                    "the source's rotate: does not apply to this token: it is watched, not rotated"
+                );
+            }
+        }
+        self.notes = notes;
+        let inventory = Inventory {
+            config: Arc::new(config),
+            providers: self.base.providers.clone(),
+        };
+        self.rotation.send_replace(inventory.clone());
+        self.scheduler.reload(inventory).await;
     }
 }
 

@@ -2,7 +2,8 @@
 //! token once, then runs its rotation through the same state machine, state file and lock as
 //! the daemon (so it waits for a rotation the daemon is running, and never runs beside one).
 //! It starts a rotation that is not due yet, ignores the backoff, and resumes one a crash
-//! left `interrupted`. Exit codes: 0 rotated (or planned, with `--dry-run`); 1 the rotation
+//! left `interrupted`. A discovered token (`<source>/<name>`, its source with `rotate:`) is
+//! found by listing its source once first. Exit codes: 0 rotated (or planned, with `--dry-run`); 1 the rotation
 //! failed; 2 the config does not load or the token has no `rotate:` block.
 
 use std::path::PathBuf;
@@ -29,6 +30,13 @@ pub async fn run(opts: Options) -> u8 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
+            return 2;
+        }
+    };
+    let config = match discovered(config, &opts.token).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rotate: {}: {e}", opts.token);
             return 2;
         }
     };
@@ -109,4 +117,40 @@ pub async fn run(opts: Options) -> u8 {
             1
         }
     }
+}
+
+/// `config`, with the tokens of `token`'s source when it is a discovered one: its source
+/// (the name before the first `/`) is listed once, as the daemon lists it. A configured
+/// token, or a source without `rotate:`, leaves the config as it is.
+async fn discovered(config: Config, token: &str) -> Result<Config, String> {
+    if config.rotations.contains_key(token) {
+        return Ok(config);
+    }
+    let Some(spec) = token
+        .split_once('/')
+        .and_then(|(source, _)| config.sources.iter().find(|s| s.name == source))
+        .filter(|s| s.rotate.is_some())
+        .cloned()
+    else {
+        return Ok(config);
+    };
+    let listing = crate::sources::list(&spec, &config, &BuildContext::new())
+        .await
+        .map_err(|e| {
+            format!(
+                "source {:?} cannot list ({}): {}",
+                spec.name,
+                e.reason.as_str(),
+                e.detail
+            )
+        })?;
+    let listings = std::collections::BTreeMap::from([(spec.name.clone(), listing)]);
+    let (composed, _, notes) = crate::sources::compose_noted(&config, &listings);
+    if let Some(note) = notes.values().flatten().find(|n| n.token == token) {
+        return Err(format!(
+            "the source's rotate: does not apply to it ({}): {}",
+            note.reason, note.detail
+        ));
+    }
+    Ok(composed)
 }

@@ -143,6 +143,7 @@ pub async fn run(
         opts.shard,
         ctx.clone(),
         status.sources.clone(),
+        rotation,
     );
     spawn_ledger_flusher(store.clone());
 
@@ -155,7 +156,6 @@ pub async fn run(
             web: web.clone(),
             max_drop: opts.reload_max_drop,
             running: running_tokens,
-            rotation,
         },
         discovery,
         notifier,
@@ -220,8 +220,6 @@ struct Reloader {
     max_drop: f64,
     /// The tokens of the config running now, to tell how many a new one removes.
     running: Vec<Arc<config::TokenSpec>>,
-    /// The rotation task's inventory (see `rotate::service`).
-    rotation: tokio::sync::watch::Sender<scheduler::Inventory>,
 }
 
 /// Applies reload requests one at a time. A bad config keeps the running one, and so does
@@ -236,7 +234,6 @@ async fn reloader(
         web,
         max_drop,
         mut running,
-        rotation,
     }: Reloader,
     discovery: DiscoveryHandle,
     notifier: notify::NotifyHandle,
@@ -257,8 +254,8 @@ async fn reloader(
                 running = inventory.config.tokens.clone();
                 let tokens = inventory.config.tokens.len();
                 notifier.reload(&inventory.config.notify).await;
-                rotation.send_replace(inventory.clone());
-                // Through discovery: the scheduler runs the new tokens plus the listed ones.
+                // Through discovery: the scheduler and the rotation task run the new tokens
+                // plus the listed ones.
                 discovery.reload(inventory).await;
                 status.reload_succeeded();
                 tracing::info!(file = %path.display(), tokens, force, "config reloaded");

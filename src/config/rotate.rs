@@ -16,11 +16,15 @@ use crate::schema::rotate::{
 use crate::secret::SecretSource;
 
 /// The rotator kinds, as `kind:` names them.
-pub const ROTATORS: [&str; 4] = [
+pub const ROTATORS: [&str; 8] = [
     "vault_renew",
     "oauth2_refresh",
     "gitlab_rotate",
     "aws_rotate",
+    "cloudflare_roll",
+    "slack_refresh",
+    "github_app",
+    "entra_id_password",
 ];
 
 /// How long `aws_rotate` keeps the old key (inactive) before deleting it, by default.
@@ -36,6 +40,10 @@ fn provider_kinds(rotator: &str) -> &'static [&'static str] {
         "oauth2_refresh" => &["oauth2_introspection", "jwt"],
         "gitlab_rotate" => &["gitlab"],
         "aws_rotate" => &["aws"],
+        "cloudflare_roll" => &["cloudflare"],
+        "slack_refresh" => &["slack"],
+        "github_app" => &["github"],
+        "entra_id_password" => &["entra_id"],
         _ => &[],
     }
 }
@@ -171,6 +179,9 @@ pub fn validate(
             block_line,
         );
     }
+    if let (Some(r), Some(w)) = (&rotator, &when) {
+        saas::check_when(&mut c, r, w, block_line);
+    }
     let mut deliver = Vec::new();
     for (i, d) in raw.deliver.into_iter().enumerate() {
         if let Some(d) = deliver_entry(&mut c, i, d) {
@@ -225,7 +236,14 @@ fn rotator(
         );
         return None;
     }
-    let fields: [(&str, bool); 9] = [
+    let fields: [(&str, bool); 16] = [
+        ("credential", r.credential.is_some()),
+        ("app_id", r.app_id.is_some()),
+        ("installation_id", r.installation_id.is_some()),
+        ("private_key", r.private_key.is_some()),
+        ("repositories", r.repositories.is_some()),
+        ("permissions", r.permissions.is_some()),
+        ("display_name", r.display_name.is_some()),
         ("retire_after", r.retire_after.is_some()),
         ("expires_in", r.expires_in.is_some()),
         ("increment", r.increment.is_some()),
@@ -240,6 +258,16 @@ fn rotator(
         "vault_renew" => &["increment"],
         "gitlab_rotate" => &["expires_in"],
         "aws_rotate" => &["retire_after"],
+        "cloudflare_roll" => &["credential"],
+        "slack_refresh" => &["client_id", "client_secret", "refresh_token_file"],
+        "github_app" => &[
+            "app_id",
+            "installation_id",
+            "private_key",
+            "repositories",
+            "permissions",
+        ],
+        "entra_id_password" => &["expires_in", "display_name", "client_id", "client_secret"],
         _ => &[
             "token_endpoint",
             "issuer",
@@ -347,6 +375,14 @@ fn rotator(
             };
             Some(Rotator::AwsRotate { retire_after })
         }
+        "cloudflare_roll" => saas::cloudflare_roll(c, token, at_line, r),
+        "slack_refresh" => saas::slack_refresh(c, token, at_line, r),
+        "github_app" => identity::github_app(r, at_line)
+            .map_err(|(field, e, l)| c.push(field, e, l))
+            .ok(),
+        "entra_id_password" => identity::entra_id_password(token, r, at_line)
+            .map_err(|(field, e, l)| c.push(field, e, l))
+            .ok(),
         _ => {
             let endpoint = match (&r.token_endpoint, &r.issuer) {
                 (Some(_), Some(i)) => {
@@ -530,6 +566,7 @@ fn check_delivery(
             block_line,
         );
     }
+    saas::check_own_files(c, rotator, deliver, block_line);
     if let (Rotator::AwsRotate { .. }, Some(id_file)) =
         (rotator, token.params.access_key_id_file.as_deref())
         && deliver
@@ -571,6 +608,9 @@ fn check_delivery(
         Some(SecretSource::Memory(_)) => {}
     }
 }
+
+mod identity;
+mod saas;
 
 #[cfg(test)]
 mod tests;

@@ -21,11 +21,18 @@ use crate::secret::SecretSource;
 mod simple;
 pub use simple::{CloudflareSource, OktaSource};
 
+mod auto;
+mod docker_hub;
 mod entra;
 mod github;
+mod gitlab;
 mod kubernetes;
+pub use docker_hub::DockerHubSource;
+pub mod rotate;
+pub use auto::{AUTO, detect_configured};
 pub use entra::EntraSettings;
 pub use github::GithubSource;
+pub use gitlab::GitlabWalk;
 pub use kubernetes::KubernetesSecrets;
 
 /// The source kinds `kind:` accepts.
@@ -38,6 +45,7 @@ pub const SOURCE_KINDS: &[&str] = &[
     "kubernetes_secrets",
     "cloudflare",
     "okta",
+    "docker_hub",
 ];
 
 /// GitLab's own server, where `url` is not set.
@@ -66,6 +74,8 @@ pub struct SourceSpec {
     pub probe_timeout: Duration,
     /// `global.policies` with this source's overrides.
     pub policies: Arc<Policies>,
+    /// `rotate:`, for the sources that hold their tokens' values (`sources::rotate`).
+    pub rotate: Option<rotate::SourceRotate>,
 }
 
 /// What a source lists, and how.
@@ -109,17 +119,8 @@ pub enum SourceKind {
     },
     /// Secrets chosen by a label selector (`src/sources/kubernetes_secrets.rs`).
     KubernetesSecrets(KubernetesSecrets),
-}
-
-/// Which of GitLab's lists a gitlab source reads.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct GitlabWalk {
-    /// Every user's personal access tokens (an administrator's credential).
-    pub personal: bool,
-    /// The access tokens of every group the credential owns.
-    pub groups: bool,
-    /// The access tokens of every project the credential maintains.
-    pub projects: bool,
+    /// Docker Hub's personal and organization access tokens (`src/sources/docker_hub.rs`).
+    DockerHub(DockerHubSource),
 }
 
 impl SourceKind {
@@ -133,6 +134,7 @@ impl SourceKind {
             SourceKind::Github(_) => "github",
             SourceKind::EntraId { .. } => "entra_id",
             SourceKind::KubernetesSecrets(_) => "kubernetes_secrets",
+            SourceKind::DockerHub(_) => "docker_hub",
         }
     }
 }
@@ -201,9 +203,14 @@ pub(super) struct RawSource {
     projects: bool,
     max_concurrency: Option<Spanned<usize>>,
     #[serde(default)]
+    deploy_tokens: bool,
+    #[serde(default)]
+    instance_deploy_tokens: bool,
+    #[serde(default)]
     user: bool,
     account_id: Option<Spanned<String>>,
     org: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
     app_id: Option<Spanned<String>>,
     installation_id: Option<Spanned<u64>>,
     #[serde(default)]
@@ -235,6 +242,7 @@ pub(super) struct RawSource {
     probe_timeout: Option<Spanned<String>>,
     #[serde(default)]
     policies: RawPolicies,
+    rotate: Option<Spanned<rotate::RawSourceRotate>>,
 }
 
 /// Validates every source; issues go to `issues` with `sources[i].field` paths.
@@ -307,9 +315,11 @@ pub(super) fn validate(
             not_for(issues, "user", raw.user);
             not_for(issues, "account_id", raw.account_id.is_some());
         }
+        for (field, set) in docker_hub::set_elsewhere(&raw) {
+            not_for(issues, field, set);
+        }
         if raw.kind.value != "github" {
             for (field, set) in [
-                ("org", raw.org.is_some()),
                 ("app_id", raw.app_id.is_some()),
                 ("installation_id", raw.installation_id.is_some()),
                 ("credential_authorizations", raw.credential_authorizations),
@@ -333,6 +343,7 @@ pub(super) fn validate(
             "kubernetes_secrets",
             "cloudflare",
             "okta",
+            "docker_hub",
         ]
         .contains(&raw.kind.value.as_str())
         {
@@ -351,10 +362,11 @@ pub(super) fn validate(
         }
         if raw.kind.value != "gitlab" {
             for (field, set) in [
-                ("personal", raw.personal),
                 ("groups", raw.groups),
                 ("projects", raw.projects),
                 ("max_concurrency", raw.max_concurrency.is_some()),
+                ("deploy_tokens", raw.deploy_tokens),
+                ("instance_deploy_tokens", raw.instance_deploy_tokens),
             ] {
                 not_for(issues, field, set);
             }
@@ -422,56 +434,8 @@ pub(super) fn validate(
             }
             "gitlab" => {
                 not_for(issues, "path", raw.path.is_some());
-                let provider = if raw.provider.is_none() {
-                    issues.push(
-                        at("provider"),
-                        "a gitlab source needs provider: a static entry, which holds the dates GitLab states",
-                        line,
-                    );
-                    None
-                } else {
-                    provider_of(issues, "static")
-                };
-                if raw.credential.is_none() {
-                    issues.push(
-                        at("credential"),
-                        "a gitlab source needs credential: {env: NAME}, {file: PATH} or {exec: [...]}, a token with read_api",
-                        line,
-                    );
-                }
-                if !(raw.personal || raw.groups || raw.projects) {
-                    issues.push(
-                        at("kind"),
-                        "a gitlab source reads at least one of personal, groups, projects (set it to true)",
-                        line,
-                    );
-                }
-                let url = raw.url.as_ref().map_or(GITLAB_URL, |u| u.value.as_str());
-                if let Err(e) = crate::provider::http::check_base_url("url", url) {
-                    issues.push(at("url"), e, raw.url.as_ref().and_then(line_of).or(line));
-                }
-                let max_concurrency = match &raw.max_concurrency {
-                    Some(n) if n.value == 0 => {
-                        issues.push(at("max_concurrency"), "must be at least 1", line_of(n));
-                        1
-                    }
-                    Some(n) => n.value,
-                    None => GITLAB_CONCURRENCY,
-                };
-                match (provider, raw.credential.clone()) {
-                    (Some(provider), Some(credential)) => Some(SourceKind::Gitlab {
-                        url: url.trim_end_matches('/').to_string(),
-                        provider,
-                        credential,
-                        walk: GitlabWalk {
-                            personal: raw.personal,
-                            groups: raw.groups,
-                            projects: raw.projects,
-                        },
-                        max_concurrency,
-                    }),
-                    _ => None,
-                }
+                let provider = static_entry(issues, "GitLab");
+                gitlab::decode(&raw, provider, &at, issues)
             }
             "cloudflare" => {
                 not_for(issues, "path", raw.path.is_some());
@@ -482,6 +446,9 @@ pub(super) fn validate(
                 not_for(issues, "path", raw.path.is_some());
                 let provider = static_entry(issues, "Okta");
                 simple::okta(&raw, provider, &at, issues)
+            }
+            "docker_hub" => {
+                docker_hub::decode(&raw, static_entry(issues, "Docker Hub"), &at, issues)
             }
             kind @ ("github" | "entra_id") => {
                 not_for(issues, "path", raw.path.is_some());
@@ -580,6 +547,9 @@ pub(super) fn validate(
             );
         }
         let policies = issues.policies(&at("policies"), &global.policies, &raw.policies);
+        let rotate = raw.rotate.clone().and_then(|r| {
+            rotate::decode(&format!("sources[{i}]"), &name, &raw.kind.value, r, issues)
+        });
         if let Some(kind) = kind {
             out.push(Arc::new(SourceSpec {
                 name,
@@ -599,6 +569,7 @@ pub(super) fn validate(
                 probe_interval,
                 probe_timeout,
                 policies: Arc::new(policies),
+                rotate,
             }));
         }
     }
@@ -619,63 +590,6 @@ pub fn entry_of_kind<'a>(
             "several providers are of kind {kind}: name one instead of auto"
         )),
     }
-}
-
-/// `provider: auto`: the provider is detected from the secret's prefix.
-pub const AUTO: &str = "auto";
-
-/// The most of a secret read to detect its provider: every documented token is far shorter.
-const DETECT_BYTES: u64 = 64 * 1024;
-
-/// The provider entry of a configured `provider: auto` token: its secret is read once, when
-/// the config is loaded, and its prefix looked up in `provider::detect`. An `exec` secret is
-/// not run at load time. The messages name the product, never the secret.
-pub fn detect_configured(
-    secret: Option<&SecretSource>,
-    providers: &BTreeMap<String, ProviderConfig>,
-) -> Result<String, String> {
-    use std::io::Read;
-    let mut value = match secret {
-        None => {
-            return Err("provider: auto needs the token's secret to detect its provider".into());
-        }
-        // Only a source makes a memory secret, and a source detects its tokens itself.
-        Some(SecretSource::Memory(_)) => {
-            return Err("provider: auto cannot read a secret held in memory".into());
-        }
-        Some(SecretSource::Exec(_)) => {
-            return Err("provider: auto reads the secret when the config is loaded, which an exec source is not run for; name the provider".into());
-        }
-        Some(SecretSource::Env(name)) => std::env::var(name).map_err(|_| {
-            format!("provider: auto cannot read environment variable {name} to detect the provider")
-        })?,
-        Some(SecretSource::File(file)) => {
-            let mut text = String::new();
-            std::fs::File::open(file.path())
-                .and_then(|f| f.take(DETECT_BYTES).read_to_string(&mut text))
-                .map_err(|e| {
-                    format!(
-                        "provider: auto cannot read {} to detect the provider: {}",
-                        file.path().display(),
-                        e.kind()
-                    )
-                })?;
-            text
-        }
-    };
-    let found = crate::provider::detect::detect(value.trim());
-    zeroize::Zeroize::zeroize(&mut value);
-    let row = found
-        .ok_or("provider: auto: the secret's prefix names no known provider; name the provider")?;
-    let kind = row.kind.ok_or_else(|| {
-        format!(
-            "provider: auto: the secret is a {}, which no provider kind probes",
-            row.product
-        )
-    })?;
-    entry_of_kind(providers, kind)
-        .map(str::to_string)
-        .map_err(|e| format!("provider: auto: the secret is a {}, but {e}", row.product))
 }
 
 #[cfg(test)]

@@ -615,7 +615,7 @@ fn render_row(html: &mut String, v: &TokenView) {
         html,
         "<tr class=\"{severity}\" data-token=\"{name}\" data-state=\"{state}\"><td><b>{name}</b><br><small>{fp}</small></td>\
          <td class=\"s-{state}\">{state}<br><small>{reason}</small></td>\
-         <td>{expires_in}<br><small>{expires_at}</small>{rotation}</td><td>{provider}<br><small>{kind}{source}</small></td>\
+         <td>{expires_in}<br><small>{expires_at}</small>{used}{rotation}</td><td>{provider}<br><small>{kind}{source}</small></td>\
          <td>{owner}</td><td>{scopes}</td><td>{policies}</td><td><small>{last_probe}<br>{detail}</small></td></tr>",
         name = escape(&v.name),
         fp = escape(v.fingerprint.as_deref().unwrap_or("")),
@@ -623,6 +623,14 @@ fn render_row(html: &mut String, v: &TokenView) {
         reason = escape(v.reason.as_deref().unwrap_or("")),
         expires_in = escape(&v.expires_in),
         expires_at = escape(&v.expires_at.as_deref().map(short_time).unwrap_or_default()),
+        used = v
+            .last_used_at
+            .as_deref()
+            .map(|t| format!(
+                "<br><small class=\"used\">last used {}</small>",
+                escape(&short_time(t))
+            ))
+            .unwrap_or_default(),
         provider = escape(&v.provider),
         kind = escape(&v.kind),
         rotation = rotation_cell(v),

@@ -227,6 +227,16 @@ impl Settings {
         self.padding.range(cost..).map(|(_, h)| h.clone()).collect()
     }
 
+    /// What a wrong password for `user` is checked against, in order: the user's hash (the
+    /// dummy hash for an unknown name), then the padding of a known user's hash. The one
+    /// place that decides the work, so that an unknown name costs what a known one does.
+    fn checks_for(&self, user: &str) -> (bool, String, Vec<String>) {
+        match self.users.get(user) {
+            Some(hash) => (true, hash.clone(), self.padding_for(hash)),
+            None => (false, self.dummy_hash.clone(), Vec::new()),
+        }
+    }
+
     fn open() -> Settings {
         Settings {
             tls: None,
@@ -352,10 +362,9 @@ impl Web {
         let Some((user, password)) = basic_credentials(headers) else {
             return Auth::Refused(Refusal::Missing);
         };
-        let known = settings.users.get(&user);
-        let hash = known.unwrap_or(&settings.dummy_hash).clone();
+        let (known, hash, padding) = settings.checks_for(&user);
         let key = cache_key(&user, &hash, &password);
-        if known.is_some()
+        if known
             && settings
                 .auth_cache
                 .lock()
@@ -372,10 +381,6 @@ impl Web {
         let Ok(permit) = self.bcrypt_gate.clone().acquire_owned().await else {
             return Auth::Refused(Refusal::Invalid);
         };
-        let padding = match known {
-            Some(_) => settings.padding_for(&hash),
-            None => Vec::new(),
-        };
         let matches = tokio::task::spawn_blocking(move || {
             let _held = (permit, admitted);
             let ok = bcrypt::verify(password.as_slice(), &hash).unwrap_or(false);
@@ -388,7 +393,7 @@ impl Web {
         })
         .await
         .unwrap_or(false);
-        if !(matches && known.is_some()) {
+        if !(matches && known) {
             return Auth::Refused(Refusal::Invalid);
         }
         let mut cache = settings

@@ -54,7 +54,7 @@ pub struct Config {
 
 impl Config {
     /// The setting in use, by name, and the API v4 base it gives (`.../client/v4`).
-    fn api_base(&self) -> Result<(&'static str, String), String> {
+    pub fn api_base(&self) -> Result<(&'static str, String), String> {
         url_or_old_endpoint(
             self.url.as_ref(),
             ("api_url", self.api_url.as_ref()),

@@ -123,10 +123,11 @@ struct DockerHub {
 }
 
 /// The exchange's body: built from borrowed text, so the token is not copied into a map.
+/// The docker_hub source signs in with it too.
 #[derive(serde::Serialize)]
-struct Exchange<'a> {
-    identifier: &'a str,
-    secret: &'a str,
+pub struct Exchange<'a> {
+    pub identifier: &'a str,
+    pub secret: &'a str,
 }
 
 impl DockerHub {
@@ -304,7 +305,7 @@ pub fn answer(
 
 /// The `access_token` of a 200 answer, borrowed from the body and copied once, into the
 /// [`Secret`]: no other copy outlives the body, which the caller zeroes.
-fn bearer(body: &[u8]) -> Result<Secret, &'static str> {
+pub fn bearer(body: &[u8]) -> Result<Secret, &'static str> {
     #[derive(serde::Deserialize)]
     struct Raw<'a> {
         #[serde(borrow, default)]
@@ -366,22 +367,35 @@ pub fn list_page(status: u16, body: &[u8]) -> Result<(Vec<Value>, Option<String>
     if status != 200 {
         return Err(refused(status));
     }
-    let bad = |what: &str| {
+    parse_page(body).map_err(|what| {
         format!(
             "Docker Hub's token list is not the documented JSON ({what}); the expiry is not disclosed"
         )
-    };
-    let doc: Value = serde_json::from_slice(body).map_err(|_| bad("not JSON"))?;
+    })
+}
+
+/// The body of one page of a Docker Hub token list (`/v2/access-tokens`,
+/// `/v2/orgs/{name}/access-tokens`): each of its `results` as a `T`, and the URL of the
+/// `next` page (none when `null` or empty). The error says what is not as documented. Pure;
+/// the probe reads its entries as JSON values, the docker_hub source as typed records.
+pub fn parse_page<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<(Vec<T>, Option<String>), &'static str> {
+    let doc: Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
     let Some(results) = doc.get("results").and_then(Value::as_array) else {
-        return Err(bad("no \"results\" array"));
+        return Err("no \"results\" array");
     };
     let next = match doc.get("next") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(bad("\"next\" is not a string")),
+        Some(_) => return Err("\"next\" is not a string"),
     };
-    Ok((results.clone(), next))
+    let results = results
+        .iter()
+        .map(|r| T::deserialize(r).map_err(|_| "an entry is not the documented record"))
+        .collect::<Result<Vec<T>, _>>()?;
+    Ok((results, next))
 }
 
 /// The token's record when the list holds exactly one (the account's only personal access

@@ -225,6 +225,11 @@ impl Client {
         self.request(::http::Method::PATCH, url)
     }
 
+    /// Only a rotator writes with it (Cloudflare's token roll).
+    pub fn put(&self, url: impl IntoUri) -> RequestBuilder {
+        self.request(::http::Method::PUT, url)
+    }
+
     fn request(&self, method: ::http::Method, url: impl IntoUri) -> RequestBuilder {
         let mut headers = HeaderMap::with_capacity(6);
         headers.insert(reqwest::header::USER_AGENT, USER_AGENT);

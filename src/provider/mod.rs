@@ -435,6 +435,8 @@ pub(crate) fn refuse_params(token: &TokenSpec, kind: &str, allowed: &[&str]) -> 
         ("session_token", p.session_token.is_some()),
         ("email", p.email.is_some()),
         ("username", p.username.is_some()),
+        ("last_used_at", p.last_used_at.is_some()),
+        ("sliding_window_seconds", p.sliding_window_seconds.is_some()),
     ];
     for (name, present) in set {
         if present && !allowed.contains(&name) {

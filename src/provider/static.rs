@@ -33,7 +33,19 @@ impl ProviderKind for Config {
     }
 
     fn check_token(&self, token: &TokenSpec) -> Result<(), String> {
-        refuse_params(token, self.kind(), &["expires_at", "issued_at"])?;
+        refuse_params(
+            token,
+            self.kind(),
+            &[
+                "expires_at",
+                "issued_at",
+                "last_used_at",
+                "sliding_window_seconds",
+            ],
+        )?;
+        if let Some(used) = &token.params.last_used_at {
+            parse_declared(used).map_err(|e| format!("last_used_at: {e}"))?;
+        }
         let (expires_at, issued_at) = declared(token)?;
         if let (Some(exp), Some(iat)) = (expires_at, issued_at)
             && iat > exp
@@ -154,6 +166,19 @@ pub fn evaluate(
     .with_facts(facts)
 }
 
+/// Adds what a source's listing stated beyond the dates (`last_used_at`, a sliding
+/// window) to `facts`. A last use that is not a date is left out: sources check their dates
+/// before they list a token, so only a hand-made spec reaches this with a bad one. Pure.
+pub fn listed(params: &crate::schema::TokenParams, facts: &mut TokenFacts) {
+    facts.last_used_at = params
+        .last_used_at
+        .as_deref()
+        .and_then(|v| parse_declared(v).ok());
+    if let Some(window_seconds) = params.sliding_window_seconds {
+        facts.expiry_model = crate::model::ExpiryModel::Sliding { window_seconds };
+    }
+}
+
 struct Static;
 
 impl Provider for Static {
@@ -184,7 +209,11 @@ impl Static {
     ) -> BoxFuture<'a, ProbeOutcome> {
         Box::pin(async move {
             match declared(token) {
-                Ok((expires_at, issued_at)) => evaluate(expires_at, issued_at, now),
+                Ok((expires_at, issued_at)) => {
+                    let mut outcome = evaluate(expires_at, issued_at, now);
+                    listed(&token.params, &mut outcome.facts);
+                    outcome
+                }
                 // Config loading refuses bad dates, so this is only reached by a token that
                 // bypassed it; it is our configuration's fault, not the token's.
                 Err(e) => ProbeOutcome::misconfigured(Reason::Malformed, e),

@@ -22,11 +22,32 @@ use crate::model::rotation::{RotationResult, RotationStatus, Step};
 use crate::model::{Expiry, TokenFacts};
 use crate::schema::rotate::When;
 
-/// `rotation.json`: every rotating token's record, by name.
+/// `rotation.json`: every rotating token's record, by name; a discovered token's by its
+/// identity (`discovered`), so its record outlives a listing that leaves it out, or a
+/// renamed source, and it resumes where it stopped when it is listed again.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RotationFile {
     #[serde(default)]
     pub tokens: BTreeMap<String, Record>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub discovered: BTreeMap<String, Record>,
+}
+
+impl RotationFile {
+    /// The record of token `name`, kept under `identity` when it is a discovered token.
+    pub fn record(&self, name: &str, identity: Option<&str>) -> Option<&Record> {
+        match identity {
+            Some(id) => self.discovered.get(id),
+            None => self.tokens.get(name),
+        }
+    }
+
+    pub fn put(&mut self, name: &str, identity: Option<&str>, record: Record) {
+        match identity {
+            Some(id) => self.discovered.insert(id.to_string(), record),
+            None => self.tokens.insert(name.to_string(), record),
+        };
+    }
 }
 
 /// One token's rotation, as saved.

@@ -69,6 +69,8 @@ pub struct Rotations {
     counts: HashMap<String, [u64; 3]>,
     /// When a dry run last reported each token, so it reports once per provider answer.
     dry_runs: HashMap<String, Timestamp>,
+    /// The inventory's `rotation_keys`: a discovered token's record is kept by identity.
+    keys: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl Rotations {
@@ -79,21 +81,27 @@ impl Rotations {
             rate: Rate::new(machine::MIN_START_GAP),
             counts: HashMap::new(),
             dry_runs: HashMap::new(),
+            keys: Arc::default(),
         }
     }
 
     /// Every rotating token once: publishes its status, and runs what is due.
     pub async fn tick(&mut self, inventory: &Inventory, store: &Store) {
+        self.follow(inventory);
         let saved: RotationFile = self.file.load_read_only();
         for name in inventory.config.rotations.keys() {
-            let record = saved.tokens.get(name).cloned().unwrap_or_default();
+            let record = saved
+                .record(name, self.identity(name))
+                .cloned()
+                .unwrap_or_default();
             let spec = &inventory.config.rotations[name];
             let idle = {
                 let inner = store.read();
                 let Some(state) = inner.tokens.get(name) else {
                     continue;
                 };
-                let seen = observed(state);
+                let facts = planning_facts(&spec.rotator, &state.facts);
+                let seen = observed(state, &facts);
                 record.action(
                     spec.when,
                     &seen,
@@ -121,6 +129,7 @@ impl Rotations {
         name: &str,
         ask: Ask,
     ) -> Result<Option<RotationResult>, String> {
+        self.follow(inventory);
         let config = &inventory.config;
         let spec = config
             .rotations
@@ -145,7 +154,10 @@ impl Rotations {
         };
         // Read again under the lock: another process may have moved it on.
         let mut file: RotationFile = self.file.load();
-        let mut record = file.tokens.get(name).cloned().unwrap_or_default();
+        let mut record = file
+            .record(name, self.identity(name))
+            .cloned()
+            .unwrap_or_default();
         let (facts, answered_at, first_seen, fingerprint) = {
             let inner = store.read();
             let state = inner
@@ -159,8 +171,9 @@ impl Rotations {
                 state.fingerprint.clone(),
             )
         };
+        let plan = planning_facts(&spec.rotator, &facts);
         let seen = Observed {
-            facts: &facts,
+            facts: &plan,
             answered_at,
             first_seen,
         };
@@ -240,6 +253,13 @@ impl Rotations {
                 }
                 Action::Test => {
                     tracing::info!(token = %name, step = "test", "rotation step");
+                    let token = match as_delivered(&spec, &token).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            result = Some(self.fail(&mut file, name, &mut record, "test", &e)?);
+                            break;
+                        }
+                    };
                     let mut run = run_probe(provider.as_ref(), &token, now).await;
                     for wait in spec.rotator.settle_waits() {
                         if run.outcome.verdict != Verdict::Invalid {
@@ -248,6 +268,14 @@ impl Rotations {
                         tracing::info!(token = %name, step = "test", wait_seconds = wait.as_secs(), "the provider does not accept the new value yet; testing again");
                         tokio::time::sleep(*wait).await;
                         run = run_probe(provider.as_ref(), &token, Timestamp::now()).await;
+                    }
+                    // The issuer's stated expiry stands in when the probe discloses none
+                    // (GitHub does not for installation tokens): a `before` trigger needs it.
+                    if run.outcome.facts.expiry == crate::model::Expiry::Undisclosed
+                        && let Some(at) = record.pending.as_ref().and_then(|p| p.expires_at)
+                        && record.pending.as_ref().is_some_and(|p| p.value.is_some())
+                    {
+                        run.outcome.facts.expiry = crate::model::Expiry::At(at);
                     }
                     let verdict = run.outcome.verdict;
                     let reason = run.outcome.reason;
@@ -311,6 +339,29 @@ impl Rotations {
                             }
                             None => None,
                         },
+                        // The old secret goes now: the new one is delivered and works.
+                        (Rotator::EntraIdPassword(e), Some(p)) => {
+                            if let Some(old) = &p.old_key_id
+                                && let Err(err) = rotators::entra_id_password::remove(
+                                    e,
+                                    &token,
+                                    provider_config,
+                                    old,
+                                    p.key_id.as_deref(),
+                                )
+                                .await
+                            {
+                                result = Some(self.fail(
+                                    &mut file,
+                                    name,
+                                    &mut record,
+                                    "finish",
+                                    &err,
+                                )?);
+                                break;
+                            }
+                            None
+                        }
                         _ => None,
                     };
                     record.finished(now);
@@ -386,17 +437,29 @@ impl Rotations {
     }
 
     fn save(&self, file: &mut RotationFile, name: &str, record: &Record) -> Result<(), String> {
-        file.tokens.insert(name.to_string(), record.clone());
+        file.put(name, self.identity(name), record.clone());
         self.file.save(file).map_err(|e| e.to_string())
+    }
+
+    /// Takes the inventory's record keys (a discovered token's identity), when they changed.
+    fn follow(&mut self, inventory: &Inventory) {
+        if *self.keys != inventory.config.rotation_keys {
+            self.keys = Arc::new(inventory.config.rotation_keys.clone());
+        }
+    }
+
+    /// Where a discovered token's record is kept; `None` for a configured token (by name).
+    fn identity(&self, name: &str) -> Option<&str> {
+        self.keys.get(name).map(String::as_str)
     }
 
     fn publish(&self, store: &Store, name: &str, spec: &RotateSpec, record: &Record) {
         let next_at = {
             let inner = store.read();
-            inner
-                .tokens
-                .get(name)
-                .and_then(|s| record.next_at(spec.when, &observed(s)))
+            inner.tokens.get(name).and_then(|s| {
+                let facts = planning_facts(&spec.rotator, &s.facts);
+                record.next_at(spec.when, &observed(s, &facts))
+            })
         };
         let counts = self.counts.get(name).copied().unwrap_or_default();
         store.set_rotation(
@@ -406,12 +469,31 @@ impl Rotations {
     }
 }
 
-fn observed(state: &crate::state::store::TokenState) -> Observed<'_> {
+fn observed<'a>(
+    state: &crate::state::store::TokenState,
+    facts: &'a crate::model::TokenFacts,
+) -> Observed<'a> {
     Observed {
-        facts: &state.facts,
+        facts,
         answered_at: state.last_verdict_at,
         first_seen: state.first_seen,
     }
+}
+
+/// The facts a rotation is planned from: the store's, except that a value the rotator
+/// mints cheaply ([`Rotator::replaces_unknown`]) whose expiry is not known (a first start,
+/// or a restart: the expiry the issuer stated is not kept across one) counts as expiring
+/// now, so the daemon mints one instead of never planning.
+fn planning_facts<'a>(
+    rotator: &Rotator,
+    facts: &'a crate::model::TokenFacts,
+) -> std::borrow::Cow<'a, crate::model::TokenFacts> {
+    if rotator.replaces_unknown() && facts.expiry == crate::model::Expiry::Undisclosed {
+        let mut f = facts.clone();
+        f.expiry = crate::model::Expiry::At(Timestamp::now());
+        return std::borrow::Cow::Owned(f);
+    }
+    std::borrow::Cow::Borrowed(facts)
 }
 
 /// The rotator's own file first (a refresh token), then every target. Each write is whole
@@ -425,6 +507,9 @@ async fn deliver_all(
     if let (Rotator::Oauth2Refresh(o), Some(refresh)) = (&spec.rotator, &pending.refresh_token) {
         deliver::deliver(&Deliver::File(o.refresh_token_file.clone()), name, refresh).await?;
     }
+    if let (Rotator::SlackRefresh(s), Some(refresh)) = (&spec.rotator, &pending.refresh_token) {
+        deliver::deliver(&Deliver::File(s.refresh_token_file.clone()), name, refresh).await?;
+    }
     // The new key's ID goes where the token reads it; its secret to every target below.
     if let (Some(path), Some(id)) = (key_id_file, &pending.key_id) {
         deliver::deliver(&Deliver::File(path.into()), name, id).await?;
@@ -437,6 +522,29 @@ async fn deliver_all(
         tracing::info!(token = %name, target = %target.describe(), "delivered");
     }
     Ok(())
+}
+
+/// The token as the test step probes it. A token a `kubernetes_secrets` source discovered
+/// holds the value it was listed with until its source lists again, so its key is read back
+/// from the Secret it was delivered to: the test proves what the source will read. Any
+/// other token reads its own secret source.
+async fn as_delivered<'a>(
+    spec: &RotateSpec,
+    token: &'a crate::schema::TokenSpec,
+) -> Result<std::borrow::Cow<'a, crate::schema::TokenSpec>, String> {
+    let target = spec.deliver.iter().find_map(|d| match d {
+        Deliver::KubernetesSecret(k) => Some(k),
+        _ => None,
+    });
+    let (Some(crate::secret::SecretSource::Memory(_)), Some(k)) = (&token.secret, target) else {
+        return Ok(std::borrow::Cow::Borrowed(token));
+    };
+    let bytes = deliver::kubernetes_secret::read_key(k).await?;
+    let mut read = token.clone();
+    read.secret = Some(crate::secret::SecretSource::Memory(
+        crate::secret::MemorySource::new(bytes),
+    ));
+    Ok(std::borrow::Cow::Owned(read))
 }
 
 /// Shared so the daemon's task and the subcommand use one engine type.

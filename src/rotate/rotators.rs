@@ -16,6 +16,10 @@ use crate::secret::{FileSource, Secret, SecretSource};
 use super::machine::Pending;
 
 pub mod aws;
+pub mod cloudflare_roll;
+pub mod entra_id_password;
+pub mod github_app;
+pub mod slack_refresh;
 
 /// Asks the provider for a renewal or a new value. `facts`: what the store knows, to tell
 /// a renewal that extended nothing.
@@ -36,6 +40,12 @@ pub async fn create(
                 gitlab_rotate(token, provider, *expires_in, now).await
             }
             Rotator::AwsRotate { .. } => aws::create(token, provider, now).await,
+            Rotator::CloudflareRoll { credential } => {
+                cloudflare_roll::roll(credential.as_ref(), token, provider, facts).await
+            }
+            Rotator::SlackRefresh(s) => slack_refresh::refresh(s, provider, now).await,
+            Rotator::GithubApp(app) => github_app::create(app, provider, now).await,
+            Rotator::EntraIdPassword(e) => entra_id_password::create(e, token, provider, now).await,
         }
     };
     tokio::time::timeout(token.probe_timeout, work)

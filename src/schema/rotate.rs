@@ -10,8 +10,9 @@ use serde_saphyr::Spanned;
 
 use crate::secret::SecretSource;
 
-/// `rotate:` as written under a token.
-#[derive(Debug, Deserialize)]
+/// `rotate:` as written under a token. Cloned for each token a source discovers
+/// (`sources::rotate`), which validates it again against that token.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRotate {
     /// Rotate once the token has this long left (`7d`).
@@ -33,7 +34,7 @@ pub struct RawRotate {
 
 /// `rotator:` as written. One struct for every kind: `config::rotate` refuses the fields a
 /// kind does not take, naming them.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRotator {
     pub kind: Spanned<String>,
@@ -54,11 +55,26 @@ pub struct RawRotator {
     pub expires_in: Option<Spanned<String>>,
     /// `aws_rotate`: how long the old key stays (inactive) before it is deleted.
     pub retire_after: Option<Spanned<String>>,
+    /// `cloudflare_roll`: the credential that makes the roll call (it needs "API Tokens
+    /// Write"); the token itself when absent.
+    pub credential: Option<SecretSource>,
+    /// `github_app`: the app's client ID (`Iv23...`) or numeric app ID (the JWT's `iss`).
+    pub app_id: Option<Spanned<String>>,
+    /// `github_app`: the installation whose token is minted.
+    pub installation_id: Option<Spanned<u64>>,
+    /// `github_app`: the app's private key (PEM), which signs the app JWT.
+    pub private_key: Option<SecretSource>,
+    /// `github_app`: narrow the token to these repositories (names, without the owner).
+    pub repositories: Option<Vec<String>>,
+    /// `github_app`: narrow the token to these permissions (`contents: read`).
+    pub permissions: Option<std::collections::BTreeMap<String, String>>,
+    /// `entra_id_password`: the new secret's `displayName`.
+    pub display_name: Option<Spanned<String>>,
 }
 
 /// One `deliver:` entry: `{file: PATH}`, `{exec: [COMMAND, ARG...], timeout: 10s}`,
 /// `{vault_kv: {...}}` or `{kubernetes_secret: {...}}`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeliver {
     pub file: Option<String>,
@@ -69,7 +85,7 @@ pub struct RawDeliver {
 }
 
 /// `kubernetes_secret:` as written: one key of a Secret, and the workloads to restart.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKubernetesSecret {
     /// The API server and credentials, as the `kubernetes` kind names them (in-cluster
@@ -86,7 +102,7 @@ pub struct RawKubernetesSecret {
     pub restart: Vec<RawWorkload>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkload {
     pub kind: String,
@@ -94,7 +110,7 @@ pub struct RawWorkload {
 }
 
 /// `vault_kv:` as written: one key of a KV v2 secret.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVaultKv {
     /// The server, as the `vault` kind names it; Vault's default when absent.
@@ -147,6 +163,46 @@ pub enum Rotator {
     /// Status=Inactive` on the old key at finish and `DeleteAccessKey` once `retire_after`
     /// has passed. The key ID goes to the token's `access_key_id_file`.
     AwsRotate { retire_after: Duration },
+    /// Cloudflare `PUT .../tokens/{id}/value`: a new value with the same id, permissions and
+    /// expiry; the old value stops working at once (no overlap). `credential` makes the
+    /// call when set, else the token itself.
+    CloudflareRoll { credential: Option<SecretSource> },
+    /// Slack `oauth.v2.access` with `grant_type=refresh_token`: a new 12-hour access token
+    /// and a new refresh token (the one used is spent).
+    SlackRefresh(Box<SlackRefresh>),
+    /// GitHub App installation token minted with the app JWT (`POST
+    /// /app/installations/{id}/access_tokens`): a new one-hour `ghs_` token; the old one
+    /// just expires (nothing to retire).
+    GithubApp(Box<GithubApp>),
+    /// Entra ID `addPassword` on the app registration, then `removePassword` of the old
+    /// secret at finish (secrets overlap until then).
+    EntraIdPassword(Box<EntraIdPassword>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlackRefresh {
+    pub client_id: String,
+    pub client_secret: SecretSource,
+    pub refresh_token_file: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GithubApp {
+    pub app_id: String,
+    pub installation_id: u64,
+    pub private_key: SecretSource,
+    pub repositories: Vec<String>,
+    pub permissions: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntraIdPassword {
+    pub display_name: String,
+    /// The new secret's `endDateTime` is the rotation's time plus this.
+    pub expires_in: Duration,
+    /// Another app (its client id and secret) that makes the Graph calls; `None`: the app
+    /// itself, with its current secret.
+    pub manager: Option<(String, SecretSource)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -172,12 +228,17 @@ impl Rotator {
             Rotator::Oauth2Refresh(_) => "oauth2_refresh",
             Rotator::GitlabRotate { .. } => "gitlab_rotate",
             Rotator::AwsRotate { .. } => "aws_rotate",
+            Rotator::CloudflareRoll { .. } => "cloudflare_roll",
+            Rotator::SlackRefresh(_) => "slack_refresh",
+            Rotator::GithubApp(_) => "github_app",
+            Rotator::EntraIdPassword(_) => "entra_id_password",
         }
     }
 
     /// The waits between attempts of the test step, for providers whose new credential
     /// takes a moment to be accepted everywhere (IAM is eventually consistent): the test
-    /// is repeated after each while the provider calls the new value invalid.
+    /// is repeated after each while the provider calls the new value invalid (IAM; Entra ID,
+    /// where a new secret may be refused for a while after `addPassword`).
     pub fn settle_waits(&self) -> &'static [Duration] {
         const SETTLE: [Duration; 5] = [
             Duration::from_secs(1),
@@ -187,9 +248,15 @@ impl Rotator {
             Duration::from_secs(15),
         ];
         match self {
-            Rotator::AwsRotate { .. } => &SETTLE,
+            Rotator::AwsRotate { .. } | Rotator::EntraIdPassword(_) => &SETTLE,
             _ => &[],
         }
+    }
+
+    /// Whether a value whose expiry is unknown is replaced at once: a GitHub installation
+    /// token is minted for free, and GitHub's answers about it never state its expiry.
+    pub fn replaces_unknown(&self) -> bool {
+        matches!(self, Rotator::GithubApp(_))
     }
 
     /// Whether the value changes (and so must be delivered).
@@ -198,9 +265,11 @@ impl Rotator {
     }
 
     /// Whether repeating the provider call after a crash is harmless. A refresh grant is
-    /// not: a second use of a rotated refresh token revokes the whole grant (RFC 9700).
+    /// not: a second use of a rotated refresh token revokes the whole grant (RFC 9700). A
+    /// GitHub installation token minted again is harmless: a token whose answer was lost
+    /// expires within the hour and grants nothing more than the next one.
     pub fn idempotent(&self) -> bool {
-        matches!(self, Rotator::VaultRenew { .. })
+        matches!(self, Rotator::VaultRenew { .. } | Rotator::GithubApp(_))
     }
 }
 

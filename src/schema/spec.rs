@@ -199,6 +199,8 @@ static NO_PARAMS: TokenParams = TokenParams {
     session_token: None,
     email: None,
     username: None,
+    last_used_at: None,
+    sliding_window_seconds: None,
 };
 
 impl std::ops::Deref for Params {
@@ -244,6 +246,12 @@ pub struct TokenParams {
     /// Docker Hub: the account a token authenticates as (the user of a personal access
     /// token, the organization of an organization access token).
     pub username: Option<String>,
+    /// The last use a source's listing states, for the `static` provider (RFC 3339). Set by
+    /// sources only: a config file cannot write it.
+    pub last_used_at: Option<String>,
+    /// A listed token whose expiry moves with each use (Okta's `tokenWindow`): the `static`
+    /// provider reports the `sliding` expiry model with this window. Set by sources only.
+    pub sliding_window_seconds: Option<u64>,
 }
 
 /// A token's label text, escaped once per spec ([`TokenSpec::metric_labels`]): the

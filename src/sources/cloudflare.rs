@@ -129,6 +129,8 @@ pub async fn list(
                     identity: Identity::Listed(format!("cloudflare:{}:{}", spec.url, t.id)),
                     expires_at: page::date(t.expires_on, "a token's expires_on")?,
                     issued_at: page::date(t.issued_on, "a token's issued_on")?,
+                    last_used_at: page::date(t.last_used_on, "a token's last_used_on")?,
+                    sliding_window_seconds: None,
                 });
             }
             if !more {

@@ -86,6 +86,8 @@ pub async fn list(
             identity: Identity::File(canonical(&c.path)),
             expires_at: None,
             issued_at: None,
+            last_used_at: None,
+            sliding_window_seconds: None,
             secret: Some(source),
             accessor: None,
             owner: c.annotations.get("owner").cloned(),

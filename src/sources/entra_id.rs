@@ -197,6 +197,9 @@ fn entry(
         identity: Identity::Listed(format!("entra_id:{tenant}:{tag}:{app_id}:{key_id}")),
         expires_at: end.map(|t| t.to_string()),
         issued_at: start.map(|t| t.to_string()),
+        // Graph states no last use of an app credential (sign-in logs are another API).
+        last_used_at: None,
+        sliding_window_seconds: None,
     })
 }
 

@@ -63,6 +63,8 @@ struct Grant {
     token_expired: bool,
     #[serde(default)]
     token_expires_at: Option<String>,
+    #[serde(default)]
+    token_last_used_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +82,8 @@ struct Authorization {
     authorized_credential_note: Option<String>,
     #[serde(default)]
     authorized_credential_expires_at: Option<String>,
+    #[serde(default)]
+    credential_accessed_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +171,8 @@ async fn read_lists(
             identity: Identity::Listed(format!("github:{}:{}:pat:{}", gh.url, gh.org, g.id)),
             expires_at: g.token_expires_at,
             issued_at: None,
+            last_used_at: super::page::date(g.token_last_used_at, "a token's token_last_used_at")?,
+            sliding_window_seconds: None,
         });
     }
     if gh.credential_authorizations {
@@ -206,6 +212,11 @@ async fn read_lists(
                 )),
                 expires_at: expires,
                 issued_at: None,
+                last_used_at: super::page::date(
+                    a.credential_accessed_at,
+                    "an authorization's credential_accessed_at",
+                )?,
+                sliding_window_seconds: None,
             });
         }
     }

@@ -6,7 +6,10 @@
 //! - `groups`: `GET /api/v4/groups?min_access_level=50`, then each group's
 //!   `GET /api/v4/groups/:id/access_tokens`;
 //! - `projects`: `GET /api/v4/projects?min_access_level=40&simple=true`, then each
-//!   project's `GET /api/v4/projects/:id/access_tokens`.
+//!   project's `GET /api/v4/projects/:id/access_tokens`;
+//! - `deploy_tokens`: also each walked group's and project's `GET .../:id/deploy_tokens`
+//!   (docs.gitlab.com/api/deploy_tokens);
+//! - `instance_deploy_tokens`: `GET /api/v4/deploy_tokens` (an administrator, self-managed).
 //!
 //! Every list is paged with GitLab's offset paging: `per_page=100` and the `x-next-page`
 //! header (empty on the last page); at most [`MAX_PAGES`] pages per list. The walks over
@@ -46,6 +49,21 @@ struct Token {
     expires_at: Option<String>,
     #[serde(default)]
     user_id: Option<u64>,
+    #[serde(default)]
+    last_used_at: Option<String>,
+}
+
+/// One deploy token as GitLab lists it: no creation date, no last use.
+#[derive(Deserialize)]
+struct DeployToken {
+    id: u64,
+    name: String,
+    #[serde(default)]
+    revoked: bool,
+    #[serde(default)]
+    expired: bool,
+    #[serde(default)]
+    expires_at: Option<String>,
 }
 
 /// A group or a project, as its list gives it.
@@ -89,6 +107,7 @@ pub async fn list(
         http: &ctx.http,
     });
     let mut found: Vec<(String, Token)> = Vec::new();
+    let mut deploy: Vec<(String, DeployToken)> = Vec::new();
     if walk.personal {
         for t in pages::<Token>(&c, "/api/v4/personal_access_tokens?").await? {
             let owner = t.user_id.map(|u| format!("user-{u}")).unwrap_or_default();
@@ -116,15 +135,35 @@ pub async fn list(
                 .unwrap_or_else(|| e.id.to_string());
             let permits = permits.clone();
             let c = c.clone();
+            let with_deploy = walk.deploy_tokens;
             each.push(async move {
                 let _permit = permits.acquire_owned().await;
                 let at = format!("/api/v4/{tokens}/{}/access_tokens?", e.id);
-                (path, pages::<Token>(&c, &at).await)
+                let access = pages::<Token>(&c, &at).await;
+                let deploy = if with_deploy && access.is_ok() {
+                    let at = format!("/api/v4/{tokens}/{}/deploy_tokens?", e.id);
+                    pages::<DeployToken>(&c, &at).await
+                } else {
+                    Ok(Vec::new())
+                };
+                (path, access, deploy)
             });
         }
-        for (path, result) in join_all(each).await {
-            for t in result? {
+        for (path, access, listed) in join_all(each).await {
+            for t in access? {
                 found.push((path.clone(), t));
+            }
+            for t in listed? {
+                deploy.push((path.clone(), t));
+            }
+        }
+    }
+    if walk.instance_deploy_tokens {
+        // The instance's list holds the walked ones too: those keep the owner the walk gave.
+        let seen: std::collections::HashSet<u64> = deploy.iter().map(|(_, t)| t.id).collect();
+        for t in pages::<DeployToken>(&c, "/api/v4/deploy_tokens?").await? {
+            if !seen.contains(&t.id) {
+                deploy.push((String::new(), t));
             }
         }
     }
@@ -149,6 +188,32 @@ pub async fn list(
             identity: Identity::Listed(format!("gitlab:{}:{}", c.base, t.id)),
             expires_at: t.expires_at,
             issued_at: t.created_at,
+            last_used_at: super::page::date(t.last_used_at, "a token's last_used_at")?,
+            sliding_window_seconds: None,
+        });
+    }
+    for (owner, t) in deploy {
+        if t.revoked || t.expired {
+            listing.skip("inactive");
+            continue;
+        }
+        let where_ = if owner.is_empty() {
+            "instance".into()
+        } else {
+            owner.clone()
+        };
+        listing.tokens.push(Discovered {
+            name: format!("{where_}/deploy/{}-{}", t.name, t.id),
+            provider: provider.to_string(),
+            secret: None,
+            accessor: None,
+            owner: (!owner.is_empty()).then_some(owner),
+            state: Some("active".into()),
+            identity: Identity::Listed(format!("gitlab:{}:deploy:{}", c.base, t.id)),
+            expires_at: super::page::date(t.expires_at, "a deploy token's expires_at")?,
+            issued_at: None,
+            last_used_at: None,
+            sliding_window_seconds: None,
         });
     }
     listing.tokens.sort_by(|a, b| a.name.cmp(&b.name));

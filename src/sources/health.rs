@@ -27,6 +27,9 @@ pub struct SourceHealth {
     pub skipped: BTreeMap<&'static str, u64>,
     /// Tokens of that listing the last compose left out (already configured, name taken).
     pub left: BTreeMap<&'static str, u64>,
+    /// Entries of a source with `rotate:` that the block does not apply to, per reason
+    /// (`no_value`, `rotator_unfit`): watched, never rotated (`sources::rotate`).
+    pub not_rotated: BTreeMap<&'static str, u64>,
 }
 
 impl SourceHealth {
@@ -103,6 +106,17 @@ impl Health {
     pub fn composed(&self, left: &Left) {
         for (name, h) in self.lock().iter_mut() {
             h.left = left.get(name).cloned().unwrap_or_default();
+        }
+    }
+
+    /// Takes in the last compose's rotation notes (replacing the previous ones).
+    pub fn not_rotated(&self, notes: &super::rotate::Notes) {
+        for (name, h) in self.lock().iter_mut() {
+            let mut counts = BTreeMap::new();
+            for n in notes.get(name).into_iter().flatten() {
+                *counts.entry(n.reason).or_default() += 1;
+            }
+            h.not_rotated = counts;
         }
     }
 

@@ -290,6 +290,8 @@ pub fn entries(
                 identity: identity("token"),
                 expires_at: invalid_since.cloned(),
                 issued_at: m.creation_timestamp.clone(),
+                last_used_at: m.labels.get(LAST_USED_LABEL).cloned(),
+                sliding_window_seconds: None,
             });
             continue;
         }
@@ -345,6 +347,8 @@ pub fn entries(
             identity: identity(key),
             expires_at: None,
             issued_at: None,
+            last_used_at: None,
+            sliding_window_seconds: None,
         });
     }
     listing.tokens.sort_by(|a, b| a.name.cmp(&b.name));

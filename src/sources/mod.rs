@@ -13,6 +13,7 @@
 
 pub mod cloudflare;
 pub mod directory;
+pub mod docker_hub;
 pub mod entra_id;
 pub mod github;
 pub mod gitlab;
@@ -20,6 +21,7 @@ pub mod health;
 pub mod kubernetes_secrets;
 pub mod okta;
 pub mod page;
+pub mod rotate;
 pub mod vault;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -50,6 +52,11 @@ pub struct Discovered {
     /// Dates the listing states, for a token probed by a `static` entry (GitLab's lists).
     pub expires_at: Option<String>,
     pub issued_at: Option<String>,
+    /// The last use the listing states (RFC 3339), for the same `static` entry; it reaches
+    /// `api_token_last_used_timestamp_seconds`, the API and the `max_unused` policy.
+    pub last_used_at: Option<String>,
+    /// An expiry that moves with each use (Okta's `tokenWindow`), in seconds.
+    pub sliding_window_seconds: Option<u64>,
 }
 
 /// The provider's own handle on a token, to tell a discovered token from a configured one.
@@ -206,6 +213,7 @@ pub async fn list(
         }
         SourceKind::Cloudflare(cf) => cloudflare::list(cf, spec.probe_timeout, ctx).await?,
         SourceKind::Okta(okta) => okta::list(okta, spec.probe_timeout, ctx).await?,
+        SourceKind::DockerHub(hub) => docker_hub::list(hub, spec.probe_timeout, ctx).await?,
         SourceKind::Github(gh) => github::list(gh, spec.probe_timeout, ctx).await?,
         SourceKind::EntraId {
             settings,
@@ -237,8 +245,20 @@ pub type Left = BTreeMap<String, BTreeMap<&'static str, u64>>;
 /// configured too (same [`Identity`]) is left out, so it appears once, as configured. Pure
 /// but for canonicalizing configured secret file paths.
 pub fn compose(config: &Config, listings: &BTreeMap<String, Listing>) -> (Config, Left) {
+    let (out, left, _) = compose_noted(config, listings);
+    (out, left)
+}
+
+/// [`compose`], and the rotations of discovered tokens: a token of a source with `rotate:`
+/// gets its [`rotate::for_token`] rotation in `rotations` (and its record's key in
+/// `rotation_keys`), or a note saying why it is watched but not rotated.
+pub fn compose_noted(
+    config: &Config,
+    listings: &BTreeMap<String, Listing>,
+) -> (Config, Left, rotate::Notes) {
     let mut out = config.clone();
     let mut left = Left::new();
+    let mut notes = rotate::Notes::new();
     let configured: HashSet<Identity> = config
         .tokens
         .iter()
@@ -286,7 +306,7 @@ pub fn compose(config: &Config, listings: &BTreeMap<String, Listing>) -> (Config
                 skip(&mut left, "name_taken");
                 continue;
             }
-            out.tokens.push(Arc::new(TokenSpec {
+            let token = TokenSpec {
                 name,
                 provider: d.provider.clone(),
                 source: Some(source.clone()),
@@ -299,15 +319,28 @@ pub fn compose(config: &Config, listings: &BTreeMap<String, Listing>) -> (Config
                     accessor: d.accessor.clone(),
                     expires_at: d.expires_at.clone(),
                     issued_at: d.issued_at.clone(),
+                    last_used_at: d.last_used_at.clone(),
+                    sliding_window_seconds: d.sliding_window_seconds,
                     ..TokenParams::default()
                 }
                 .into(),
                 policies: spec.policies.clone(),
                 metric_labels: Memo::default(),
-            }));
+            };
+            if let Some(r) = &spec.rotate {
+                let provider = config.providers.get(&token.provider);
+                match rotate::for_token(spec, r, d, &token, provider) {
+                    Ok((rotation, key)) => {
+                        out.rotations.insert(token.name.clone(), Arc::new(rotation));
+                        out.rotation_keys.insert(token.name.clone(), key);
+                    }
+                    Err(note) => notes.entry(spec.name.clone()).or_default().push(note),
+                }
+            }
+            out.tokens.push(Arc::new(token));
         }
     }
-    (out, left)
+    (out, left, notes)
 }
 
 /// A configured token's [`Identity`], where it has one.

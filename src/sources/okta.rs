@@ -7,7 +7,8 @@
 //! `static` entry with `expiresAt` and `created` as Okta states them. An Okta token expires
 //! a window (`tokenWindow`, 30 days by default) after its last use, so `expiresAt` moves
 //! forward whenever the token is used: each listing brings the latest, and between listings
-//! the exporter shows the one it last read, never later than the truth.
+//! the exporter shows the one it last read, never later than the truth. The listed token's
+//! expiry model is `sliding` with that window, and its last use is `expiresAt` minus it.
 
 use std::time::Duration;
 
@@ -45,6 +46,27 @@ pub fn parse_page(body: &[u8], page: u32) -> Result<Vec<Token>, String> {
         .map_err(|_| format!("page {page} is not the JSON array of API tokens Okta documents"))
 }
 
+/// A token's last use and its window. Okta lists no last use, but it renews `expiresAt` to
+/// the last use plus `tokenWindow` at every use, so the last use is `expiresAt` minus the
+/// window (`lastUpdated` is the record's last change, not a use). The window is Okta's
+/// default of 30 days when `tokenWindow` is absent or not a fixed length. Pure.
+pub fn last_use(
+    expires_at: Option<&str>,
+    token_window: Option<&str>,
+) -> (Option<String>, Duration) {
+    let window = token_window
+        .and_then(crate::provider::okta::iso_duration)
+        .unwrap_or(crate::provider::okta::DEFAULT_WINDOW);
+    let used = expires_at
+        .and_then(|e| crate::provider::r#static::parse_declared(e).ok())
+        .and_then(|e| {
+            let window = jiff::SignedDuration::try_from(window).ok()?;
+            e.checked_sub(window).ok()
+        })
+        .map(|t| t.to_string());
+    (used, window)
+}
+
 /// Lists every API token of the org.
 pub async fn list(
     spec: &OktaSource,
@@ -80,6 +102,8 @@ pub async fn list(
         for t in
             parse_page(&resp.body, page).map_err(|e| ListError::new(FailReason::BadResponse, e))?
         {
+            let expires_at = page::date(t.expires_at, "a token's expiresAt")?;
+            let (last_used_at, window) = last_use(expires_at.as_deref(), t.token_window.as_deref());
             listing.tokens.push(Discovered {
                 name: format!("{}-{}", t.name, t.id),
                 provider: spec.provider.clone(),
@@ -88,8 +112,10 @@ pub async fn list(
                 owner: t.user_id,
                 state: Some("active".into()),
                 identity: Identity::Listed(format!("okta:{}:{}", spec.url, t.id)),
-                expires_at: page::date(t.expires_at, "a token's expiresAt")?,
+                expires_at,
                 issued_at: page::date(t.created, "a token's created")?,
+                last_used_at,
+                sliding_window_seconds: Some(window.as_secs()),
             });
         }
         match next_link(&resp.headers) {

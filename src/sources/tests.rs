@@ -141,6 +141,8 @@ fn compose_names_discovered_tokens_after_their_source_and_skips_taken_names() {
         identity: Identity::File(PathBuf::from(format!("/nowhere/{name}"))),
         expires_at: None,
         issued_at: None,
+        last_used_at: None,
+        sliding_window_seconds: None,
     };
     let listing = Listing {
         tokens: vec![d("a"), d("b")],

@@ -161,6 +161,8 @@ pub async fn list(
             accessor: Some(accessor),
             expires_at: None,
             issued_at: None,
+            last_used_at: None,
+            sliding_window_seconds: None,
             owner,
             state: Some("active".into()),
         });

@@ -758,3 +758,236 @@ fn simple_source_listing_credentials_reach_no_output() {
         );
     }
 }
+
+/// A docker_hub source's credential (sent in the sign-in body) and the bearer it is issued
+/// reach no output, from a server that echoes both back: one source's sign-in is refused
+/// with the posted body echoed, the other is issued a bearer its token list then refuses,
+/// echoing the bearer.
+#[test]
+fn docker_hub_source_credential_and_bearer_reach_no_output() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bearer = canary("HUBBEARER");
+    let issued = bearer.clone();
+    let server = rt.block_on(MockServer::start(move |r| {
+        if r.path() == "/v2/auth/token" {
+            let posted = r.body_text();
+            if posted.contains("\"refused\"") {
+                return Answer::json(401, json!({"detail": posted, "message": posted}))
+                    .header("x-echo", &posted.replace(['\n', '\r'], " "));
+            }
+            return Answer::json(200, json!({"access_token": issued}));
+        }
+        let echoed = r.header("authorization").unwrap_or("").to_string();
+        Answer::json(
+            403,
+            json!({"detail": format!("denied {echoed}"), "message": echoed}),
+        )
+        .header("x-echo", &echoed)
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let refused = canary("HUBREFUSED");
+    let refused_file = write(dir.path(), "refused", &refused);
+    let allowed = canary("HUBALLOWED");
+    let allowed_file = write(dir.path(), "allowed", &allowed);
+    let config = write(
+        dir.path(),
+        "config.yml",
+        &format!(
+            "providers:\n  listed: {{kind: static}}\ntokens: []\n\
+             sources:\n  - {{name: refused, kind: docker_hub, url: '{url}', provider: listed, username: refused, credential: {{file: {}}}, personal: true, refresh: 1s}}\n  - {{name: issued, kind: docker_hub, url: '{url}', provider: listed, username: issued, credential: {{file: {}}}, org: acme, refresh: 1s}}\n",
+            refused_file.display(),
+            allowed_file.display(),
+            url = server.url(),
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ]);
+    let start = std::time::Instant::now();
+    let failed = |body: &str, source: &str, reason: &str| {
+        body.lines().any(|l| {
+            l.starts_with(&format!(
+                "api_token_source_failures_total{{source=\"{source}\""
+            )) && l.contains(&format!("reason=\"{reason}\""))
+                && !l.ends_with(" 0")
+        })
+    };
+    loop {
+        let body = d.get("/metrics").1;
+        if failed(&body, "refused", "unauthorized") && failed(&body, "issued", "forbidden") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut outputs = vec![];
+    for path in ["/metrics", "/", "/api/v1/tokens"] {
+        outputs.push(d.get(path).1);
+    }
+    let logs = d.logs();
+    let _ = d.stop();
+    assert!(logs.contains("source listing failed"), "{logs}");
+    outputs.push(logs);
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--config.file", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
+    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    for out in &outputs {
+        for needle in [&refused, &allowed, &bearer] {
+            assert!(
+                !out.contains(needle.as_str()),
+                "a listing credential or bearer in an output: {out}"
+            );
+        }
+        assert!(!out.contains("CANARY"), "{out}");
+    }
+    for needle in [&refused, &allowed, &bearer] {
+        server.assert_safe(&[("PUT", "/"), ("PATCH", "/"), ("DELETE", "/")], needle);
+    }
+    for r in server.requests() {
+        assert!(
+            r.method == "GET" || r.path() == "/v2/auth/token",
+            "a write besides the sign-in: {} {}",
+            r.method,
+            r.path()
+        );
+    }
+}
+
+/// A token a `kubernetes_secrets` source discovered and rotates back into its Secret: the
+/// listing credential, the old value and the issued one reach no log line (trace level),
+/// page, metric or API answer, and `rotation.json` keeps no value once the rotation is over,
+/// even from servers that echo the credential back in their errors.
+#[test]
+fn a_discovered_tokens_rotation_reaches_no_output() {
+    use std::sync::{Arc, Mutex};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let list_cred = canary("ROTLIST");
+    let old = format!("glpat-{}", canary("ROTOLD"));
+    let new = format!("glpat-{}", canary("ROTNEW"));
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    // (the value in the Secret, its resourceVersion, the values GitLab accepts)
+    let state = Arc::new(Mutex::new((old.clone(), 1u64, vec![old.clone()])));
+    let (s, cred, issued) = (state.clone(), list_cred.clone(), new.clone());
+    let server = rt.block_on(MockServer::start(move |r| {
+        let mut st = s.lock().unwrap();
+        let auth = r.header("authorization").unwrap_or("").to_string();
+        let private = r.header("private-token").unwrap_or("").to_string();
+        let secret = |st: &(String, u64, Vec<String>)| {
+            json!({"kind": "Secret", "apiVersion": "v1", "type": "Opaque",
+                   "metadata": {"name": "s", "namespace": "a", "resourceVersion": st.1.to_string(),
+                                "annotations": {"api-token-exporter.io/provider": "gl"}},
+                   "data": {"token": b64(&st.0)}})
+        };
+        let expires = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .unwrap()
+            .strftime("%Y-%m-%d")
+            .to_string();
+        match (r.method.as_str(), r.path()) {
+            (_, p) if p.starts_with("/api/v1/") && auth != format!("Bearer {cred}") => {
+                Answer::json(401, json!({"kind": "Status", "message": format!("Unauthorized {auth}")}))
+            }
+            ("GET", "/api/v1/namespaces/a/secrets") => Answer::json(
+                200,
+                json!({"kind": "SecretList", "apiVersion": "v1", "metadata": {},
+                       "items": [secret(&st)]}),
+            ),
+            ("GET", "/api/v1/namespaces/a/secrets/s") => Answer::json(200, secret(&st)),
+            ("PATCH", "/api/v1/namespaces/a/secrets/s") => {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                let value = body["data"]["token"].as_str().unwrap();
+                let bytes = base64::engine::general_purpose::STANDARD.decode(value).unwrap();
+                st.0 = String::from_utf8(bytes).unwrap();
+                st.1 += 1;
+                Answer::json(200, secret(&st))
+            }
+            (_, p) if p.starts_with("/api/v4/") && !st.2.contains(&private) => Answer::json(
+                401,
+                json!({"message": format!("401 Unauthorized {private}")}),
+            ),
+            ("GET", "/api/v4/personal_access_tokens/self") => Answer::json(
+                200,
+                json!({"id": 1, "name": "ci", "revoked": false, "active": true, "scopes": ["api"],
+                       "user_id": 7, "created_at": "2026-01-01T00:00:00.000Z",
+                       "expires_at": if private == issued { "2099-01-01".to_string() } else { expires }}),
+            ),
+            ("POST", "/api/v4/personal_access_tokens/self/rotate") => {
+                st.2 = vec![issued.clone()];
+                Answer::json(
+                    200,
+                    json!({"id": 2, "name": "ci", "revoked": false, "active": true, "scopes": ["api"],
+                           "user_id": 7, "created_at": "2026-01-01T00:00:00.000Z",
+                           "expires_at": "2099-01-01", "token": issued}),
+                )
+            }
+            (m, p) => Answer::json(404, json!({"message": format!("{m} {p} not found")})),
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let list_file = write(dir.path(), "list", &list_cred);
+    let storage = dir.path().join("data");
+    std::fs::create_dir_all(&storage).unwrap();
+    let config = write(
+        dir.path(),
+        "config.yml",
+        &format!(
+            "providers:\n  gl: {{kind: gitlab, url: {url}}}\ntokens: []\n\
+             sources:\n  - {{name: k, kind: kubernetes_secrets, url: {url}, credential: {{file: {}}}, label_selector: watch=true, namespaces: [a], refresh: 1s, \
+             rotate: {{before: 3d, rotator: {{kind: gitlab_rotate, expires_in: 30d}}}}}}\n",
+            list_file.display(),
+            url = server.url(),
+        ),
+    );
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--storage.path",
+        storage.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ]);
+    let start = std::time::Instant::now();
+    loop {
+        let body = d.get("/metrics").1;
+        if body.contains(
+            "api_token_rotations_total{token=\"k/a/s/token\",provider=\"gl\",result=\"success\"} 1",
+        ) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no rotation yet:\n{body}\n{}",
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The next listing reads the delivered value.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(state.lock().unwrap().0, new, "delivered into the Secret");
+    let mut outputs = vec![];
+    for path in ["/metrics", "/", "/api/v1/tokens"] {
+        outputs.push(d.get(path).1);
+    }
+    outputs.push(d.logs());
+    let _ = d.stop();
+    outputs.push(std::fs::read_to_string(storage.join("rotation.json")).unwrap());
+    for out in &outputs {
+        for value in [&list_cred, &old, &new] {
+            assert!(
+                !out.contains(value.as_str()),
+                "a value reached an output: {out}"
+            );
+        }
+        assert!(!out.contains("CANARY"), "{out}");
+    }
+    server.assert_safe(&[("DELETE", "/"), ("PUT", "/")], &list_cred);
+    for value in [&old, &new] {
+        server.assert_safe(&[], value);
+    }
+}

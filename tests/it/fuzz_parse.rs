@@ -1313,6 +1313,12 @@ proptest! {
             }
             Err(flag) => prop_assert!(!flag.is_empty()),
         }
+        // The docker_hub source reads the same page as typed records: a page the probe
+        // cannot read, the source cannot either, and neither panics.
+        let typed = docker_hub::parse_page::<api_token_exporter::sources::docker_hub::Personal>(&page);
+        if docker_hub::list_page(200, &page).is_err() {
+            prop_assert!(typed.is_err());
+        }
     }
 }
 

@@ -262,12 +262,16 @@ fn the_daemon_shows_listed_tokens_keeps_them_through_failures_and_drops_what_is_
         "config.yml",
         &format!(
             "providers:\n  listed: {{kind: static}}\ntokens: []\n\
-             sources:\n  - {{name: cf, kind: cloudflare, url: '{}', provider: listed, credential: {{file: {}}}, user: true, refresh: 1s, include: ['user/u-0-*', 'user/u-1-*']}}\n",
+             sources:\n  - {{name: cf, kind: cloudflare, url: '{}', provider: listed, credential: {{file: {}}}, user: true, refresh: 1s, include: ['user/u-0-*', 'user/u-1-*'], policies: {{max_unused: 30d}}}}\n",
             server.url(),
             cred.display()
         ),
     );
-    let d = Daemon::start(&["--config.file", config.to_str().unwrap()]);
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--collector.last_used",
+    ]);
     let lines = |prefix: &str| -> Vec<String> {
         d.get("/metrics")
             .1
@@ -310,6 +314,26 @@ fn the_daemon_shows_listed_tokens_keeps_them_through_failures_and_drops_what_is_
     let v: Value = serde_json::from_str(&d.get("/api/v1/tokens").1).unwrap();
     assert_eq!(v["tokens"][0]["severity"], "warning", "{v}");
     assert_eq!(v["tokens"][0]["source"], "cf");
+    // The last use Cloudflare lists (`last_used_on`) is the token's, as a probed token's is:
+    // in the JSON, the metric and the max_unused policy (a year and more unused).
+    assert_eq!(
+        v["tokens"][0]["last_used_at"], "2025-06-01T00:00:00Z",
+        "{v}"
+    );
+    let used = lines(&format!(
+        "api_token_last_used_timestamp_seconds{{token=\"{u0}\""
+    ));
+    assert!(
+        used.len() == 1 && used[0].ends_with(" 1748736000.0"),
+        "{used:?}"
+    );
+    let unused = lines(&format!("api_token_policy_violation{{token=\"{u0}\""));
+    assert!(
+        unused
+            .iter()
+            .any(|l| l.contains("policy=\"max_unused\"") && l.ends_with(" 1")),
+        "{unused:?}"
+    );
     // A 401: the source is down, the tokens stay, none turns invalid.
     mode.store(2, Ordering::SeqCst);
     wait("an unauthorized listing", &|| {

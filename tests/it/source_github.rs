@@ -37,7 +37,9 @@ fn grant(id: u64, login: &str, name: &str, expired: bool, expires: Option<&str>)
            "repositories_url": format!("https://api.github.com/organizations/{ORG_ID}/personal-access-token-requests/{id}/repositories"),
            "permissions": {"organization": {"members": "read"}, "repository": {"metadata": "read"}},
            "access_granted_at": "2025-05-16T08:47:09Z", "token_id": id * 10, "token_name": name,
-           "token_expired": expired, "token_expires_at": expires, "token_last_used_at": null})
+           "token_expired": expired, "token_expires_at": expires,
+           // Grant 1 was used; the others never were (null).
+           "token_last_used_at": (id == 1).then_some("2025-09-01T10:00:00Z")})
 }
 
 fn github_error(status: u16, message: &str) -> Answer {
@@ -218,7 +220,7 @@ async fn mock() -> Mock {
                 vec![
                     json!({"login": "octocat", "credential_id": 161195, "credential_type": "personal access token",
                            "token_last_eight": "71c3fc11", "credential_authorized_at": "2024-01-26T19:06:43Z",
-                           "credential_accessed_at": null, "scopes": ["repo"], "authorized_credential_id": 1,
+                           "credential_accessed_at": "2025-08-01T09:00:00Z", "scopes": ["repo"], "authorized_credential_id": 1,
                            "authorized_credential_note": "release", "authorized_credential_expires_at": "2099-06-01T00:00:00Z"}),
                     json!({"login": "hubot", "credential_id": 161196, "credential_type": "SSH key",
                            "credential_authorized_at": "2024-03-29T19:06:43Z", "credential_accessed_at": null,
@@ -308,6 +310,23 @@ async fn several_pages_enter_every_active_token_with_githubs_dates() {
     );
     assert_eq!(listing.skipped.get("inactive"), Some(&2));
     assert_eq!(listing.skipped.get("not_a_token"), Some(&1));
+    // The last use GitHub states: token_last_used_at, an authorization's
+    // credential_accessed_at; null is none.
+    let used: Vec<Option<&str>> = listing
+        .tokens
+        .iter()
+        .map(|d| d.last_used_at.as_deref())
+        .collect();
+    assert_eq!(
+        used,
+        [
+            None,
+            None,
+            None,
+            Some("2025-09-01T10:00:00Z"),
+            Some("2025-08-01T09:00:00Z")
+        ]
+    );
     // Pages 1 to 3, the later ones by GitHub's own next links.
     let pages: Vec<String> = m
         .server

@@ -1,6 +1,6 @@
 //! The `gitlab` source against a mock answering as GitLab documents its token lists
 //! (docs.gitlab.com/api/personal_access_tokens, group_access_tokens, project_access_tokens,
-//! groups, projects) and its offset paging (`page`, `per_page`, `x-next-page` empty on the
+//! deploy_tokens, groups, projects) and its offset paging (`page`, `per_page`, `x-next-page` empty on the
 //! last page, `x-page`, `x-total`): several pages, the group and project walks under the
 //! concurrency limit, inactive tokens, a 5xx on page 2, 401, 403, 429, an empty instance.
 //! Every request is checked: GET only, on the documented paths, the credential in
@@ -23,9 +23,54 @@ use support::{Answer, MockServer, SecretFiles};
 const CREDENTIAL: &str = "glpat-LISTCANARYCANARY";
 
 fn token(id: u64, name: &str, active: bool, expires: &str, user: u64) -> Value {
+    // Token 1 was used; the others never were (null).
+    let used = (id == 1).then_some("2025-10-01T12:00:00.000Z");
     json!({"id": id, "name": name, "revoked": !active, "created_at": "2025-01-02T03:04:05.000Z",
-           "description": "", "scopes": ["read_api"], "user_id": user, "last_used_at": null,
+           "description": "", "scopes": ["read_api"], "user_id": user, "last_used_at": used,
            "active": active, "expires_at": expires})
+}
+
+fn deploy(id: u64, name: &str, revoked: bool, expired: bool, expires: Option<&str>) -> Value {
+    json!({"id": id, "name": name, "username": format!("gitlab+deploy-token-{id}"),
+           "expires_at": expires, "revoked": revoked, "expired": expired,
+           "scopes": ["read_repository", "read_registry"]})
+}
+
+/// The deploy tokens GitLab lists for a group or project id, or for the instance (`None`):
+/// group 101 has an active and a revoked one, project 201 one without expiry and an expired
+/// one; the instance's list has those and one of a project the walk does not see.
+fn deploy_tokens(of: Option<u64>) -> Vec<Value> {
+    let g101 = [
+        deploy(
+            7001,
+            "registry",
+            false,
+            false,
+            Some("2099-07-01T00:00:00.000Z"),
+        ),
+        deploy(7002, "gone", true, false, Some("2099-07-01T00:00:00.000Z")),
+    ];
+    let p201 = [
+        deploy(7101, "pull", false, false, None),
+        deploy(7102, "old", false, true, Some("2020-01-01T00:00:00.000Z")),
+    ];
+    match of {
+        Some(101) => g101.to_vec(),
+        Some(201) => p201.to_vec(),
+        Some(_) => vec![],
+        None => {
+            let mut all = g101.to_vec();
+            all.extend(p201);
+            all.push(deploy(
+                7201,
+                "mirror",
+                false,
+                false,
+                Some("2099-08-01T00:00:00.000Z"),
+            ));
+            all
+        }
+    }
 }
 
 /// A page of `items`, `per_page` of them, with GitLab's paging headers.
@@ -68,7 +113,8 @@ struct Mock {
 /// The instance: 5 personal tokens (one revoked), 6 groups each with one token, 2 projects
 /// with one token each. The mock pages by 2 whatever `per_page` asks, as a server with a
 /// lower limit may. Modes: 0 healthy, 1 a 500 on page 2 of the personal list, 2 a 401,
-/// 3 a 403, 4 a 429, 5 an empty instance, 6 garbage on a group's list.
+/// 3 a 403, 4 a 429, 5 an empty instance, 6 garbage on a group's list, 7 a 403 on the
+/// instance's deploy tokens (not an administrator), 8 a 500 on a project's deploy tokens.
 async fn mock() -> Mock {
     let mode = Arc::new(AtomicU8::new(0));
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -92,7 +138,18 @@ async fn mock() -> Mock {
         let page: usize = query(r, "page").and_then(|p| p.parse().ok()).unwrap_or(1);
         let path = r.path().to_string();
         let empty = mode == 5;
-        let answer = if path == "/api/v4/personal_access_tokens" {
+        let answer = if path == "/api/v4/deploy_tokens" {
+            if mode == 7 {
+                return Answer::json(403, json!({"message": "403 Forbidden"}));
+            }
+            page_of(&if empty { vec![] } else { deploy_tokens(None) }, page, 2)
+        } else if let Some(rest) = path.strip_suffix("/deploy_tokens") {
+            let id = rest.rsplit('/').next().and_then(|i| i.parse().ok());
+            if mode == 8 && rest.starts_with("/api/v4/projects/") {
+                return Answer::json(500, json!({"message": "500 Internal Server Error"}));
+            }
+            page_of(&deploy_tokens(id), page, 2)
+        } else if path == "/api/v4/personal_access_tokens" {
             if mode == 1 && page == 2 {
                 return Answer::json(500, json!({"message": "500 Internal Server Error"}));
             }
@@ -184,7 +241,10 @@ fn assert_only_documented_reads(server: &MockServer) {
             || p == "/api/v4/groups"
             || p == "/api/v4/projects"
             || (p.starts_with("/api/v4/groups/") && p.ends_with("/access_tokens"))
-            || (p.starts_with("/api/v4/projects/") && p.ends_with("/access_tokens"));
+            || (p.starts_with("/api/v4/projects/") && p.ends_with("/access_tokens"))
+            || p == "/api/v4/deploy_tokens"
+            || (p.starts_with("/api/v4/groups/") && p.ends_with("/deploy_tokens"))
+            || (p.starts_with("/api/v4/projects/") && p.ends_with("/deploy_tokens"));
         assert!(
             r.method == "GET" && allowed,
             "a call outside the documented reads: {} {p}",
@@ -227,6 +287,13 @@ async fn several_pages_and_the_walks_enter_every_active_token_under_the_concurre
         ]
     );
     assert_eq!(listing.skipped.get("inactive"), Some(&1));
+    assert!(
+        !m.server
+            .requests()
+            .iter()
+            .any(|r| r.path().ends_with("/deploy_tokens")),
+        "deploy tokens are read only when asked for"
+    );
     // Pages 1 to 3 of the personal list, 1 to 3 of the groups: the paging was followed.
     let pages: Vec<String> = m
         .server
@@ -258,6 +325,18 @@ async fn several_pages_and_the_walks_enter_every_active_token_under_the_concurre
         run.outcome.facts.expiry.timestamp().unwrap().to_string(),
         "2099-01-01T00:00:00Z"
     );
+    // GitLab's last_used_at is the listed token's last use; null is none.
+    assert_eq!(
+        run.outcome
+            .facts
+            .last_used_at
+            .map(|t| t.to_string())
+            .as_deref(),
+        Some("2025-10-01T12:00:00Z")
+    );
+    let laptop = composed.token("gl/user-11/laptop-2").unwrap();
+    let run = run_probe(provider.as_ref(), laptop, Timestamp::now()).await;
+    assert_eq!(run.outcome.facts.last_used_at, None);
 }
 
 #[tokio::test]
@@ -290,6 +369,118 @@ async fn a_failure_on_any_page_or_list_fails_the_listing_and_an_empty_instance_l
     assert_only_documented_reads(&m.server);
 }
 
+#[tokio::test]
+async fn deploy_tokens_of_the_walk_and_of_the_instance_enter_once_each() {
+    let m = mock().await;
+    let files = SecretFiles::new();
+    let y = yaml(
+        &m.server.url(),
+        &files,
+        "    groups: true
+    projects: true
+    deploy_tokens: true
+    instance_deploy_tokens: true
+",
+    );
+    let listing = list(&y).await.unwrap();
+    let deploys: Vec<(&str, Option<&str>, Option<&str>)> = listing
+        .tokens
+        .iter()
+        .filter(|d| d.name.contains("/deploy/"))
+        .map(|d| (d.name.as_str(), d.owner.as_deref(), d.expires_at.as_deref()))
+        .collect();
+    // Revoked and expired ones skipped; the walked ones keep their group or project as
+    // owner, the one only the instance lists has none.
+    assert_eq!(
+        deploys,
+        [
+            (
+                "instance/deploy/mirror-7201",
+                None,
+                Some("2099-08-01T00:00:00.000Z")
+            ),
+            ("org/g1/app/deploy/pull-7101", Some("org/g1/app"), None),
+            (
+                "org/g1/deploy/registry-7001",
+                Some("org/g1"),
+                Some("2099-07-01T00:00:00.000Z")
+            ),
+        ]
+    );
+    assert!(
+        listing
+            .tokens
+            .iter()
+            .all(|d| d.last_used_at.is_none() || !d.name.contains("/deploy/"))
+    );
+    assert_eq!(
+        listing.skipped.get("inactive"),
+        Some(&2),
+        "the revoked and the expired one, once each though both lists name them"
+    );
+    assert_eq!(listing.tokens.len(), 8 + 3);
+    let instance_pages: Vec<String> = m
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/api/v4/deploy_tokens")
+        .filter_map(|r| query(r, "page"))
+        .collect();
+    assert_eq!(instance_pages, ["1", "2", "3"]);
+    assert_only_documented_reads(&m.server);
+
+    // A listed deploy token's expiry is its fact; one without expiry never expires.
+    let config = Config::parse(&y).unwrap();
+    let (composed, _) = sources::compose(
+        &config,
+        &std::collections::BTreeMap::from([("gl".to_string(), listing)]),
+    );
+    let provider = config.providers["listed"]
+        .build(&BuildContext::new())
+        .unwrap();
+    let registry = composed.token("gl/org/g1/deploy/registry-7001").unwrap();
+    assert_eq!(
+        registry.labels.get("owner").map(String::as_str),
+        Some("org/g1")
+    );
+    let run = run_probe(provider.as_ref(), registry, Timestamp::now()).await;
+    assert_eq!(run.outcome.verdict, Verdict::Valid);
+    assert_eq!(
+        run.outcome.facts.expiry.timestamp().unwrap().to_string(),
+        "2099-07-01T00:00:00Z"
+    );
+    let pull = composed.token("gl/org/g1/app/deploy/pull-7101").unwrap();
+    let run = run_probe(provider.as_ref(), pull, Timestamp::now()).await;
+    assert!(run.outcome.facts.expiry.timestamp().is_none());
+
+    // The instance's list refused (not an administrator), a project's failing: the listing
+    // fails whole.
+    for (mode, want) in [(7, FailReason::Forbidden), (8, FailReason::Unreachable)] {
+        m.mode.store(mode, Ordering::SeqCst);
+        let e = list(&y).await.unwrap_err();
+        assert_eq!(e.reason, want, "mode {mode}: {e:?}");
+    }
+    // The instance's list alone.
+    m.mode.store(0, Ordering::SeqCst);
+    let only = yaml(
+        &m.server.url(),
+        &files,
+        "    instance_deploy_tokens: true
+",
+    );
+    let listing = list(&only).await.unwrap();
+    let names: Vec<&str> = listing.tokens.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "instance/deploy/mirror-7201",
+            "instance/deploy/pull-7101",
+            "instance/deploy/registry-7001"
+        ]
+    );
+    assert_only_documented_reads(&m.server);
+}
+
 #[test]
 fn gitlab_source_settings_are_checked_where_they_are_written() {
     let err = |y: &str| Config::parse(y).unwrap_err().to_string();
@@ -305,7 +496,21 @@ fn gitlab_source_settings_are_checked_where_they_are_written() {
         "{base}  - {{name: a, kind: gitlab, provider: listed, credential: {{env: X}}}}\n"
     ));
     assert!(
-        e.contains("at least one of personal, groups, projects"),
+        e.contains("at least one of personal, groups, projects, instance_deploy_tokens"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{base}  - {{name: a, kind: gitlab, provider: listed, credential: {{env: X}}, personal: true, deploy_tokens: true}}\n"
+    ));
+    assert!(
+        e.contains("sources[0].deploy_tokens: deploy_tokens reads the deploy tokens of the groups and projects walked"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{base}  - {{name: a, kind: cloudflare, provider: listed, credential: {{env: X}}, user: true, instance_deploy_tokens: true}}\n"
+    ));
+    assert!(
+        e.contains("sources[0].instance_deploy_tokens: instance_deploy_tokens does not apply to a cloudflare source"),
         "{e}"
     );
     let e = err(&format!(

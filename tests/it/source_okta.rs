@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 
 use crate::support;
 use api_token_exporter::config::Config;
-use api_token_exporter::provider::BuildContext;
+use api_token_exporter::model::ExpiryModel;
+use api_token_exporter::provider::{BuildContext, run_probe};
 use api_token_exporter::sources::{self, FailReason, ListError, Listing};
 use support::{Answer, MockServer, SecretFiles};
 
@@ -165,6 +166,33 @@ async fn every_page_is_followed_and_each_token_enters_with_its_owner_and_dates()
     assert_eq!(t7.expires_at.as_deref(), Some("2099-12-11T20:38:10.000Z"));
     assert_eq!(t7.issued_at.as_deref(), Some("2021-11-09T20:38:10.000Z"));
     assert_eq!(server.requests().len(), 3, "three pages of 200");
+    // Okta renews expiresAt to the last use plus tokenWindow: the listed token's expiry is
+    // sliding with that window, and its last use is the expiry less the window.
+    let config = Config::parse(&y).unwrap();
+    let (composed, _) = sources::compose(
+        &config,
+        &std::collections::BTreeMap::from([("okta".to_string(), listing.clone())]),
+    );
+    let provider = config.providers["listed"]
+        .build(&BuildContext::new())
+        .unwrap();
+    let spec = composed.token(&format!("okta/t7-00T{:017}", 7)).unwrap();
+    let run = run_probe(provider.as_ref(), spec, Timestamp::now()).await;
+    let facts = &run.outcome.facts;
+    assert_eq!(
+        facts.expiry_model,
+        ExpiryModel::Sliding {
+            window_seconds: 30 * 24 * 3600
+        }
+    );
+    assert_eq!(
+        facts.expiry.timestamp().map(|t| t.to_string()).as_deref(),
+        Some("2099-12-11T20:38:10Z")
+    );
+    assert_eq!(
+        facts.last_used_at.map(|t| t.to_string()).as_deref(),
+        Some("2099-11-11T20:38:10Z")
+    );
     assert_only_documented_reads(&server);
     // owners: filters on Okta's userId.
     let y2 = y.replace(

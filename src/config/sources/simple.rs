@@ -29,7 +29,7 @@ pub(super) fn a_source(kind: &str) -> String {
 
 /// The `url` of a source, checked like a provider kind's (`default` where it is not set),
 /// without a trailing `/`.
-fn url_of(
+pub(super) fn url_of(
     raw: &RawSource,
     default: &str,
     at: &dyn Fn(&str) -> String,
@@ -47,7 +47,7 @@ fn url_of(
 }
 
 /// The credential, or an issue saying what it must be.
-fn credential_of(
+pub(super) fn credential_of(
     raw: &RawSource,
     what: &str,
     at: &dyn Fn(&str) -> String,

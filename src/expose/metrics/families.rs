@@ -421,6 +421,20 @@ impl Exposition {
         );
         small_family(
             out,
+            "api_token_source_tokens_not_rotated",
+            "Entries of a source with rotate: that the block does not apply to, per reason (no_value, rotator_unfit): watched, never rotated.",
+            Kind::Gauge,
+            sources.iter().flat_map(|(n, h)| {
+                h.not_rotated.iter().map(move |(why, c)| {
+                    (
+                        labels(&[("source", n), ("kind", h.kind), ("reason", why)]),
+                        Value::Count(*c),
+                    )
+                })
+            }),
+        );
+        small_family(
+            out,
             "api_token_source_last_success_timestamp_seconds",
             "When the source's last complete listing ended (Unix seconds); absent before the first.",
             Kind::Gauge,

@@ -237,15 +237,14 @@ fn basic(user: &str, pw: &str) -> HeaderMap {
 
 /// How many rounds of bcrypt's expensive key setup a wrong password for `user` costs:
 /// 2^cost of every hash it is checked against.
-fn rounds(settings: &Settings, user: Option<&str>) -> u64 {
+/// The bcrypt rounds a wrong password for `user` costs, from what `authorized` checks.
+fn rounds(settings: &Settings, user: &str) -> u64 {
     let cost = |h: &str| h.parse::<bcrypt::HashParts>().unwrap().get_cost();
-    match user.and_then(|u| settings.users.get(u)) {
-        Some(hash) => std::iter::once(hash.clone())
-            .chain(settings.padding_for(hash))
-            .map(|h| 1u64 << cost(&h))
-            .sum(),
-        None => 1u64 << cost(&settings.dummy_hash),
-    }
+    let (_, hash, padding) = settings.checks_for(user);
+    std::iter::once(hash)
+        .chain(padding)
+        .map(|h| 1u64 << cost(&h))
+        .sum()
 }
 
 #[tokio::test]
@@ -258,35 +257,20 @@ async fn unknown_users_cost_what_a_wrong_password_costs_whatever_the_users_costs
         ))
         .unwrap(),
     );
-    // Structurally: every known user's wrong password does exactly the work of the
-    // dummy hash an unknown name is checked against.
-    let unknown = rounds(&settings, None);
+    // Every known user's wrong password does exactly the work of the dummy hash an unknown
+    // name is checked against (counted in bcrypt rounds, which wall time on a shared
+    // machine only blurs).
+    let unknown = rounds(&settings, "nobody");
     assert_eq!(unknown, 1 << 8);
     for user in ["cheap", "mid", "dear"] {
-        assert_eq!(rounds(&settings, Some(user)), unknown, "{user}");
+        assert_eq!(rounds(&settings, user), unknown, "{user}");
     }
-    // And measured, loosely (the machine is shared): medians of a few checks each.
+    // And a wrong password is refused for known and unknown names alike.
     let web = Web::open();
-    let median = |user: &'static str| {
-        let (web, settings) = (web.clone(), settings.clone());
-        async move {
-            let mut times = Vec::new();
-            for _ in 0..3 {
-                let start = std::time::Instant::now();
-                let auth = web.authorized(&settings, &basic(user, "wrong")).await;
-                times.push(start.elapsed());
-                assert_eq!(auth, Auth::Refused(Refusal::Invalid));
-            }
-            times.sort();
-            times[1]
-        }
-    };
-    let unknown = median("nobody").await;
-    let cheap = median("cheap").await;
-    assert!(
-        cheap * 2 >= unknown && unknown * 2 >= cheap,
-        "wrong password for a cost-4 user {cheap:?}, unknown user {unknown:?}"
-    );
+    for user in ["nobody", "cheap", "dear"] {
+        let auth = web.authorized(&settings, &basic(user, "wrong")).await;
+        assert_eq!(auth, Auth::Refused(Refusal::Invalid), "{user}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,3 +88,29 @@ fn issued_at_is_a_fact_and_the_future_is_flagged() {
     let o = evaluate(None, Some(ts("2026-01-01T00:00:00Z")), now);
     assert_eq!(o.facts.flags.len(), 1);
 }
+
+#[test]
+fn a_listed_last_use_and_window_become_facts() {
+    let params = crate::schema::TokenParams {
+        last_used_at: Some("2025-05-01T10:00:00Z".into()),
+        sliding_window_seconds: Some(2_592_000),
+        ..Default::default()
+    };
+    let mut o = evaluate(
+        Some(ts("2025-05-31T10:00:00Z")),
+        None,
+        ts("2025-05-02T00:00:00Z"),
+    );
+    listed(&params, &mut o.facts);
+    assert_eq!(o.facts.last_used_at, Some(ts("2025-05-01T10:00:00Z")));
+    assert_eq!(
+        o.facts.expiry_model,
+        crate::model::ExpiryModel::Sliding {
+            window_seconds: 2_592_000
+        }
+    );
+    let mut o = evaluate(None, None, ts("2025-05-02T00:00:00Z"));
+    listed(&Default::default(), &mut o.facts);
+    assert_eq!(o.facts.last_used_at, None);
+    assert_eq!(o.facts.expiry_model, crate::model::ExpiryModel::Fixed);
+}

@@ -139,3 +139,46 @@ fn refused(status: u16, needs: &str) -> String {
         s => format!("status {s}"),
     }
 }
+
+/// The key's value as the Secret holds it now: what the test step of a token discovered in
+/// that Secret probes, since its source holds the value it listed until it lists again.
+/// The answer (every key of the Secret) is wiped once read.
+pub async fn read_key(k: &KubernetesSecret) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    let at = format!("kubernetes_secret {}/{}", k.namespace, k.name);
+    let read = async {
+        let client = match &k.ca_file {
+            Some(path) => crate::provider::kubernetes::client_with_ca(path)?,
+            None => http::client(),
+        };
+        let token = k
+            .token
+            .read()
+            .await
+            .map_err(|e| format!("cannot read its token: {e}"))?;
+        let url = http::join(
+            &k.url,
+            &format!("/api/v1/namespaces/{}/secrets/{}", k.namespace, k.name),
+        );
+        let mut answer = http::send(
+            client
+                .get(url.as_str())
+                .sensitive_header("authorization", format!("Bearer {}", token.expose())),
+        )
+        .await
+        .map_err(|o| format!("the API server cannot be reached ({})", o.reason.as_str()))?;
+        let found = secret_version(&answer, &k.key).map(|(_, value)| value);
+        zeroize::Zeroize::zeroize(&mut answer.body);
+        let encoded = zeroize::Zeroizing::new(
+            found?.ok_or_else(|| format!("the Secret has no key {:?}", k.key))?,
+        );
+        let mut bytes = zeroize::Zeroizing::new(Vec::new());
+        base64::engine::general_purpose::STANDARD
+            .decode_vec(encoded.as_bytes(), &mut bytes)
+            .map_err(|_| "the key's value is not base64".to_string())?;
+        Ok(bytes)
+    };
+    tokio::time::timeout(TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| Err(format!("the API server did not answer within {TIMEOUT:?}")))
+        .map_err(|e| format!("{at}: {e}"))
+}

@@ -286,3 +286,36 @@ fn an_old_credential_is_retired_when_due_and_before_the_next_rotation() {
         Action::Wait
     );
 }
+
+#[test]
+fn a_discovered_tokens_record_is_kept_by_identity_apart_from_names() {
+    let old: RotationFile = serde_json::from_str(r#"{"tokens":{"ci":{"step":"issued"}}}"#).unwrap();
+    assert!(
+        old.discovered.is_empty(),
+        "a file from before reads as it was"
+    );
+    let mut file = old.clone();
+    let mid = Record {
+        step: Step::Issued,
+        ..Record::default()
+    };
+    // Named `d/ci` today; the record follows the file, not the name.
+    file.put("d/ci", Some("file:/srv/tokens/ci"), mid.clone());
+    assert_eq!(file.record("d/ci", Some("file:/srv/tokens/ci")), Some(&mid));
+    assert_eq!(
+        file.record("renamed/ci", Some("file:/srv/tokens/ci")),
+        Some(&mid)
+    );
+    assert_eq!(
+        file.record("file:/srv/tokens/ci", None),
+        None,
+        "names and identities never mix"
+    );
+    assert_eq!(file.tokens, old.tokens);
+    let text = serde_json::to_string(&file).unwrap();
+    assert!(
+        text.contains(r#""discovered":{"file:/srv/tokens/ci""#),
+        "{text}"
+    );
+    assert!(!serde_json::to_string(&old).unwrap().contains("discovered"));
+}

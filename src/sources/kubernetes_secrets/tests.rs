@@ -149,9 +149,12 @@ fn legacy_service_account_tokens_carry_their_dates() {
     assert_eq!(dead.state.as_deref(), Some("invalid"));
     assert_eq!(dead.expires_at.as_deref(), Some("2025-01-03"));
     assert_eq!(dead.issued_at.as_deref(), Some("2022-03-04T05:06:07Z"));
+    assert_eq!(dead.last_used_at.as_deref(), Some("2024-01-02"));
     let used = &l.tokens[1];
     assert_eq!(used.state.as_deref(), Some("active"));
     assert_eq!(used.expires_at, None);
+    // The API server's last-used date is the token's last use.
+    assert_eq!(used.last_used_at.as_deref(), Some("2026-11-30"));
     assert_eq!(l.skipped.get("bad_label"), Some(&1));
     // Without a static entry they are not entered.
     let l = entries(items(), "s", None, &providers());

@@ -28,3 +28,20 @@ fn a_page_is_the_documented_array() {
         assert!(parse_page(garbage, 2).is_err());
     }
 }
+
+#[test]
+fn the_last_use_is_the_expiry_less_the_window() {
+    let (used, window) = last_use(Some("2021-12-11T20:38:10.000Z"), Some("P30D"));
+    assert_eq!(used.as_deref(), Some("2021-11-11T20:38:10Z"));
+    assert_eq!(window.as_secs(), 30 * 24 * 3600);
+    let (used, window) = last_use(Some("2021-12-11T20:38:10Z"), Some("PT12H"));
+    assert_eq!(used.as_deref(), Some("2021-12-11T08:38:10Z"));
+    assert_eq!(window.as_secs(), 12 * 3600);
+    // No window, or one of no fixed length: Okta's default of 30 days.
+    for w in [None, Some("P1M")] {
+        let (used, window) = last_use(Some("2021-12-31T00:00:00Z"), w);
+        assert_eq!(used.as_deref(), Some("2021-12-01T00:00:00Z"), "{w:?}");
+        assert_eq!(window.as_secs(), 30 * 24 * 3600);
+    }
+    assert_eq!(last_use(None, Some("P30D")).0, None);
+}
