@@ -262,7 +262,7 @@ struct RawToken {
     provider: Spanned<String>,
     #[serde(default)]
     secret: Option<SecretSource>,
-    #[serde(default, deserialize_with = "label_list")]
+    #[serde(default, deserialize_with = "crate::schema::label_list")]
     labels: Vec<(String, Spanned<String>)>,
     warning_before: Option<Box<Spanned<String>>>,
     critical_before: Option<Box<Spanned<String>>>,
@@ -282,40 +282,6 @@ struct RawToken {
     #[serde(default)]
     policies: Option<Box<RawPolicies>>,
     rotate: Option<Box<Spanned<crate::schema::rotate::RawRotate>>>,
-}
-
-/// A token's `labels:` map as a list sorted by name, a later duplicate replacing an earlier
-/// one as a map's would: a `BTreeMap` allocates a node of eleven entries for the usual two.
-fn label_list<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<(String, Spanned<String>)>, D::Error> {
-    struct List;
-    impl<'de> serde::de::Visitor<'de> for List {
-        type Value = Vec<(String, Spanned<String>)>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a map")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut list: Self::Value = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-            while let Some(entry) = map.next_entry::<String, Spanned<String>>()? {
-                list.push(entry);
-            }
-            // Stable: equal names keep the file's order, and the last of them stays.
-            list.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut kept: Self::Value = Vec::with_capacity(list.len());
-            for entry in list {
-                match kept.last_mut() {
-                    Some(last) if last.0 == entry.0 => *last = entry,
-                    _ => kept.push(entry),
-                }
-            }
-            Ok(kept)
-        }
-    }
-    d.deserialize_map(List)
 }
 
 /// Collects issues while validating so that one pass reports them all.

@@ -70,6 +70,40 @@ impl From<BTreeMap<String, String>> for Labels {
     }
 }
 
+/// A token's `labels:` map as a list sorted by name, a later duplicate replacing an earlier
+/// one as a map's would: a `BTreeMap` allocates a node of eleven entries for the usual two.
+pub fn label_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, serde_saphyr::Spanned<String>)>, D::Error> {
+    struct List;
+    impl<'de> serde::de::Visitor<'de> for List {
+        type Value = Vec<(String, serde_saphyr::Spanned<String>)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut list: Self::Value = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+            while let Some(entry) = map.next_entry::<String, serde_saphyr::Spanned<String>>()? {
+                list.push(entry);
+            }
+            // Stable: equal names keep the file's order, and the last of them stays.
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut kept: Self::Value = Vec::with_capacity(list.len());
+            for entry in list {
+                match kept.last_mut() {
+                    Some(last) if last.0 == entry.0 => *last = entry,
+                    _ => kept.push(entry),
+                }
+            }
+            Ok(kept)
+        }
+    }
+    d.deserialize_map(List)
+}
+
 impl std::borrow::Borrow<[(String, String)]> for Labels {
     fn borrow(&self) -> &[(String, String)] {
         &self.0
