@@ -169,7 +169,7 @@ impl DockerHub {
                         .into(),
                 );
             }
-            Walk::TooMany => {}
+            Walk::TooMany(_) => {}
         }
         facts.flags.push(format!(
             "Docker Hub's token list has more than {MAX_PAGES} pages; set key_id to the token's UUID to see its expiry"

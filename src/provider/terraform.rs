@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use super::http::pages::{self, Walk};
+use super::http::pages::{self, Walk, next_on_origin as resolve};
 use super::http::{self, common_status};
 use super::{
     BoxFuture, BuildContext, LimitKey, Provider, ProviderKind, refuse_params, require_secret,
@@ -164,7 +164,7 @@ impl Terraform {
             Walk::Done(records) | Walk::Refused(records) => return only_record(&records, facts),
             Walk::Unanswered(failed) => return facts.flags.push(unreachable_flag(&failed)),
             Walk::Bad(why) => return facts.flags.push(why),
-            Walk::TooMany => {}
+            Walk::TooMany(_) => {}
         }
         facts.flags.push(format!(
             "the token list has more than {MAX_PAGES} pages; set key_id to the token's id to see its expiry"
@@ -177,14 +177,6 @@ fn unreachable_flag(failed: &ProbeOutcome) -> String {
         "the token's record could not be read ({}); the expiry is not disclosed this time",
         failed.reason
     )
-}
-
-/// The next page's URL, `next` read against the current page, kept only on the first
-/// page's origin (the token goes with it).
-fn resolve(first: &str, current: &str, next: &str) -> Option<String> {
-    let first = url::Url::parse(first).ok()?;
-    let resolved = url::Url::parse(current).ok()?.join(next).ok()?;
-    (resolved.origin() == first.origin()).then(|| resolved.to_string())
 }
 
 impl Provider for Terraform {

@@ -18,8 +18,8 @@ pub enum Walk<T> {
     Bad(String),
     /// `follow` refused a next link: the entries read so far.
     Refused(Vec<T>),
-    /// There was still a next page after the most pages allowed.
-    TooMany,
+    /// There was still a next page after the most pages allowed: the entries read.
+    TooMany(Vec<T>),
 }
 
 /// Reads `first`, then each next page `follow(current, next)` returns, up to `max_pages`
@@ -55,7 +55,15 @@ where
             None => return Walk::Refused(entries),
         }
     }
-    Walk::TooMany
+    Walk::TooMany(entries)
+}
+
+/// The next page's URL: `next` read against the page it came from, kept only on the first
+/// page's origin (the token goes with every call).
+pub fn next_on_origin(first: &str, current: &str, next: &str) -> Option<String> {
+    let first = url::Url::parse(first).ok()?;
+    let resolved = url::Url::parse(current).ok()?.join(next).ok()?;
+    (resolved.origin() == first.origin()).then(|| resolved.to_string())
 }
 
 #[cfg(test)]
