@@ -19,12 +19,14 @@
 //! introspection server and the bare loop are this program re-run with `BENCH_ROLE` set.
 //! Sizes: `BENCH_TOKENS` (10000), `BENCH_BIG_TOKENS` (100000) and `BENCH_VIEW_TOKENS`
 //! (50000). `BENCH_PHASES` picks phases
-//! (`round,bare,render,blackbox,wrk,big,views,minimal,sizes,callgrind`; all by default) when
+//! (`round,bare,render,blackbox,wrk,big,views,minimal,sizes,callgrind,memory,discovery`; all by default) when
 //! iterating on one figure (the first round always runs).
 //!
 //! 7. Series per token with the smallest collector selection; 8. peak and settled RSS and
 //!    render at 1,000 / 10,000 / 100,000 tokens (`BENCH_SIZES`); 9. instructions per probe
-//!    under valgrind's callgrind, which a shared machine's noise does not move.
+//!    under valgrind's callgrind, which a shared machine's noise does not move; 10. bytes
+//!    per token by part (`memory`), counted by this program's allocator; 11. a `gitlab`
+//!    source listing 50,000 and 100,000 tokens from an in-process instance (`discovery`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -36,6 +38,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
+#[path = "probe_round/discovery.rs"]
+mod discovery;
+#[path = "probe_round/memory.rs"]
+mod memory;
+
+/// Counts live bytes in the `memory` phase only (`memory.rs`).
+#[global_allocator]
+static ALLOC: memory::Counting = memory::Counting;
+
 const EXPORTER: &str = env!("CARGO_BIN_EXE_api-token-exporter");
 /// Probes in flight: the exporter's default `max_concurrency`, used by every contender.
 const CONCURRENCY: usize = 32;
@@ -46,6 +57,7 @@ fn main() {
     match std::env::var("BENCH_ROLE").as_deref() {
         Ok("server") => return server_main(),
         Ok("bare") => return bare_main(),
+        Ok("gitlab") => return discovery::gitlab_main(),
         _ => {}
     }
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it.
@@ -500,7 +512,8 @@ async fn scrape_as(
     timed_gets_as(client, e, "/metrics", n, accept_encoding).await
 }
 
-/// `n` sequential GETs of `path` over one keep-alive connection, each read to its last byte:
+/// `n` sequential GETs of `path` over one keep-alive connection, each read to its last byte
+/// (and not kept):
 /// sorted latencies, the body size, the exporter's CPU per request.
 async fn timed_gets(
     client: &reqwest::Client,
@@ -528,15 +541,20 @@ async fn timed_gets_as(
         if let Some(a) = accept_encoding {
             req = req.header("accept-encoding", a);
         }
-        let resp = req.send().await.unwrap();
+        let mut resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(
             resp.headers().get("content-encoding").is_some(),
             accept_encoding.is_some()
         );
-        let body = resp.bytes().await.unwrap();
+        // Read to the last byte a chunk at a time, each dropped once counted: gathering a
+        // 113 MB body into one buffer costs the client more than the exporter's writing,
+        // and the two share the machine's two cores.
+        size = 0;
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            size += chunk.len();
+        }
         latencies.push(t0.elapsed());
-        size = body.len();
     }
     let cpu = proc_cpu(e.pid()) - cpu0;
     latencies.sort();
@@ -888,6 +906,39 @@ fn proc_meminfo(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The phases that start what they measure themselves: 10. a GitLab source listing 50,000
+/// and 100,000 tokens (`discovery.rs`); 11. bytes per token by part, counted in-process
+/// (`memory.rs`), at each `BENCH_SIZES`.
+async fn standalone(
+    dir: &Path,
+    client: &reqwest::Client,
+    phase: &dyn Fn(&str) -> bool,
+    table: &mut Table,
+) {
+    if phase("discovery") {
+        discovery::run(dir, client, table).await;
+    }
+    if phase("memory") {
+        for size in sizes() {
+            step(&format!("memory: {size}"));
+            // No probe is sent: the answers are parsed from memory.
+            let config = inventory(dir, size, "http://127.0.0.1:9/introspect", false);
+            for (what, value) in memory::measure(&config, size).rows() {
+                table.row(&what, value, "", None);
+            }
+        }
+    }
+}
+
+/// `BENCH_SIZES` (1000,10000,100000).
+fn sizes() -> Vec<usize> {
+    std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000,100000".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse::<usize>().ok())
+        .collect()
+}
+
 /// Progress on stderr, so a long run shows where it is.
 fn step(what: &str) {
     eprintln!("[probe_round] {what}");
@@ -903,6 +954,16 @@ async fn orchestrate() {
     let mut table = Table(Vec::new());
     let phases = std::env::var("BENCH_PHASES").unwrap_or_default();
     let phase = |name: &str| phases.is_empty() || phases.split(',').any(|p| p == name);
+
+    // The phases that need no exporter of their own run alone when they are all that is
+    // asked for, without the first round.
+    let alone = ["memory", "discovery"];
+    if !phases.is_empty() && phases.split(',').all(|p| alone.contains(&p)) {
+        standalone(dir.path(), &client, &phase, &mut table).await;
+        println!();
+        table.print();
+        return;
+    }
 
     // 1. One round of n tokens against a fast server.
     step(&format!("round of {n}"));
@@ -1346,7 +1407,7 @@ async fn orchestrate() {
             let mut e = Exporter::start(&config, dir.path().join(format!("size{size}.log")));
             let _ = wait_round(&client, &mut e).await;
             let round_peak = proc_kb(e.pid(), "VmHWM");
-            let (lat, body, _) = scrape(&client, &e, 30).await;
+            let (lat, body, cpu) = scrape(&client, &e, 30).await;
             table.row(
                 &format!("{size} tokens: peak RSS of the first round; RSS after 30 scrapes; peak"),
                 format!(
@@ -1359,8 +1420,14 @@ async fn orchestrate() {
                 None,
             );
             table.row(
-                &format!("{size} tokens: /metrics median render, body (plain)"),
-                format!("{}, {:.1} MB", ms(pct(&lat, 0.5)), body as f64 / 1e6),
+                &format!("{size} tokens: /metrics median render, p99; exporter CPU a scrape; body (plain)"),
+                format!(
+                    "{}, {}; {}; {:.1} MB",
+                    ms(pct(&lat, 0.5)),
+                    ms(pct(&lat, 0.99)),
+                    ms(cpu),
+                    body as f64 / 1e6
+                ),
                 "",
                 None,
             );
@@ -1394,6 +1461,7 @@ async fn orchestrate() {
     }
 
     drop(server);
+    standalone(dir.path(), &client, &phase, &mut table).await;
 
     println!();
     table.print();

@@ -251,6 +251,10 @@ struct RawPolicies {
     max_unused: Option<Spanned<String>>,
 }
 
+/// A token as written. Every one is held at once while the file is decoded (a `Vec` that
+/// doubles as it grows), so what most tokens leave out is boxed: inline, the rotation block,
+/// the policies and the spanned overrides made each entry over 2 KB, the largest part of a
+/// large inventory's peak at start.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawToken {
@@ -258,12 +262,12 @@ struct RawToken {
     provider: Spanned<String>,
     #[serde(default)]
     secret: Option<SecretSource>,
-    #[serde(default)]
-    labels: BTreeMap<String, Spanned<String>>,
-    warning_before: Option<Spanned<String>>,
-    critical_before: Option<Spanned<String>>,
-    probe_interval: Option<Spanned<String>>,
-    probe_timeout: Option<Spanned<String>>,
+    #[serde(default, deserialize_with = "crate::schema::label_list")]
+    labels: Vec<(String, Spanned<String>)>,
+    warning_before: Option<Box<Spanned<String>>>,
+    critical_before: Option<Box<Spanned<String>>>,
+    probe_interval: Option<Box<Spanned<String>>>,
+    probe_timeout: Option<Box<Spanned<String>>>,
     token_type_hint: Option<String>,
     audiences: Option<Vec<String>>,
     accessor: Option<String>,
@@ -272,12 +276,12 @@ struct RawToken {
     key_id: Option<String>,
     access_key_id: Option<String>,
     access_key_id_file: Option<String>,
-    session_token: Option<SecretSource>,
+    session_token: Option<Box<SecretSource>>,
     email: Option<String>,
     username: Option<String>,
     #[serde(default)]
-    policies: RawPolicies,
-    rotate: Option<Spanned<crate::schema::rotate::RawRotate>>,
+    policies: Option<Box<RawPolicies>>,
+    rotate: Option<Box<Spanned<crate::schema::rotate::RawRotate>>>,
 }
 
 /// Collects issues while validating so that one pass reports them all.
@@ -294,7 +298,11 @@ impl Issues {
     }
 
     fn duration(&mut self, path: &str, raw: &Option<Spanned<String>>) -> Option<Duration> {
-        let raw = raw.as_ref()?;
+        self.duration_of(path, raw.as_ref())
+    }
+
+    fn duration_of(&mut self, path: &str, raw: Option<&Spanned<String>>) -> Option<Duration> {
+        let raw = raw?;
         match parse_duration(&raw.value) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -474,6 +482,7 @@ impl RawConfig {
         let mut rotations = BTreeMap::new();
         let mut tokens = Vec::with_capacity(self.tokens.len());
         let shared_policies = Arc::new(global.policies.clone());
+        let mut label_sets = crate::schema::LabelSets::default();
         for (i, raw) in self.tokens.into_iter().enumerate() {
             let at = |field: &str| format!("tokens[{i}].{field}");
             let name = raw.name.value.clone();
@@ -514,7 +523,7 @@ impl RawConfig {
                     line_of(&raw.provider),
                 );
             }
-            let mut labels = BTreeMap::new();
+            let mut labels = Vec::with_capacity(raw.labels.len());
             for (key, value) in raw.labels {
                 if !is_valid_label_name(&key) {
                     issues.push(
@@ -531,21 +540,21 @@ impl RawConfig {
                         line_of(&value),
                     );
                 }
-                labels.insert(key, value.value);
+                labels.push((key, value.value));
             }
             let warning_before = issues
-                .duration(&at("warning_before"), &raw.warning_before)
+                .duration_of(&at("warning_before"), raw.warning_before.as_deref())
                 .unwrap_or(global.thresholds.warning_before);
             let critical_before = issues
-                .duration(&at("critical_before"), &raw.critical_before)
+                .duration_of(&at("critical_before"), raw.critical_before.as_deref())
                 .unwrap_or(global.thresholds.critical_before);
             if critical_before >= warning_before
                 && (raw.warning_before.is_some() || raw.critical_before.is_some())
             {
                 let line = raw
                     .critical_before
-                    .as_ref()
-                    .or(raw.warning_before.as_ref())
+                    .as_deref()
+                    .or(raw.warning_before.as_deref())
                     .map(|s| s.referenced.line());
                 issues.push(
                     at("critical_before"),
@@ -558,10 +567,10 @@ impl RawConfig {
                 );
             }
             let probe_interval = issues
-                .duration(&at("probe_interval"), &raw.probe_interval)
+                .duration_of(&at("probe_interval"), raw.probe_interval.as_deref())
                 .unwrap_or(global.probe_interval);
             let probe_timeout = issues
-                .duration(&at("probe_timeout"), &raw.probe_timeout)
+                .duration_of(&at("probe_timeout"), raw.probe_timeout.as_deref())
                 .unwrap_or(global.probe_timeout);
             for (field, d, raw_d) in [
                 ("probe_interval", probe_interval, &raw.probe_interval),
@@ -580,7 +589,7 @@ impl RawConfig {
                 provider: provider_name,
                 source: None,
                 secret: raw.secret,
-                labels: labels.into(),
+                labels: label_sets.get(labels),
                 thresholds: Thresholds {
                     warning_before,
                     critical_before,
@@ -596,7 +605,7 @@ impl RawConfig {
                     key_id: raw.key_id,
                     access_key_id: raw.access_key_id,
                     access_key_id_file: raw.access_key_id_file,
-                    session_token: raw.session_token,
+                    session_token: raw.session_token.map(|s| *s),
                     email: raw.email,
                     username: raw.username,
                     last_used_at: None,
@@ -604,7 +613,8 @@ impl RawConfig {
                 }
                 .into(),
                 policies: {
-                    let p = issues.policies(&at("policies"), &global.policies, &raw.policies);
+                    let over = raw.policies.unwrap_or_default();
+                    let p = issues.policies(&at("policies"), &global.policies, &over);
                     if p == *shared_policies {
                         shared_policies.clone()
                     } else {
@@ -620,7 +630,7 @@ impl RawConfig {
             }
             if let Some(block) = raw.rotate {
                 let (rotation, found) =
-                    rotate::validate(&format!("tokens[{i}]"), &spec, provider, block);
+                    rotate::validate(&format!("tokens[{i}]"), &spec, provider, *block);
                 issues.0.extend(found);
                 if let Some(r) = rotation {
                     rotations.insert(spec.name.clone(), Arc::new(r));

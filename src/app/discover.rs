@@ -136,7 +136,9 @@ impl Discovery {
                     let now = jiff::Timestamp::now().as_second();
                     self.health.record(&source, result.as_ref(), took, now);
                     match result {
-                        Ok(listing) => {
+                        Ok(mut listing) => {
+                            // Kept until the next listing: not the room a growing list left.
+                            listing.tokens.shrink_to_fit();
                             if self.listings.get(&source) != Some(&listing) {
                                 tracing::info!(
                                     source = %source,

@@ -127,7 +127,7 @@ impl TokenView {
             rotation: s.rotation.as_deref().cloned(),
             flags,
             anomalies: facts.anomalies.clone(),
-            extra: facts.extra.clone(),
+            extra: facts.extra.to_map(),
             first_seen_at: s.first_seen.map(|t| t.to_string()),
             rotated_at: s.rotated_at.map(|t| t.to_string()),
             age_seconds: policy::age_origin(s).map(|(from, _)| now.as_second() - from.as_second()),

@@ -4,7 +4,6 @@
 //! [`Reason`] are stable strings, because they become Prometheus label values that alert
 //! rules and dashboards depend on.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -12,6 +11,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 pub mod duration;
+mod extra;
+pub use extra::Extra;
 pub mod event;
 pub mod rotation;
 
@@ -260,7 +261,7 @@ pub struct TokenFacts {
     pub scopes: Vec<String>,
     pub token_type: Option<String>,
     /// Provider-specific facts worth showing (renewable, ttl...). Never the token itself.
-    pub extra: BTreeMap<String, String>,
+    pub extra: Extra,
     /// Warnings about the answer itself, e.g. an expiry in the past on a successful call.
     pub flags: Vec<String>,
     /// Stable codes for what was wrong with the answer (sorted, no repeats), beside the

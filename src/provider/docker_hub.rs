@@ -18,6 +18,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 use zeroize::Zeroize;
 
+use super::http::pages::{self, Walk};
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::model::{Anomaly, Expiry, ExpiryRead, ProbeOutcome, Reason, TokenFacts};
@@ -156,28 +157,19 @@ impl DockerHub {
             return;
         }
         let first = format!("{base}?page_size=100");
-        let mut url = first.clone();
-        let mut entries = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let resp = match http::send(get(&url)).await {
-                Ok(resp) => resp,
-                Err(failed) => return facts.flags.push(unreachable_flag(&failed)),
-            };
-            let (page, next) = match list_page(resp.status, &resp.body) {
-                Ok(p) => p,
-                Err(why) => return facts.flags.push(why),
-            };
-            entries.extend(page);
-            match next {
-                None => return only_entry(&entries, facts),
-                Some(next) if same_origin(&first, &next) => url = next,
-                Some(_) => {
-                    return facts.flags.push(
-                        "Docker Hub's token list links its next page to another server; the expiry is not disclosed"
-                            .into(),
-                    );
-                }
+        let fetch = |url: String| http::send(get(&url));
+        let follow = |_: &str, next: &str| same_origin(&first, next).then(|| next.to_string());
+        match pages::walk(&first, MAX_PAGES, fetch, list_page, follow).await {
+            Walk::Done(entries) => return only_entry(&entries, facts),
+            Walk::Unanswered(failed) => return facts.flags.push(unreachable_flag(&failed)),
+            Walk::Bad(why) => return facts.flags.push(why),
+            Walk::Refused(_) => {
+                return facts.flags.push(
+                    "Docker Hub's token list links its next page to another server; the expiry is not disclosed"
+                        .into(),
+                );
             }
+            Walk::TooMany(_) => {}
         }
         facts.flags.push(format!(
             "Docker Hub's token list has more than {MAX_PAGES} pages; set key_id to the token's UUID to see its expiry"

@@ -26,6 +26,7 @@ use rustls::pki_types::CertificateDer;
 use crate::model::{ProbeOutcome, Reason};
 
 mod answer;
+pub mod pages;
 pub use answer::*;
 
 /// The most of a provider's answer we read. Real answers are a few KiB.

@@ -17,6 +17,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 use sha2::{Digest, Sha512};
 
+use super::http::pages::{self, Walk};
 use super::http::{self, common_status};
 use super::{BoxFuture, BuildContext, Provider, ProviderKind, refuse_params, require_secret};
 use crate::model::{Anomaly, Expiry, ExpiryRead, ProbeOutcome, Reason, TokenFacts, Verdict};
@@ -109,36 +110,26 @@ impl Npm {
     /// Reads the token list page by page into `facts`. Never changes the verdict.
     async fn read_list(&self, first: &str, secret: &Secret, facts: &mut TokenFacts) {
         let held = Held::new(secret.expose());
-        let mut entries: Vec<Value> = Vec::new();
-        let mut url = first.to_string();
-        for _ in 0..MAX_PAGES {
-            let resp = match http::send(self.get(&url, secret)).await {
-                Ok(resp) => resp,
-                Err(failed) => {
-                    return facts.flags.push(format!(
-                        "npm's token list could not be read ({}); the expiry is not disclosed this time",
-                        failed.reason
-                    ));
-                }
-            };
-            let page = match list_page(resp.status, &resp.body) {
-                Ok(page) => page,
-                Err(why) => return facts.flags.push(why),
-            };
-            entries.extend(page.objects);
-            match page.next {
-                None => return list_facts(&entries, &held, facts),
-                Some(next) => match next_page(first, &url, &next) {
-                    Some(u) => url = u,
-                    None => {
-                        return facts.flags.push(
-                            "npm's token list links its next page to another server; the listing stops there and the expiry is not disclosed"
-                                .into(),
-                        );
-                    }
-                },
+        let fetch = |url: String| http::send(self.get(&url, secret));
+        let parse = |status, body: &[u8]| list_page(status, body).map(|p| (p.objects, p.next));
+        let follow = |current: &str, next: &str| next_page(first, current, next);
+        let entries = match pages::walk(first, MAX_PAGES, fetch, parse, follow).await {
+            Walk::Done(entries) => return list_facts(&entries, &held, facts),
+            Walk::Unanswered(failed) => {
+                return facts.flags.push(format!(
+                    "npm's token list could not be read ({}); the expiry is not disclosed this time",
+                    failed.reason
+                ));
             }
-        }
+            Walk::Bad(why) => return facts.flags.push(why),
+            Walk::Refused(_) => {
+                return facts.flags.push(
+                    "npm's token list links its next page to another server; the listing stops there and the expiry is not disclosed"
+                        .into(),
+                );
+            }
+            Walk::TooMany(entries) => entries,
+        };
         // Past the cap: what was read may still hold the token.
         list_facts(&entries, &held, facts);
         if facts.expiry == Expiry::Undisclosed {
@@ -278,13 +269,7 @@ pub fn list_page(status: u16, body: &[u8]) -> Result<Page, String> {
     })
 }
 
-/// The next page's URL: `next` read against the page it came from, kept only on the first
-/// page's origin (the token goes with it).
-pub fn next_page(first: &str, current: &str, next: &str) -> Option<String> {
-    let first = url::Url::parse(first).ok()?;
-    let resolved = url::Url::parse(current).ok()?.join(next).ok()?;
-    (resolved.origin() == first.origin()).then(|| resolved.to_string())
-}
+pub use super::http::pages::next_on_origin as next_page;
 
 /// What the list is matched against: the token's SHA-512 (npm's key for tokens of the old
 /// scheme) and its value, for the redacted form granular tokens are listed with.

@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use super::http::pages::{self, Walk, next_on_origin as resolve};
 use super::http::{self, common_status};
 use super::{
     BoxFuture, BuildContext, LimitKey, Provider, ProviderKind, refuse_params, require_secret,
@@ -156,22 +157,14 @@ impl Terraform {
             Owner::Team(id) => format!("{api}/teams/{id}/authentication-tokens?page%5Bsize%5D=100"),
             Owner::Organization(_) => unreachable!("an organization has one token"),
         };
-        let mut url = first.clone();
-        let mut records = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let resp = match http::send(self.get(&url, secret)).await {
-                Ok(resp) => resp,
-                Err(failed) => return facts.flags.push(unreachable_flag(&failed)),
-            };
-            let (page, next) = match token_list(resp.status, &resp.body) {
-                Ok(p) => p,
-                Err(why) => return facts.flags.push(why),
-            };
-            records.extend(page);
-            match next.and_then(|n| resolve(&first, &url, &n)) {
-                Some(n) => url = n,
-                None => return only_record(&records, facts),
-            }
+        let fetch = |url: String| http::send(self.get(&url, secret));
+        let follow = |current: &str, next: &str| resolve(&first, current, next);
+        match pages::walk(&first, MAX_PAGES, fetch, token_list, follow).await {
+            // A next link to another server ends the list where it is.
+            Walk::Done(records) | Walk::Refused(records) => return only_record(&records, facts),
+            Walk::Unanswered(failed) => return facts.flags.push(unreachable_flag(&failed)),
+            Walk::Bad(why) => return facts.flags.push(why),
+            Walk::TooMany(_) => {}
         }
         facts.flags.push(format!(
             "the token list has more than {MAX_PAGES} pages; set key_id to the token's id to see its expiry"
@@ -184,14 +177,6 @@ fn unreachable_flag(failed: &ProbeOutcome) -> String {
         "the token's record could not be read ({}); the expiry is not disclosed this time",
         failed.reason
     )
-}
-
-/// The next page's URL, `next` read against the current page, kept only on the first
-/// page's origin (the token goes with it).
-fn resolve(first: &str, current: &str, next: &str) -> Option<String> {
-    let first = url::Url::parse(first).ok()?;
-    let resolved = url::Url::parse(current).ok()?.join(next).ok()?;
-    (resolved.origin() == first.origin()).then(|| resolved.to_string())
 }
 
 impl Provider for Terraform {

@@ -31,11 +31,18 @@ pub struct TokenSpec {
 }
 
 /// A token's inventory labels, sorted by name. A slice, not a `BTreeMap`: a map allocates a
-/// 544-byte node for the usual two labels, and there is one per token.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Labels(Box<[(String, String)]>);
+/// 544-byte node for the usual two labels, and there is one per token. Shared: tokens with
+/// the same labels (a team, an owner, a source's) hold one copy ([`LabelSets`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Labels(Arc<[(String, String)]>);
 
 impl Labels {
+    /// Labels from a list already sorted by name, without duplicates.
+    pub fn sorted(list: Vec<(String, String)>) -> Self {
+        debug_assert!(list.windows(2).all(|w| w[0].0 < w[1].0));
+        Labels(list.into())
+    }
+
     pub fn get(&self, name: &str) -> Option<&String> {
         let i = self
             .0
@@ -60,6 +67,63 @@ impl Labels {
 impl From<BTreeMap<String, String>> for Labels {
     fn from(map: BTreeMap<String, String>) -> Self {
         Labels(map.into_iter().collect())
+    }
+}
+
+/// A token's `labels:` map as a list sorted by name, a later duplicate replacing an earlier
+/// one as a map's would: a `BTreeMap` allocates a node of eleven entries for the usual two.
+pub fn label_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, serde_saphyr::Spanned<String>)>, D::Error> {
+    struct List;
+    impl<'de> serde::de::Visitor<'de> for List {
+        type Value = Vec<(String, serde_saphyr::Spanned<String>)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut list: Self::Value = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+            while let Some(entry) = map.next_entry::<String, serde_saphyr::Spanned<String>>()? {
+                list.push(entry);
+            }
+            // Stable: equal names keep the file's order, and the last of them stays.
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut kept: Self::Value = Vec::with_capacity(list.len());
+            for entry in list {
+                match kept.last_mut() {
+                    Some(last) if last.0 == entry.0 => *last = entry,
+                    _ => kept.push(entry),
+                }
+            }
+            Ok(kept)
+        }
+    }
+    d.deserialize_map(List)
+}
+
+impl std::borrow::Borrow<[(String, String)]> for Labels {
+    fn borrow(&self) -> &[(String, String)] {
+        &self.0
+    }
+}
+
+/// The distinct label sets of an inventory: each token's [`Labels`] is the one copy of its
+/// set, so an inventory of many tokens and few teams and owners holds few sets.
+#[derive(Default)]
+pub struct LabelSets(std::collections::HashSet<Labels>);
+
+impl LabelSets {
+    /// The shared copy of `list` (sorted by name, without duplicates).
+    pub fn get(&mut self, list: Vec<(String, String)>) -> Labels {
+        if let Some(l) = self.0.get(list.as_slice()) {
+            return l.clone();
+        }
+        let l = Labels::sorted(list);
+        self.0.insert(l.clone());
+        l
     }
 }
 

@@ -24,7 +24,7 @@ pub mod page;
 pub mod rotate;
 pub mod vault;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -274,11 +274,18 @@ pub fn compose_noted(
         let labels: crate::schema::Labels = spec.labels.clone().into();
         // The owner the source reports becomes the `owner` label, which alerts and the
         // page join in, unless the source sets one for every token.
-        let with_owner = |owner: &Option<String>| match owner {
+        // One copy per owner, shared by the owner's tokens.
+        let mut owners: HashMap<String, crate::schema::Labels> = HashMap::new();
+        let mut with_owner = |owner: &Option<String>| match owner {
             Some(owner) if !spec.labels.contains_key("owner") => {
+                if let Some(shared) = owners.get(owner) {
+                    return shared.clone();
+                }
                 let mut map = spec.labels.clone();
                 map.insert("owner".into(), owner.clone());
-                map.into()
+                let shared: crate::schema::Labels = map.into();
+                owners.insert(owner.clone(), shared.clone());
+                shared
             }
             _ => labels.clone(),
         };

@@ -70,6 +70,13 @@ impl Serialize for LedgerView<'_> {
     }
 }
 
+/// The facts of a token never answered for: one shared value, not one per token, since a
+/// first round holds every token in this state at once.
+fn no_facts() -> Arc<TokenFacts> {
+    static NONE: std::sync::LazyLock<Arc<TokenFacts>> = std::sync::LazyLock::new(Arc::default);
+    NONE.clone()
+}
+
 impl TokenState {
     /// A token not probed yet, its secret never seen.
     fn new(spec: Arc<TokenSpec>, kind: &'static str) -> Self {
@@ -78,7 +85,7 @@ impl TokenState {
             kind,
             fingerprint: None,
             last: None,
-            facts: Arc::default(),
+            facts: no_facts(),
             last_verdict_at: None,
             first_seen: None,
             rotated_at: None,
@@ -388,7 +395,7 @@ pub fn apply(
     };
     if rotated {
         // A new secret is a new token: nothing known about the old one carries over.
-        state.facts = Arc::default();
+        state.facts = no_facts();
         state.rotated_at = Some(at);
         state.first_seen = Some(at);
     }
@@ -429,6 +436,12 @@ pub fn apply(
                 facts.flags.push(KEPT_EXPIRY.into());
             }
         }
+        // Kept until the next conclusive answer, one per token: a list grown while an
+        // answer was parsed holds up to twice its length.
+        facts.scopes.shrink_to_fit();
+        facts.audience.shrink_to_fit();
+        facts.flags.shrink_to_fit();
+        facts.extra.shrink_to_fit();
         state.facts = Arc::new(facts);
         state.last_verdict_at = Some(at);
     } else if known_expiry == Expiry::Undisclosed && outcome.facts.expiry != Expiry::Undisclosed {

@@ -21,6 +21,61 @@ fn canary(tag: &str) -> String {
     )
 }
 
+/// Whether `/metrics` counts at least one failed listing of `source` (of `kind`) for `reason`.
+fn listing_failed(body: &str, source: &str, kind: &str, reason: &str) -> bool {
+    let series = format!(
+        "api_token_source_failures_total{{source=\"{source}\",kind=\"{kind}\",reason=\"{reason}\"}}"
+    );
+    body.lines()
+        .any(|l| l.starts_with(&series) && !l.ends_with(" 0"))
+}
+
+/// Runs the daemon on `config` at trace level (plus `extra` flags) until `/metrics`
+/// satisfies `listed` (the listings ran and failed as the test arranged), then returns every
+/// output a secret could reach: `/metrics`, `/`, `/api/v1/tokens`, the logs (which must
+/// record the failed listing) and `check`'s stdout and stderr.
+fn listing_outputs(
+    config: &std::path::Path,
+    extra: &[&str],
+    listed: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut args = vec![
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ];
+    args.extend_from_slice(extra);
+    let d = Daemon::start(&args);
+    let start = std::time::Instant::now();
+    loop {
+        let body = d.get("/metrics").1;
+        if listed(&body) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no listing yet: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut outputs = vec![];
+    for path in ["/metrics", "/", "/api/v1/tokens"] {
+        outputs.push(d.get(path).1);
+    }
+    let logs = d.logs();
+    let _ = d.stop();
+    assert!(logs.contains("source listing failed"), "{logs}");
+    outputs.push(logs);
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--config.file", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
+    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    outputs
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_value_reaches_any_output() {
     let opaque_ok = canary("OK");
@@ -324,44 +379,11 @@ fn listing_credentials_and_listed_secrets_reach_no_output() {
             url = server.url(),
         ),
     );
-    let d = Daemon::start(&[
-        "--config.file",
-        config.to_str().unwrap(),
-        "--log.level",
-        "trace",
-        // The wait below reads when a listed token was probed, a family off by default.
-        "--collector.last_probe",
-    ]);
-    let start = std::time::Instant::now();
-    loop {
-        let body = d.get("/metrics").1;
-        if body.contains("reason=\"unreachable\"} ")
+    let outputs = listing_outputs(&config, &["--collector.last_probe"], |body| {
+        body.contains("reason=\"unreachable\"} ")
             && body.contains("api_token_last_probe_timestamp_seconds{token=\"mounted/gh\"")
-        {
-            let failed = body
-                .lines()
-                .any(|l| l.starts_with("api_token_source_failures_total{source=\"vt\",kind=\"vault\",reason=\"unreachable\"}") && !l.ends_with(" 0"));
-            if failed {
-                break;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut outputs = vec![];
-    for path in ["/metrics", "/", "/api/v1/tokens"] {
-        outputs.push(d.get(path).1);
-    }
-    let logs = d.logs();
-    let _ = d.stop();
-    assert!(logs.contains("source listing failed"), "{logs}");
-    outputs.push(logs);
-    let check = std::process::Command::new(BIN)
-        .args(["check", "--config.file", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
-    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+            && listing_failed(body, "vt", "vault", "unreachable")
+    });
     for out in &outputs {
         for needle in [&list_cred, &lookup_cred, &github_canary, &unknown_canary] {
             assert!(
@@ -410,40 +432,9 @@ fn a_github_apps_key_and_installation_token_reach_no_output() {
             key_file.display()
         ),
     );
-    let d = Daemon::start(&[
-        "--config.file",
-        config.to_str().unwrap(),
-        "--log.level",
-        "trace",
-    ]);
-    let start = std::time::Instant::now();
-    loop {
-        let body = d.get("/metrics").1;
-        let failed = body.lines().any(|l| {
-            l.starts_with(
-                "api_token_source_failures_total{source=\"gh\",kind=\"github\",reason=\"forbidden\"}",
-            ) && !l.ends_with(" 0")
-        });
-        if failed {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut outputs = vec![];
-    for path in ["/metrics", "/", "/api/v1/tokens"] {
-        outputs.push(d.get(path).1);
-    }
-    let logs = d.logs();
-    let _ = d.stop();
-    assert!(logs.contains("source listing failed"), "{logs}");
-    outputs.push(logs);
-    let check = std::process::Command::new(BIN)
-        .args(["check", "--config.file", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
-    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    let outputs = listing_outputs(&config, &[], |body| {
+        listing_failed(body, "gh", "github", "forbidden")
+    });
     for out in &outputs {
         assert!(
             !out.contains(&installation),
@@ -519,45 +510,10 @@ fn an_entra_listing_secret_and_its_access_token_reach_no_output() {
             source("issued", "issued.example.com", &issued_file),
         ),
     );
-    let d = Daemon::start(&[
-        "--config.file",
-        config.to_str().unwrap(),
-        "--log.level",
-        "trace",
-    ]);
-    let start = std::time::Instant::now();
-    loop {
-        let body = d.get("/metrics").1;
-        let failed = |source: &str, reason: &str| {
-            body.lines().any(|l| {
-                l.starts_with(&format!(
-                    "api_token_source_failures_total{{source=\"{source}\",kind=\"entra_id\",reason=\"{reason}\"}}"
-                )) && !l.ends_with(" 0")
-            })
-        };
-        if failed("refused", "unauthorized") && failed("issued", "unreachable") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no listing yet: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut outputs = vec![];
-    for path in ["/metrics", "/", "/api/v1/tokens"] {
-        outputs.push(d.get(path).1);
-    }
-    let logs = d.logs();
-    let _ = d.stop();
-    assert!(logs.contains("source listing failed"), "{logs}");
-    outputs.push(logs);
-    let check = std::process::Command::new(BIN)
-        .args(["check", "--config.file", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
-    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    let outputs = listing_outputs(&config, &[], |body| {
+        listing_failed(body, "refused", "entra_id", "unauthorized")
+            && listing_failed(body, "issued", "entra_id", "unreachable")
+    });
     for out in &outputs {
         assert!(!out.contains("CANARY"), "a credential in an output: {out}");
     }
@@ -705,43 +661,10 @@ fn simple_source_listing_credentials_reach_no_output() {
             url = server.url(),
         ),
     );
-    let d = Daemon::start(&[
-        "--config.file",
-        config.to_str().unwrap(),
-        "--log.level",
-        "trace",
-    ]);
-    let start = std::time::Instant::now();
-    let failed = |body: &str, source: &str| {
-        body.lines().any(|l| {
-            l.starts_with(&format!(
-                "api_token_source_failures_total{{source=\"{source}\""
-            )) && l.contains("reason=\"forbidden\"")
-                && !l.ends_with(" 0")
-        })
-    };
-    loop {
-        let body = d.get("/metrics").1;
-        if ["cf", "okta"].iter().all(|s| failed(&body, s)) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut outputs = vec![];
-    for path in ["/metrics", "/", "/api/v1/tokens"] {
-        outputs.push(d.get(path).1);
-    }
-    let logs = d.logs();
-    let _ = d.stop();
-    assert!(logs.contains("source listing failed"), "{logs}");
-    outputs.push(logs);
-    let check = std::process::Command::new(BIN)
-        .args(["check", "--config.file", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
-    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    let outputs = listing_outputs(&config, &[], |body| {
+        listing_failed(body, "cf", "cloudflare", "forbidden")
+            && listing_failed(body, "okta", "okta", "forbidden")
+    });
     for out in &outputs {
         for needle in [&cf, &okta] {
             assert!(
@@ -800,43 +723,10 @@ fn docker_hub_source_credential_and_bearer_reach_no_output() {
             url = server.url(),
         ),
     );
-    let d = Daemon::start(&[
-        "--config.file",
-        config.to_str().unwrap(),
-        "--log.level",
-        "trace",
-    ]);
-    let start = std::time::Instant::now();
-    let failed = |body: &str, source: &str, reason: &str| {
-        body.lines().any(|l| {
-            l.starts_with(&format!(
-                "api_token_source_failures_total{{source=\"{source}\""
-            )) && l.contains(&format!("reason=\"{reason}\""))
-                && !l.ends_with(" 0")
-        })
-    };
-    loop {
-        let body = d.get("/metrics").1;
-        if failed(&body, "refused", "unauthorized") && failed(&body, "issued", "forbidden") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no listing yet");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut outputs = vec![];
-    for path in ["/metrics", "/", "/api/v1/tokens"] {
-        outputs.push(d.get(path).1);
-    }
-    let logs = d.logs();
-    let _ = d.stop();
-    assert!(logs.contains("source listing failed"), "{logs}");
-    outputs.push(logs);
-    let check = std::process::Command::new(BIN)
-        .args(["check", "--config.file", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    outputs.push(String::from_utf8_lossy(&check.stdout).into_owned());
-    outputs.push(String::from_utf8_lossy(&check.stderr).into_owned());
+    let outputs = listing_outputs(&config, &[], |body| {
+        listing_failed(body, "refused", "docker_hub", "unauthorized")
+            && listing_failed(body, "issued", "docker_hub", "forbidden")
+    });
     for out in &outputs {
         for needle in [&refused, &allowed, &bearer] {
             assert!(

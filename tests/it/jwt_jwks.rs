@@ -197,14 +197,7 @@ fn verdict(o: &ProbeOutcome) -> (Verdict, Reason) {
 async fn verified_token_is_valid_with_its_claims_as_facts() {
     let server = jwks_server(jwks_a()).await;
     let token = es256(KEY_A_PEM, Some("k1"), &claims());
-    let files = SecretFiles::new();
-    let o = probe(&yaml(
-        &files,
-        &[jwks_uri(&server), "algorithms: [ES256]".into()],
-        &token,
-        &[],
-    ))
-    .await;
+    let o = probe_token(&[jwks_uri(&server), "algorithms: [ES256]".into()], &token).await;
     assert_eq!(verdict(&o), (Verdict::Valid, Reason::Ok), "{o:?}");
     assert_eq!(o.facts.expiry, Expiry::At(at(EXP)));
     assert_eq!(o.facts.issued_at, Some(at(NOW - 600)));
@@ -239,9 +232,8 @@ async fn the_key_is_chosen_by_kid_or_tried_in_turn_without_one() {
         assert_eq!(o.facts.expiry, Expiry::At(at(EXP)), "{name}");
     }
     // Key B presented under key A's kid must not verify, though B is in the set.
-    let files = SecretFiles::new();
     let token = es256(KEY_B_PEM, Some("k1"), &claims());
-    let o = probe(&yaml(&files, &[jwks_uri(&server)], &token, &[])).await;
+    let o = probe_token(&[jwks_uri(&server)], &token).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),
@@ -277,9 +269,8 @@ async fn rsa_pss_and_eddsa_signatures_verify_and_a_changed_byte_does_not() {
         ("eddsa", "EdDSA"),
     ] {
         let token = fixtures[name].as_str().unwrap();
-        let files = SecretFiles::new();
         let provider = [jwks_uri(&server), format!("algorithms: [{alg}]")];
-        let o = probe(&yaml(&files, &provider, token, &[])).await;
+        let o = probe_token(&provider, token).await;
         assert_eq!(verdict(&o), (Verdict::Valid, Reason::Ok), "{name}: {o:?}");
         assert_eq!(o.facts.subject.as_deref(), Some("svc-deploy"), "{name}");
         assert_eq!(o.facts.expiry, Expiry::At(at(EXP)), "{name}");
@@ -404,14 +395,7 @@ async fn algorithm_outside_the_pin_is_refused() {
     // Key A's token is genuine, but the provider only accepts ES384.
     let server = jwks_server(jwks_a()).await;
     let token = es256(KEY_A_PEM, Some("k1"), &claims());
-    let files = SecretFiles::new();
-    let o = probe(&yaml(
-        &files,
-        &[jwks_uri(&server), "algorithms: [ES384]".into()],
-        &token,
-        &[],
-    ))
-    .await;
+    let o = probe_token(&[jwks_uri(&server), "algorithms: [ES384]".into()], &token).await;
     assert_eq!(
         verdict(&o),
         (Verdict::Invalid, Reason::BadSignature),

@@ -78,6 +78,14 @@ fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap()
 }
 
+/// Probes `token` at the shared server's introspection endpoint, the exporter's client
+/// authenticating with `method`.
+async fn probe_at(server: &OidcServer, method: &str, token: &str) -> ProbeOutcome {
+    let files = SecretFiles::new();
+    let endpoint = Endpoint::Url(server.introspection_url());
+    probe(&config_yaml(&files, &endpoint, method, EXPORTER, token)).await
+}
+
 /// `exp` and `iat` of a token as the server itself reports them.
 async fn server_times(server: &OidcServer, token: &str) -> (i64, i64) {
     let doc = server.introspect(token).await;
@@ -96,15 +104,7 @@ async fn active_token_reports_the_servers_exp_scope_and_client() {
     assert_eq!(expires_in, TTL);
     let (exp, iat) = server_times(server, &token).await;
 
-    let files = SecretFiles::new();
-    let yaml = config_yaml(
-        &files,
-        &Endpoint::Url(server.introspection_url()),
-        "client_secret_basic",
-        EXPORTER,
-        &token,
-    );
-    let o = probe(&yaml).await;
+    let o = probe_at(server, "client_secret_basic", &token).await;
 
     assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok), "{o:?}");
     assert_eq!(o.facts.expiry, Expiry::At(at(exp)));
@@ -134,15 +134,7 @@ async fn token_of_another_client_is_valid_with_that_clients_id() {
     let server = OidcServer::shared();
     let (token, _) = server.mint(OTHER).await;
     let (exp, _) = server_times(server, &token).await;
-    let files = SecretFiles::new();
-    let yaml = config_yaml(
-        &files,
-        &Endpoint::Url(server.introspection_url()),
-        "client_secret_basic",
-        EXPORTER,
-        &token,
-    );
-    let o = probe(&yaml).await;
+    let o = probe_at(server, "client_secret_basic", &token).await;
     assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok), "{o:?}");
     assert_eq!(o.facts.client_id.as_deref(), Some("other"));
     assert_eq!(o.facts.expiry, Expiry::At(at(exp)));
@@ -295,15 +287,7 @@ async fn client_secret_post_authenticates() {
     let server = OidcServer::shared();
     let (token, _) = server.mint(EXPORTER).await;
     let (exp, _) = server_times(server, &token).await;
-    let files = SecretFiles::new();
-    let yaml = config_yaml(
-        &files,
-        &Endpoint::Url(server.introspection_url()),
-        "client_secret_post",
-        EXPORTER,
-        &token,
-    );
-    let o = probe(&yaml).await;
+    let o = probe_at(server, "client_secret_post", &token).await;
     assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok), "{o:?}");
     assert_eq!(o.facts.expiry, Expiry::At(at(exp)));
 
@@ -412,15 +396,7 @@ async fn garbage_tokens_are_inactive_never_a_panic() {
         "A".repeat(4096),
     ];
     for token in &garbage {
-        let files = SecretFiles::new();
-        let yaml = config_yaml(
-            &files,
-            &Endpoint::Url(server.introspection_url()),
-            "client_secret_basic",
-            EXPORTER,
-            token,
-        );
-        let o = probe(&yaml).await;
+        let o = probe_at(server, "client_secret_basic", token).await;
         assert_eq!(
             (o.verdict, o.reason),
             (Verdict::Invalid, Reason::Inactive),
@@ -435,15 +411,7 @@ async fn garbage_tokens_are_inactive_never_a_panic() {
     // `unsupported_token_type` because it does not introspect JWT access tokens. That says
     // nothing about the token, so it must not read as invalid.
     let jwt_shaped = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.";
-    let files = SecretFiles::new();
-    let yaml = config_yaml(
-        &files,
-        &Endpoint::Url(server.introspection_url()),
-        "client_secret_basic",
-        EXPORTER,
-        jwt_shaped,
-    );
-    let o = probe(&yaml).await;
+    let o = probe_at(server, "client_secret_basic", jwt_shaped).await;
     assert_eq!(
         (o.verdict, o.reason),
         (Verdict::Unreachable, Reason::UnexpectedStatus),

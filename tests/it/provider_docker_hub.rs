@@ -11,7 +11,7 @@ use api_token_exporter::config::Config;
 use api_token_exporter::model::{Expiry, ProbeOutcome, Reason, Verdict};
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use support::daemon::{Daemon, write};
+use support::daemon::write;
 use support::{Answer, MockServer, SecretFiles, probe_once};
 
 const PAT: &str = "dckr_pat_canaryDockerHubPat0123456789ab";
@@ -396,36 +396,11 @@ async fn canary_no_token_or_bearer_in_any_output() {
         "config.yml",
         &yaml(&s.url(), &files.put("hub", PAT), ""),
     );
-    let d = Daemon::start(&[
-        "--config.file",
-        config.to_str().unwrap(),
-        "--log.level",
-        "trace",
-    ]);
-    d.wait_for("/-/ready", Duration::from_secs(15));
-    let mut outputs = Vec::new();
-    for path in ["/metrics", "/", "/api/v1/tokens", "/api/v1/tokens/ci"] {
-        outputs.push((path.to_string(), d.get(path).1));
-    }
-    let api = &outputs[3].1;
-    assert!(
-        api.contains("\"valid\"") && api.contains("2099-05-20"),
-        "{api}"
+    support::daemon::canary_through_daemon(
+        &config,
+        "ci",
+        &["\"valid\"", "2099-05-20"],
+        &[PAT, BEARER, "canaryDockerHubPat", "canaryDockerHubBearer"],
     );
-    let logs = d.logs();
-    let _ = d.stop();
-    assert!(
-        logs.lines().count() > 5,
-        "trace logging produced too little"
-    );
-    outputs.push(("logs".into(), logs));
-    for (what, text) in &outputs {
-        for needle in [PAT, BEARER, "canaryDockerHubPat", "canaryDockerHubBearer"] {
-            assert!(
-                !text.contains(needle),
-                "a credential leaked into {what}:\n{text}"
-            );
-        }
-    }
     assert_read_only(&s, PAT);
 }

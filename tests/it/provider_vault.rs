@@ -72,6 +72,18 @@ fn vault_yaml(addr: &str, own: Option<&str>, extra_provider: &str, tokens: &str)
     )
 }
 
+/// A [`Setup`] whose provider has the root token as its own, over `tokens` (token entries
+/// in which `{secret}` stands for the file holding `secret`).
+fn root_setup(addr: &str, files: &SecretFiles, secret: &str, tokens: &str) -> Setup {
+    let tokens = tokens.replace("{secret}", &files.put("t", secret));
+    Setup::new(&vault_yaml(
+        addr,
+        Some(&files.put("own", "root")),
+        "",
+        &tokens,
+    ))
+}
+
 fn assert_near(expiry: Expiry, expected: Timestamp) {
     let at = expiry.timestamp().expect("an expiry");
     let off = (at.as_second() - expected.as_second()).abs();
@@ -174,16 +186,14 @@ async fn real_revoked_token_is_invalid_by_secret_and_by_accessor() {
         .await;
     assert_eq!(status, 204);
     let files = SecretFiles::new();
-    let yaml = vault_yaml(
+    let setup = root_setup(
         &bao.addr,
-        Some(&files.put("own", "root")),
-        "",
+        &files,
+        &secret,
         &format!(
-            "  - name: by-secret\n    provider: bao\n    secret: {}\n  - name: by-accessor\n    provider: bao\n    accessor: {accessor}\n",
-            files.put("t", &secret)
+            "  - name: by-secret\n    provider: bao\n    secret: {{secret}}\n  - name: by-accessor\n    provider: bao\n    accessor: {accessor}\n"
         ),
     );
-    let setup = Setup::new(&yaml);
     let o = setup.probe("by-secret").await;
     assert_eq!(
         (o.verdict, o.reason),
@@ -213,16 +223,14 @@ async fn real_lookup_by_accessor_needs_no_secret() {
         .await;
     let created = Timestamp::now();
     let files = SecretFiles::new();
-    let yaml = vault_yaml(
+    let setup = root_setup(
         &bao.addr,
-        Some(&files.put("own", "root")),
-        "",
+        &files,
+        &secret,
         &format!(
-            "  - name: deploy\n    provider: bao\n    accessor: {accessor}\n  - name: deploy-self\n    provider: bao\n    secret: {}\n",
-            files.put("t", &secret)
+            "  - name: deploy\n    provider: bao\n    accessor: {accessor}\n  - name: deploy-self\n    provider: bao\n    secret: {{secret}}\n"
         ),
     );
-    let setup = Setup::new(&yaml);
     let o = setup.probe("deploy").await;
     assert_eq!((o.verdict, o.reason), (Verdict::Valid, Reason::Ok), "{o:?}");
     assert_near(o.facts.expiry, created + Duration::from_secs(7200));
@@ -268,16 +276,14 @@ async fn real_token_with_uses_configured_by_accessor_keeps_all_its_uses() {
     let (secret, accessor) = bao.create(None, json!({"ttl": "1h", "num_uses": 3})).await;
     let files = SecretFiles::new();
     // The secret is configured too: with an accessor it is only fingerprinted, never sent.
-    let yaml = vault_yaml(
+    let setup = root_setup(
         &bao.addr,
-        Some(&files.put("own", "root")),
-        "",
+        &files,
+        &secret,
         &format!(
-            "  - name: limited\n    provider: bao\n    accessor: {accessor}\n    secret: {}\n",
-            files.put("t", &secret)
+            "  - name: limited\n    provider: bao\n    accessor: {accessor}\n    secret: {{secret}}\n"
         ),
     );
-    let setup = Setup::new(&yaml);
     for _ in 0..5 {
         let o = setup.probe("limited").await;
         assert_eq!(o.verdict, Verdict::Valid, "{o:?}");
@@ -294,16 +300,12 @@ async fn real_token_with_uses_found_by_lookup_self_switches_to_accessor() {
     };
     let (secret, accessor) = bao.create(None, json!({"ttl": "1h", "num_uses": 5})).await;
     let files = SecretFiles::new();
-    let yaml = vault_yaml(
+    let setup = root_setup(
         &bao.addr,
-        Some(&files.put("own", "root")),
-        "",
-        &format!(
-            "  - name: limited\n    provider: bao\n    secret: {}\n",
-            files.put("t", &secret)
-        ),
+        &files,
+        &secret,
+        "  - name: limited\n    provider: bao\n    secret: {secret}\n",
     );
-    let setup = Setup::new(&yaml);
     // Nothing tells the exporter about the limit before the first answer: that lookup-self
     // spends one use, and the answer says so.
     let first = setup.probe("limited").await;
@@ -374,16 +376,14 @@ async fn real_stopped_and_sealed_servers_are_unreachable() {
     };
     let (secret, accessor) = bao.create(None, json!({"ttl": "1h"})).await;
     let files = SecretFiles::new();
-    let yaml = vault_yaml(
+    let setup = root_setup(
         &bao.addr,
-        Some(&files.put("own", "root")),
-        "",
+        &files,
+        &secret,
         &format!(
-            "  - name: by-secret\n    provider: bao\n    secret: {}\n  - name: by-accessor\n    provider: bao\n    accessor: {accessor}\n",
-            files.put("t", &secret)
+            "  - name: by-secret\n    provider: bao\n    secret: {{secret}}\n  - name: by-accessor\n    provider: bao\n    accessor: {accessor}\n"
         ),
     );
-    let setup = Setup::new(&yaml);
     assert_eq!(setup.probe("by-secret").await.verdict, Verdict::Valid);
     let (status, _) = bao.root("PUT", "sys/seal", None).await;
     assert_eq!(status, 204);

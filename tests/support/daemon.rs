@@ -158,3 +158,41 @@ pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     std::fs::write(&p, content).unwrap();
     p
 }
+
+/// Runs the daemon on `config` with trace logging and proves no secret reaches its outputs:
+/// `/metrics`, `/`, `/api/v1/tokens`, `/api/v1/tokens/<token>` and the logs. First checks
+/// the token's API entry holds each of `expect` (the run saw the credential) and the logs
+/// are not near-empty, so an absent secret means hidden, not never handled.
+pub fn canary_through_daemon(config: &Path, token: &str, expect: &[&str], secrets: &[&str]) {
+    let d = Daemon::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--log.level",
+        "trace",
+    ]);
+    d.wait_for("/-/ready", Duration::from_secs(15));
+    let own = format!("/api/v1/tokens/{token}");
+    let mut outputs = Vec::new();
+    for path in ["/metrics", "/", "/api/v1/tokens", own.as_str()] {
+        outputs.push((path.to_string(), d.get(path).1));
+    }
+    let api = &outputs[3].1;
+    for want in expect {
+        assert!(api.contains(want), "{own} lacks {want}:\n{api}");
+    }
+    let logs = d.logs();
+    let _ = d.stop();
+    assert!(
+        logs.lines().count() > 5,
+        "trace logging produced too little"
+    );
+    outputs.push(("logs".into(), logs));
+    for (what, text) in &outputs {
+        for needle in secrets {
+            assert!(
+                !text.contains(needle),
+                "a secret leaked into {what}:\n{text}"
+            );
+        }
+    }
+}
