@@ -23,9 +23,9 @@ use support::daemon::{Daemon, free_port, write};
 use support::prom::{APT_HINT, Proc, RULES_FILE, SCRAPE_EXAMPLE, peer, read, yaml_file};
 use support::{Answer, MockServer};
 
-/// Kinds this test does not drive yet. A kind is either in the table of `the_daemon_...` or
+/// Kinds this test does not drive yet. A kind is either in the table of the test below or
 /// here, so a new kind in `SOURCE_KINDS` fails the test until it is placed.
-const NOT_YET_COVERED: &[&str] = &["directory", "vault", "github", "kubernetes_secrets"];
+const NOT_YET_COVERED: &[&str] = &["vault", "github", "kubernetes_secrets"];
 
 /// The shipped rules with every `for:` shortened to 2 s (the real durations are promtool's
 /// business, see `alerts.rs`); two seconds still takes each alert through pending to firing.
@@ -87,11 +87,25 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
     let cf_cred = write(dir.path(), "cf", source_cloudflare::CREDENTIAL);
     let hub_cred = write(dir.path(), "hub", source_docker_hub::CREDENTIAL);
     let entra_cred = write(dir.path(), "entra", source_entra_id::SECRET);
+    // A directory source: one mounted JWT (the `jwt` provider reads its `exp` offline).
+    let tokens_dir = dir.path().join("tokens");
+    std::fs::create_dir(&tokens_dir).unwrap();
+    let b64 = |v: &Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let exp = (Timestamp::now() + 120.hours()).as_second();
+    let jwt_value = format!(
+        "{}.{}.c2lnbmF0dXJlQ0FOQVJZ",
+        b64(&json!({"alg": "RS256", "typ": "JWT"})),
+        b64(&json!({"sub": "deploy", "exp": exp, "iat": exp - 86400 * 30}))
+    );
+    write(&tokens_dir, "deploy", &jwt_value);
     let gitlab_cred = write(dir.path(), "gitlab", source_gitlab::CREDENTIAL);
     let okta_cred = write(dir.path(), "okta", source_okta::CREDENTIAL);
 
     // (kind, source name, source entry, the listed token's name under the source)
-    let table: Vec<(&str, &str, String, String)> = vec![
+    let mut table: Vec<(&str, &str, String, String)> = vec![
         (
             "cloudflare",
             "cf",
@@ -148,6 +162,15 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
             format!("okta/t0-00T{:017}", 0),
         ),
     ];
+    table.push((
+        "directory",
+        "dir",
+        format!(
+            "{{name: dir, kind: directory, path: '{}', provider: local, refresh: 1s}}",
+            tokens_dir.display()
+        ),
+        "dir/deploy".to_string(),
+    ));
     let mut kinds: Vec<&str> = table
         .iter()
         .map(|t| t.0)
@@ -166,7 +189,7 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
         dir.path(),
         "config.yml",
         &format!(
-            "providers:\n  listed: {{kind: static}}\ntokens: []\n\
+            "providers:\n  listed: {{kind: static}}\n  local: {{kind: jwt}}\ntokens: []\n\
              notifications: {{group_wait: 0s}}\nnotifiers:\n  hook: {{kind: webhook, url: \"{}/hook\"}}\n\
              routes:\n  - {{receiver: hook, events: [expiring]}}\nsources:\n{sources}",
             hook.url()
@@ -315,6 +338,9 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
         d.logs(),
         serde_json::to_string(&notifications(&hook)).unwrap(),
     ];
+    for s in &shown {
+        assert!(!s.contains(&jwt_value), "a listed token's value shown");
+    }
     d.stop();
     for s in shown {
         assert!(!s.contains("CANARY"), "a credential shown");
