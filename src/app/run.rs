@@ -125,6 +125,15 @@ pub async fn run(
         web: web.stats(),
         ..ExporterStatus::new()
     });
+    // The sources are known before the notifier's first evaluation, so a restart holds the
+    // alerts of their tokens until they are listed again instead of resolving them.
+    status.sources.configure(
+        inventory
+            .config
+            .sources
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind.as_str())),
+    );
     let notifier = notify::spawn(
         store.clone(),
         &inventory.config.notify,
@@ -132,6 +141,7 @@ pub async fn run(
         status.notifications.clone(),
         notify::event::policies,
         notify::RetryPolicy::default(),
+        status.sources.clone(),
     );
     let running_tokens = inventory.config.tokens.clone();
     let rotation =

@@ -107,12 +107,27 @@ impl Engine {
     /// Takes in the tokens' conditions at `now`: starts, changes and resolves alerts.
     /// Returns true when something that must survive a restart changed.
     pub fn observe(&mut self, now: Timestamp, observations: &[Observation]) -> bool {
+        self.observe_holding(now, observations, &|_| false)
+    }
+
+    /// [`Engine::observe`], where a token absent from `observations` for which `held` is true
+    /// is not taken as removed: its alerts and memory stay as they are (a discovered token
+    /// whose source has not listed since the start).
+    pub fn observe_holding(
+        &mut self,
+        now: Timestamp,
+        observations: &[Observation],
+        held: &dyn Fn(&str) -> bool,
+    ) -> bool {
         let mut changed = false;
         let present: BTreeSet<&str> = observations.iter().map(|o| o.token.as_str()).collect();
         // The alerts of each token, so a token's evaluation touches its own alerts only.
         let mut by_token: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for a in self.state.alerts.values_mut() {
-            if a.status == Status::Firing && !present.contains(a.token.as_str()) {
+            if a.status == Status::Firing
+                && !present.contains(a.token.as_str())
+                && !held(a.token.as_str())
+            {
                 a.status = Status::Resolved;
                 a.resolved_at = Some(now);
                 a.resolution = Some(Resolution::Removed);
@@ -126,7 +141,7 @@ impl Engine {
         let before = self.state.tokens.len();
         self.state
             .tokens
-            .retain(|name, _| present.contains(name.as_str()));
+            .retain(|name, _| present.contains(name.as_str()) || held(name.as_str()));
         changed |= self.state.tokens.len() != before;
 
         for o in observations {

@@ -27,6 +27,7 @@ use crate::notify::event::{PolicySource, TokenMemory, TokenSnapshot, derive};
 use crate::notify::render::Context;
 use crate::notify::route::Routing;
 use crate::notify::send::Receiver;
+use crate::sources::health::Health;
 use crate::state::persist::StateFile;
 use crate::state::store::Store;
 
@@ -108,6 +109,7 @@ pub fn spawn(
     stats: Arc<Stats>,
     policies: PolicySource,
     retry: RetryPolicy,
+    sources: Arc<Health>,
 ) -> NotifyHandle {
     let (tx, rx) = mpsc::channel(4);
     let file = StateFile::new(storage, STATE_FILE);
@@ -122,6 +124,7 @@ pub fn spawn(
         stats,
         policies,
         retry,
+        sources,
         done: mpsc::unbounded_channel(),
     };
     let initial = Arc::new(config.clone());
@@ -139,6 +142,9 @@ struct Service {
     stats: Arc<Stats>,
     policies: PolicySource,
     retry: RetryPolicy,
+    /// Which sources have listed since the start: the tokens of one that has not are held,
+    /// not resolved as removed (after a restart they reach the store only with the listing).
+    sources: Arc<Health>,
     done: (mpsc::UnboundedSender<Done>, mpsc::UnboundedReceiver<Done>),
 }
 
@@ -266,7 +272,13 @@ impl Service {
             }
             out
         };
-        changed |= self.engine.observe(now, &observations);
+        let unlisted = self.sources.unlisted();
+        let held = |token: &str| {
+            token
+                .split_once('/')
+                .is_some_and(|(source, _)| unlisted.contains(source))
+        };
+        changed |= self.engine.observe_holding(now, &observations, &held);
         let batches = self
             .engine
             .plan(now, &self.routing, self.config.settings.group_wait);

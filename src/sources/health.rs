@@ -120,6 +120,16 @@ impl Health {
         }
     }
 
+    /// The sources without a good listing since this process started: their tokens are not
+    /// in the inventory yet, which says nothing about whether they still exist.
+    pub fn unlisted(&self) -> std::collections::BTreeSet<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, h)| h.last_success.is_none())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, SourceHealth> {
         self.lock().clone()
     }

@@ -351,3 +351,91 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
     source_gitlab::assert_only_documented_reads(&gitlab.server);
     source_okta::assert_only_documented_reads(&okta);
 }
+
+/// A restart does not page twice: while a source has not listed again, the alerts of its
+/// tokens (kept in the notifier's state) are held, not resolved as "removed from the
+/// inventory" and then fired again as new once the listing returns.
+#[test]
+fn a_restart_holds_listed_tokens_alerts_until_their_source_lists_again() {
+    use std::sync::atomic::Ordering;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let soon = (Timestamp::now() + 120.hours()).to_string();
+    let mode = Arc::new(AtomicU8::new(0));
+    let cf = rt.block_on(source_cloudflare::mock(mode.clone(), soon));
+    let hook = rt.block_on(MockServer::start(|_| Answer::text(200, "text/plain", "")));
+    let dir = tempfile::tempdir().unwrap();
+    let cred = write(dir.path(), "cf", source_cloudflare::CREDENTIAL);
+    let token = format!("cf/user/u-0-{:032x}", 0);
+    let config = write(
+        dir.path(),
+        "config.yml",
+        &format!(
+            "providers:\n  listed: {{kind: static}}\ntokens: []\n\
+             notifications: {{group_wait: 0s}}\nnotifiers:\n  hook: {{kind: webhook, url: \"{}/hook\"}}\n\
+             routes:\n  - {{receiver: hook}}\nsources:\n  - {{name: cf, kind: cloudflare, url: '{}', provider: listed, credential: {{file: {}}}, user: true, refresh: 1s, include: ['user/u-0-{:032x}']}}\n",
+            hook.url(),
+            cf.url(),
+            cred.display(),
+            0
+        ),
+    );
+    let storage = dir.path().join("data");
+    let args = [
+        "--config.file",
+        config.to_str().unwrap(),
+        "--storage.path",
+        storage.to_str().unwrap(),
+    ];
+    let d = Daemon::start(&args);
+    wait(
+        "the first expiring notification",
+        Duration::from_secs(20),
+        || {
+            let got = notifications(&hook);
+            match got.iter().any(|n| n["token"]["name"] == json!(token)) {
+                true => Ok(()),
+                false => Err(format!("{got:?}")),
+            }
+        },
+    );
+    // Past the notifier's next tick, so its state file holds the acknowledged alert.
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = d.stop();
+
+    // The source refuses its listings after the restart (a 401): the token is not in the
+    // store for several notifier ticks.
+    mode.store(2, Ordering::SeqCst);
+    let d = Daemon::start(&args);
+    wait("a failed listing", Duration::from_secs(20), || {
+        let m = d.get("/metrics").1;
+        match m.lines().any(|l| {
+            l.starts_with("api_token_source_failures_total{source=\"cf\"") && !l.ends_with(" 0")
+        }) {
+            true => Ok(()),
+            false => Err("none yet".into()),
+        }
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    mode.store(0, Ordering::SeqCst);
+    wait(
+        "the token listed again",
+        Duration::from_secs(20),
+        || match d
+            .get("/metrics")
+            .1
+            .contains(&format!("api_token_info{{token=\"{token}\""))
+        {
+            true => Ok(()),
+            false => Err("not yet".into()),
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let logs = d.logs();
+    let _ = d.stop();
+    let got = notifications(&hook);
+    assert_eq!(
+        got.len(),
+        1,
+        "one notification across the restart, not a resolution and a second firing: {got:?}\n{logs}"
+    );
+}

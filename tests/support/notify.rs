@@ -68,6 +68,7 @@ impl Harness {
             stats.clone(),
             policies,
             FAST_RETRY,
+            Default::default(),
         );
         Harness {
             config,

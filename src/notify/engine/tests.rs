@@ -403,3 +403,37 @@ fn a_target_the_routes_drop_hears_no_reminders_but_the_resolution() {
     who.sort();
     assert_eq!(who, ["bot", "chat"]);
 }
+
+#[test]
+fn a_held_token_absent_from_the_store_is_neither_resolved_nor_refired() {
+    let r = routing("");
+    let mut e = Engine::default();
+    e.observe(at(T0), &[expiring("src/a"), expiring("b")]);
+    let first = e.plan(at(T0 + 30), &r, GW);
+    ack(&mut e, &first, T0 + 30);
+    // After a restart `src`'s listing has not come back yet: `src/a` is absent but held.
+    let held = |t: &str| t.starts_with("src/");
+    e.observe_holding(at(T0 + 60), &[expiring("b")], &held);
+    assert!(
+        e.plan(at(T0 + 90), &r, GW).is_empty(),
+        "a held token resolved"
+    );
+    // The listing is back: the alert continues, nothing is sent again.
+    e.observe(at(T0 + 120), &[expiring("src/a"), expiring("b")]);
+    assert!(
+        e.plan(at(T0 + 150), &r, GW).is_empty(),
+        "a held token fired again"
+    );
+    // Once the source has listed and the token is gone, it resolves as removed.
+    e.observe(at(T0 + 180), &[expiring("b")]);
+    let b = e.plan(at(T0 + 210), &r, GW);
+    let got: Vec<_> = b[0].messages[0]
+        .items
+        .iter()
+        .map(|i| (i.token.token.as_str(), i.change, i.resolution))
+        .collect();
+    assert_eq!(
+        got,
+        [("src/a", Change::Resolved, Some(Resolution::Removed))]
+    );
+}
