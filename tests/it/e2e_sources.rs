@@ -17,7 +17,10 @@ use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};
 
 use crate::support;
-use crate::{source_cloudflare, source_docker_hub, source_entra_id, source_gitlab, source_okta};
+use crate::{
+    source_cloudflare, source_docker_hub, source_entra_id, source_github, source_gitlab,
+    source_kubernetes_secrets, source_okta, source_vault,
+};
 use api_token_exporter::config::sources::SOURCE_KINDS;
 use support::daemon::{Daemon, free_port, write};
 use support::prom::{APT_HINT, Proc, RULES_FILE, SCRAPE_EXAMPLE, peer, read, yaml_file};
@@ -25,7 +28,7 @@ use support::{Answer, MockServer};
 
 /// Kinds this test does not drive yet. A kind is either in the table of the test below or
 /// here, so a new kind in `SOURCE_KINDS` fails the test until it is placed.
-const NOT_YET_COVERED: &[&str] = &["vault", "github", "kubernetes_secrets"];
+const NOT_YET_COVERED: &[&str] = &[];
 
 /// The shipped rules with every `for:` shortened to 2 s (the real durations are promtool's
 /// business, see `alerts.rs`); two seconds still takes each alert through pending to firing.
@@ -171,6 +174,57 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
         ),
         "dir/deploy".to_string(),
     ));
+    // Vault accessors (the documented accessor API; its tokens are probed by accessor through
+    // the `bao` provider), a GitHub organization through a GitHub App, and labelled Secrets
+    // whose `ghp_` values are probed by the `gh` provider. Their mocks date tokens in 2099 (a
+    // 30000-day window) except the Secret's, which GitHub's answer dates in five days.
+    let vault = rt.block_on(source_vault::mock(Arc::new(AtomicU8::new(0))));
+    let vault_list = write(dir.path(), "vault-list", "LIST-CANARY");
+    let vault_lookup = write(dir.path(), "vault-lookup", "LOOKUP-CANARY");
+    let github = rt.block_on(source_github::mock());
+    let app_key = write(dir.path(), "app.pem", &github.key_pem);
+    let kube = rt.block_on(source_kubernetes_secrets::mock());
+    let kube_cred = write(dir.path(), "kube", source_kubernetes_secrets::CREDENTIAL);
+    let in_five_days = (Timestamp::now() + 120.hours())
+        .strftime("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    let gh_probe = rt.block_on(MockServer::start(move |r| match r.path() {
+        "/user" => Answer::json(200, json!({"login": "bot", "id": 1, "type": "User"}))
+            .header("github-authentication-token-expiration", &in_five_days),
+        _ => Answer::json(404, json!({"message": "Not Found"})),
+    }));
+    table.push((
+        "vault",
+        "vt",
+        format!(
+            "{{name: vt, kind: vault, provider: bao, credential: {{file: {}}}, refresh: 1s, warning_before: 30000d, include: ['token-alpha-*']}}",
+            vault_list.display()
+        ),
+        format!(
+            "vt/token-alpha-{}",
+            api_token_exporter::sources::vault::digest("acc-a")
+        ),
+    ));
+    table.push((
+        "github",
+        "gh",
+        format!(
+            "{{name: gh, kind: github, url: '{}', provider: listed, org: acme, app_id: Iv23liAPPCLIENT, credential: {{file: {}}}, refresh: 1s, warning_before: 30000d, include: ['octocat/ci-1']}}",
+            github.server.url(),
+            app_key.display()
+        ),
+        "gh/octocat/ci-1".to_string(),
+    ));
+    table.push((
+        "kubernetes_secrets",
+        "k",
+        format!(
+            "{{name: k, kind: kubernetes_secrets, url: '{}', credential: {{file: {}}}, label_selector: api-token-exporter.io/watch=true, namespaces: [b], refresh: 1s}}",
+            kube.server.url(),
+            kube_cred.display()
+        ),
+        "k/b/only/token".to_string(),
+    ));
     let mut kinds: Vec<&str> = table
         .iter()
         .map(|t| t.0)
@@ -189,9 +243,12 @@ fn every_source_kind_reaches_metrics_alerts_and_notifications() {
         dir.path(),
         "config.yml",
         &format!(
-            "providers:\n  listed: {{kind: static}}\n  local: {{kind: jwt}}\ntokens: []\n\
+            "providers:\n  listed: {{kind: static}}\n  local: {{kind: jwt}}\n  bao: {{kind: vault, url: '{}', token: {{file: {}}}}}\n  github: {{kind: github, url: '{}'}}\ntokens: []\n\
              notifications: {{group_wait: 0s}}\nnotifiers:\n  hook: {{kind: webhook, url: \"{}/hook\"}}\n\
              routes:\n  - {{receiver: hook, events: [expiring]}}\nsources:\n{sources}",
+            vault.url(),
+            vault_lookup.display(),
+            gh_probe.url(),
             hook.url()
         ),
     );

@@ -88,11 +88,11 @@ fn query(r: &support::Recorded, key: &str) -> Option<String> {
     })
 }
 
-struct Mock {
-    server: MockServer,
+pub(crate) struct Mock {
+    pub(crate) server: MockServer,
     mode: Arc<AtomicU8>,
     mints: Arc<AtomicUsize>,
-    key_pem: String,
+    pub(crate) key_pem: String,
 }
 
 /// Whether the app JWT is one GitHub accepts: RS256 under the app's key, `iss` the client
@@ -123,7 +123,7 @@ fn app_jwt_ok(r: &support::Recorded, public_pem: &str) -> bool {
 /// 500 on page 2, 2 a 401 on the list, 3 a 403 (no permission), 4 a 403 rate limit, 5 an
 /// empty org, 6 garbage on page 2, 7 a 429 with retry-after, 8 a next link to another host,
 /// 9 the app not installed on the org.
-async fn mock() -> Mock {
+pub(crate) async fn mock() -> Mock {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
     let public = key.public_key_pem();
     let mode = Arc::new(AtomicU8::new(0));

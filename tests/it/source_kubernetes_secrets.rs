@@ -19,7 +19,7 @@ use api_token_exporter::provider::BuildContext;
 use api_token_exporter::sources::{self, FailReason, ListError, Listing};
 use support::{Answer, MockServer, SecretFiles};
 
-const CREDENTIAL: &str = "eyJK8SLISTCANARYCANARY";
+pub(crate) const CREDENTIAL: &str = "eyJK8SLISTCANARYCANARY";
 const VALUE_CANARY: &str = "ghp_K8SVALUECANARYCANARY";
 
 fn b64(s: &str) -> String {
@@ -51,8 +51,8 @@ fn query(r: &support::Recorded, key: &str) -> Option<String> {
     })
 }
 
-struct Mock {
-    server: MockServer,
+pub(crate) struct Mock {
+    pub(crate) server: MockServer,
     mode: Arc<AtomicU8>,
     gone: Arc<AtomicUsize>,
 }
@@ -60,7 +60,7 @@ struct Mock {
 /// Namespace `a`: 5 Secrets, `b`: 1, paged by 2 with continue tokens `a-2`, `a-3`. Modes:
 /// 0 healthy, 1 a 500 on page 2, 2 a 401, 3 a 403, 4 a 429, 5 garbage, 6 a 410 on the first
 /// continue token only, 7 a 410 on every continue token, 8 empty.
-async fn mock() -> Mock {
+pub(crate) async fn mock() -> Mock {
     let mode = Arc::new(AtomicU8::new(0));
     let gone = Arc::new(AtomicUsize::new(0));
     let (m, g) = (mode.clone(), gone.clone());

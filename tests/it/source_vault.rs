@@ -229,7 +229,7 @@ fn accessor_of(r: &support::Recorded) -> String {
 /// What the mock answers, switched by a test: 0 healthy (a, b, c), 1 a 500 on b's lookup,
 /// 2 healthy without c, 3 a 401, 4 a 429 on the list, 5 b vanished (400 invalid accessor),
 /// 6 an empty server (404, no errors), 7 garbage, 8 a 403.
-async fn mock(mode: Arc<AtomicU8>) -> MockServer {
+pub(crate) async fn mock(mode: Arc<AtomicU8>) -> MockServer {
     MockServer::start(move |r| {
         let m = mode.load(Ordering::SeqCst);
         if r.header("x-vault-token") != Some("LIST-CANARY") && r.path().ends_with("/accessors") {
