@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::rotation_crash::{logs, saved, start, stop, wait_exit, wait_saved};
+use crate::rotation_crash::{assert_mode, logs, saved, start, stop, wait_exit, wait_saved};
+use crate::rotation_oauth::read;
 use crate::rotation_vault::Harness;
 use crate::support::moto::{Moto, MotoRequest, between};
 use api_token_exporter::model::rotation::{RotationResult, Step};
@@ -64,13 +65,6 @@ fn config(moto: &Moto, dir: &Path, retire_after: &str) -> String {
         id = dir.join("key-id").display(),
         secret = dir.join("secret").display(),
     )
-}
-
-fn read(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name))
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 /// The actions of `requests`, after checking each is allowed, POSTed to `/`, signed by one
@@ -260,14 +254,7 @@ async fn crash_and_resume(step: &str) {
     assert_eq!(record.step.as_str(), step, "{record:?}");
     // The issued key is kept (mode 0600) from the provider's answer on.
     let new_id = record.pending.as_ref().unwrap().key_id.clone().unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("data/rotation.json"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
+    assert_mode(&dir.join("data/rotation.json"), 0o600, "rotation.json");
 
     let second = start(dir, None);
     let file = wait_saved(dir, "a finished rotation", |f| {

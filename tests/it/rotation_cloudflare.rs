@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::rotation_crash::{saved, start, wait_exit};
+use crate::rotation_crash::{assert_mode, saved, start, wait_exit};
+use crate::rotation_oauth::read;
 use crate::rotation_vault::Harness;
 use crate::support::{self, Answer, MockServer};
 use api_token_exporter::model::rotation::{RotationResult, Step};
@@ -172,13 +173,6 @@ fn config(url: &str, dir: &Path, max_age: &str) -> String {
         cf = dir.join("cf").display(),
         watched = dir.join("watched").display(),
     )
-}
-
-fn read(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name))
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 #[tokio::test]
@@ -354,18 +348,11 @@ async fn kill_after_issued_delivers_the_saved_value_once_and_shows_no_value() {
     assert_eq!(record.step, Step::Issued, "{record:?}");
     assert_eq!(read(dir, "cf"), FIRST, "not delivered before the crash");
     let issued = record.pending.unwrap().value.unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("data/rotation.json"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(
-            mode & 0o777,
-            0o600,
-            "the issued value is in a 0600 record only"
-        );
-    }
+    assert_mode(
+        &dir.join("data/rotation.json"),
+        0o600,
+        "the issued value is in a 0600 record only",
+    );
     // The restart resumes from the record; its plan is far off, so only the resumed
     // rotation can write.
     std::fs::write(
@@ -378,19 +365,9 @@ async fn kill_after_issued_delivers_the_saved_value_once_and_shows_no_value() {
         &format!("--storage.path={}", dir.join("data").display()),
     ]);
     let success = "api_token_rotations_total{token=\"cf\",provider=\"cf\",result=\"success\"} 1\n";
-    let started = std::time::Instant::now();
-    let metrics = loop {
-        let (_, body) = daemon.get("/metrics");
-        if body.contains(success) {
-            break body;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "no rotation; log:\n{}",
-            daemon.logs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let metrics = daemon
+        .wait_metric(success, std::time::Duration::from_secs(30))
+        .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let new = read(dir, "cf");
     assert_eq!(new, issued, "the saved value is the one delivered");

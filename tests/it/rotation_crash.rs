@@ -15,14 +15,21 @@ use api_token_exporter::rotate::{CRASH_AFTER_ENV, STATE_FILE};
 use support::daemon::{BIN, free_port};
 use support::oidc::{self, OidcServer};
 
+/// Starts the daemon on `dir`'s config and storage on a free port, stderr appended to
+/// `dir/stderr.log`; with `crash_after`, it aborts right after saving that step.
 pub fn start(dir: &Path, crash_after: Option<&str>) -> Child {
+    start_on(dir, free_port(), crash_after)
+}
+
+/// [`start`] on a given `port`, for a test that reads the daemon's HTTP answers.
+pub fn start_on(dir: &Path, port: u16, crash_after: Option<&str>) -> Child {
     let mut cmd = Command::new(BIN);
     cmd.arg(format!(
         "--config.file={}",
         dir.join("config.yml").display()
     ))
     .arg(format!("--storage.path={}", dir.join("data").display()))
-    .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
+    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
     .env_remove(CRASH_AFTER_ENV)
     .stdin(Stdio::null())
     .stdout(Stdio::null())
@@ -37,6 +44,14 @@ pub fn start(dir: &Path, crash_after: Option<&str>) -> Child {
         cmd.env(CRASH_AFTER_ENV, step);
     }
     cmd.spawn().unwrap()
+}
+
+/// Asserts `path`'s permission bits are `want`: a file holding a value is readable by its
+/// owner alone (or keeps the mode it was found with); `what` names it in the failure.
+pub fn assert_mode(path: &Path, want: u32, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, want, "{what}: mode {mode:o}, want {want:o}");
 }
 
 pub fn saved(dir: &Path) -> RotationFile {

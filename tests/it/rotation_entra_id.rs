@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::rotation_crash::{logs, saved, start, stop, wait_exit, wait_saved};
+use crate::rotation_crash::{assert_mode, logs, saved, start, stop, wait_exit, wait_saved};
+use crate::rotation_oauth::read;
 use crate::rotation_vault::Harness;
 use crate::support::{Answer, MockServer, Recorded};
 use api_token_exporter::model::rotation::{RotationResult, Step};
@@ -234,13 +235,6 @@ fn config(url: &str, dir: &Path) -> String {
     )
 }
 
-fn read(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("secret"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 async fn setup(propagation: u32) -> (MockServer, Arc<Mutex<Entra>>, tempfile::TempDir, Harness) {
     let state = entra(propagation);
     let mock = MockServer::start(server(state.clone())).await;
@@ -258,7 +252,7 @@ async fn a_secret_is_added_tested_through_propagation_then_the_old_one_removed()
     h.tick().await;
     let status = h.status("app");
     assert_eq!(status.count(RotationResult::Success), 1, "{status:?}");
-    let new = read(dir.path());
+    let new = read(dir.path(), "secret");
     {
         let e = state.lock().unwrap();
         assert_eq!(e.adds.len(), 1);
@@ -363,7 +357,7 @@ async fn a_secret_never_accepted_keeps_the_old_one_until_a_test_passes() {
         record.pending.as_ref().unwrap().old_key_id.as_deref(),
         Some(OLD_KEY)
     );
-    let new = read(dir.path());
+    let new = read(dir.path(), "secret");
     {
         let e = state.lock().unwrap();
         // Asked once at first and after 1, 2, 4, 8 and 15 s, then given up: both secrets stay.
@@ -426,7 +420,7 @@ async fn without_the_permission_nothing_is_added_or_removed() {
     );
     assert_eq!(h.saved().tokens["app"].step, Step::Idle);
     assert!(h.saved().tokens["app"].pending.is_none());
-    assert_eq!(read(dir.path()), OLD_SECRET);
+    assert_eq!(read(dir.path(), "secret"), OLD_SECRET);
     let e = state.lock().unwrap();
     assert_eq!(e.passwords.len(), 1);
     assert!(e.removes.is_empty());
@@ -448,7 +442,7 @@ async fn a_crash_during_add_password_is_not_repeated() {
     assert_eq!(h.saved().tokens["app"].step, Step::Interrupted);
     assert!(h.status("app").failing());
     assert!(state.lock().unwrap().adds.is_empty());
-    assert_eq!(read(dir.path()), OLD_SECRET);
+    assert_eq!(read(dir.path(), "secret"), OLD_SECRET);
 }
 
 /// kill -9 right after the new secret was saved: a second daemon delivers, tests and
@@ -470,15 +464,12 @@ async fn kill_after_issued_finishes_with_the_saved_secret_and_one_add_password()
     let pending = record.pending.clone().unwrap();
     let issued = pending.value.clone().unwrap();
     assert_eq!(pending.old_key_id.as_deref(), Some(OLD_KEY));
-    assert_eq!(read(dir), OLD_SECRET, "nothing delivered before the crash");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("data/rotation.json"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
+    assert_eq!(
+        read(dir, "secret"),
+        OLD_SECRET,
+        "nothing delivered before the crash"
+    );
+    assert_mode(&dir.join("data/rotation.json"), 0o600, "rotation.json");
 
     let second = start(dir, None);
     let file = wait_saved(dir, "a finished rotation", |f| {
@@ -490,7 +481,11 @@ async fn kill_after_issued_finishes_with_the_saved_secret_and_one_add_password()
     let record = &file.tokens["app"];
     assert!(record.pending.is_none());
     assert_eq!(record.failures, 0, "{record:?}\n{}", logs(dir));
-    assert_eq!(read(dir), issued, "the saved secret is the one delivered");
+    assert_eq!(
+        read(dir, "secret"),
+        issued,
+        "the saved secret is the one delivered"
+    );
     {
         let e = state.lock().unwrap();
         assert_eq!(e.adds.len(), 1, "addPassword repeated after the crash");
@@ -540,6 +535,6 @@ async fn two_secrets_with_the_same_hint_add_nothing() {
     let e = state.lock().unwrap();
     assert!(e.adds.is_empty() && e.removes.is_empty());
     drop(e);
-    assert_eq!(read(dir.path()), OLD_SECRET);
+    assert_eq!(read(dir.path(), "secret"), OLD_SECRET);
     assert_allowed(&mock, &[OLD_SECRET]);
 }

@@ -227,21 +227,11 @@ async fn the_binary_makes_exactly_the_calls_a_rotation_needs_and_shows_no_value(
         &format!("--config.file={}", dir.join("config.yml").display()),
         &format!("--storage.path={}", dir.join("data").display()),
     ]);
-    let started = std::time::Instant::now();
     let success =
         "api_token_rotations_total{token=\"app\",provider=\"idp\",result=\"success\"} 1\n";
-    let metrics = loop {
-        let (_, body) = daemon.get("/metrics");
-        if body.contains(success) {
-            break body;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "no rotation; log:\n{}",
-            daemon.logs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let metrics = daemon
+        .wait_metric(success, std::time::Duration::from_secs(30))
+        .await;
     // A few more rounds: nothing more is called that writes.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(read(dir, "access"), NEW);

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use serde_json::json;
 
-use crate::rotation_crash::{saved, start, wait_exit};
+use crate::rotation_crash::{assert_mode, saved, start, wait_exit};
+use crate::rotation_oauth::read;
 use crate::rotation_vault::Harness;
 use crate::support::{self, Answer, MockServer};
 use api_token_exporter::model::rotation::{RotationResult, Step};
@@ -155,13 +156,6 @@ fn config(url: &str, dir: &Path, max_age: &str) -> String {
     )
 }
 
-fn read(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 fn values() -> Vec<String> {
     let mut v: Vec<String> = [ACCESS0, REFRESH0, WATCHED, CLIENT_SECRET]
         .map(str::to_string)
@@ -298,18 +292,11 @@ async fn kill_after_issued_delivers_the_saved_pair_once_and_shows_no_value() {
         "not delivered before the crash"
     );
     assert_eq!(read(dir, "refresh"), REFRESH0);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("data/rotation.json"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(
-            mode & 0o777,
-            0o600,
-            "the issued pair is in a 0600 record only"
-        );
-    }
+    assert_mode(
+        &dir.join("data/rotation.json"),
+        0o600,
+        "the issued pair is in a 0600 record only",
+    );
     std::fs::write(
         dir.join("config.yml"),
         yaml.replace("max_age: 1s", "max_age: 10h"),
@@ -321,19 +308,9 @@ async fn kill_after_issued_delivers_the_saved_pair_once_and_shows_no_value() {
     ]);
     let success =
         "api_token_rotations_total{token=\"bot\",provider=\"slack\",result=\"success\"} 1\n";
-    let started = std::time::Instant::now();
-    let metrics = loop {
-        let (_, body) = daemon.get("/metrics");
-        if body.contains(success) {
-            break body;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "no rotation; log:\n{}",
-            daemon.logs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let metrics = daemon
+        .wait_metric(success, std::time::Duration::from_secs(30))
+        .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let (access, refresh) = (read(dir, "access"), read(dir, "refresh"));
     assert_eq!(access, "xoxe.xoxb-1-canaryAccess0001");

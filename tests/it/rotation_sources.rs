@@ -221,9 +221,7 @@ async fn a_directory_source_rotates_a_gitlab_token_back_into_its_file() {
     }
     // Back into the file it was found in, its mode kept.
     assert_eq!(std::fs::read_to_string(&deploy).unwrap().trim(), NEW);
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&deploy).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o640);
+    crate::rotation_crash::assert_mode(&deploy, 0o640, "the delivered file");
     assert_eq!(
         std::fs::read_dir(rotating.path()).unwrap().count(),
         2,
@@ -516,37 +514,11 @@ async fn without_rotate_a_discovered_secret_is_never_written() {
 // --- the daemon ------------------------------------------------------------------------
 
 mod daemon {
-    use std::path::Path;
-    use std::process::{Child, Command, Stdio};
+    use std::process::Command;
 
     use super::*;
-    use crate::rotation_crash::{logs, saved, stop, wait_exit, wait_saved};
-    use api_token_exporter::rotate::CRASH_AFTER_ENV;
+    use crate::rotation_crash::{logs, saved, start_on, stop, wait_exit, wait_saved};
     use support::daemon::{BIN, free_port, http_get};
-
-    fn start(dir: &Path, port: u16, crash_after: Option<&str>) -> Child {
-        let mut cmd = Command::new(BIN);
-        cmd.arg(format!(
-            "--config.file={}",
-            dir.join("config.yml").display()
-        ))
-        .arg(format!("--storage.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .env_remove(CRASH_AFTER_ENV)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("stderr.log"))
-                .unwrap(),
-        );
-        if let Some(step) = crash_after {
-            cmd.env(CRASH_AFTER_ENV, step);
-        }
-        cmd.spawn().unwrap()
-    }
 
     /// kill -9 right after GitLab's answer was saved, then a restart: the daemon lists the
     /// directory, finds the token's record by its file, delivers the saved value into that
@@ -573,7 +545,7 @@ mod daemon {
         std::fs::write(dir.join("config.yml"), yaml).unwrap();
         let key = canonical_key(&deploy);
 
-        let mut first = start(dir, free_port(), Some("issued"));
+        let mut first = start_on(dir, free_port(), Some("issued"));
         let status = wait_exit(&mut first, dir);
         assert!(!status.success(), "aborted, not exited: {status}");
         assert_eq!(
@@ -585,7 +557,7 @@ mod daemon {
         assert_eq!(std::fs::read_to_string(&deploy).unwrap().trim(), FIRST);
 
         let port = free_port();
-        let second = start(dir, port, None);
+        let second = start_on(dir, port, None);
         let file = wait_saved(dir, "the resumed rotation", |f| {
             f.discovered
                 .get(&key)

@@ -164,12 +164,11 @@ async fn renew_self_extends_a_real_openbao_token_once() {
     // The saved record holds no value and is private.
     let text = std::fs::read_to_string(h.storage.path().join("rotation.json")).unwrap();
     assert!(!text.contains(&secret), "{text}");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(h.storage.path().join("rotation.json"))
-            .unwrap()
-            .permissions(),
+    crate::rotation_crash::assert_mode(
+        &h.storage.path().join("rotation.json"),
+        0o600,
+        "rotation.json",
     );
-    assert_eq!(mode & 0o777, 0o600);
 }
 
 #[tokio::test]

@@ -71,6 +71,25 @@ impl Daemon {
         }
     }
 
+    /// Polls `/metrics` until it holds `line` and returns that body; fails with the log
+    /// after `limit`. Async: the tests that wait so also serve a mock provider on their
+    /// runtime, which a blocking wait could starve.
+    pub async fn wait_metric(&self, line: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let (_, body) = self.get("/metrics");
+            if body.contains(line) {
+                return body;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no {line:?} in /metrics within {limit:?}; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         http_get(&self.url(path)).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
