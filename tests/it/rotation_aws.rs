@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::rotation_crash::{assert_mode, logs, saved, start, stop, wait_exit, wait_saved};
+use crate::rotation_crash::{assert_mode, crash_at, logs, resume};
 use crate::rotation_oauth::read;
 use crate::rotation_vault::Harness;
 use crate::support::moto::{Moto, MotoRequest, between};
@@ -247,25 +247,12 @@ async fn crash_and_resume(step: &str) {
     let (id0, secret0) = setup(&moto, dir, false).await;
     std::fs::write(dir.join("config.yml"), config(&moto, dir, "24h")).unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let mut first = start(dir, Some(step));
-    let status = wait_exit(&mut first, dir);
-    assert!(!status.success(), "aborted, not exited: {status}");
-    let record = saved(dir).tokens["ci"].clone();
-    assert_eq!(record.step.as_str(), step, "{record:?}");
+    let record = crash_at(dir, "ci", step);
     // The issued key is kept (mode 0600) from the provider's answer on.
     let new_id = record.pending.as_ref().unwrap().key_id.clone().unwrap();
     assert_mode(&dir.join("data/rotation.json"), 0o600, "rotation.json");
 
-    let second = start(dir, None);
-    let file = wait_saved(dir, "a finished rotation", |f| {
-        f.tokens
-            .get("ci")
-            .is_some_and(|r| r.step.as_str() == "idle" && r.last_success_at.is_some())
-    });
-    stop(second);
-    let record = &file.tokens["ci"];
-    assert!(record.pending.is_none());
-    assert_eq!(record.failures, 0, "{record:?}\n{}", logs(dir));
+    resume(dir, "ci");
     let (id1, secret1) = (read(dir, "key-id"), read(dir, "secret"));
     assert_eq!(id1, new_id, "the saved key is the one delivered");
     let recorded = moto.recorded().await;

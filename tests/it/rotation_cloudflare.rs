@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::rotation_crash::{assert_mode, saved, start, wait_exit};
+use crate::rotation_crash::{Shown, assert_mode, crash_at, restart};
 use crate::rotation_oauth::read;
 use crate::rotation_vault::Harness;
 use crate::support::{self, Answer, MockServer};
@@ -341,11 +341,7 @@ async fn kill_after_issued_delivers_the_saved_value_once_and_shows_no_value() {
     let once = "global:\n  probe_interval: 1h\n  min_probe_interval: 1h\n";
     let yaml = config(&mock.url(), dir, "1s").replace("global:\n", once);
     std::fs::write(dir.join("config.yml"), &yaml).unwrap();
-    let mut first = start(dir, Some("issued"));
-    let status = wait_exit(&mut first, dir);
-    assert!(!status.success(), "aborted, not exited: {status}");
-    let record = saved(dir).tokens["cf"].clone();
-    assert_eq!(record.step, Step::Issued, "{record:?}");
+    let record = crash_at(dir, "cf", "issued");
     assert_eq!(read(dir, "cf"), FIRST, "not delivered before the crash");
     let issued = record.pending.unwrap().value.unwrap();
     assert_mode(
@@ -355,20 +351,9 @@ async fn kill_after_issued_delivers_the_saved_value_once_and_shows_no_value() {
     );
     // The restart resumes from the record; its plan is far off, so only the resumed
     // rotation can write.
-    std::fs::write(
-        dir.join("config.yml"),
-        yaml.replace("max_age: 1s", "max_age: 1h"),
-    )
-    .unwrap();
-    let daemon = support::daemon::Daemon::start(&[
-        &format!("--config.file={}", dir.join("config.yml").display()),
-        &format!("--storage.path={}", dir.join("data").display()),
-    ]);
     let success = "api_token_rotations_total{token=\"cf\",provider=\"cf\",result=\"success\"} 1\n";
-    let metrics = daemon
-        .wait_metric(success, std::time::Duration::from_secs(30))
-        .await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (daemon, metrics) =
+        restart(dir, &yaml.replace("max_age: 1s", "max_age: 1h"), success).await;
     let new = read(dir, "cf");
     assert_eq!(new, issued, "the saved value is the one delivered");
     {
@@ -376,22 +361,13 @@ async fn kill_after_issued_delivers_the_saved_value_once_and_shows_no_value() {
         cf.assert_clean(Some(1));
         assert!(cf.active.contains_key(&new), "the delivered value works");
     }
-    let (_, api) = daemon.get("/api/v1/tokens");
-    let (_, page) = daemon.get("/");
-    let log = format!("{}{}", crate::rotation_crash::logs(dir), daemon.logs());
-    let finished = std::fs::read_to_string(dir.join("data/rotation.json")).unwrap();
-    for value in [FIRST, WATCHED, new.as_str()] {
+    let shown = Shown::of(&daemon, dir, metrics);
+    let values = [FIRST, WATCHED, new.as_str()];
+    for value in values {
         mock.assert_safe(&[], value);
-        for (what, text) in [
-            ("metrics", &metrics),
-            ("api", &api),
-            ("page", &page),
-            ("log", &log),
-            ("finished state file", &finished),
-        ] {
-            assert!(!text.contains(value), "a value in the {what}");
-        }
     }
+    support::assert_hidden_in(&shown.places, &values);
+    let log = shown.log();
     assert!(
         log.contains("token=cf") && log.contains("step=finish"),
         "{log}"

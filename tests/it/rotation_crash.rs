@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::rotation_oauth::{config, read, seed};
 use crate::support;
-use api_token_exporter::rotate::machine::RotationFile;
+use api_token_exporter::rotate::machine::{Record, RotationFile};
 use api_token_exporter::rotate::{CRASH_AFTER_ENV, STATE_FILE};
-use support::daemon::{BIN, free_port};
+use support::daemon::{BIN, Daemon, free_port};
 use support::oidc::{self, OidcServer};
 
 /// Starts the daemon on `dir`'s config and storage on a free port, stderr appended to
@@ -93,6 +93,75 @@ pub fn wait_exit(child: &mut Child, dir: &Path) -> std::process::ExitStatus {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs a daemon that aborts right after saving `step`, and returns `token`'s saved record,
+/// checked to be at that step.
+pub fn crash_at(dir: &Path, token: &str, step: &str) -> Record {
+    let mut first = start(dir, Some(step));
+    let status = wait_exit(&mut first, dir);
+    assert!(!status.success(), "aborted, not exited: {status}");
+    let record = saved(dir).tokens[token].clone();
+    assert_eq!(record.step.as_str(), step, "{record:?}");
+    record
+}
+
+/// Runs a second daemon until `token`'s rotation has finished, and returns the saved file,
+/// checked to hold no pending value and no failure for it.
+pub fn resume(dir: &Path, token: &str) -> RotationFile {
+    let second = start(dir, None);
+    let file = wait_saved(dir, "a finished rotation", |f| {
+        f.tokens
+            .get(token)
+            .is_some_and(|r| r.step.as_str() == "idle" && r.last_success_at.is_some())
+    });
+    stop(second);
+    let record = &file.tokens[token];
+    assert!(record.pending.is_none());
+    assert_eq!(record.failures, 0, "{record:?}\n{}", logs(dir));
+    file
+}
+
+/// Where a restarted daemon could show a value, as (what, text): `/metrics` (as waited
+/// for), the JSON API, the page, both daemons' logs and the finished state file.
+pub struct Shown {
+    pub places: Vec<(&'static str, String)>,
+}
+
+impl Shown {
+    pub fn of(daemon: &Daemon, dir: &Path, metrics: String) -> Shown {
+        let (_, api) = daemon.get("/api/v1/tokens");
+        let (_, page) = daemon.get("/");
+        let log = format!("{}{}", logs(dir), daemon.logs());
+        let finished = std::fs::read_to_string(dir.join("data").join(STATE_FILE)).unwrap();
+        Shown {
+            places: vec![
+                ("metrics", metrics),
+                ("api", api),
+                ("page", page),
+                ("log", log),
+                ("finished state file", finished),
+            ],
+        }
+    }
+
+    pub fn log(&self) -> &str {
+        &self.places[3].1
+    }
+}
+
+/// Restarts the daemon on `dir`'s storage with `yaml` (its plan far off, so only a resumed
+/// rotation writes), waits until `/metrics` holds `success`, then a little more for any
+/// (wrong) second call, and returns the daemon and that `/metrics` body.
+pub async fn restart(dir: &Path, yaml: &str, success: &str) -> (Daemon, String) {
+    std::fs::write(dir.join("config.yml"), yaml).unwrap();
+    let daemon = Daemon::start(&[
+        &format!("--config.file={}", dir.join("config.yml").display()),
+        &format!("--storage.path={}", dir.join("data").display()),
+    ]);
+    let metrics = daemon.wait_metric(success, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (daemon, metrics)
 }
 
 pub fn stop(mut child: Child) {

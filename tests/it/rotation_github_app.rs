@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::rotation_crash::{logs, saved, start, stop, wait_exit, wait_saved};
+use crate::rotation_crash::{crash_at, logs, resume};
 use crate::rotation_vault::Harness;
 use crate::support::{Answer, MockServer, Recorded};
 use api_token_exporter::model::rotation::{RotationResult, Step};
@@ -224,33 +224,10 @@ async fn a_first_token_is_minted_delivered_and_renewed_only_before_it_expires() 
     let mut values: Vec<&str> = minted.iter().map(String::as_str).collect();
     values.push(&line);
     assert_allowed(&s.mock, &values);
-    let metrics = api_token_exporter::metrics::render(&api_token_exporter::metrics::Metrics::new(
-        h.store.clone(),
-        Arc::new(api_token_exporter::metrics::ExporterStatus::new()),
-    ));
-    assert!(metrics.contains(
+    assert!(h.metrics().contains(
         "api_token_rotations_total{token=\"ci\",provider=\"gh\",result=\"success\"} 1\n"
     ));
-    let view = {
-        let inner = h.store.read();
-        serde_json::to_value(api_token_exporter::view::TokenView::from_state(
-            &inner.tokens["ci"],
-            Timestamp::now(),
-        ))
-        .unwrap()
-        .to_string()
-    };
-    let state_file = std::fs::read_to_string(h.storage.path().join("rotation.json")).unwrap();
-    for v in &values {
-        for (what, text) in [
-            ("metrics", &metrics),
-            ("view", &view),
-            ("status", &format!("{status:?}")),
-            ("rotation.json", &state_file),
-        ] {
-            assert!(!text.contains(v), "a value in the {what}");
-        }
-    }
+    crate::support::assert_hidden_in(&h.shown("ci"), &values);
 }
 
 #[tokio::test]
@@ -330,19 +307,9 @@ async fn kill_after_issued_delivers_the_saved_token() {
         config(&s.mock.url(), dir, INSTALLATION, ""),
     )
     .unwrap();
-    let mut first = start(dir, Some("issued"));
-    let status = wait_exit(&mut first, dir);
-    assert!(!status.success(), "aborted, not exited: {status}");
-    let record = saved(dir).tokens["ci"].clone();
-    assert_eq!(record.step, Step::Issued);
+    let record = crash_at(dir, "ci", "issued");
     let issued = record.pending.unwrap().value.unwrap();
-    let second = start(dir, None);
-    wait_saved(dir, "a finished rotation", |f| {
-        f.tokens
-            .get("ci")
-            .is_some_and(|r| r.step == Step::Idle && r.last_success_at.is_some())
-    });
-    stop(second);
+    resume(dir, "ci");
     let minted = s.state.lock().unwrap().minted.clone();
     assert_eq!(minted.len(), 1, "minted again after the crash");
     assert_eq!(

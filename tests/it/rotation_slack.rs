@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use serde_json::json;
 
-use crate::rotation_crash::{assert_mode, saved, start, wait_exit};
+use crate::rotation_crash::{Shown, assert_mode, crash_at, restart};
 use crate::rotation_oauth::read;
 use crate::rotation_vault::Harness;
 use crate::support::{self, Answer, MockServer};
@@ -281,11 +281,7 @@ async fn kill_after_issued_delivers_the_saved_pair_once_and_shows_no_value() {
     let once = "global:\n  probe_interval: 1h\n  min_probe_interval: 1h\n";
     let yaml = config(&mock.url(), dir, "1s").replace("global:\n", once);
     std::fs::write(dir.join("config.yml"), &yaml).unwrap();
-    let mut first = start(dir, Some("issued"));
-    let status = wait_exit(&mut first, dir);
-    assert!(!status.success(), "aborted, not exited: {status}");
-    let record = saved(dir).tokens["bot"].clone();
-    assert_eq!(record.step, Step::Issued, "{record:?}");
+    crash_at(dir, "bot", "issued");
     assert_eq!(
         read(dir, "access"),
         ACCESS0,
@@ -297,21 +293,10 @@ async fn kill_after_issued_delivers_the_saved_pair_once_and_shows_no_value() {
         0o600,
         "the issued pair is in a 0600 record only",
     );
-    std::fs::write(
-        dir.join("config.yml"),
-        yaml.replace("max_age: 1s", "max_age: 10h"),
-    )
-    .unwrap();
-    let daemon = support::daemon::Daemon::start(&[
-        &format!("--config.file={}", dir.join("config.yml").display()),
-        &format!("--storage.path={}", dir.join("data").display()),
-    ]);
     let success =
         "api_token_rotations_total{token=\"bot\",provider=\"slack\",result=\"success\"} 1\n";
-    let metrics = daemon
-        .wait_metric(success, std::time::Duration::from_secs(30))
-        .await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (daemon, metrics) =
+        restart(dir, &yaml.replace("max_age: 1s", "max_age: 10h"), success).await;
     let (access, refresh) = (read(dir, "access"), read(dir, "refresh"));
     assert_eq!(access, "xoxe.xoxb-1-canaryAccess0001");
     assert_eq!(refresh, "xoxe-1-canaryRefresh0001");
@@ -321,22 +306,14 @@ async fn kill_after_issued_delivers_the_saved_pair_once_and_shows_no_value() {
         assert!(s.active.contains(&access));
         assert_eq!(s.refresh, refresh);
     }
-    let (_, api) = daemon.get("/api/v1/tokens");
-    let (_, page) = daemon.get("/");
-    let log = format!("{}{}", crate::rotation_crash::logs(dir), daemon.logs());
-    let finished = std::fs::read_to_string(dir.join("data/rotation.json")).unwrap();
-    for value in values() {
-        mock.assert_safe(&[], &value);
-        for (what, text) in [
-            ("metrics", &metrics),
-            ("api", &api),
-            ("page", &page),
-            ("log", &log),
-            ("finished state file", &finished),
-        ] {
-            assert!(!text.contains(&value), "{value} in the {what}");
-        }
+    let shown = Shown::of(&daemon, dir, metrics);
+    let values = values();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    for value in &values {
+        mock.assert_safe(&[], value);
     }
+    support::assert_hidden_in(&shown.places, &values);
+    let log = shown.log();
     assert!(
         log.contains("token=bot") && log.contains("step=finish"),
         "{log}"

@@ -56,13 +56,6 @@ fn canonical_key(path: &std::path::Path) -> String {
     format!("file:{}", std::fs::canonicalize(path).unwrap().display())
 }
 
-fn metrics(h: &Harness) -> String {
-    api_token_exporter::metrics::render(&api_token_exporter::metrics::Metrics::new(
-        h.store.clone(),
-        Arc::new(api_token_exporter::metrics::ExporterStatus::new()),
-    ))
-}
-
 #[tokio::test]
 async fn a_directory_source_renews_its_vault_tokens_on_a_real_openbao() {
     let Some(bao) = Bao::start().await else {
@@ -116,7 +109,7 @@ async fn a_directory_source_renews_its_vault_tokens_on_a_real_openbao() {
     let key = canonical_key(&agents.path().join("agent"));
     assert_eq!(saved.discovered[&key].step, Step::Idle);
     let text = std::fs::read_to_string(h.storage.path().join("rotation.json")).unwrap();
-    let shown = metrics(&h);
+    let shown = h.metrics();
     for value in [&renewed, &watched] {
         assert!(!text.contains(value.as_str()) && !shown.contains(value.as_str()));
     }
@@ -237,7 +230,7 @@ async fn a_directory_source_rotates_a_gitlab_token_back_into_its_file() {
     assert!(h.store.read().tokens["plain/watched"].rotation.is_none());
     // Canary: neither value in the record, the metrics or the status.
     let text = std::fs::read_to_string(h.storage.path().join("rotation.json")).unwrap();
-    let shown = metrics(&h);
+    let shown = h.metrics();
     for value in [FIRST, WATCHED, NEW] {
         assert!(!text.contains(value), "{text}");
         assert!(!shown.contains(value));
@@ -468,7 +461,7 @@ async fn a_kubernetes_secrets_source_rotates_a_key_back_into_its_secret() {
     assert_eq!(h.status(name).count(RotationResult::Success), 1);
     assert_eq!(state.lock().unwrap().rotations, 1);
     let text = std::fs::read_to_string(h.storage.path().join("rotation.json")).unwrap();
-    let shown = metrics(&h);
+    let shown = h.metrics();
     for value in [CREDENTIAL, FIRST, NEW] {
         assert!(!text.contains(value) && !shown.contains(value));
     }

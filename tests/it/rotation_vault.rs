@@ -61,6 +61,38 @@ impl Harness {
         serde_json::from_slice(&text).unwrap_or_default()
     }
 
+    /// `/metrics` as the daemon renders it from this store.
+    pub fn metrics(&self) -> String {
+        api_token_exporter::metrics::render(&api_token_exporter::metrics::Metrics::new(
+            self.store.clone(),
+            Arc::new(api_token_exporter::metrics::ExporterStatus::new()),
+        ))
+    }
+
+    /// `token`'s entry in the JSON API.
+    pub fn view(&self, token: &str) -> Value {
+        let inner = self.store.read();
+        serde_json::to_value(api_token_exporter::view::TokenView::from_state(
+            &inner.tokens[token],
+            Timestamp::now(),
+        ))
+        .unwrap()
+    }
+
+    /// Each place `token`'s rotation shows or keeps something, as (what, text): a value
+    /// must reach none of them.
+    pub fn shown(&self, token: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("metrics", self.metrics()),
+            ("view", self.view(token).to_string()),
+            ("status", format!("{:?}", self.status(token))),
+            (
+                "rotation.json",
+                std::fs::read_to_string(self.storage.path().join("rotation.json")).unwrap(),
+            ),
+        ]
+    }
+
     pub fn status(&self, token: &str) -> api_token_exporter::model::rotation::RotationStatus {
         let inner = self.store.read();
         (*inner.tokens[token]
@@ -131,10 +163,7 @@ async fn renew_self_extends_a_real_openbao_token_once() {
     assert_eq!(h.status("renewed").count(RotationResult::Success), 1);
 
     // /metrics: series for the rotating token only, every result created.
-    let metrics = api_token_exporter::metrics::render(&api_token_exporter::metrics::Metrics::new(
-        h.store.clone(),
-        Arc::new(api_token_exporter::metrics::ExporterStatus::new()),
-    ));
+    let metrics = h.metrics();
     for line in [
         "api_token_rotations_total{token=\"renewed\",provider=\"bao\",result=\"success\"} 1\n",
         "api_token_rotations_total{token=\"renewed\",provider=\"bao\",result=\"failure\"} 0\n",
@@ -147,19 +176,11 @@ async fn renew_self_extends_a_real_openbao_token_once() {
     assert!(!metrics.contains("api_token_rotations_total{token=\"watched\""));
     assert!(!metrics.contains(&secret) && !metrics.contains(&watched));
     // The JSON API's view: a rotation object for the rotating token only.
-    let view = |name: &str| {
-        let inner = h.store.read();
-        serde_json::to_value(api_token_exporter::view::TokenView::from_state(
-            &inner.tokens[name],
-            Timestamp::now(),
-        ))
-        .unwrap()
-    };
-    let renewed_view = view("renewed");
+    let renewed_view = h.view("renewed");
     assert_eq!(renewed_view["rotation"]["rotator"], "vault_renew");
     assert_eq!(renewed_view["rotation"]["step"], "idle");
     assert!(renewed_view["rotation"]["last_success_at"].is_string());
-    assert!(view("watched").get("rotation").is_none());
+    assert!(h.view("watched").get("rotation").is_none());
     assert!(!renewed_view.to_string().contains(&secret));
     // The saved record holds no value and is private.
     let text = std::fs::read_to_string(h.storage.path().join("rotation.json")).unwrap();

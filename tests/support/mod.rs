@@ -239,6 +239,16 @@ pub fn assert_outcome_hides(outcome: &ProbeOutcome, token: &str) {
     assert!(!json.contains(token), "the outcome's JSON holds the token");
 }
 
+/// Asserts no value of `values` is in any place of `places` (what, text); the failure names
+/// the place, never the value.
+pub fn assert_hidden_in<T: AsRef<str>>(places: &[(&str, T)], values: &[&str]) {
+    for value in values {
+        for (what, text) in places {
+            assert!(!text.as_ref().contains(value), "a value in the {what}");
+        }
+    }
+}
+
 /// Header pairs as a sorted map, for assertions on what a probe sent.
 pub fn headers_of(r: &Recorded) -> BTreeMap<String, String> {
     r.headers
