@@ -17,8 +17,9 @@ use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
 use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason, ListError, Listing};
-use support::daemon::{Daemon, write};
+use api_token_exporter::sources::{self, FailReason};
+use support::daemon::{Daemon, wait_until, write};
+use support::listing::{assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 pub(crate) const CREDENTIAL: &str = "cf-LISTCANARYCANARYCANARY";
@@ -147,11 +148,6 @@ fn yaml(url: &str, files: &SecretFiles) -> String {
     )
 }
 
-async fn list(yaml: &str) -> Result<Listing, ListError> {
-    let config = Config::parse(yaml).unwrap_or_else(|e| panic!("{e}"));
-    sources::list(&config.sources[0], &config, &BuildContext::new()).await
-}
-
 pub(crate) fn assert_only_documented_reads(server: &MockServer) {
     let account = format!("/client/v4/accounts/{ACCOUNT}/tokens");
     for r in server.requests() {
@@ -228,23 +224,18 @@ async fn a_failure_on_any_page_fails_the_listing_and_an_empty_account_lists_noth
     let server = mock(mode.clone(), "2099-01-01T00:00:00Z".into()).await;
     let files = SecretFiles::new();
     let y = yaml(&server.url(), &files);
-    for (m, want) in [
+    let cases = [
         (1, FailReason::Unreachable),
         (2, FailReason::Unauthorized),
         (3, FailReason::Forbidden),
         (4, FailReason::RateLimited),
         (6, FailReason::BadResponse),
-    ] {
-        mode.store(m, Ordering::SeqCst);
-        let e = list(&y).await.unwrap_err();
-        assert_eq!(e.reason, want, "mode {m}: {e:?}");
-        assert!(!e.detail.contains("CANARY"), "{e:?}");
+    ];
+    for (m, e) in each_failure(&mode, &y, &cases).await {
         let wanted = (m == 4).then(|| Duration::from_secs(60));
         assert_eq!(e.retry_after, wanted, "mode {m}");
     }
-    mode.store(5, Ordering::SeqCst);
-    let empty = list(&y).await.unwrap();
-    assert!(empty.tokens.is_empty() && empty.skipped.is_empty());
+    assert_lists_nothing(&mode, 5, &y).await;
     assert_only_documented_reads(&server);
 }
 
@@ -272,44 +263,15 @@ fn the_daemon_shows_listed_tokens_keeps_them_through_failures_and_drops_what_is_
         config.to_str().unwrap(),
         "--collector.last_used",
     ]);
-    let lines = |prefix: &str| -> Vec<String> {
-        d.get("/metrics")
-            .1
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .map(str::to_string)
-            .collect()
-    };
-    let names = || -> Vec<String> {
-        let v: Value = serde_json::from_str(&d.get("/api/v1/tokens").1).unwrap();
-        let mut n: Vec<String> = v["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_string())
-            .collect();
-        n.sort();
-        n
-    };
-    let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let start = std::time::Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out: {what}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     let u0 = format!("cf/user/u-0-{:032x}", 0);
     let u1 = format!("cf/user/u-1-{:032x}", 1);
-    wait("the first listing and probes", &|| {
-        lines(&format!("api_token_state{{token=\"{u0}\""))
+    wait_until("the first listing and probes", &|| {
+        d.metric_lines(&format!("api_token_state{{token=\"{u0}\""))
             .iter()
             .any(|l| l.contains("state=\"valid\"} 1"))
     });
-    assert_eq!(names(), [u0.clone(), u1.clone()]);
-    let info = lines(&format!("api_token_info{{token=\"{u0}\""));
+    assert_eq!(d.token_names(), [u0.clone(), u1.clone()]);
+    let info = d.metric_lines(&format!("api_token_info{{token=\"{u0}\""));
     assert!(info[0].contains("source=\"cf\""), "{info:?}");
     let v: Value = serde_json::from_str(&d.get("/api/v1/tokens").1).unwrap();
     assert_eq!(v["tokens"][0]["severity"], "warning", "{v}");
@@ -320,14 +282,14 @@ fn the_daemon_shows_listed_tokens_keeps_them_through_failures_and_drops_what_is_
         v["tokens"][0]["last_used_at"], "2025-06-01T00:00:00Z",
         "{v}"
     );
-    let used = lines(&format!(
+    let used = d.metric_lines(&format!(
         "api_token_last_used_timestamp_seconds{{token=\"{u0}\""
     ));
     assert!(
         used.len() == 1 && used[0].ends_with(" 1748736000.0"),
         "{used:?}"
     );
-    let unused = lines(&format!("api_token_policy_violation{{token=\"{u0}\""));
+    let unused = d.metric_lines(&format!("api_token_policy_violation{{token=\"{u0}\""));
     assert!(
         unused
             .iter()
@@ -336,19 +298,19 @@ fn the_daemon_shows_listed_tokens_keeps_them_through_failures_and_drops_what_is_
     );
     // A 401: the source is down, the tokens stay, none turns invalid.
     mode.store(2, Ordering::SeqCst);
-    wait("an unauthorized listing", &|| {
-        lines("api_token_source_failures_total{source=\"cf\",kind=\"cloudflare\",reason=\"unauthorized\"}")
+    wait_until("an unauthorized listing", &|| {
+        d.metric_lines("api_token_source_failures_total{source=\"cf\",kind=\"cloudflare\",reason=\"unauthorized\"}")
             .iter()
             .any(|l| !l.ends_with(" 0"))
     });
     assert_eq!(
-        lines("api_token_source_up{"),
+        d.metric_lines("api_token_source_up{"),
         ["api_token_source_up{source=\"cf\",kind=\"cloudflare\"} 0"]
     );
-    assert_eq!(names(), [u0.clone(), u1.clone()]);
+    assert_eq!(d.token_names(), [u0.clone(), u1.clone()]);
     // A complete listing without u-0: it leaves.
     mode.store(7, Ordering::SeqCst);
-    wait("u-0 leaving", &|| names() == [u1.clone()]);
+    wait_until("u-0 leaving", &|| d.token_names() == [u1.clone()]);
     let shown = [
         d.get("/metrics").1,
         d.get("/api/v1/tokens").1,

@@ -19,8 +19,9 @@ use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
 use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason, ListError, Listing};
-use support::daemon::{Daemon, write};
+use api_token_exporter::sources::{self, FailReason};
+use support::daemon::{Daemon, wait_until, write};
+use support::listing::{assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 pub(crate) const CREDENTIAL: &str = "dckr_pat_LISTCANARYCANARYCANARY";
@@ -157,11 +158,6 @@ fn yaml(url: &str, files: &SecretFiles) -> String {
     )
 }
 
-async fn list(yaml: &str) -> Result<Listing, ListError> {
-    let config = Config::parse(yaml).unwrap_or_else(|e| panic!("{e}"));
-    sources::list(&config.sources[0], &config, &BuildContext::new()).await
-}
-
 pub(crate) fn assert_only_documented_calls(server: &MockServer) {
     let org = format!("/v2/orgs/{ORG}/access-tokens");
     for r in server.requests() {
@@ -269,18 +265,15 @@ async fn a_failure_on_any_call_fails_the_listing_and_an_empty_account_lists_noth
     let server = mock(mode.clone(), "2099-01-01T00:00:00Z".into()).await;
     let files = SecretFiles::new();
     let y = yaml(&server.url(), &files);
-    for (m, want) in [
+    let cases = [
         (1, FailReason::Unreachable),
         (2, FailReason::Unauthorized),
         (3, FailReason::Forbidden),
         (4, FailReason::RateLimited),
         (6, FailReason::BadResponse),
         (8, FailReason::BadResponse),
-    ] {
-        mode.store(m, Ordering::SeqCst);
-        let e = list(&y).await.unwrap_err();
-        assert_eq!(e.reason, want, "mode {m}: {e:?}");
-        assert!(!e.detail.contains("CANARY"), "{e:?}");
+    ];
+    for (m, e) in each_failure(&mode, &y, &cases).await {
         let wanted = (m == 4).then(|| Duration::from_secs(60));
         assert_eq!(e.retry_after, wanted, "mode {m}");
     }
@@ -292,9 +285,7 @@ async fn a_failure_on_any_call_fails_the_listing_and_an_empty_account_lists_noth
                 || r.header("host") == Some("elsewhere.example")),
         "a next link to another server was followed"
     );
-    mode.store(5, Ordering::SeqCst);
-    let empty = list(&y).await.unwrap();
-    assert!(empty.tokens.is_empty() && empty.skipped.is_empty());
+    assert_lists_nothing(&mode, 5, &y).await;
     assert_only_documented_calls(&server);
 }
 
@@ -322,44 +313,15 @@ fn the_daemon_shows_listed_tokens_keeps_them_through_failures_and_drops_what_is_
         config.to_str().unwrap(),
         "--collector.last_used",
     ]);
-    let lines = |prefix: &str| -> Vec<String> {
-        d.get("/metrics")
-            .1
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .map(str::to_string)
-            .collect()
-    };
-    let names = || -> Vec<String> {
-        let v: Value = serde_json::from_str(&d.get("/api/v1/tokens").1).unwrap();
-        let mut n: Vec<String> = v["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_string())
-            .collect();
-        n.sort();
-        n
-    };
-    let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let start = std::time::Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out: {what}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     let p0 = format!("hub/deploybot/p-0-b30bbf97-506c-4ecd-aabc-{:012}", 0);
     let p1 = format!("hub/deploybot/p-1-b30bbf97-506c-4ecd-aabc-{:012}", 1);
-    wait("the first listing and probes", &|| {
-        lines(&format!("api_token_state{{token=\"{p0}\""))
+    wait_until("the first listing and probes", &|| {
+        d.metric_lines(&format!("api_token_state{{token=\"{p0}\""))
             .iter()
             .any(|l| l.contains("state=\"valid\"} 1"))
     });
-    assert_eq!(names(), [p0.clone(), p1.clone()]);
-    let info = lines(&format!("api_token_info{{token=\"{p0}\""));
+    assert_eq!(d.token_names(), [p0.clone(), p1.clone()]);
+    let info = d.metric_lines(&format!("api_token_info{{token=\"{p0}\""));
     assert!(info[0].contains("source=\"hub\""), "{info:?}");
     assert!(info[0].contains("owner=\"deploybot\""), "{info:?}");
     let v: Value = serde_json::from_str(&d.get("/api/v1/tokens").1).unwrap();
@@ -369,7 +331,7 @@ fn the_daemon_shows_listed_tokens_keeps_them_through_failures_and_drops_what_is_
         v["tokens"][0]["last_used_at"], "2025-11-10T08:30:00Z",
         "{v}"
     );
-    let used = lines(&format!(
+    let used = d.metric_lines(&format!(
         "api_token_last_used_timestamp_seconds{{token=\"{p0}\""
     ));
     assert!(
@@ -380,24 +342,24 @@ fn the_daemon_shows_listed_tokens_keeps_them_through_failures_and_drops_what_is_
     assert!(page.contains("last used 2025-11-10 08:30:00 UTC"), "{page}");
     // The sign-in refused: the source is down, the tokens stay, none turns invalid.
     mode.store(2, Ordering::SeqCst);
-    wait("an unauthorized listing", &|| {
-        lines("api_token_source_failures_total{source=\"hub\",kind=\"docker_hub\",reason=\"unauthorized\"}")
+    wait_until("an unauthorized listing", &|| {
+        d.metric_lines("api_token_source_failures_total{source=\"hub\",kind=\"docker_hub\",reason=\"unauthorized\"}")
             .iter()
             .any(|l| !l.ends_with(" 0"))
     });
     assert_eq!(
-        lines("api_token_source_up{"),
+        d.metric_lines("api_token_source_up{"),
         ["api_token_source_up{source=\"hub\",kind=\"docker_hub\"} 0"]
     );
-    assert_eq!(names(), [p0.clone(), p1.clone()]);
+    assert_eq!(d.token_names(), [p0.clone(), p1.clone()]);
     assert!(
-        lines(&format!("api_token_state{{token=\"{p0}\""))
+        d.metric_lines(&format!("api_token_state{{token=\"{p0}\""))
             .iter()
             .any(|l| l.contains("state=\"valid\"} 1"))
     );
     // A complete listing without p-0: it leaves.
     mode.store(7, Ordering::SeqCst);
-    wait("p-0 leaving", &|| names() == [p1.clone()]);
+    wait_until("p-0 leaving", &|| d.token_names() == [p1.clone()]);
     let shown = [
         d.get("/metrics").1,
         d.get("/api/v1/tokens").1,

@@ -19,8 +19,9 @@ use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
 use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason, ListError, Listing};
+use api_token_exporter::sources::{self, FailReason};
 use support::daemon::{Daemon, write};
+use support::listing::{assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, Recorded, SecretFiles};
 
 pub(crate) const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -216,11 +217,6 @@ fn yaml(url: &str, files: &SecretFiles, extra: &str, credential: &str) -> String
     )
 }
 
-async fn list(yaml: &str) -> Result<Listing, ListError> {
-    let config = Config::parse(yaml).unwrap_or_else(|e| panic!("{e}"));
-    sources::list(&config.sources[0], &config, &BuildContext::new()).await
-}
-
 /// Only the token request and reads of the two collections; no credential in a URL.
 pub(crate) fn assert_only_documented_calls(server: &MockServer) {
     for r in server.requests() {
@@ -354,7 +350,7 @@ async fn a_failure_on_any_call_fails_the_listing_and_an_empty_tenant_lists_nothi
         "    service_principals: true\n",
         SECRET,
     );
-    for (mode, want, says) in [
+    let cases = [
         (1, FailReason::Unreachable, "HTTP 503"),
         (2, FailReason::Unauthorized, "HTTP 401"),
         (3, FailReason::Forbidden, "Application.Read.All"),
@@ -362,12 +358,11 @@ async fn a_failure_on_any_call_fails_the_listing_and_an_empty_tenant_lists_nothi
         (6, FailReason::BadResponse, "applications"),
         (7, FailReason::Unauthorized, "AADSTS7000215"),
         (8, FailReason::BadResponse, "another server"),
-    ] {
-        m.mode.store(mode, Ordering::SeqCst);
-        let e = list(&y).await.unwrap_err();
-        assert_eq!(e.reason, want, "mode {mode}: {e:?}");
+    ];
+    let reasons: Vec<_> = cases.iter().map(|&(mode, want, _)| (mode, want)).collect();
+    let errors = each_failure(&m.mode, &y, &reasons).await;
+    for ((mode, e), (_, _, says)) in errors.into_iter().zip(cases) {
         assert!(e.detail.contains(says), "mode {mode}: {e:?}");
-        assert!(!e.detail.contains("CANARY"), "{e:?}");
         let wait = match mode {
             1 => Some(Duration::from_secs(5)),
             4 => Some(Duration::from_secs(10)),
@@ -376,9 +371,7 @@ async fn a_failure_on_any_call_fails_the_listing_and_an_empty_tenant_lists_nothi
         assert_eq!(e.retry_after, wait, "mode {mode}: Graph's Retry-After");
     }
     // A next link elsewhere is refused before any call (a call there would be unreachable).
-    m.mode.store(5, Ordering::SeqCst);
-    let empty = list(&y).await.unwrap();
-    assert!(empty.tokens.is_empty() && empty.skipped.is_empty());
+    assert_lists_nothing(&m.mode, 5, &y).await;
     assert_only_documented_calls(&m.server);
 }
 

@@ -11,7 +11,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};
@@ -20,8 +19,9 @@ use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
 use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason, ListError, Listing};
-use support::daemon::{Daemon, write};
+use api_token_exporter::sources::{self, FailReason};
+use support::daemon::{Daemon, wait_until, write};
+use support::listing::{assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 const ORG_ID: u64 = 652551;
@@ -254,11 +254,6 @@ fn yaml(m: &Mock, files: &SecretFiles, extra: &str) -> String {
     )
 }
 
-async fn list(yaml: &str) -> Result<Listing, ListError> {
-    let config = Config::parse(yaml).unwrap_or_else(|e| panic!("{e}"));
-    sources::list(&config.sources[0], &config, &BuildContext::new()).await
-}
-
 /// Only the documented calls: the installation lookup and the token request, each with the
 /// app JWT, and the lists' GETs with the installation token. Never a credential in a URL.
 fn assert_only_documented_calls(server: &MockServer) {
@@ -410,7 +405,7 @@ async fn a_failure_on_any_page_fails_the_listing_and_an_empty_org_lists_nothing(
     let files = SecretFiles::new();
     let y = yaml(&m, &files, "");
     // The app not installed on the org: first, before a token is kept.
-    for (mode, want) in [
+    let cases = [
         (9, FailReason::Misconfigured),
         (1, FailReason::Unreachable),
         (2, FailReason::Unauthorized),
@@ -419,17 +414,9 @@ async fn a_failure_on_any_page_fails_the_listing_and_an_empty_org_lists_nothing(
         (6, FailReason::BadResponse),
         (7, FailReason::RateLimited),
         (8, FailReason::BadResponse),
-    ] {
-        m.mode.store(mode, Ordering::SeqCst);
-        let e = list(&y)
-            .await
-            .map(|l| l.tokens.len())
-            .expect_err(&format!("mode {mode}"));
-        assert_eq!(e.reason, want, "mode {mode}: {e:?}");
-        assert!(
-            !e.detail.contains("CANARY") && !e.detail.contains("ghs_"),
-            "{e:?}"
-        );
+    ];
+    for (_, e) in each_failure(&m.mode, &y, &cases).await {
+        assert!(!e.detail.contains("ghs_"), "{e:?}");
     }
     // The link to another host was not followed.
     assert!(
@@ -438,9 +425,7 @@ async fn a_failure_on_any_page_fails_the_listing_and_an_empty_org_lists_nothing(
             .iter()
             .all(|r| r.uri.host().is_none_or(|h| h != "elsewhere.example"))
     );
-    m.mode.store(5, Ordering::SeqCst);
-    let empty = list(&y).await.unwrap();
-    assert!(empty.tokens.is_empty() && empty.skipped.is_empty());
+    assert_lists_nothing(&m.mode, 5, &y).await;
     assert_only_documented_calls(&m.server);
 
     // A key that is not the app's: GitHub refuses the JWT, a source failure.
@@ -527,29 +512,12 @@ fn the_daemon_shows_listed_tokens_and_keeps_them_through_a_failure() {
         ),
     );
     let d = Daemon::start(&["--config.file", config.to_str().unwrap()]);
-    let lines = |prefix: &str| -> Vec<String> {
-        let (_, body) = d.get("/metrics");
-        body.lines()
-            .filter(|l| l.starts_with(prefix))
-            .map(str::to_string)
-            .collect()
-    };
-    let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let start = std::time::Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out: {what}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    wait("the listed tokens probed", &|| {
-        lines("api_token_state{token=\"gh/octocat/ci-1\"")
+    wait_until("the listed tokens probed", &|| {
+        d.metric_lines("api_token_state{token=\"gh/octocat/ci-1\"")
             .iter()
             .any(|l| l.contains("state=\"valid\"} 1"))
     });
-    let info = lines("api_token_info{token=\"gh/octocat/ci-1\"");
+    let info = d.metric_lines("api_token_info{token=\"gh/octocat/ci-1\"");
     assert!(
         info.len() == 1
             && info[0].contains("source=\"gh\"")
@@ -567,12 +535,13 @@ fn the_daemon_shows_listed_tokens_and_keeps_them_through_a_failure() {
             .map(|t| t["severity"].clone())
     };
     // 2099 is inside a 30000-day warning window: the token is expiring.
-    wait("the warning", &|| {
+    wait_until("the warning", &|| {
         severity("gh/octocat/ci-1") == Some(json!("warning"))
     });
     m.mode.store(1, Ordering::SeqCst);
-    wait("a failed listing", &|| {
-        lines("api_token_source_up{") == ["api_token_source_up{source=\"gh\",kind=\"github\"} 0"]
+    wait_until("a failed listing", &|| {
+        d.metric_lines("api_token_source_up{")
+            == ["api_token_source_up{source=\"gh\",kind=\"github\"} 0"]
     });
     assert!(
         severity("gh/monalisa/deploy-4").is_some(),

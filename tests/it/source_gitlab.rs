@@ -17,7 +17,8 @@ use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
 use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason, ListError, Listing};
+use api_token_exporter::sources::{self, FailReason};
+use support::listing::{assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 pub(crate) const CREDENTIAL: &str = "glpat-LISTCANARYCANARY";
@@ -229,11 +230,6 @@ fn yaml(url: &str, files: &SecretFiles, walk: &str) -> String {
     )
 }
 
-async fn list(yaml: &str) -> Result<Listing, ListError> {
-    let config = Config::parse(yaml).unwrap_or_else(|e| panic!("{e}"));
-    sources::list(&config.sources[0], &config, &BuildContext::new()).await
-}
-
 pub(crate) fn assert_only_documented_reads(server: &MockServer) {
     for r in server.requests() {
         let p = r.path();
@@ -348,24 +344,19 @@ async fn a_failure_on_any_page_or_list_fails_the_listing_and_an_empty_instance_l
         &files,
         "    personal: true\n    groups: true\n",
     );
-    for (mode, want) in [
+    let cases = [
         (1, FailReason::Unreachable),
         (2, FailReason::Unauthorized),
         (3, FailReason::Forbidden),
         (4, FailReason::RateLimited),
         (6, FailReason::BadResponse),
-    ] {
-        m.mode.store(mode, Ordering::SeqCst);
-        let e = list(&y).await.unwrap_err();
-        assert_eq!(e.reason, want, "mode {mode}: {e:?}");
-        assert!(!e.detail.contains("CANARY"), "{e:?}");
+    ];
+    for (mode, e) in each_failure(&m.mode, &y, &cases).await {
         // The 429's Retry-After: the next listing waits for it.
         let wanted = (mode == 4).then(|| Duration::from_secs(60));
         assert_eq!(e.retry_after, wanted, "mode {mode}");
     }
-    m.mode.store(5, Ordering::SeqCst);
-    let empty = list(&y).await.unwrap();
-    assert!(empty.tokens.is_empty() && empty.skipped.is_empty());
+    assert_lists_nothing(&m.mode, 5, &y).await;
     assert_only_documented_reads(&m.server);
 }
 

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use crate::support;
 use api_token_exporter::config::Config;
-use api_token_exporter::provider::BuildContext;
-use api_token_exporter::sources::{self, FailReason, ListError, Listing};
+use api_token_exporter::sources::{self, FailReason, ListError};
+use support::listing::list;
 use support::{Answer, MockServer, SecretFiles};
 
 pub(crate) const CREDENTIAL: &str = "eyJK8SLISTCANARYCANARY";
@@ -129,11 +129,6 @@ fn yaml(url: &str, files: &SecretFiles, namespaces: &str) -> String {
          sources:\n  - name: k\n    kind: kubernetes_secrets\n    url: {url}\n    credential: {}\n    label_selector: api-token-exporter.io/watch=true\n{namespaces}",
         files.put("cred", CREDENTIAL)
     )
-}
-
-async fn list(yaml: &str) -> Result<Listing, ListError> {
-    let config = Config::parse(yaml).unwrap_or_else(|e| panic!("{e}"));
-    sources::list(&config.sources[0], &config, &BuildContext::new()).await
 }
 
 fn assert_only_documented_reads(server: &MockServer) {

@@ -16,7 +16,8 @@ use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::ExpiryModel;
 use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason, ListError, Listing};
+use api_token_exporter::sources::{self, FailReason};
+use support::listing::{assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 pub(crate) const CREDENTIAL: &str = "00LISTCANARYCANARYCANARY";
@@ -128,11 +129,6 @@ fn yaml(url: &str, files: &SecretFiles) -> String {
     )
 }
 
-async fn list(yaml: &str) -> Result<Listing, ListError> {
-    let config = Config::parse(yaml).unwrap_or_else(|e| panic!("{e}"));
-    sources::list(&config.sources[0], &config, &BuildContext::new()).await
-}
-
 pub(crate) fn assert_only_documented_reads(server: &MockServer) {
     for r in server.requests() {
         assert!(
@@ -210,18 +206,15 @@ async fn a_failure_on_any_page_fails_the_listing_and_an_empty_org_lists_nothing(
     let server = mock(mode.clone()).await;
     let files = SecretFiles::new();
     let y = yaml(&server.url(), &files);
-    for (m, want) in [
+    let cases = [
         (1, FailReason::Unreachable),
         (2, FailReason::Unauthorized),
         (3, FailReason::Forbidden),
         (4, FailReason::RateLimited),
         (6, FailReason::BadResponse),
         (7, FailReason::BadResponse),
-    ] {
-        mode.store(m, Ordering::SeqCst);
-        let e = list(&y).await.unwrap_err();
-        assert_eq!(e.reason, want, "mode {m}: {e:?}");
-        assert!(!e.detail.contains("CANARY"), "{e:?}");
+    ];
+    for (m, e) in each_failure(&mode, &y, &cases).await {
         if m == 4 {
             // No Retry-After: the wait is until X-Rate-Limit-Reset.
             let wait = e.retry_after.expect("the reset is the wait");
@@ -233,9 +226,7 @@ async fn a_failure_on_any_page_fails_the_listing_and_an_empty_org_lists_nothing(
             assert_eq!(e.retry_after, None, "mode {m}");
         }
     }
-    mode.store(5, Ordering::SeqCst);
-    let empty = list(&y).await.unwrap();
-    assert!(empty.tokens.is_empty() && empty.skipped.is_empty());
+    assert_lists_nothing(&mode, 5, &y).await;
     assert_only_documented_reads(&server);
 }
 

@@ -16,9 +16,10 @@ use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
 use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason, ListError, Listing};
+use api_token_exporter::sources::{self, FailReason, Listing};
 use support::bao::Bao;
-use support::daemon::{Daemon, write};
+use support::daemon::{Daemon, wait_until, write};
+use support::listing::{each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 /// The only calls a vault source (and the vault provider probing what it found) may make.
@@ -56,11 +57,6 @@ fn yaml(
         files.put("lookup", lookup_token),
         files.put("list", list_token),
     )
-}
-
-async fn list(yaml: &str) -> Result<Listing, ListError> {
-    let config = Config::parse(yaml).unwrap_or_else(|e| panic!("{e}"));
-    sources::list(&config.sources[0], &config, &BuildContext::new()).await
 }
 
 fn names(l: &Listing) -> Vec<String> {
@@ -277,22 +273,19 @@ async fn every_documented_failure_is_a_source_failure_and_a_vanished_token_is_sk
     );
     let ok = list(&y).await.unwrap();
     assert_eq!(names(&ok), ["token-alpha", "token-beta", "token-gamma"]);
-    for (m, want) in [
+    let cases = [
         (1, FailReason::Unreachable),
         (3, FailReason::Unauthorized),
         (4, FailReason::RateLimited),
         (7, FailReason::BadResponse),
         (8, FailReason::Forbidden),
-    ] {
-        mode.store(m, Ordering::SeqCst);
-        let e = list(&y).await.unwrap_err();
-        assert_eq!(e.reason, want, "mode {m}: {e:?}");
+    ];
+    for (m, e) in each_failure(&mode, &y, &cases).await {
         assert_eq!(
             e.retry_after,
             (m == 4).then(|| Duration::from_secs(30)),
             "mode {m}: Retry-After"
         );
-        assert!(!e.detail.contains("CANARY"), "{e:?}");
     }
     mode.store(5, Ordering::SeqCst);
     let vanished = list(&y).await.unwrap();
@@ -348,44 +341,26 @@ fn the_daemon_keeps_the_last_good_listing_through_a_failure_and_drops_what_a_com
         n.sort();
         n
     };
-    let metric = |d: &Daemon, prefix: &str| -> Vec<String> {
-        let (_, body) = d.get("/metrics");
-        body.lines()
-            .filter(|l| l.starts_with(prefix))
-            .map(str::to_string)
-            .collect()
-    };
-    let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let start = std::time::Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out: {what}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     // acc-a is configured by hand: it appears once, as configured.
-    wait("the first listing", &|| {
+    wait_until("the first listing", &|| {
         names(&d) == ["by", "vt/token-beta", "vt/token-gamma"]
     });
-    wait("the probes", &|| {
-        metric(&d, "api_token_state{token=\"vt/token-beta")
+    wait_until("the probes", &|| {
+        d.metric_lines("api_token_state{token=\"vt/token-beta")
             .iter()
             .any(|l| l.contains("state=\"valid\"} 1"))
     });
     // A 500 on one lookup: the listing fails whole, and the inventory stays.
     mode.store(1, Ordering::SeqCst);
-    wait("a failed listing", &|| {
-        metric(&d, "api_token_source_up{")
+    wait_until("a failed listing", &|| {
+        d.metric_lines("api_token_source_up{")
             == ["api_token_source_up{source=\"vt\",kind=\"vault\"} 0"]
     });
     assert_eq!(names(&d), ["by", "vt/token-beta", "vt/token-gamma"]);
     // A 401: still kept, never invalid.
     mode.store(3, Ordering::SeqCst);
-    wait("an unauthorized listing", &|| {
-        metric(
-            &d,
+    wait_until("an unauthorized listing", &|| {
+        d.metric_lines(
             "api_token_source_failures_total{source=\"vt\",kind=\"vault\",reason=\"unauthorized\"}",
         )
         .iter()
@@ -393,15 +368,15 @@ fn the_daemon_keeps_the_last_good_listing_through_a_failure_and_drops_what_a_com
     });
     assert_eq!(names(&d), ["by", "vt/token-beta", "vt/token-gamma"]);
     assert!(
-        metric(&d, "api_token_state{token=\"vt/token-beta")
+        d.metric_lines("api_token_state{token=\"vt/token-beta")
             .iter()
             .any(|l| l.contains("state=\"valid\"} 1"))
     );
     // A complete listing without gamma: gamma leaves.
     mode.store(2, Ordering::SeqCst);
-    wait("gamma leaving", &|| names(&d) == ["by", "vt/token-beta"]);
+    wait_until("gamma leaving", &|| names(&d) == ["by", "vt/token-beta"]);
     assert_eq!(
-        metric(&d, "api_token_source_tokens{"),
+        d.metric_lines("api_token_source_tokens{"),
         ["api_token_source_tokens{source=\"vt\",kind=\"vault\"} 1"]
     );
     let (_, body) = d.get("/metrics");

@@ -94,6 +94,29 @@ impl Daemon {
         http_get(&self.url(path)).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// The `/metrics` lines that start with `prefix`.
+    pub fn metric_lines(&self, prefix: &str) -> Vec<String> {
+        self.get("/metrics")
+            .1
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The names of the JSON API's tokens, sorted.
+    pub fn token_names(&self) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.get("/api/v1/tokens").1).unwrap();
+        let mut n: Vec<String> = v["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    }
+
     pub fn post(&self, path: &str) -> (u16, String) {
         http_request("POST", &self.url(path)).unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
@@ -135,6 +158,18 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polls `done` until it holds; fails naming `what` after 20 seconds.
+pub fn wait_until(what: &str, done: &dyn Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

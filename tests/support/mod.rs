@@ -10,6 +10,7 @@
 pub mod bao;
 pub mod clock;
 pub mod daemon;
+pub mod listing;
 pub mod moto;
 pub mod notify;
 pub mod oidc;
