@@ -16,10 +16,9 @@ use serde_json::{Value, json};
 use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
-use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason};
+use api_token_exporter::sources::FailReason;
 use support::daemon::{Daemon, wait_until, write};
-use support::listing::{assert_lists_nothing, each_failure, list};
+use support::listing::{Listed, assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 pub(crate) const CREDENTIAL: &str = "cf-LISTCANARYCANARYCANARY";
@@ -193,27 +192,22 @@ async fn every_page_of_both_lists_enters_the_active_tokens_with_their_dates() {
 
     // The listed dates are the token's facts, through the static entry; no expires_on is
     // a token that never expires.
-    let config = Config::parse(&y).unwrap();
-    let (composed, _) = sources::compose(
-        &config,
-        &std::collections::BTreeMap::from([("cf".to_string(), listing)]),
-    );
-    let provider = config.providers["listed"]
-        .build(&BuildContext::new())
-        .unwrap();
-    let deploy = composed
+    let listed = Listed::new(&y, "cf", listing, "listed");
+    let deploy = listed
+        .composed
         .token(&format!("cf/account/deploy-{:032x}", 900))
         .unwrap();
-    let run = run_probe(provider.as_ref(), deploy, Timestamp::now()).await;
+    let run = listed.probe(deploy).await;
     assert_eq!(run.outcome.verdict, Verdict::Valid, "{:?}", run.outcome);
     assert_eq!(
         run.outcome.facts.expiry.timestamp().unwrap().to_string(),
         "2099-03-01T00:00:00Z"
     );
-    let forever = composed
+    let forever = listed
+        .composed
         .token(&format!("cf/account/forever-{:032x}", 901))
         .unwrap();
-    let run = run_probe(provider.as_ref(), forever, Timestamp::now()).await;
+    let run = listed.probe(forever).await;
     assert_eq!(run.outcome.verdict, Verdict::Valid);
     assert!(run.outcome.facts.expiry.timestamp().is_none());
 }

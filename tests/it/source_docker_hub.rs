@@ -18,10 +18,9 @@ use serde_json::{Value, json};
 use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
-use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason};
+use api_token_exporter::sources::FailReason;
 use support::daemon::{Daemon, wait_until, write};
-use support::listing::{assert_lists_nothing, each_failure, list};
+use support::listing::{Listed, assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 pub(crate) const CREDENTIAL: &str = "dckr_pat_LISTCANARYCANARYCANARY";
@@ -234,27 +233,22 @@ async fn every_page_of_both_lists_enters_the_active_tokens_with_their_dates() {
 
     // The listed dates are the token's facts through the static entry; no expires_at is a
     // token that never expires.
-    let config = Config::parse(&y).unwrap();
-    let (composed, _) = sources::compose(
-        &config,
-        &std::collections::BTreeMap::from([("hub".to_string(), listing)]),
-    );
-    let provider = config.providers["listed"]
-        .build(&BuildContext::new())
-        .unwrap();
-    let o1 = composed
+    let listed = Listed::new(&y, "hub", listing, "listed");
+    let o1 = listed
+        .composed
         .token(&format!("hub/{ORG}/o-1-a7a5ef25-8889-43a0-8cc7-{:012}", 1))
         .unwrap();
-    let run = run_probe(provider.as_ref(), o1, Timestamp::now()).await;
+    let run = listed.probe(o1).await;
     assert_eq!(run.outcome.verdict, Verdict::Valid, "{:?}", run.outcome);
     assert_eq!(
         run.outcome.facts.expiry.timestamp().unwrap().to_string(),
         "2099-03-01T00:00:00Z"
     );
-    let o2 = composed
+    let o2 = listed
+        .composed
         .token(&format!("hub/{ORG}/o-2-a7a5ef25-8889-43a0-8cc7-{:012}", 2))
         .unwrap();
-    let run = run_probe(provider.as_ref(), o2, Timestamp::now()).await;
+    let run = listed.probe(o2).await;
     assert_eq!(run.outcome.verdict, Verdict::Valid);
     assert!(run.outcome.facts.expiry.timestamp().is_none());
 }

@@ -18,10 +18,9 @@ use serde_json::{Value, json};
 use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
-use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason};
+use api_token_exporter::sources::FailReason;
 use support::daemon::{Daemon, write};
-use support::listing::{assert_lists_nothing, each_failure, list};
+use support::listing::{Listed, assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, Recorded, SecretFiles};
 
 pub(crate) const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -293,23 +292,18 @@ async fn every_page_of_applications_and_service_principals_is_listed_with_owners
     assert_only_documented_calls(&m.server);
 
     // The listed dates become the token's facts through the static entry.
-    let config = Config::parse(&y).unwrap();
-    let (composed, _) =
-        sources::compose(&config, &BTreeMap::from([("entra".to_string(), listing)]));
-    let provider = config.providers["dates"]
-        .build(&BuildContext::new())
-        .unwrap();
-    let ci = composed.token("entra/billing/ci-00000001").unwrap();
+    let listed = Listed::new(&y, "entra", listing, "dates");
+    let ci = listed.composed.token("entra/billing/ci-00000001").unwrap();
     assert_eq!(
         ci.labels.get("owner").map(String::as_str),
         Some("owner-of-billing@contoso.com")
     );
-    let run = run_probe(provider.as_ref(), ci, jiff::Timestamp::now()).await;
+    let run = listed.probe(ci).await;
     assert_eq!(run.outcome.verdict, Verdict::Valid, "{:?}", run.outcome);
     let expires = run.outcome.facts.expiry.timestamp().unwrap();
     assert_eq!(expires.to_string(), ci.params.expires_at.clone().unwrap());
-    let old = composed.token("entra/billing/old-00000002").unwrap();
-    let run = run_probe(provider.as_ref(), old, jiff::Timestamp::now()).await;
+    let old = listed.composed.token("entra/billing/old-00000002").unwrap();
+    let run = listed.probe(old).await;
     assert_eq!(run.outcome.verdict, Verdict::Invalid, "{:?}", run.outcome);
 }
 

@@ -18,10 +18,9 @@ use serde_json::{Value, json};
 use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
-use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason};
+use api_token_exporter::sources::FailReason;
 use support::daemon::{Daemon, wait_until, write};
-use support::listing::{assert_lists_nothing, each_failure, list};
+use support::listing::{Listed, assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 const ORG_ID: u64 = 652551;
@@ -346,17 +345,10 @@ async fn several_pages_enter_every_active_token_with_githubs_dates() {
     assert_only_documented_calls(&m.server);
 
     // The stated expiry is the token's fact, through the static entry; none is "never".
-    let config = Config::parse(&y).unwrap();
-    let (composed, _) = sources::compose(
-        &config,
-        &std::collections::BTreeMap::from([("gh".to_string(), listing)]),
-    );
-    let ci = composed.token("gh/octocat/ci-1").unwrap();
+    let listed = Listed::new(&y, "gh", listing, "listed");
+    let ci = listed.composed.token("gh/octocat/ci-1").unwrap();
     assert_eq!(ci.labels.get("owner").map(String::as_str), Some("octocat"));
-    let provider = config.providers["listed"]
-        .build(&BuildContext::new())
-        .unwrap();
-    let run = run_probe(provider.as_ref(), ci, Timestamp::now()).await;
+    let run = listed.probe(ci).await;
     assert_eq!(run.outcome.verdict, Verdict::Valid, "{:?}", run.outcome);
     assert_eq!(
         run.outcome.facts.expiry.timestamp().unwrap().to_string(),

@@ -10,15 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
-use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason};
-use support::listing::{assert_lists_nothing, each_failure, list};
+use api_token_exporter::sources::FailReason;
+use support::listing::{Listed, assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 pub(crate) const CREDENTIAL: &str = "glpat-LISTCANARYCANARY";
@@ -305,17 +303,10 @@ async fn several_pages_and_the_walks_enter_every_active_token_under_the_concurre
     assert_only_documented_reads(&m.server);
 
     // The listed dates are the token's facts, through the static entry.
-    let config = Config::parse(&y).unwrap();
-    let (composed, _) = sources::compose(
-        &config,
-        &std::collections::BTreeMap::from([("gl".to_string(), listing)]),
-    );
-    let ci = composed.token("gl/user-10/ci-1").unwrap();
+    let listed = Listed::new(&y, "gl", listing, "listed");
+    let ci = listed.composed.token("gl/user-10/ci-1").unwrap();
     assert_eq!(ci.labels.get("owner").map(String::as_str), Some("user-10"));
-    let provider = config.providers["listed"]
-        .build(&BuildContext::new())
-        .unwrap();
-    let run = run_probe(provider.as_ref(), ci, Timestamp::now()).await;
+    let run = listed.probe(ci).await;
     assert_eq!(run.outcome.verdict, Verdict::Valid, "{:?}", run.outcome);
     assert_eq!(
         run.outcome.facts.expiry.timestamp().unwrap().to_string(),
@@ -330,8 +321,8 @@ async fn several_pages_and_the_walks_enter_every_active_token_under_the_concurre
             .as_deref(),
         Some("2025-10-01T12:00:00Z")
     );
-    let laptop = composed.token("gl/user-11/laptop-2").unwrap();
-    let run = run_probe(provider.as_ref(), laptop, Timestamp::now()).await;
+    let laptop = listed.composed.token("gl/user-11/laptop-2").unwrap();
+    let run = listed.probe(laptop).await;
     assert_eq!(run.outcome.facts.last_used_at, None);
 }
 
@@ -421,27 +412,26 @@ async fn deploy_tokens_of_the_walk_and_of_the_instance_enter_once_each() {
     assert_only_documented_reads(&m.server);
 
     // A listed deploy token's expiry is its fact; one without expiry never expires.
-    let config = Config::parse(&y).unwrap();
-    let (composed, _) = sources::compose(
-        &config,
-        &std::collections::BTreeMap::from([("gl".to_string(), listing)]),
-    );
-    let provider = config.providers["listed"]
-        .build(&BuildContext::new())
+    let listed = Listed::new(&y, "gl", listing, "listed");
+    let registry = listed
+        .composed
+        .token("gl/org/g1/deploy/registry-7001")
         .unwrap();
-    let registry = composed.token("gl/org/g1/deploy/registry-7001").unwrap();
     assert_eq!(
         registry.labels.get("owner").map(String::as_str),
         Some("org/g1")
     );
-    let run = run_probe(provider.as_ref(), registry, Timestamp::now()).await;
+    let run = listed.probe(registry).await;
     assert_eq!(run.outcome.verdict, Verdict::Valid);
     assert_eq!(
         run.outcome.facts.expiry.timestamp().unwrap().to_string(),
         "2099-07-01T00:00:00Z"
     );
-    let pull = composed.token("gl/org/g1/app/deploy/pull-7101").unwrap();
-    let run = run_probe(provider.as_ref(), pull, Timestamp::now()).await;
+    let pull = listed
+        .composed
+        .token("gl/org/g1/app/deploy/pull-7101")
+        .unwrap();
+    let run = listed.probe(pull).await;
     assert!(run.outcome.facts.expiry.timestamp().is_none());
 
     // The instance's list refused (not an administrator), a project's failing: the listing

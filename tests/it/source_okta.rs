@@ -15,9 +15,8 @@ use serde_json::{Value, json};
 use crate::support;
 use api_token_exporter::config::Config;
 use api_token_exporter::model::ExpiryModel;
-use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason};
-use support::listing::{assert_lists_nothing, each_failure, list};
+use api_token_exporter::sources::FailReason;
+use support::listing::{Listed, assert_lists_nothing, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 pub(crate) const CREDENTIAL: &str = "00LISTCANARYCANARYCANARY";
@@ -164,16 +163,12 @@ async fn every_page_is_followed_and_each_token_enters_with_its_owner_and_dates()
     assert_eq!(server.requests().len(), 3, "three pages of 200");
     // Okta renews expiresAt to the last use plus tokenWindow: the listed token's expiry is
     // sliding with that window, and its last use is the expiry less the window.
-    let config = Config::parse(&y).unwrap();
-    let (composed, _) = sources::compose(
-        &config,
-        &std::collections::BTreeMap::from([("okta".to_string(), listing.clone())]),
-    );
-    let provider = config.providers["listed"]
-        .build(&BuildContext::new())
+    let listed = Listed::new(&y, "okta", listing.clone(), "listed");
+    let spec = listed
+        .composed
+        .token(&format!("okta/t7-00T{:017}", 7))
         .unwrap();
-    let spec = composed.token(&format!("okta/t7-00T{:017}", 7)).unwrap();
-    let run = run_probe(provider.as_ref(), spec, Timestamp::now()).await;
+    let run = listed.probe(spec).await;
     let facts = &run.outcome.facts;
     assert_eq!(
         facts.expiry_model,

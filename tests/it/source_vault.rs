@@ -4,7 +4,6 @@
 //! server cannot be made to do (a 500 on one lookup, a 429, a garbage answer). Every request
 //! is checked: only the list and lookup calls, the credential never in a URL.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -13,13 +12,11 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::support;
-use api_token_exporter::config::Config;
 use api_token_exporter::model::Verdict;
-use api_token_exporter::provider::{BuildContext, run_probe};
-use api_token_exporter::sources::{self, FailReason, Listing};
+use api_token_exporter::sources::{FailReason, Listing};
 use support::bao::Bao;
 use support::daemon::{Daemon, wait_until, write};
-use support::listing::{each_failure, list};
+use support::listing::{Listed, each_failure, list};
 use support::{Answer, MockServer, SecretFiles};
 
 /// The only calls a vault source (and the vault provider probing what it found) may make.
@@ -146,19 +143,15 @@ async fn real_openbao_accessors_are_listed_and_probed_by_accessor() {
     }
 
     // The found token is probed by the provider, by accessor, without its secret.
-    let config = Config::parse(&config_yaml).unwrap();
-    let (composed, _) = sources::compose(
-        &config,
-        &BTreeMap::from([("vt".to_string(), listing.clone())]),
-    );
-    let spec = composed
+    let listed = Listed::new(&config_yaml, "vt", listing.clone(), "bao");
+    let spec = listed
+        .composed
         .tokens
         .iter()
         .find(|t| t.name.starts_with("vt/token-ci-deploy-"))
         .unwrap();
     assert!(spec.secret.is_none());
-    let provider = config.providers["bao"].build(&BuildContext::new()).unwrap();
-    let run = run_probe(provider.as_ref(), spec, Timestamp::now()).await;
+    let run = listed.probe(spec).await;
     assert_eq!(run.outcome.verdict, Verdict::Valid, "{:?}", run.outcome);
     let left =
         run.outcome.facts.expiry.timestamp().unwrap().as_second() - Timestamp::now().as_second();
