@@ -17,7 +17,6 @@ use crate::rotation_oauth::read;
 use crate::rotation_vault::Harness;
 use crate::support::{self, Answer, MockServer};
 use api_token_exporter::model::rotation::{RotationResult, Step};
-use api_token_exporter::rotate::Ask;
 
 const ID: &str = "ed17574386854bf78a67040be0a770b0";
 const FIRST: &str = "cfut_canaryFirstValue0000000000000000000001";
@@ -248,19 +247,11 @@ async fn an_account_token_is_rolled_with_a_separate_credential_and_a_missing_per
             dir.path().join("admin").display()
         ),
     );
-    let forced = Ask {
-        forced: true,
-        dry_run: false,
-    };
 
     // Without the credential the token's own roll is refused, and the permission named.
     let mut h = Harness::new(&base);
     h.probe("cf").await;
-    let result = h
-        .rotations
-        .run(&h.inventory, &h.store, "cf", forced)
-        .await
-        .unwrap();
+    let result = h.rotate_now("cf").await;
     assert_eq!(result, Some(RotationResult::Failure));
     let record = &h.saved().tokens["cf"];
     assert_eq!(record.step, Step::Idle);
@@ -274,11 +265,7 @@ async fn an_account_token_is_rolled_with_a_separate_credential_and_a_missing_per
 
     let mut h = Harness::new(&with_credential);
     h.probe("cf").await;
-    let result = h
-        .rotations
-        .run(&h.inventory, &h.store, "cf", forced)
-        .await
-        .unwrap();
+    let result = h.rotate_now("cf").await;
     assert_eq!(result, Some(RotationResult::Success), "{:?}", h.saved());
     let new = read(dir.path(), "cf");
     let cf = state.lock().unwrap();
@@ -313,11 +300,7 @@ async fn a_crash_during_the_roll_is_not_repeated() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = Harness::new(&config(&mock.url(), dir.path(), "1s"));
     // What a kill -9 between saving `creating` and Cloudflare's answer leaves.
-    std::fs::write(
-        h.storage.path().join("rotation.json"),
-        r#"{"tokens":{"cf":{"step":"creating","started_at":"2026-01-01T00:00:00Z"}}}"#,
-    )
-    .unwrap();
+    h.crashed_while_creating("cf");
     h.probe("cf").await;
     h.tick().await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;

@@ -20,7 +20,6 @@ use crate::rotation_vault::Harness;
 use crate::support::{Answer, MockServer, Recorded};
 use api_token_exporter::model::rotation::{RotationResult, Step};
 use api_token_exporter::model::{Expiry, Verdict};
-use api_token_exporter::rotate::Ask;
 
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub const CLIENT: &str = "0c5e3d9a-4b1f-4a6e-9d2c-7f8e1a2b3c4d";
@@ -355,20 +354,7 @@ async fn a_secret_never_accepted_keeps_the_old_one_until_a_test_passes() {
     h.tick().await;
     assert!(state.lock().unwrap().removes.is_empty());
     state.lock().unwrap().fresh.clear();
-    let inventory = &h.inventory;
-    let done = h
-        .rotations
-        .run(
-            inventory,
-            &h.store,
-            "app",
-            Ask {
-                forced: true,
-                dry_run: false,
-            },
-        )
-        .await
-        .unwrap();
+    let done = h.rotate_now("app").await;
     assert_eq!(done, Some(RotationResult::Success));
     let e = state.lock().unwrap();
     assert_eq!(
@@ -411,11 +397,7 @@ async fn without_the_permission_nothing_is_added_or_removed() {
 #[tokio::test]
 async fn a_crash_during_add_password_is_not_repeated() {
     let (_mock, state, dir, mut h) = setup(0).await;
-    std::fs::write(
-        h.storage.path().join("rotation.json"),
-        r#"{"tokens":{"app":{"step":"creating","started_at":"2026-01-01T00:00:00Z"}}}"#,
-    )
-    .unwrap();
+    h.crashed_while_creating("app");
     h.probe("app").await;
     h.tick().await;
     h.tick().await;
@@ -481,20 +463,7 @@ async fn two_secrets_with_the_same_hint_add_nothing() {
     });
     // The probe cannot tell the expiry either (same hint), so an operator asks.
     h.probe("app").await;
-    let inventory = &h.inventory;
-    let result = h
-        .rotations
-        .run(
-            inventory,
-            &h.store,
-            "app",
-            Ask {
-                forced: true,
-                dry_run: false,
-            },
-        )
-        .await
-        .unwrap();
+    let result = h.rotate_now("app").await;
     assert_eq!(result, Some(RotationResult::Failure));
     let status = h.status("app");
     let error = status.last_error.clone().unwrap();

@@ -328,11 +328,7 @@ async fn kill_after_issued_delivers_the_saved_token() {
 async fn a_crash_during_the_mint_mints_again() {
     let s = setup().await;
     let mut h = Harness::new(&config(&s.mock.url(), s.dir.path(), INSTALLATION, ""));
-    std::fs::write(
-        h.storage.path().join("rotation.json"),
-        r#"{"tokens":{"ci":{"step":"creating","started_at":"2026-01-01T00:00:00Z"}}}"#,
-    )
-    .unwrap();
+    h.crashed_while_creating("ci");
     h.tick().await;
     let record = h.saved().tokens["ci"].clone();
     assert_eq!(record.step, Step::Idle, "{record:?}");

@@ -176,11 +176,7 @@ async fn a_gitlab_token_is_rotated_once_and_never_rotated_again_with_the_old_val
 async fn a_crash_during_the_gitlab_call_is_not_repeated() {
     let (_mock, state, dir, mut h) = setup().await;
     // What a kill -9 between saving `creating` and GitLab's answer leaves.
-    std::fs::write(
-        h.storage.path().join("rotation.json"),
-        r#"{"tokens":{"ci":{"step":"creating","started_at":"2026-01-01T00:00:00Z"}}}"#,
-    )
-    .unwrap();
+    h.crashed_while_creating("ci");
     h.probe("ci").await;
     h.tick().await;
     h.tick().await;

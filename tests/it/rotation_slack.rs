@@ -233,10 +233,6 @@ async fn a_slack_token_is_refreshed_once_when_old_enough_and_both_tokens_are_del
 async fn slack_errors_fail_the_rotation_by_their_code_and_keep_the_values() {
     let state = model();
     let mock = MockServer::start(server(state.clone())).await;
-    let forced = api_token_exporter::rotate::Ask {
-        forced: true,
-        dry_run: false,
-    };
     // A refresh token spent already (by something else), then a wrong client secret.
     for (refresh, secret, code) in [
         (
@@ -251,11 +247,7 @@ async fn slack_errors_fail_the_rotation_by_their_code_and_keep_the_values() {
         std::fs::write(dir.path().join("refresh"), format!("{refresh}\n")).unwrap();
         std::fs::write(dir.path().join("secret"), format!("{secret}\n")).unwrap();
         h.probe("bot").await;
-        let result = h
-            .rotations
-            .run(&h.inventory, &h.store, "bot", forced)
-            .await
-            .unwrap();
+        let result = h.rotate_now("bot").await;
         assert_eq!(result, Some(RotationResult::Failure));
         let record = &h.saved().tokens["bot"];
         assert_eq!(record.step, Step::Idle);

@@ -61,6 +61,29 @@ impl Harness {
         serde_json::from_slice(&text).unwrap_or_default()
     }
 
+    /// What `rotate --token` asks: rotate `token` now, whatever its plan.
+    pub async fn rotate_now(&mut self, token: &str) -> Option<RotationResult> {
+        let ask = api_token_exporter::rotate::Ask {
+            forced: true,
+            dry_run: false,
+        };
+        self.rotations
+            .run(&self.inventory, &self.store, token, ask)
+            .await
+            .unwrap()
+    }
+
+    /// Saves what a kill -9 between saving `creating` and the provider's answer leaves.
+    pub fn crashed_while_creating(&self, token: &str) {
+        std::fs::write(
+            self.storage.path().join("rotation.json"),
+            format!(
+                r#"{{"tokens":{{"{token}":{{"step":"creating","started_at":"2026-01-01T00:00:00Z"}}}}}}"#
+            ),
+        )
+        .unwrap();
+    }
+
     /// `/metrics` as the daemon renders it from this store.
     pub fn metrics(&self) -> String {
         api_token_exporter::metrics::render(&api_token_exporter::metrics::Metrics::new(

@@ -15,7 +15,6 @@ use crate::rotation_gitlab::{FIRST, Gitlab, server};
 use crate::rotation_vault::Harness;
 use crate::support::{self, MockServer};
 use api_token_exporter::model::rotation::{RotationResult, Step};
-use api_token_exporter::rotate::Ask;
 use api_token_exporter::rotate::deliver::{self, vault_kv};
 use api_token_exporter::schema::rotate::{Deliver, VaultKv};
 use api_token_exporter::secret::{FileSource, SecretSource};
@@ -195,19 +194,7 @@ async fn a_refused_kv_delivery_is_retried_with_the_issued_value() {
     assert_eq!(kv_read(&bao, "app/ci").await.0, 1);
 
     set_policy(&bao, &policy("app/ci")).await;
-    let result = h
-        .rotations
-        .run(
-            &h.inventory,
-            &h.store,
-            "ci",
-            Ask {
-                forced: true,
-                dry_run: false,
-            },
-        )
-        .await
-        .unwrap();
+    let result = h.rotate_now("ci").await;
     assert_eq!(result, Some(RotationResult::Success), "{:?}", h.saved());
     let (version, data) = kv_read(&bao, "app/ci").await;
     assert_eq!(version, 2);
