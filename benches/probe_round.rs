@@ -492,6 +492,42 @@ async fn wait_round(client: &reqwest::Client, e: &mut Exporter) -> Round {
     }
 }
 
+/// 30 scrapes of an exporter that has finished its first round, and two rows: memory (`first`,
+/// the resident size after that round, after the scrapes, the peak), then the scrapes'
+/// median and p99, CPU and body size. `what` names the two rows.
+async fn scrape_rows(
+    table: &mut Table,
+    client: &reqwest::Client,
+    e: &Exporter,
+    first: u64,
+    what: [&str; 2],
+) {
+    let (lat, body, cpu) = scrape(client, e, 30).await;
+    table.row(
+        what[0],
+        format!(
+            "{}; {}; {}",
+            mb(first),
+            mb(proc_kb(e.pid(), "VmRSS")),
+            mb(proc_kb(e.pid(), "VmHWM"))
+        ),
+        "",
+        None,
+    );
+    table.row(
+        what[1],
+        format!(
+            "{}, {}; {}; {:.1} MB",
+            ms(pct(&lat, 0.5)),
+            ms(pct(&lat, 0.99)),
+            ms(cpu),
+            body as f64 / 1e6
+        ),
+        "",
+        None,
+    );
+}
+
 /// `n` sequential scrapes over one keep-alive connection: latencies, body size, CPU spent.
 async fn scrape(
     client: &reqwest::Client,
@@ -1407,30 +1443,17 @@ async fn orchestrate() {
             let mut e = Exporter::start(&config, dir.path().join(format!("size{size}.log")));
             let _ = wait_round(&client, &mut e).await;
             let round_peak = proc_kb(e.pid(), "VmHWM");
-            let (lat, body, cpu) = scrape(&client, &e, 30).await;
-            table.row(
-                &format!("{size} tokens: peak RSS of the first round; RSS after 30 scrapes; peak"),
-                format!(
-                    "{}; {}; {}",
-                    mb(round_peak),
-                    mb(proc_kb(e.pid(), "VmRSS")),
-                    mb(proc_kb(e.pid(), "VmHWM"))
-                ),
-                "",
-                None,
-            );
-            table.row(
-                &format!("{size} tokens: /metrics median render, p99; exporter CPU a scrape; body (plain)"),
-                format!(
-                    "{}, {}; {}; {:.1} MB",
-                    ms(pct(&lat, 0.5)),
-                    ms(pct(&lat, 0.99)),
-                    ms(cpu),
-                    body as f64 / 1e6
-                ),
-                "",
-                None,
-            );
+            scrape_rows(
+                &mut table,
+                &client,
+                &e,
+                round_peak,
+                [
+                    &format!("{size} tokens: peak RSS of the first round; RSS after 30 scrapes; peak"),
+                    &format!("{size} tokens: /metrics median render, p99; exporter CPU a scrape; body (plain)"),
+                ],
+            )
+            .await;
         }
     }
 

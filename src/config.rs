@@ -63,7 +63,7 @@ pub struct Config {
     /// `rotation.json`: its identity (a file's path, a Secret's key), not its name, so a
     /// rotation interrupted while the token was out of the listing resumes when it returns.
     /// Configured tokens are keyed by name and are not here.
-    pub rotation_keys: BTreeMap<String, String>,
+    pub rotation_keys: Arc<BTreeMap<String, String>>,
 }
 
 /// Defaults and limits that apply to every token.
@@ -653,7 +653,7 @@ impl RawConfig {
                 notify,
                 sources,
                 rotations,
-                rotation_keys: BTreeMap::new(),
+                rotation_keys: Arc::default(),
             })
         } else {
             Err(ConfigError {

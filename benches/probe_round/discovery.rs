@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::{Exporter, Table, mb, ms, pct, proc_cpu, proc_kb, scrape, step};
+use crate::{Exporter, Table, ms, proc_cpu, proc_kb, scrape_rows, step};
 
 const CREDENTIAL: &str = "glpat-bench-listing-credential";
 const PER_PAGE: usize = 100;
@@ -249,30 +249,17 @@ pub async fn run(dir: &Path, client: &reqwest::Client, table: &mut Table) {
             None,
         );
         let rss = proc_kb(e.pid(), "VmRSS");
-        let (lat, body, cpu_per_scrape) = scrape(client, &e, 30).await;
-        table.row(
-            &format!("{n} listed tokens: RSS once probed; after 30 scrapes; peak"),
-            format!(
-                "{}; {}; {}",
-                mb(rss),
-                mb(proc_kb(e.pid(), "VmRSS")),
-                mb(proc_kb(e.pid(), "VmHWM"))
-            ),
-            "",
-            None,
-        );
-        table.row(
-            &format!("{n} listed tokens: /metrics median, p99; CPU a scrape; body"),
-            format!(
-                "{}, {}; {}; {:.1} MB",
-                ms(pct(&lat, 0.5)),
-                ms(pct(&lat, 0.99)),
-                ms(cpu_per_scrape),
-                body as f64 / 1e6
-            ),
-            "",
-            None,
-        );
+        scrape_rows(
+            table,
+            client,
+            &e,
+            rss,
+            [
+                &format!("{n} listed tokens: RSS once probed; after 30 scrapes; peak"),
+                &format!("{n} listed tokens: /metrics median, p99; CPU a scrape; body"),
+            ],
+        )
+        .await;
         drop(e);
         drop(instance);
     }

@@ -203,15 +203,18 @@ impl Discovery {
         config
             .rotations
             .retain(|name, _| kept.contains(name.as_str()));
-        config
-            .rotation_keys
-            .retain(|name, _| kept.contains(name.as_str()));
+        Arc::make_mut(&mut config.rotation_keys).retain(|name, _| kept.contains(name.as_str()));
         drop(kept);
         self.health.composed(&left);
         self.health.not_rotated(&notes);
+        let known: std::collections::HashSet<(&str, &str, &str)> = self
+            .notes
+            .values()
+            .flatten()
+            .map(|n| (n.token.as_str(), n.reason, n.detail.as_str()))
+            .collect();
         for note in notes.values().flatten() {
-            let known = self.notes.values().flatten().any(|n| n == note);
-            if !known {
+            if !known.contains(&(note.token.as_str(), note.reason, note.detail.as_str())) {
                 tracing::warn!(
                     token = %note.token,
                     reason = note.reason,
@@ -220,6 +223,7 @@ impl Discovery {
                 );
             }
         }
+        drop(known);
         self.notes = notes;
         let inventory = Inventory {
             config: Arc::new(config),

@@ -555,10 +555,10 @@ fn check_delivery(
         );
         return;
     }
-    if let Rotator::Oauth2Refresh(o) = rotator
+    if let Some(own) = rotator.refresh_token_file()
         && deliver
             .iter()
-            .any(|d| matches!(d, Deliver::File(p) if *p == o.refresh_token_file))
+            .any(|d| matches!(d, Deliver::File(p) if p.as_path() == own))
     {
         c.push(
             "deliver",
@@ -566,7 +566,6 @@ fn check_delivery(
             block_line,
         );
     }
-    saas::check_own_files(c, rotator, deliver, block_line);
     if let (Rotator::AwsRotate { .. }, Some(id_file)) =
         (rotator, token.params.access_key_id_file.as_deref())
         && deliver

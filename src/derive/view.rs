@@ -58,7 +58,7 @@ pub struct TokenView {
     /// Stable codes of what was wrong with the last conclusive answer (`expiry_unreadable`,
     /// `scopes_capped`...): the `anomaly` label values of `api_token_answer_anomaly`.
     pub anomalies: Vec<Anomaly>,
-    pub extra: BTreeMap<String, String>,
+    pub extra: crate::model::Extra,
     /// When the current fingerprint was first seen, and when the last rotation happened.
     pub first_seen_at: Option<String>,
     pub rotated_at: Option<String>,
@@ -127,7 +127,7 @@ impl TokenView {
             rotation: s.rotation.as_deref().cloned(),
             flags,
             anomalies: facts.anomalies.clone(),
-            extra: facts.extra.to_map(),
+            extra: facts.extra.clone(),
             first_seen_at: s.first_seen.map(|t| t.to_string()),
             rotated_at: s.rotated_at.map(|t| t.to_string()),
             age_seconds: policy::age_origin(s).map(|(from, _)| now.as_second() - from.as_second()),

@@ -66,11 +66,6 @@ impl Extra {
     pub fn shrink_to_fit(&mut self) {
         self.0.shrink_to_fit();
     }
-
-    /// A copy as a map.
-    pub fn to_map(&self) -> std::collections::BTreeMap<String, String> {
-        self.0.iter().cloned().collect()
-    }
 }
 
 impl std::ops::Index<&str> for Extra {

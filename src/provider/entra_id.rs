@@ -50,10 +50,12 @@ pub struct Config {
 }
 
 impl Config {
-    fn url(&self) -> &str {
+    /// The identity platform's address in use.
+    pub fn login_url(&self) -> &str {
         self.url.as_deref().unwrap_or(graph::DEFAULT_LOGIN_URL)
     }
-    fn graph_url(&self) -> &str {
+    /// Microsoft Graph's address in use.
+    pub fn graph_url(&self) -> &str {
         self.graph_url
             .as_deref()
             .unwrap_or(graph::DEFAULT_GRAPH_URL)
@@ -76,7 +78,7 @@ impl ProviderKind for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        http::check_base_url("url", self.url())?;
+        http::check_base_url("url", self.login_url())?;
         http::check_base_url("graph_url", self.graph_url())?;
         // The tenant becomes a path segment: a GUID or a domain name, nothing that could
         // turn into another path.
@@ -129,7 +131,7 @@ impl ProviderKind for Config {
 
     fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn Provider>, String> {
         Ok(Arc::new(EntraId {
-            token_endpoint: graph::token_endpoint(self.url(), &self.tenant_id),
+            token_endpoint: graph::token_endpoint(self.login_url(), &self.tenant_id),
             client_id: self.client_id.clone(),
             tenant_id: self.tenant_id.clone(),
             scope: self

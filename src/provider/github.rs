@@ -55,7 +55,7 @@ pub struct Config {
 
 impl Config {
     /// The setting in use, by name, and the REST API's address.
-    fn api(&self) -> Result<(&'static str, &str), String> {
+    pub fn api(&self) -> Result<(&'static str, &str), String> {
         Ok(
             match renamed_setting(
                 ("url", self.url.as_ref()),

@@ -272,8 +272,11 @@ impl Rotations {
                     // The issuer's stated expiry stands in when the probe discloses none
                     // (GitHub does not for installation tokens): a `before` trigger needs it.
                     if run.outcome.facts.expiry == crate::model::Expiry::Undisclosed
-                        && let Some(at) = record.pending.as_ref().and_then(|p| p.expires_at)
-                        && record.pending.as_ref().is_some_and(|p| p.value.is_some())
+                        && let Some(machine::Pending {
+                            value: Some(_),
+                            expires_at: Some(at),
+                            ..
+                        }) = record.pending
                     {
                         run.outcome.facts.expiry = crate::model::Expiry::At(at);
                     }
@@ -441,11 +444,9 @@ impl Rotations {
         self.file.save(file).map_err(|e| e.to_string())
     }
 
-    /// Takes the inventory's record keys (a discovered token's identity), when they changed.
+    /// Takes the inventory's record keys (a discovered token's identity): one shared map.
     fn follow(&mut self, inventory: &Inventory) {
-        if *self.keys != inventory.config.rotation_keys {
-            self.keys = Arc::new(inventory.config.rotation_keys.clone());
-        }
+        self.keys = inventory.config.rotation_keys.clone();
     }
 
     /// Where a discovered token's record is kept; `None` for a configured token (by name).
@@ -504,11 +505,9 @@ async fn deliver_all(
     key_id_file: Option<&str>,
     pending: &Pending,
 ) -> Result<(), String> {
-    if let (Rotator::Oauth2Refresh(o), Some(refresh)) = (&spec.rotator, &pending.refresh_token) {
-        deliver::deliver(&Deliver::File(o.refresh_token_file.clone()), name, refresh).await?;
-    }
-    if let (Rotator::SlackRefresh(s), Some(refresh)) = (&spec.rotator, &pending.refresh_token) {
-        deliver::deliver(&Deliver::File(s.refresh_token_file.clone()), name, refresh).await?;
+    if let (Some(path), Some(refresh)) = (spec.rotator.refresh_token_file(), &pending.refresh_token)
+    {
+        deliver::deliver(&Deliver::File(path.into()), name, refresh).await?;
     }
     // The new key's ID goes where the token reads it; its secret to every target below.
     if let (Some(path), Some(id)) = (key_id_file, &pending.key_id) {

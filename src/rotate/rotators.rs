@@ -156,10 +156,7 @@ async fn oauth2_refresh(o: &Oauth2Refresh, now: Timestamp) -> Result<Pending, St
         Endpoint::Token(url) => url.clone(),
         Endpoint::Issuer(issuer) => discover_token_endpoint(issuer).await?,
     };
-    let refresh = SecretSource::File(FileSource::new(&o.refresh_token_file))
-        .read()
-        .await
-        .map_err(|e| format!("cannot read the refresh token: {e}"))?;
+    let refresh = read_refresh_token(&o.refresh_token_file).await?;
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh.expose()),
@@ -183,6 +180,27 @@ async fn oauth2_refresh(o: &Oauth2Refresh, now: Timestamp) -> Result<Pending, St
             let answer = http::send(request.form(&form)).await.map_err(unreachable)?;
             parse_refresh(&answer, now)
         }
+    }
+}
+
+/// The refresh token a grant spends, from the rotator's own file (read before each grant:
+/// the last grant replaced it).
+async fn read_refresh_token(path: &std::path::Path) -> Result<Secret, String> {
+    SecretSource::File(FileSource::new(path))
+        .read()
+        .await
+        .map_err(|e| format!("cannot read the refresh token: {e}"))
+}
+
+/// A token answer's `expires_in` (seconds) as the time the token ends; none when it is
+/// absent, not a positive whole number, or out of range.
+fn expires_after(expires_in: Option<serde_json::Value>, now: Timestamp) -> Option<Timestamp> {
+    match expires_in {
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .filter(|s| *s > 0)
+            .and_then(|s| now.checked_add(SignedDuration::from_secs(s)).ok()),
+        _ => None,
     }
 }
 
@@ -251,16 +269,10 @@ pub fn parse_refresh(answer: &Response, now: Timestamp) -> Result<Pending, Strin
         .access_token
         .filter(|a| !a.trim().is_empty())
         .ok_or("the token endpoint's answer has no access_token")?;
-    let expires_at = match parsed.expires_in {
-        Some(serde_json::Value::Number(n)) => n
-            .as_i64()
-            .and_then(|s| now.checked_add(SignedDuration::from_secs(s)).ok()),
-        _ => None,
-    };
     Ok(Pending {
         value: Some(access),
         refresh_token: parsed.refresh_token.filter(|r| !r.trim().is_empty()),
-        expires_at,
+        expires_at: expires_after(parsed.expires_in, now),
         ..Pending::default()
     })
 }

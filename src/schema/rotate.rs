@@ -259,6 +259,16 @@ impl Rotator {
         matches!(self, Rotator::GithubApp(_))
     }
 
+    /// The file of the refresh token a refresh grant spends and replaces (`oauth2_refresh`,
+    /// `slack_refresh`): the rotator's own, written before the access token's targets.
+    pub fn refresh_token_file(&self) -> Option<&std::path::Path> {
+        match self {
+            Rotator::Oauth2Refresh(o) => Some(&o.refresh_token_file),
+            Rotator::SlackRefresh(s) => Some(&s.refresh_token_file),
+            _ => None,
+        }
+    }
+
     /// Whether the value changes (and so must be delivered).
     pub fn issues_new_value(&self) -> bool {
         !matches!(self, Rotator::VaultRenew { .. })

@@ -224,15 +224,13 @@ async fn pages<T: serde::de::DeserializeOwned>(
     ctx: &BuildContext,
     hint: &str,
 ) -> Result<Vec<T>, ListError> {
-    let origin = url::Url::parse(&spec.url)
-        .map_err(|_| ListError::new(FailReason::Misconfigured, "url is not a URL"))?
-        .origin();
-    let mut url = format!("{}{path}?page=1&page_size={PAGE_SIZE}", spec.url);
+    let first = format!("{}{path}?page=1&page_size={PAGE_SIZE}", spec.url);
+    let mut url = first.clone();
     let mut out = Vec::new();
     for page_no in 1..=MAX_PAGES {
         let request = ctx
             .http
-            .get(url)
+            .get(url.as_str())
             .sensitive_header("authorization", (**bearer).clone())
             .header("accept", http::JSON);
         let what = format!("page {page_no} of a token list");
@@ -246,16 +244,16 @@ async fn pages<T: serde::de::DeserializeOwned>(
         out.extend(items);
         match next {
             None => return Ok(out),
-            Some(next) => {
-                // The next page on another origin would take the bearer there.
-                if !url::Url::parse(&next).is_ok_and(|u| u.origin() == origin) {
+            // The next page on another origin would take the bearer there.
+            Some(next) => match http::pages::next_on_origin(&first, &url, &next) {
+                Some(next) => url = next,
+                None => {
                     return Err(ListError::new(
                         FailReason::BadResponse,
                         "a next link leads away from the server",
                     ));
                 }
-                url = next;
-            }
+            },
         }
     }
     Err(page::too_long(MAX_PAGES))

@@ -240,15 +240,15 @@ async fn access_token(
     } else {
         ClientCredential::Secret(value)
     };
-    let request = graph::request_token(
+    let request = graph::grant(
         client,
         &endpoint,
         &s.client_id,
         graph::DEFAULT_SCOPE,
         credential,
     );
-    let mut resp = match tokio::time::timeout(timeout, request).await {
-        Ok(Ok(resp)) => resp,
+    let grant = match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(grant)) => grant,
         Ok(Err(outcome)) => {
             return Err(ListError::new(
                 FailReason::Unreachable,
@@ -265,12 +265,15 @@ async fn access_token(
             ));
         }
     };
-    match resp.status {
-        200 => graph::read_issued(&mut resp.body)
-            .map(|issued| issued.access_token)
-            .map_err(|what| ListError::new(FailReason::BadResponse, what)),
-        400 | 401 => {
-            let codes = graph::read_token_error(&resp.body)
+    match grant {
+        graph::Grant::Issued(token) => Ok(token),
+        graph::Grant::Unreadable(what) => Err(ListError::new(FailReason::BadResponse, what)),
+        graph::Grant::Refused {
+            status: status @ (400 | 401),
+            error,
+            ..
+        } => {
+            let codes = error
                 .map(|e| {
                     e.codes
                         .iter()
@@ -278,21 +281,16 @@ async fn access_token(
                         .collect::<String>()
                 })
                 .unwrap_or_default();
-            zeroize::Zeroize::zeroize(&mut resp.body);
             Err(ListError::new(
                 FailReason::Unauthorized,
                 format!(
-                    "the token endpoint refuses the source's credential (HTTP {}{codes}): check tenant_id, client_id and the secret or certificate",
-                    resp.status
+                    "the token endpoint refuses the source's credential (HTTP {status}{codes}): check tenant_id, client_id and the secret or certificate"
                 ),
             ))
         }
-        status => Err(status_error(
-            "the token endpoint",
-            status,
-            &resp.headers,
-            "",
-        )),
+        graph::Grant::Refused {
+            status, headers, ..
+        } => Err(status_error("the token endpoint", status, &headers, "")),
     }
 }
 

@@ -332,7 +332,7 @@ pub fn compose_noted(
                 match rotate::for_token(spec, r, d, &token, provider) {
                     Ok((rotation, key)) => {
                         out.rotations.insert(token.name.clone(), Arc::new(rotation));
-                        out.rotation_keys.insert(token.name.clone(), key);
+                        Arc::make_mut(&mut out.rotation_keys).insert(token.name.clone(), key);
                     }
                     Err(note) => notes.entry(spec.name.clone()).or_default().push(note),
                 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::TokenSpec;
-use crate::schema::rotate::{Deliver, RawRotator, Rotator, SlackRefresh, When};
+use crate::schema::rotate::{RawRotator, Rotator, SlackRefresh, When};
 
 use super::Check;
 
@@ -101,27 +101,6 @@ pub(super) fn check_when(c: &mut Check, rotator: &Rotator, when: &When, block_li
             block_line,
         ),
         _ => {}
-    }
-}
-
-/// The refresh token file is the rotator's own: a delivery of the access token there would
-/// overwrite the refresh token.
-pub(super) fn check_own_files(
-    c: &mut Check,
-    rotator: &Rotator,
-    deliver: &[Deliver],
-    block_line: Option<u64>,
-) {
-    if let Rotator::SlackRefresh(s) = rotator
-        && deliver
-            .iter()
-            .any(|d| matches!(d, Deliver::File(p) if *p == s.refresh_token_file))
-    {
-        c.push(
-            "deliver",
-            "the refresh token file is written by the rotator itself; deliver the access token elsewhere",
-            block_line,
-        );
     }
 }
 

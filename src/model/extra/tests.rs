@@ -16,6 +16,6 @@ fn behaves_as_the_map_it_replaces() {
     assert_eq!(e.remove("declared"), Some("true".into()));
     assert_eq!(e.len(), 1);
     let from: Extra = [("b".to_string(), "2".to_string()), ("a".into(), "1".into())].into();
-    assert_eq!(from.to_map().into_iter().collect::<Vec<_>>().len(), 2);
+    assert_eq!(from.len(), 2);
     assert_eq!(from.iter().next().unwrap().0, "a");
 }

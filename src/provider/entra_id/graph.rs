@@ -95,6 +95,45 @@ pub async fn request_token(
     http::send(request).await
 }
 
+/// How a client-credentials grant ended, for a caller that needs only the access token
+/// (the entra_id source, the `entra_id_password` rotator; the probe reads the whole answer).
+pub enum Grant {
+    Issued(Secret),
+    /// A status other than 200, with the documented error it named, if any. The body is
+    /// zeroed.
+    Refused {
+        status: u16,
+        headers: reqwest::header::HeaderMap,
+        error: Option<TokenError>,
+    },
+    /// A 200 that is not the documented answer: what is wrong with it.
+    Unreadable(String),
+}
+
+/// [`request_token`], then the answer read as a [`Grant`]; `Err` when no answer came.
+pub async fn grant(
+    client: &http::Client,
+    endpoint: &str,
+    client_id: &str,
+    scope: &str,
+    credential: ClientCredential<'_>,
+) -> Result<Grant, ProbeOutcome> {
+    let mut resp = request_token(client, endpoint, client_id, scope, credential).await?;
+    if resp.status == 200 {
+        return Ok(match read_issued(&mut resp.body) {
+            Ok(issued) => Grant::Issued(issued.access_token),
+            Err(what) => Grant::Unreadable(what),
+        });
+    }
+    let error = read_token_error(&resp.body);
+    resp.body.zeroize();
+    Ok(Grant::Refused {
+        status: resp.status,
+        headers: resp.headers,
+        error,
+    })
+}
+
 /// A successful token answer: the access token (kept only as long as the caller needs it for
 /// Graph) and what the answer says about it.
 pub struct Issued {

@@ -27,34 +27,67 @@ pub const RESTART_ANNOTATION: &str = "api-token-exporter/rotated";
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn deliver(k: &KubernetesSecret, value: &str) -> Result<(), String> {
-    let at = format!("kubernetes_secret {}/{}", k.namespace, k.name);
-    tokio::time::timeout(TIMEOUT, write(k, value))
+    bounded(k, write(k, value)).await
+}
+
+/// `work` on target `k` within [`TIMEOUT`], its error prefixed with the Secret it concerns.
+async fn bounded<T>(
+    k: &KubernetesSecret,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(TIMEOUT, work)
         .await
         .unwrap_or_else(|_| Err(format!("the API server did not answer within {TIMEOUT:?}")))
-        .map_err(|e| format!("{at}: {e}"))
+        .map_err(|e| format!("kubernetes_secret {}/{}: {e}", k.namespace, k.name))
+}
+
+/// A target's API server: the client (with the target's CA), its token, the Secret's URL.
+struct Api {
+    client: http::Client,
+    token: crate::secret::Secret,
+    secret_url: String,
+}
+
+impl Api {
+    async fn of(k: &KubernetesSecret) -> Result<Api, String> {
+        let client = match &k.ca_file {
+            Some(path) => crate::provider::kubernetes::client_with_ca(path)?,
+            None => http::client(),
+        };
+        let token = k
+            .token
+            .read()
+            .await
+            .map_err(|e| format!("cannot read its token: {e}"))?;
+        let secret_url = http::join(
+            &k.url,
+            &format!("/api/v1/namespaces/{}/secrets/{}", k.namespace, k.name),
+        );
+        Ok(Api {
+            client,
+            token,
+            secret_url,
+        })
+    }
+
+    /// One call with the token as its bearer.
+    async fn send(&self, request: http::RequestBuilder) -> Result<Response, String> {
+        http::send(
+            request.sensitive_header("authorization", format!("Bearer {}", self.token.expose())),
+        )
+        .await
+        .map_err(|o| format!("the API server cannot be reached ({})", o.reason.as_str()))
+    }
+
+    /// `GET` of the Secret.
+    async fn read(&self) -> Result<Response, String> {
+        self.send(self.client.get(self.secret_url.as_str())).await
+    }
 }
 
 async fn write(k: &KubernetesSecret, value: &str) -> Result<(), String> {
-    let client = match &k.ca_file {
-        Some(path) => crate::provider::kubernetes::client_with_ca(path)?,
-        None => http::client(),
-    };
-    let token = k
-        .token
-        .read()
-        .await
-        .map_err(|e| format!("cannot read its token: {e}"))?;
-    let send = |request: http::RequestBuilder| {
-        http::send(request.sensitive_header("authorization", format!("Bearer {}", token.expose())))
-    };
-    let unreachable = |o: crate::model::ProbeOutcome| {
-        format!("the API server cannot be reached ({})", o.reason.as_str())
-    };
-    let url = http::join(
-        &k.url,
-        &format!("/api/v1/namespaces/{}/secrets/{}", k.namespace, k.name),
-    );
-    let read = send(client.get(url.as_str())).await.map_err(unreachable)?;
+    let api = Api::of(k).await?;
+    let read = api.read().await?;
     let (version, current) = secret_version(&read, &k.key)?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(value);
     if current.as_deref() != Some(encoded.as_str()) {
@@ -62,14 +95,14 @@ async fn write(k: &KubernetesSecret, value: &str) -> Result<(), String> {
             "metadata": { "resourceVersion": version },
             "data": { k.key.as_str(): encoded },
         });
-        let answer = send(
-            client
-                .patch(url.as_str())
-                .json(&patch)
-                .header("content-type", "application/merge-patch+json"),
-        )
-        .await
-        .map_err(unreachable)?;
+        let answer = api
+            .send(
+                api.client
+                    .patch(api.secret_url.as_str())
+                    .json(&patch)
+                    .header("content-type", "application/merge-patch+json"),
+            )
+            .await?;
         match answer.status {
             200 => {}
             409 => {
@@ -92,14 +125,14 @@ async fn write(k: &KubernetesSecret, value: &str) -> Result<(), String> {
             &format!("/apis/apps/v1/namespaces/{}/{resource}/{name}", k.namespace),
         );
         let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: fingerprint}}}}});
-        let answer = send(
-            client
-                .patch(url.as_str())
-                .json(&patch)
-                .header("content-type", "application/strategic-merge-patch+json"),
-        )
-        .await
-        .map_err(unreachable)?;
+        let answer = api
+            .send(
+                api.client
+                    .patch(url.as_str())
+                    .json(&patch)
+                    .header("content-type", "application/strategic-merge-patch+json"),
+            )
+            .await?;
         if answer.status != 200 {
             return Err(format!(
                 "the restart of {resource}/{name} was refused ({})",
@@ -144,28 +177,8 @@ fn refused(status: u16, needs: &str) -> String {
 /// that Secret probes, since its source holds the value it listed until it lists again.
 /// The answer (every key of the Secret) is wiped once read.
 pub async fn read_key(k: &KubernetesSecret) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
-    let at = format!("kubernetes_secret {}/{}", k.namespace, k.name);
-    let read = async {
-        let client = match &k.ca_file {
-            Some(path) => crate::provider::kubernetes::client_with_ca(path)?,
-            None => http::client(),
-        };
-        let token = k
-            .token
-            .read()
-            .await
-            .map_err(|e| format!("cannot read its token: {e}"))?;
-        let url = http::join(
-            &k.url,
-            &format!("/api/v1/namespaces/{}/secrets/{}", k.namespace, k.name),
-        );
-        let mut answer = http::send(
-            client
-                .get(url.as_str())
-                .sensitive_header("authorization", format!("Bearer {}", token.expose())),
-        )
-        .await
-        .map_err(|o| format!("the API server cannot be reached ({})", o.reason.as_str()))?;
+    bounded(k, async {
+        let mut answer = Api::of(k).await?.read().await?;
         let found = secret_version(&answer, &k.key).map(|(_, value)| value);
         zeroize::Zeroize::zeroize(&mut answer.body);
         let encoded = zeroize::Zeroizing::new(
@@ -176,9 +189,6 @@ pub async fn read_key(k: &KubernetesSecret) -> Result<zeroize::Zeroizing<Vec<u8>
             .decode_vec(encoded.as_bytes(), &mut bytes)
             .map_err(|_| "the key's value is not base64".to_string())?;
         Ok(bytes)
-    };
-    tokio::time::timeout(TIMEOUT, read)
-        .await
-        .unwrap_or_else(|_| Err(format!("the API server did not answer within {TIMEOUT:?}")))
-        .map_err(|e| format!("{at}: {e}"))
+    })
+    .await
 }

@@ -33,10 +33,7 @@ fn config(provider: &ProviderConfig) -> Result<&Config, String> {
 }
 
 fn graph_base(c: &Config) -> &str {
-    c.graph_url
-        .as_deref()
-        .unwrap_or(graph::DEFAULT_GRAPH_URL)
-        .trim_end_matches('/')
+    c.graph_url().trim_end_matches('/')
 }
 
 /// `{graph}/v1.0/applications(appId='{appId}')/{action}`; the app id is a checked GUID.
@@ -110,12 +107,9 @@ async fn graph_token(
             "entra_id_password rotates client secrets; this credential is a certificate".into(),
         );
     }
-    let endpoint = graph::token_endpoint(
-        c.url.as_deref().unwrap_or(graph::DEFAULT_LOGIN_URL),
-        &c.tenant_id,
-    );
+    let endpoint = graph::token_endpoint(c.login_url(), &c.tenant_id);
     let scope = format!("{}/.default", graph_base(c));
-    let mut answer = graph::request_token(
+    let grant = graph::grant(
         &http::client(),
         &endpoint,
         client_id,
@@ -124,24 +118,25 @@ async fn graph_token(
     )
     .await
     .map_err(unreachable)?;
-    if answer.status != 200 {
-        let e = graph::read_token_error(&answer.body).unwrap_or_default();
-        answer.body.zeroize();
-        let codes: Vec<String> = e.codes.iter().map(|c| format!("AADSTS{c}")).collect();
-        return Err(format!(
-            "Entra ID refused the token request for Graph (status {}, error {}{}{})",
-            answer.status,
-            e.error
-                .as_deref()
-                .map(crate::provider::oauth2::safe_code)
-                .unwrap_or_else(|| "none".into()),
-            if codes.is_empty() { "" } else { " " },
-            codes.join(" ")
-        ));
+    match grant {
+        graph::Grant::Issued(token) => Ok(token),
+        graph::Grant::Unreadable(what) => Err(format!(
+            "the token endpoint's answer is not as documented: {what}"
+        )),
+        graph::Grant::Refused { status, error, .. } => {
+            let e = error.unwrap_or_default();
+            let codes: Vec<String> = e.codes.iter().map(|c| format!("AADSTS{c}")).collect();
+            Err(format!(
+                "Entra ID refused the token request for Graph (status {status}, error {}{}{})",
+                e.error
+                    .as_deref()
+                    .map(crate::provider::oauth2::safe_code)
+                    .unwrap_or_else(|| "none".into()),
+                if codes.is_empty() { "" } else { " " },
+                codes.join(" ")
+            ))
+        }
     }
-    let issued = graph::read_issued(&mut answer.body)
-        .map_err(|e| format!("the token endpoint's answer is not as documented: {e}"))?;
-    Ok(issued.access_token)
 }
 
 /// The app's client secrets, as `GET /applications(appId=...)` lists them.

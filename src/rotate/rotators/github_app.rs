@@ -11,7 +11,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::provider::ProviderConfig;
-use crate::provider::github::{API_VERSION, DEFAULT_URL};
+use crate::provider::github::API_VERSION;
 use crate::provider::http::{self, Response};
 use crate::schema::rotate::GithubApp;
 use crate::sources::FailReason;
@@ -48,11 +48,7 @@ pub async fn create(
     let ProviderConfig::Github(config) = provider else {
         return Err("github_app needs a github provider".into());
     };
-    let base = config
-        .url
-        .as_deref()
-        .or(config.api_url.as_deref())
-        .unwrap_or(DEFAULT_URL);
+    let (_, base) = config.api()?;
     let pem = app
         .private_key
         .read()

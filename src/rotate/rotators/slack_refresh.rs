@@ -6,16 +6,15 @@
 //! after a crash (`Rotator::idempotent`). Slack answers failures with HTTP 200 and
 //! `{"ok":false,"error":"<code>"}`: only documented codes are named in an error.
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::provider::ProviderConfig;
 use crate::provider::http::{self, Response};
 use crate::schema::rotate::SlackRefresh;
-use crate::secret::{FileSource, SecretSource};
 
 use super::super::machine::Pending;
-use super::{basic_auth, unreachable};
+use super::{basic_auth, expires_after, read_refresh_token, unreachable};
 
 /// The method, below the Web API base (`{url}/api`).
 pub const METHOD_PATH: &str = "/oauth.v2.access";
@@ -30,10 +29,7 @@ pub async fn refresh(
         return Err("slack_refresh needs a slack provider".into());
     };
     let (_, base) = config.api_base()?;
-    let refresh = SecretSource::File(FileSource::new(&s.refresh_token_file))
-        .read()
-        .await
-        .map_err(|e| format!("cannot read the refresh token: {e}"))?;
+    let refresh = read_refresh_token(&s.refresh_token_file).await?;
     let secret = s
         .client_secret
         .read()
@@ -121,17 +117,10 @@ pub fn parse_refresh(answer: &Response, now: Timestamp) -> Result<Pending, Strin
     let access = access
         .filter(usable)
         .ok_or("slack's refresh answer has no access_token")?;
-    let expires_at = match expires_in {
-        Some(serde_json::Value::Number(n)) => n
-            .as_i64()
-            .filter(|s| *s > 0)
-            .and_then(|s| now.checked_add(SignedDuration::from_secs(s)).ok()),
-        _ => None,
-    };
     Ok(Pending {
         value: Some(access),
         refresh_token: refresh.filter(usable),
-        expires_at,
+        expires_at: expires_after(expires_in, now),
         ..Pending::default()
     })
 }
